@@ -1,0 +1,97 @@
+"""The wire plumbing every REST emulator shares: request log, fault injection, error JSON."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Sequence
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from lab.core.context import LabContext
+from lab.core.errors import ApiError, error_for_status
+
+log = logging.getLogger(__name__)
+
+
+def json_response(body: object, status: int = 200) -> Response:
+    return Response(json.dumps(body), status_code=status, media_type="application/json")
+
+
+def api_error_response(error: ApiError) -> Response:
+    return JSONResponse(error.to_json(), status_code=error.code)
+
+
+class LabMiddleware:
+    """Logs each call and applies injected faults before the emulator sees it."""
+
+    def __init__(self, app: ASGIApp, ctx: LabContext, api: str):
+        self.app = app
+        self.ctx = ctx
+        self.api = api
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        method: str = scope["method"]
+        path: str = scope["path"]
+        rule = self.ctx.faults.match(self.api, method, path)
+        if rule is not None and rule.latency_s:
+            await asyncio.sleep(rule.latency_s)
+        if rule is not None and rule.status is not None:
+            error = error_for_status(rule.status, f"injected fault {rule.id}", rule.reason)
+            self.ctx.requests.record(self.api, method, path, rule.status, injected=True)
+            await api_error_response(error)(scope, receive, send)
+            return
+
+        status_holder: dict[str, int] = {}
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["status"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            self.ctx.requests.record(
+                self.api, method, path, status_holder.get("status", 500), rule is not None
+            )
+
+
+async def _api_error_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return api_error_response(exc)
+
+
+async def _unexpected_error_handler(request: Request, exc: Exception) -> Response:
+    log.exception("emulator bug on %s %s", request.method, request.url.path)
+    return api_error_response(error_for_status(500, f"lab emulator error: {exc}"))
+
+
+def build_app(ctx: LabContext, api: str, routes: Sequence[BaseRoute]) -> ASGIApp:
+    """A Starlette app for one emulated API, wrapped in the lab's middleware."""
+    app = Starlette(
+        routes=list(routes),
+        exception_handlers={ApiError: _api_error_handler, Exception: _unexpected_error_handler},
+    )
+    return LabMiddleware(app, ctx, api)
+
+
+async def read_json(request: Request) -> dict[str, object]:
+    raw = await request.body()
+    if not raw:
+        return {}
+    try:
+        body = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise error_for_status(400, f"request body is not JSON: {exc}", "parseError") from exc
+    if not isinstance(body, dict):
+        raise error_for_status(400, "request body must be a JSON object", "parseError")
+    return body

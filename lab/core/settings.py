@@ -1,0 +1,41 @@
+"""Where the lab lives and listens: one place for every address and port."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+# Offsets from base_port; one port per listener keeps the address scheme predictable.
+PORT_OFFSETS: dict[str, int] = {
+    "control": 0,
+    "dns": 1,
+    "run": 2,
+    "sql_grpc": 3,
+    "compute": 4,
+    "storage": 5,
+    "front_door": 6,
+    "mongodb": 7,
+    "prefect": 8,
+    "region_apps": 10,  # one port per region from here on
+}
+
+
+class LabSettings(BaseModel):
+    root: Path = Field(description="folder that holds the lab's state, logs and data")
+    host: str = "127.0.0.1"
+    base_port: int = Field(18780, ge=1024, le=65000)
+    time_scale: float = Field(0.1, ge=0)
+    # Each Cloud SQL instance gets its own loopback address so it can keep port 5432.
+    pg_address_prefix: str = "127.0.10."
+    pg_port: int = 5432
+    topology: Path | None = None
+
+    def port(self, name: str) -> int:
+        return self.base_port + PORT_OFFSETS[name]
+
+    def url(self, name: str) -> str:
+        return f"http://{self.host}:{self.port(name)}"
+
+    def region_app_port(self, index: int) -> int:
+        return self.base_port + PORT_OFFSETS["region_apps"] + index
