@@ -50,19 +50,23 @@ class LabMiddleware:
             await api_error_response(error)(scope, receive, send)
             return
 
-        status_holder: dict[str, int] = {}
+        recorded = False
 
         async def send_wrapper(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                status_holder["status"] = message["status"]
+            nonlocal recorded
+            # Log before the reply leaves, so a client never sees a reply the log lacks.
+            if message["type"] == "http.response.start" and not recorded:
+                recorded = True
+                self.ctx.requests.record(
+                    self.api, method, path, message["status"], rule is not None
+                )
             await send(message)
 
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            self.ctx.requests.record(
-                self.api, method, path, status_holder.get("status", 500), rule is not None
-            )
+            if not recorded:
+                self.ctx.requests.record(self.api, method, path, 500, rule is not None)
 
 
 async def _api_error_handler(request: Request, exc: Exception) -> Response:

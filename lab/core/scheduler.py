@@ -29,7 +29,9 @@ class Scheduler:
 
     def call_later(self, delay: float, fn: Callable[[], None]) -> None:
         with self._cond:
-            heapq.heappush(self._heap, (time.monotonic() + max(delay, 0.0), next(self._counter), fn))
+            heapq.heappush(
+                self._heap, (time.monotonic() + max(delay, 0.0), next(self._counter), fn)
+            )
             self._cond.notify()
 
     def clear(self) -> None:
@@ -46,9 +48,7 @@ class Scheduler:
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._stopped and (
-                    not self._heap or self._heap[0][0] > time.monotonic()
-                ):
+                while not self._stopped and (not self._heap or self._heap[0][0] > time.monotonic()):
                     timeout = self._heap[0][0] - time.monotonic() if self._heap else None
                     self._cond.wait(timeout)
                 if self._stopped:

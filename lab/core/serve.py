@@ -20,7 +20,9 @@ def ensure_port_free(host: str, port: int, what: str) -> None:
         try:
             sock.bind((host, port))
         except OSError as exc:
-            raise PortInUse(f"port {host}:{port} for {what} is already in use ({exc.strerror})") from exc
+            raise PortInUse(
+                f"port {host}:{port} for {what} is already in use ({exc.strerror})"
+            ) from exc
 
 
 class ThreadedServer:
@@ -31,7 +33,12 @@ class ThreadedServer:
         self.host = host
         self.port = port
         config = uvicorn.Config(
-            app, host=host, port=port, log_level="warning", access_log=False, lifespan="off",
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
             timeout_keep_alive=30,
         )
         self._server = uvicorn.Server(config)

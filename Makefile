@@ -1,0 +1,36 @@
+# The README's commands. Each one installs what it needs first, so a fresh clone works.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup demo test lint bench lab-up lab-down clean
+
+$(STAMP): pyproject.toml scripts/setup.sh
+	bash scripts/setup.sh
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m lifeboat.demo
+
+test: $(STAMP)
+	$(BIN)/pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+lab-up: $(STAMP)
+	$(BIN)/lifeboat lab up
+
+lab-down: $(STAMP)
+	$(BIN)/lifeboat lab down
+
+clean: lab-down
+	rm -rf $(VENV) .lab

@@ -1,0 +1,366 @@
+"""failover: move an environment from its primary region to its secondary region.
+
+The runbook, in order: preflight (primary health, secondary readiness, replica lag) →
+approval when the primary looks healthy or the lag exceeds the RPO → region lock →
+scale the secondary and promote the replica, concurrently → switch DNS, purge the CDN →
+verify through the public path → record, artifacts, event, notifications.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import ExitStack
+from enum import StrEnum
+from typing import Annotated, Any
+
+from prefect import flow, get_run_logger
+from prefect.context import get_run_context
+from prefect.exceptions import FlowPauseTimeout
+from prefect.flow_runs import pause_flow_run
+from prefect.futures import wait
+from prefect.input import RunInput
+from prefect.task_runners import ThreadPoolTaskRunner
+from pydantic import Field
+
+from flows.region_lock import region_lock
+from lifeboat import runtime
+from lifeboat.record import RunRecord
+from lifeboat.switch import (
+    ENVIRONMENT_FIELD,
+    INCIDENT_FIELD,
+    REASON_FIELD,
+    SwitchRequest,
+    failover_plan,
+    publish_run,
+)
+from lifeboat.topology import RegionRole, Tier, Topology
+from tasks.cdn import cdn_invalidate
+from tasks.cloud_run import ServiceState, run_describe_service, run_scale_service
+from tasks.cloud_sql import (
+    ReplicaLag,
+    sql_describe_instance,
+    sql_promote_replica,
+    sql_publish_connection,
+    sql_replica_lag,
+)
+from tasks.dns import dns_get_record, dns_switch_record
+from tasks.errors import PermanentError, PreflightRefused
+from tasks.health import HealthReport, Target, health_probe, health_verify
+
+
+class Mode(StrEnum):
+    graceful = "graceful"
+    ungraceful = "ungraceful"  # the primary region is gone: skip every step that needs it
+
+
+class FailoverApproval(RunInput):
+    approved: bool = Field(description="Go ahead with the failover")
+    approver: str = Field(min_length=1, description="Who approves")
+    note: str = Field("", description="Why")
+
+
+def _cache_key(step: str):
+    """Key side-effect steps by incident so a re-run of the incident resumes past them."""
+
+    def key(context: Any, parameters: dict[str, Any]) -> str:
+        incident = parameters.get("request_id") or parameters.get("incident_id") or ""
+        args = "/".join(
+            str(parameters.get(k, "")) for k in ("region", "service", "instance", "name", "path")
+        )
+        return f"failover/{incident}/{step}/{args}"
+
+    return key
+
+
+@flow(name="failover", task_runner=ThreadPoolTaskRunner(max_workers=16), persist_result=True)
+def failover(
+    environment: Annotated[str, ENVIRONMENT_FIELD],
+    reason: Annotated[str, REASON_FIELD],
+    incident_id: Annotated[str | None, INCIDENT_FIELD] = None,
+    dry_run: Annotated[bool, Field(description="Print the exact plan and change nothing")] = False,
+    mode: Annotated[
+        Mode, Field(description="ungraceful skips steps that need the failed region")
+    ] = Mode.graceful,
+    operator: Annotated[str, Field(max_length=100, description="Who launched it")] = "unknown",
+    approve: Annotated[
+        bool, Field(description="Approve in advance (break-glass); skips the pause")
+    ] = False,
+    approval_timeout_s: Annotated[int, Field(ge=10, le=86400)] = 1800,
+) -> dict[str, Any]:
+    request = SwitchRequest.validate_launch(environment, reason, incident_id, operator)
+    topo = runtime.topology(request.environment)
+    record = RunRecord(
+        flow="failover",
+        environment=request.environment,
+        incident_id=request.incident_id,
+        reason=request.reason,
+        trigger=request.trigger,
+        operator=request.operator,
+        mode=mode.value,
+        dry_run=dry_run,
+        flow_run_id=request.flow_run_id,
+    )
+    started = time.perf_counter()
+    try:
+        _run(topo, record, mode, dry_run, approve, approval_timeout_s, started)
+    except BaseException as exc:
+        if record.outcome == "running":
+            record.finish("failed", str(exc)[:1000])
+        raise
+    finally:
+        publish_run(record)
+    return record.model_dump(mode="json")
+
+
+def _run(
+    topo: Topology,
+    record: RunRecord,
+    mode: Mode,
+    dry_run: bool,
+    approve: bool,
+    approval_timeout_s: int,
+    started: float,
+) -> None:
+    logger = get_run_logger()
+    env = topo.environment
+    secondary = topo.regions.secondary
+    replica = topo.cloud_sql.replica
+
+    with record.step("preflight") as step:
+        pre = _preflight(topo, mode)
+        step.detail = pre.summary()
+    record.lag = pre.lag.model_dump(mode="json")
+    record.before = pre.state()
+    record.plan = failover_plan(topo, pre.record, pre.services, pre.replica_type)
+    logger.info("plan:\n%s", "\n".join(record.plan))
+    if dry_run:
+        record.finish("planned")
+        return
+
+    rpo_s = topo.objectives[Tier.critical].rpo_minutes * 60
+    reasons = pre.approval_reasons(rpo_s, topo)
+    if reasons:
+        with record.step("approval") as step:
+            record.approval = _approval(record, reasons, approve, approval_timeout_s)
+            step.detail = f"approved by {record.approval['approver']}"
+    with ExitStack() as held:
+        with record.step("region-lock") as step:
+            lease = held.enter_context(
+                region_lock(env, record.incident_id, "failover", record.operator)
+            )
+            step.detail = lease.describe()
+        with record.step("scale-and-promote") as step:
+            scales = [
+                run_scale_service.with_options(
+                    cache_key_fn=_cache_key("scale"), persist_result=True
+                ).submit(
+                    env,
+                    secondary.project,
+                    secondary.name,
+                    svc.name,
+                    svc.active_scaling.min,
+                    svc.active_scaling.max,
+                )
+                for svc in topo.services
+            ]
+            promote = sql_promote_replica.with_options(
+                cache_key_fn=_cache_key("promote"), persist_result=True
+            ).submit(env, replica.project, replica.instance)
+            wait([*scales, promote])
+            results = [f.result() for f in scales]
+            promoted = promote.result()
+            scaled = sum(r.changed for r in results)
+            step.detail = f"scaled {scaled}/{len(results)}; promote changed={promoted.changed}"
+        with record.step("database-connection") as step:
+            changed = sql_publish_connection(env, replica.project, replica.instance)
+            step.detail = (
+                "secret updated" if changed else "already pointing at the promoted instance"
+            )
+        with record.step("dns-switch") as step:
+            switched = [
+                dns_switch_record.with_options(cache_key_fn=_cache_key("dns"), persist_result=True)(
+                    env, rec.name, rec.rrdatas[RegionRole.secondary], rec.failover_ttl, rec.type
+                )
+                for rec in topo.dns.records
+            ]
+            step.detail = "; ".join(
+                f"{s.after.name} → {','.join(s.after.rrdatas)} ttl {s.after.ttl}"
+                + ("" if s.changed else " (already)")
+                for s in switched
+            )
+        with record.step("cdn-purge") as step:
+            purges = [
+                cdn_invalidate(
+                    env, topo.cdn.host, path, request_id=_request_id(record.incident_id, path)
+                )
+                for path in topo.cdn.paths
+            ]
+            step.detail = ", ".join(f"{p.path} ({p.operation})" for p in purges)
+        with record.step("verify") as step:
+            verified = health_verify(
+                env,
+                Target.public,
+                timeout_s=topo.health.verify_timeout_s,
+                expect_region=secondary.name,
+            )
+            step.detail = verified.summary()
+        record.rto_seconds = time.perf_counter() - started
+    record.after = {
+        "dns": [s.after.model_dump() for s in switched],
+        "replica": promoted.after.model_dump(),
+    }
+    record.finish("completed")
+
+
+def _request_id(incident_id: str, path: str) -> str:
+    """A stable UUID per incident and path, so Compute dedupes a repeated invalidation."""
+    import uuid
+
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"lifeboat/{incident_id}/{path}"))
+
+
+class Preflight:
+    def __init__(
+        self,
+        primary: HealthReport | None,
+        services: list[ServiceState],
+        replica_type: str,
+        replica_state: str,
+        lag: ReplicaLag,
+        record: Any,
+    ):
+        self.primary = primary
+        self.services = services
+        self.replica_type = replica_type
+        self.replica_state = replica_state
+        self.lag = lag
+        self.record = record
+
+    def primary_down(self, topo: Topology) -> bool:
+        return self.primary is None or self.primary.failed >= topo.health.down_after_failures
+
+    def approval_reasons(self, rpo_s: float, topo: Topology) -> list[str]:
+        reasons = []
+        if not self.primary_down(topo):
+            assert self.primary is not None
+            reasons.append(f"the primary looks healthy ({self.primary.failed} failed check(s))")
+        if self.lag.seconds > rpo_s:
+            reasons.append(
+                f"replica lag {self.lag.seconds:.0f} s exceeds the critical RPO {rpo_s:.0f} s"
+            )
+        return reasons
+
+    def summary(self) -> str:
+        primary = (
+            "skipped (ungraceful)"
+            if self.primary is None
+            else f"{self.primary.failed} failed check(s)"
+        )
+        return (
+            f"primary: {primary}; replica {self.replica_type} {self.replica_state}; "
+            f"lag {self.lag.seconds:.1f} s / {self.lag.bytes} B"
+        )
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "dns": self.record.model_dump() if self.record else None,
+            "services": [s.model_dump() for s in self.services],
+            "replica": {"type": self.replica_type, "state": self.replica_state},
+            "primary_health": self.primary.model_dump() if self.primary else None,
+        }
+
+
+def _preflight(topo: Topology, mode: Mode) -> Preflight:
+    """Probe the primary, check the secondary is ready, estimate lag; all at once."""
+    env = topo.environment
+    secondary = topo.regions.secondary
+    replica = topo.cloud_sql.replica
+    primary_f = None if mode is Mode.ungraceful else health_probe.submit(env, Target.primary)
+    service_fs = [
+        run_describe_service.submit(env, secondary.project, secondary.name, svc.name)
+        for svc in topo.services
+    ]
+    replica_f = sql_describe_instance.submit(env, replica.project, replica.instance)
+    lag_f = sql_replica_lag.submit(env, replica.project, replica.instance)
+    record_f = dns_get_record.submit(env, topo.dns.records[0].name, topo.dns.records[0].type)
+    services = [f.result() for f in service_fs]
+    replica_state = replica_f.result()
+    missing = [s.service for s in services if not s.exists]
+    if missing:
+        raise PreflightRefused(
+            f"preflight: services missing in {secondary.name}: {', '.join(missing)}"
+        )
+    if replica_state.state != "RUNNABLE":
+        raise PreflightRefused(
+            f"preflight: replica {replica.instance} is {replica_state.state}, not RUNNABLE"
+        )
+    return Preflight(
+        primary_f.result() if primary_f else None,
+        services,
+        replica_state.instance_type,
+        replica_state.state,
+        lag_f.result(),
+        record_f.result(),
+    )
+
+
+def _approval(
+    record: RunRecord, reasons: list[str], approve: bool, timeout_s: int
+) -> dict[str, Any]:
+    logger = get_run_logger()
+    if approve:
+        logger.warning(
+            "approval needed (%s); approved in advance by %s", "; ".join(reasons), record.operator
+        )
+        return {
+            "approved": True,
+            "approver": record.operator,
+            "note": "approved at launch",
+            "reasons": reasons,
+        }
+    context = get_run_context()
+    if getattr(getattr(context, "flow_run", None), "deployment_id", None) is None:
+        raise PermanentError(
+            "approval needed ("
+            + "; ".join(reasons)
+            + "), but this run has no deployment to pause; "
+            "re-run with approve=true (CLI: --approve) to go ahead"
+        )
+    description = _approval_markdown(record, reasons)
+    try:
+        answer = pause_flow_run(
+            wait_for_input=FailoverApproval.with_initial_data(
+                description=description, approved=False, approver=""
+            ),
+            timeout=timeout_s,
+            poll_interval=2,
+        )
+    except FlowPauseTimeout:
+        record.finish("rejected", f"no approval within {timeout_s} s; nothing was changed")
+        raise PermanentError(
+            f"failover not approved within {timeout_s} s; nothing was changed"
+        ) from None
+    if not answer.approved:
+        record.finish(
+            "rejected", f"rejected by {answer.approver}: {answer.note}; nothing was changed"
+        )
+        raise PermanentError(f"failover rejected by {answer.approver}; nothing was changed")
+    return {"approved": True, "approver": answer.approver, "note": answer.note, "reasons": reasons}
+
+
+def _approval_markdown(record: RunRecord, reasons: list[str]) -> str:
+    lag = record.lag or {}
+    lines = [
+        f"## Approve failover of `{record.environment}`?",
+        f"Incident **{record.incident_id}**: {record.reason}",
+        "",
+        "Approval is needed because:",
+        *[f"- {r}" for r in reasons],
+        "",
+        f"Estimated data at risk: **{lag.get('seconds', 0):.1f} s** "
+        f"({lag.get('bytes', 0)} bytes of WAL).",
+        "",
+        "Planned changes:",
+        *[f"- {p}" for p in record.plan],
+    ]
+    return "\n".join(lines)

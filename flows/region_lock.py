@@ -1,0 +1,49 @@
+"""The fencing lock every region switch takes: a GCS lease plus a Prefect concurrency slot.
+
+The lease refuses a second switch at once and names its holder; it also fences runs that
+bypass the Prefect server (break-glass). The Prefect global concurrency limit shows the
+lock in the UI and closes the gap between two runs reading the lease at the same moment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+
+from prefect import get_run_logger
+from prefect.concurrency.sync import concurrency
+
+from tasks.errors import LockHeld
+from tasks.storage import Lease, lease_acquire, lease_release
+
+
+def limit_name(environment: str) -> str:
+    return f"dr-region-switch-{environment}"
+
+
+@contextmanager
+def region_lock(environment: str, incident_id: str, flow: str, holder: str) -> Iterator[Lease]:
+    logger = get_run_logger()
+    lease = lease_acquire(environment, incident_id, flow, holder)
+    logger.info("took the region lock of %s: %s", environment, lease.describe())
+    try:
+        with ExitStack() as stack:
+            try:
+                stack.enter_context(
+                    concurrency(
+                        limit_name(environment),
+                        occupy=1,
+                        timeout_seconds=15,
+                        strict=True,
+                        lease_duration=300,
+                    )
+                )
+            except TimeoutError as exc:
+                raise LockHeld(
+                    f"region lock for {environment}: the Prefect concurrency limit "
+                    f"{limit_name(environment)} is held by another run"
+                ) from exc
+            yield lease
+    finally:
+        lease_release(environment, incident_id)
+        logger.info("released the region lock of %s", environment)

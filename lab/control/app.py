@@ -1,0 +1,126 @@
+"""Outages, fault injection, the request log, state, config and reset."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, Field, ValidationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp
+
+from lab.core.context import LabContext
+from lab.core.faults import FaultRule
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class OutageRequest(BaseModel):
+    region: str
+    down: bool
+
+
+class ConfigRequest(BaseModel):
+    time_scale: float | None = Field(None, ge=0)
+    latency: dict[str, float] = Field(default_factory=dict)
+
+
+class RevisionHealthRequest(BaseModel):
+    project: str
+    location: str
+    revision: str
+    healthy: bool
+
+
+def _bad(message: str) -> Response:
+    return JSONResponse({"error": message}, status_code=400)
+
+
+async def _parse(request: Request, model: type[M]) -> M | Response:
+    try:
+        return model.model_validate(json.loads(await request.body() or b"{}"))
+    except (ValidationError, json.JSONDecodeError) as exc:
+        return _bad(str(exc))
+
+
+def create_control_app(
+    ctx: LabContext,
+    known_regions: list[str],
+    reset: Callable[[], None],
+    state: Callable[[], dict[str, Any]],
+) -> ASGIApp:
+    async def health(request: Request) -> Response:
+        return JSONResponse({"ok": True})
+
+    async def outage(request: Request) -> Response:
+        body = await _parse(request, OutageRequest)
+        if isinstance(body, Response):
+            return body
+        if body.region not in known_regions:
+            return _bad(f"region: unknown region {body.region!r}; known: {known_regions}")
+        ctx.set_outage(body.region, body.down)
+        return JSONResponse({"outages": ctx.outages()})
+
+    async def faults(request: Request) -> Response:
+        if request.method == "GET":
+            return JSONResponse([r.model_dump() for r in ctx.faults.rules()])
+        if request.method == "DELETE":
+            ctx.faults.clear()
+            return JSONResponse([])
+        rule = await _parse(request, FaultRule)
+        if isinstance(rule, Response):
+            return rule
+        return JSONResponse(ctx.faults.add(rule).model_dump(), status_code=201)
+
+    def requests(request: Request) -> Response:
+        q = request.query_params
+        entries = ctx.requests.entries(
+            api=q.get("api"), method=q.get("method"), since=int(q.get("since", "0"))
+        )
+        return JSONResponse(
+            {"last_seq": ctx.requests.last_seq, "entries": [e.to_json() for e in entries]}
+        )
+
+    async def config(request: Request) -> Response:
+        if request.method == "GET":
+            return JSONResponse(ctx.latency.snapshot())
+        body = await _parse(request, ConfigRequest)
+        if isinstance(body, Response):
+            return body
+        try:
+            ctx.latency.configure(body.time_scale, body.latency)
+        except ValueError as exc:
+            return _bad(str(exc))
+        return JSONResponse(ctx.latency.snapshot())
+
+    async def revision_health(request: Request) -> Response:
+        body = await _parse(request, RevisionHealthRequest)
+        if isinstance(body, Response):
+            return body
+        ctx.backends["run"].set_revision_health(
+            body.project, body.location, body.revision, body.healthy
+        )
+        return JSONResponse(body.model_dump())
+
+    def get_state(request: Request) -> Response:
+        return JSONResponse(state())
+
+    def do_reset(request: Request) -> Response:
+        reset()
+        return JSONResponse({"reset": True})
+
+    routes = [
+        Route("/_lab/health", health),
+        Route("/_lab/outage", outage, methods=["POST"]),
+        Route("/_lab/faults", faults, methods=["GET", "POST", "DELETE"]),
+        Route("/_lab/requests", requests),
+        Route("/_lab/config", config, methods=["GET", "POST"]),
+        Route("/_lab/revision-health", revision_health, methods=["POST"]),
+        Route("/_lab/state", get_state),
+        Route("/_lab/reset", do_reset, methods=["POST"]),
+    ]
+    return Starlette(routes=routes)

@@ -1,0 +1,68 @@
+"""Route each request to the region the DNS A record names; cache what a CDN would."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import httpx
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp
+
+from lab.core.context import LabContext
+from lab.core.http import build_app
+from lab.frontdoor.cache import CachedResponse, EdgeCache, is_cacheable
+
+
+def create_front_door(
+    ctx: LabContext,
+    region_for_address: Callable[[str], str | None],
+    region_app_url: Callable[[str], str | None],
+    cache: EdgeCache,
+) -> ASGIApp:
+    """``region_for_address`` maps an A record's address to a region; the app URL follows."""
+    client = httpx.AsyncClient(timeout=10.0)
+
+    async def proxy(request: Request) -> Response:
+        host = (request.headers.get("host") or "").split(":")[0].lower()
+        path = request.url.path
+        if request.method == "GET" and is_cacheable(path):
+            hit = cache.get(host, path)
+            if hit is not None:
+                return _cached(hit, "HIT")
+        rrset = ctx.backends["dns"].find_rrset(host + ".", "A")
+        if rrset is None:
+            return JSONResponse({"error": f"NXDOMAIN {host}"}, status_code=502)
+        region = region_for_address(rrset["rrdatas"][0])
+        target = region_app_url(region) if region else None
+        if region is None or target is None:
+            return JSONResponse(
+                {"error": f"{host} → {rrset['rrdatas'][0]} reaches no region"}, status_code=502
+            )
+        try:
+            upstream = await client.request(
+                request.method,
+                target + path,
+                params=request.query_params,
+                content=await request.body(),
+            )
+        except httpx.HTTPError as exc:
+            return JSONResponse({"error": f"{region} unreachable: {exc}"}, status_code=502)
+        content_type = upstream.headers.get("content-type", "application/json")
+        if request.method == "GET" and is_cacheable(path) and upstream.status_code == 200:
+            cache.put(host, path, CachedResponse(200, upstream.content, content_type, region))
+        response = Response(upstream.content, upstream.status_code, media_type=content_type)
+        response.headers["x-lab-region"] = region
+        response.headers["x-lab-cache"] = "MISS"
+        return response
+
+    routes = [Route("/{rest:path}", proxy, methods=["GET", "POST", "PUT", "DELETE", "HEAD"])]
+    return build_app(ctx, "front-door", routes)
+
+
+def _cached(hit: CachedResponse, state: str) -> Response:
+    response = Response(hit.body, hit.status, media_type=hit.content_type)
+    response.headers["x-lab-region"] = hit.region
+    response.headers["x-lab-cache"] = state
+    return response

@@ -1,0 +1,142 @@
+"""The lab's Prefect server and process worker, with every deployment applied."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import yaml
+
+from lifeboat.topology import REPO_ROOT
+
+WORK_POOL = "lifeboat-lab"
+REGION_SWITCH_LIMIT = "dr-region-switch-lab"
+PREFECT_YAML = REPO_ROOT / "deployments" / "prefect.yaml"
+
+
+def _prefect_bin() -> str:
+    return str(Path(sys.executable).with_name("prefect"))
+
+
+def client_env(api_url: str, auth_string: str | None, lab_root: Path) -> dict[str, str]:
+    """Environment for anything that talks to the lab's server (CLI, worker, flows)."""
+    env = dict(os.environ)
+    env.update(
+        PREFECT_API_URL=api_url,
+        # Without this, a missing URL silently starts a throwaway server (reference/prefect.md).
+        PREFECT_SERVER_ALLOW_EPHEMERAL_MODE="false",
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_HOME=str(lab_root / "prefect-home"),
+        LIFEBOAT_LAB_DIR=str(lab_root),
+    )
+    if auth_string:
+        env["PREFECT_API_AUTH_STRING"] = auth_string
+    return env
+
+
+def start_server(
+    lab_root: Path, host: str, port: int, database_url: str | None, auth_string: str | None
+) -> subprocess.Popen[bytes]:
+    env = client_env(f"http://{host}:{port}/api", auth_string, lab_root)
+    env.pop("PREFECT_API_URL")
+    if database_url:
+        env["PREFECT_API_DATABASE_CONNECTION_URL"] = database_url
+    else:  # SQLite is only the fallback: it can lock on resume (reference/prefect.md)
+        env["PREFECT_API_DATABASE_CONNECTION_URL"] = (
+            f"sqlite+aiosqlite:///{lab_root / 'prefect.db'}"
+        )
+    if auth_string:
+        env["PREFECT_SERVER_API_AUTH_STRING"] = auth_string
+    log = (lab_root / "logs" / "prefect-server.log").open("ab")
+    return subprocess.Popen(
+        [_prefect_bin(), "server", "start", "--host", host, "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def wait_healthy(api_url: str, proc: subprocess.Popen[bytes], timeout: float = 90.0) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if proc.poll() is not None:
+            raise RuntimeError("the Prefect server exited at start; see logs/prefect-server.log")
+        try:
+            if httpx.get(f"{api_url}/health", timeout=1.0).status_code == 200:
+                return time.monotonic() - started
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    raise RuntimeError(f"the Prefect server did not answer {api_url}/health in {timeout:.0f} s")
+
+
+def _run(args: list[str], env: dict[str, str]) -> None:
+    result = subprocess.run(
+        [_prefect_bin(), *args], env=env, cwd=REPO_ROOT, capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"prefect {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+
+
+def has_deployments() -> bool:
+    data = yaml.safe_load(PREFECT_YAML.read_text()) if PREFECT_YAML.exists() else None
+    return bool(data and data.get("deployments"))
+
+
+def apply_configuration(env: dict[str, str]) -> None:
+    """Work pool, the region-switch concurrency limit, and every deployment."""
+    _run(["work-pool", "create", WORK_POOL, "--type", "process", "--overwrite"], env)
+    if not _gcl_exists(env):
+        _run(["gcl", "create", REGION_SWITCH_LIMIT, "--limit", "1"], env)
+    if has_deployments():
+        _run(["--no-prompt", "deploy", "--all", "--prefect-file", str(PREFECT_YAML)], env)
+
+
+def _gcl_exists(env: dict[str, str]) -> bool:
+    result = subprocess.run(
+        [_prefect_bin(), "gcl", "inspect", REGION_SWITCH_LIMIT], env=env, capture_output=True
+    )
+    return result.returncode == 0
+
+
+def start_worker(lab_root: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    worker_env = dict(env, PREFECT_WORKER_QUERY_SECONDS="1", PREFECT_WORKER_PREFETCH_SECONDS="5")
+    log = (lab_root / "logs" / "prefect-worker.log").open("ab")
+    return subprocess.Popen(
+        [_prefect_bin(), "worker", "start", "--pool", WORK_POOL, "--type", "process"],
+        env=worker_env,
+        cwd=REPO_ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+_SAVE_SECRETS = """
+import json, sys
+from prefect.blocks.system import Secret
+for name, value in json.loads(sys.stdin.read()).items():
+    Secret(value=value).save(name, overwrite=True)
+"""
+
+
+def save_lab_secrets(env: dict[str, str], endpoints: dict[str, object]) -> None:
+    """Store the lab's secrets as Prefect Secret blocks, passed on stdin, never argv."""
+    secrets = {"lifeboat-mongodb-uri": str(endpoints["mongodb_uri"])}
+    result = subprocess.run(
+        [sys.executable, "-c", _SAVE_SECRETS],
+        input=json.dumps(secrets),
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"saving the lab's Secret blocks failed:\n{result.stderr[-2000:]}")

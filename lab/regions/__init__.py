@@ -1,0 +1,1 @@
+"""Demo region apps: one small app per region serving the seeds' endpoints."""

@@ -1,0 +1,56 @@
+"""The app one region serves: /health, /<service>/status, /version, /widgets/*."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp
+
+from lab.core.context import LabContext
+from lab.core.http import build_app
+from lab.regions.health import RegionSpec, database_verdict, region_verdict, service_verdict
+
+# Seed 004's verification endpoints and the service behind each.
+STATUS_PATHS = {
+    "auth": "auth-service",
+    "ai": "ai-service",
+    "recommendations": "recommendation-service",
+    "face": "face-service",
+}
+
+
+def create_region_app(ctx: LabContext, region: RegionSpec) -> ASGIApp:
+    def reply(healthy: bool, **body: object) -> Response:
+        payload = {"region": region.name, "healthy": healthy, **body}
+        return JSONResponse(payload, status_code=200 if healthy else 503)
+
+    def health(request: Request) -> Response:
+        verdict = region_verdict(ctx, region)
+        return reply(verdict.healthy, reason=verdict.reason)
+
+    def status(request: Request) -> Response:
+        key = request.path_params["name"]
+        service = STATUS_PATHS.get(key)
+        if service is None or service not in region.services:
+            return JSONResponse({"error": f"no service behind /{key}/status"}, status_code=404)
+        verdict = service_verdict(ctx, region, service)
+        if verdict.healthy:
+            verdict = database_verdict(ctx, region)
+        return reply(verdict.healthy, service=service, reason=verdict.reason)
+
+    def version(request: Request) -> Response:
+        # Cacheable on purpose: the front door keeps it until a CDN invalidation, so a
+        # verification that sees the new region proves the purge happened.
+        return JSONResponse({"region": region.name, "project": region.project})
+
+    def widget(request: Request) -> Response:
+        return JSONResponse({"region": region.name, "widget": request.path_params["rest"]})
+
+    routes = [
+        Route("/health", health),
+        Route("/{name}/status", status),
+        Route("/version", version),
+        Route("/widgets/{rest:path}", widget),
+    ]
+    return build_app(ctx, f"region-app/{region.name}", routes)

@@ -1,0 +1,95 @@
+"""Put the emulators into the state a topology describes: the lab's "before" picture."""
+
+from __future__ import annotations
+
+import psycopg
+
+from lab.core.context import LabContext
+from lab.mongo.seed_data import seed_varai
+from lifeboat.topology import RegionRole, Topology
+
+# Seed 004's integrity queries count these tables; the data is small but real.
+_SQL_SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+    id bigserial PRIMARY KEY, email text UNIQUE NOT NULL, created_at timestamptz DEFAULT now());
+CREATE TABLE IF NOT EXISTS conversations (
+    id bigserial PRIMARY KEY, user_id bigint REFERENCES users(id), topic text,
+    created_at timestamptz DEFAULT now());
+CREATE TABLE IF NOT EXISTS recommendations (
+    id bigserial PRIMARY KEY, user_id bigint REFERENCES users(id), sku text, score real,
+    created_at timestamptz DEFAULT now());
+CREATE TABLE IF NOT EXISTS lab_heartbeat (
+    region text PRIMARY KEY, at timestamptz NOT NULL);
+INSERT INTO users (email)
+    SELECT 'user' || g || '@varai.example' FROM generate_series(1, 500) g;
+INSERT INTO conversations (user_id, topic)
+    SELECT 1 + (g % 500), 'frames for ' || (ARRAY['oval','round','square'])[1 + g % 3]
+    FROM generate_series(1, 2000) g;
+INSERT INTO recommendations (user_id, sku, score)
+    SELECT 1 + (g % 500), 'VR-' || lpad((g % 200)::text, 5, '0'), (g % 100) / 100.0
+    FROM generate_series(1, 3000) g;
+"""
+
+
+def seed_cloud(ctx: LabContext, topology: Topology) -> None:
+    """Zones, records, services, instances, url map and buckets, as before any failover."""
+    dns = ctx.backends["dns"]
+    dns.create_zone(topology.dns.project, topology.dns.zone, topology.dns.dns_name)
+    for record in topology.dns.records:
+        dns.set_rrset(
+            topology.dns.project,
+            topology.dns.zone,
+            record.name,
+            record.type,
+            record.ttl,
+            record.rrdatas[RegionRole.primary],
+        )
+
+    run = ctx.backends["run"]
+    for role in RegionRole:
+        region = topology.regions.by_role(role)
+        for service in topology.services:
+            scaling = (
+                service.active_scaling if role is RegionRole.primary else service.standby_scaling
+            )
+            run.create_service(
+                region.project,
+                region.name,
+                service.name,
+                image=service.image,
+                min_instances=scaling.min,
+                max_instances=scaling.max,
+            )
+
+    sql = ctx.backends["sql"]
+    primary, replica = topology.cloud_sql.primary, topology.cloud_sql.replica
+    sql.create_instance(
+        primary.project, primary.instance, primary.region, databases=topology.cloud_sql.databases
+    )
+    with psycopg.connect(
+        sql.dsn(primary.project, primary.instance, topology.cloud_sql.databases[0])
+    ) as conn:
+        conn.execute(_SQL_SCHEMA)  # type: ignore[arg-type]
+    sql.create_instance(
+        replica.project,
+        replica.instance,
+        replica.region,
+        databases=topology.cloud_sql.databases,
+        master=primary.instance,
+    )
+
+    ctx.backends["compute"].create_url_map(
+        topology.cdn.project, topology.cdn.url_map, [topology.cdn.host]
+    )
+
+    storage = ctx.backends["storage"]
+    for bucket in (topology.backups.bucket, topology.backups.records_bucket):
+        storage.create_bucket(topology.regions.primary.project, bucket, location="US")
+
+
+def seed_mongo(uri: str, topology: Topology) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for database in topology.mongodb.databases:
+        for name, count in seed_varai(uri, database).items():
+            counts[f"{database}.{name}"] = count
+    return counts

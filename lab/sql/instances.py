@@ -1,0 +1,140 @@
+"""SqlInstancesService's admin operations: insert, delete, promote, patch, restart, export.
+
+Each validates at once (404, 400, 409 operationInProgress, 503 for a region outage) and
+returns an ``Operation``; the real PostgreSQL work runs when the operation's delay ends.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from lab.core.context import LabContext
+from lab.sql import jobs
+from lab.sql.exceptions import InvalidRequest, NotAReplica
+from lab.sql.resources import DATABASE_VERSION, DEFAULT_TIER, Instance, Operation
+
+
+class InstanceOperations:
+    """The mutating half of SqlInstancesService (a mixin of ``SqlBackend``)."""
+
+    # Provided by SqlBackend.
+    ctx: LabContext
+    _lock: threading.RLock
+    _mutable: Callable[[str, str], Instance]
+    _delay: Callable[[str], float]
+    _begin: Callable[..., Operation]
+    _register: Callable[..., Instance]
+    _build: Callable[[Instance, list[str]], None]
+    _discard: Callable[[Instance], None]
+    _unlink_from_master: Callable[[Instance], None]
+    _drop_backups_of: Callable[[str, str], None]
+
+    def insert_instance(
+        self,
+        project: str,
+        name: str,
+        region: str,
+        *,
+        master: str | None,
+        tier: str,
+        labels: dict[str, str],
+        database_version: str,
+    ) -> Operation:
+        if database_version not in ("", DATABASE_VERSION):
+            raise InvalidRequest(f"The lab runs {DATABASE_VERSION} only, not {database_version}.")
+        with self._lock:
+            inst = self._register(project, name, region, master, tier or DEFAULT_TIER, labels)
+            op_type = "CREATE_REPLICA" if inst.master else "CREATE"
+
+            def work() -> None:
+                self._build(inst, [])
+
+            return self._begin(inst, op_type, self._delay("sql.insert"), work)
+
+    def delete_instance(self, project: str, name: str) -> Operation:
+        with self._lock:
+            inst = self._mutable(project, name)
+            if inst.replicas:
+                raise InvalidRequest(
+                    f"The instance {name} has read replicas {inst.replicas}; delete them first."
+                )
+            inst.state = "PENDING_DELETE"
+
+            def work() -> None:
+                self._discard(inst)
+                self._drop_backups_of(inst.project, inst.name)
+
+            return self._begin(inst, "DELETE", self._delay("sql.delete"), work)
+
+    def promote_replica(self, project: str, name: str) -> Operation:
+        with self._lock:
+            inst = self._mutable(project, name)
+            if inst.master is None:
+                raise NotAReplica(name)
+
+            def work() -> None:
+                inst.cluster.promote()
+                with self._lock:
+                    self._unlink_from_master(inst)
+                    inst.master = None
+
+            return self._begin(inst, "PROMOTE_REPLICA", self._delay("sql.promote"), work)
+
+    def patch_instance(
+        self, project: str, name: str, *, tier: str | None, labels: dict[str, str] | None
+    ) -> Operation:
+        """Change the tier and merge labels in (gRPC maps cannot carry JSON's null)."""
+        with self._lock:
+            inst = self._mutable(project, name)
+
+            def work() -> None:
+                with self._lock:
+                    inst.tier = tier or inst.tier
+                    inst.labels.update(labels or {})
+                    inst.settings_version += 1
+
+            return self._begin(inst, "UPDATE", self._delay("sql.patch"), work)
+
+    def restart_instance(self, project: str, name: str) -> Operation:
+        with self._lock:
+            inst = self._mutable(project, name)
+
+            def work() -> None:
+                inst.cluster.stop()
+                inst.cluster.start()
+
+            # A restart takes about as long as an HA failover, so they share a latency.
+            return self._begin(inst, "RESTART", self._delay("sql.failover"), work)
+
+    def failover_instance(self, project: str, name: str) -> Operation:
+        with self._lock:
+            self._mutable(project, name)
+        raise InvalidRequest(
+            f"The instance {name} is not configured for high availability (availabilityType ZONAL)."
+        )
+
+    def export_instance(
+        self, project: str, name: str, *, uri: str, databases: list[str], file_type: str
+    ) -> Operation:
+        if file_type not in ("", "SQL"):
+            raise InvalidRequest(f"The lab exports fileType SQL only, not {file_type}.")
+        if jobs.parse_gcs_uri(uri) is None:
+            raise InvalidRequest(f"The export URI {uri!r} is not of the form gs://bucket/object.")
+        if len(databases) != 1:
+            raise InvalidRequest("A PostgreSQL SQL export takes exactly one database.")
+        with self._lock:
+            inst = self._mutable(project, name)
+
+            def work() -> None:
+                storage = self.ctx.backends.get("storage")
+                jobs.export_sql(inst.cluster, databases[0], storage, uri)
+
+            return self._begin(
+                inst,
+                "EXPORT",
+                self._delay("sql.export"),
+                work,
+                export_uri=uri,
+                export_databases=list(databases),
+            )

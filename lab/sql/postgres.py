@@ -1,0 +1,245 @@
+"""Real PostgreSQL clusters behind the lab's Cloud SQL instances.
+
+Each cluster listens on its own loopback address with the real Cloud SQL port, so several
+instances can all be ``:5432`` (see reference/lab-postgres.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+from lab.sql.pgtools import PgError, as_root, prepare_folder, run_tool, run_tool_raw, server_ids
+
+log = logging.getLogger(__name__)
+
+# Durability is worthless in a lab that is rebuilt per run; speed is not.
+_LAB_CONF = """\
+listen_addresses = '{host}'
+port = {port}
+unix_socket_directories = ''  # TCP only: no per-instance socket folder to collide on
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+shared_buffers = 16MB
+max_connections = 40
+wal_level = replica
+max_wal_senders = 5
+wal_keep_size = 64MB
+hot_standby = on
+logging_collector = off
+"""
+
+_HBA = """\
+local all all trust
+host all all 127.0.0.0/8 trust
+host replication all 127.0.0.0/8 trust
+"""
+
+
+class PgCluster:
+    """One PostgreSQL data folder and its server on ``host:port``."""
+
+    def __init__(self, base: Path, host: str, port: int):
+        self.base = base
+        self.data = base / "data"
+        self.logfile = base / "server.log"
+        self.host = host
+        self.port = port
+
+    # -- lifecycle -------------------------------------------------------------------
+    def init(self, template: Path | None = None) -> None:
+        """A fresh cluster: a copy of ``template`` if given (5x faster), else initdb."""
+        prepare_folder(self.base)
+        if template is not None:
+            run_tool_raw(["cp", "-a", str(template), str(self.data)])
+        else:
+            run_tool(
+                [
+                    "initdb",
+                    "-D",
+                    str(self.data),
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "-E",
+                    "UTF8",
+                    "--locale=C",
+                    "--no-sync",
+                    "--no-instructions",
+                ],
+                as_server_user=True,
+            )
+        self._write_conf()
+
+    def init_replica_of(self, primary: PgCluster) -> None:
+        """A streaming standby: pg_basebackup -R from the primary's running server."""
+        prepare_folder(self.base)
+        run_tool(
+            [
+                "pg_basebackup",
+                "-h",
+                primary.host,
+                "-p",
+                str(primary.port),
+                "-U",
+                "postgres",
+                "-D",
+                str(self.data),
+                "-R",
+                "-X",
+                "stream",
+                "--checkpoint=fast",
+                "--no-sync",
+            ],
+            as_server_user=True,
+        )
+        self._write_conf()
+
+    def _write_conf(self) -> None:
+        # The copied postgresql.conf includes lab.conf; rewriting it gives the copy its
+        # own address (a base backup or template carries its source's lab.conf).
+        conf = self.data / "postgresql.conf"
+        include = "include_if_exists = 'lab.conf'\n"
+        if include not in conf.read_text():
+            with conf.open("a") as fh:
+                fh.write("\n" + include)
+        self._write_owned(self.data / "lab.conf", _LAB_CONF.format(host=self.host, port=self.port))
+        self._write_owned(self.data / "pg_hba.conf", _HBA)
+
+    def _write_owned(self, path: Path, text: str) -> None:
+        path.write_text(text)
+        if as_root():
+            os.chown(path, *server_ids())
+
+    def start(self) -> None:
+        run_tool(
+            ["pg_ctl", "-D", str(self.data), "-l", str(self.logfile), "-w", "-t", "60", "start"],
+            as_server_user=True,
+        )
+
+    def stop(self) -> None:
+        """Stop the server; escalate to SIGKILL so no postgres process outlives the lab."""
+        if not (self.data / "postmaster.pid").exists():
+            return
+        for mode in ("fast", "immediate"):
+            try:
+                run_tool(
+                    ["pg_ctl", "-D", str(self.data), "-m", mode, "-w", "-t", "20", "stop"],
+                    as_server_user=True,
+                )
+                return
+            except PgError as exc:
+                log.warning("pg_ctl stop -m %s of %s failed: %s", mode, self.data, exc)
+        pid = self.pid()
+        if pid is not None:
+            # pg_ctl starts the postmaster in its own session, so its group is all of it.
+            with contextlib.suppress(OSError):
+                os.killpg(pid, signal.SIGKILL)
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.base, ignore_errors=True)
+
+    def pid(self) -> int | None:
+        try:
+            return int((self.data / "postmaster.pid").read_text().splitlines()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    # -- SQL ----------------------------------------------------------------------------
+    def dsn(self, database: str = "postgres", connect_timeout: int = 5) -> str:
+        return make_conninfo(
+            host=self.host,
+            port=self.port,
+            user="postgres",
+            dbname=database,
+            connect_timeout=connect_timeout,
+            application_name="lifeboat-lab",
+        )
+
+    def query(
+        self, statement: str | sql.Composed, database: str = "postgres", timeout: int = 5
+    ) -> list[Any]:
+        """Run one statement in autocommit mode; rows, or [] for statements without."""
+        query = statement.encode() if isinstance(statement, str) else statement
+        try:
+            with psycopg.connect(self.dsn(database, timeout), autocommit=True) as conn:
+                cur = conn.execute(query)
+                return cur.fetchall() if cur.description else []
+        except psycopg.Error as exc:
+            raise PgError(str(exc).strip()) from exc
+
+    def create_database(self, name: str) -> None:
+        self.query(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+    def databases(self) -> list[str]:
+        rows = self.query("SELECT datname FROM pg_database WHERE NOT datistemplate ORDER BY 1")
+        return [str(r[0]) for r in rows]
+
+    def is_in_recovery(self) -> bool:
+        return bool(self.query("SELECT pg_is_in_recovery()")[0][0])
+
+    def promote(self) -> None:
+        if not self.query("SELECT pg_promote(wait => true, wait_seconds => 60)")[0][0]:
+            raise PgError("pg_promote did not finish within 60 seconds")
+
+    def accepts_writes(self) -> bool:
+        """Not in recovery and able to assign a transaction id: a write without clutter."""
+        try:
+            with psycopg.connect(self.dsn(connect_timeout=2), autocommit=True) as conn:
+                if conn.execute(b"SELECT pg_is_in_recovery()").fetchone() != (False,):
+                    return False
+                conn.execute(b"SELECT pg_current_xact_id()")
+                return True
+        except psycopg.Error:
+            return False
+
+    def replica_lag(self) -> dict[str, Any]:
+        """How far the standby's replay trails what it has received from the primary."""
+        row = self.query(
+            "SELECT pg_is_in_recovery(),"
+            " COALESCE(pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()), 0),"
+            " CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0"
+            "  ELSE COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0) END,"
+            " EXISTS (SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming')"
+        )[0]
+        in_recovery, lag_bytes, lag_seconds, streaming = row
+        return {
+            "in_recovery": bool(in_recovery),
+            "streaming": bool(streaming),
+            "bytes": int(lag_bytes),
+            "seconds": float(lag_seconds),
+        }
+
+    # -- dumps -------------------------------------------------------------------------
+    def dump_custom(self, database: str, path: Path) -> None:
+        run_tool(["pg_dump", *self._conn_args(database), "-Fc", "-f", str(path)])
+
+    def dump_plain(self, database: str) -> bytes:
+        return run_tool(["pg_dump", *self._conn_args(database), "-Fp"]).encode()
+
+    def restore_custom(self, database: str, path: Path) -> None:
+        """Replace ``database`` with the dump's: drop it (kicking sessions), recreate it."""
+        self.drop_database(database)
+        run_tool(
+            ["pg_restore", *self._conn_args("template1"), "--create", "--exit-on-error", str(path)]
+        )
+
+    def drop_database(self, database: str) -> None:
+        drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database))
+        self.query(drop, database="template1")
+
+    def _conn_args(self, database: str) -> list[str]:
+        return ["-h", self.host, "-p", str(self.port), "-U", "postgres", "-d", database]

@@ -1,0 +1,102 @@
+"""Moves Cloud SQL operations PENDING → RUNNING → DONE around the real PostgreSQL work.
+
+The modeled cloud latency passes first and the real change (promote, base backup, dump,
+restore) lands at its end, so a drill never sees a replica writable before its promote
+could have finished in Google, and an operation is never DONE before its change is real.
+The work runs on its own thread: a base backup must not stall the lab's shared timer.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from lab.core.errors import ApiError
+from lab.core.scheduler import Scheduler
+from lab.sql.pgtools import PgError
+from lab.sql.resources import Operation, OperationError, now
+
+log = logging.getLogger(__name__)
+
+Callback = Callable[[], None]
+
+
+def _error_for(exc: Exception) -> OperationError:
+    if isinstance(exc, PgError):
+        return OperationError("ERROR_RDBMS", str(exc))
+    if isinstance(exc, ApiError):
+        return OperationError(exc.status, exc.message)
+    log.exception("Cloud SQL lab operation failed unexpectedly", exc_info=exc)
+    return OperationError("INTERNAL_ERROR", f"lab emulator error: {exc}")
+
+
+class OperationRunner:
+    """Runs each operation's work once its delay has passed; ``cancel_all`` forgets them."""
+
+    def __init__(self, scheduler: Scheduler, lock: threading.RLock):
+        self._scheduler = scheduler
+        self._lock = lock  # the backend's lock: transitions change the backend's state
+        self._generation = 0
+        self._workers: set[threading.Thread] = set()
+
+    def start(
+        self,
+        op: Operation,
+        delay: float,
+        work: Callback,
+        *,
+        release: Callback,
+        on_running: Callback | None = None,
+        on_failed: Callable[[str], None] | None = None,
+    ) -> None:
+        """Schedule ``op``; ``work`` runs without the lock, the callbacks with it."""
+        generation = self._generation
+
+        def mark_running() -> None:
+            with self._lock:
+                if generation != self._generation:
+                    return
+                op.status = "RUNNING"
+                op.start_time = now()
+                if on_running is not None:
+                    on_running()
+
+        def finish() -> None:
+            try:
+                errors: list[OperationError] = []
+                try:
+                    work()
+                except Exception as exc:  # any failure becomes the operation's error
+                    errors.append(_error_for(exc))
+                with self._lock:
+                    if generation != self._generation:
+                        return
+                    op.errors = errors
+                    op.status = "DONE"
+                    op.end_time = now()
+                    if errors and on_failed is not None:
+                        on_failed(errors[0].message)
+                    release()
+            finally:
+                with self._lock:
+                    self._workers.discard(threading.current_thread())
+
+        def due() -> None:
+            with self._lock:
+                if generation != self._generation:
+                    return
+                worker = threading.Thread(target=finish, name=f"sql-op-{op.name[:8]}", daemon=True)
+                self._workers.add(worker)
+                worker.start()
+
+        self._scheduler.call_later(0, mark_running)
+        self._scheduler.call_later(delay, due)
+
+    def cancel_all(self, timeout: float = 120.0) -> None:
+        """Forget scheduled transitions and wait for work already touching PostgreSQL."""
+        with self._lock:
+            self._generation += 1
+            workers = list(self._workers)
+        for worker in workers:
+            worker.join(timeout)

@@ -1,0 +1,100 @@
+"""The `lifeboat` command: the lab's lifecycle and topology checks (flows come later)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from lifeboat.endpoints import lab_dir
+from lifeboat.topology import ENVIRONMENTS_DIR, TopologyError, load_topology
+
+
+def _lab_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    lab = sub.add_parser("lab", help="the local two-region cloud")
+    lab_sub = lab.add_subparsers(dest="lab_command", required=True)
+    up = lab_sub.add_parser("up", help="start the lab in the background")
+    up.add_argument("--dir", type=Path, default=None, help="lab folder (default .lab)")
+    up.add_argument("--topology", type=Path, default=ENVIRONMENTS_DIR / "lab.yaml")
+    up.add_argument("--base-port", type=int, default=18780)
+    up.add_argument(
+        "--time-scale",
+        type=float,
+        default=0.1,
+        help="multiplies every emulated latency (1.0 = real Google timings)",
+    )
+    up.add_argument("--pg-address-prefix", default="127.0.10.")
+    up.add_argument("--pg-port", type=int, default=5432)
+    up.add_argument("--no-prefect", action="store_true", help="emulators only")
+    up.add_argument(
+        "--auth-string", default=None, help="user:pass for the Prefect server's basic auth"
+    )
+    down = lab_sub.add_parser("down", help="stop everything `lab up` started")
+    down.add_argument("--dir", type=Path, default=None)
+    status = lab_sub.add_parser("status", help="print the lab's endpoints and state")
+    status.add_argument("--dir", type=Path, default=None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="lifeboat", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _lab_parser(sub)
+    validate = sub.add_parser("validate", help="check an environment's topology file")
+    validate.add_argument("--env", required=True)
+    args = parser.parse_args(argv)
+
+    try:
+        if args.command == "validate":
+            topology = load_topology(args.env)
+            print(f"{args.env}: valid ({len(topology.services)} services)")
+            return 0
+        return _lab(args)
+    except TopologyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _lab(args: argparse.Namespace) -> int:
+    from lab.supervisor import LabError, LabOptions, down, up
+
+    root = args.dir or lab_dir()
+    try:
+        if args.lab_command == "up":
+            up(
+                LabOptions(
+                    root=root,
+                    topology=args.topology,
+                    base_port=args.base_port,
+                    time_scale=args.time_scale,
+                    pg_address_prefix=args.pg_address_prefix,
+                    pg_port=args.pg_port,
+                    with_prefect=not args.no_prefect,
+                    auth_string=args.auth_string,
+                )
+            )
+        elif args.lab_command == "down":
+            down(root)
+        else:
+            return _status(root)
+    except LabError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _status(root: Path) -> int:
+    import httpx
+
+    path = root / "endpoints.json"
+    if not path.is_file():
+        print("The lab is not running.")
+        return 1
+    endpoints = json.loads(path.read_text())
+    state = httpx.get(f"{endpoints['control']}/_lab/state", timeout=10).json()
+    print(json.dumps({"endpoints": endpoints, "state": state}, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""Resolve where each API lives: Google by default, or the addresses of a running lab."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+from lifeboat.topology import REPO_ROOT, Endpoints, TopologyError
+
+LAB_DIR_ENV = "LIFEBOAT_LAB_DIR"
+
+
+class ResolvedEndpoints(BaseModel):
+    """Concrete addresses; None means the real Google endpoint."""
+
+    model_config = ConfigDict(frozen=True)
+
+    dns: str | None = None
+    run: str | None = None
+    sql_grpc: str | None = None
+    compute: str | None = None
+    storage: str | None = None
+    front_door: str | None = None
+    control: str | None = None
+    region_apps: dict[str, str] = {}
+
+    @property
+    def is_google(self) -> bool:
+        return not any((self.dns, self.run, self.sql_grpc, self.compute, self.storage))
+
+
+def lab_dir(configured: str | None = None) -> Path:
+    """The lab folder: $LIFEBOAT_LAB_DIR, else the topology's lab_dir under the repo root."""
+    override = os.environ.get(LAB_DIR_ENV)
+    if override:
+        return Path(override)
+    return REPO_ROOT / (configured or ".lab")
+
+
+def read_lab_endpoints(directory: Path) -> dict[str, object]:
+    path = directory / "endpoints.json"
+    if not path.is_file():
+        raise TopologyError(
+            f"endpoints: the lab is not running ({path} is missing); "
+            "start it with `lifeboat lab up`"
+        )
+    data = json.loads(path.read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def resolve(endpoints: Endpoints) -> ResolvedEndpoints:
+    if endpoints.lab_dir is None:
+        return ResolvedEndpoints(
+            dns=endpoints.dns,
+            run=endpoints.run,
+            sql_grpc=endpoints.sql_grpc,
+            compute=endpoints.compute,
+            storage=endpoints.storage,
+        )
+    lab = read_lab_endpoints(lab_dir(endpoints.lab_dir))
+    return ResolvedEndpoints.model_validate(
+        {k: lab.get(k) for k in ResolvedEndpoints.model_fields if k in lab}
+    )

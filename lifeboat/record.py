@@ -1,0 +1,90 @@
+"""The run record: what a flow did, step by step, with timings and outcome."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+StepOutcome = Literal["done", "skipped", "failed", "unchanged", "planned"]
+RunOutcome = Literal["completed", "failed", "planned", "rejected", "refused", "running"]
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class StepRecord(BaseModel):
+    name: str
+    started_at: datetime
+    ended_at: datetime | None = None
+    seconds: float | None = None
+    outcome: StepOutcome = "done"
+    detail: str = ""
+
+    def table_row(self) -> dict[str, Any]:
+        return {
+            "step": self.name,
+            "outcome": self.outcome,
+            "seconds": None if self.seconds is None else round(self.seconds, 2),
+            "detail": self.detail,
+        }
+
+
+class RunRecord(BaseModel):
+    flow: str
+    environment: str
+    incident_id: str
+    reason: str
+    trigger: str
+    operator: str
+    mode: str = "graceful"
+    dry_run: bool = False
+    flow_run_id: str | None = None
+    started_at: datetime = Field(default_factory=now)
+    ended_at: datetime | None = None
+    outcome: RunOutcome = "running"
+    error: str | None = None
+    rto_seconds: float | None = None
+    approval: dict[str, Any] | None = None
+    lag: dict[str, Any] | None = None
+    plan: list[str] = Field(default_factory=list)
+    before: dict[str, Any] = Field(default_factory=dict)
+    after: dict[str, Any] = Field(default_factory=dict)
+    steps: list[StepRecord] = Field(default_factory=list)
+    notifications: list[dict[str, Any]] = Field(default_factory=list)
+    record_uri: str | None = None
+
+    def finish(self, outcome: RunOutcome, error: str | None = None) -> None:
+        self.ended_at = now()
+        self.outcome = outcome
+        self.error = error
+
+    def event_payload(self) -> dict[str, Any]:
+        return {
+            "incident_id": self.incident_id,
+            "outcome": self.outcome,
+            "rto_seconds": self.rto_seconds,
+            "record_uri": self.record_uri,
+            "error": self.error,
+        }
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[StepRecord]:
+        """Time a step; the step's outcome is `failed` if the block raises."""
+        record = StepRecord(name=name, started_at=now())
+        self.steps.append(record)
+        started = time.perf_counter()
+        try:
+            yield record
+        except BaseException as exc:
+            record.outcome = "failed"
+            record.detail = record.detail or str(exc)[:500]
+            raise
+        finally:
+            record.ended_at = now()
+            record.seconds = time.perf_counter() - started

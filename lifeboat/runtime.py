@@ -1,0 +1,25 @@
+"""Per-process lookups every task shares: an environment's topology and its clients."""
+
+from __future__ import annotations
+
+import functools
+
+from lifeboat.clients import ClientFactory
+from lifeboat.endpoints import resolve
+from lifeboat.topology import Topology, load_topology
+
+
+@functools.cache
+def topology(environment: str) -> Topology:
+    return load_topology(environment)
+
+
+@functools.cache
+def clients(environment: str) -> ClientFactory:
+    return ClientFactory(resolve(topology(environment).endpoints))
+
+
+def forget() -> None:
+    """Drop cached topologies and clients (a lab restarted on new ports, tests)."""
+    topology.cache_clear()
+    clients.cache_clear()

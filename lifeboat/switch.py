@@ -1,0 +1,171 @@
+"""What every region-switching flow shares: launch validation, the plan, publishing."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from datetime import UTC, datetime
+
+from prefect import get_run_logger
+from prefect.runtime import deployment, flow_run
+from pydantic import BaseModel, Field
+
+from lifeboat import runtime
+from lifeboat.record import RunRecord
+from lifeboat.topology import ENVIRONMENT_NAME, RegionRole, Topology, TopologyError
+from tasks.cloud_run import ServiceState
+from tasks.dns import RecordState
+from tasks.errors import PermanentError
+
+INCIDENT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{2,63}$"
+ENVIRONMENT_FIELD = Field(
+    description="Environment name (deployments/environments/<name>.yaml)",
+    pattern=ENVIRONMENT_NAME.pattern,
+)
+REASON_FIELD = Field(
+    min_length=1, max_length=500, description="Why; shown in the record and notifications"
+)
+INCIDENT_FIELD = Field(
+    None, pattern=INCIDENT_PATTERN, description="Incident id; re-using one resumes that run"
+)
+
+
+class SwitchRequest(BaseModel):
+    environment: str
+    reason: str
+    incident_id: str
+    operator: str
+    trigger: str
+    flow_run_id: str | None
+
+    @classmethod
+    def validate_launch(
+        cls,
+        environment: str,
+        reason: str,
+        incident_id: str | None,
+        operator: str,
+        prefix: str = "dr",
+    ) -> SwitchRequest:
+        """Refuse bad input before any side effect, naming the parameter."""
+        if not reason or not reason.strip():
+            raise PermanentError("reason: must not be empty; say why this switch is happening")
+        if incident_id is not None and not re.match(INCIDENT_PATTERN, incident_id):
+            raise PermanentError(
+                f"incident_id: {incident_id!r} is malformed (letters, digits, . _ : -; 3-64 chars)"
+            )
+        try:
+            runtime.topology(environment)
+        except TopologyError as exc:
+            raise PermanentError(str(exc)) from None
+        run_id = flow_run.get_id()
+        return cls(
+            environment=environment,
+            reason=reason.strip(),
+            incident_id=incident_id
+            or f"{prefix}-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}",
+            operator=operator,
+            trigger=_trigger(),
+            flow_run_id=str(run_id) if run_id else None,
+        )
+
+
+def _trigger() -> str:
+    """How the run was started: a deployment (UI/API/automation) or a local call."""
+    name = deployment.name if flow_run.get_id() else None
+    return f"deployment {flow_run.get_flow_name()}/{name}" if name else "local (break-glass)"
+
+
+def failover_plan(
+    topo: Topology, record: RecordState | None, services: list[ServiceState], replica_type: str
+) -> list[str]:
+    """The exact changes a failover makes, one line each, from the state read now."""
+    secondary = topo.regions.secondary
+    lines = []
+    for svc, state in zip(topo.services, services, strict=True):
+        target = svc.active_scaling
+        now = state.scaling
+        current = f"{now.min}..{now.max}" if now else "missing"
+        verb = "keep" if now and (now.min, now.max) == (target.min, target.max) else "scale"
+        lines.append(f"{verb} {secondary.name}/{svc.name}: {current} → {target.min}..{target.max}")
+    replica = topo.cloud_sql.replica
+    if replica_type == "READ_REPLICA_INSTANCE":
+        lines.append(f"promote {replica.project}:{replica.instance} (read replica → primary)")
+    else:
+        lines.append(f"keep {replica.project}:{replica.instance} (already a primary)")
+    lines.append(f"point secret {topo.cloud_sql.connection_secret} at {replica.instance}")
+    for rec in topo.dns.records:
+        new = ",".join(rec.rrdatas[RegionRole.secondary])
+        if record is not None and record.name == rec.name:
+            lines.append(
+                f"DNS {rec.name} {rec.type}: {','.join(record.rrdatas)} (ttl {record.ttl}) → {new} (ttl {rec.failover_ttl})"
+            )
+        else:
+            lines.append(f"DNS {rec.name} {rec.type}: → {new} (ttl {rec.failover_ttl})")
+    for path in topo.cdn.paths:
+        lines.append(f"invalidate {topo.cdn.url_map} {topo.cdn.host}{path}")
+    lines.append(
+        f"verify {len(topo.health.checks)} health check(s) via {topo.health.host} reach {secondary.name}"
+    )
+    return lines
+
+
+def run_markdown(record: RunRecord) -> str:
+    lines = [
+        f"# {record.flow} `{record.environment}`: {record.outcome}",
+        f"Incident **{record.incident_id}**, by {record.operator} ({record.trigger}): {record.reason}",
+        "",
+    ]
+    if record.rto_seconds is not None:
+        lines.append(f"**RTO measured: {record.rto_seconds:.1f} s**")
+    if record.error:
+        lines.append(f"**Error:** {record.error}")
+    if record.lag:
+        lines.append(
+            f"Replica lag at preflight: {record.lag.get('seconds', 0):.1f} s, {record.lag.get('bytes', 0)} bytes"
+        )
+    lines += [
+        "",
+        "## Plan" if record.dry_run else "## Changes",
+        *[f"- {p}" for p in record.plan],
+        "",
+        "## Steps",
+        "",
+        "| step | outcome | seconds | detail |",
+        "|---|---|---|---|",
+    ]
+    for step in record.steps:
+        seconds = "" if step.seconds is None else f"{step.seconds:.2f}"
+        lines.append(
+            f"| {step.name} | {step.outcome} | {seconds} | {step.detail.replace('|', '/')} |"
+        )
+    if record.record_uri:
+        lines += ["", f"Record: `{record.record_uri}`"]
+    return "\n".join(lines)
+
+
+def publish_run(record: RunRecord) -> None:
+    """Record, artifacts, event and notifications; none of them may mask the run's outcome."""
+    from tasks.notify import notify_all
+    from tasks.records import emit, publish_artifacts, record_object, write_record
+
+    logger = get_run_logger()
+    try:
+        record.record_uri = f"gs://{runtime.topology(record.environment).backups.records_bucket}/{record_object(record)}"
+        if record.outcome != "planned":
+            title = f"Lifeboat {record.flow} {record.outcome}: {record.environment} ({record.incident_id})"
+            text = f"{record.reason}\nRTO: {record.rto_seconds or 0:.1f} s\nRecord: {record.record_uri}"
+            if record.error:
+                text += f"\nError: {record.error}"
+            record.notifications = [
+                d.model_dump() for d in notify_all(record.environment, title, text)
+            ]
+        write_record(record)
+    except Exception as exc:
+        logger.error("could not write the run record: %s", exc)
+        record.record_uri = None
+    for publish in (lambda: publish_artifacts(record, run_markdown(record)), lambda: emit(record)):
+        try:
+            publish()
+        except Exception as exc:
+            logger.error("could not publish run evidence: %s", exc)

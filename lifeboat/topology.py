@@ -1,0 +1,288 @@
+"""The DR topology of one environment: a typed model of deployments/environments/<env>.yaml.
+
+Every flow loads it by environment name. A bad file fails here, before any side effect,
+with pydantic's error naming the field (e.g. ``services.2.active_scaling.max``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from enum import StrEnum
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+ENVIRONMENT_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+ENVIRONMENTS_DIR = REPO_ROOT / "deployments" / "environments"
+
+
+class TopologyError(ValueError):
+    """The environment is unknown or its file is invalid; raised before any side effect."""
+
+
+class Strict(BaseModel):
+    # A typo in the file is an error, not a silently ignored key.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Tier(StrEnum):
+    critical = "critical"
+    important = "important"
+    standard = "standard"
+
+
+class RegionRole(StrEnum):
+    primary = "primary"
+    secondary = "secondary"
+
+
+class Region(Strict):
+    name: str = Field(pattern=r"^[a-z]+-[a-z]+\d$", description="e.g. us-central1")
+    project: str = Field(pattern=r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
+
+
+class Regions(Strict):
+    primary: Region
+    secondary: Region
+    backup: Region
+
+    def by_role(self, role: RegionRole) -> Region:
+        return self.primary if role is RegionRole.primary else self.secondary
+
+
+class Scaling(Strict):
+    min: int = Field(ge=0, le=1000)
+    max: int = Field(ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _min_le_max(self) -> Scaling:
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min}) must not exceed max ({self.max})")
+        return self
+
+
+class Service(Strict):
+    name: str = Field(pattern=r"^[a-z]([a-z0-9-]{0,47}[a-z0-9])?$")
+    tier: Tier
+    image: str
+    active_scaling: Scaling
+    standby_scaling: Scaling
+    checks: list[str] = Field(
+        default_factory=lambda: ["/health"],
+        description="paths the service's own post-failover/rollback checks probe",
+    )
+
+
+class DnsRecord(Strict):
+    name: str = Field(pattern=r"^([a-z0-9-]+\.)+$", description="fully qualified, dot at end")
+    type: Literal["A", "AAAA", "CNAME"] = "A"
+    ttl: int = Field(ge=1, le=86400, description="TTL in normal operation")
+    failover_ttl: int = Field(60, ge=1, le=86400, description="TTL set by a region switch")
+    rrdatas: dict[RegionRole, list[str]]
+
+    @field_validator("rrdatas")
+    @classmethod
+    def _both_regions(cls, value: dict[RegionRole, list[str]]) -> dict[RegionRole, list[str]]:
+        missing = [r.value for r in RegionRole if not value.get(r)]
+        if missing:
+            raise ValueError(f"rrdatas needs a non-empty list for {', '.join(missing)}")
+        return value
+
+
+class Dns(Strict):
+    project: str
+    zone: str
+    dns_name: str = Field(pattern=r"^([a-z0-9-]+\.)+$")
+    records: list[DnsRecord] = Field(min_length=1)
+
+
+class SqlInstanceRef(Strict):
+    project: str
+    instance: str = Field(pattern=r"^[a-z][a-z0-9-]{0,96}$")
+    region: str
+
+
+class CloudSql(Strict):
+    primary: SqlInstanceRef
+    replica: SqlInstanceRef
+    databases: list[str] = Field(min_length=1)
+    integrity_queries: dict[str, str] = Field(
+        default_factory=dict, description="name → SQL returning one number, run by drills"
+    )
+    connection_secret: str = Field(
+        "lifeboat-database-url", description="secret that holds the app's database URL"
+    )
+    port: int = Field(5432, ge=1, le=65535, description="PostgreSQL port on the instance IP")
+    monitor_user: str = Field("postgres", description="role that reads replication status")
+    app_user: str = Field("varai_user", description="role in the apps' database URL")
+    app_password_secret: str | None = Field(None, description="secret with the app role's password")
+    monitor_password_secret: str | None = Field(
+        None, description="secret with that role's password; none means trust/IAM auth"
+    )
+
+    @model_validator(mode="after")
+    def _replica_in_primary_project(self) -> CloudSql:
+        # Cloud SQL refuses cross-project read replicas; catch it here, not mid-failover.
+        if self.replica.project != self.primary.project:
+            raise ValueError(
+                "replica.project must equal primary.project (Cloud SQL keeps a read replica "
+                "in its primary's project)"
+            )
+        return self
+
+
+class Cdn(Strict):
+    project: str
+    url_map: str
+    host: str
+    paths: list[str] = Field(default_factory=lambda: ["/*"])
+
+
+class HealthCheck(Strict):
+    path: str = Field(pattern=r"^/")
+    expected_status: int = Field(200, ge=100, le=599)
+
+
+class Health(Strict):
+    host: str = Field(description="public host name the checks send, e.g. api.varai.ai")
+    scheme: Literal["http", "https"] = "https"
+    checks: list[HealthCheck] = Field(min_length=1)
+    # In the lab the public name does not resolve; connect here and send the Host header.
+    connect_to: str | None = Field(None, description="host:port, or lab:front_door")
+    regional_connect_to: dict[RegionRole, str] = Field(
+        default_factory=dict, description="per-region direct address (lab:region/<name>)"
+    )
+    timeout_s: float = Field(10, gt=0, le=120)
+    verify_timeout_s: float = Field(
+        600, gt=0, le=3600, description="how long verification may poll before the run fails"
+    )
+    down_after_failures: int = Field(2, ge=1, description="seed 004: more than one failed = down")
+
+
+class Mongo(Strict):
+    uri_secret: str = Field("lifeboat-mongodb-uri", description="Prefect Secret block name")
+    uri_env: str = Field("LIFEBOAT_MONGODB_URI", description="environment variable fallback")
+    databases: list[str] = Field(min_length=1)
+
+
+class Retention(Strict):
+    database_days: int = Field(30, ge=1)
+    cross_region_days: int = Field(90, ge=1)
+
+
+class Staleness(Strict):
+    rpo_hours: float = Field(12, gt=0)
+    alert_hours: float = Field(36, gt=0)
+
+
+class Backups(Strict):
+    bucket: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$")
+    records_bucket: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$")
+    schedule: str = "0 */6 * * *"
+    retention: Retention = Retention()
+    staleness: Staleness = Staleness()
+    encryption_key_secret: str = "lifeboat-backup-key"
+
+
+class Objective(Strict):
+    rto_minutes: float = Field(gt=0)
+    rpo_minutes: float = Field(gt=0)
+
+
+class Notifications(Strict):
+    slack_webhook_secret: str | None = "lifeboat-slack-webhook"
+    email_webhook_secret: str | None = "lifeboat-email-webhook"
+
+
+class Endpoints(Strict):
+    """API endpoints; all unset means Google. ``lab_dir`` reads them from a running lab."""
+
+    lab_dir: str | None = Field(None, description="folder of .lab/endpoints.json")
+    dns: str | None = None
+    run: str | None = None
+    sql_grpc: str | None = None
+    compute: str | None = None
+    storage: str | None = None
+
+
+class Topology(Strict):
+    environment: str
+    regions: Regions
+    services: list[Service] = Field(min_length=1)
+    dns: Dns
+    cloud_sql: CloudSql
+    cdn: Cdn
+    health: Health
+    mongodb: Mongo
+    backups: Backups
+    objectives: dict[Tier, Objective]
+    notifications: Notifications = Notifications()
+    endpoints: Endpoints = Endpoints()
+
+    @field_validator("objectives")
+    @classmethod
+    def _every_tier(cls, value: dict[Tier, Objective]) -> dict[Tier, Objective]:
+        missing = [t.value for t in Tier if t not in value]
+        if missing:
+            raise ValueError(f"objectives missing for tier(s): {', '.join(missing)}")
+        return value
+
+    @model_validator(mode="after")
+    def _unique_services(self) -> Topology:
+        names = [s.name for s in self.services]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"services: duplicate name(s) {', '.join(dupes)}")
+        return self
+
+    def service(self, name: str) -> Service:
+        for svc in self.services:
+            if svc.name == name:
+                return svc
+        known = ", ".join(s.name for s in self.services)
+        raise TopologyError(
+            f"unknown service {name!r} in environment {self.environment!r}; known: {known}"
+        )
+
+
+def environment_file(environment: str) -> Path:
+    if not ENVIRONMENT_NAME.match(environment or ""):
+        raise TopologyError(
+            f"environment: {environment!r} is not a valid name (lowercase letters, digits, dashes)"
+        )
+    directory = Path(os.environ.get("LIFEBOAT_ENVIRONMENTS_DIR", ENVIRONMENTS_DIR))
+    path = directory / f"{environment}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in directory.glob("*.yaml"))
+        raise TopologyError(f"environment: unknown environment {environment!r}; known: {known}")
+    return path
+
+
+def load_topology(environment: str) -> Topology:
+    """Load and validate an environment's topology; errors name the file and the field."""
+    return parse_topology_file(environment_file(environment))
+
+
+def parse_topology_file(path: Path) -> Topology:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise TopologyError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise TopologyError(f"{path}: expected a mapping at the top level")
+    try:
+        return Topology.model_validate(data)
+    except ValidationError as exc:
+        raise TopologyError(f"{path}: {_describe(exc)}") from exc
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        lines.append(f"{where}: {err['msg']}")
+    return "invalid topology: " + "; ".join(lines)

@@ -1,0 +1,61 @@
+"""Cloud CDN: invalidate a url-map's cache, and read an invalidation's operation."""
+
+from __future__ import annotations
+
+from google.cloud import compute_v1
+from prefect import get_run_logger
+from pydantic import BaseModel
+
+from lifeboat import runtime
+from tasks.retrying import calling, cloud_task
+
+
+class Invalidation(BaseModel):
+    url_map: str
+    host: str
+    path: str
+    operation: str
+    status: str
+
+
+@cloud_task(timeout_seconds=120, task_run_name="cdn-invalidate-{path}")
+def cdn_invalidate(environment: str, host: str, path: str, request_id: str) -> Invalidation:
+    """Ask the url-map to purge ``path`` on ``host``; return without waiting for DONE.
+
+    The purge takes effect in about 10 s but its operation stays RUNNING for minutes, so
+    recovery waits for the effect (proved by verification), not for the operation.
+
+    Idempotent: ``request_id`` makes Compute return the same operation for a repeat.
+    """
+    topo = runtime.topology(environment)
+    factory = runtime.clients(environment)
+    with calling("cdn-invalidate", f"{topo.cdn.url_map} {host}{path}"):
+        request = compute_v1.InvalidateCacheUrlMapRequest(
+            project=topo.cdn.project,
+            url_map=topo.cdn.url_map,
+            request_id=request_id,
+            cache_invalidation_rule_resource=compute_v1.CacheInvalidationRule(path=path, host=host),
+        )
+        op = factory.url_maps.invalidate_cache_unary(request=request, timeout=30)
+    get_run_logger().info("CDN invalidation of %s%s: operation %s", host, path, op.name)
+    return Invalidation(
+        url_map=topo.cdn.url_map,
+        host=host,
+        path=path,
+        operation=op.name,
+        status=compute_v1.Operation.Status(op.status).name,
+    )
+
+
+@cloud_task(timeout_seconds=60, task_run_name="cdn-operation-{operation}")
+def cdn_operation_status(environment: str, operation: str) -> str:
+    """The status of an invalidation's global operation (PENDING, RUNNING, DONE).
+
+    Idempotent: a read.
+    """
+    topo = runtime.topology(environment)
+    with calling("cdn-operation-status", operation):
+        op = runtime.clients(environment).global_operations.get(
+            project=topo.cdn.project, operation=operation, timeout=30
+        )
+    return compute_v1.Operation.Status(op.status).name

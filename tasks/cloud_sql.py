@@ -1,0 +1,260 @@
+"""Cloud SQL: describe instances, measure replica lag, promote a replica."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import psycopg
+from google.cloud import sqladmin_v1
+from prefect import get_run_logger
+from pydantic import BaseModel
+
+from lifeboat import runtime
+from lifeboat.secrets import read_secret
+from tasks.errors import PermanentError, TransientError
+from tasks.polling import wait_until
+from tasks.retrying import calling, cloud_task
+
+Status = sqladmin_v1.Operation.SqlOperationStatus
+InstanceType = sqladmin_v1.SqlInstanceType
+_CALL_TIMEOUT = 30.0
+
+
+class InstanceState(BaseModel):
+    project: str
+    name: str
+    region: str
+    state: str
+    instance_type: str
+    master: str | None
+    replica_names: list[str]
+    address: str | None
+
+    @property
+    def is_replica(self) -> bool:
+        return self.instance_type == InstanceType.READ_REPLICA_INSTANCE.name
+
+
+class ReplicaLag(BaseModel):
+    """Data at risk if the replica were promoted now."""
+
+    seconds: float
+    bytes: int
+    measured_at: datetime
+    source: str
+
+
+class PromoteResult(BaseModel):
+    instance: str
+    changed: bool
+    operation: str | None
+    before: InstanceState
+    after: InstanceState
+
+
+def describe(environment: str, project: str, instance: str) -> InstanceState:
+    client = runtime.clients(environment).sql_instances
+    got = client.get(
+        request=sqladmin_v1.SqlInstancesGetRequest(project=project, instance=instance),
+        timeout=_CALL_TIMEOUT,
+    )
+    return InstanceState(
+        project=project,
+        name=got.name,
+        region=got.region,
+        state=sqladmin_v1.DatabaseInstance.SqlInstanceState(got.state).name,
+        instance_type=InstanceType(got.instance_type).name,
+        master=got.master_instance_name or None,
+        replica_names=list(got.replica_names),
+        address=got.ip_addresses[0].ip_address if got.ip_addresses else None,
+    )
+
+
+@cloud_task(timeout_seconds=120, task_run_name="sql-describe-{instance}")
+def sql_describe_instance(environment: str, project: str, instance: str) -> InstanceState:
+    """Read an instance's type, state, master and address.
+
+    Idempotent: a read.
+    """
+    with calling("sql-describe", f"{project}:{instance}"):
+        return describe(environment, project, instance)
+
+
+@cloud_task(timeout_seconds=60, task_run_name="sql-replica-lag-{instance}")
+def sql_replica_lag(environment: str, project: str, instance: str) -> ReplicaLag:
+    """Estimate the data a promotion of this replica would lose, from the standby itself.
+
+    Bytes are WAL received but not replayed plus, when the primary answers, WAL the
+    primary wrote that the standby has not received. Seconds are the age of the last
+    replayed transaction while bytes are outstanding, and 0 when the standby has caught up
+    (an idle primary would otherwise look minutes behind).
+
+    Idempotent: a read.
+    """
+    topo = runtime.topology(environment)
+    sql = topo.cloud_sql
+    with calling("sql-replica-lag", f"{project}:{instance}"):
+        state = describe(environment, project, instance)
+        if not state.address:
+            raise PermanentError(f"sql-replica-lag: {project}:{instance} has no IP address")
+        password = read_secret(sql.monitor_password_secret) if sql.monitor_password_secret else None
+        with psycopg.connect(
+            host=state.address,
+            port=sql.port,
+            user=sql.monitor_user,
+            password=password,
+            dbname="postgres",
+            connect_timeout=5,
+            autocommit=True,
+        ) as conn:
+            row = conn.execute(
+                "SELECT pg_is_in_recovery(),"
+                " COALESCE(pg_wal_lsn_diff(pg_last_wal_receive_lsn(),"
+                " pg_last_wal_replay_lsn()), 0),"
+                " EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()),"
+                " pg_last_wal_replay_lsn()::text"
+            ).fetchone()
+        assert row is not None
+        in_recovery, pending, age, replay_lsn = row
+        if not in_recovery:
+            return ReplicaLag(
+                seconds=0, bytes=0, measured_at=datetime.now(UTC), source="not a standby"
+            )
+        behind = int(pending) + _unreceived_bytes(environment, state, replay_lsn, password)
+        seconds = float(age or 0.0) if behind > 0 else 0.0
+        return ReplicaLag(
+            seconds=seconds, bytes=behind, measured_at=datetime.now(UTC), source="standby"
+        )
+
+
+def _unreceived_bytes(
+    environment: str, replica: InstanceState, replay_lsn: str, password: str | None
+) -> int:
+    """WAL the primary wrote that the replica has not replayed; 0 if the primary is gone."""
+    sql = runtime.topology(environment).cloud_sql
+    if not replica.master:
+        return 0
+    master_project, _, master_name = replica.master.rpartition(":")
+    try:
+        primary = describe(environment, master_project or replica.project, master_name)
+        with psycopg.connect(
+            host=primary.address,
+            port=sql.port,
+            user=sql.monitor_user,
+            password=password,
+            dbname="postgres",
+            connect_timeout=2,
+            autocommit=True,
+        ) as conn:
+            row = conn.execute(
+                "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s::pg_lsn)", (replay_lsn,)
+            ).fetchone()
+    except Exception:
+        return 0
+    return max(0, int(row[0])) if row else 0
+
+
+def wait_operation(
+    environment: str, project: str, operation: str, timeout: float
+) -> sqladmin_v1.Operation:
+    """Poll a Cloud SQL operation to DONE and raise if it finished with errors."""
+    factory = runtime.clients(environment)
+
+    def done() -> sqladmin_v1.Operation | None:
+        op = factory.sql_operations.get(
+            request=sqladmin_v1.SqlOperationsGetRequest(project=project, operation=operation),
+            timeout=_CALL_TIMEOUT,
+        )
+        return op if op.status == Status.DONE else None
+
+    op = wait_until(
+        done, timeout=timeout, interval=factory.poll_interval, what=f"SQL operation {operation}"
+    )
+    # A DONE operation with errors does not raise in the client; check it here.
+    if op.error and op.error.errors:
+        detail = "; ".join(f"{e.code}: {e.message}" for e in op.error.errors)
+        raise PermanentError(
+            f"Cloud SQL operation {operation} ({op.operation_type.name}) failed: {detail}"
+        )
+    return op
+
+
+def running_operation(environment: str, project: str, instance: str, kind: str) -> str | None:
+    """The name of an unfinished operation of this kind on the instance, if any."""
+    factory = runtime.clients(environment)
+    listing = factory.sql_operations.list(
+        request=sqladmin_v1.SqlOperationsListRequest(project=project, instance=instance),
+        timeout=_CALL_TIMEOUT,
+    )
+    for op in listing:
+        if op.operation_type.name == kind and op.status != Status.DONE:
+            return str(op.name)
+    return None
+
+
+@cloud_task(timeout_seconds=1800, task_run_name="sql-promote-{instance}")
+def sql_promote_replica(environment: str, project: str, instance: str) -> PromoteResult:
+    """Promote a read replica to a standalone primary and wait for it.
+
+    Idempotent: an instance that is already a primary is left alone; a promotion already
+    running (a resumed run) is waited for, never started twice.
+    """
+    logger = get_run_logger()
+    factory = runtime.clients(environment)
+    resource = f"{project}:{instance}"
+    with calling("promote-replica", resource):
+        before = describe(environment, project, instance)
+        if not before.is_replica:
+            logger.info("%s is already a primary; not promoting", resource)
+            return PromoteResult(
+                instance=instance, changed=False, operation=None, before=before, after=before
+            )
+        name = running_operation(environment, project, instance, "PROMOTE_REPLICA")
+        if name is None:
+            op = factory.sql_instances.promote_replica(
+                request=sqladmin_v1.SqlInstancesPromoteReplicaRequest(
+                    project=project, instance=instance
+                ),
+                timeout=_CALL_TIMEOUT,
+            )
+            name = str(op.name)
+            logger.info("promoting %s (operation %s)", resource, name)
+        else:
+            logger.info("a promotion of %s is already running (%s); waiting for it", resource, name)
+        wait_operation(environment, project, name, timeout=1700)
+        after = describe(environment, project, instance)
+        if after.is_replica:
+            raise TransientError(f"promote-replica: {resource} still reports READ_REPLICA_INSTANCE")
+    return PromoteResult(
+        instance=instance, changed=True, operation=name, before=before, after=after
+    )
+
+
+@cloud_task(timeout_seconds=60, task_run_name="publish-connection-{instance}")
+def sql_publish_connection(environment: str, project: str, instance: str) -> bool:
+    """Point the apps' database-URL secret at ``instance``, as seed 004 does after a promote.
+
+    The URL carries a password, so it is written to the secret and never logged, returned
+    or recorded; the task returns only whether the secret changed.
+
+    Idempotent: an unchanged URL is not written again.
+    """
+    from prefect.blocks.system import Secret
+
+    topo = runtime.topology(environment)
+    sql = topo.cloud_sql
+    with calling("publish-connection", f"{project}:{instance}"):
+        state = describe(environment, project, instance)
+        password = read_secret(sql.app_password_secret) if sql.app_password_secret else ""
+        auth = f"{sql.app_user}:{password}@" if password else f"{sql.app_user}@"
+        url = f"postgresql://{auth}{state.address}:{sql.port}/{sql.databases[0]}"
+        try:
+            if read_secret(sql.connection_secret) == url:
+                return False
+        except Exception:
+            pass
+        Secret(value=url).save(sql.connection_secret, overwrite=True)
+    get_run_logger().info(
+        "secret %s now points at %s (value not logged)", sql.connection_secret, instance
+    )
+    return True

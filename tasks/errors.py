@@ -1,0 +1,94 @@
+"""How Lifeboat sorts failures from the outside world.
+
+    LifeboatError
+    ├── TransientError        retry with backoff: 429, 5xx, timeouts, Cloud SQL 409
+    │                         "operation in progress", Compute 403 rateLimitExceeded
+    └── PermanentError        fail at once: 400, 403 permission, 404, bad state
+        ├── PreflightRefused  the world is not in a state where the step may run
+        └── LockHeld          another region switch holds the lock
+
+Every message names the step and the resource, so an operator reading the run knows
+what failed where without opening a stack trace. Secrets never go into these messages.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from google.api_core import exceptions as gexc
+
+
+class LifeboatError(Exception):
+    """Base of every error Lifeboat raises on purpose."""
+
+
+class TransientError(LifeboatError):
+    """Worth retrying: the same call may succeed in a moment."""
+
+
+class PermanentError(LifeboatError):
+    """Retrying cannot help; the run must stop and say why."""
+
+
+class PreflightRefused(PermanentError):
+    """A guard refused to act (e.g. failback while the primary is unhealthy)."""
+
+
+class LockHeld(PermanentError):
+    """Another region switch holds the environment's lock."""
+
+
+_TRANSIENT_TYPES: tuple[type[Exception], ...] = (
+    gexc.TooManyRequests,
+    gexc.ServerError,  # 500, 501, 502, 503, 504
+    gexc.DeadlineExceeded,
+    gexc.RetryError,
+    TimeoutError,
+    ConnectionError,
+    httpx.TransportError,
+)
+
+
+def _reasons(exc: gexc.GoogleAPICallError) -> set[str]:
+    reasons = {str(getattr(exc, "reason", "") or "")}
+    for err in getattr(exc, "errors", None) or []:
+        if isinstance(err, dict):
+            reasons.add(str(err.get("reason", "")))
+    return reasons
+
+
+def is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, TransientError):
+        return True
+    if isinstance(exc, PermanentError):
+        return False
+    if isinstance(exc, _TRANSIENT_TYPES):
+        return True
+    if isinstance(exc, gexc.Forbidden):
+        # Compute throttles with 403 rateLimitExceeded, not 429.
+        return bool(_reasons(exc) & {"rateLimitExceeded", "userRateLimitExceeded"})
+    if isinstance(exc, gexc.Conflict | gexc.Aborted):
+        # Cloud SQL's one-operation-per-instance 409, Cloud Run's stale etag or running
+        # rollout: each task re-reads state before acting, so another try is safe. A name
+        # that already exists is not going to go away by itself.
+        return "alreadyExists" not in _reasons(exc) and "already exists" not in str(exc)
+    return isinstance(exc, gexc.ServiceUnavailable | gexc.InternalServerError)
+
+
+def classify(exc: BaseException, step: str, resource: str) -> LifeboatError:
+    """Wrap any failure in the transient/permanent split, naming the step and resource."""
+    if isinstance(exc, LifeboatError):
+        return exc
+    detail = _describe(exc)
+    message = f"{step} failed on {resource}: {detail}"
+    return TransientError(message) if is_transient(exc) else PermanentError(message)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, gexc.GoogleAPICallError):
+        code: Any = exc.code
+        return f"{code} {exc.message}".strip()
+    if isinstance(exc, httpx.HTTPStatusError):
+        return f"HTTP {exc.response.status_code}"
+    return f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,159 @@
+"""Health checks over real HTTP: through the public path, or straight at one region."""
+
+from __future__ import annotations
+
+import time
+from enum import StrEnum
+
+import httpx
+from prefect import get_run_logger
+from pydantic import BaseModel
+
+from lifeboat import runtime
+from lifeboat.endpoints import resolve
+from lifeboat.topology import RegionRole, Topology
+from tasks.errors import PermanentError, TransientError
+from tasks.polling import wait_until
+from tasks.retrying import cloud_task
+
+
+class Target(StrEnum):
+    public = "public"  # what users reach: DNS → CDN → region
+    primary = "primary"
+    secondary = "secondary"
+
+
+class CheckResult(BaseModel):
+    path: str
+    status: int | None
+    ok: bool
+    region: str | None = None
+    error: str | None = None
+    elapsed_ms: float
+
+
+class HealthReport(BaseModel):
+    target: Target
+    checks: list[CheckResult]
+
+    @property
+    def failed(self) -> int:
+        return sum(not c.ok for c in self.checks)
+
+    @property
+    def all_ok(self) -> bool:
+        return self.failed == 0
+
+    def summary(self) -> str:
+        return ", ".join(f"{c.path}={c.status or c.error}" for c in self.checks)
+
+
+def _base_url(topo: Topology, target: Target) -> str:
+    """Where to connect; the lab's names (lab:front_door) resolve through its endpoints."""
+    health = topo.health
+    connect = (
+        health.connect_to
+        if target is Target.public
+        else health.regional_connect_to.get(RegionRole(target.value))
+    )
+    if connect is None:
+        if target is not Target.public:
+            raise PermanentError(
+                f"health: no regional_connect_to for {target.value} in the topology"
+            )
+        return f"{health.scheme}://{health.host}"
+    if connect.startswith("lab:"):
+        endpoints = resolve(topo.endpoints)
+        name = connect.removeprefix("lab:")
+        if name == "front_door" and endpoints.front_door:
+            return endpoints.front_door
+        if name.startswith("region/") and name.removeprefix("region/") in endpoints.region_apps:
+            return endpoints.region_apps[name.removeprefix("region/")]
+        raise PermanentError(f"health: the lab has no endpoint {name!r}")
+    return f"{health.scheme}://{connect}"
+
+
+def _served_region(response: httpx.Response) -> str | None:
+    """The region the app says served this reply (the seeds' apps put it in the body)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    region = body.get("region") if isinstance(body, dict) else None
+    return str(region) if region else None
+
+
+def probe(environment: str, target: Target) -> HealthReport:
+    topo = runtime.topology(environment)
+    base = _base_url(topo, target)
+    results = []
+    with httpx.Client(timeout=topo.health.timeout_s, headers={"host": topo.health.host}) as client:
+        for check in topo.health.checks:
+            started = time.perf_counter()
+            try:
+                response = client.get(base + check.path)
+                ok = response.status_code == check.expected_status
+                results.append(
+                    CheckResult(
+                        path=check.path,
+                        status=response.status_code,
+                        ok=ok,
+                        region=_served_region(response),
+                        elapsed_ms=(time.perf_counter() - started) * 1000,
+                    )
+                )
+            except httpx.HTTPError as exc:
+                results.append(
+                    CheckResult(
+                        path=check.path,
+                        status=None,
+                        ok=False,
+                        error=type(exc).__name__,
+                        elapsed_ms=(time.perf_counter() - started) * 1000,
+                    )
+                )
+    return HealthReport(target=target, checks=results)
+
+
+@cloud_task(timeout_seconds=120, retries=2, task_run_name="health-probe-{target}")
+def health_probe(environment: str, target: Target) -> HealthReport:
+    """Run every health check once against ``target`` and report each result.
+
+    Idempotent: a read.
+    """
+    report = probe(environment, target)
+    get_run_logger().info("health %s: %s", target.value, report.summary())
+    return report
+
+
+@cloud_task(timeout_seconds=900, retries=1, task_run_name="verify-{target}")
+def health_verify(
+    environment: str, target: Target, timeout_s: float, expect_region: str | None = None
+) -> HealthReport:
+    """Poll the checks until all pass (and reach ``expect_region``), or fail after timeout.
+
+    Idempotent: a read.
+    """
+    last: list[HealthReport] = []
+
+    def passing() -> HealthReport | None:
+        report = probe(environment, target)
+        last.append(report)
+        wrong_region = expect_region is not None and any(
+            c.region not in (None, expect_region) for c in report.checks
+        )
+        return report if report.all_ok and not wrong_region else None
+
+    try:
+        report = wait_until(
+            passing, timeout=timeout_s, interval=(0.05, 1.0), what=f"{target.value} health"
+        )
+    except TransientError as exc:
+        summary = last[-1].summary() if last else "no probe ran"
+        raise TransientError(
+            f"verify: {target.value} checks did not pass within {timeout_s:.0f} s: {summary}"
+        ) from exc
+    get_run_logger().info(
+        "verified %s after %d probe(s): %s", target.value, len(last), report.summary()
+    )
+    return report

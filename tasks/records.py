@@ -1,0 +1,62 @@
+"""Evidence of every run: the JSON record in GCS, Prefect artifacts and Prefect events."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.events import emit_event
+
+from lifeboat import runtime
+from lifeboat.record import RunRecord
+from tasks.storage import storage_write_json
+
+_KEY_SAFE = re.compile(r"[^a-z0-9-]+")
+
+
+def artifact_key(*parts: str) -> str:
+    """Artifact keys allow lowercase letters, digits and dashes only."""
+    return _KEY_SAFE.sub("-", "-".join(parts).lower()).strip("-")[:120]
+
+
+def record_object(record: RunRecord) -> str:
+    return f"{record.flow}/{record.incident_id}.json"
+
+
+def write_record(record: RunRecord) -> str:
+    """Write the run record to the records bucket; returns its gs:// URI."""
+    bucket = runtime.topology(record.environment).backups.records_bucket
+    return storage_write_json(
+        record.environment, bucket, record_object(record), record.model_dump(mode="json")
+    )
+
+
+@task(task_run_name="publish-{record.flow}-artifacts")
+def publish_artifacts(record: RunRecord, markdown: str) -> None:
+    """Markdown and table artifacts on the run page.
+
+    Idempotent: artifacts are keyed by incident, so a re-run adds a new version of each.
+    """
+    key = artifact_key(record.flow, record.incident_id)
+    create_markdown_artifact(
+        markdown=markdown, key=key, description=f"{record.flow} {record.outcome}"
+    )
+    create_table_artifact(
+        table=[step.table_row() for step in record.steps],
+        key=f"{key}-steps",
+        description=f"{record.flow} steps for {record.incident_id}",
+    )
+
+
+def emit(record: RunRecord, payload: dict[str, Any] | None = None) -> None:
+    """Emit `lifeboat.<flow>.<outcome>` for automations and incident tooling."""
+    emit_event(
+        event=f"lifeboat.{record.flow}.{record.outcome}",
+        resource={
+            "prefect.resource.id": f"lifeboat.environment.{record.environment}",
+            "lifeboat.incident-id": record.incident_id,
+        },
+        payload=payload or record.event_payload(),
+    )

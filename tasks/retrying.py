@@ -1,0 +1,63 @@
+"""The retry policy every outside-world task shares: backoff with jitter, transient only."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from prefect import task
+from prefect.tasks import exponential_backoff
+
+from tasks.errors import LifeboatError, PermanentError, classify, is_transient
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Seconds for the first retry (then 2x, 4x, ...). The lab's tests shrink it with the clock.
+BACKOFF_S = float(os.environ.get("LIFEBOAT_RETRY_BACKOFF_S", "1.0"))
+
+
+def retry_unless_permanent(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect retry_condition_fn: retry transient failures, never permanent ones."""
+    try:
+        state.result()
+    except PermanentError:
+        return False
+    except Exception as exc:
+        return isinstance(exc, TimeoutError) or is_transient(exc)
+    return False
+
+
+def cloud_task(*, timeout_seconds: float, retries: int = 4, **options: Any) -> Callable[[F], F]:
+    """``@task`` with Lifeboat's retry policy; ``options`` pass through to Prefect.
+
+    ``timeout_seconds`` is the step's budget. It is not handed to Prefect: flows run
+    steps on worker threads, where Prefect's timeout cannot interrupt a blocking call
+    (reference/prefect.md) and only logs a warning. Each task enforces it itself: every
+    Google call carries its own timeout and every wait (``wait_until``, ``op.result``)
+    has a deadline inside this budget.
+    """
+    del timeout_seconds
+
+    def decorate(fn: F) -> F:
+        return task(  # type: ignore[no-any-return]
+            retries=retries,
+            retry_delay_seconds=exponential_backoff(backoff_factor=BACKOFF_S),
+            retry_jitter_factor=0.5,
+            retry_condition_fn=retry_unless_permanent,
+            **options,
+        )(fn)
+
+    return decorate
+
+
+@contextmanager
+def calling(step: str, resource: str) -> Iterator[None]:
+    """Turn any failure inside into a Transient/PermanentError naming step and resource."""
+    try:
+        yield
+    except LifeboatError:
+        raise
+    except Exception as exc:
+        raise classify(exc, step, resource) from exc

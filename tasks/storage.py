@@ -1,0 +1,144 @@
+"""Cloud Storage: the region-switch lease and JSON objects (run records)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from google.api_core import exceptions as gexc
+from google.cloud import storage
+from prefect import get_run_logger
+from pydantic import BaseModel
+
+from lifeboat import runtime
+from tasks.errors import LockHeld, TransientError
+from tasks.retrying import calling, cloud_task
+
+
+class Lease(BaseModel):
+    environment: str
+    incident_id: str
+    flow: str
+    holder: str
+    acquired_at: datetime
+    expires_at: datetime
+    generation: int = 0
+
+    def describe(self) -> str:
+        return (
+            f"{self.flow} for incident {self.incident_id} (held by {self.holder} since "
+            f"{self.acquired_at:%Y-%m-%d %H:%M:%S} UTC, expires {self.expires_at:%H:%M:%S} UTC)"
+        )
+
+
+def _bucket(environment: str) -> storage.Bucket:
+    topo = runtime.topology(environment)
+    client = runtime.clients(environment).storage(topo.regions.primary.project)
+    return client.bucket(topo.backups.records_bucket)
+
+
+def lease_object(environment: str) -> str:
+    return f"locks/{environment}/region-switch.json"
+
+
+@cloud_task(timeout_seconds=60, task_run_name="lease-acquire-{incident_id}")
+def lease_acquire(
+    environment: str, incident_id: str, flow: str, holder: str, ttl_s: float = 3600
+) -> Lease:
+    """Take the environment's region-switch lease with a generation precondition.
+
+    The object is created with ifGenerationMatch=0, so of two writers exactly one wins;
+    this fences even runs that bypass the Prefect server (break-glass).
+
+    Idempotent: the same incident re-takes its own lease (a resumed run); an expired
+    lease is taken over with ifGenerationMatch on the generation read.
+    """
+    blob = _bucket(environment).blob(lease_object(environment))
+    now = datetime.now(UTC)
+    lease = Lease(
+        environment=environment,
+        incident_id=incident_id,
+        flow=flow,
+        holder=holder,
+        acquired_at=now,
+        expires_at=now + timedelta(seconds=ttl_s),
+    )
+    with calling("lease-acquire", f"gs://{blob.bucket.name}/{blob.name}"):
+        try:
+            blob.upload_from_string(
+                lease.model_dump_json(), content_type="application/json", if_generation_match=0
+            )
+            return lease.model_copy(update={"generation": blob.generation})
+        except gexc.PreconditionFailed:
+            pass
+        blob.reload()
+        current = Lease.model_validate_json(
+            blob.download_as_bytes(if_generation_match=blob.generation)
+        )
+        if current.incident_id != incident_id and current.expires_at > now:
+            raise LockHeld(
+                f"region lock for {environment} is held: {current.describe()}; "
+                "a second switch is refused, not queued"
+            )
+        if current.incident_id != incident_id:
+            get_run_logger().warning("taking over an expired lease: %s", current.describe())
+        try:
+            blob.upload_from_string(
+                lease.model_dump_json(),
+                content_type="application/json",
+                if_generation_match=blob.generation,
+            )
+        except gexc.PreconditionFailed as exc:
+            raise TransientError(
+                "lease-acquire: the lease changed while taking it over; re-reading"
+            ) from exc
+        return lease.model_copy(update={"generation": blob.generation})
+
+
+@cloud_task(timeout_seconds=60, task_run_name="lease-release-{incident_id}")
+def lease_release(environment: str, incident_id: str) -> bool:
+    """Delete the lease if this incident still holds it.
+
+    Idempotent: a lease already gone, or held by someone else, is left alone.
+    """
+    blob = _bucket(environment).blob(lease_object(environment))
+    with calling("lease-release", f"gs://{blob.bucket.name}/{blob.name}"):
+        try:
+            blob.reload()
+            current = Lease.model_validate_json(
+                blob.download_as_bytes(if_generation_match=blob.generation)
+            )
+        except gexc.NotFound:
+            return False
+        if current.incident_id != incident_id:
+            return False
+        try:
+            blob.delete(if_generation_match=blob.generation)
+        except (gexc.NotFound, gexc.PreconditionFailed):
+            return False
+    return True
+
+
+def read_lease(environment: str) -> Lease | None:
+    blob = _bucket(environment).blob(lease_object(environment))
+    try:
+        return Lease.model_validate_json(blob.download_as_bytes())
+    except gexc.NotFound:
+        return None
+
+
+@cloud_task(timeout_seconds=120, task_run_name="write-record-{name}")
+def storage_write_json(environment: str, bucket: str, name: str, body: dict[str, Any]) -> str:
+    """Write a JSON object and return its gs:// URI.
+
+    Idempotent: the same name is overwritten with the latest record of the run.
+    """
+    topo = runtime.topology(environment)
+    client = runtime.clients(environment).storage(topo.regions.primary.project)
+    blob = client.bucket(bucket).blob(name)
+    with calling("write-record", f"gs://{bucket}/{name}"):
+        blob.upload_from_string(
+            json.dumps(body, indent=2, default=str, sort_keys=True), content_type="application/json"
+        )
+    return f"gs://{bucket}/{name}"

@@ -1,0 +1,193 @@
+"""Contract tests: google-cloud-compute (REST) against the lab's url-map emulator."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from google.api_core import exceptions
+from google.api_core.client_options import ClientOptions
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import compute_v1
+
+from lab.compute import ComputeBackend, create
+from lab.core.context import LabContext
+from lab.core.faults import FaultRule
+from tests import discovery
+
+PROJECT = "ml-datadriven-recos"
+URL_MAP = "varai-cdn-lb"
+HOST = "api.varai.ai"
+Status = compute_v1.Operation.Status
+
+
+def assert_valid(schema: str, body: Any) -> None:
+    discovery.assert_valid("compute.v1", schema, body)
+
+
+class CdnLab:
+    def __init__(self, backend: ComputeBackend, url: str) -> None:
+        self.backend = backend
+        self.url = url
+        options = ClientOptions(api_endpoint=url)
+        creds = AnonymousCredentials()
+        self.url_maps = compute_v1.UrlMapsClient(
+            credentials=creds, transport="rest", client_options=options
+        )
+        self.operations = compute_v1.GlobalOperationsClient(
+            credentials=creds, transport="rest", client_options=options
+        )
+
+    def invalidate(self, path: str = "/*", host: str = HOST, request_id: str = "") -> Any:
+        # invalidate_cache(...).result() would poll Google itself; unary + our own polling.
+        request = compute_v1.InvalidateCacheUrlMapRequest(
+            project=PROJECT,
+            url_map=URL_MAP,
+            cache_invalidation_rule_resource=compute_v1.CacheInvalidationRule(host=host, path=path),
+        )
+        if request_id:
+            request.request_id = request_id
+        return self.url_maps.invalidate_cache_unary(request=request)
+
+    def raw(self, path: str) -> Any:
+        return httpx.get(f"{self.url}/compute/v1/projects/{PROJECT}/global/{path}").json()
+
+
+def logged(ctx: LabContext, api: str, since: int, count: int) -> list[Any]:
+    """The calls logged since ``since``; the log is written just after the reply is sent."""
+    deadline = time.monotonic() + 2
+    while len(entries := ctx.requests.entries(api=api, since=since)) < count:
+        assert time.monotonic() < deadline, entries
+        time.sleep(0.005)
+    return entries
+
+
+@pytest.fixture
+def cdn(lab_ctx: LabContext, serve: Callable[..., str]) -> CdnLab:
+    backend, app = create(lab_ctx)
+    backend.create_url_map(PROJECT, URL_MAP, [HOST])
+    return CdnLab(backend, serve(app, "compute"))
+
+
+def test_get_and_list_url_maps(cdn: CdnLab) -> None:
+    for i in range(2):
+        cdn.backend.create_url_map(PROJECT, f"extra-{i}", [f"h{i}.varai.ai"], "svc")
+
+    url_map = cdn.url_maps.get(project=PROJECT, url_map=URL_MAP)
+    assert url_map.name == URL_MAP and list(url_map.host_rules[0].hosts) == [HOST]
+    pager = cdn.url_maps.list(request=compute_v1.ListUrlMapsRequest(project=PROJECT, max_results=2))
+    assert [len(page.items) for page in pager.pages] == [2, 1]
+
+    assert_valid("UrlMap", cdn.raw(f"urlMaps/{URL_MAP}"))
+    assert_valid("UrlMapList", cdn.raw("urlMaps"))
+
+
+def test_purge_takes_effect_long_before_the_operation_is_done(cdn: CdnLab) -> None:
+    seen: list[tuple[str | None, str, str]] = []
+    fired = threading.Event()
+
+    def listener(host: str | None, path: str) -> None:
+        status = cdn.backend.get_operation(PROJECT, cdn.backend.invalidations()[0]["operation"])
+        seen.append((host, path, status["status"]))
+        fired.set()
+
+    cdn.backend.on_invalidation(listener)
+    operation = cdn.invalidate("/static/*")
+    assert operation.status == Status.RUNNING and operation.operation_type == "invalidateCache"
+    assert operation.target_link.endswith(f"/global/urlMaps/{URL_MAP}")
+    assert_valid("Operation", cdn.raw(f"operations/{operation.name}"))
+
+    assert fired.wait(5)
+    assert seen == [(HOST, "/static/*", "RUNNING")]
+    current = cdn.operations.get(project=PROJECT, operation=operation.name)
+    assert current.status == Status.RUNNING
+
+    deadline = time.monotonic() + 10
+    while current.status != Status.DONE:
+        assert time.monotonic() < deadline
+        current = cdn.operations.wait(project=PROJECT, operation=operation.name)
+    assert not current.http_error_status_code and current.progress == 100
+
+    [record] = cdn.backend.invalidations()
+    assert record["requested_at"] <= record["effective_at"] <= record["done_at"]
+    done = cdn.raw(f"operations/{operation.name}")
+    assert_valid("Operation", done)
+    assert done["status"] == "DONE" and "endTime" in done
+    listing = cdn.raw("operations")
+    assert_valid("OperationList", listing)
+    assert [op["name"] for op in listing["items"]] == [operation.name]
+
+
+def test_over_500_a_minute_is_403_rate_limit(lab_ctx: LabContext, cdn: CdnLab) -> None:
+    lab_ctx.latency.configure(time_scale=1.0)  # a whole real minute for the window
+    for i in range(500):
+        cdn.backend.invalidate_cache(PROJECT, URL_MAP, HOST, f"/item/{i}")
+
+    with pytest.raises(exceptions.Forbidden) as caught:
+        cdn.invalidate("/one-too-many")
+    assert caught.value.errors[0]["reason"] == "rateLimitExceeded"
+    assert len(cdn.backend.invalidations()) == 500
+
+    other_project = cdn.backend.create_url_map("other-project", URL_MAP, [HOST])
+    assert other_project["name"] == URL_MAP  # the limit is per project
+    cdn.backend.invalidate_cache("other-project", URL_MAP, None, "/*")
+
+
+def test_repeated_request_id_returns_the_same_operation(cdn: CdnLab) -> None:
+    first = cdn.invalidate("/a", request_id="5b1c8a7e-0000-4000-8000-000000000001")
+    again = cdn.invalidate("/a", request_id="5b1c8a7e-0000-4000-8000-000000000001")
+    assert again.name == first.name
+    assert len(cdn.backend.invalidations()) == 1
+
+
+def test_unknown_url_map_and_operation_are_404(cdn: CdnLab) -> None:
+    with pytest.raises(exceptions.NotFound):
+        cdn.url_maps.get(project=PROJECT, url_map="no-such-map")
+    with pytest.raises(exceptions.NotFound):
+        cdn.url_maps.invalidate_cache_unary(
+            project=PROJECT,
+            url_map="no-such-map",
+            cache_invalidation_rule_resource=compute_v1.CacheInvalidationRule(path="/*"),
+        )
+    with pytest.raises(exceptions.NotFound):
+        cdn.operations.get(project=PROJECT, operation="operation-404")
+    assert cdn.backend.invalidations() == []
+
+
+def test_bad_path_is_400(cdn: CdnLab) -> None:
+    with pytest.raises(exceptions.BadRequest):
+        cdn.invalidate("/images*/x")
+
+
+def test_injected_fault_and_request_log(lab_ctx: LabContext, cdn: CdnLab) -> None:
+    since = lab_ctx.requests.last_seq
+    lab_ctx.faults.add(
+        FaultRule(api="compute", method="POST", path="invalidateCache", status=503, count=1)
+    )
+    with pytest.raises(exceptions.ServiceUnavailable):
+        cdn.invalidate()
+    cdn.invalidate()
+
+    calls = logged(lab_ctx, "compute", since, 2)
+    assert [(c.method, c.status, c.injected) for c in calls] == [
+        ("POST", 503, True),
+        ("POST", 200, False),
+    ]
+    assert (
+        calls[0].path == f"/compute/v1/projects/{PROJECT}/global/urlMaps/{URL_MAP}/invalidateCache"
+    )
+
+
+def test_reset_keeps_listeners_and_drops_state(cdn: CdnLab) -> None:
+    fired = threading.Event()
+    cdn.backend.on_invalidation(lambda host, path: fired.set())
+    cdn.backend.reset()
+    with pytest.raises(exceptions.NotFound):
+        cdn.invalidate()
+    cdn.backend.create_url_map(PROJECT, URL_MAP, [HOST])
+    cdn.invalidate()
+    assert fired.wait(5)

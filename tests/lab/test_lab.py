@@ -1,0 +1,184 @@
+"""The whole lab through its real front doors: region apps, routing, cache, control API."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import httpx
+import psycopg
+import pytest
+from google.api_core import exceptions as gexc
+from google.cloud.sqladmin_v1 import SqlInstancesGetRequest
+from pymongo import MongoClient
+
+from lifeboat.topology import RegionRole, load_topology
+from tests.labharness import TEST_PG_PREFIX, Lab, lifeboat
+
+TOPOLOGY = load_topology("lab")
+PRIMARY = TOPOLOGY.regions.primary
+SECONDARY = TOPOLOGY.regions.secondary
+HOST = TOPOLOGY.health.host
+RECORD = TOPOLOGY.dns.records[0]
+
+
+def front(lab: Lab, path: str) -> httpx.Response:
+    return httpx.get(f"{lab.endpoints['front_door']}{path}", headers={"host": HOST}, timeout=10)
+
+
+def region(lab: Lab, name: str, path: str) -> httpx.Response:
+    return httpx.get(f"{lab.endpoints['region_apps'][name]}{path}", timeout=10)
+
+
+def wait_for(predicate, timeout: float = 20.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_primary_serves_and_standby_does_not(fresh_lab: Lab) -> None:
+    assert region(fresh_lab, PRIMARY.name, "/health").status_code == 200
+    for path in ("/auth/status", "/ai/status", "/recommendations/status"):
+        assert region(fresh_lab, PRIMARY.name, path).json()["healthy"] is True
+    standby = region(fresh_lab, SECONDARY.name, "/health")
+    # Standby scaling is min 0, so the secondary has no instances until a failover.
+    assert standby.status_code == 503
+    assert "no instances" in standby.json()["reason"]
+    assert region(fresh_lab, PRIMARY.name, "/version").json()["region"] == PRIMARY.name
+
+
+def test_front_door_routes_by_dns_and_caches_version(fresh_lab: Lab) -> None:
+    first = front(fresh_lab, "/version")
+    assert first.json()["region"] == PRIMARY.name
+    assert first.headers["x-lab-cache"] == "MISS"
+    assert front(fresh_lab, "/version").headers["x-lab-cache"] == "HIT"
+    assert front(fresh_lab, "/health").headers["x-lab-cache"] == "MISS"  # never cached
+
+
+def test_outage_takes_the_primary_down(fresh_lab: Lab) -> None:
+    fresh_lab.outage(PRIMARY.name, True)
+    assert region(fresh_lab, PRIMARY.name, "/health").status_code == 503
+    assert front(fresh_lab, "/health").status_code == 503
+    fresh_lab.outage(PRIMARY.name, False)
+    assert front(fresh_lab, "/health").status_code == 200
+
+
+def test_unknown_region_outage_is_refused(lab: Lab) -> None:
+    response = httpx.post(
+        f"{lab.control}/_lab/outage", json={"region": "mars-north1", "down": True}, timeout=10
+    )
+    assert response.status_code == 400
+    assert "region" in response.json()["error"]
+
+
+def test_dns_switch_then_purge_moves_the_front_door(fresh_lab: Lab) -> None:
+    """A DNS change moves uncached paths; the cached /version moves only after a purge."""
+    clients = fresh_lab.clients()
+    assert front(fresh_lab, "/version").json()["region"] == PRIMARY.name  # now cached
+    zone = clients.dns(TOPOLOGY.dns.project).zone(TOPOLOGY.dns.zone, TOPOLOGY.dns.dns_name)
+    old = zone.resource_record_set(RECORD.name, "A", RECORD.ttl, RECORD.rrdatas[RegionRole.primary])
+    new = zone.resource_record_set(RECORD.name, "A", 60, RECORD.rrdatas[RegionRole.secondary])
+    change = zone.changes()
+    change.delete_record_set(old)
+    change.add_record_set(new)
+    change.create()
+
+    def switched() -> bool:
+        change.reload()
+        return change.status == "done"
+
+    wait_for(switched, what="DNS change done")
+    assert front(fresh_lab, "/health").headers["x-lab-region"] == SECONDARY.name
+    assert front(fresh_lab, "/version").json()["region"] == PRIMARY.name  # stale cache
+
+    from google.cloud import compute_v1
+
+    operation = clients.url_maps.invalidate_cache_unary(
+        project=TOPOLOGY.cdn.project,
+        url_map=TOPOLOGY.cdn.url_map,
+        cache_invalidation_rule_resource=compute_v1.CacheInvalidationRule(path="/*", host=HOST),
+    )
+    wait_for(
+        lambda: front(fresh_lab, "/version").json()["region"] == SECONDARY.name, what="purge effect"
+    )
+    status = clients.global_operations.get(project=TOPOLOGY.cdn.project, operation=operation.name)
+    # The purge took effect long before its operation finishes (10 s vs 600 s modelled).
+    assert status.status != compute_v1.Operation.Status.DONE
+
+
+def test_fault_injection_reaches_a_real_client(fresh_lab: Lab) -> None:
+    clients = fresh_lab.clients()
+    fresh_lab.fault(api="dns", method="GET", path="managedZones", status=403, count=1)
+    zone = clients.dns(TOPOLOGY.dns.project).zone(TOPOLOGY.dns.zone)
+    with pytest.raises(gexc.Forbidden):
+        zone.reload()
+    zone.reload()  # count=1: the next call goes through
+    assert zone.dns_name == TOPOLOGY.dns.dns_name
+    injected = [e for e in fresh_lab.requests(api="dns") if e["injected"]]
+    assert [e["status"] for e in injected] == [403]
+
+
+def test_request_log_records_real_client_calls(fresh_lab: Lab) -> None:
+    since = fresh_lab.last_seq()
+    clients = fresh_lab.clients()
+    clients.sql_instances.get(
+        request=SqlInstancesGetRequest(
+            project=TOPOLOGY.cloud_sql.replica.project, instance=TOPOLOGY.cloud_sql.replica.instance
+        )
+    )
+    entries = fresh_lab.requests(api="sql", since=since)
+    assert [(e["method"], e["status"]) for e in entries] == [("Get", 200)]
+
+
+def test_sql_instances_are_real_postgres_at_their_reported_address(fresh_lab: Lab) -> None:
+    clients = fresh_lab.clients()
+    replica = clients.sql_instances.get(
+        request=SqlInstancesGetRequest(
+            project=TOPOLOGY.cloud_sql.replica.project, instance=TOPOLOGY.cloud_sql.replica.instance
+        )
+    )
+    address = replica.ip_addresses[0].ip_address
+    assert address.startswith(TEST_PG_PREFIX)
+    with psycopg.connect(
+        host=address, user="postgres", dbname="varai_prod", connect_timeout=5
+    ) as conn:
+        assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (True,)
+        assert conn.execute("SELECT COUNT(*) FROM users").fetchone() == (500,)
+
+
+def test_mongo_is_seeded(lab: Lab) -> None:
+    with MongoClient(lab.endpoints["mongodb_uri"], serverSelectionTimeoutMS=5000) as client:
+        names = set(client.varai.list_collection_names())
+        assert {"sessions", "products", "analytics"} <= names
+        assert client.varai.products.count_documents({}) == 200
+
+
+def test_reset_restores_the_seeded_topology(lab: Lab) -> None:
+    lab.outage(PRIMARY.name, True)
+    lab.fault(api="run", status=500)
+    lab.reset()
+    state = lab.state()
+    assert state["outages"] == [] and state["faults"] == []
+    assert front(lab, "/health").status_code == 200
+
+
+def test_lab_up_again_says_it_is_running(lab: Lab) -> None:
+    result = lifeboat("lab", "up", "--dir", str(lab.root))
+    assert result.returncode == 0
+    assert "already running" in result.stdout
+
+
+def test_port_in_use_is_a_clear_error(tmp_path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        result = lifeboat(
+            "lab", "up", "--dir", str(tmp_path), "--base-port", str(port), "--no-prefect"
+        )
+    assert result.returncode == 1
+    assert f"127.0.0.1:{port}" in result.stderr and "already in use" in result.stderr

@@ -1,0 +1,112 @@
+"""A running lab for the test session: started once with `lifeboat lab up`, stopped at the end."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from lifeboat.clients import ClientFactory
+from lifeboat.endpoints import LAB_DIR_ENV, ResolvedEndpoints
+
+REPO = Path(__file__).resolve().parent.parent
+TEST_BASE_PORT = int(os.environ.get("LIFEBOAT_TEST_BASE_PORT", "28780"))
+TEST_PG_PREFIX = os.environ.get("LIFEBOAT_TEST_PG_PREFIX", "127.0.20.")
+TEST_TIME_SCALE = 0.01
+
+
+def lifeboat(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "lifeboat.cli", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
+
+
+@dataclass
+class Lab:
+    root: Path
+    endpoints: dict[str, Any]
+
+    @property
+    def control(self) -> str:
+        return str(self.endpoints["control"])
+
+    def post(self, path: str, body: dict[str, Any]) -> Any:
+        response = httpx.post(f"{self.control}/_lab/{path}", json=body, timeout=60)
+        response.raise_for_status()
+        return response.json()
+
+    def requests(
+        self, api: str | None = None, method: str | None = None, since: int = 0
+    ) -> list[dict[str, Any]]:
+        params = {k: v for k, v in {"api": api, "method": method, "since": since}.items() if v}
+        body = httpx.get(f"{self.control}/_lab/requests", params=params, timeout=30).json()
+        return list(body["entries"])
+
+    def last_seq(self) -> int:
+        return int(
+            httpx.get(f"{self.control}/_lab/requests", params={"api": "none"}, timeout=30).json()[
+                "last_seq"
+            ]
+        )
+
+    def state(self) -> dict[str, Any]:
+        return dict(httpx.get(f"{self.control}/_lab/state", timeout=30).json())
+
+    def reset(self) -> None:
+        self.post("reset", {})
+
+    def outage(self, region: str, down: bool) -> None:
+        self.post("outage", {"region": region, "down": down})
+
+    def fault(self, **rule: Any) -> dict[str, Any]:
+        return dict(self.post("faults", rule))
+
+    def clients(self) -> ClientFactory:
+        return ClientFactory(
+            ResolvedEndpoints.model_validate(
+                {k: v for k, v in self.endpoints.items() if k in ResolvedEndpoints.model_fields}
+            )
+        )
+
+
+def start_lab(root: Path) -> Lab:
+    result = lifeboat(
+        "lab",
+        "up",
+        "--dir",
+        str(root),
+        "--base-port",
+        str(TEST_BASE_PORT),
+        "--pg-address-prefix",
+        TEST_PG_PREFIX,
+        "--time-scale",
+        str(TEST_TIME_SCALE),
+    )
+    if result.returncode != 0:
+        logs = (
+            "\n".join(
+                f"--- {p.name}\n{p.read_text()[-3000:]}" for p in (root / "logs").glob("*.log")
+            )
+            if (root / "logs").is_dir()
+            else ""
+        )
+        raise RuntimeError(f"lab up failed:\n{result.stdout}\n{result.stderr}\n{logs}")
+    os.environ[LAB_DIR_ENV] = str(root)
+    return Lab(root, json.loads((root / "endpoints.json").read_text()))
+
+
+def stop_lab(root: Path) -> None:
+    lifeboat("lab", "down", "--dir", str(root))
