@@ -59,17 +59,18 @@ class FailoverApproval(RunInput):
     note: str = Field("", description="Why")
 
 
-def _cache_key(step: str):
-    """Key side-effect steps by incident so a re-run of the incident resumes past them."""
+def _resumable(task: Any, incident_id: str, step: str) -> Any:
+    """The task, cached by incident and arguments, so a re-run of the incident resumes.
+
+    The key names the incident explicitly: tasks do not take it as a parameter, and a
+    key without it would let one incident's results stand in for another's.
+    """
 
     def key(context: Any, parameters: dict[str, Any]) -> str:
-        incident = parameters.get("request_id") or parameters.get("incident_id") or ""
-        args = "/".join(
-            str(parameters.get(k, "")) for k in ("region", "service", "instance", "name", "path")
-        )
-        return f"failover/{incident}/{step}/{args}"
+        args = "/".join(f"{k}={v}" for k, v in sorted(parameters.items()) if k != "environment")
+        return f"failover/{incident_id}/{step}/{args}"
 
-    return key
+    return task.with_options(cache_key_fn=key, persist_result=True)
 
 
 @flow(name="failover", task_runner=ThreadPoolTaskRunner(max_workers=16), persist_result=True)
@@ -151,9 +152,7 @@ def _run(
             step.detail = lease.describe()
         with record.step("scale-and-promote") as step:
             scales = [
-                run_scale_service.with_options(
-                    cache_key_fn=_cache_key("scale"), persist_result=True
-                ).submit(
+                _resumable(run_scale_service, record.incident_id, "scale").submit(
                     env,
                     secondary.project,
                     secondary.name,
@@ -163,9 +162,9 @@ def _run(
                 )
                 for svc in topo.services
             ]
-            promote = sql_promote_replica.with_options(
-                cache_key_fn=_cache_key("promote"), persist_result=True
-            ).submit(env, replica.project, replica.instance)
+            promote = _resumable(sql_promote_replica, record.incident_id, "promote").submit(
+                env, replica.project, replica.instance
+            )
             wait([*scales, promote])
             results = [f.result() for f in scales]
             promoted = promote.result()
@@ -178,7 +177,7 @@ def _run(
             )
         with record.step("dns-switch") as step:
             switched = [
-                dns_switch_record.with_options(cache_key_fn=_cache_key("dns"), persist_result=True)(
+                _resumable(dns_switch_record, record.incident_id, "dns")(
                     env, rec.name, rec.rrdatas[RegionRole.secondary], rec.failover_ttl, rec.type
                 )
                 for rec in topo.dns.records

@@ -197,6 +197,7 @@ def _start_prefect_database(settings: LabSettings) -> str:
         (settings.root / "pg").rmdir()
         (settings.root / "pg").symlink_to(home)
     cluster = PgCluster(home / "prefect-db", address, settings.pg_port)
+    cluster.remove()  # every `lab up` starts from the seeded state, Prefect's history too
     cluster.init()
     cluster.start()
     cluster.create_database("prefect")
