@@ -130,7 +130,13 @@ for name, value in json.loads(sys.stdin.read()).items():
 
 def save_lab_secrets(env: dict[str, str], endpoints: dict[str, object]) -> None:
     """Store the lab's secrets as Prefect Secret blocks, passed on stdin, never argv."""
-    secrets = {"lifeboat-mongodb-uri": str(endpoints["mongodb_uri"])}
+    control = endpoints["control"]
+    secrets = {
+        "lifeboat-mongodb-uri": str(endpoints["mongodb_uri"]),
+        # The lab's control API stands in for Slack and the mail relay.
+        "lifeboat-slack-webhook": f"{control}/_lab/webhooks/slack",
+        "lifeboat-email-webhook": f"{control}/_lab/webhooks/email",
+    }
     result = subprocess.run(
         [sys.executable, "-c", _SAVE_SECRETS],
         input=json.dumps(secrets),

@@ -128,8 +128,10 @@ def _check_postgres() -> None:
 
 def stop_leftover_clusters(root: Path) -> None:
     """Stop any PostgreSQL cluster still running from this lab folder (crash leftovers)."""
-    for pidfile in root.glob("**/postmaster.pid"):
-        PgCluster(pidfile.parent.parent, "", 0).stop()
+    # Clusters may live in a private folder linked from the root, so follow links.
+    for folder, _, files in os.walk(root, followlinks=True):
+        if "postmaster.pid" in files:
+            PgCluster(Path(folder).parent, "", 0).stop()
 
 
 def _check_ports(settings: LabSettings, with_prefect: bool) -> None:
@@ -141,6 +143,10 @@ def _check_ports(settings: LabSettings, with_prefect: bool) -> None:
             ensure_port_free(settings.host, settings.port(name), name)
         for index in range(2):
             ensure_port_free(settings.host, settings.region_app_port(index), "region app")
+        if with_prefect:
+            ensure_port_free(
+                f"{settings.pg_address_prefix}1", settings.pg_port, "the Prefect database"
+            )
     except RuntimeError as exc:
         raise LabError(f"{exc}; stop what holds it or choose another --base-port") from exc
 

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.labharness import Lab, start_lab, stop_lab
+from tests.prefect_api import PrefectApi
 
 
 @pytest.fixture(scope="session")
@@ -17,6 +18,11 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         yield running
     finally:
         stop_lab(root)
+
+
+@pytest.fixture(scope="session")
+def api(lab: Lab) -> PrefectApi:
+    return PrefectApi(lab.endpoints["prefect_api_url"])
 
 
 @pytest.fixture

@@ -74,6 +74,9 @@ class Lab:
     def fault(self, **rule: Any) -> dict[str, Any]:
         return dict(self.post("faults", rule))
 
+    def webhooks(self) -> list[dict[str, Any]]:
+        return list(httpx.get(f"{self.control}/_lab/webhooks", timeout=30).json())
+
     def clients(self) -> ClientFactory:
         return ClientFactory(
             ResolvedEndpoints.model_validate(
@@ -104,8 +107,18 @@ def start_lab(root: Path) -> Lab:
             else ""
         )
         raise RuntimeError(f"lab up failed:\n{result.stdout}\n{result.stderr}\n{logs}")
-    os.environ[LAB_DIR_ENV] = str(root)
-    return Lab(root, json.loads((root / "endpoints.json").read_text()))
+    endpoints = json.loads((root / "endpoints.json").read_text())
+    # This process talks to the lab's server like a worker does, never to a throwaway one.
+    os.environ.update(
+        {
+            LAB_DIR_ENV: str(root),
+            "PREFECT_API_URL": endpoints["prefect_api_url"],
+            "PREFECT_SERVER_ALLOW_EPHEMERAL_MODE": "false",
+            "PREFECT_HOME": str(root / "prefect-home"),
+            "LIFEBOAT_RETRY_BACKOFF_S": "0.05",
+        }
+    )
+    return Lab(root, endpoints)
 
 
 def stop_lab(root: Path) -> None:

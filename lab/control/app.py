@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -53,6 +54,9 @@ def create_control_app(
     reset: Callable[[], None],
     state: Callable[[], dict[str, Any]],
 ) -> ASGIApp:
+    received: list[dict[str, Any]] = []
+    webhook_lock = threading.Lock()
+
     async def health(request: Request) -> Response:
         return JSONResponse({"ok": True})
 
@@ -106,11 +110,34 @@ def create_control_app(
         )
         return JSONResponse(body.model_dump())
 
+    async def webhook(request: Request) -> Response:
+        """A stand-in for Slack and the mail relay: keeps what was posted, for tests."""
+        name = request.path_params["name"]
+        path = f"/_lab/webhooks/{name}"
+        rule = ctx.faults.match("webhooks", "POST", path)
+        if rule is not None and rule.status is not None:
+            ctx.requests.record("webhooks", "POST", path, rule.status, injected=True)
+            return JSONResponse({"error": "injected"}, status_code=rule.status)
+        body = json.loads(await request.body() or b"null")
+        with webhook_lock:
+            received.append({"name": name, "body": body})
+        ctx.requests.record("webhooks", "POST", path, 200)
+        return JSONResponse({"ok": True})
+
+    def webhooks(request: Request) -> Response:
+        if request.method == "DELETE":
+            with webhook_lock:
+                received.clear()
+        with webhook_lock:
+            return JSONResponse(list(received))
+
     def get_state(request: Request) -> Response:
         return JSONResponse(state())
 
     def do_reset(request: Request) -> Response:
         reset()
+        with webhook_lock:
+            received.clear()
         return JSONResponse({"reset": True})
 
     routes = [
@@ -120,6 +147,8 @@ def create_control_app(
         Route("/_lab/requests", requests),
         Route("/_lab/config", config, methods=["GET", "POST"]),
         Route("/_lab/revision-health", revision_health, methods=["POST"]),
+        Route("/_lab/webhooks/{name}", webhook, methods=["POST"]),
+        Route("/_lab/webhooks", webhooks, methods=["GET", "DELETE"]),
         Route("/_lab/state", get_state),
         Route("/_lab/reset", do_reset, methods=["POST"]),
     ]

@@ -1,0 +1,75 @@
+"""failover through the real Prefect server, a process worker and the lab."""
+
+from __future__ import annotations
+
+import json
+
+from lifeboat.topology import RegionRole
+from tests.flows.lab_checks import (
+    PRIMARY,
+    RECORD,
+    REPLICA,
+    SECONDARY,
+    TOPOLOGY,
+    dns_record,
+    front_region,
+    incident,
+    instance_type,
+    read_object,
+    scaling,
+    side_effects,
+)
+from tests.labharness import Lab
+from tests.prefect_api import PrefectApi
+
+
+def test_failover_end_to_end_after_a_primary_outage(fresh_lab: Lab, api: PrefectApi) -> None:
+    fresh_lab.outage(PRIMARY.name, True)
+    since = fresh_lab.last_seq()
+    inc = incident()
+    run = api.launch("failover/lab", {"reason": "us-central1 down", "incident_id": inc})
+    final = api.wait(run["id"])
+    assert final["state"]["type"] == "COMPLETED", final["state"]
+
+    # The lab now serves from the secondary: every change happened, exactly once.
+    assert dns_record(fresh_lab) == (RECORD.rrdatas[RegionRole.secondary], RECORD.failover_ttl)
+    for service in TOPOLOGY.services:
+        assert scaling(fresh_lab, SECONDARY, service.name) == (
+            service.active_scaling.min,
+            service.active_scaling.max,
+        )
+    assert instance_type(fresh_lab, REPLICA.project, REPLICA.instance) == "CLOUD_SQL_INSTANCE"
+    assert front_region(fresh_lab) == SECONDARY.name
+
+    effects = side_effects(fresh_lab, since)
+    kinds = [(api_, method) for api_, method, _ in effects if api_ != "storage"]
+    assert kinds.count(("run", "PATCH")) == len(TOPOLOGY.services)
+    assert kinds.count(("sql", "PromoteReplica")) == 1
+    assert kinds.count(("dns", "POST")) == 1
+    assert kinds.count(("compute", "POST")) == len(TOPOLOGY.cdn.paths)
+    # Order: scale and promote before DNS; DNS before the purge.
+    dns_at = kinds.index(("dns", "POST"))
+    assert kinds.index(("sql", "PromoteReplica")) < dns_at
+    assert max(i for i, k in enumerate(kinds) if k == ("run", "PATCH")) < dns_at
+    assert dns_at < kinds.index(("compute", "POST"))
+
+    record = json.loads(
+        read_object(fresh_lab, TOPOLOGY.backups.records_bucket, f"failover/{inc}.json")
+    )
+    assert record["outcome"] == "completed"
+    assert record["rto_seconds"] > 0
+    assert record["approval"] is None  # the primary was down: no pause
+    assert [s["name"] for s in record["steps"]] == [
+        "preflight",
+        "region-lock",
+        "scale-and-promote",
+        "database-connection",
+        "dns-switch",
+        "cdn-purge",
+        "verify",
+    ]
+    assert record["before"]["dns"]["rrdatas"] == RECORD.rrdatas[RegionRole.primary]
+    keys = {a["key"] for a in api.artifacts(run["id"])}
+    assert {f"failover-{inc.lower()}", f"failover-{inc.lower()}-steps"} <= keys
+    channels = sorted(w["name"] for w in fresh_lab.webhooks())
+    assert channels == ["email", "slack"]

@@ -1,0 +1,79 @@
+"""The Prefect REST calls incident tooling makes (README), as a small httpx client."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+
+FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+
+class PrefectApi:
+    def __init__(self, api_url: str, auth: tuple[str, str] | None = None):
+        self.http = httpx.Client(base_url=api_url, auth=auth, timeout=30)
+
+    def deployment_id(self, name: str) -> str:
+        response = self.http.get(f"/deployments/name/{name}")
+        response.raise_for_status()
+        return str(response.json()["id"])
+
+    def launch(
+        self,
+        deployment: str,
+        parameters: dict[str, Any],
+        idempotency_key: str | None = None,
+        tags: list[str] | None = None,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"parameters": parameters, "tags": tags or []}
+        if idempotency_key:
+            body["idempotency_key"] = idempotency_key
+        response = self.http.post(
+            f"/deployments/{self.deployment_id(deployment)}/create_flow_run", json=body
+        )
+        response.raise_for_status()
+        return dict(response.json())
+
+    def flow_run(self, run_id: str) -> dict[str, Any]:
+        response = self.http.get(f"/flow_runs/{run_id}")
+        response.raise_for_status()
+        return dict(response.json())
+
+    def state(self, run_id: str) -> str:
+        return str(self.flow_run(run_id)["state"]["type"])
+
+    def wait(self, run_id: str, states: set[str] = FINAL, timeout: float = 240) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            run = self.flow_run(run_id)
+            if run["state"]["type"] in states:
+                return run
+            time.sleep(0.25)
+        raise AssertionError(f"flow run {run_id} not in {states} after {timeout} s: {run['state']}")
+
+    def resume(self, run_id: str, run_input: dict[str, Any]) -> dict[str, Any]:
+        response = self.http.post(f"/flow_runs/{run_id}/resume", json={"run_input": run_input})
+        response.raise_for_status()
+        return dict(response.json())
+
+    def artifacts(self, run_id: str) -> list[dict[str, Any]]:
+        response = self.http.post(
+            "/artifacts/filter", json={"artifacts": {"flow_run_id": {"any_": [run_id]}}}
+        )
+        response.raise_for_status()
+        return list(response.json())
+
+    def logs(self, run_id: str) -> list[str]:
+        response = self.http.post(
+            "/logs/filter", json={"logs": {"flow_run_id": {"any_": [run_id]}}, "limit": 200}
+        )
+        response.raise_for_status()
+        return [entry["message"] for entry in response.json()]
+
+    def task_runs(self, run_id: str) -> list[dict[str, Any]]:
+        response = self.http.post(
+            "/task_runs/filter", json={"flow_runs": {"id": {"any_": [run_id]}}}
+        )
+        response.raise_for_status()
+        return list(response.json())
