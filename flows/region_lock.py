@@ -17,6 +17,21 @@ from tasks.errors import LockHeld
 from tasks.storage import Lease, lease_acquire, lease_release
 
 
+# Prefect renews a held slot's lease while the run lives; a killed run's slot frees
+# itself after this long (60 s is Prefect's minimum).
+SLOT_LEASE_S = 60
+
+
+def _slot_wait(lease: Lease) -> float:
+    """How long to wait for the Prefect slot.
+
+    Another incident's run holding it means a second switch: refuse soon. Our own
+    incident's lease found in place means this run resumes one that crashed, whose slot
+    is still leased until it expires, so wait that out rather than refuse our own resume.
+    """
+    return SLOT_LEASE_S * 1.5 if lease.resumed else 15
+
+
 def limit_name(environment: str) -> str:
     return f"dr-region-switch-{environment}"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets as tokens
 import os
 import subprocess
 import sys
@@ -136,6 +137,8 @@ def save_lab_secrets(env: dict[str, str], endpoints: dict[str, object]) -> None:
         # The lab's control API stands in for Slack and the mail relay.
         "lifeboat-slack-webhook": f"{control}/_lab/webhooks/slack",
         "lifeboat-email-webhook": f"{control}/_lab/webhooks/email",
+        # Random per lab, so a test can scan logs and records for it.
+        "lifeboat-database-password": tokens.token_urlsafe(18),
     }
     result = subprocess.run(
         [sys.executable, "-c", _SAVE_SECRETS],

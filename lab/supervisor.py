@@ -131,7 +131,8 @@ def stop_leftover_clusters(root: Path) -> None:
     # Clusters may live in a private folder linked from the root, so follow links.
     for folder, _, files in os.walk(root, followlinks=True):
         if "postmaster.pid" in files:
-            PgCluster(Path(folder).parent, "", 0).stop()
+            # Resolved: the postgres user may not pass through the root's own folder.
+            PgCluster(Path(folder).resolve().parent, "", 0).stop()
 
 
 def _check_ports(settings: LabSettings, with_prefect: bool) -> None:

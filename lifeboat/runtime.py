@@ -19,6 +19,11 @@ def clients(environment: str) -> ClientFactory:
     return ClientFactory(resolve(topology(environment).endpoints))
 
 
+def call_timeout(environment: str) -> float:
+    """Seconds one API call may take before it counts as a (retryable) timeout."""
+    return topology(environment).endpoints.call_timeout_s
+
+
 def forget() -> None:
     """Drop cached topologies and clients (a lab restarted on new ports, tests)."""
     topology.cache_clear()

@@ -207,6 +207,9 @@ class Endpoints(Strict):
     sql_grpc: str | None = None
     compute: str | None = None
     storage: str | None = None
+    call_timeout_s: float = Field(
+        30, gt=0, le=300, description="timeout of each single API call; retries come on top"
+    )
 
 
 class Topology(Strict):

@@ -36,7 +36,9 @@ def cdn_invalidate(environment: str, host: str, path: str, request_id: str) -> I
             request_id=request_id,
             cache_invalidation_rule_resource=compute_v1.CacheInvalidationRule(path=path, host=host),
         )
-        op = factory.url_maps.invalidate_cache_unary(request=request, timeout=30)
+        op = factory.url_maps.invalidate_cache_unary(
+            request=request, timeout=runtime.call_timeout(environment)
+        )
     get_run_logger().info("CDN invalidation of %s%s: operation %s", host, path, op.name)
     return Invalidation(
         url_map=topo.cdn.url_map,
@@ -56,6 +58,6 @@ def cdn_operation_status(environment: str, operation: str) -> str:
     topo = runtime.topology(environment)
     with calling("cdn-operation-status", operation):
         op = runtime.clients(environment).global_operations.get(
-            project=topo.cdn.project, operation=operation, timeout=30
+            project=topo.cdn.project, operation=operation, timeout=runtime.call_timeout(environment)
         )
     return compute_v1.Operation.Status(op.status).name

@@ -63,14 +63,18 @@ def run_scale_service(
     name = service_path(project, region, service)
     target = Scaling(min=min_instances, max=max_instances)
     with calling("scale-service", name):
-        current = factory.run_services.get_service(name=name, timeout=30)
+        current = factory.run_services.get_service(
+            name=name, timeout=runtime.call_timeout(environment)
+        )
         before = _scaling(current)
         if before == target:
             if current.reconciling:
                 wait_until(
                     lambda: (
                         None
-                        if factory.run_services.get_service(name=name, timeout=30).reconciling
+                        if factory.run_services.get_service(
+                            name=name, timeout=runtime.call_timeout(environment)
+                        ).reconciling
                         else True
                     ),
                     timeout=800,
@@ -83,7 +87,9 @@ def run_scale_service(
             )
         current.template.scaling.min_instance_count = min_instances
         current.template.scaling.max_instance_count = max_instances
-        operation = factory.run_services.update_service(service=current, timeout=30)
+        operation = factory.run_services.update_service(
+            service=current, timeout=runtime.call_timeout(environment)
+        )
         logger.info(
             "scaling %s from %s..%s to %s..%s", name, before.min, before.max, target.min, target.max
         )
@@ -112,7 +118,9 @@ def run_describe_service(environment: str, project: str, region: str, service: s
     name = service_path(project, region, service)
     with calling("describe-service", name):
         try:
-            got = factory.run_services.get_service(name=name, timeout=30)
+            got = factory.run_services.get_service(
+                name=name, timeout=runtime.call_timeout(environment)
+            )
         except gexc.NotFound:
             return ServiceState(service=service, region=region, exists=False)
     ready = got.terminal_condition.state == run_v2.Condition.State.CONDITION_SUCCEEDED

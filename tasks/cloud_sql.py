@@ -17,7 +17,6 @@ from tasks.retrying import calling, cloud_task
 
 Status = sqladmin_v1.Operation.SqlOperationStatus
 InstanceType = sqladmin_v1.SqlInstanceType
-_CALL_TIMEOUT = 30.0
 
 
 class InstanceState(BaseModel):
@@ -56,7 +55,7 @@ def describe(environment: str, project: str, instance: str) -> InstanceState:
     client = runtime.clients(environment).sql_instances
     got = client.get(
         request=sqladmin_v1.SqlInstancesGetRequest(project=project, instance=instance),
-        timeout=_CALL_TIMEOUT,
+        timeout=runtime.call_timeout(environment),
     )
     return InstanceState(
         project=project,
@@ -163,7 +162,7 @@ def wait_operation(
     def done() -> sqladmin_v1.Operation | None:
         op = factory.sql_operations.get(
             request=sqladmin_v1.SqlOperationsGetRequest(project=project, operation=operation),
-            timeout=_CALL_TIMEOUT,
+            timeout=runtime.call_timeout(environment),
         )
         return op if op.status == Status.DONE else None
 
@@ -184,7 +183,7 @@ def running_operation(environment: str, project: str, instance: str, kind: str) 
     factory = runtime.clients(environment)
     listing = factory.sql_operations.list(
         request=sqladmin_v1.SqlOperationsListRequest(project=project, instance=instance),
-        timeout=_CALL_TIMEOUT,
+        timeout=runtime.call_timeout(environment),
     )
     for op in listing:
         if op.operation_type.name == kind and op.status != Status.DONE:
@@ -215,7 +214,7 @@ def sql_promote_replica(environment: str, project: str, instance: str) -> Promot
                 request=sqladmin_v1.SqlInstancesPromoteReplicaRequest(
                     project=project, instance=instance
                 ),
-                timeout=_CALL_TIMEOUT,
+                timeout=runtime.call_timeout(environment),
             )
             name = str(op.name)
             logger.info("promoting %s (operation %s)", resource, name)

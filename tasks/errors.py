@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import requests
 from google.api_core import exceptions as gexc
 
 
@@ -47,6 +48,8 @@ _TRANSIENT_TYPES: tuple[type[Exception], ...] = (
     TimeoutError,
     ConnectionError,
     httpx.TransportError,
+    requests.exceptions.ConnectionError,  # the REST clients' transport: resets, timeouts
+    requests.exceptions.Timeout,
 )
 
 

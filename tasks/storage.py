@@ -9,7 +9,7 @@ from typing import Any
 from google.api_core import exceptions as gexc
 from google.cloud import storage
 from prefect import get_run_logger
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from lifeboat import runtime
 from tasks.errors import LockHeld, TransientError
@@ -24,6 +24,7 @@ class Lease(BaseModel):
     acquired_at: datetime
     expires_at: datetime
     generation: int = 0
+    resumed: bool = Field(False, description="the same incident held it: a resume after a crash")
 
     def describe(self) -> str:
         return (
@@ -81,7 +82,8 @@ def lease_acquire(
                 f"region lock for {environment} is held: {current.describe()}; "
                 "a second switch is refused, not queued"
             )
-        if current.incident_id != incident_id:
+        resumed = current.incident_id == incident_id
+        if not resumed:
             get_run_logger().warning("taking over an expired lease: %s", current.describe())
         try:
             blob.upload_from_string(
@@ -93,7 +95,7 @@ def lease_acquire(
             raise TransientError(
                 "lease-acquire: the lease changed while taking it over; re-reading"
             ) from exc
-        return lease.model_copy(update={"generation": blob.generation})
+        return lease.model_copy(update={"generation": blob.generation, "resumed": resumed})
 
 
 @cloud_task(timeout_seconds=60, task_run_name="lease-release-{incident_id}")

@@ -1,0 +1,207 @@
+"""failover's guards: bad input, dry run, the approval pause, one switch at a time, secrets."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import httpx
+import pytest
+from google.api_core.exceptions import NotFound
+
+from lifeboat.topology import RegionRole
+from tests.flows.lab_checks import (
+    PRIMARY,
+    RECORD,
+    REPLICA,
+    TOPOLOGY,
+    dns_record,
+    incident,
+    instance_type,
+    read_object,
+    side_effects,
+)
+from tests.labharness import Lab
+from tests.prefect_api import PrefectApi
+
+
+def _message(run: dict) -> str:
+    return str(run["state"].get("message") or "")
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"reason": ""}, "reason"),
+        ({"reason": "x", "incident_id": "bad id with spaces"}, "incident_id"),
+        ({"reason": "x", "environment": "Prod!"}, "environment"),
+        ({"reason": "x", "mode": "reckless"}, "mode"),
+    ],
+)
+def test_bad_parameters_are_refused_by_the_api(
+    lab: Lab, api: PrefectApi, params: dict, field: str
+) -> None:
+    with pytest.raises(httpx.HTTPStatusError) as err:
+        api.launch("failover/lab", params)
+    assert err.value.response.status_code == 409
+    assert field in err.value.response.text
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({"reason": "   "}, "reason: must not be empty"),
+        ({"reason": "x", "environment": "prod"}, "unknown environment 'prod'"),
+    ],
+)
+def test_bad_input_fails_before_any_side_effect(
+    fresh_lab: Lab, api: PrefectApi, params: dict, expected: str
+) -> None:
+    since = fresh_lab.last_seq()
+    final = api.wait(api.launch("failover/lab", params)["id"])
+    assert final["state"]["type"] == "FAILED"
+    assert expected in _message(final)
+    assert side_effects(fresh_lab, since) == []
+
+
+def test_dry_run_prints_the_exact_plan_and_changes_nothing(fresh_lab: Lab, api: PrefectApi) -> None:
+    since = fresh_lab.last_seq()
+    inc = incident("DRY")
+    run = api.launch("failover/lab", {"reason": "plan it", "incident_id": inc, "dry_run": True})
+    assert api.wait(run["id"])["state"]["type"] == "COMPLETED"
+    assert side_effects(fresh_lab, since) == []
+    assert dns_record(fresh_lab) == (RECORD.rrdatas[RegionRole.primary], RECORD.ttl)
+    record = json.loads(
+        read_object(fresh_lab, TOPOLOGY.backups.records_bucket, f"failover/{inc}.json")
+    )
+    assert record["outcome"] == "planned"
+    plan = record["plan"]
+    assert "DNS api.varai.ai. A: 34.120.10.10 (ttl 300) → 34.140.20.20 (ttl 60)" in plan
+    assert "scale us-east1/auth-service: 0..10 → 3..50" in plan
+    assert f"promote {REPLICA.project}:{REPLICA.instance} (read replica → primary)" in plan
+    assert "invalidate varai-cdn-lb api.varai.ai/*" in plan
+    markdown = [a for a in api.artifacts(run["id"]) if a["type"] == "markdown"]
+    assert markdown and "34.140.20.20 (ttl 60)" in markdown[0]["data"]
+
+
+def _wait_record(lab: Lab, name: str, timeout: float = 30) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return dict(json.loads(read_object(lab, TOPOLOGY.backups.records_bucket, name)))
+        except NotFound:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def _paused(api: PrefectApi, reason: str, **extra: object) -> tuple[str, str]:
+    inc = incident("PAUSE")
+    run = api.launch("failover/lab", {"reason": reason, "incident_id": inc, **extra})
+    api.wait(run["id"], states={"PAUSED", "FAILED", "COMPLETED", "CRASHED"})
+    assert api.state(run["id"]) == "PAUSED"
+    return run["id"], inc
+
+
+def test_healthy_primary_pauses_and_approval_proceeds(fresh_lab: Lab, api: PrefectApi) -> None:
+    run_id, inc = _paused(api, "planned switchover")
+    answer = api.resume(run_id, {"approved": True, "approver": "sre-on-call", "note": "go"})
+    assert answer["status"] == "ACCEPT"
+    assert api.wait(run_id)["state"]["type"] == "COMPLETED"
+    record = json.loads(
+        read_object(fresh_lab, TOPOLOGY.backups.records_bucket, f"failover/{inc}.json")
+    )
+    assert record["approval"]["approver"] == "sre-on-call"
+    assert "the primary looks healthy" in record["approval"]["reasons"][0]
+    assert instance_type(fresh_lab, REPLICA.project, REPLICA.instance) == "CLOUD_SQL_INSTANCE"
+
+
+def test_rejected_approval_changes_nothing(fresh_lab: Lab, api: PrefectApi) -> None:
+    since = fresh_lab.last_seq()
+    run_id, inc = _paused(api, "maybe not")
+    api.resume(run_id, {"approved": False, "approver": "sre-lead", "note": "primary is fine"})
+    final = api.wait(run_id)
+    assert final["state"]["type"] == "FAILED"
+    assert "rejected by sre-lead" in _message(final)
+    assert side_effects(fresh_lab, since) == []
+    record = json.loads(
+        read_object(fresh_lab, TOPOLOGY.backups.records_bucket, f"failover/{inc}.json")
+    )
+    assert record["outcome"] == "rejected"
+
+
+def test_approval_timeout_changes_nothing(fresh_lab: Lab, api: PrefectApi) -> None:
+    since = fresh_lab.last_seq()
+    run_id, inc = _paused(api, "nobody answers", approval_timeout_s=10)
+    final = api.wait(run_id, timeout=60)
+    # The server fails an expired pause itself ("never resumed"); the flow still writes
+    # its own record saying so, once its poller sees the timeout.
+    assert final["state"]["type"] == "FAILED"
+    record = _wait_record(fresh_lab, f"failover/{inc}.json")
+    assert record["outcome"] == "rejected"
+    assert "no approval within 10 s; nothing was changed" in record["error"]
+    assert side_effects(fresh_lab, since) == []
+
+
+def test_two_concurrent_failovers_exactly_one_runs(fresh_lab: Lab, api: PrefectApi) -> None:
+    fresh_lab.outage(PRIMARY.name, True)
+    since = fresh_lab.last_seq()
+    runs: list[dict] = []
+    lock = threading.Lock()
+
+    def launch(n: int) -> None:
+        run = api.launch(
+            "failover/lab", {"reason": f"race {n}", "incident_id": incident(f"RACE{n}")}
+        )
+        with lock:
+            runs.append(run)
+
+    threads = [threading.Thread(target=launch, args=(n,)) for n in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    finals = [api.wait(r["id"]) for r in runs]
+    states = sorted(f["state"]["type"] for f in finals)
+    assert states == ["COMPLETED", "FAILED"], [_message(f) for f in finals]
+    loser = next(f for f in finals if f["state"]["type"] == "FAILED")
+    assert "region lock for lab is held" in _message(loser) or "concurrency limit" in _message(
+        loser
+    )
+    kinds = [(a, m) for a, m, _ in side_effects(fresh_lab, since)]
+    assert kinds.count(("sql", "PromoteReplica")) == 1
+    assert kinds.count(("dns", "POST")) == 1
+
+
+def test_secrets_never_reach_logs_artifacts_records_or_notifications(
+    fresh_lab: Lab, api: PrefectApi
+) -> None:
+    from lifeboat.secrets import read_secret
+
+    secrets = [
+        read_secret("lifeboat-database-password"),
+        read_secret("lifeboat-slack-webhook"),
+        read_secret("lifeboat-email-webhook"),
+        read_secret("lifeboat-mongodb-uri"),
+    ]
+    fresh_lab.outage(PRIMARY.name, True)
+    inc = incident("SECRET")
+    run = api.launch("failover/lab", {"reason": "scan for secrets", "incident_id": inc})
+    assert api.wait(run["id"])["state"]["type"] == "COMPLETED"
+    # The password really was used: the apps' URL secret now carries it.
+    assert secrets[0] in read_secret(TOPOLOGY.cloud_sql.connection_secret)
+    evidence = "\n".join(
+        [
+            *api.logs(run["id"]),
+            json.dumps(api.artifacts(run["id"])),
+            json.dumps(api.flow_run(run["id"])["parameters"]),
+            read_object(
+                fresh_lab, TOPOLOGY.backups.records_bucket, f"failover/{inc}.json"
+            ).decode(),
+            json.dumps(fresh_lab.webhooks()),
+        ]
+    )
+    assert len(api.logs(run["id"])) > 10
+    for secret in secrets:
+        assert secret not in evidence
