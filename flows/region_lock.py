@@ -40,7 +40,12 @@ def limit_name(environment: str) -> str:
 def region_lock(environment: str, incident_id: str, flow: str, holder: str) -> Iterator[Lease]:
     logger = get_run_logger()
     lease = lease_acquire(environment, incident_id, flow, holder)
-    logger.info("took the region lock of %s: %s", environment, lease.describe())
+    logger.info(
+        "took the region lock of %s: %s%s",
+        environment,
+        lease.describe(),
+        " (resuming this incident after a crash)" if lease.resumed else "",
+    )
     try:
         with ExitStack() as stack:
             try:
@@ -48,15 +53,15 @@ def region_lock(environment: str, incident_id: str, flow: str, holder: str) -> I
                     concurrency(
                         limit_name(environment),
                         occupy=1,
-                        timeout_seconds=15,
+                        timeout_seconds=_slot_wait(lease),
                         strict=True,
-                        lease_duration=300,
+                        lease_duration=SLOT_LEASE_S,
                     )
                 )
             except TimeoutError as exc:
                 raise LockHeld(
                     f"region lock for {environment}: the Prefect concurrency limit "
-                    f"{limit_name(environment)} is held by another run"
+                    f"{limit_name(environment)} is held by another run ({exc})"
                 ) from exc
             yield lease
     finally:

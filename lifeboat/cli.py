@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -40,11 +41,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lifeboat", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _lab_parser(sub)
+    fo = sub.add_parser("failover", help="run a failover from this machine (break-glass)")
+    fo.add_argument("--env", required=True)
+    fo.add_argument("--reason", required=True)
+    fo.add_argument("--incident-id", default=None)
+    fo.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    fo.add_argument("--mode", choices=["graceful", "ungraceful"], default="graceful")
+    fo.add_argument("--approve", action="store_true", help="approve in advance: no pause")
+    fo.add_argument("--operator", default=os.environ.get("USER", "unknown"))
     validate = sub.add_parser("validate", help="check an environment's topology file")
     validate.add_argument("--env", required=True)
     args = parser.parse_args(argv)
 
     try:
+        if args.command == "failover":
+            return _failover(args)
         if args.command == "validate":
             topology = load_topology(args.env)
             print(f"{args.env}: valid ({len(topology.services)} services)")
@@ -80,6 +91,33 @@ def _lab(args: argparse.Namespace) -> int:
     except LabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _failover(args: argparse.Namespace) -> int:
+    from lifeboat.breakglass import run_failover
+
+    try:
+        record = run_failover(
+            environment=args.env,
+            reason=args.reason,
+            incident_id=args.incident_id,
+            dry_run=args.dry_run,
+            mode=args.mode,
+            approve=args.approve,
+            operator=args.operator,
+        )
+    except Exception as exc:  # noqa: BLE001 - the operator needs the message, not a trace
+        print(f"failover failed: {exc}", file=sys.stderr)
+        return 1
+    print("\n".join(record["plan"]))
+    rto = record.get("rto_seconds")
+    print(
+        f"\noutcome: {record['outcome']}; RTO {rto:.1f} s"
+        if rto
+        else f"\noutcome: {record['outcome']}"
+    )
+    print(f"record: {record.get('record_uri')}")
     return 0
 
 

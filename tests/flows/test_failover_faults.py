@@ -1,0 +1,143 @@
+"""failover under injected faults: transient ones are retried, permanent ones fail fast,
+and a re-run of the same incident resumes without repeating side effects."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+from tests.flows.lab_checks import (
+    PRIMARY,
+    REPLICA,
+    SECONDARY,
+    TOPOLOGY,
+    front_region,
+    incident,
+    instance_type,
+    read_object,
+    side_effects,
+)
+from tests.labharness import Lab
+from tests.prefect_api import PrefectApi
+
+
+def _launch(api: PrefectApi, inc: str) -> str:
+    return str(api.launch("failover/lab", {"reason": "faults", "incident_id": inc})["id"])
+
+
+def _count(effects: list[tuple[str, str, str]], api_: str, method: str) -> int:
+    return sum(1 for a, m, _ in effects if (a, m) == (api_, method))
+
+
+def test_transient_faults_on_every_cloud_call_are_retried(fresh_lab: Lab, api: PrefectApi) -> None:
+    fresh_lab.outage(PRIMARY.name, True)
+    since = fresh_lab.last_seq()
+    fresh_lab.fault(api="run", method="PATCH", status=503, count=2)
+    fresh_lab.fault(api="run", method="GET", path="services/ai-service", status=429, count=1)
+    fresh_lab.fault(
+        api="sql", method="PromoteReplica", status=409, count=1
+    )  # operation in progress
+    fresh_lab.fault(api="sql", method="Get", status=503, count=1)
+    fresh_lab.fault(api="dns", method="POST", path="changes", status=429, count=1)
+    fresh_lab.fault(api="dns", method="GET", path="rrsets", latency_s=6, count=1)  # > call timeout
+    fresh_lab.fault(api="compute", method="POST", status=403, reason="rateLimitExceeded", count=1)
+    fresh_lab.fault(api="storage", method="POST", path="upload", status=503, count=1)
+    run_id = _launch(api, incident("FLAKY"))
+    final = api.wait(run_id, timeout=300)
+    assert final["state"]["type"] == "COMPLETED", final["state"]["message"]
+    assert front_region(fresh_lab) == SECONDARY.name
+    injected = [e for e in fresh_lab.requests(since=since) if e["injected"]]
+    assert {(e["api"], e["status"]) for e in injected} >= {
+        ("run", 503),
+        ("run", 429),
+        ("sql", 409),
+        ("sql", 503),
+        ("dns", 429),
+        ("compute", 403),
+    }
+    effects = side_effects(fresh_lab, since)
+    # Retries re-read state first, so each change still happened exactly once.
+    assert _count(effects, "sql", "PromoteReplica") == 1
+    assert _count(effects, "dns", "POST") == 1
+    assert _count(effects, "run", "PATCH") == len(TOPOLOGY.services)
+
+
+def test_permanent_error_fails_fast_naming_step_and_resource(
+    fresh_lab: Lab, api: PrefectApi
+) -> None:
+    fresh_lab.outage(PRIMARY.name, True)
+    since = fresh_lab.last_seq()
+    fresh_lab.fault(api="dns", method="POST", path="changes", status=403, count=5)
+    inc = incident("DENIED")
+    final = api.wait(_launch(api, inc))
+    assert final["state"]["type"] == "FAILED"
+    message = final["state"]["message"]
+    assert "dns-switch failed on varai-ai-zone/api.varai.ai." in message and "403" in message
+    attempts = [e for e in fresh_lab.requests(api="dns", method="POST", since=since)]
+    assert len(attempts) == 1  # no retry of a permission error
+    record = json.loads(
+        read_object(fresh_lab, TOPOLOGY.backups.records_bucket, f"failover/{inc}.json")
+    )
+    assert record["outcome"] == "failed"
+    assert [s["outcome"] for s in record["steps"]][-1] == "failed"
+    assert record["steps"][-1]["name"] == "dns-switch"
+
+
+def test_rerun_of_a_failed_incident_resumes_without_repeating(
+    fresh_lab: Lab, api: PrefectApi
+) -> None:
+    fresh_lab.outage(PRIMARY.name, True)
+    since = fresh_lab.last_seq()
+    fresh_lab.fault(api="compute", method="POST", status=404, count=1)
+    inc = incident("RESUME")
+    assert api.wait(_launch(api, inc))["state"]["type"] == "FAILED"
+    assert instance_type(fresh_lab, REPLICA.project, REPLICA.instance) == "CLOUD_SQL_INSTANCE"
+    final = api.wait(_launch(api, inc))
+    assert final["state"]["type"] == "COMPLETED", final["state"]["message"]
+    effects = side_effects(fresh_lab, since)
+    assert _count(effects, "sql", "PromoteReplica") == 1
+    assert _count(effects, "dns", "POST") == 1
+    assert _count(effects, "run", "PATCH") == len(TOPOLOGY.services)
+    cached = [t["name"] for t in api.task_runs(final["id"]) if t["state"]["name"] == "Cached"]
+    assert any(name.startswith("sql-promote") for name in cached)
+    assert any(name.startswith("dns-switch") for name in cached)
+
+
+def _flow_processes(run_id: str) -> list[int]:
+    """Every process of the flow run (the worker may start it through a wrapper)."""
+    pids = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if f"PREFECT__FLOW_RUN_ID={run_id}".encode() in environ.read_bytes():
+                pids.append(int(environ.parent.name))
+        except OSError:
+            continue
+    return pids
+
+
+def test_kill_during_promote_then_resume_does_not_promote_twice(
+    fresh_lab: Lab, api: PrefectApi
+) -> None:
+    fresh_lab.outage(PRIMARY.name, True)
+    # A long promotion (1000 s modelled = 10 s here) leaves time to kill the run mid-step.
+    fresh_lab.post("config", {"latency": {"sql.promote": 1000}})
+    since = fresh_lab.last_seq()
+    inc = incident("KILL")
+    first = _launch(api, inc)
+    deadline = time.monotonic() + 60
+    while not fresh_lab.requests(api="sql", method="PromoteReplica", since=since):
+        assert time.monotonic() < deadline, "the promotion never started"
+        time.sleep(0.1)
+    pids = _flow_processes(first)
+    assert pids
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    final = api.wait(_launch(api, inc), timeout=300)
+    assert final["state"]["type"] == "COMPLETED", final["state"]["message"]
+    effects = side_effects(fresh_lab, since)
+    assert _count(effects, "sql", "PromoteReplica") == 1  # the resumed run waited for it
+    assert instance_type(fresh_lab, REPLICA.project, REPLICA.instance) == "CLOUD_SQL_INSTANCE"
+    assert front_region(fresh_lab) == SECONDARY.name
