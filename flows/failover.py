@@ -73,7 +73,11 @@ def _resumable(task: Any, incident_id: str, step: str) -> Any:
     return task.with_options(cache_key_fn=key, persist_result=True)
 
 
-@flow(name="failover", task_runner=ThreadPoolTaskRunner(max_workers=16), persist_result=True)
+@flow(
+    name="failover",
+    task_runner=ThreadPoolTaskRunner(max_workers=16),  # type: ignore[arg-type]
+    persist_result=True,
+)
 def failover(
     environment: Annotated[str, ENVIRONMENT_FIELD],
     reason: Annotated[str, REASON_FIELD],

@@ -16,7 +16,6 @@ from prefect.concurrency.sync import concurrency
 from tasks.errors import LockHeld
 from tasks.storage import Lease, lease_acquire, lease_release
 
-
 # Prefect renews a held slot's lease while the run lives; a killed run's slot frees
 # itself after this long (60 s is Prefect's minimum).
 SLOT_LEASE_S = 60

@@ -39,6 +39,10 @@ log = logging.getLogger("lab")
 STATE_FOLDERS = ("sql", "sql-backups", "storage", "mongo")
 
 
+def void(_: object) -> None:
+    """Drop a return value where a callback must return None."""
+
+
 def listener_names(topology: Topology) -> list[str]:
     return ["control", "dns", "run", "sql_grpc", "compute", "storage", "front_door", "mongodb"]
 
@@ -87,7 +91,7 @@ class LabDaemon:
         _, dns_app = dns.create(ctx)
         _, run_app = run.create(ctx)
         compute_backend, compute_app = compute.create(ctx)
-        compute_backend.on_invalidation(self.cache.invalidate)
+        compute_backend.on_invalidation(lambda host, path: void(self.cache.invalidate(host, path)))
         _, self.grpc_server = sql.create(ctx, self.settings.port("sql_grpc"))
         self.mongo.start()
         self._seed()

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import secrets as tokens
 import os
+import secrets as tokens
 import subprocess
 import sys
 import time

@@ -69,7 +69,7 @@ def seed_cloud(ctx: LabContext, topology: Topology) -> None:
     with psycopg.connect(
         sql.dsn(primary.project, primary.instance, topology.cloud_sql.databases[0])
     ) as conn:
-        conn.execute(_SQL_SCHEMA)  # type: ignore[arg-type]
+        conn.execute(_SQL_SCHEMA)
     sql.create_instance(
         replica.project,
         replica.instance,

@@ -46,7 +46,7 @@ def ensure_region_limit(environment: str) -> None:
     with get_client(sync_client=True) as client:
         try:
             client.read_global_concurrency_limit_by_name(limit_name(environment))
-        except Exception:  # noqa: BLE001 - "not found" comes as several exception types
+        except Exception:
             client.create_global_concurrency_limit(
                 GlobalConcurrencyLimitCreate(name=limit_name(environment), limit=1)
             )

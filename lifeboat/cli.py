@@ -107,7 +107,7 @@ def _failover(args: argparse.Namespace) -> int:
             approve=args.approve,
             operator=args.operator,
         )
-    except Exception as exc:  # noqa: BLE001 - the operator needs the message, not a trace
+    except Exception as exc:
         print(f"failover failed: {exc}", file=sys.stderr)
         return 1
     print("\n".join(record["plan"]))

@@ -15,7 +15,7 @@ import grpc
 from google.api_core.client_options import ClientOptions
 from google.api_core.future.polling import DEFAULT_POLLING
 from google.auth.credentials import AnonymousCredentials, Credentials
-from google.cloud import compute_v1, dns, run_v2, sqladmin_v1, storage
+from google.cloud import compute_v1, dns, run_v2, sqladmin_v1, storage  # type: ignore[attr-defined]
 from google.cloud.sqladmin_v1.services.sql_backup_runs_service.transports import (
     SqlBackupRunsServiceGrpcTransport,
 )

@@ -79,7 +79,8 @@ def _switch(api: Api, endpoints: dict[str, Any], flow: str, reason: str, bucket:
     )
     if record.get("rto_seconds"):
         print(
-            f"RTO measured: {record['rto_seconds']:.1f} s (lab time_scale {endpoints['time_scale']})"
+            f"RTO measured: {record['rto_seconds']:.1f} s "
+            f"(lab time_scale {endpoints['time_scale']})"
         )
     return bool(run["state"]["type"] == "COMPLETED")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from typing import Any
 
 _ENV_SAFE = re.compile(r"[^A-Z0-9]+")
 
@@ -25,7 +26,7 @@ def read_secret(name: str, env: str | None = None) -> str:
     try:
         from prefect.blocks.system import Secret
 
-        block = Secret.load(name, _sync=True)  # type: ignore[call-arg]
+        block: Any = Secret.load(name, _sync=True)  # type: ignore[call-arg]
         return str(block.get())
     except Exception as exc:
         # Name the secret, never its value.

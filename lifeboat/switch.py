@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from prefect import get_run_logger
@@ -98,14 +99,16 @@ def failover_plan(
         new = ",".join(rec.rrdatas[RegionRole.secondary])
         if record is not None and record.name == rec.name:
             lines.append(
-                f"DNS {rec.name} {rec.type}: {','.join(record.rrdatas)} (ttl {record.ttl}) → {new} (ttl {rec.failover_ttl})"
+                f"DNS {rec.name} {rec.type}: {','.join(record.rrdatas)} (ttl {record.ttl})"
+                f" → {new} (ttl {rec.failover_ttl})"
             )
         else:
             lines.append(f"DNS {rec.name} {rec.type}: → {new} (ttl {rec.failover_ttl})")
     for path in topo.cdn.paths:
         lines.append(f"invalidate {topo.cdn.url_map} {topo.cdn.host}{path}")
     lines.append(
-        f"verify {len(topo.health.checks)} health check(s) via {topo.health.host} reach {secondary.name}"
+        f"verify {len(topo.health.checks)} health check(s) via {topo.health.host}"
+        f" reach {secondary.name}"
     )
     return lines
 
@@ -113,7 +116,8 @@ def failover_plan(
 def run_markdown(record: RunRecord) -> str:
     lines = [
         f"# {record.flow} `{record.environment}`: {record.outcome}",
-        f"Incident **{record.incident_id}**, by {record.operator} ({record.trigger}): {record.reason}",
+        f"Incident **{record.incident_id}**, by {record.operator} ({record.trigger}): "
+        f"{record.reason}",
         "",
     ]
     if record.rto_seconds is not None:
@@ -122,7 +126,8 @@ def run_markdown(record: RunRecord) -> str:
         lines.append(f"**Error:** {record.error}")
     if record.lag:
         lines.append(
-            f"Replica lag at preflight: {record.lag.get('seconds', 0):.1f} s, {record.lag.get('bytes', 0)} bytes"
+            f"Replica lag at preflight: {record.lag.get('seconds', 0):.1f} s, "
+            f"{record.lag.get('bytes', 0)} bytes"
         )
     lines += [
         "",
@@ -153,8 +158,12 @@ def publish_run(record: RunRecord) -> None:
     try:
         record.record_uri = f"gs://{runtime.topology(record.environment).backups.records_bucket}/{record_object(record)}"
         if record.outcome != "planned":
-            title = f"Lifeboat {record.flow} {record.outcome}: {record.environment} ({record.incident_id})"
-            text = f"{record.reason}\nRTO: {record.rto_seconds or 0:.1f} s\nRecord: {record.record_uri}"
+            title = (
+                f"Lifeboat {record.flow} {record.outcome}: "
+                f"{record.environment} ({record.incident_id})"
+            )
+            rto = f"{record.rto_seconds:.1f} s" if record.rto_seconds else "n/a"
+            text = f"{record.reason}\nRTO: {rto}\nRecord: {record.record_uri}"
             if record.error:
                 text += f"\nError: {record.error}"
             record.notifications = [
@@ -164,7 +173,11 @@ def publish_run(record: RunRecord) -> None:
     except Exception as exc:
         logger.error("could not write the run record: %s", exc)
         record.record_uri = None
-    for publish in (lambda: publish_artifacts(record, run_markdown(record)), lambda: emit(record)):
+    publishers: list[Callable[[], object]] = [
+        lambda: publish_artifacts(record, run_markdown(record)),
+        lambda: emit(record),
+    ]
+    for publish in publishers:
         try:
             publish()
         except Exception as exc:

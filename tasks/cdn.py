@@ -60,4 +60,4 @@ def cdn_operation_status(environment: str, operation: str) -> str:
         op = runtime.clients(environment).global_operations.get(
             project=topo.cdn.project, operation=operation, timeout=runtime.call_timeout(environment)
         )
-    return compute_v1.Operation.Status(op.status).name
+    return str(compute_v1.Operation.Status(op.status).name)

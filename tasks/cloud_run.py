@@ -93,7 +93,7 @@ def run_scale_service(
         logger.info(
             "scaling %s from %s..%s to %s..%s", name, before.min, before.max, target.min, target.max
         )
-        operation.result(timeout=800, polling=factory.polling)
+        operation.result(timeout=800, polling=factory.polling)  # type: ignore[no-untyped-call]
     return ScaleResult(service=service, region=region, changed=True, before=before, after=target)
 
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import psycopg
 from google.cloud import sqladmin_v1
 from prefect import get_run_logger
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 
 from lifeboat import runtime
 from lifeboat.secrets import read_secret
@@ -31,7 +31,7 @@ class InstanceState(BaseModel):
 
     @property
     def is_replica(self) -> bool:
-        return self.instance_type == InstanceType.READ_REPLICA_INSTANCE.name
+        return self.instance_type == "READ_REPLICA_INSTANCE"
 
 
 class ReplicaLag(BaseModel):
@@ -252,7 +252,7 @@ def sql_publish_connection(environment: str, project: str, instance: str) -> boo
                 return False
         except Exception:
             pass
-        Secret(value=url).save(sql.connection_secret, overwrite=True)
+        Secret(value=SecretStr(url)).save(sql.connection_secret, overwrite=True)
     get_run_logger().info(
         "secret %s now points at %s (value not logged)", sql.connection_secret, instance
     )

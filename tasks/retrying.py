@@ -5,14 +5,15 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
-from prefect import task
+from prefect import Task, task
 from prefect.tasks import exponential_backoff
 
 from tasks.errors import LifeboatError, PermanentError, classify, is_transient
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 # Seconds for the first retry (then 2x, 4x, ...). The lab's tests shrink it with the clock.
 BACKOFF_S = float(os.environ.get("LIFEBOAT_RETRY_BACKOFF_S", "1.0"))
@@ -29,7 +30,9 @@ def retry_unless_permanent(task: Any, task_run: Any, state: Any) -> bool:
     return False
 
 
-def cloud_task(*, timeout_seconds: float, retries: int = 4, **options: Any) -> Callable[[F], F]:
+def cloud_task(
+    *, timeout_seconds: float, retries: int = 4, **options: Any
+) -> Callable[[Callable[P, R]], Task[P, R]]:
     """``@task`` with Lifeboat's retry policy; ``options`` pass through to Prefect.
 
     ``timeout_seconds`` is the step's budget. It is not handed to Prefect: flows run
@@ -40,8 +43,8 @@ def cloud_task(*, timeout_seconds: float, retries: int = 4, **options: Any) -> C
     """
     del timeout_seconds
 
-    def decorate(fn: F) -> F:
-        return task(  # type: ignore[no-any-return]
+    def decorate(fn: Callable[P, R]) -> Task[P, R]:
+        return task(
             retries=retries,
             retry_delay_seconds=exponential_backoff(backoff_factor=BACKOFF_S),
             retry_jitter_factor=0.5,

@@ -8,6 +8,7 @@ from typing import Any
 
 from bson import ObjectId
 from pymongo import ASCENDING, MongoClient
+from pymongo.database import Database
 
 FRAME_SHAPES = ["round", "square", "cat-eye", "aviator", "rectangle", "oval"]
 MATERIALS = ["acetate", "titanium", "stainless steel", "TR90", "wood"]
@@ -61,8 +62,9 @@ def seed_varai(uri: str, database: str = "varai", seed: int = 27017) -> dict[str
         "sessions": [_session(rng, now, i) for i in range(300)],
         "analytics": [_event(rng, now, i) for i in range(1000)],
     }
+    client: MongoClient[dict[str, Any]]
     with MongoClient(uri, serverSelectionTimeoutMS=5000) as client:
-        db = client[database]
+        db: Database[dict[str, Any]] = client[database]
         for name, items in docs.items():
             db.drop_collection(name)
             db[name].insert_many(items)

@@ -60,6 +60,7 @@ class MongoServer:
             if self._proc.poll() is not None:
                 raise RuntimeError(f"{self.kind} exited at start; see {self.log_path}")
             try:
+                client: MongoClient[dict[str, object]]
                 with MongoClient(self.uri, serverSelectionTimeoutMS=300) as client:
                     client.admin.command("ping")
                 return

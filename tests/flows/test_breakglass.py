@@ -13,7 +13,7 @@ from tests.flows.lab_checks import PRIMARY, SECONDARY, TOPOLOGY, front_region, i
 from tests.labharness import REPO, Lab
 
 
-def test_breakglass_failover_without_the_prefect_server(fresh_lab: Lab, tmp_path) -> None:  # noqa: ANN001
+def test_breakglass_failover_without_the_prefect_server(fresh_lab: Lab, tmp_path) -> None:
     fresh_lab.outage(PRIMARY.name, True)
     inc = incident("GLASS")
     env = dict(os.environ)
