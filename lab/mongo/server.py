@@ -58,7 +58,8 @@ class MongoServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
-                raise RuntimeError(f"{self.kind} exited at start; see {self.log_path}")
+                tail = self.log_path.read_text(errors="replace").splitlines()[-5:]
+                raise RuntimeError(f"{self.kind} exited at start:\n" + "\n".join(tail))
             try:
                 client: MongoClient[dict[str, object]]
                 with MongoClient(self.uri, serverSelectionTimeoutMS=300) as client:

@@ -6,9 +6,11 @@ import json
 import socket
 from pathlib import Path
 
-from tests.labharness import lifeboat
+from tests.labharness import TEST_BASE_PORT, TEST_PG_PREFIX, lifeboat
 
-BASE = 29780
+# Apart from the session lab, and moved with it when a second test session runs beside.
+BASE = TEST_BASE_PORT + 1000
+PG_PREFIX = TEST_PG_PREFIX.rsplit(".", 2)[0] + f".{int(TEST_PG_PREFIX.split('.')[2]) + 10}."
 
 
 def _listening(port: int) -> bool:
