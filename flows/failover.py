@@ -32,6 +32,7 @@ from lifeboat.switch import (
     SwitchRequest,
     failover_plan,
     publish_run,
+    resumable,
 )
 from lifeboat.topology import RegionRole, Tier, Topology
 from tasks.cdn import cdn_invalidate
@@ -57,20 +58,6 @@ class FailoverApproval(RunInput):
     approved: bool = Field(description="Go ahead with the failover")
     approver: str = Field(min_length=1, description="Who approves")
     note: str = Field("", description="Why")
-
-
-def _resumable(task: Any, incident_id: str, step: str) -> Any:
-    """The task, cached by incident and arguments, so a re-run of the incident resumes.
-
-    The key names the incident explicitly: tasks do not take it as a parameter, and a
-    key without it would let one incident's results stand in for another's.
-    """
-
-    def key(context: Any, parameters: dict[str, Any]) -> str:
-        args = "/".join(f"{k}={v}" for k, v in sorted(parameters.items()) if k != "environment")
-        return f"failover/{incident_id}/{step}/{args}"
-
-    return task.with_options(cache_key_fn=key, persist_result=True)
 
 
 @flow(
@@ -156,7 +143,7 @@ def _run(
             step.detail = lease.describe()
         with record.step("scale-and-promote") as step:
             scales = [
-                _resumable(run_scale_service, record.incident_id, "scale").submit(
+                resumable(run_scale_service, record, "scale").submit(
                     env,
                     secondary.project,
                     secondary.name,
@@ -166,7 +153,7 @@ def _run(
                 )
                 for svc in topo.services
             ]
-            promote = _resumable(sql_promote_replica, record.incident_id, "promote").submit(
+            promote = resumable(sql_promote_replica, record, "promote").submit(
                 env, replica.project, replica.instance
             )
             wait([*scales, promote])
@@ -181,7 +168,7 @@ def _run(
             )
         with record.step("dns-switch") as step:
             switched = [
-                _resumable(dns_switch_record, record.incident_id, "dns")(
+                resumable(dns_switch_record, record, "dns")(
                     env, rec.name, rec.rrdatas[RegionRole.secondary], rec.failover_ttl, rec.type
                 )
                 for rec in topo.dns.records

@@ -6,6 +6,7 @@ import re
 import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from prefect import get_run_logger
 from prefect.runtime import deployment, flow_run
@@ -182,3 +183,17 @@ def publish_run(record: RunRecord) -> None:
             publish()
         except Exception as exc:
             logger.error("could not publish run evidence: %s", exc)
+
+
+def resumable(task: Any, record: RunRecord, step: str) -> Any:
+    """The task, cached by flow, incident and arguments, so a re-run of the incident resumes.
+
+    The key names the incident explicitly: tasks do not take it as a parameter, and a
+    key without it would let one incident's results stand in for another's.
+    """
+
+    def key(context: Any, parameters: dict[str, Any]) -> str:
+        args = "/".join(f"{k}={v}" for k, v in sorted(parameters.items()) if k != "environment")
+        return f"{record.flow}/{record.incident_id}/{step}/{args}"
+
+    return task.with_options(cache_key_fn=key, persist_result=True)

@@ -28,6 +28,7 @@ class InstanceState(BaseModel):
     master: str | None
     replica_names: list[str]
     address: str | None
+    labels: dict[str, str] = {}
 
     @property
     def is_replica(self) -> bool:
@@ -66,6 +67,7 @@ def describe(environment: str, project: str, instance: str) -> InstanceState:
         master=got.master_instance_name or None,
         replica_names=list(got.replica_names),
         address=got.ip_addresses[0].ip_address if got.ip_addresses else None,
+        labels=dict(got.settings.user_labels),
     )
 
 
@@ -257,3 +259,137 @@ def sql_publish_connection(environment: str, project: str, instance: str) -> boo
         "secret %s now points at %s (value not logged)", sql.connection_secret, instance
     )
     return True
+
+
+@cloud_task(timeout_seconds=900, task_run_name="sql-export-{instance}")
+def sql_export_database(
+    environment: str, project: str, instance: str, database: str, uri: str
+) -> str:
+    """Export one database as a SQL dump to ``uri`` (gs://...), and wait for it.
+
+    Exports outlive the instance, unlike its backup runs, which Cloud SQL deletes with it;
+    that is why the data an old primary may hold alone is exported before it goes.
+
+    Idempotent: an object already at ``uri`` is kept and not exported again.
+    """
+    factory = runtime.clients(environment)
+    bucket, _, name = uri.removeprefix("gs://").partition("/")
+    blob = factory.storage(project).bucket(bucket).blob(name)
+    with calling("sql-export", f"{project}:{instance} → {uri}"):
+        if blob.exists(timeout=runtime.call_timeout(environment)):
+            return uri
+        body = sqladmin_v1.InstancesExportRequest(
+            export_context=sqladmin_v1.ExportContext(
+                uri=uri, databases=[database], file_type=sqladmin_v1.SqlFileType.SQL
+            )
+        )
+        op = factory.sql_instances.export(
+            request=sqladmin_v1.SqlInstancesExportRequest(
+                project=project, instance=instance, body=body
+            ),
+            timeout=runtime.call_timeout(environment),
+        )
+        wait_operation(environment, project, str(op.name), timeout=850)
+    get_run_logger().info("exported %s:%s/%s to %s", project, instance, database, uri)
+    return uri
+
+
+@cloud_task(timeout_seconds=900, task_run_name="sql-delete-{instance}")
+def sql_delete_instance(environment: str, project: str, instance: str) -> bool:
+    """Delete an instance and wait; returns whether this call deleted it.
+
+    Idempotent: an instance already gone is not an error.
+    """
+    from google.api_core import exceptions as gexc
+
+    factory = runtime.clients(environment)
+    with calling("sql-delete", f"{project}:{instance}"):
+        try:
+            describe(environment, project, instance)
+        except gexc.NotFound:
+            return False
+        name = running_operation(environment, project, instance, "DELETE")
+        if name is None:
+            op = factory.sql_instances.delete(
+                request=sqladmin_v1.SqlInstancesDeleteRequest(project=project, instance=instance),
+                timeout=runtime.call_timeout(environment),
+            )
+            name = str(op.name)
+        wait_operation(environment, project, name, timeout=850)
+    get_run_logger().info("deleted %s:%s", project, instance)
+    return True
+
+
+@cloud_task(timeout_seconds=1800, task_run_name="sql-create-replica-{instance}")
+def sql_create_replica(
+    environment: str,
+    project: str,
+    instance: str,
+    region: str,
+    master: str,
+    labels: dict[str, str] | None = None,
+) -> InstanceState:
+    """Create ``instance`` in ``region`` as a read replica of ``master`` and wait for it.
+
+    Idempotent: a replica of that master already there is returned as it is; an instance
+    of that name that is anything else is a permanent error (never overwritten).
+    """
+    from google.api_core import exceptions as gexc
+
+    factory = runtime.clients(environment)
+    with calling("sql-create-replica", f"{project}:{instance} ← {master}"):
+        try:
+            current = describe(environment, project, instance)
+        except gexc.NotFound:
+            current = None
+        if current is not None:
+            if current.is_replica and (current.master or "").endswith(master):
+                if current.state == "RUNNABLE":
+                    return current
+            else:
+                raise PermanentError(
+                    f"sql-create-replica: {project}:{instance} exists "
+                    f"and is not a replica of {master}"
+                )
+        name = running_operation(environment, project, instance, "CREATE_REPLICA")
+        if name is None and current is None:
+            body = sqladmin_v1.DatabaseInstance(
+                name=instance,
+                region=region,
+                master_instance_name=master,
+                database_version=sqladmin_v1.SqlDatabaseVersion.POSTGRES_15,
+                instance_type=sqladmin_v1.SqlInstanceType.READ_REPLICA_INSTANCE,
+                settings=sqladmin_v1.Settings(user_labels=labels or {}),
+            )
+            op = factory.sql_instances.insert(
+                request=sqladmin_v1.SqlInstancesInsertRequest(project=project, body=body),
+                timeout=runtime.call_timeout(environment),
+            )
+            name = str(op.name)
+        if name is not None:
+            wait_operation(environment, project, name, timeout=1700)
+        state = describe(environment, project, instance)
+    get_run_logger().info("%s:%s is a replica of %s in %s", project, instance, master, region)
+    return state
+
+
+@cloud_task(timeout_seconds=600, task_run_name="sql-wait-caught-up-{instance}")
+def sql_wait_caught_up(
+    environment: str, project: str, instance: str, timeout_s: float
+) -> ReplicaLag:
+    """Wait until the replica has replayed everything its primary wrote (0 bytes behind).
+
+    Idempotent: a read.
+    """
+    factory = runtime.clients(environment)
+
+    def caught_up() -> ReplicaLag | None:
+        lag = sql_replica_lag.fn(environment, project, instance)
+        return lag if lag.bytes == 0 else None
+
+    return wait_until(
+        caught_up,
+        timeout=timeout_s,
+        interval=factory.poll_interval,
+        what=f"{project}:{instance} to catch up with its primary",
+    )

@@ -57,7 +57,7 @@ def read_object(lab: Lab, bucket: str, name: str) -> bytes:
 
 def side_effects(lab: Lab, since: int) -> list[tuple[str, str, str]]:
     """Mutating cloud calls since ``since``, in order: (api, method, path)."""
-    mutating = {"POST", "PATCH", "PUT", "DELETE", "PromoteReplica", "Insert", "Delete"}
+    mutating = {"POST", "PATCH", "PUT", "DELETE", "PromoteReplica", "Insert", "Delete", "Export"}
     return [
         (e["api"], e["method"], e["path"])
         for e in lab.requests(since=since)

@@ -1,0 +1,269 @@
+"""failback: return an environment from its secondary region to its primary region.
+
+Runbook, after a failover: refuse while the primary region is unhealthy → region lock →
+export what the old primary may hold alone, then replace it with a replica of the promoted
+database → fence writes (secondary to standby) → wait for zero lag → promote → point the
+apps at it → primary services active → DNS back → purge → verify → rebuild the secondary's
+replica → record. Writes are fenced before the promotion so it loses nothing; the price
+is a short planned outage (about the promotion's duration), which the record states.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import ExitStack
+from typing import Annotated, Any
+
+from prefect import flow, get_run_logger
+from pydantic import Field
+
+from flows.region_lock import region_lock
+from lifeboat import runtime
+from lifeboat.record import RunRecord
+from lifeboat.switch import (
+    ENVIRONMENT_FIELD,
+    INCIDENT_FIELD,
+    REASON_FIELD,
+    SwitchRequest,
+    publish_run,
+    resumable,
+)
+from lifeboat.topology import RegionRole, Topology
+from tasks.cdn import cdn_invalidate
+from tasks.cloud_run import run_scale_service
+from tasks.cloud_sql import (
+    describe,
+    sql_create_replica,
+    sql_delete_instance,
+    sql_export_database,
+    sql_promote_replica,
+    sql_publish_connection,
+    sql_wait_caught_up,
+)
+from tasks.dns import dns_switch_record
+from tasks.errors import PreflightRefused
+from tasks.health import Target, health_probe, health_verify
+
+
+@flow(name="failback", persist_result=True)
+def failback(
+    environment: Annotated[str, ENVIRONMENT_FIELD],
+    reason: Annotated[str, REASON_FIELD] = "planned failback",
+    incident_id: Annotated[str | None, INCIDENT_FIELD] = None,
+    dry_run: Annotated[bool, Field(description="Print the exact plan and change nothing")] = False,
+    operator: Annotated[str, Field(max_length=100, description="Who launched it")] = "unknown",
+) -> dict[str, Any]:
+    request = SwitchRequest.validate_launch(environment, reason, incident_id, operator, prefix="fb")
+    topo = runtime.topology(request.environment)
+    record = RunRecord(
+        flow="failback",
+        environment=request.environment,
+        incident_id=request.incident_id,
+        reason=request.reason,
+        trigger=request.trigger,
+        operator=request.operator,
+        mode="planned",
+        dry_run=dry_run,
+        flow_run_id=request.flow_run_id,
+    )
+    try:
+        _run(topo, record, dry_run)
+    except BaseException as exc:
+        if record.outcome == "running":
+            record.finish("failed", str(exc)[:1000])
+        raise
+    finally:
+        publish_run(record)
+    return record.model_dump(mode="json")
+
+
+def failback_plan(topo: Topology, old_primary_exists: bool, export_uri: str) -> list[str]:
+    primary, secondary = topo.regions.primary, topo.regions.secondary
+    old, promoted = topo.cloud_sql.primary, topo.cloud_sql.replica
+    lines = []
+    if old_primary_exists:
+        lines += [
+            f"export {old.project}:{old.instance} (stale primary) to {export_uri}",
+            f"delete {old.project}:{old.instance}",
+        ]
+    lines += [
+        f"create {old.project}:{old.instance} in {primary.name} "
+        f"as a replica of {promoted.instance}",
+        *[
+            f"scale {secondary.name}/{s.name} → {s.standby_scaling.min}..{s.standby_scaling.max} "
+            "(fences writes: planned outage starts)"
+            for s in topo.services
+        ],
+        f"wait for {old.instance} to catch up, then promote it",
+        f"point secret {topo.cloud_sql.connection_secret} at {old.instance}",
+        *[
+            f"scale {primary.name}/{s.name} → {s.active_scaling.min}..{s.active_scaling.max}"
+            for s in topo.services
+        ],
+        *[
+            f"DNS {r.name} {r.type} → {','.join(r.rrdatas[RegionRole.primary])} (ttl {r.ttl})"
+            for r in topo.dns.records
+        ],
+        *[f"invalidate {topo.cdn.url_map} {topo.cdn.host}{p}" for p in topo.cdn.paths],
+        f"verify {len(topo.health.checks)} health check(s) reach {primary.name}",
+        f"replace {promoted.project}:{promoted.instance} "
+        f"by a replica of {old.instance} in {secondary.name}",
+    ]
+    return lines
+
+
+def _run(topo: Topology, record: RunRecord, dry_run: bool) -> None:
+    logger = get_run_logger()
+    env = topo.environment
+    primary, secondary = topo.regions.primary, topo.regions.secondary
+    old, promoted = topo.cloud_sql.primary, topo.cloud_sql.replica
+    database = topo.cloud_sql.databases[0]
+    export_uri = f"gs://{topo.backups.bucket}/failback/{record.incident_id}/{old.instance}.sql"
+    started = time.perf_counter()
+
+    with record.step("preflight") as step:
+        health = health_probe(env, Target.primary)
+        if health.failed >= topo.health.down_after_failures:
+            raise PreflightRefused(
+                f"failback refused: the primary region {primary.name} is unhealthy "
+                f"({health.summary()}); nothing was changed"
+            )
+        source = _maybe(lambda: describe(env, promoted.project, promoted.instance))
+        old_state = _maybe(lambda: describe(env, old.project, old.instance))
+        # The label says this incident already rebuilt the primary-region instance: a
+        # resumed run must not mistake it for the stale old primary and delete it.
+        rebuilt = old_state is not None and old_state.labels.get(REBUILT_BY) == _label(record)
+        if not rebuilt and (source is None or source.is_replica):
+            raise PreflightRefused(
+                f"failback refused: {promoted.instance} is not a promoted primary; "
+                "there is no failover to undo"
+            )
+        step.detail = f"primary healthy ({health.summary()}); rebuilt already: {rebuilt}"
+    record.before = {
+        "old_primary": old_state.model_dump() if old_state else None,
+        "promoted": source.model_dump() if source else None,
+    }
+    stale = old_state is not None and not rebuilt
+    record.plan = failback_plan(topo, stale, export_uri)
+    logger.info("plan:\n%s", "\n".join(record.plan))
+    if dry_run:
+        record.finish("planned")
+        return
+
+    with ExitStack() as held:
+        with record.step("region-lock") as step:
+            lease = held.enter_context(
+                region_lock(env, record.incident_id, "failback", record.operator)
+            )
+            step.detail = lease.describe()
+        if not rebuilt:
+            with record.step("preserve-old-primary") as step:
+                if stale:
+                    resumable(sql_export_database, record, "export")(
+                        env, old.project, old.instance, database, export_uri
+                    )
+                    resumable(sql_delete_instance, record, "delete-old")(
+                        env, old.project, old.instance
+                    )
+                    step.detail = f"exported to {export_uri}, then deleted"
+                else:
+                    step.outcome = "unchanged"
+            with record.step("rebuild-primary-replica") as step:
+                made = resumable(sql_create_replica, record, "replica")(
+                    env,
+                    old.project,
+                    old.instance,
+                    old.region,
+                    promoted.instance,
+                    {REBUILT_BY: _label(record)},
+                )
+                step.detail = f"{made.name} replicates {made.master}"
+        with record.step("fence-secondary-writes") as step:
+            _scale(record, env, secondary.project, secondary.name, topo, active=False)
+            lag = sql_wait_caught_up(env, old.project, old.instance, timeout_s=300)
+            record.lag = lag.model_dump(mode="json")
+            step.detail = f"secondary at standby; replica {lag.bytes} bytes behind"
+        with record.step("promote") as step:
+            promoted_state = resumable(sql_promote_replica, record, "promote")(
+                env, old.project, old.instance
+            )
+            step.detail = f"{old.instance} is {promoted_state.after.instance_type}"
+        with record.step("database-connection"):
+            sql_publish_connection(env, old.project, old.instance)
+        with record.step("scale-primary") as step:
+            _scale(record, env, primary.project, primary.name, topo, active=True)
+        with record.step("dns-switch") as step:
+            switched = [
+                resumable(dns_switch_record, record, "dns")(
+                    env, r.name, r.rrdatas[RegionRole.primary], r.ttl, r.type
+                )
+                for r in topo.dns.records
+            ]
+            step.detail = "; ".join(f"{s.after.describe()}" for s in switched)
+        with record.step("cdn-purge") as step:
+            for path in topo.cdn.paths:
+                cdn_invalidate(env, topo.cdn.host, path, request_id=_request_id(record, path))
+        with record.step("verify") as step:
+            verified = health_verify(env, Target.public, topo.health.verify_timeout_s, primary.name)
+            step.detail = verified.summary()
+        record.rto_seconds = time.perf_counter() - started
+        with record.step("rebuild-secondary-replica") as step:
+            current = describe(env, promoted.project, promoted.instance)
+            if not (current.is_replica and (current.master or "").endswith(old.instance)):
+                resumable(sql_delete_instance, record, "delete-secondary")(
+                    env, promoted.project, promoted.instance
+                )
+            made = resumable(sql_create_replica, record, "secondary-replica")(
+                env, promoted.project, promoted.instance, promoted.region, old.instance
+            )
+            step.detail = f"{made.name} replicates {made.master}"
+    record.after = {
+        "primary": describe(env, old.project, old.instance).model_dump(),
+        "replica": describe(env, promoted.project, promoted.instance).model_dump(),
+        "dns": [s.after.model_dump() for s in switched],
+    }
+    record.finish("completed")
+
+
+REBUILT_BY = "lifeboat-rebuilt-by"
+
+
+def _label(record: RunRecord) -> str:
+    """Label values allow lowercase letters, digits, - and _ only."""
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in record.incident_id.lower())[:63]
+
+
+def _scale(
+    record: RunRecord, env: str, project: str, region: str, topo: Topology, *, active: bool
+) -> None:
+    step = "scale-active" if active else "scale-standby"
+    futures = [
+        resumable(run_scale_service, record, step).submit(
+            env,
+            project,
+            region,
+            s.name,
+            (s.active_scaling if active else s.standby_scaling).min,
+            (s.active_scaling if active else s.standby_scaling).max,
+        )
+        for s in topo.services
+    ]
+    for future in futures:
+        future.result()
+
+
+def _maybe(read: Any) -> Any:
+    from google.api_core import exceptions as gexc
+
+    try:
+        return read()
+    except gexc.NotFound:
+        return None
+
+
+def _request_id(record: RunRecord, path: str) -> str:
+    import uuid
+
+    return str(
+        uuid.uuid5(uuid.NAMESPACE_URL, f"lifeboat/{record.flow}/{record.incident_id}/{path}")
+    )
