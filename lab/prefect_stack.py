@@ -43,8 +43,14 @@ def client_env(api_url: str, auth_string: str | None, lab_root: Path) -> dict[st
 def start_server(
     lab_root: Path, host: str, port: int, database_url: str | None, auth_string: str | None
 ) -> subprocess.Popen[bytes]:
-    env = client_env(f"http://{host}:{port}/api", auth_string, lab_root)
+    api_url = f"http://{host}:{port}/api"
+    env = client_env(api_url, auth_string, lab_root)
     env.pop("PREFECT_API_URL")
+    # The UI asks /ui-settings where the API is; without this it answers the default
+    # port 4200, not the lab's, and every page fails with "Can't connect to Server API".
+    env["PREFECT_UI_API_URL"] = api_url
+    # No "try Prefect Cloud" pop-ups over the operator's (and the UI test's) buttons.
+    env["PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT"] = "false"
     if database_url:
         env["PREFECT_API_DATABASE_CONNECTION_URL"] = database_url
     else:  # SQLite is only the fallback: it can lock on resume (reference/prefect.md)

@@ -47,6 +47,12 @@ class MongoServer:
             self.host,
             "-p",
             str(self.port),
+            # Its defaults are machine-wide (/tmp/nx_27017.pid), so a second lab on the
+            # same machine (a parallel test session) would refuse to start.
+            "--pid-file",
+            str(self.data_dir / "nx_27017.pid"),
+            "--log-file",
+            str(self.log_path.with_name("nx_27017.log")),
         ]
 
     def start(self, timeout: float = 30.0) -> None:
