@@ -26,6 +26,7 @@ from lifeboat.switch import (
     REASON_FIELD,
     SwitchRequest,
     publish_run,
+    request_id,
     resumable,
 )
 from lifeboat.topology import RegionRole, Topology
@@ -55,17 +56,7 @@ def failback(
 ) -> dict[str, Any]:
     request = SwitchRequest.validate_launch(environment, reason, incident_id, operator, prefix="fb")
     topo = runtime.topology(request.environment)
-    record = RunRecord(
-        flow="failback",
-        environment=request.environment,
-        incident_id=request.incident_id,
-        reason=request.reason,
-        trigger=request.trigger,
-        operator=request.operator,
-        mode="planned",
-        dry_run=dry_run,
-        flow_run_id=request.flow_run_id,
-    )
+    record = request.record("failback", "planned", dry_run)
     try:
         _run(topo, record, dry_run)
     except BaseException as exc:
@@ -202,7 +193,7 @@ def _run(topo: Topology, record: RunRecord, dry_run: bool) -> None:
             step.detail = "; ".join(f"{s.after.describe()}" for s in switched)
         with record.step("cdn-purge") as step:
             for path in topo.cdn.paths:
-                cdn_invalidate(env, topo.cdn.host, path, request_id=_request_id(record, path))
+                cdn_invalidate(env, topo.cdn.host, path, request_id=request_id(record, path))
         with record.step("verify") as step:
             verified = health_verify(env, Target.public, topo.health.verify_timeout_s, primary.name)
             step.detail = verified.summary()
@@ -259,11 +250,3 @@ def _maybe(read: Any) -> Any:
         return read()
     except gexc.NotFound:
         return None
-
-
-def _request_id(record: RunRecord, path: str) -> str:
-    import uuid
-
-    return str(
-        uuid.uuid5(uuid.NAMESPACE_URL, f"lifeboat/{record.flow}/{record.incident_id}/{path}")
-    )

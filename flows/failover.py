@@ -32,6 +32,7 @@ from lifeboat.switch import (
     SwitchRequest,
     failover_plan,
     publish_run,
+    request_id,
     resumable,
 )
 from lifeboat.topology import RegionRole, Tier, Topology
@@ -81,17 +82,7 @@ def failover(
 ) -> dict[str, Any]:
     request = SwitchRequest.validate_launch(environment, reason, incident_id, operator)
     topo = runtime.topology(request.environment)
-    record = RunRecord(
-        flow="failover",
-        environment=request.environment,
-        incident_id=request.incident_id,
-        reason=request.reason,
-        trigger=request.trigger,
-        operator=request.operator,
-        mode=mode.value,
-        dry_run=dry_run,
-        flow_run_id=request.flow_run_id,
-    )
+    record = request.record("failover", mode.value, dry_run)
     started = time.perf_counter()
     try:
         _run(topo, record, mode, dry_run, approve, approval_timeout_s, started)
@@ -180,9 +171,7 @@ def _run(
             )
         with record.step("cdn-purge") as step:
             purges = [
-                cdn_invalidate(
-                    env, topo.cdn.host, path, request_id=_request_id(record.incident_id, path)
-                )
+                cdn_invalidate(env, topo.cdn.host, path, request_id=request_id(record, path))
                 for path in topo.cdn.paths
             ]
             step.detail = ", ".join(f"{p.path} ({p.operation})" for p in purges)
@@ -200,13 +189,6 @@ def _run(
         "replica": promoted.after.model_dump(),
     }
     record.finish("completed")
-
-
-def _request_id(incident_id: str, path: str) -> str:
-    """A stable UUID per incident and path, so Compute dedupes a repeated invalidation."""
-    import uuid
-
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"lifeboat/{incident_id}/{path}"))
 
 
 class Preflight:

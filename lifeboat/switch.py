@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -70,6 +71,27 @@ class SwitchRequest(BaseModel):
             trigger=_trigger(),
             flow_run_id=str(run_id) if run_id else None,
         )
+
+    def record(self, flow: str, mode: str, dry_run: bool) -> RunRecord:
+        """The run record every region switch starts with."""
+        return RunRecord(
+            flow=flow,
+            environment=self.environment,
+            incident_id=self.incident_id,
+            reason=self.reason,
+            trigger=self.trigger,
+            operator=self.operator,
+            mode=mode,
+            dry_run=dry_run,
+            flow_run_id=self.flow_run_id,
+        )
+
+
+def request_id(record: RunRecord, path: str) -> str:
+    """A stable UUID per run kind, incident and path, so Compute dedupes a repeat."""
+    return str(
+        uuid.uuid5(uuid.NAMESPACE_URL, f"lifeboat/{record.flow}/{record.incident_id}/{path}")
+    )
 
 
 def _trigger() -> str:

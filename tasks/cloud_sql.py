@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import psycopg
 from google.cloud import sqladmin_v1
@@ -99,15 +100,7 @@ def sql_replica_lag(environment: str, project: str, instance: str) -> ReplicaLag
         if not state.address:
             raise PermanentError(f"sql-replica-lag: {project}:{instance} has no IP address")
         password = read_secret(sql.monitor_password_secret) if sql.monitor_password_secret else None
-        with psycopg.connect(
-            host=state.address,
-            port=sql.port,
-            user=sql.monitor_user,
-            password=password,
-            dbname="postgres",
-            connect_timeout=5,
-            autocommit=True,
-        ) as conn:
+        with _monitor_connection(environment, state.address, password, timeout_s=5) as conn:
             row = conn.execute(
                 "SELECT pg_is_in_recovery(),"
                 " COALESCE(pg_wal_lsn_diff(pg_last_wal_receive_lsn(),"
@@ -128,25 +121,32 @@ def sql_replica_lag(environment: str, project: str, instance: str) -> ReplicaLag
         )
 
 
+def _monitor_connection(
+    environment: str, host: str | None, password: str | None, timeout_s: int
+) -> psycopg.Connection[tuple[Any, ...]]:
+    """A read-only session as the topology's monitoring role (never the app's)."""
+    sql = runtime.topology(environment).cloud_sql
+    return psycopg.connect(
+        host=host,
+        port=sql.port,
+        user=sql.monitor_user,
+        password=password,
+        dbname="postgres",
+        connect_timeout=timeout_s,
+        autocommit=True,
+    )
+
+
 def _unreceived_bytes(
     environment: str, replica: InstanceState, replay_lsn: str, password: str | None
 ) -> int:
     """WAL the primary wrote that the replica has not replayed; 0 if the primary is gone."""
-    sql = runtime.topology(environment).cloud_sql
     if not replica.master:
         return 0
     master_project, _, master_name = replica.master.rpartition(":")
     try:
         primary = describe(environment, master_project or replica.project, master_name)
-        with psycopg.connect(
-            host=primary.address,
-            port=sql.port,
-            user=sql.monitor_user,
-            password=password,
-            dbname="postgres",
-            connect_timeout=2,
-            autocommit=True,
-        ) as conn:
+        with _monitor_connection(environment, primary.address, password, timeout_s=2) as conn:
             row = conn.execute(
                 "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s::pg_lsn)", (replay_lsn,)
             ).fetchone()
