@@ -301,8 +301,10 @@ def _approval(
     description = _approval_markdown(record, reasons)
     try:
         answer = pause_flow_run(
+            # No default approver: an empty default would make the field optional and let
+            # a bare {"approved": true} through with nobody on record.
             wait_for_input=FailoverApproval.with_initial_data(
-                description=description, approved=False, approver=""
+                description=description, approved=False
             ),
             timeout=timeout_s,
             poll_interval=2,

@@ -136,9 +136,13 @@ def test_resume_a_paused_failover_with_run_input(fresh_lab: Lab) -> None:
         form = {row["key"].rsplit("-", 1)[-1]: row["value"] for row in keys.json()}
         assert set(json.loads(form["schema"])["properties"]) == {"approved", "approver", "note"}
 
-        rejected = resume({"approved": "maybe"})
+        rejected = resume({"approved": "maybe", "approver": "alice"})
         assert rejected["status"] == "REJECT"
         assert "approved" in rejected["details"]["reason"]
+        # Nobody on record is not an approval.
+        anonymous = resume({"approved": True})
+        assert anonymous["status"] == "REJECT"
+        assert "approver" in anonymous["details"]["reason"]
         assert http.get(f"/flow_runs/{run_id}").json()["state"]["type"] == "PAUSED"
 
         accepted = resume({"approved": True, "approver": "alice", "note": "bridge call agreed"})

@@ -213,7 +213,7 @@ def test_operator_launches_and_approves_failover_in_the_ui(
     expect(dialog.get_by_text("Approval is needed because:")).to_be_visible()
     expect(dialog.get_by_text(incident_id, exact=True)).to_be_visible()
     ui.field(dialog, "Approved (Optional)", "switch").click()
-    ui.field(dialog, "Approver (Optional)", "textbox").fill(approver)
+    ui.field(dialog, "Approver", "textbox").fill(approver)
     ui.field(dialog, "Note (Optional)", "textbox").fill("approved in the Prefect UI")
     ui.submit_resume(dialog)
 
