@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -229,9 +230,18 @@ def down(root: Path, say: Any = print) -> None:
         if pid and _alive(pid):
             _terminate_group(pid)
     stop_leftover_clusters(root)
+    _remove_private_pg_home(root)
     for name in ("state.json", "endpoints.json", "daemon.json"):
         (root / name).unlink(missing_ok=True)
     say("Lab down.")
+
+
+def _remove_private_pg_home(root: Path) -> None:
+    """The Prefect database may live in a private /tmp folder linked as <root>/pg."""
+    link = root / "pg"
+    if link.is_symlink():
+        shutil.rmtree(link.resolve(), ignore_errors=True)
+        link.unlink()
 
 
 def _terminate_group(pid: int, timeout: float = 20.0) -> None:
