@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets as tokens
@@ -145,6 +146,8 @@ def save_lab_secrets(env: dict[str, str], endpoints: dict[str, object]) -> None:
         "lifeboat-email-webhook": f"{control}/_lab/webhooks/email",
         # Random per lab, so a test can scan logs and records for it.
         "lifeboat-database-password": tokens.token_urlsafe(18),
+        # AES-256 key of the backup archives: 32 random bytes, base64.
+        "lifeboat-backup-key": base64.b64encode(tokens.token_bytes(32)).decode(),
     }
     result = subprocess.run(
         [sys.executable, "-c", _SAVE_SECRETS],

@@ -1,4 +1,4 @@
-"""The `lifeboat` command: the lab's lifecycle and topology checks (flows come later)."""
+"""The `lifeboat` command: the lab, topology checks, and flows run from this machine."""
 
 from __future__ import annotations
 
@@ -49,6 +49,16 @@ def main(argv: list[str] | None = None) -> int:
     fo.add_argument("--mode", choices=["graceful", "ungraceful"], default="graceful")
     fo.add_argument("--approve", action="store_true", help="approve in advance: no pause")
     fo.add_argument("--operator", default=os.environ.get("USER", "unknown"))
+    bk = sub.add_parser("backup", help="back up now, from this machine")
+    bk.add_argument("--env", required=True)
+    bk.add_argument("--source", action="append", choices=["mongodb", "cloudsql"], default=None)
+    bk.add_argument("--no-retention", action="store_true", help="delete nothing")
+    rs = sub.add_parser("restore", help="restore a MongoDB backup into a scratch database")
+    rs.add_argument("--env", required=True)
+    rs.add_argument("--backup", default=None, help="backup id (default: the newest verified)")
+    rs.add_argument("--target", default=None, help="target database (default: restore_<id>)")
+    rs.add_argument("--force", action="store_true", help="allow restoring over a live database")
+    rs.add_argument("--operator", default=os.environ.get("USER", "unknown"))
     validate = sub.add_parser("validate", help="check an environment's topology file")
     validate.add_argument("--env", required=True)
     args = parser.parse_args(argv)
@@ -56,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "failover":
             return _failover(args)
+        if args.command in ("backup", "restore"):
+            return _backup_or_restore(args)
         if args.command == "validate":
             topology = load_topology(args.env)
             print(f"{args.env}: valid ({len(topology.services)} services)")
@@ -118,6 +130,38 @@ def _failover(args: argparse.Namespace) -> int:
         else f"\noutcome: {record['outcome']}"
     )
     print(f"record: {record.get('record_uri')}")
+    return 0
+
+
+def _backup_or_restore(args: argparse.Namespace) -> int:
+    from lifeboat.breakglass import prepare_environment
+
+    prepare_environment()
+    try:
+        if args.command == "backup":
+            from flows.backup import SOURCES, backup
+
+            record = backup(
+                environment=args.env,
+                sources=args.source or SOURCES,
+                retention=not args.no_retention,
+                operator=os.environ.get("USER", "cli"),
+            )
+        else:
+            from flows.restore import restore
+
+            record = restore(
+                environment=args.env,
+                backup_id=args.backup,
+                target_database=args.target,
+                force=args.force,
+                operator=args.operator,
+            )
+    except Exception as exc:
+        print(f"{args.command} failed: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(record.get("after", {}), indent=2, default=str))
+    print(f"outcome: {record['outcome']}; record: {record.get('record_uri')}")
     return 0
 
 

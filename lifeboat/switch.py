@@ -172,15 +172,18 @@ def run_markdown(record: RunRecord) -> str:
     return "\n".join(lines)
 
 
-def publish_run(record: RunRecord) -> None:
-    """Record, artifacts, event and notifications; none of them may mask the run's outcome."""
+def publish_run(record: RunRecord, notify: bool = True) -> None:
+    """Record, artifacts, event and notifications; none of them may mask the run's outcome.
+
+    ``notify=False`` keeps routine successes (a backup every 6 h) out of the channels.
+    """
     from tasks.notify import notify_all
     from tasks.records import emit, publish_artifacts, record_object, write_record
 
     logger = get_run_logger()
     try:
         record.record_uri = f"gs://{runtime.topology(record.environment).backups.records_bucket}/{record_object(record)}"
-        if record.outcome != "planned":
+        if notify and record.outcome != "planned":
             title = (
                 f"Lifeboat {record.flow} {record.outcome}: "
                 f"{record.environment} ({record.incident_id})"

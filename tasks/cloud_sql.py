@@ -100,7 +100,7 @@ def sql_replica_lag(environment: str, project: str, instance: str) -> ReplicaLag
         if not state.address:
             raise PermanentError(f"sql-replica-lag: {project}:{instance} has no IP address")
         password = read_secret(sql.monitor_password_secret) if sql.monitor_password_secret else None
-        with _monitor_connection(environment, state.address, password, timeout_s=5) as conn:
+        with monitor_connection(environment, state.address, password, timeout_s=5) as conn:
             row = conn.execute(
                 "SELECT pg_is_in_recovery(),"
                 " COALESCE(pg_wal_lsn_diff(pg_last_wal_receive_lsn(),"
@@ -121,8 +121,12 @@ def sql_replica_lag(environment: str, project: str, instance: str) -> ReplicaLag
         )
 
 
-def _monitor_connection(
-    environment: str, host: str | None, password: str | None, timeout_s: int
+def monitor_connection(
+    environment: str,
+    host: str | None,
+    password: str | None,
+    timeout_s: int,
+    database: str = "postgres",
 ) -> psycopg.Connection[tuple[Any, ...]]:
     """A read-only session as the topology's monitoring role (never the app's)."""
     sql = runtime.topology(environment).cloud_sql
@@ -131,7 +135,7 @@ def _monitor_connection(
         port=sql.port,
         user=sql.monitor_user,
         password=password,
-        dbname="postgres",
+        dbname=database,
         connect_timeout=timeout_s,
         autocommit=True,
     )
@@ -146,7 +150,7 @@ def _unreceived_bytes(
     master_project, _, master_name = replica.master.rpartition(":")
     try:
         primary = describe(environment, master_project or replica.project, master_name)
-        with _monitor_connection(environment, primary.address, password, timeout_s=2) as conn:
+        with monitor_connection(environment, primary.address, password, timeout_s=2) as conn:
             row = conn.execute(
                 "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s::pg_lsn)", (replay_lsn,)
             ).fetchone()

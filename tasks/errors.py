@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pymongo.errors
 import requests
 from google.api_core import exceptions as gexc
 
@@ -49,6 +50,7 @@ _TRANSIENT_TYPES: tuple[type[Exception], ...] = (
     ConnectionError,
     httpx.TransportError,
     requests.exceptions.ConnectionError,  # the REST clients' transport: resets, timeouts
+    pymongo.errors.ConnectionFailure,  # includes server selection timeouts and reconnects
     requests.exceptions.Timeout,
 )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,7 +13,7 @@ from prefect import get_run_logger
 from pydantic import BaseModel, Field
 
 from lifeboat import runtime
-from tasks.errors import LockHeld, TransientError
+from tasks.errors import LockHeld, PermanentError, TransientError
 from tasks.retrying import calling, cloud_task
 
 
@@ -144,3 +145,44 @@ def storage_write_json(environment: str, bucket: str, name: str, body: dict[str,
             json.dumps(body, indent=2, default=str, sort_keys=True), content_type="application/json"
         )
     return f"gs://{bucket}/{name}"
+
+
+class ObjectDigest(BaseModel):
+    uri: str
+    size: int
+    sha256: str
+    generation: int
+    head: bytes = Field(b"", description="the object's first bytes, to recognise its format")
+    tail: bytes = Field(b"", description="its last bytes, to see that it is complete")
+
+
+@cloud_task(timeout_seconds=3600, task_run_name="digest-{uri}")
+def storage_digest_object(environment: str, uri: str, edge_bytes: int = 256) -> ObjectDigest:
+    """Stream an object once and return its size, sha256, first and last bytes.
+
+    Idempotent: read-only; pinned to the generation first seen, so a concurrent
+    overwrite fails the read instead of mixing two objects.
+    """
+    topo = runtime.topology(environment)
+    client = runtime.clients(environment).storage(topo.regions.primary.project)
+    bucket_name, _, name = uri.removeprefix("gs://").partition("/")
+    digest, size, head, tail = hashlib.sha256(), 0, b"", b""
+    with calling("digest", uri):
+        blob = client.bucket(bucket_name).get_blob(name, timeout=runtime.call_timeout(environment))
+        if blob is None:
+            raise PermanentError(f"digest: {uri} does not exist")
+        pinned = client.bucket(bucket_name).blob(name, generation=blob.generation)
+        with pinned.open("rb", chunk_size=8 << 20) as source:
+            while chunk := source.read(1 << 20):
+                digest.update(chunk)
+                size += len(chunk)
+                head = head or chunk[:edge_bytes]
+                tail = (tail + chunk)[-edge_bytes:]
+    return ObjectDigest(
+        uri=uri,
+        size=size,
+        sha256=digest.hexdigest(),
+        generation=int(blob.generation),
+        head=head,
+        tail=tail,
+    )

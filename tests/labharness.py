@@ -14,6 +14,7 @@ import httpx
 
 from lifeboat.clients import ClientFactory
 from lifeboat.endpoints import LAB_DIR_ENV, ResolvedEndpoints
+from tests.prefect_api import PrefectApi
 
 REPO = Path(__file__).resolve().parent.parent
 TEST_BASE_PORT = int(os.environ.get("LIFEBOAT_TEST_BASE_PORT", "28780"))
@@ -118,6 +119,8 @@ def start_lab(root: Path) -> Lab:
             "LIFEBOAT_RETRY_BACKOFF_S": "0.05",
         }
     )
+    # Schedules stay in the server (tests read them) but never fire during the suite.
+    PrefectApi(endpoints["prefect_api_url"]).pause_schedules()
     return Lab(root, endpoints)
 
 

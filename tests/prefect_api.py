@@ -35,6 +35,30 @@ class PrefectApi:
         response.raise_for_status()
         return dict(response.json())
 
+    def deployments(self) -> list[dict[str, Any]]:
+        response = self.http.post("/deployments/filter", json={"limit": 200})
+        response.raise_for_status()
+        return list(response.json())
+
+    def pause_schedules(self) -> None:
+        """Stop every schedule and drop the runs already scheduled.
+
+        A suite that crosses the top of an hour would otherwise see the hourly staleness
+        check (and its notifications) land in the middle of another test.
+        """
+        for deployment in self.deployments():
+            if deployment.get("schedules"):
+                self.http.patch(
+                    f"/deployments/{deployment['id']}", json={"paused": True}
+                ).raise_for_status()
+        scheduled = self.http.post(
+            "/flow_runs/filter",
+            json={"flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}}, "limit": 200},
+        )
+        scheduled.raise_for_status()
+        for run in scheduled.json():
+            self.http.delete(f"/flow_runs/{run['id']}").raise_for_status()
+
     def flow_run(self, run_id: str) -> dict[str, Any]:
         response = self.http.get(f"/flow_runs/{run_id}")
         response.raise_for_status()

@@ -1,0 +1,92 @@
+"""backup-staleness: alert when the newest verified backup of a source is too old.
+
+Seed 003: RPO 12 h, alert (`AisleMartsBackupStale`) after 36 h. Every run reports the
+age of every source; past the RPO it warns, past the alert threshold it emits an event,
+notifies and fails the run, so the alert is visible in the Prefect UI too.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_table_artifact
+from prefect.events import emit_event
+from pydantic import Field
+
+from lifeboat import runtime
+from lifeboat.manifest import Source
+from lifeboat.switch import ENVIRONMENT_FIELD, SwitchRequest
+from tasks.catalog import catalog_newest
+from tasks.errors import PermanentError
+from tasks.notify import notify_all
+from tasks.records import artifact_key
+
+SOURCES: list[Source] = ["mongodb", "cloudsql"]
+
+
+@flow(name="backup-staleness")
+def backup_staleness(
+    environment: Annotated[str, ENVIRONMENT_FIELD],
+    rpo_hours: Annotated[
+        float | None, Field(gt=0, description="Warn past this age; default the topology's")
+    ] = None,
+    alert_hours: Annotated[
+        float | None, Field(gt=0, description="Alert past this age; default the topology's")
+    ] = None,
+    sources: Annotated[list[Source], Field(min_length=1)] = SOURCES,
+) -> list[dict[str, Any]]:
+    request = SwitchRequest.validate_launch(environment, "staleness check", None, "schedule")
+    topo = runtime.topology(request.environment)
+    rpo = rpo_hours or topo.backups.staleness.rpo_hours
+    alert = alert_hours or topo.backups.staleness.alert_hours
+    if rpo > alert:
+        raise PermanentError(f"rpo_hours: {rpo} is above alert_hours {alert}")
+    now = datetime.now(UTC)
+    rows = []
+    for source in sources:
+        newest = catalog_newest(topo.environment, source, verified_only=True)
+        age = newest.age_hours(now) if newest else None
+        level = "alert" if age is None or age > alert else "warning" if age > rpo else "ok"
+        rows.append(
+            {
+                "source": source,
+                "newest_verified": newest.backup_id if newest else None,
+                "age_hours": None if age is None else round(age, 2),
+                "rpo_hours": rpo,
+                "alert_hours": alert,
+                "level": level,
+            }
+        )
+    create_table_artifact(
+        table=rows,
+        key=artifact_key("backup-staleness", topo.environment),
+        description="age of the newest verified backup of each source",
+    )
+    logger = get_run_logger()
+    for row in rows:
+        logger.info(
+            "%s: newest verified %s, %s h old (%s)",
+            *[row[k] for k in ("source", "newest_verified", "age_hours", "level")],
+        )
+        if row["level"] != "ok":
+            emit_event(
+                event=f"lifeboat.backup-staleness.{row['level']}",
+                resource={
+                    "prefect.resource.id": f"lifeboat.environment.{topo.environment}",
+                    "lifeboat.source": str(row["source"]),
+                },
+                payload=row,
+            )
+    stale = [r for r in rows if r["level"] == "alert"]
+    if stale:
+        text = "; ".join(
+            f"{r['source']}: "
+            + ("no verified backup" if r["age_hours"] is None else f"{r['age_hours']} h old")
+            + f" (alert after {alert:g} h)"
+            for r in stale
+        )
+        notify_all(topo.environment, f"Lifeboat backups stale: {topo.environment}", text)
+        raise PermanentError(f"backups stale — {text}")
+    return rows

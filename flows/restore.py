@@ -1,0 +1,162 @@
+"""restore: a MongoDB backup into a scratch database (or, with force, over the source).
+
+The runbook (seed 000's restore-database.sh and seed 001's `mongorestore --drop`, done
+right): pick the backup (named, or the newest verified) → verify the whole archive
+(sha256, decryption, every member) before writing anything → restore in streaming
+batches → compare the counts with the manifest → record.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Annotated, Any
+
+from prefect import flow, get_run_logger
+from pydantic import BaseModel, Field
+
+from lifeboat import runtime
+from lifeboat.manifest import Manifest
+from lifeboat.record import RunRecord
+from lifeboat.switch import ENVIRONMENT_FIELD, SwitchRequest, publish_run
+from tasks.catalog import catalog_get, catalog_newest
+from tasks.errors import PermanentError
+from tasks.mongo import mongo_drop_database
+from tasks.mongo_backup import RestoredCollection, mongo_restore_from_gcs, mongo_verify_backup
+
+BACKUP_ID = r"^\d{8}T\d{6}Z$"
+DATABASE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,48}$")
+
+
+class RestoreReport(BaseModel):
+    backup_id: str
+    manifest: Manifest
+    targets: dict[str, str]
+    documents: dict[str, int]
+    collections: list[RestoredCollection]
+    counts_match: bool
+    seconds: float
+
+
+def scratch_name(backup_id: str) -> str:
+    return f"restore_{backup_id.lower()}"
+
+
+def restore_targets(
+    environment: str, manifest: Manifest, target_database: str | None, force: bool
+) -> dict[str, str]:
+    """Source database → target database; refuses the sources themselves unless forced."""
+    if target_database is not None and not DATABASE_NAME.match(target_database):
+        raise PermanentError(
+            f"target_database: {target_database!r} is not a valid name "
+            "(letters, digits, _ and -, at most 48)"
+        )
+    base = target_database or scratch_name(manifest.backup_id)
+    sources = manifest.databases or sorted({c.database for c in manifest.collections})
+    targets = {db: base if len(sources) == 1 else f"{base}_{db}" for db in sources}
+    live = set(runtime.topology(environment).mongodb.databases)
+    clobbered = sorted(t for t in targets.values() if t in live)
+    if clobbered and not force:
+        raise PermanentError(
+            f"target_database: {', '.join(clobbered)} is a live database; "
+            "restore over it only with force"
+        )
+    return targets
+
+
+def restore_mongodb(
+    environment: str,
+    backup_id: str | None = None,
+    target_database: str | None = None,
+    force: bool = False,
+) -> RestoreReport:
+    """Restore one backup; usable inside any flow (the drill calls it)."""
+    started = time.perf_counter()
+    if backup_id is not None and not re.match(BACKUP_ID, backup_id):
+        raise PermanentError(f"backup_id: {backup_id!r} is malformed (e.g. 20261122T030000Z)")
+    manifest = (
+        catalog_get(environment, "mongodb", backup_id)
+        if backup_id
+        else catalog_newest(environment, "mongodb", verified_only=True)
+    )
+    if manifest is None:
+        raise PermanentError("restore: there is no verified MongoDB backup to restore")
+    targets = restore_targets(environment, manifest, target_database, force)
+    checked = mongo_verify_backup(environment, manifest)
+    if not checked.verified:
+        raise PermanentError(
+            f"restore refused: backup {manifest.backup_id} failed verification "
+            f"({checked.error}); nothing was written"
+        )
+    try:
+        restored = mongo_restore_from_gcs(environment, checked, targets)
+    except BaseException:
+        # Leave no half-restored scratch database behind; a forced restore over a live
+        # database is left as it is, for a person to see.
+        if not force:
+            for target in targets.values():
+                mongo_drop_database(environment, target)
+        raise
+    documents = {r.target: r.documents for r in restored}
+    expected = {f"{c.database}.{c.name}" for c in manifest.collections}
+    counts_match = all(r.documents == r.expected for r in restored) and expected == {
+        r.source for r in restored
+    }
+    return RestoreReport(
+        backup_id=manifest.backup_id,
+        manifest=manifest,
+        targets=targets,
+        documents=documents,
+        collections=restored,
+        counts_match=counts_match,
+        seconds=time.perf_counter() - started,
+    )
+
+
+@flow(name="restore", persist_result=True)
+def restore(
+    environment: Annotated[str, ENVIRONMENT_FIELD],
+    backup_id: Annotated[
+        str | None,
+        Field(pattern=BACKUP_ID, description="Backup to restore; default the newest verified"),
+    ] = None,
+    target_database: Annotated[
+        str | None,
+        Field(description="Target database; default a new scratch database restore_<id>"),
+    ] = None,
+    force: Annotated[
+        bool, Field(description="Allow restoring over a live database (drops its collections)")
+    ] = False,
+    reason: Annotated[str, Field(min_length=1, max_length=500)] = "restore a backup",
+    operator: Annotated[str, Field(max_length=100, description="Who launched it")] = "unknown",
+) -> dict[str, Any]:
+    request = SwitchRequest.validate_launch(environment, reason, None, operator, prefix="rs")
+    record: RunRecord = request.record("restore", "force" if force else "scratch", False)
+    try:
+        with record.step("restore-mongodb") as step:
+            report = restore_mongodb(request.environment, backup_id, target_database, force)
+            step.detail = f"backup {report.backup_id} → {report.targets}: {report.documents}"
+        record.rto_seconds = report.seconds
+        record.after = {
+            "backup_id": report.backup_id,
+            "targets": report.targets,
+            "collections": [c.model_dump() for c in report.collections],
+        }
+        if not report.counts_match:
+            raise PermanentError(
+                "restore: document counts differ from the manifest: "
+                + ", ".join(
+                    f"{c.source} {c.documents}/{c.expected}"
+                    for c in report.collections
+                    if c.documents != c.expected
+                )
+            )
+        record.finish("completed")
+        get_run_logger().info("restored %s into %s", report.backup_id, report.targets)
+    except BaseException as exc:
+        if record.outcome == "running":
+            record.finish("failed", str(exc)[:1000])
+        raise
+    finally:
+        publish_run(record, notify=record.outcome != "completed")
+    return record.model_dump(mode="json")

@@ -1,0 +1,109 @@
+"""Cloud Storage: the backup catalog, i.e. the manifests in the backups bucket."""
+
+from __future__ import annotations
+
+from google.api_core import exceptions as gexc
+from google.cloud import storage  # type: ignore[attr-defined]
+from prefect import get_run_logger
+
+from lifeboat import runtime
+from lifeboat.manifest import MANIFEST, Manifest, Source, backup_prefix
+from tasks.retrying import calling, cloud_task
+
+
+def backups_bucket(environment: str) -> storage.Bucket:
+    topo = runtime.topology(environment)
+    client = runtime.clients(environment).storage(topo.regions.primary.project)
+    return client.bucket(topo.backups.bucket)
+
+
+def list_manifests(environment: str, source: Source) -> list[Manifest]:
+    """Every readable manifest of a source, newest first; unreadable ones are logged."""
+    bucket = backups_bucket(environment)
+    found = []
+    timeout = runtime.call_timeout(environment)
+    for blob in bucket.list_blobs(prefix=f"{source}/", timeout=timeout):
+        if not blob.name.endswith("/" + MANIFEST):
+            continue
+        try:
+            found.append(Manifest.model_validate_json(blob.download_as_bytes(timeout=timeout)))
+        except (ValueError, gexc.NotFound) as exc:
+            # A manifest deleted while listing, or not ours: skip it, but say so.
+            get_run_logger().warning("skipping %s: %s", blob.name, str(exc)[:200])
+    return sorted(found, key=lambda m: m.backup_id, reverse=True)
+
+
+@cloud_task(timeout_seconds=120, task_run_name="catalog-list-{source}")
+def catalog_list(environment: str, source: Source) -> list[Manifest]:
+    """All backups of a source, newest first.
+
+    Idempotent: read-only.
+    """
+    with calling("catalog-list", f"gs://{runtime.topology(environment).backups.bucket}/{source}/"):
+        return list_manifests(environment, source)
+
+
+@cloud_task(timeout_seconds=120, task_run_name="catalog-newest-{source}")
+def catalog_newest(environment: str, source: Source, verified_only: bool = True) -> Manifest | None:
+    """The newest backup of a source (by default the newest that passed verification).
+
+    Idempotent: read-only.
+    """
+    with calling(
+        "catalog-newest", f"gs://{runtime.topology(environment).backups.bucket}/{source}/"
+    ):
+        for manifest in list_manifests(environment, source):
+            if manifest.verified or not verified_only:
+                return manifest
+    return None
+
+
+@cloud_task(timeout_seconds=120, task_run_name="catalog-get-{source}-{backup_id}")
+def catalog_get(environment: str, source: Source, backup_id: str) -> Manifest:
+    """One backup's manifest; a missing one is a permanent error naming it.
+
+    Idempotent: read-only.
+    """
+    name = backup_prefix(source, backup_id) + MANIFEST
+    bucket = backups_bucket(environment)
+    with calling("catalog-get", f"gs://{bucket.name}/{name}"):
+        data = bucket.blob(name).download_as_bytes(timeout=runtime.call_timeout(environment))
+    return Manifest.model_validate_json(data)
+
+
+@cloud_task(timeout_seconds=120, task_run_name="catalog-write-{manifest.source}")
+def catalog_write(environment: str, manifest: Manifest) -> str:
+    """Write (or overwrite) a backup's manifest; returns its gs:// URI.
+
+    Idempotent: the manifest's name is fixed by its backup id.
+    """
+    bucket = backups_bucket(environment)
+    with calling("catalog-write", f"gs://{bucket.name}/{manifest.manifest_name}"):
+        bucket.blob(manifest.manifest_name).upload_from_string(
+            manifest.model_dump_json(indent=2),
+            content_type="application/json",
+            timeout=runtime.call_timeout(environment),
+        )
+    return f"gs://{bucket.name}/{manifest.manifest_name}"
+
+
+@cloud_task(timeout_seconds=600, task_run_name="catalog-delete-{manifest.backup_id}")
+def catalog_delete(environment: str, manifest: Manifest) -> list[str]:
+    """Delete a backup's objects, the manifest last, and return the names deleted.
+
+    Deleting the manifest last means an interrupted deletion still lists the backup and
+    the next run finishes it. Idempotent: objects already gone are skipped.
+    """
+    bucket = backups_bucket(environment)
+    timeout = runtime.call_timeout(environment)
+    deleted = []
+    with calling("catalog-delete", f"gs://{bucket.name}/{manifest.prefix}"):
+        names = [b.name for b in bucket.list_blobs(prefix=manifest.prefix, timeout=timeout)]
+        names.sort(key=lambda n: n.endswith("/" + MANIFEST))
+        for name in names:
+            try:
+                bucket.blob(name).delete(timeout=timeout)
+                deleted.append(name)
+            except gexc.NotFound:
+                continue
+    return deleted

@@ -1,0 +1,253 @@
+"""MongoDB ⇄ Cloud Storage: encrypted mongodump archives, streamed both ways."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import UTC, datetime
+from importlib.metadata import version
+
+from google.cloud import storage  # type: ignore[attr-defined]
+from prefect import get_run_logger
+from pydantic import BaseModel
+from pymongo import MongoClient
+
+from lifeboat import runtime
+from lifeboat.archive import (
+    ArchiveError,
+    ArchiveWriter,
+    SpooledCollection,
+    WrongKey,
+    collection_metadata,
+    iter_bson,
+    key_id,
+    parse_key,
+    parse_metadata,
+    read_archive,
+    split_path,
+    spool_collection,
+    verify_archive,
+)
+from lifeboat.manifest import (
+    ARCHIVE,
+    CollectionEntry,
+    FileDigest,
+    Manifest,
+    StoredObject,
+    backup_prefix,
+)
+from lifeboat.secrets import read_secret
+from tasks.catalog import backups_bucket
+from tasks.errors import PermanentError
+from tasks.mongo import (
+    CollectionSpec,
+    Sampler,
+    client,
+    create_indexes,
+    insert_raw,
+    list_collections,
+    scan,
+)
+from tasks.retrying import calling, cloud_task
+
+UPLOAD_CHUNK = 8 << 20  # resumable-upload chunk: a multiple of 256 KiB, held in memory once
+READ_CHUNK = 8 << 20
+# gzip level 1: zlib is ~90% of the writer's time, and level 6 makes it the bottleneck
+# (27 vs 95 MiB/s on JSON-like documents) for 25% smaller archives.
+COMPRESSLEVEL = 1
+
+
+def tool_version() -> str:
+    return f"lifeboat {version('lifeboat')} (pymongo {version('pymongo')})"
+
+
+def encryption_key(environment: str) -> tuple[bytes, str]:
+    secret = runtime.topology(environment).backups.encryption_key_secret
+    key = parse_key(read_secret(secret))
+    return key, key_id(key)
+
+
+class Spooled(BaseModel, arbitrary_types_allowed=True):
+    spec: CollectionSpec
+    data: SpooledCollection
+    samples: dict[str, str]
+
+
+def _spool(mongo: MongoClient, spec: CollectionSpec) -> Spooled:  # type: ignore[type-arg]
+    sampler = Sampler()
+    data = spool_collection(sampler.watch(scan(mongo[spec.database], spec.name)))
+    return Spooled(spec=spec, data=data, samples=sampler.sample())
+
+
+def _spool_ahead(mongo: MongoClient, specs: list[CollectionSpec]) -> Iterator[Spooled]:  # type: ignore[type-arg]
+    """Read collection n+1 from MongoDB while collection n is packed and uploaded."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mongo-scan") as pool:
+        pending: Future[Spooled] | None = None
+        for spec in specs:
+            nxt = pool.submit(_spool, mongo, spec)
+            if pending is not None:
+                yield pending.result()
+            pending = nxt
+        if pending is not None:
+            yield pending.result()
+
+
+@cloud_task(timeout_seconds=6 * 3600, retries=2, task_run_name="mongo-backup-{backup_id}")
+def mongo_backup_to_gcs(environment: str, backup_id: str) -> Manifest:
+    """Stream every configured database into one encrypted archive in GCS.
+
+    Returns an *unverified* manifest (verification is a separate read-back). Memory
+    stays bounded: documents stream to a spool file per collection, the archive streams
+    through gzip and AES-GCM into a resumable upload of fixed-size chunks.
+
+    Idempotent: the archive's name is fixed by the backup id; a retry overwrites it.
+    """
+    topo = runtime.topology(environment)
+    key, kid = encryption_key(environment)
+    bucket = backups_bucket(environment)
+    name = backup_prefix("mongodb", backup_id) + ARCHIVE
+    uri = f"gs://{bucket.name}/{name}"
+    started = datetime.now(UTC)
+    entries: list[CollectionEntry] = []
+    with calling("mongo-backup", uri), client(environment) as mongo:
+        specs = [s for db in topo.mongodb.databases for s in list_collections(mongo[db])]
+        blob = bucket.blob(name, chunk_size=UPLOAD_CHUNK)
+        with (
+            blob.open("wb", content_type="application/octet-stream") as sink,
+            ArchiveWriter(sink, key=key, key_id=kid, compresslevel=COMPRESSLEVEL) as writer,
+        ):
+            # Leaving either block on an error aborts: the archive never gets its final
+            # chunk, and the resumable upload session is cancelled.
+            for item in _spool_ahead(mongo, specs):
+                spec = item.spec
+                with item.data as data:
+                    meta = collection_metadata(spec.name, spec.indexes, spec.options, spec.uuid)
+                    writer.add_collection(spec.database, spec.name, data, meta)
+                entries.append(
+                    CollectionEntry(
+                        database=spec.database,
+                        name=spec.name,
+                        documents=data.count,
+                        bytes=data.size,
+                        sha256=data.sha256,
+                        samples=item.samples,
+                    )
+                )
+            summary = writer.close()
+        blob.reload(timeout=runtime.call_timeout(environment))
+    get_run_logger().info(
+        "mongodb backup %s: %d collections, %d bytes uploaded to %s",
+        backup_id,
+        len(entries),
+        summary.object_bytes,
+        uri,
+    )
+    return Manifest(
+        source="mongodb",
+        backup_id=backup_id,
+        environment=environment,
+        started_at=started,
+        ended_at=datetime.now(UTC),
+        tool=tool_version(),
+        databases=list(topo.mongodb.databases),
+        key_id=kid,
+        archive=StoredObject(
+            uri=uri,
+            bytes=summary.object_bytes,
+            sha256=summary.object_sha256,
+            generation=blob.generation,
+        ),
+        files={p: FileDigest(bytes=f.size, sha256=f.sha256) for p, f in summary.files.items()},
+        collections=entries,
+    )
+
+
+def _archive_blob(environment: str, manifest: Manifest) -> storage.Blob:
+    if manifest.archive is None:
+        raise PermanentError(f"backup {manifest.backup_id} has no archive in its manifest")
+    bucket = backups_bucket(environment)
+    name = manifest.archive.uri.removeprefix(f"gs://{bucket.name}/")
+    # Pinned to the generation the backup wrote: a replaced object is not this backup.
+    return bucket.blob(name, generation=manifest.archive.generation, chunk_size=READ_CHUNK)
+
+
+@cloud_task(timeout_seconds=6 * 3600, retries=2, task_run_name="mongo-verify-{manifest.backup_id}")
+def mongo_verify_backup(environment: str, manifest: Manifest) -> Manifest:
+    """Download the archive again, check its sha256, decrypt it and walk every member.
+
+    Returns the manifest marked verified, or unverified with the reason; a wrong key or a
+    mismatch is a result here, not a retry. Idempotent: read-only.
+    """
+    key, kid = encryption_key(environment)
+    blob = _archive_blob(environment, manifest)
+    now = datetime.now(UTC)
+    with calling("mongo-verify", manifest.archive.uri if manifest.archive else "?"):
+        try:
+            if manifest.key_id and manifest.key_id != kid:
+                raise WrongKey(
+                    f"wrong key: the backup was encrypted with key id {manifest.key_id}, "
+                    f"the secret holds key id {kid}"
+                )
+            with blob.open("rb") as source:
+                verify_archive(
+                    source,
+                    key,
+                    expected_object_sha256=manifest.archive.sha256 if manifest.archive else None,
+                    expected_files={p: f.sha256 for p, f in manifest.files.items()},
+                )
+        except ArchiveError as exc:
+            return manifest.model_copy(
+                update={"status": "unverified", "error": str(exc)[:500], "verified_at": None}
+            )
+    return manifest.model_copy(update={"status": "verified", "error": None, "verified_at": now})
+
+
+class RestoredCollection(BaseModel):
+    source: str
+    target: str
+    documents: int
+    expected: int
+    indexes: int
+
+
+@cloud_task(timeout_seconds=6 * 3600, retries=0, task_run_name="mongo-restore-{manifest.backup_id}")
+def mongo_restore_from_gcs(
+    environment: str, manifest: Manifest, targets: dict[str, str]
+) -> list[RestoredCollection]:
+    """Restore a verified archive into the target databases (source db → target db).
+
+    The caller verifies the archive first (``mongo_verify_backup``), so a wrong key or a
+    corrupt object fails before any write. Each target collection is dropped before it is
+    filled, as ``mongorestore --drop`` does. Not retried: a partial restore is dropped and
+    re-run whole by the caller.
+    """
+    key, _ = encryption_key(environment)
+    blob = _archive_blob(environment, manifest)
+    expected = {f"{c.database}/{c.name}": c.documents for c in manifest.collections}
+    restored: list[RestoredCollection] = []
+    metadata: dict[tuple[str, str], bytes] = {}
+    resource = manifest.archive.uri if manifest.archive else "?"
+    with calling("mongo-restore", resource), client(environment) as mongo, blob.open("rb") as src:
+        for member in read_archive(src, key):
+            database, collection, kind = split_path(member.path)
+            if database not in targets:
+                continue
+            target = mongo[targets[database]]
+            if kind == "metadata":
+                # mongodump writes the metadata first; indexes go in after the documents.
+                metadata[(database, collection)] = member.stream.read()
+                continue
+            target.drop_collection(collection)
+            target.create_collection(collection)
+            count = insert_raw(target, collection, iter_bson(member.stream))
+            meta = parse_metadata(metadata.get((database, collection), b"{}"))
+            restored.append(
+                RestoredCollection(
+                    source=f"{database}.{collection}",
+                    target=f"{target.name}.{collection}",
+                    documents=count,
+                    expected=expected.get(f"{database}/{collection}", -1),
+                    indexes=create_indexes(target, collection, list(meta.get("indexes", []))),
+                )
+            )
+    return restored

@@ -1,0 +1,122 @@
+"""Retention: exactly the expired backups go, never the newest verified, nothing after a failure."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+from lifeboat.retention import Candidate, decide
+from tests.backup.backup_checks import (
+    bucket_objects,
+    params,
+    read_secret_block,
+    save_secret_block,
+    write_synthetic,
+)
+from tests.flows.lab_checks import read_object
+from tests.labharness import Lab
+from tests.prefect_api import PrefectApi
+
+NOW = datetime(2026, 11, 22, 12, tzinfo=UTC)
+
+
+def candidate(key: str, days: float, verified: bool = True) -> Candidate:
+    return Candidate(
+        key, NOW - timedelta(days=days), verified, "verified" if verified else "failed"
+    )
+
+
+def actions(decisions: list[object]) -> dict[str, str]:
+    return {d.key: d.action for d in decisions}  # type: ignore[attr-defined]
+
+
+def test_expired_backups_are_deleted_and_recent_ones_kept() -> None:
+    history = [
+        candidate("new", 0.1),
+        candidate("recent", 10),
+        candidate("old", 31),
+        candidate("old-failed", 45, verified=False),
+    ]
+    assert actions(decide(history, 30, NOW)) == {
+        "new": "keep",
+        "recent": "keep",
+        "old": "delete",
+        "old-failed": "delete",
+    }
+
+
+def test_the_newest_verified_backup_is_kept_whatever_its_age() -> None:
+    decisions = decide([candidate("only", 400)], 30, NOW)
+    assert actions(decisions) == {"only": "keep"}
+    assert decisions[0].reason == "newest verified backup"
+
+
+def test_nothing_is_deleted_when_the_newest_backup_failed() -> None:
+    history = [candidate("failed", 0.1, verified=False), candidate("old", 90), candidate("x", 60)]
+    decisions = decide(history, 30, NOW)
+    assert set(actions(decisions).values()) == {"keep"}
+    assert all("is failed: no deletion" in d.reason for d in decisions)
+
+
+def test_no_history_no_decision() -> None:
+    assert decide([], 30, NOW) == []
+
+
+def test_the_backup_flow_deletes_exactly_the_expired_objects(
+    fresh_lab: Lab, api: PrefectApi
+) -> None:
+    old = write_synthetic(fresh_lab, "mongodb", timedelta(days=45))
+    old_failed = write_synthetic(fresh_lab, "mongodb", timedelta(days=35), status="failed")
+    recent = write_synthetic(fresh_lab, "mongodb", timedelta(days=5))
+    cross_region = write_synthetic(fresh_lab, "cloudsql", timedelta(days=45))  # < 90 days
+
+    final = api.wait(api.launch("backup/lab", params())["id"], timeout=300)
+    assert final["state"]["type"] == "COMPLETED", final["state"]
+
+    remaining = bucket_objects(fresh_lab, "")
+    assert not [n for n in remaining if n.startswith((old.prefix, old_failed.prefix))]
+    assert recent.manifest_name in remaining
+    assert cross_region.manifest_name in remaining
+    # The run says what it deleted, and why, in its record.
+    [record_name] = [
+        b.name
+        for b in fresh_lab.clients()
+        .storage("ml-datadriven-recos")
+        .bucket("varai-dr-records")
+        .list_blobs(prefix="backup/")
+    ]
+    record = json.loads(read_object(fresh_lab, "varai-dr-records", record_name))
+    deleted = {
+        r["what"]: r["reason"] for r in record["after"]["retention"] if r["action"] == "delete"
+    }
+    assert set(deleted) == {f"mongodb {old.backup_id}", f"mongodb {old_failed.backup_id}"}
+    assert "days old > 30 days" in deleted[f"mongodb {old.backup_id}"]
+
+
+def test_a_failed_backup_deletes_nothing(fresh_lab: Lab, api: PrefectApi) -> None:
+    old = write_synthetic(fresh_lab, "mongodb", timedelta(days=45))
+    # The MongoDB server refuses the listing: the backup fails, its manifest says so.
+    _break_mongo_secret()
+    try:
+        final = api.wait(api.launch("backup/lab", params(sources=["mongodb"]))["id"], timeout=300)
+    finally:
+        _restore_mongo_secret()
+    assert final["state"]["type"] == "FAILED"
+    assert old.manifest_name in bucket_objects(fresh_lab, "mongodb/")
+    failed = [n for n in bucket_objects(fresh_lab, "mongodb/") if n.endswith("manifest.json")]
+    assert len(failed) == 2  # the old one, and the failed run's own manifest
+    channels = sorted(w["name"] for w in fresh_lab.webhooks())
+    assert channels == ["email", "slack"]  # a failure does notify
+
+
+_saved: dict[str, str] = {}
+
+
+def _break_mongo_secret() -> None:
+    _saved["uri"] = read_secret_block("lifeboat-mongodb-uri")
+    # A closed port: server selection fails fast and cleanly.
+    save_secret_block("lifeboat-mongodb-uri", "mongodb://127.0.0.1:9/?serverSelectionTimeoutMS=500")
+
+
+def _restore_mongo_secret() -> None:
+    save_secret_block("lifeboat-mongodb-uri", _saved["uri"])

@@ -1,0 +1,50 @@
+"""backup-staleness fires on an old backup and stays quiet on a fresh one."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+from tests.backup.backup_checks import params, write_synthetic
+from tests.labharness import Lab
+from tests.prefect_api import PrefectApi
+
+
+def check(api: PrefectApi, **extra: object) -> dict[str, object]:
+    return api.wait(api.launch("backup-staleness/lab", params(**extra))["id"], timeout=120)
+
+
+def test_fresh_backups_stay_quiet(fresh_lab: Lab, api: PrefectApi) -> None:
+    write_synthetic(fresh_lab, "mongodb", timedelta(hours=1))
+    write_synthetic(fresh_lab, "cloudsql", timedelta(hours=2))
+    final = check(api)
+    assert final["state"]["type"] == "COMPLETED", final["state"]
+    assert fresh_lab.webhooks() == []
+    [table] = [a for a in api.artifacts(final["id"]) if a["type"] == "table"]
+    rows = json.loads(table["data"]) if isinstance(table["data"], str) else table["data"]
+    assert {r["source"]: r["level"] for r in rows} == {"mongodb": "ok", "cloudsql": "ok"}
+    assert all(0 < r["age_hours"] < 3 for r in rows)  # every source's age is reported
+
+
+def test_an_old_backup_alerts_and_fails_the_run(fresh_lab: Lab, api: PrefectApi) -> None:
+    write_synthetic(fresh_lab, "mongodb", timedelta(hours=40))  # > 36 h
+    write_synthetic(fresh_lab, "mongodb", timedelta(hours=1), status="failed")  # not verified
+    write_synthetic(fresh_lab, "cloudsql", timedelta(hours=2))
+    final = check(api)
+    assert final["state"]["type"] == "FAILED"
+    assert "mongodb: 40." in final["state"]["message"]
+    assert "cloudsql" not in final["state"]["message"]
+    assert sorted(w["name"] for w in fresh_lab.webhooks()) == ["email", "slack"]
+    events = api.http.post(
+        "/events/filter",
+        json={"filter": {"event": {"prefix": ["lifeboat.backup-staleness."]}}, "limit": 50},
+    ).json()["events"]
+    assert "lifeboat.backup-staleness.alert" in {e["event"] for e in events}
+
+
+def test_thresholds_are_parameters(fresh_lab: Lab, api: PrefectApi) -> None:
+    write_synthetic(fresh_lab, "mongodb", timedelta(hours=5))
+    write_synthetic(fresh_lab, "cloudsql", timedelta(hours=5))
+    final = check(api, rpo_hours=1, alert_hours=4)
+    assert final["state"]["type"] == "FAILED"
+    assert "alert after 4 h" in final["state"]["message"]
