@@ -198,6 +198,33 @@ class Notifications(Strict):
     email_webhook_secret: str | None = "lifeboat-email-webhook"
 
 
+class RollbackTriggers(Strict):
+    """Seed 004's automatic rollback thresholds, and the pause between automatic runs."""
+
+    health_check_failures: int = Field(3, ge=1, description="failed checks in the window")
+    health_check_window_s: float = Field(300, gt=0)
+    error_rate: float = Field(0.05, gt=0, le=1, description="5xx share above which to act")
+    error_rate_window_s: float = Field(600, gt=0)
+    p95_latency_s: float = Field(5.0, gt=0)
+    p95_latency_window_s: float = Field(900, gt=0)
+    min_requests: int = Field(20, ge=1, description="fewer requests than this prove nothing")
+    min_interval_s: float = Field(
+        1800, ge=0, description="minimum delay between two automatic rollbacks"
+    )
+
+
+class Drills(Strict):
+    """Monthly recovery drills (seed 004): their scratch resources and how fresh one must be."""
+
+    schedule: str = Field("0 3 1 * *", description="cron, UTC: 03:00 on the 1st")
+    scratch_ttl_hours: float = Field(
+        24, gt=0, description="expiry label on scratch resources; the sweeper deletes past it"
+    )
+    verified_restore_max_age_days: float = Field(
+        35, gt=0, description="readiness: the newest passed drill must be younger than this"
+    )
+
+
 class Endpoints(Strict):
     """API endpoints; all unset means Google. ``lab_dir`` reads them from a running lab."""
 
@@ -225,6 +252,8 @@ class Topology(Strict):
     objectives: dict[Tier, Objective]
     notifications: Notifications = Notifications()
     endpoints: Endpoints = Endpoints()
+    rollback_triggers: RollbackTriggers = RollbackTriggers()
+    drills: Drills = Drills()
 
     @field_validator("objectives")
     @classmethod

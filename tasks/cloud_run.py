@@ -133,3 +133,139 @@ def run_describe_service(environment: str, project: str, region: str, service: s
         ready=ready,
         serving=serving,
     )
+
+
+class RevisionInfo(BaseModel):
+    name: str  # short name, e.g. auth-service-00002-abc
+    created: str  # RFC 3339
+    ready: bool
+    reason: str = ""
+    image: str = ""
+
+
+class RevisionSet(BaseModel):
+    service: str
+    region: str
+    serving: dict[str, int]  # revision → percent of traffic it serves now
+    revisions: list[RevisionInfo]  # newest first
+
+    def current(self) -> str | None:
+        """The revision serving the most traffic (100% after a completed rollout)."""
+        if not self.serving:
+            return None
+        return max(self.serving.items(), key=lambda item: item[1])[0]
+
+    def previous(self) -> str | None:
+        """The newest revision created before the current one: the blue/green partner."""
+        current = self.current()
+        names = [r.name for r in self.revisions]
+        if current not in names:
+            return None
+        older = names[names.index(current) + 1 :]
+        return older[0] if older else None
+
+    def get(self, name: str) -> RevisionInfo | None:
+        return next((r for r in self.revisions if r.name == name), None)
+
+
+def _short(name: str) -> str:
+    return name.rsplit("/", 1)[-1]
+
+
+@cloud_task(timeout_seconds=60, task_run_name="revisions-{service}-{region}")
+def run_list_revisions(environment: str, project: str, region: str, service: str) -> RevisionSet:
+    """Read which revision serves a service now and every revision it has, newest first.
+
+    A revision counts as ready when its Ready condition has succeeded, as Cloud Run
+    reports it; that is the health a rollback target must have.
+
+    Idempotent: a read.
+    """
+    factory = runtime.clients(environment)
+    name = service_path(project, region, service)
+    timeout = runtime.call_timeout(environment)
+    with calling("list-revisions", name):
+        got = factory.run_services.get_service(name=name, timeout=timeout)
+        listed = list(factory.run_revisions.list_revisions(parent=name, timeout=timeout))
+    serving: dict[str, int] = {}
+    for status in got.traffic_statuses:
+        if status.percent and status.revision:
+            key = _short(status.revision)
+            serving[key] = serving.get(key, 0) + status.percent
+    revisions = []
+    for rev in listed:
+        ready = next((c for c in rev.conditions if c.type_ == "Ready"), None)
+        revisions.append(
+            RevisionInfo(
+                name=_short(rev.name),
+                created=rev.create_time.isoformat() if rev.create_time else "",
+                ready=ready is not None
+                and ready.state == run_v2.Condition.State.CONDITION_SUCCEEDED,
+                reason=(ready.message or ready.reason.name) if ready is not None else "no Ready",
+                image=rev.containers[0].image if rev.containers else "",
+            )
+        )
+    # Newest first by creation time; the name (it carries the generation) breaks ties.
+    revisions.sort(key=lambda r: (r.created, r.name), reverse=True)
+    return RevisionSet(service=service, region=region, serving=serving, revisions=revisions)
+
+
+class TrafficResult(BaseModel):
+    service: str
+    region: str
+    changed: bool
+    before: dict[str, int]
+    after: dict[str, int]
+
+
+@cloud_task(timeout_seconds=900, task_run_name="traffic-{service}-{revision}")
+def run_set_traffic(
+    environment: str, project: str, region: str, service: str, revision: str
+) -> TrafficResult:
+    """Send 100% of a service's traffic to one revision and wait for the rollout.
+
+    Tags stay on their revisions at 0%, so blue/green addresses keep working.
+
+    Idempotent: reads the service first; when ``revision`` already serves 100% it only
+    waits for a rollout still in progress (a resumed run) and changes nothing.
+    """
+    logger = get_run_logger()
+    factory = runtime.clients(environment)
+    name = service_path(project, region, service)
+    timeout = runtime.call_timeout(environment)
+
+    def settled() -> run_v2.Service | None:
+        got = factory.run_services.get_service(name=name, timeout=timeout)
+        return None if got.reconciling else got
+
+    with calling("set-traffic", name):
+        current = wait_until(
+            settled, timeout=800, interval=factory.poll_interval, what=f"rollout of {name}"
+        )
+        before = {_short(t.revision): t.percent for t in current.traffic_statuses if t.percent}
+        if before == {revision: 100}:
+            logger.info("%s already serves 100%% from %s", name, revision)
+            return TrafficResult(
+                service=service, region=region, changed=False, before=before, after=before
+            )
+        revision_type = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION
+        tags = {_short(t.revision) or t.type_.name: t.tag for t in current.traffic if t.tag}
+        targets = [
+            run_v2.TrafficTarget(
+                type_=revision_type, revision=revision, percent=100, tag=tags.pop(revision, "")
+            )
+        ]
+        for target in current.traffic:
+            if target.tag and target.tag in tags.values():
+                targets.append(
+                    run_v2.TrafficTarget(
+                        type_=target.type_, revision=target.revision, percent=0, tag=target.tag
+                    )
+                )
+        current.traffic = targets
+        operation = factory.run_services.update_service(service=current, timeout=timeout)
+        logger.info("moving %s traffic %s → %s=100%%", name, before, revision)
+        operation.result(timeout=800, polling=factory.polling)  # type: ignore[no-untyped-call]
+    return TrafficResult(
+        service=service, region=region, changed=True, before=before, after={revision: 100}
+    )

@@ -94,12 +94,15 @@ class Sampler:
         # A max-heap by hash (negated), so the top is the first to evict.
         self._heap: list[tuple[int, str, str]] = []
 
-    def add(self, raw: bytes | memoryview, doc_id: Any) -> None:
-        digest = hashlib.sha256(raw).hexdigest()
-        entry = (-int(digest, 16), digest, id_key(doc_id))
+    def add(self, doc: RawBSONDocument) -> None:
+        digest = hashlib.sha256(doc.raw).hexdigest()
+        rank = -int(digest, 16)
+        if len(self._heap) >= self.size and rank <= self._heap[0][0]:
+            return  # the common case: no _id decoding, no JSON
+        entry = (rank, digest, id_key(doc["_id"]))
         if len(self._heap) < self.size:
             heapq.heappush(self._heap, entry)
-        elif entry > self._heap[0]:
+        else:
             heapq.heapreplace(self._heap, entry)
 
     def sample(self) -> dict[str, str]:
@@ -107,7 +110,7 @@ class Sampler:
 
     def watch(self, docs: Iterable[RawBSONDocument]) -> Iterator[RawBSONDocument]:
         for doc in docs:
-            self.add(doc.raw, doc["_id"])
+            self.add(doc)
             yield doc
 
 

@@ -21,8 +21,12 @@ def artifact_key(*parts: str) -> str:
     return _KEY_SAFE.sub("-", "-".join(parts).lower()).strip("-")[:120]
 
 
+# Folders in the records bucket where the issues name one other than the flow's name.
+RECORD_FOLDERS = {"rollback": "rollbacks"}
+
+
 def record_object(record: RunRecord) -> str:
-    return f"{record.flow}/{record.incident_id}.json"
+    return f"{RECORD_FOLDERS.get(record.flow, record.flow)}/{record.incident_id}.json"
 
 
 def write_record(record: RunRecord) -> str:

@@ -10,6 +10,7 @@ from starlette.types import ASGIApp
 from lab.core.context import LabContext
 from lab.core.http import build_app
 from lab.regions.health import RegionSpec, database_verdict, region_verdict, service_verdict
+from lab.regions.metrics import MetricsMiddleware, RequestMetrics
 
 # Seed 004's verification endpoints and the service behind each.
 STATUS_PATHS = {
@@ -53,4 +54,8 @@ def create_region_app(ctx: LabContext, region: RegionSpec) -> ASGIApp:
         Route("/version", version),
         Route("/widgets/{rest:path}", widget),
     ]
-    return build_app(ctx, f"region-app/{region.name}", routes)
+    # Every region app feeds the one store the control API's /_lab/metrics reads.
+    metrics = ctx.backends.setdefault("metrics", RequestMetrics())
+    return MetricsMiddleware(
+        build_app(ctx, f"region-app/{region.name}", routes), metrics, region.name
+    )

@@ -15,7 +15,7 @@ from tests.backup.backup_checks import (
     read_secret_block,
     save_secret_block,
 )
-from tests.labharness import Lab
+from tests.labharness import Lab, lifeboat
 from tests.prefect_api import PrefectApi
 
 
@@ -90,3 +90,20 @@ def test_a_malformed_backup_id_is_refused_by_the_api(lab: Lab, api: PrefectApi) 
     )
     assert response.status_code == 409
     assert "backup_id" in response.text
+
+
+def test_the_cli_restores_the_newest_verified_backup(
+    lab: Lab, api: PrefectApi, backed_up: str
+) -> None:
+    manifest = read_manifest(lab, backed_up)
+    result = lifeboat("restore", "--env", "lab", "--target", "from_cli", env=dict(os.environ))
+    try:
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert "outcome: completed" in result.stdout
+        with mongo(lab) as client:
+            counts = {n: client.from_cli[n].count_documents({}) for n in ("products", "sessions")}
+        expected = {c.name: c.documents for c in manifest.collections}
+        assert counts == {n: expected[n] for n in counts}
+    finally:
+        with mongo(lab) as client:
+            client.drop_database("from_cli")

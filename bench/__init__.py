@@ -1,0 +1,1 @@
+"""Lifeboat benchmarks: each prints name=value figures measured in the same run."""

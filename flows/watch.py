@@ -1,0 +1,141 @@
+"""watch: sample each service's health, error rate and latency; say when a rollback is due.
+
+Seed 004's automatic rollback triggers: 3 health-check failures in 5 min, an error rate
+above 5% over 10 min, a p95 latency above 5 s over 15 min (topology
+``rollback_triggers``). When any is crossed, the flow emits one
+``lifeboat.watch.threshold-crossed`` event for the environment naming the services; the
+automation on the rollback deployment (deployments/prefect.yaml) starts ``rollback``.
+
+It runs on a one-minute schedule rather than as a long-lived loop: each sample is a
+short run the UI shows, a crash loses one sample instead of the whole watch, and no
+worker slot stays taken.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from prefect import flow, get_run_logger
+from prefect.events import emit_event
+from pydantic import BaseModel, Field
+
+from lifeboat import runtime
+from lifeboat.switch import ENVIRONMENT_FIELD
+from lifeboat.topology import RegionRole, Topology, TopologyError
+from tasks.errors import PermanentError
+from tasks.metrics import ServiceMetrics, metrics_sample_services
+
+EVENT = "lifeboat.watch.threshold-crossed"
+
+
+class Breach(BaseModel):
+    service: str
+    metric: str
+    value: float
+    threshold: float
+    window_s: float
+
+    def describe(self) -> str:
+        return (
+            f"{self.service} {self.metric} {self.value:g} > {self.threshold:g} "
+            f"over {self.window_s:.0f} s"
+        )
+
+
+@flow(name="watch")
+def watch(
+    environment: Annotated[str, ENVIRONMENT_FIELD],
+    region: Annotated[
+        RegionRole, Field(description="The region whose services serve users now")
+    ] = RegionRole.primary,
+) -> dict[str, Any]:
+    try:
+        topo = runtime.topology(environment)
+    except TopologyError as exc:
+        raise PermanentError(str(exc)) from None
+    region_name = topo.regions.by_role(region).name
+    breaches = _breaches(topo, region_name)
+    logger = get_run_logger()
+    if not breaches:
+        logger.info("all services of %s within thresholds", environment)
+        return {"environment": environment, "breaches": []}
+    summary = "; ".join(b.describe() for b in breaches)
+    services = list(dict.fromkeys(b.service for b in breaches))
+    logger.warning("rollback thresholds crossed: %s", summary)
+    emit_event(
+        event=EVENT,
+        resource={
+            "prefect.resource.id": f"lifeboat.environment.{environment}",
+            "lifeboat.environment": environment,
+        },
+        related=[
+            {
+                "prefect.resource.id": f"lifeboat.service.{environment}.{name}",
+                "prefect.resource.role": "service",
+            }
+            for name in services
+        ],
+        payload={
+            "services": services,
+            "region": region.value,
+            "summary": summary,
+            "breaches": [b.model_dump() for b in breaches],
+        },
+    )
+    return {"environment": environment, "breaches": [b.model_dump() for b in breaches]}
+
+
+def _breaches(topo: Topology, region: str) -> list[Breach]:
+    rules = topo.rollback_triggers
+    env = topo.environment
+    windows = sorted(
+        {rules.health_check_window_s, rules.error_rate_window_s, rules.p95_latency_window_s}
+    )
+    futures = {w: metrics_sample_services.submit(env, region, w) for w in windows}
+    samples: dict[float, dict[str, ServiceMetrics]] = {w: f.result() for w, f in futures.items()}
+    found: list[Breach] = []
+    for service in topo.services:
+        health = samples[rules.health_check_window_s].get(service.name)
+        if health is not None:
+            failures = health.failures_on(service.checks)
+            if failures >= rules.health_check_failures:
+                found.append(
+                    Breach(
+                        service=service.name,
+                        metric="health_check_failures",
+                        value=failures,
+                        threshold=rules.health_check_failures,
+                        window_s=rules.health_check_window_s,
+                    )
+                )
+        errors = samples[rules.error_rate_window_s].get(service.name)
+        if (
+            errors is not None
+            and errors.requests >= rules.min_requests
+            and errors.error_rate > rules.error_rate
+        ):
+            found.append(
+                Breach(
+                    service=service.name,
+                    metric="error_rate",
+                    value=round(errors.error_rate, 4),
+                    threshold=rules.error_rate,
+                    window_s=rules.error_rate_window_s,
+                )
+            )
+        latency = samples[rules.p95_latency_window_s].get(service.name)
+        if (
+            latency is not None
+            and latency.requests >= rules.min_requests
+            and latency.p95_s > rules.p95_latency_s
+        ):
+            found.append(
+                Breach(
+                    service=service.name,
+                    metric="p95_latency_s",
+                    value=round(latency.p95_s, 3),
+                    threshold=rules.p95_latency_s,
+                    window_s=rules.p95_latency_window_s,
+                )
+            )
+    return found

@@ -1,0 +1,56 @@
+"""Blue/green deploys and traffic reads for the rollback and watch tests, via the real client."""
+
+from __future__ import annotations
+
+from google.cloud import run_v2
+
+from tests.flows.lab_checks import PRIMARY
+from tests.labharness import Lab
+
+
+def service_name(service: str) -> str:
+    return f"projects/{PRIMARY.project}/locations/{PRIMARY.name}/services/{service}"
+
+
+def serving(lab: Lab, service: str) -> dict[str, int]:
+    got = lab.clients().run_services.get_service(name=service_name(service))
+    return {t.revision.rsplit("/", 1)[-1]: t.percent for t in got.traffic_statuses if t.percent}
+
+
+def deploy_new_revision(lab: Lab, service: str, image_tag: str = "v2") -> tuple[str, str]:
+    """Deploy a new image and send it 100% (as a release does); returns (old, new) revisions."""
+    client = lab.clients().run_services
+    (old,) = serving(lab, service)
+    current = client.get_service(name=service_name(service))
+    image = current.template.containers[0].image.rsplit(":", 1)[0]
+    current.template.containers[0].image = f"{image}:{image_tag}"
+    current.traffic = [
+        run_v2.TrafficTarget(
+            type_=run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST,
+            percent=100,
+        )
+    ]
+    client.update_service(service=current).result(timeout=60)  # type: ignore[no-untyped-call]
+    (new,) = serving(lab, service)
+    assert new != old
+    return old, new
+
+
+def set_revision_health(lab: Lab, revision: str, healthy: bool) -> None:
+    lab.post(
+        "revision-health",
+        {
+            "project": PRIMARY.project,
+            "location": PRIMARY.name,
+            "revision": revision,
+            "healthy": healthy,
+        },
+    )
+
+
+def run_patches(lab: Lab, since: int, service: str | None = None) -> list[str]:
+    return [
+        e["path"]
+        for e in lab.requests(api="run", method="PATCH", since=since)
+        if e["status"] < 400 and (service is None or e["path"].endswith(f"/services/{service}"))
+    ]

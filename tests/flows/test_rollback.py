@@ -1,0 +1,142 @@
+"""rollback through the real Prefect server, a process worker and the lab's Cloud Run."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+
+from tests.flows.lab_checks import TOPOLOGY, incident, read_object, side_effects
+from tests.flows.rollback_helpers import (
+    deploy_new_revision,
+    run_patches,
+    serving,
+    set_revision_health,
+)
+from tests.labharness import Lab
+from tests.prefect_api import PrefectApi
+
+SERVICES = [s.name for s in TOPOLOGY.services]
+RECORDS = TOPOLOGY.backups.records_bucket
+
+
+def record_of(lab: Lab, inc: str) -> dict[str, object]:
+    return dict(json.loads(read_object(lab, RECORDS, f"rollbacks/{inc}.json")))
+
+
+def test_rollback_plans_switches_verifies_and_is_idempotent(
+    fresh_lab: Lab, api: PrefectApi
+) -> None:
+    revisions = {name: deploy_new_revision(fresh_lab, name) for name in SERVICES}
+
+    # Dry run: the exact plan, and nothing changes.
+    since = fresh_lab.last_seq()
+    plan_inc = incident("RB")
+    run = api.launch(
+        "rollback/lab", {"reason": "bad release", "incident_id": plan_inc, "dry_run": True}
+    )
+    assert api.wait(run["id"])["state"]["type"] == "COMPLETED"
+    assert run_patches(fresh_lab, since) == []
+    planned = record_of(fresh_lab, plan_inc)
+    assert planned["outcome"] == "planned"
+    assert planned["plan"] == [f"traffic {n}: {new} → {old}" for n, (old, new) in revisions.items()]
+    markdown = " ".join(str(a.get("data") or "") for a in api.artifacts(run["id"]))
+    assert "## Plan" in markdown and "traffic auth-service:" in markdown
+
+    # The rollback: one PATCH per service, each now serving its previous revision.
+    since = fresh_lab.last_seq()
+    inc = incident("RB")
+    run = api.launch(
+        "rollback/lab", {"reason": "bad release", "incident_id": inc, "operator": "ops"}
+    )
+    final = api.wait(run["id"])
+    assert final["state"]["type"] == "COMPLETED", final["state"]
+    for name, (old, _new) in revisions.items():
+        assert serving(fresh_lab, name) == {old: 100}
+        assert len(run_patches(fresh_lab, since, name)) == 1
+    region_app = f"region-app/{TOPOLOGY.regions.primary.name}"
+    checked = {e["path"] for e in fresh_lab.requests(api=region_app, since=since)}
+    assert {"/auth/status", "/ai/status", "/recommendations/status"} <= checked
+    record = record_of(fresh_lab, inc)
+    assert record["outcome"] == "completed"
+    assert record["operator"] == "ops"
+    assert sorted(record["after"]["rolled_back"]) == sorted(SERVICES)  # type: ignore[index]
+    assert record["after"]["failed"] == {}  # type: ignore[index]
+
+    # Idempotent: re-running the incident finds every service on its target, leaves it alone.
+    since = fresh_lab.last_seq()
+    again = api.launch("rollback/lab", {"reason": "bad release", "incident_id": inc})
+    assert api.wait(again["id"])["state"]["type"] == "COMPLETED"
+    assert run_patches(fresh_lab, since) == []
+    resumed = record_of(fresh_lab, inc)
+    assert sorted(resumed["after"]["unchanged"]) == sorted(SERVICES)  # type: ignore[index]
+    # An explicit target that already serves is a "keep" in the plan.
+    auth_old = revisions["auth-service"][0]
+    keep = api.launch(
+        "rollback/lab",
+        {
+            "reason": "pin auth",
+            "services": ["auth-service"],
+            "target_revisions": {"auth-service": auth_old},
+            "dry_run": True,
+        },
+    )
+    assert api.wait(keep["id"])["state"]["type"] == "COMPLETED"
+    markdown = " ".join(str(a.get("data") or "") for a in api.artifacts(keep["id"]))
+    assert f"keep auth-service on {auth_old}" in markdown
+
+
+def test_unhealthy_target_refused_and_failed_service_does_not_stop_others(
+    fresh_lab: Lab, api: PrefectApi
+) -> None:
+    auth = deploy_new_revision(fresh_lab, "auth-service")
+    ai = deploy_new_revision(fresh_lab, "ai-service")
+    face = deploy_new_revision(fresh_lab, "face-service")
+    set_revision_health(fresh_lab, auth[0], False)  # auth's previous revision is broken
+    fresh_lab.fault(api="run", method="PATCH", path="services/ai-service$", status=403)
+    since = fresh_lab.last_seq()
+    inc = incident("RB")
+    run = api.launch(
+        "rollback/lab",
+        {
+            "reason": "bad release",
+            "incident_id": inc,
+            "services": ["auth-service", "ai-service", "face-service"],
+        },
+    )
+    final = api.wait(run["id"])
+    assert final["state"]["type"] == "FAILED", final["state"]
+
+    assert serving(fresh_lab, "auth-service") == {auth[1]: 100}  # refused: untouched
+    assert run_patches(fresh_lab, since, "auth-service") == []
+    assert serving(fresh_lab, "ai-service") == {ai[1]: 100}  # the PATCH was refused
+    assert serving(fresh_lab, "face-service") == {face[0]: 100}  # the others went ahead
+    record = record_of(fresh_lab, inc)
+    assert record["outcome"] == "failed"
+    after = record["after"]
+    assert after["rolled_back"] == ["face-service"]  # type: ignore[index]
+    failed = after["failed"]  # type: ignore[index]
+    assert sorted(failed) == ["ai-service", "auth-service"]
+    assert "not Ready" in failed["auth-service"]
+    assert "ai-service" in str(final["state"]["message"]) or "ai-service" in str(record["error"])
+
+
+def test_bad_parameters_are_rejected_before_any_side_effect(
+    fresh_lab: Lab, api: PrefectApi
+) -> None:
+    since = fresh_lab.last_seq()
+    # The deployment's parameter schema refuses a malformed name at the API.
+    response = api.http.post(
+        f"/deployments/{api.deployment_id('rollback/lab')}/create_flow_run",
+        json={"parameters": {"reason": "x", "services": ["Not A Service!"]}},
+    )
+    assert response.status_code in (409, 422), response.text
+    # A well-formed but unknown service fails the run, naming the parameter.
+    run = api.launch("rollback/lab", {"reason": "bad release", "services": ["nope-service"]})
+    final = api.wait(run["id"])
+    assert final["state"]["type"] == "FAILED"
+    assert "services: unknown service(s) nope-service" in str(final["state"]["message"])
+    run = api.launch("rollback/lab", {"reason": "  "})
+    assert api.wait(run["id"])["state"]["type"] == "FAILED"
+    assert side_effects(fresh_lab, since) == []
+    assert httpx.get(f"{fresh_lab.control}/_lab/health", timeout=5).status_code == 200

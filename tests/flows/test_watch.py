@@ -1,0 +1,139 @@
+"""watch + the automation: an error storm fires exactly one automatic rollback."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+
+import httpx
+
+from tests.flows.lab_checks import PRIMARY, TOPOLOGY
+from tests.flows.rollback_helpers import deploy_new_revision, run_patches, serving
+from tests.labharness import Lab
+from tests.prefect_api import PrefectApi
+
+REGION_APP = f"region-app/{PRIMARY.name}"
+
+
+class Storm:
+    """Users hitting /auth/status through the front door until stopped."""
+
+    def __init__(self, lab: Lab):
+        self.url = f"{lab.endpoints['front_door']}/auth/status"
+        self.stop = threading.Event()
+        self.sent = 0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with httpx.Client(headers={"host": TOPOLOGY.health.host}, timeout=5) as client:
+            while not self.stop.is_set():
+                client.get(self.url)
+                self.sent += 1
+                self.stop.wait(0.02)
+
+    def __enter__(self) -> Storm:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(10)
+
+
+def automatic_runs(api: PrefectApi, since: str) -> list[dict[str, Any]]:
+    response = api.http.post(
+        "/flow_runs/filter",
+        json={
+            "flow_runs": {"expected_start_time": {"after_": since}},
+            "deployments": {"id": {"any_": [api.deployment_id("rollback/lab")]}},
+            "limit": 50,
+        },
+    )
+    response.raise_for_status()
+    return [r for r in response.json() if (r.get("parameters") or {}).get("automatic")]
+
+
+def wait_for(check: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"no {what} within {timeout} s")
+
+
+def test_watch_is_quiet_when_services_are_healthy(fresh_lab: Lab, api: PrefectApi) -> None:
+    run = api.launch("watch/lab", {})
+    final = api.wait(run["id"])
+    assert final["state"]["type"] == "COMPLETED"
+    wait_for(
+        lambda: any("within thresholds" in line for line in api.logs(run["id"])), 30, "log line"
+    )
+
+
+def test_error_storm_fires_exactly_one_automatic_rollback(fresh_lab: Lab, api: PrefectApi) -> None:
+    automations = api.http.post("/automations/filter", json={}).json()
+    assert any(a["name"] == "lifeboat-auto-rollback-lab" for a in automations)
+    old, new = deploy_new_revision(fresh_lab, "auth-service")
+    since_iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 5))
+    since = fresh_lab.last_seq()
+
+    with Storm(fresh_lab) as storm:
+        fresh_lab.fault(api=REGION_APP, method="GET", path="^/auth/status$", status=500)
+        wait_for(lambda: storm.sent >= 30, 30, "storm traffic")
+        watches = []
+        for _ in range(2):  # two samples in a row, both over the thresholds
+            run = api.launch("watch/lab", {})
+            final = api.wait(run["id"])
+            assert final["state"]["type"] == "COMPLETED", final["state"]
+            watches.append(final)
+        metrics = httpx.get(
+            f"{fresh_lab.control}/_lab/metrics", params={"window_s": 600}, timeout=5
+        ).json()
+        assert metrics["services"]["auth-service"]["errors"] > 0
+    httpx.delete(f"{fresh_lab.control}/_lab/faults", timeout=5).raise_for_status()
+    for final in watches:
+        wait_for(
+            lambda run_id=final["id"]: (
+                "auth-service error_rate" in " ".join(api.logs(run_id))
+                and "health_check_failures" in " ".join(api.logs(run_id))
+            ),
+            30,
+            "threshold log line",
+        )
+
+    fired = wait_for(lambda: automatic_runs(api, since_iso), 120, "automatic rollback run")
+    done = api.wait(fired[0]["id"])
+    assert done["state"]["type"] == "COMPLETED", done["state"]
+    assert fired[0]["parameters"]["services"] == ["auth-service"]
+    assert fired[0]["parameters"]["operator"] == "lifeboat-watch"
+
+    # A second automatic launch inside the minimum delay stands down and changes nothing.
+    patches_before = run_patches(fresh_lab, since)
+    second = api.launch(
+        "rollback/lab",
+        {
+            "reason": "automatic: another threshold",
+            "services": ["auth-service"],
+            "automatic": True,
+            "operator": "lifeboat-watch",
+        },
+    )
+    refused = api.wait(second["id"])
+    assert refused["state"]["type"] == "COMPLETED"
+    assert refused["state"]["name"] == "Cooldown"
+    assert run_patches(fresh_lab, since) == patches_before
+
+    # Exactly one automatic rollback happened: one run from the automation, one PATCH.
+    from_automation = [r for r in automatic_runs(api, since_iso) if r["id"] != second["id"]]
+    assert len(from_automation) == 1
+    assert len(run_patches(fresh_lab, since, "auth-service")) == 1
+    assert serving(fresh_lab, "auth-service") == {old: 100}
+    assert new not in serving(fresh_lab, "auth-service")
+    bucket = fresh_lab.clients().storage(PRIMARY.project).bucket(TOPOLOGY.backups.records_bucket)
+    records = [json.loads(b.download_as_bytes()) for b in bucket.list_blobs(prefix="rollbacks/")]
+    outcomes = sorted((r["mode"], r["outcome"]) for r in records)
+    assert outcomes == [("automatic", "completed"), ("automatic", "refused")]
