@@ -6,6 +6,7 @@ import json
 
 import httpx
 
+from tasks.storage import lease_acquire, lease_release, read_lease
 from tests.flows.lab_checks import TOPOLOGY, incident, read_object, side_effects
 from tests.flows.rollback_helpers import (
     deploy_new_revision,
@@ -140,3 +141,24 @@ def test_bad_parameters_are_rejected_before_any_side_effect(
     assert api.wait(run["id"])["state"]["type"] == "FAILED"
     assert side_effects(fresh_lab, since) == []
     assert httpx.get(f"{fresh_lab.control}/_lab/health", timeout=5).status_code == 200
+
+
+def test_a_rollback_is_refused_while_another_switch_holds_the_region_lock(
+    fresh_lab: Lab, api: PrefectApi
+) -> None:
+    auth = deploy_new_revision(fresh_lab, "auth-service")
+    failover_incident = incident("FO")
+    lease_acquire.fn("lab", failover_incident, "failover", "oncall@example.com")
+    try:
+        since = fresh_lab.last_seq()
+        run = api.launch("rollback/lab", {"reason": "bad release", "services": ["auth-service"]})
+        final = api.wait(run["id"])
+        assert final["state"]["type"] == "FAILED", final["state"]
+        message = str(final["state"]["message"])
+        assert "region lock for lab is held" in message and failover_incident in message
+        assert run_patches(fresh_lab, since) == []
+        assert serving(fresh_lab, "auth-service") == {auth[1]: 100}
+        held = read_lease("lab")
+        assert held is not None and held.incident_id == failover_incident
+    finally:
+        lease_release.fn("lab", failover_incident)
