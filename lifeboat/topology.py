@@ -213,6 +213,11 @@ class RollbackTriggers(Strict):
     )
 
 
+class DrillObjective(Strict):
+    rto_minutes: float = Field(gt=0)
+    rpo_minutes: float | None = Field(None, gt=0, description="none: no data, no RPO")
+
+
 class Drills(Strict):
     """Monthly recovery drills (seed 004): their scratch resources and how fresh one must be."""
 
@@ -222,6 +227,18 @@ class Drills(Strict):
     )
     verified_restore_max_age_days: float = Field(
         35, gt=0, description="readiness: the newest passed drill must be younger than this"
+    )
+    # Seed 004's data_recovery objectives: user data (Cloud SQL) RTO 30 min, analytics
+    # (MongoDB) 4 h, compute 20 min. A restore from backup cannot beat the backup interval,
+    # so its RPO is held to the backup promise (seed 003: 12 h), not to the replica's 5 min.
+    objectives: dict[str, DrillObjective] = Field(
+        default_factory=lambda: {
+            "cloudsql": DrillObjective(rto_minutes=30, rpo_minutes=720),
+            "mongodb": DrillObjective(rto_minutes=240, rpo_minutes=720),
+            "application": DrillObjective(rto_minutes=20),
+            "total": DrillObjective(rto_minutes=30),
+        },
+        description="data set → objectives the drill is judged against",
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -59,6 +60,10 @@ def describe(environment: str, project: str, instance: str) -> InstanceState:
         request=sqladmin_v1.SqlInstancesGetRequest(project=project, instance=instance),
         timeout=runtime.call_timeout(environment),
     )
+    return instance_state(project, got)
+
+
+def instance_state(project: str, got: sqladmin_v1.DatabaseInstance) -> InstanceState:
     return InstanceState(
         project=project,
         name=got.name,
@@ -184,15 +189,17 @@ def wait_operation(
     return op
 
 
-def running_operation(environment: str, project: str, instance: str, kind: str) -> str | None:
-    """The name of an unfinished operation of this kind on the instance, if any."""
+def running_operation(
+    environment: str, project: str, instance: str, kind: str | None
+) -> str | None:
+    """The name of an unfinished operation of this kind (None: any) on the instance."""
     factory = runtime.clients(environment)
     listing = factory.sql_operations.list(
         request=sqladmin_v1.SqlOperationsListRequest(project=project, instance=instance),
         timeout=runtime.call_timeout(environment),
     )
     for op in listing:
-        if op.operation_type.name == kind and op.status != Status.DONE:
+        if kind in (None, op.operation_type.name) and op.status != Status.DONE:
             return str(op.name)
     return None
 
@@ -302,7 +309,9 @@ def sql_export_database(
 def sql_delete_instance(environment: str, project: str, instance: str) -> bool:
     """Delete an instance and wait; returns whether this call deleted it.
 
-    Idempotent: an instance already gone is not an error.
+    Idempotent: an instance already gone is not an error. Another operation in progress
+    (a restore a cancelled drill left running) is waited out first, since Cloud SQL
+    refuses a delete while one runs.
     """
     from google.api_core import exceptions as gexc
 
@@ -313,6 +322,12 @@ def sql_delete_instance(environment: str, project: str, instance: str) -> bool:
         except gexc.NotFound:
             return False
         name = running_operation(environment, project, instance, "DELETE")
+        busy = None if name else running_operation(environment, project, instance, None)
+        if busy is not None:
+            get_run_logger().info("waiting for operation %s before deleting %s", busy, instance)
+            # A failed operation leaves the instance there to delete all the same.
+            with contextlib.suppress(PermanentError):
+                wait_operation(environment, project, busy, timeout=850)
         if name is None:
             op = factory.sql_instances.delete(
                 request=sqladmin_v1.SqlInstancesDeleteRequest(project=project, instance=instance),

@@ -22,7 +22,7 @@ def artifact_key(*parts: str) -> str:
 
 
 # Folders in the records bucket where the issues name one other than the flow's name.
-RECORD_FOLDERS = {"rollback": "rollbacks"}
+RECORD_FOLDERS = {"rollback": "rollbacks", "recovery-drill": "drills"}
 
 
 def record_object(record: RunRecord) -> str:

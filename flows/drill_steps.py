@@ -1,0 +1,260 @@
+"""The recovery drill's parts: each data set restored and proven, the app check, cleanup.
+
+Each data set returns a ``DataSetResult`` the report turns into one table row. Names of
+scratch resources come from the drill id, and every one of them carries it (a label on
+the instance, a marker in the database), so cleanup needs nothing but the drill id: the
+flow's finally path, its cancellation and crash hooks, and the sweeper all use it.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+from prefect import get_run_logger, task
+from prefect.exceptions import MissingContextError
+from prefect.logging import get_logger
+from pydantic import BaseModel
+
+from flows.restore import restore_mongodb
+from lifeboat.topology import DrillObjective, Topology
+from tasks.catalog import catalog_newest
+from tasks.cloud_run import run_describe_service, run_scale_service
+from tasks.cloud_sql import sql_delete_instance
+from tasks.cloud_sql_backups import sql_integrity_counts
+from tasks.cloud_sql_scratch import (
+    DRILL_LABEL,
+    sql_create_scratch_instance,
+    sql_list_scratch_instances,
+    sql_restore_backup_run,
+)
+from tasks.errors import PermanentError
+from tasks.health import Target, health_verify
+from tasks.mongo import mongo_drop_database, mongo_sample_hashes
+from tasks.mongo_scratch import mongo_list_scratch, mongo_mark_scratch
+from tasks.storage import read_lease
+
+# The secondary's services run with this many instances during the drill's app check.
+TEST_INSTANCES = 1
+
+
+class DataSetResult(BaseModel):
+    data_set: str
+    backup: str = ""
+    rto_s: float | None = None
+    rpo_s: float | None = None
+    objective: DrillObjective
+    checks_passed: bool = False
+    detail: str = ""
+
+    @property
+    def passed(self) -> bool:
+        if not self.checks_passed or self.rto_s is None:
+            return False
+        if self.rto_s > self.objective.rto_minutes * 60:
+            return False
+        limit = self.objective.rpo_minutes
+        return limit is None or (self.rpo_s is not None and self.rpo_s <= limit * 60)
+
+    def row(self) -> dict[str, object]:
+        rpo = self.objective.rpo_minutes
+        return {
+            "data set": self.data_set,
+            "backup used": self.backup,
+            "RTO s": None if self.rto_s is None else round(self.rto_s, 1),
+            "RPO s": None if self.rpo_s is None else round(self.rpo_s, 1),
+            "objectives": f"RTO ≤ {self.objective.rto_minutes:g} min"
+            + (f", RPO ≤ {rpo:g} min" if rpo else ""),
+            "verdict": "pass" if self.passed else "FAIL",
+            "detail": self.detail,
+        }
+
+
+class Scratch(BaseModel):
+    """Where one drill restores; every name is derived from the drill id."""
+
+    drill_id: str
+    database: str
+    instance: str
+    project: str
+    region: str
+
+    @classmethod
+    def for_drill(cls, topo: Topology, drill_id: str, started: datetime) -> Scratch:
+        suffix = drill_id.rsplit("-", 1)[-1]
+        return cls(
+            drill_id=drill_id,
+            database=f"drill_{started:%Y%m%d}_{suffix}",
+            instance=f"recovery-test-{started:%Y%m%d}-{suffix}",
+            # The primary's project holds its backup runs; the secondary region keeps the
+            # drill free of the primary region, as an ungraceful recovery would be.
+            project=topo.cloud_sql.primary.project,
+            region=topo.regions.secondary.name,
+        )
+
+
+@task(task_run_name="drill-mongodb")
+def drill_mongodb(
+    topo: Topology, scratch: Scratch, started: datetime, expires_at: datetime
+) -> DataSetResult:
+    """Newest verified archive → scratch database → counts and sampled documents by hash."""
+    env = topo.environment
+    result = DataSetResult(data_set="mongodb", objective=topo.drills.objectives["mongodb"])
+    manifest = catalog_newest(env, "mongodb", verified_only=True)
+    if manifest is None:
+        raise PermanentError("mongodb: there is no verified backup to restore")
+    result.backup = manifest.backup_id
+    result.rpo_s = (started - manifest.started_at).total_seconds()
+    mongo_mark_scratch(env, scratch.database, scratch.drill_id, expires_at)
+    report = restore_mongodb(env, manifest.backup_id, scratch.database)
+    wrong = [
+        f"{c.source} {c.documents}/{c.expected}"
+        for c in report.collections
+        if c.documents != c.expected
+    ]
+    mismatched = []
+    sampled = 0
+    for entry in manifest.collections:
+        target = report.targets[entry.database]
+        got = mongo_sample_hashes(env, target, entry.name, list(entry.samples))
+        sampled += len(entry.samples)
+        mismatched += [
+            f"{entry.name} {key}" for key, sha in entry.samples.items() if got.get(key) != sha
+        ]
+    result.rto_s = time.time() - started.timestamp()
+    result.checks_passed = report.counts_match and not wrong and not mismatched
+    result.detail = (
+        f"{sum(report.documents.values())} documents in {len(report.collections)} collections"
+        f"; {sampled - len(mismatched)}/{sampled} sampled documents identical"
+        + (f"; counts differ: {', '.join(wrong)}" if wrong else "")
+        + (f"; differ: {', '.join(mismatched[:5])}" if mismatched else "")
+    )
+    return result
+
+
+@task(task_run_name="drill-cloudsql")
+def drill_cloudsql(
+    topo: Topology, scratch: Scratch, started: datetime, labels: dict[str, str]
+) -> DataSetResult:
+    """Newest verified backup run → labelled scratch instance → the integrity queries."""
+    env, sql = topo.environment, topo.cloud_sql
+    result = DataSetResult(data_set="cloudsql", objective=topo.drills.objectives["cloudsql"])
+    manifest = catalog_newest(env, "cloudsql", verified_only=True)
+    if manifest is None or manifest.cloudsql is None or manifest.cloudsql.backup_run_id is None:
+        raise PermanentError("cloudsql: there is no verified backup run to restore")
+    run_id = manifest.cloudsql.backup_run_id
+    result.backup = f"{manifest.cloudsql.instance} run {run_id} ({manifest.backup_id})"
+    result.rpo_s = (started - manifest.started_at).total_seconds()
+    sql_create_scratch_instance(env, scratch.project, scratch.instance, scratch.region, labels)
+    sql_restore_backup_run(
+        env, scratch.project, scratch.instance, sql.primary.project, sql.primary.instance, run_id
+    )
+    counts = sql_integrity_counts(env, scratch.project, scratch.instance, sql.databases[0])
+    expected = manifest.cloudsql.integrity
+    differ = {k: f"{counts.get(k)} ≠ {v}" for k, v in expected.items() if counts.get(k) != v}
+    result.rto_s = time.time() - started.timestamp()
+    result.checks_passed = bool(expected) and not differ
+    result.detail = ", ".join(f"{k}={v}" for k, v in counts.items()) + (
+        f"; differ from the backup's: {differ}" if differ else ""
+    )
+    return result
+
+
+def _bounds(topo: Topology, service: str) -> tuple[int, int] | None:
+    region = topo.regions.secondary
+    state = run_describe_service(topo.environment, region.project, region.name, service)
+    return None if state.scaling is None else (state.scaling.min, state.scaling.max)
+
+
+def _drill_scaling(topo: Topology, service: str) -> tuple[int, int]:
+    standby = next(s for s in topo.services if s.name == service).standby_scaling
+    return max(TEST_INSTANCES, standby.min), standby.max
+
+
+def application_check(topo: Topology, started: datetime) -> DataSetResult:
+    """The secondary's services in a test configuration, checked on the regional path only."""
+    env, region = topo.environment, topo.regions.secondary
+    result = DataSetResult(data_set="application", objective=topo.drills.objectives["application"])
+    lease = read_lease(env)
+    if lease is not None:
+        raise PermanentError(f"application: a region switch is running ({lease.describe()})")
+    scaled = []
+    for svc in topo.services:
+        standby = (svc.standby_scaling.min, svc.standby_scaling.max)
+        # Only services idle at standby: one already serving (after a failover) is left alone.
+        if _bounds(topo, svc.name) == standby and standby[0] < TEST_INSTANCES:
+            low, high = _drill_scaling(topo, svc.name)
+            run_scale_service(env, region.project, region.name, svc.name, low, high)
+            scaled.append(svc.name)
+    report = health_verify(env, Target.secondary, topo.health.verify_timeout_s, region.name)
+    result.rto_s = time.time() - started.timestamp()
+    result.checks_passed = report.all_ok
+    result.backup = "secondary region"
+    result.detail = f"scaled for the test: {', '.join(scaled) or 'none'}; {report.summary()}"
+    return result
+
+
+def cleanup(topo: Topology, drill_id: str) -> list[str]:
+    """Delete what the drill made and put the secondary back; returns what it did.
+
+    Every part runs even if another fails; a failure is reported in the list, and the
+    sweeper is the second line.
+    """
+    env = topo.environment
+    done: list[str] = []
+    try:
+        logger = get_run_logger()
+    except MissingContextError:  # a cancellation or crash hook runs outside the flow run
+        logger = get_logger("lifeboat.drill")
+    projects = [topo.cloud_sql.primary.project, topo.regions.secondary.project]
+
+    def attempt(what: str, action: object) -> None:
+        try:
+            assert callable(action)
+            action()
+        except Exception as exc:
+            logger.error("cleanup %s failed: %s", what, exc)
+            done.append(f"FAILED {what}: {str(exc)[:200]}")
+
+    def instances() -> None:
+        for inst in sql_list_scratch_instances(env, projects):
+            if inst.labels.get(DRILL_LABEL) == drill_id:
+                sql_delete_instance(env, inst.project, inst.name)
+                done.append(f"deleted instance {inst.name}")
+
+    def databases() -> None:
+        for db in mongo_list_scratch(env):
+            if db.drill_id == drill_id:
+                mongo_drop_database(env, db.name)
+                done.append(f"dropped database {db.name}")
+
+    def scaling() -> None:
+        if read_lease(env) is not None:
+            done.append("left the secondary's scaling alone: a region switch is running")
+            return
+        region = topo.regions.secondary
+        for svc in topo.services:
+            # Only a service still exactly in the drill's configuration goes back: anything
+            # else was changed by someone else since (a failover), and is theirs.
+            if (
+                _bounds(topo, svc.name)
+                == _drill_scaling(topo, svc.name)
+                != (
+                    svc.standby_scaling.min,
+                    svc.standby_scaling.max,
+                )
+            ):
+                run_scale_service(
+                    env,
+                    region.project,
+                    region.name,
+                    svc.name,
+                    svc.standby_scaling.min,
+                    svc.standby_scaling.max,
+                )
+                done.append(f"scaled {svc.name} back to standby")
+
+    attempt("instances", instances)
+    attempt("databases", databases)
+    attempt("scaling", scaling)
+    return done

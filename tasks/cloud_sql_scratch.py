@@ -1,0 +1,137 @@
+"""Scratch Cloud SQL instances for recovery drills, labelled so a sweeper finds any leak.
+
+Labels: ``lifeboat-drill`` names the drill, ``lifeboat-expires`` holds the expiry in
+epoch seconds (label values allow only lowercase letters, digits, ``-`` and ``_``).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from google.api_core import exceptions as gexc
+from google.cloud import sqladmin_v1
+from prefect import get_run_logger
+
+from lifeboat import runtime
+from tasks.cloud_sql import (
+    InstanceState,
+    describe,
+    instance_state,
+    running_operation,
+    wait_operation,
+)
+from tasks.errors import PermanentError
+from tasks.retrying import calling, cloud_task
+
+DRILL_LABEL = "lifeboat-drill"
+EXPIRES_LABEL = "lifeboat-expires"
+SCRATCH_PREFIX = "recovery-test-"
+
+
+def scratch_labels(drill_id: str, expires_at: datetime) -> dict[str, str]:
+    return {DRILL_LABEL: drill_id, EXPIRES_LABEL: str(int(expires_at.timestamp()))}
+
+
+def expiry(state: InstanceState) -> datetime | None:
+    """When a labelled scratch instance may be swept; None when it carries no valid label."""
+    raw = state.labels.get(EXPIRES_LABEL, "")
+    return datetime.fromtimestamp(int(raw), UTC) if raw.isdigit() else None
+
+
+@cloud_task(timeout_seconds=1800, task_run_name="sql-create-scratch-{instance}")
+def sql_create_scratch_instance(
+    environment: str, project: str, instance: str, region: str, labels: dict[str, str]
+) -> InstanceState:
+    """Create an empty primary instance carrying ``labels`` and wait until it runs.
+
+    Idempotent: an instance of that name with the same drill label (a retried call) is
+    waited for and returned; any other instance of that name is a permanent error, never
+    reused, because a drill must not write into something it did not create.
+    """
+    factory = runtime.clients(environment)
+    with calling("sql-create-scratch", f"{project}:{instance}"):
+        try:
+            current: InstanceState | None = describe(environment, project, instance)
+        except gexc.NotFound:
+            current = None
+        if current is not None and current.labels.get(DRILL_LABEL) != labels.get(DRILL_LABEL):
+            raise PermanentError(
+                f"sql-create-scratch: {project}:{instance} exists and is not this drill's"
+            )
+        name = running_operation(environment, project, instance, "CREATE")
+        if name is None and current is None:
+            body = sqladmin_v1.DatabaseInstance(
+                name=instance,
+                region=region,
+                database_version=sqladmin_v1.SqlDatabaseVersion.POSTGRES_15,
+                settings=sqladmin_v1.Settings(user_labels=labels),
+            )
+            op = factory.sql_instances.insert(
+                request=sqladmin_v1.SqlInstancesInsertRequest(project=project, body=body),
+                timeout=runtime.call_timeout(environment),
+            )
+            name = str(op.name)
+        if name is not None:
+            wait_operation(environment, project, name, timeout=1700)
+        state = describe(environment, project, instance)
+    get_run_logger().info("scratch instance %s:%s is %s", project, instance, state.state)
+    return state
+
+
+@cloud_task(timeout_seconds=3600, task_run_name="sql-restore-{instance}")
+def sql_restore_backup_run(
+    environment: str,
+    project: str,
+    instance: str,
+    source_project: str,
+    source_instance: str,
+    backup_run_id: int,
+) -> None:
+    """Restore a backup run of ``source_instance`` into ``instance`` and wait.
+
+    Idempotent: a restore already running on the instance (a retried call) is waited for
+    instead of starting a second; a repeated restore replaces the scratch data with the
+    same backup, so the result does not change.
+    """
+    factory = runtime.clients(environment)
+    with calling("sql-restore", f"{project}:{instance} ← {source_instance}#{backup_run_id}"):
+        name = running_operation(environment, project, instance, "RESTORE_VOLUME")
+        if name is None:
+            body = sqladmin_v1.InstancesRestoreBackupRequest(
+                restore_backup_context=sqladmin_v1.RestoreBackupContext(
+                    backup_run_id=backup_run_id, instance_id=source_instance, project=source_project
+                )
+            )
+            op = factory.sql_instances.restore_backup(
+                request=sqladmin_v1.SqlInstancesRestoreBackupRequest(
+                    project=project, instance=instance, body=body
+                ),
+                timeout=runtime.call_timeout(environment),
+            )
+            name = str(op.name)
+        wait_operation(environment, project, name, timeout=3500)
+    get_run_logger().info(
+        "restored backup run %s of %s into %s", backup_run_id, source_instance, instance
+    )
+
+
+@cloud_task(timeout_seconds=120, task_run_name="sql-list-scratch")
+def sql_list_scratch_instances(environment: str, projects: list[str]) -> list[InstanceState]:
+    """Instances that carry a drill label or a scratch name, in the given projects.
+
+    Idempotent: a read.
+    """
+    client = runtime.clients(environment).sql_instances
+    found: list[InstanceState] = []
+    for project in dict.fromkeys(projects):
+        with calling("sql-list-scratch", project):
+            listing = client.list(
+                request=sqladmin_v1.SqlInstancesListRequest(project=project),
+                timeout=runtime.call_timeout(environment),
+            )
+            # The instances pager iterates the response's `warnings`, not its instances.
+            for got in (item for page in listing.pages for item in page.items):
+                state = instance_state(project, got)
+                if DRILL_LABEL in state.labels or state.name.startswith(SCRATCH_PREFIX):
+                    found.append(state)
+    return found

@@ -1,0 +1,220 @@
+"""recovery-drill and drill-sweeper through the real Prefect server, worker and lab."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from google.cloud import sqladmin_v1
+
+from tests.backup.backup_checks import bucket_objects, mongo, params, read_manifest
+from tests.flows.lab_checks import TOPOLOGY, read_object, scaling
+from tests.labharness import Lab
+from tests.prefect_api import PrefectApi
+
+RECORDS = TOPOLOGY.backups.records_bucket
+SECONDARY = TOPOLOGY.regions.secondary
+PROJECT = TOPOLOGY.cloud_sql.primary.project
+
+
+def backup(api: PrefectApi) -> None:
+    final = api.wait(api.launch("backup/lab", params())["id"], timeout=300)
+    assert final["state"]["type"] == "COMPLETED", final["state"]
+
+
+def drill(api: PrefectApi, **extra: object) -> dict[str, Any]:
+    return api.wait(api.launch("recovery-drill/lab", params(**extra))["id"], timeout=300)
+
+
+def drill_record(lab: Lab, run_id: str) -> dict[str, Any]:
+    drill_id = f"drill-{run_id.replace('-', '')[:8]}"
+    return dict(json.loads(read_object(lab, RECORDS, f"drills/{drill_id}.json")))
+
+
+def instances(lab: Lab) -> dict[str, dict[str, str]]:
+    """Every SQL instance of the project → its labels."""
+    listing = lab.clients().sql_instances.list(
+        request=sqladmin_v1.SqlInstancesListRequest(project=PROJECT)
+    )
+    return {i.name: dict(i.settings.user_labels) for i in listing.items}
+
+
+def scratch_left(lab: Lab) -> tuple[list[str], list[str]]:
+    with mongo(lab) as client:
+        databases = [n for n in client.list_database_names() if n.startswith("drill_")]
+    return [n for n in instances(lab) if n.startswith("recovery-test-")], databases
+
+
+def sql_calls(lab: Lab, since: int, method: str) -> list[dict[str, Any]]:
+    return [e for e in lab.requests(api="sql", since=since) if e["method"] == method]
+
+
+def test_a_drill_restores_checks_measures_and_cleans_up(fresh_lab: Lab, api: PrefectApi) -> None:
+    backup(api)
+    # Ungraceful: the primary region is down for the whole drill; nothing may need it.
+    fresh_lab.outage(TOPOLOGY.regions.primary.name, True)
+    since = fresh_lab.last_seq()
+    try:
+        final = drill(api)
+    finally:
+        fresh_lab.outage(TOPOLOGY.regions.primary.name, False)
+    assert final["state"]["type"] == "COMPLETED", final["state"]
+
+    record = drill_record(fresh_lab, final["id"])
+    assert record["outcome"] == "completed" and record["after"]["verdict"] == "pass"
+    rows = {r["data set"]: r for r in record["after"]["data_sets"]}
+    assert list(rows) == ["mongodb", "cloudsql", "application", "total"]
+    assert all(r["verdict"] == "pass" for r in rows.values())
+    [mongo_manifest] = [n for n in bucket_objects(fresh_lab, "mongodb/") if n.endswith(".json")]
+    assert rows["mongodb"]["backup used"] == read_manifest(fresh_lab, mongo_manifest).backup_id
+    assert "20/20 sampled" in rows["mongodb"]["detail"] or "sampled documents identical" in str(
+        rows["mongodb"]["detail"]
+    )
+    assert "users=500" in rows["cloudsql"]["detail"]
+    assert (
+        0 < rows["cloudsql"]["RPO s"] < 600 and rows["total"]["RTO s"] >= rows["cloudsql"]["RTO s"]
+    )
+    assert (
+        record["rto_seconds"] == rows["total"]["RTO s"]
+        or abs(record["rto_seconds"] - rows["total"]["RTO s"]) < 0.1
+    )
+
+    # One scratch instance, labelled, in the secondary region; created, restored, deleted once.
+    inserts = sql_calls(fresh_lab, since, "Insert")
+    assert len(inserts) == 1
+    assert len(sql_calls(fresh_lab, since, "RestoreBackup")) == 1
+    cleaned = record["after"]["cleanup"]
+    assert any("deleted instance recovery-test-" in line for line in cleaned), cleaned
+    assert len(sql_calls(fresh_lab, since, "Delete")) == 1
+    assert scratch_left(fresh_lab) == ([], [])
+    # The app check used the secondary only, and the secondary is back at standby.
+    apps = {e["api"] for e in fresh_lab.requests(since=since) if e["api"].startswith("region-app")}
+    assert apps == {f"region-app/{SECONDARY.name}"}
+    for svc in TOPOLOGY.services:
+        assert scaling(fresh_lab, SECONDARY, svc.name) == (
+            svc.standby_scaling.min,
+            svc.standby_scaling.max,
+        )
+    # Evidence: the table artifact, an event-worthy record, a notification.
+    keys = {a["key"] for a in api.artifacts(final["id"])}
+    assert "recovery-drill-lab" in keys
+    assert any("recovery-drill completed" in json.dumps(w) for w in fresh_lab.webhooks())
+
+
+def test_a_drill_whose_restore_is_corrupted_fails_and_still_cleans_up(
+    fresh_lab: Lab, api: PrefectApi
+) -> None:
+    backup(api)
+    [name] = [n for n in bucket_objects(fresh_lab, "mongodb/") if n.endswith("manifest.json")]
+    manifest = read_manifest(fresh_lab, name)
+    assert manifest.archive is not None
+    data = fresh_lab.root / "storage" / "data" / str(manifest.archive.generation)
+    original = data.read_bytes()
+    flipped = bytearray(original)
+    flipped[len(flipped) // 2] ^= 0x01
+    data.write_bytes(bytes(flipped))
+    try:
+        final = drill(api)
+    finally:
+        data.write_bytes(original)
+    assert final["state"]["type"] == "FAILED", final["state"]
+    assert "recovery drill failed: mongodb" in final["state"]["message"]
+    record = drill_record(fresh_lab, final["id"])
+    rows = {r["data set"]: r for r in record["after"]["data_sets"]}
+    assert rows["mongodb"]["verdict"] == "FAIL" and "verification" in rows["mongodb"]["detail"]
+    assert rows["cloudsql"]["verdict"] == "pass"  # one failure does not hide the others
+    assert record["outcome"] == "failed"
+    assert scratch_left(fresh_lab) == ([], [])
+
+
+def test_a_drill_cancelled_mid_run_cleans_up(fresh_lab: Lab, api: PrefectApi) -> None:
+    backup(api)
+    # A slow restore (60 s in the lab) to cancel in the middle of.
+    fresh_lab.post("config", {"latency": {"sql.restore": 6000}})
+    run = api.launch("recovery-drill/lab", params(application=False))
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if any(e["method"] == "RestoreBackup" for e in fresh_lab.requests(api="sql")):
+            break
+        time.sleep(0.5)
+    else:
+        raise AssertionError(f"the drill never started its restore: {api.flow_run(run['id'])}")
+    assert scratch_left(fresh_lab)[0], "the scratch instance exists while restoring"
+    api.http.post(
+        f"/flow_runs/{run['id']}/set_state",
+        json={"state": {"type": "CANCELLING"}, "force": True},
+    ).raise_for_status()
+    final = api.wait(run["id"], timeout=120)
+    assert final["state"]["type"] in ("CANCELLED", "CRASHED"), final["state"]
+    deadline = time.monotonic() + 120
+    while scratch_left(fresh_lab) != ([], []) and time.monotonic() < deadline:
+        time.sleep(1)
+    assert scratch_left(fresh_lab) == ([], [])
+
+
+def test_the_sweeper_deletes_expired_labelled_scratch_only(fresh_lab: Lab, api: PrefectApi) -> None:
+    now = datetime.now(UTC)
+    past, future = now - timedelta(hours=1), now + timedelta(hours=5)
+    wanted = {
+        "recovery-test-20260101-expired": {
+            "lifeboat-drill": "drill-expired",
+            "lifeboat-expires": str(int(past.timestamp())),
+        },
+        "recovery-test-20260101-fresh": {
+            "lifeboat-drill": "drill-fresh",
+            "lifeboat-expires": str(int(future.timestamp())),
+        },
+        "recovery-test-by-hand": {},
+    }
+    client = fresh_lab.clients().sql_instances
+    for name, labels in wanted.items():
+        client.insert(
+            request=sqladmin_v1.SqlInstancesInsertRequest(
+                project=PROJECT,
+                body=sqladmin_v1.DatabaseInstance(
+                    name=name,
+                    region=SECONDARY.name,
+                    settings=sqladmin_v1.Settings(user_labels=labels),
+                ),
+            )
+        )
+    with mongo(fresh_lab) as mongo_client:
+        mongo_client.drill_20260101_expired["_lifeboat_drill"].insert_one(
+            {"_id": "drill-expired", "expires_at": past}
+        )
+        mongo_client.drill_by_hand.notes.insert_one({"why": "someone's experiment"})
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        states = {
+            i.name: i.state
+            for i in client.list(request=sqladmin_v1.SqlInstancesListRequest(project=PROJECT)).items
+        }
+        if all(
+            states.get(n) == sqladmin_v1.DatabaseInstance.SqlInstanceState.RUNNABLE for n in wanted
+        ):
+            break
+        time.sleep(0.5)
+    since = fresh_lab.last_seq()
+    final = api.wait(api.launch("drill-sweeper/lab", params())["id"], timeout=120)
+    assert final["state"]["type"] == "COMPLETED", final["state"]
+
+    left_instances, left_databases = scratch_left(fresh_lab)
+    assert sorted(left_instances) == ["recovery-test-20260101-fresh", "recovery-test-by-hand"]
+    assert left_databases == ["drill_by_hand"]
+    assert len(sql_calls(fresh_lab, since, "Delete")) == 1
+    rows = {r["name"]: r for r in final_rows(api, final["id"])}
+    assert rows[f"{PROJECT}:recovery-test-by-hand"]["verdict"] == "unlabelled: left alone"
+    assert rows[f"{PROJECT}:recovery-test-20260101-expired"]["done"] == "deleted"
+    assert rows["drill_20260101_expired"]["done"] == "deleted"
+    for name in ("recovery-test-20260101-fresh", "recovery-test-by-hand"):
+        client.delete(request=sqladmin_v1.SqlInstancesDeleteRequest(project=PROJECT, instance=name))
+    with mongo(fresh_lab) as mongo_client:
+        mongo_client.drop_database("drill_by_hand")
+
+
+def final_rows(api: PrefectApi, run_id: str) -> list[dict[str, Any]]:
+    [table] = [a for a in api.artifacts(run_id) if a["key"] == "drill-sweeper-lab"]
+    data = table["data"]
+    return list(json.loads(data) if isinstance(data, str) else data)
