@@ -1,0 +1,224 @@
+"""readiness: could a failover succeed right now? A read-only plan evaluation.
+
+Like AWS ARC's readiness checks, every 30 minutes: each resource the failover names
+exists; the replica is RUNNABLE and within the critical RPO; the secondary's services
+are deployable (they exist and their latest revision is Ready); the DNS zone and the
+url-map answer; the newest verified backup of each source and the newest passed drill
+(a verified restore) are young enough. One row per check, green or red; any red row
+fails the run after the table is published. A check that errors is a red row naming
+the error, never a crash that hides the other rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Annotated
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.events import emit_event
+from pydantic import BaseModel
+
+from lifeboat import runtime
+from lifeboat.manifest import Source
+from lifeboat.switch import ENVIRONMENT_FIELD, SwitchRequest
+from lifeboat.topology import Topology
+from tasks.catalog import catalog_newest
+from tasks.cloud_run import run_describe_service
+from tasks.cloud_sql import describe, sql_replica_lag
+from tasks.dns import read_record
+from tasks.errors import PermanentError
+from tasks.inventory import (
+    inventory_bucket,
+    inventory_dns_zone,
+    inventory_newest_passed_drill,
+    inventory_url_map,
+)
+from tasks.records import artifact_key
+
+SOURCES: list[Source] = ["mongodb", "cloudsql"]
+
+
+class Row(BaseModel):
+    check: str
+    target: str
+    green: bool = False
+    measured: str = ""
+    limit: str = ""
+    detail: str = ""
+
+    def table(self) -> dict[str, str]:
+        return {
+            "check": self.check,
+            "target": self.target,
+            "status": "green" if self.green else "RED",
+            "measured": self.measured,
+            "limit": self.limit,
+            "detail": self.detail,
+        }
+
+
+Check = Callable[[Row], None]  # fills in the row; raising makes it red with the error
+
+
+@task(task_run_name="readiness-{row.check}-{row.target}", cache_policy=NO_CACHE)
+def evaluate(row: Row, check: Check) -> Row:
+    try:
+        check(row)
+    except Exception as exc:
+        row.green, row.detail = False, str(exc)[:300]
+    return row
+
+
+def _services(topo: Topology, role: str) -> Check:
+    region = topo.regions.secondary if role == "secondary" else topo.regions.primary
+
+    def check(row: Row) -> None:
+        states = [
+            run_describe_service(topo.environment, region.project, region.name, s.name)
+            for s in topo.services
+        ]
+        missing = [s.service for s in states if not s.exists]
+        not_ready = [s.service for s in states if s.exists and not s.ready]
+        row.measured = f"{len(states) - len(missing) - len(not_ready)}/{len(states)} ready"
+        row.green = not missing and (role != "secondary" or not not_ready)
+        row.detail = "; ".join(
+            part
+            for part in (
+                f"missing: {', '.join(missing)}" if missing else "",
+                f"not Ready: {', '.join(not_ready)}" if not_ready else "",
+            )
+            if part
+        ) or ("deployable: every latest revision is Ready" if role == "secondary" else "exist")
+
+    return check
+
+
+def _instance(topo: Topology, project: str, name: str) -> Check:
+    def check(row: Row) -> None:
+        state = describe(topo.environment, project, name)
+        row.measured, row.green = state.state, state.state == "RUNNABLE"
+        row.detail = f"{state.instance_type} in {state.region}"
+
+    return check
+
+
+def _replica_lag(topo: Topology) -> Check:
+    replica = topo.cloud_sql.replica
+    limit_s = min(o.rpo_minutes for o in topo.objectives.values()) * 60
+
+    def check(row: Row) -> None:
+        state = describe(topo.environment, replica.project, replica.instance)
+        if state.state != "RUNNABLE" or not state.is_replica:
+            raise PermanentError(f"replica is {state.state} ({state.instance_type})")
+        lag = sql_replica_lag(topo.environment, replica.project, replica.instance)
+        row.measured, row.limit = f"{lag.seconds:.1f} s, {lag.bytes} bytes", f"{limit_s:.0f} s"
+        row.green = lag.seconds <= limit_s
+        row.detail = f"measured on the {lag.source}"
+
+    return check
+
+
+def _dns_records(topo: Topology) -> Check:
+    def check(row: Row) -> None:
+        inventory_dns_zone(topo.environment)
+        missing = [
+            r.name
+            for r in topo.dns.records
+            if read_record(topo.environment, r.name, r.type) is None
+        ]
+        row.measured = f"{len(topo.dns.records) - len(missing)}/{len(topo.dns.records)} records"
+        row.green = not missing
+        row.detail = f"missing: {', '.join(missing)}" if missing else "zone and records answer"
+
+    return check
+
+
+def _simple(call: Callable[[], str]) -> Check:
+    def check(row: Row) -> None:
+        row.detail, row.green = call(), True
+
+    return check
+
+
+def _bucket(environment: str, bucket: str) -> Check:
+    return _simple(lambda: inventory_bucket(environment, bucket))
+
+
+def _backup_age(topo: Topology, source: Source, now: datetime) -> Check:
+    limit_h = topo.backups.staleness.alert_hours
+
+    def check(row: Row) -> None:
+        newest = catalog_newest(topo.environment, source, verified_only=True)
+        row.limit = f"{limit_h:g} h"
+        if newest is None:
+            raise PermanentError(f"no verified {source} backup")
+        age = newest.age_hours(now)
+        row.measured, row.green = f"{age:.1f} h", age <= limit_h
+        row.detail = f"newest verified: {newest.backup_id}"
+
+    return check
+
+
+def _restore_age(topo: Topology, now: datetime) -> Check:
+    limit_d = topo.drills.verified_restore_max_age_days
+
+    def check(row: Row) -> None:
+        newest = inventory_newest_passed_drill(topo.environment)
+        row.limit = f"{limit_d:g} days"
+        if newest is None or newest.ended_at is None:
+            raise PermanentError("no recovery drill has passed: no restore was ever verified")
+        age = (now - newest.ended_at).total_seconds() / 86400
+        row.measured, row.green = f"{age:.1f} days", age <= limit_d
+        row.detail = f"drill {newest.incident_id}"
+
+    return check
+
+
+def checks(topo: Topology, now: datetime) -> list[tuple[Row, Check]]:
+    env, sql = topo.environment, topo.cloud_sql
+    return [
+        (Row(check="services", target=topo.regions.primary.name), _services(topo, "primary")),
+        (Row(check="services", target=topo.regions.secondary.name), _services(topo, "secondary")),
+        (
+            Row(check="sql-instance", target=sql.primary.instance),
+            _instance(topo, sql.primary.project, sql.primary.instance),
+        ),
+        (Row(check="replica", target=sql.replica.instance), _replica_lag(topo)),
+        (Row(check="dns", target=topo.dns.zone), _dns_records(topo)),
+        (Row(check="url-map", target=topo.cdn.url_map), _simple(lambda: inventory_url_map(env))),
+        *[
+            (Row(check="bucket", target=b), _bucket(env, b))
+            for b in (topo.backups.bucket, topo.backups.records_bucket)
+        ],
+        *[(Row(check="backup-age", target=s), _backup_age(topo, s, now)) for s in SOURCES],
+        (Row(check="verified-restore-age", target="recovery-drill"), _restore_age(topo, now)),
+    ]
+
+
+@flow(name="readiness")
+def readiness(environment: Annotated[str, ENVIRONMENT_FIELD]) -> list[dict[str, str]]:
+    request = SwitchRequest.validate_launch(environment, "readiness check", None, "schedule")
+    topo = runtime.topology(request.environment)
+    now = datetime.now(UTC)
+    futures = [evaluate.submit(row, check) for row, check in checks(topo, now)]
+    rows = [f.result() for f in futures]
+    table = [r.table() for r in rows]
+    red = [f"{r.check} {r.target}" for r in rows if not r.green]
+    create_table_artifact(
+        table=table,
+        key=artifact_key("readiness", topo.environment),
+        description=f"readiness of {topo.environment} at {now:%Y-%m-%d %H:%M} UTC: "
+        + ("RED" if red else "green"),
+    )
+    emit_event(
+        event=f"lifeboat.readiness.{'red' if red else 'green'}",
+        resource={"prefect.resource.id": f"lifeboat.environment.{topo.environment}"},
+        payload={"red": red, "checks": len(rows)},
+    )
+    if red:
+        raise PermanentError(f"not ready: {', '.join(red)}")
+    get_run_logger().info("ready: %d checks green", len(rows))
+    return table

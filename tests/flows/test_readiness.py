@@ -1,0 +1,110 @@
+"""readiness through the real Prefect server: green when all is well, red row by row."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from lifeboat.record import RunRecord
+from tests.backup.backup_checks import params, write_synthetic
+from tests.flows.lab_checks import TOPOLOGY
+from tests.labharness import Lab
+from tests.prefect_api import PrefectApi
+
+REPLICA = TOPOLOGY.cloud_sql.replica
+READ_METHODS = {"GET", "Get", "List", "ListRevisions"}
+
+
+def passed_drill(lab: Lab, age: timedelta) -> None:
+    """A drill record as the recovery drill writes it, ended ``age`` ago."""
+    ended = datetime.now(UTC) - age
+    record = RunRecord(
+        flow="recovery-drill",
+        environment="lab",
+        incident_id=f"drill-synth{int(age.total_seconds())}",
+        reason="monthly recovery drill",
+        trigger="test",
+        operator="test",
+        started_at=ended - timedelta(minutes=20),
+        ended_at=ended,
+        outcome="completed",
+    )
+    bucket = (
+        lab.clients()
+        .storage(TOPOLOGY.regions.primary.project)
+        .bucket(TOPOLOGY.backups.records_bucket)
+    )
+    bucket.blob(f"drills/{record.incident_id}.json").upload_from_string(record.model_dump_json())
+
+
+def fresh_backups(lab: Lab, age: timedelta = timedelta(hours=1)) -> None:
+    write_synthetic(lab, "mongodb", age)
+    write_synthetic(lab, "cloudsql", age)
+
+
+def readiness(api: PrefectApi) -> tuple[dict[str, Any], dict[tuple[str, str], dict[str, str]]]:
+    final = api.wait(api.launch("readiness/lab", params())["id"], timeout=180)
+    [table] = [a for a in api.artifacts(final["id"]) if a["key"] == "readiness-lab"]
+    data = table["data"]
+    rows = json.loads(data) if isinstance(data, str) else data
+    return final, {(r["check"], r["target"]): r for r in rows}
+
+
+def red(rows: dict[tuple[str, str], dict[str, str]]) -> set[tuple[str, str]]:
+    return {key for key, row in rows.items() if row["status"] != "green"}
+
+
+def test_green_when_ready_and_read_only(fresh_lab: Lab, api: PrefectApi) -> None:
+    fresh_backups(fresh_lab)
+    passed_drill(fresh_lab, timedelta(days=3))
+    since = fresh_lab.last_seq()
+    final, rows = readiness(api)
+    assert final["state"]["type"] == "COMPLETED", (final["state"], rows)
+    assert red(rows) == set()
+    assert len(rows) == 11
+    assert rows[("replica", REPLICA.instance)]["limit"] == "300 s"
+    assert rows[("verified-restore-age", "recovery-drill")]["measured"] == "3.0 days"
+    # A plan evaluation changes nothing: every call it made was a read.
+    calls = [
+        e for e in fresh_lab.requests(since=since) if e["api"] in ("dns", "run", "sql", "compute")
+    ]
+    assert calls and {e["method"] for e in calls} <= READ_METHODS, {e["method"] for e in calls}
+
+
+def test_red_when_the_replica_is_stopped(fresh_lab: Lab, api: PrefectApi) -> None:
+    fresh_backups(fresh_lab)
+    passed_drill(fresh_lab, timedelta(days=3))
+    pid_file = (
+        fresh_lab.root / "sql" / REPLICA.project / REPLICA.instance / "data" / "postmaster.pid"
+    )
+    os.kill(int(pid_file.read_text().split()[0]), signal.SIGINT)  # fast shutdown
+    deadline = time.monotonic() + 30
+    while pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    final, rows = readiness(api)  # the next test's reset rebuilds the replica
+    assert final["state"]["type"] == "FAILED"
+    assert red(rows) == {("replica", REPLICA.instance)}
+    assert f"replica {REPLICA.instance}" in final["state"]["message"]
+
+
+def test_red_when_the_newest_backup_is_stale_or_no_restore_was_verified(
+    fresh_lab: Lab, api: PrefectApi
+) -> None:
+    write_synthetic(fresh_lab, "mongodb", timedelta(hours=40))  # past the 36 h alert
+    write_synthetic(fresh_lab, "cloudsql", timedelta(hours=2))
+    final, rows = readiness(api)  # and no drill record at all
+    assert final["state"]["type"] == "FAILED"
+    assert red(rows) == {("backup-age", "mongodb"), ("verified-restore-age", "recovery-drill")}
+    assert rows[("backup-age", "mongodb")]["measured"].startswith("40.")
+    assert (
+        "no recovery drill has passed" in rows[("verified-restore-age", "recovery-drill")]["detail"]
+    )
+    events = api.http.post(
+        "/events/filter",
+        json={"filter": {"event": {"prefix": ["lifeboat.readiness."]}}, "limit": 50},
+    ).json()["events"]
+    assert "lifeboat.readiness.red" in {e["event"] for e in events}
