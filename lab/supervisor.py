@@ -87,7 +87,9 @@ def up(options: LabOptions, say: Any = print) -> dict[str, Any]:
         pids["lab"] = daemon.pid
         server = None
         if options.with_prefect:
-            db_url = _start_prefect_database(settings)
+            # The benchmark compares the server on SQLite with it on PostgreSQL.
+            sqlite = os.environ.get("LIFEBOAT_LAB_PREFECT_DB") == "sqlite"
+            db_url = None if sqlite else _start_prefect_database(settings)
             server = prefect_stack.start_server(
                 root, settings.host, settings.port("prefect"), db_url, options.auth_string
             )

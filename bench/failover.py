@@ -1,0 +1,103 @@
+"""Failover against its critical path, and the orchestration overhead around it.
+
+- critical_path_s: from the running lab's latency model x time_scale, the longest chain
+  of necessary operations: max(Cloud Run update, replica promotion) + DNS change + the
+  CDN purge's effect (verification through the front door proves it; the purge's
+  operation, RUNNING for 10 min at Google, is not waited for).
+- failover_s: the real failover deployment through the Prefect server (a us-central1
+  outage first, so no approval pause), from the flow run's start to its end.
+- overhead_s: failover_s - critical_path_s: orchestration, polling granularity, checks.
+- purge_operation_running_at_end: the purge operation was still RUNNING when the
+  failover completed (recovery waited for the effect, not for DONE), and
+  purge_operation_done_s: when it was DONE, measured after the run.
+
+Usage: ``python -m bench.failover`` (PostgreSQL-backed server) or ``--sqlite``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+from google.cloud import compute_v1
+
+from bench.labctl import BenchLab, bench_lab, figure
+from lifeboat import runtime
+from lifeboat.topology import load_topology
+
+
+def critical_path_s(lab: BenchLab) -> float:
+    model = lab.latency()
+    real: dict[str, float] = model["real_seconds"]
+    scale = float(model["time_scale"])
+    scale_up = real["run.update"]  # services scale concurrently: one update's time
+    return (
+        max(scale_up, real["sql.promote"]) + real["dns.change"] + real["cdn.invalidate_effect"]
+    ) * scale
+
+
+def _purge_operations(environment: str) -> list[compute_v1.Operation]:
+    topo = runtime.topology(environment)
+    listing = runtime.clients(environment).global_operations.list(
+        request=compute_v1.ListGlobalOperationsRequest(project=topo.cdn.project)
+    )
+    return [op for op in listing if "invalidateCache" in (op.operation_type or "")]
+
+
+def run_failover(lab: BenchLab, label: str = "") -> dict[str, Any]:
+    """One failover after a primary outage; returns its figures (also printed)."""
+    topo = load_topology("lab")
+    lab.outage(topo.regions.primary.name, True)
+    launched = time.monotonic()
+    # Pre-approved: with checks reduced to /health and /version (the scale bench) the
+    # outage fails only one, and a human approval is no part of the critical path.
+    parameters = {"reason": f"bench {label}".strip(), "operator": "bench", "approve": True}
+    final = lab.run("failover/lab", parameters)
+    if final["state"]["type"] != "COMPLETED":
+        raise RuntimeError(f"failover did not complete: {final['state']}")
+    ended = time.monotonic()
+    ops = _purge_operations("lab")
+    running_at_end = bool(ops) and all(op.status != compute_v1.Operation.Status.DONE for op in ops)
+    critical = critical_path_s(lab)
+    figures = {
+        "failover_s": float(final["wall_s"]),
+        "critical_path_s": critical,
+        "failover_over_critical_path": float(final["wall_s"]) / critical,
+        "overhead_s": float(final["wall_s"]) - critical,
+        "launch_to_end_s": ended - launched,
+        "purge_operation_running_at_end": int(running_at_end),
+    }
+    return figures
+
+
+def wait_purge_done(lab: BenchLab, since: float, timeout: float = 900) -> float | None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ops = _purge_operations("lab")
+        if ops and all(op.status == compute_v1.Operation.Status.DONE for op in ops):
+            return time.monotonic() - since
+        time.sleep(1)
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sqlite", action="store_true", help="Prefect server on SQLite")
+    parser.add_argument("--no-purge-wait", action="store_true")
+    args = parser.parse_args(argv)
+    db = "sqlite" if args.sqlite else "postgresql"
+    with bench_lab(prefect_db=db) as lab:
+        started = time.monotonic()
+        figures = run_failover(lab, db)
+        suffix = "_sqlite" if args.sqlite else ""
+        for name, value in figures.items():
+            figure(name + suffix, value)
+        if not args.no_purge_wait:
+            done = wait_purge_done(lab, started)
+            figure("purge_operation_done_s" + suffix, done if done is not None else "never")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,117 @@
+"""Start and stop a bench lab with its Prefect server, and run a deployment through it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from lifeboat.endpoints import LAB_DIR_ENV
+from tests.prefect_api import PrefectApi
+
+REPO = Path(__file__).resolve().parent.parent
+BASE_PORT = int(os.environ.get("LIFEBOAT_BENCH_PORT", "21780"))
+PG_PREFIX = os.environ.get("LIFEBOAT_BENCH_PG_PREFIX", "127.0.21.")
+TIME_SCALE = float(os.environ.get("LIFEBOAT_BENCH_TIME_SCALE", "0.1"))
+
+
+@dataclass
+class BenchLab:
+    root: Path
+    endpoints: dict[str, Any]
+    api: PrefectApi
+
+    @property
+    def control(self) -> str:
+        return str(self.endpoints["control"])
+
+    def latency(self) -> dict[str, Any]:
+        return dict(httpx.get(f"{self.control}/_lab/config", timeout=30).json())
+
+    def outage(self, region: str, down: bool) -> None:
+        httpx.post(
+            f"{self.control}/_lab/outage", json={"region": region, "down": down}, timeout=30
+        ).raise_for_status()
+
+    def requests(self, api: str | None = None) -> list[dict[str, Any]]:
+        params = {"api": api} if api else {}
+        body = httpx.get(f"{self.control}/_lab/requests", params=params, timeout=60).json()
+        return list(body["entries"])
+
+    def run(
+        self, deployment: str, parameters: dict[str, Any], timeout: float = 900
+    ) -> dict[str, Any]:
+        """Launch through the server, wait for the end; adds the run's wall seconds."""
+        run = self.api.launch(deployment, parameters)
+        final = self.api.wait(run["id"], timeout=timeout)
+        start, end = final.get("start_time"), final.get("end_time")
+        if start and end:
+            final["wall_s"] = (
+                datetime.fromisoformat(end) - datetime.fromisoformat(start)
+            ).total_seconds()
+        return final
+
+
+def _lifeboat(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "lifeboat"), *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@contextmanager
+def bench_lab(
+    topology: Path | None = None, prefect_db: str = "postgresql", time_scale: float = TIME_SCALE
+) -> Iterator[BenchLab]:
+    """A lab of its own (own ports), with Prefect; stopped whatever happens."""
+    root = Path(tempfile.mkdtemp(prefix="lifeboat-bench-"))
+    env = dict(os.environ)
+    env["LIFEBOAT_LAB_PREFECT_DB"] = prefect_db
+    args = ["lab", "up", "--dir", str(root), "--base-port", str(BASE_PORT)]
+    args += ["--pg-address-prefix", PG_PREFIX, "--time-scale", str(time_scale)]
+    if topology is not None:
+        env["LIFEBOAT_ENVIRONMENTS_DIR"] = str(topology.parent)
+        args += ["--topology", str(topology)]
+    saved = dict(os.environ)
+    try:
+        done = _lifeboat(*args, env=env)
+        if done.returncode != 0:
+            raise RuntimeError(f"lab up failed: {done.stdout}\n{done.stderr}")
+        endpoints = json.loads((root / "endpoints.json").read_text())
+        os.environ.update(
+            {
+                LAB_DIR_ENV: str(root),
+                "PREFECT_API_URL": endpoints["prefect_api_url"],
+                "PREFECT_SERVER_ALLOW_EPHEMERAL_MODE": "false",
+                "PREFECT_HOME": str(root / "prefect-home"),
+            }
+        )
+        if topology is not None:
+            os.environ["LIFEBOAT_ENVIRONMENTS_DIR"] = str(topology.parent)
+        api = PrefectApi(endpoints["prefect_api_url"])
+        api.pause_schedules()
+        yield BenchLab(root, endpoints, api)
+    finally:
+        _lifeboat("lab", "down", "--dir", str(root), env=env)
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def figure(name: str, value: float | int | str) -> None:
+    """One figure, as `name=value`, flushed at once so a long run shows progress."""
+    shown = f"{value:.3f}" if isinstance(value, float) else str(value)
+    print(f"{name}={shown}", flush=True)
