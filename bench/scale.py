@@ -37,9 +37,13 @@ def generated_topology(services: int, records: int, folder: Path) -> Path:
     return path
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    import sys
+
+    wanted = (argv if argv is not None else sys.argv[1:]) or [f"{s}x{r}" for s, r in SIZES]
+    sizes = [(int(w.split("x")[0]), int(w.split("x")[1])) for w in wanted]
     times: dict[int, float] = {}
-    for services, records in SIZES:
+    for services, records in sizes:
         with tempfile.TemporaryDirectory(prefix="lifeboat-bench-topology-") as folder:
             topology = generated_topology(services, records, Path(folder))
             with bench_lab(topology=topology) as lab:
@@ -54,7 +58,8 @@ def main() -> int:
             figure(f"run_calls_{size}", len(run_calls))
             figure(f"dns_calls_{size}", len(dns_calls))
             figure(f"http_429_{size}", len(throttled))
-    figure("scale_100_over_1", times[100] / times[1])
+    if 100 in times and 1 in times:
+        figure("scale_100_over_1", times[100] / times[1])
     return 0
 
 
