@@ -87,6 +87,12 @@ class Lab:
 
 
 def start_lab(root: Path) -> Lab:
+    # Prefect reads its settings once, when first imported: a test module that imports it
+    # at collection would leave this process on a throwaway server instead of the lab's.
+    if "prefect" in sys.modules:
+        raise RuntimeError(
+            "prefect was imported before the lab started: import it inside the test instead"
+        )
     result = lifeboat(
         "lab",
         "up",

@@ -6,7 +6,6 @@ import json
 
 import httpx
 
-from tasks.storage import lease_acquire, lease_release, read_lease
 from tests.flows.lab_checks import TOPOLOGY, incident, read_object, side_effects
 from tests.flows.rollback_helpers import (
     deploy_new_revision,
@@ -146,6 +145,10 @@ def test_bad_parameters_are_rejected_before_any_side_effect(
 def test_a_rollback_is_refused_while_another_switch_holds_the_region_lock(
     fresh_lab: Lab, api: PrefectApi
 ) -> None:
+    # Imported here: importing prefect at collection would freeze its settings before the
+    # session's lab sets PREFECT_API_URL (tests.labharness checks for that).
+    from tasks.storage import lease_acquire, lease_release, read_lease
+
     auth = deploy_new_revision(fresh_lab, "auth-service")
     failover_incident = incident("FO")
     lease_acquire.fn("lab", failover_incident, "failover", "oncall@example.com")
