@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 
 from lifeboat.endpoints import LAB_DIR_ENV
+from lifeboat.topology import ENVIRONMENTS_DIR_ENV
 from tests.prefect_api import PrefectApi
 
 REPO = Path(__file__).resolve().parent.parent
@@ -84,7 +85,7 @@ def bench_lab(
     args = ["lab", "up", "--dir", str(root), "--base-port", str(BASE_PORT)]
     args += ["--pg-address-prefix", PG_PREFIX, "--time-scale", str(time_scale)]
     if topology is not None:
-        env["LIFEBOAT_ENVIRONMENTS_DIR"] = str(topology.parent)
+        env[ENVIRONMENTS_DIR_ENV] = str(topology.parent)
         args += ["--topology", str(topology)]
     saved = dict(os.environ)
     try:
@@ -101,7 +102,7 @@ def bench_lab(
             }
         )
         if topology is not None:
-            os.environ["LIFEBOAT_ENVIRONMENTS_DIR"] = str(topology.parent)
+            os.environ[ENVIRONMENTS_DIR_ENV] = str(topology.parent)
         api = PrefectApi(endpoints["prefect_api_url"])
         api.pause_schedules()
         yield BenchLab(root, endpoints, api)

@@ -18,6 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 ENVIRONMENT_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENVIRONMENTS_DIR = REPO_ROOT / "deployments" / "environments"
+# Where environment files are read from instead, when set (the test and bench labs).
+ENVIRONMENTS_DIR_ENV = "LIFEBOAT_ENVIRONMENTS_DIR"
 
 
 class TopologyError(ValueError):
@@ -303,7 +305,7 @@ def environment_file(environment: str) -> Path:
         raise TopologyError(
             f"environment: {environment!r} is not a valid name (lowercase letters, digits, dashes)"
         )
-    directory = Path(os.environ.get("LIFEBOAT_ENVIRONMENTS_DIR", ENVIRONMENTS_DIR))
+    directory = Path(os.environ.get(ENVIRONMENTS_DIR_ENV, ENVIRONMENTS_DIR))
     path = directory / f"{environment}.yaml"
     if not path.is_file():
         known = sorted(p.stem for p in directory.glob("*.yaml"))

@@ -93,8 +93,9 @@ def sql_replica_lag(environment: str, project: str, instance: str) -> ReplicaLag
 
     Bytes are WAL received but not replayed plus, when the primary answers, WAL the
     primary wrote that the standby has not received. Seconds are the age of the last
-    replayed transaction while bytes are outstanding, and 0 when the standby has caught up
-    (an idle primary would otherwise look minutes behind).
+    replayed transaction while bytes are outstanding (at least the standby's uptime when it
+    has replayed none since it started), and 0 when the standby has caught up (an idle
+    primary would otherwise look minutes behind).
 
     Idempotent: a read.
     """
@@ -110,7 +111,11 @@ def sql_replica_lag(environment: str, project: str, instance: str) -> ReplicaLag
                 "SELECT pg_is_in_recovery(),"
                 " COALESCE(pg_wal_lsn_diff(pg_last_wal_receive_lsn(),"
                 " pg_last_wal_replay_lsn()), 0),"
-                " EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()),"
+                # A standby that has replayed nothing since it started has no timestamp;
+                # its last replayed transaction is then older than its start, so that
+                # start bounds the age from below instead of reporting no lag at all.
+                " EXTRACT(EPOCH FROM now() - COALESCE(pg_last_xact_replay_timestamp(),"
+                " pg_postmaster_start_time())),"
                 " pg_last_wal_replay_lsn()::text"
             ).fetchone()
         assert row is not None

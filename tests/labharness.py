@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
 
 from lifeboat.clients import ClientFactory
 from lifeboat.endpoints import LAB_DIR_ENV, ResolvedEndpoints
+from lifeboat.topology import ENVIRONMENTS_DIR, ENVIRONMENTS_DIR_ENV
 from tests.prefect_api import PrefectApi
 
 REPO = Path(__file__).resolve().parent.parent
@@ -78,6 +83,23 @@ class Lab:
     def webhooks(self) -> list[dict[str, Any]]:
         return list(httpx.get(f"{self.control}/_lab/webhooks", timeout=30).json())
 
+    @contextmanager
+    def topology_edited(self, edit: Callable[[dict[str, Any]], None]) -> Iterator[None]:
+        """The lab topology as ``edit`` leaves it, for the flow runs started meanwhile.
+
+        Each flow run is a new process that reads the file when it starts, so the edit
+        needs no restart; the original comes back whatever happens.
+        """
+        path = self.root / "environments" / "lab.yaml"
+        original = path.read_text()
+        data = yaml.safe_load(original)
+        edit(data)
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        try:
+            yield
+        finally:
+            path.write_text(original)
+
     def clients(self) -> ClientFactory:
         return ClientFactory(
             ResolvedEndpoints.model_validate(
@@ -87,15 +109,23 @@ class Lab:
 
 
 def start_lab(root: Path) -> Lab:
+    """`lab up` on the test ports, with a copy of the lab topology that a test may edit."""
     # Prefect reads its settings once, when first imported: a test module that imports it
     # at collection would leave this process on a throwaway server instead of the lab's.
     if "prefect" in sys.modules:
         raise RuntimeError(
             "prefect was imported before the lab started: import it inside the test instead"
         )
+    environments = root / "environments"
+    environments.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ENVIRONMENTS_DIR / "lab.yaml", environments / "lab.yaml")
+    # The worker inherits this, so every flow run reads the lab's copy of the topology.
+    os.environ[ENVIRONMENTS_DIR_ENV] = str(environments)
     result = lifeboat(
         "lab",
         "up",
+        "--topology",
+        str(environments / "lab.yaml"),
         "--dir",
         str(root),
         "--base-port",

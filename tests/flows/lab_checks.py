@@ -6,6 +6,7 @@ import uuid
 from typing import Any
 
 import httpx
+import psycopg
 from google.cloud import sqladmin_v1
 
 from lifeboat.topology import load_topology
@@ -66,3 +67,19 @@ def side_effects(lab: Lab, since: int) -> list[tuple[str, str, str]]:
         and e["api"] not in {"webhooks"}
         and not (e["api"] == "storage" and "dr-records" in e["path"])
     ]
+
+
+def sql(lab: Lab, project: str, name: str, query: str, database: str = "varai_prod") -> list[tuple]:
+    """Run ``query`` on an instance's real PostgreSQL as its superuser, at its API address."""
+    got = lab.clients().sql_instances.get(
+        request=sqladmin_v1.SqlInstancesGetRequest(project=project, instance=name)
+    )
+    with psycopg.connect(
+        host=str(got.ip_addresses[0].ip_address),
+        user="postgres",
+        dbname=database,
+        connect_timeout=5,
+        autocommit=True,
+    ) as conn:
+        cursor = conn.execute(query)
+        return cursor.fetchall() if cursor.description else []

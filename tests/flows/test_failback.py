@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import psycopg
 import pytest
 
 from lifeboat.topology import RegionRole
@@ -21,6 +20,7 @@ from tests.flows.lab_checks import (
     read_object,
     scaling,
     side_effects,
+    sql,
 )
 from tests.labharness import Lab
 from tests.prefect_api import PrefectApi
@@ -34,31 +34,10 @@ def _failed_over(lab: Lab, api: PrefectApi) -> None:
     assert api.wait(run["id"])["state"]["type"] == "COMPLETED"
 
 
-def _address(lab: Lab, project: str, name: str) -> str:
-    from google.cloud import sqladmin_v1
-
-    got = lab.clients().sql_instances.get(
-        request=sqladmin_v1.SqlInstancesGetRequest(project=project, instance=name)
-    )
-    return str(got.ip_addresses[0].ip_address)
-
-
-def _sql(lab: Lab, project: str, name: str, query: str) -> list[tuple]:
-    with psycopg.connect(
-        host=_address(lab, project, name),
-        user="postgres",
-        dbname="varai_prod",
-        connect_timeout=5,
-        autocommit=True,
-    ) as conn:
-        cursor = conn.execute(query)
-        return cursor.fetchall() if cursor.description else []
-
-
 def test_failback_restores_the_topology_and_loses_no_write(fresh_lab: Lab, api: PrefectApi) -> None:
     _failed_over(fresh_lab, api)
     # A write taken by the secondary while it served must survive the failback.
-    _sql(
+    sql(
         fresh_lab,
         REPLICA.project,
         REPLICA.instance,
@@ -86,13 +65,13 @@ def test_failback_restores_the_topology_and_loses_no_write(fresh_lab: Lab, api: 
         )
     assert instance_type(fresh_lab, OLD.project, OLD.instance) == "CLOUD_SQL_INSTANCE"
     assert instance_type(fresh_lab, REPLICA.project, REPLICA.instance) == "READ_REPLICA_INSTANCE"
-    assert _sql(
+    assert sql(
         fresh_lab,
         OLD.project,
         OLD.instance,
         "SELECT count(*) FROM users WHERE email = 'during@dr.example'",
     ) == [(1,)]
-    _sql(
+    sql(
         fresh_lab,
         OLD.project,
         OLD.instance,
