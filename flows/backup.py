@@ -33,7 +33,7 @@ from lifeboat.manifest import (
 )
 from lifeboat.record import RunRecord
 from lifeboat.retention import Candidate, decide
-from lifeboat.switch import ENVIRONMENT_FIELD, SwitchRequest, publish_run
+from lifeboat.switch import ENVIRONMENT_FIELD, SwitchRequest, published
 from lifeboat.topology import Topology
 from tasks.catalog import catalog_delete, catalog_list, catalog_write
 from tasks.cloud_sql import sql_export_database
@@ -73,29 +73,38 @@ def backup(
     topo = runtime.topology(request.environment)
     record = request.record("backup", "scheduled", False)
     manifests: dict[str, Manifest] = {}
-    try:
-        if "cloudsql" in sources:
-            manifests["cloudsql"] = _cloudsql(topo, record, bid, started)
-        if "mongodb" in sources:
-            manifests["mongodb"] = _mongodb(topo, record, bid)
-        record.after["backups"] = {
-            s: {"status": m.status, "manifest": m.manifest_name, "error": m.error}
-            for s, m in manifests.items()
-        }
-        if retention:
-            _retention(topo, record, [s for s in sources if manifests[s].verified])
-        failed = [f"{s}: {m.error or m.status}" for s, m in manifests.items() if not m.verified]
-        if failed:
-            raise PermanentError("backup not verified — " + "; ".join(failed))
-        record.finish("completed")
-    except BaseException as exc:
-        if record.outcome == "running":
-            record.finish("failed", str(exc)[:1000])
-        raise
-    finally:
-        _publish_summary(record, manifests)
-        publish_run(record, notify=record.outcome != "completed")
+    with published(record, notify_success=False):
+        try:
+            _run(topo, record, bid, started, sources, retention, manifests)
+        finally:
+            _publish_summary(record, manifests)
     return record.model_dump(mode="json")
+
+
+def _run(
+    topo: Topology,
+    record: RunRecord,
+    bid: str,
+    started: datetime,
+    sources: list[Source],
+    retention: bool,
+    manifests: dict[str, Manifest],
+) -> None:
+    """Each source's backup into ``manifests`` as it ends, then retention; any unverified fails."""
+    if "cloudsql" in sources:
+        manifests["cloudsql"] = _cloudsql(topo, record, bid, started)
+    if "mongodb" in sources:
+        manifests["mongodb"] = _mongodb(topo, record, bid)
+    record.after["backups"] = {
+        s: {"status": m.status, "manifest": m.manifest_name, "error": m.error}
+        for s, m in manifests.items()
+    }
+    if retention:
+        _retention(topo, record, [s for s in sources if manifests[s].verified])
+    failed = [f"{s}: {m.error or m.status}" for s, m in manifests.items() if not m.verified]
+    if failed:
+        raise PermanentError("backup not verified — " + "; ".join(failed))
+    record.finish("completed")
 
 
 def _mongodb(topo: Topology, record: RunRecord, bid: str) -> Manifest:

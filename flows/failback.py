@@ -25,7 +25,7 @@ from lifeboat.switch import (
     INCIDENT_FIELD,
     REASON_FIELD,
     SwitchRequest,
-    publish_run,
+    published,
     request_id,
     resumable,
 )
@@ -57,14 +57,8 @@ def failback(
     request = SwitchRequest.validate_launch(environment, reason, incident_id, operator, prefix="fb")
     topo = runtime.topology(request.environment)
     record = request.record("failback", "planned", dry_run)
-    try:
+    with published(record):
         _run(topo, record, dry_run)
-    except BaseException as exc:
-        if record.outcome == "running":
-            record.finish("failed", str(exc)[:1000])
-        raise
-    finally:
-        publish_run(record)
     return record.model_dump(mode="json")
 
 

@@ -31,7 +31,7 @@ from lifeboat.switch import (
     REASON_FIELD,
     SwitchRequest,
     failover_plan,
-    publish_run,
+    published,
     request_id,
     resumable,
 )
@@ -87,14 +87,8 @@ def failover(
     topo = runtime.topology(request.environment)
     record = request.record("failover", mode.value, dry_run)
     started = time.perf_counter()
-    try:
+    with published(record):
         _run(topo, record, mode, dry_run, approve, approval_timeout_s, started)
-    except BaseException as exc:
-        if record.outcome == "running":
-            record.finish("failed", str(exc)[:1000])
-        raise
-    finally:
-        publish_run(record)
     return record.model_dump(mode="json")
 
 

@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 from lifeboat import runtime
 from lifeboat.manifest import Manifest
 from lifeboat.record import RunRecord
-from lifeboat.switch import ENVIRONMENT_FIELD, SwitchRequest, publish_run
+from lifeboat.switch import ENVIRONMENT_FIELD, SwitchRequest, published
 from tasks.catalog import catalog_get, catalog_newest
 from tasks.errors import PermanentError
 from tasks.mongo import mongo_drop_database
@@ -132,7 +132,7 @@ def restore(
 ) -> dict[str, Any]:
     request = SwitchRequest.validate_launch(environment, reason, None, operator, prefix="rs")
     record: RunRecord = request.record("restore", "force" if force else "scratch", False)
-    try:
+    with published(record, notify_success=False):
         with record.step("restore-mongodb") as step:
             report = restore_mongodb(request.environment, backup_id, target_database, force)
             step.detail = f"backup {report.backup_id} → {report.targets}: {report.documents}"
@@ -153,10 +153,4 @@ def restore(
             )
         record.finish("completed")
         get_run_logger().info("restored %s into %s", report.backup_id, report.targets)
-    except BaseException as exc:
-        if record.outcome == "running":
-            record.finish("failed", str(exc)[:1000])
-        raise
-    finally:
-        publish_run(record, notify=record.outcome != "completed")
     return record.model_dump(mode="json")

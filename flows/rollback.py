@@ -31,6 +31,7 @@ from lifeboat.switch import (
     REASON_FIELD,
     SwitchRequest,
     publish_run,
+    published,
     resumable,
 )
 from lifeboat.topology import RegionRole, Topology
@@ -100,14 +101,8 @@ def rollback(
             record.finish("refused", why)
             publish_run(record, notify=False)
             return Completed(name=COOLDOWN_STATE, message=why)
-    try:
+    with published(record):
         _run(topo, record, names, target_revisions or {}, region, dry_run)
-    except BaseException as exc:
-        if record.outcome == "running":
-            record.finish("failed", str(exc)[:1000])
-        raise
-    finally:
-        publish_run(record)
     return record.model_dump(mode="json")
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 import secrets
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -208,6 +209,22 @@ def publish_run(record: RunRecord, notify: bool = True) -> None:
             publish()
         except Exception as exc:
             logger.error("could not publish run evidence: %s", exc)
+
+
+@contextmanager
+def published(record: RunRecord, notify_success: bool = True) -> Iterator[RunRecord]:
+    """Publish the run's evidence however the block ends; what escapes it fails the record.
+
+    ``notify_success=False`` notifies only when the run did not complete.
+    """
+    try:
+        yield record
+    except BaseException as exc:
+        if record.outcome == "running":
+            record.finish("failed", str(exc)[:1000])
+        raise
+    finally:
+        publish_run(record, notify=notify_success or record.outcome != "completed")
 
 
 def resumable(task: Any, record: RunRecord, step: str) -> Any:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -18,10 +20,10 @@ REGION_APP = f"region-app/{PRIMARY.name}"
 
 
 class Storm:
-    """Users hitting /auth/status through the front door until stopped."""
+    """Users hitting one path through the front door until stopped."""
 
-    def __init__(self, lab: Lab):
-        self.url = f"{lab.endpoints['front_door']}/auth/status"
+    def __init__(self, lab: Lab, path: str = "/auth/status"):
+        self.url = f"{lab.endpoints['front_door']}{path}"
         self.stop = threading.Event()
         self.sent = 0
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -137,3 +139,57 @@ def test_error_storm_fires_exactly_one_automatic_rollback(fresh_lab: Lab, api: P
     records = [json.loads(b.download_as_bytes()) for b in bucket.list_blobs(prefix="rollbacks/")]
     outcomes = sorted((r["mode"], r["outcome"]) for r in records)
     assert outcomes == [("automatic", "completed"), ("automatic", "refused")]
+
+
+@contextmanager
+def automation_disabled(api: PrefectApi, name: str) -> Iterator[None]:
+    """The automation off, so an event can be checked without starting a rollback."""
+    [automation] = [
+        a for a in api.http.post("/automations/filter", json={}).json() if a["name"] == name
+    ]
+    api.http.patch(f"/automations/{automation['id']}", json={"enabled": False}).raise_for_status()
+    try:
+        yield
+    finally:
+        api.http.patch(
+            f"/automations/{automation['id']}", json={"enabled": True}
+        ).raise_for_status()
+
+
+def crossings(api: PrefectApi, since: str) -> list[dict[str, Any]]:
+    response = api.http.post(
+        "/events/filter",
+        json={
+            "filter": {
+                "event": {"name": ["lifeboat.watch.threshold-crossed"]},
+                "occurred": {"since": since},
+            },
+            "limit": 10,
+        },
+    )
+    response.raise_for_status()
+    return list(response.json()["events"])
+
+
+def test_slow_replies_alone_cross_the_p95_threshold(fresh_lab: Lab, api: PrefectApi) -> None:
+    # 0.08 wall seconds is 8 s of lab time at the suite's time_scale: over seed 004's 5 s,
+    # with no error and no failed health check to cross another threshold.
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 5))
+    with (
+        automation_disabled(api, "lifeboat-auto-rollback-lab"),
+        Storm(fresh_lab, "/ai/status") as storm,
+    ):
+        fresh_lab.fault(api=REGION_APP, method="GET", path="^/ai/status$", latency_s=0.08)
+        wait_for(lambda: storm.sent >= 30, 30, "slow traffic")
+        final = api.wait(api.launch("watch/lab", {})["id"])
+        httpx.delete(f"{fresh_lab.control}/_lab/faults", timeout=5).raise_for_status()
+        assert final["state"]["type"] == "COMPLETED", final["state"]
+        [event] = wait_for(lambda: crossings(api, since), 30, "threshold event")
+    [breach] = event["payload"]["breaches"]
+    assert (breach["service"], breach["metric"], breach["threshold"]) == (
+        "ai-service",
+        "p95_latency_s",
+        TOPOLOGY.rollback_triggers.p95_latency_s,
+    )
+    assert breach["value"] > TOPOLOGY.rollback_triggers.p95_latency_s
+    assert event["payload"]["services"] == ["ai-service"]
