@@ -35,7 +35,13 @@ from lifeboat.record import RunRecord
 from lifeboat.retention import Candidate, decide
 from lifeboat.switch import ENVIRONMENT_FIELD, SwitchRequest, published
 from lifeboat.topology import Topology
-from tasks.catalog import catalog_delete, catalog_list, catalog_write
+from tasks.catalog import (
+    ORPHAN_GRACE,
+    catalog_delete,
+    catalog_list,
+    catalog_orphans,
+    catalog_write,
+)
 from tasks.cloud_sql import sql_export_database
 from tasks.cloud_sql_backups import (
     BackupRunInfo,
@@ -221,6 +227,7 @@ def _retention(topo: Topology, record: RunRecord, verified_sources: list[Source]
                         "objects": len(objects),
                     }
                 )
+            report += _orphan_retention(env, source, now)
         if "cloudsql" in verified_sources:
             report += _backup_run_retention(topo, now)
         gone = [r for r in report if r["action"] == "delete"]
@@ -229,6 +236,30 @@ def _retention(topo: Topology, record: RunRecord, verified_sources: list[Source]
             "; ".join(f"{r['what']} ({r['reason']})" for r in gone) or "nothing expired"
         )
         get_run_logger().info("retention: %s", step.detail)
+
+
+def _orphan_retention(env: str, source: Source, now: datetime) -> list[dict[str, Any]]:
+    """Folders a crashed run left without a manifest: deleted once past the grace period."""
+    report = []
+    for orphan in catalog_orphans(env, source):
+        age = now - orphan.started_at
+        grace = f"{ORPHAN_GRACE.total_seconds() / 86400:g} day"
+        if age > ORPHAN_GRACE:
+            objects = catalog_delete(env, orphan)
+            action = "delete"
+            reason = f"no manifest (an interrupted backup), {age.days} days old > {grace}"
+        else:
+            objects, action = [], "keep"
+            reason = f"no manifest yet, younger than {grace}: it may still be writing"
+        report.append(
+            {
+                "what": f"{source} {orphan.backup_id}",
+                "action": action,
+                "reason": reason,
+                "objects": len(objects),
+            }
+        )
+    return report
 
 
 def _backup_run_retention(topo: Topology, now: datetime) -> list[dict[str, Any]]:

@@ -2,13 +2,36 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from google.api_core import exceptions as gexc
 from google.cloud import storage  # type: ignore[attr-defined]
 from prefect import get_run_logger
+from pydantic import BaseModel
 
 from lifeboat import runtime
-from lifeboat.manifest import MANIFEST, Manifest, Source, backup_prefix
+from lifeboat.manifest import MANIFEST, Manifest, Source, backup_prefix, backup_time
 from tasks.retrying import calling, cloud_task
+
+# A backup writes its manifest last, after verification; a folder without one that is
+# younger than this may still be writing, an older one was interrupted.
+ORPHAN_GRACE = timedelta(days=1)
+
+
+class Orphan(BaseModel):
+    """A backup folder with objects but no manifest: nothing can restore from it."""
+
+    source: Source
+    backup_id: str
+    objects: list[str]
+
+    @property
+    def prefix(self) -> str:
+        return backup_prefix(self.source, self.backup_id)
+
+    @property
+    def started_at(self) -> datetime:
+        return backup_time(self.backup_id)
 
 
 def backups_bucket(environment: str) -> storage.Bucket:
@@ -87,8 +110,36 @@ def catalog_write(environment: str, manifest: Manifest) -> str:
     return f"gs://{bucket.name}/{manifest.manifest_name}"
 
 
+@cloud_task(timeout_seconds=120, task_run_name="catalog-orphans-{source}")
+def catalog_orphans(environment: str, source: Source) -> list[Orphan]:
+    """Backup folders of a source that hold objects but no manifest, oldest first.
+
+    Only folders named as Lifeboat names them (``<source>/<YYYY>/<MM>/<backup id>/``)
+    count; anything else in the bucket is someone else's. Idempotent: read-only.
+    """
+    bucket = backups_bucket(environment)
+    timeout = runtime.call_timeout(environment)
+    folders: dict[str, list[str]] = {}
+    with calling("catalog-orphans", f"gs://{bucket.name}/{source}/"):
+        for blob in bucket.list_blobs(prefix=f"{source}/", timeout=timeout):
+            parts = blob.name.split("/")
+            if len(parts) < 5:
+                continue
+            try:
+                ours = blob.name.startswith(backup_prefix(source, parts[3]))
+            except ValueError:
+                ours = False
+            if ours:
+                folders.setdefault(parts[3], []).append(blob.name)
+    return [
+        Orphan(source=source, backup_id=identifier, objects=sorted(names))
+        for identifier, names in sorted(folders.items())
+        if not any(n.endswith("/" + MANIFEST) for n in names)
+    ]
+
+
 @cloud_task(timeout_seconds=600, task_run_name="catalog-delete-{manifest.backup_id}")
-def catalog_delete(environment: str, manifest: Manifest) -> list[str]:
+def catalog_delete(environment: str, manifest: Manifest | Orphan) -> list[str]:
     """Delete a backup's objects, the manifest last, and return the names deleted.
 
     Deleting the manifest last means an interrupted deletion still lists the backup and

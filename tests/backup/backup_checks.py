@@ -11,7 +11,7 @@ from typing import Any
 from bson.raw_bson import RawBSONDocument
 from pymongo import MongoClient
 
-from lifeboat.manifest import Manifest, Source, backup_id
+from lifeboat.manifest import Manifest, Source, backup_id, backup_prefix
 from lifeboat.topology import load_topology
 from tests.labharness import Lab
 
@@ -67,6 +67,14 @@ def write_synthetic(lab: Lab, source: Source, age: timedelta, status: str = "ver
     bucket.blob(manifest.prefix + "payload.bin").upload_from_string(payload)
     bucket.blob(manifest.manifest_name).upload_from_string(manifest.model_dump_json())
     return manifest
+
+
+def write_orphan(lab: Lab, source: Source, age: timedelta) -> str:
+    """What a run killed before its manifest leaves: a payload and no manifest; its prefix."""
+    prefix = backup_prefix(source, backup_id(datetime.now(UTC) - age))
+    bucket = lab.clients().storage(TOPOLOGY.regions.primary.project).bucket(BACKUPS)
+    bucket.blob(prefix + "archive.tar.gz.enc").upload_from_string(b"half an archive")
+    return prefix
 
 
 def clear_catalog(lab: Lab) -> None:

@@ -11,9 +11,10 @@ from tests.backup.backup_checks import (
     params,
     read_secret_block,
     save_secret_block,
+    write_orphan,
     write_synthetic,
 )
-from tests.flows.lab_checks import read_object
+from tests.flows.lab_checks import TOPOLOGY, read_object
 from tests.labharness import Lab
 from tests.prefect_api import PrefectApi
 
@@ -69,12 +70,20 @@ def test_the_backup_flow_deletes_exactly_the_expired_objects(
     old_failed = write_synthetic(fresh_lab, "mongodb", timedelta(days=35), status="failed")
     recent = write_synthetic(fresh_lab, "mongodb", timedelta(days=5))
     cross_region = write_synthetic(fresh_lab, "cloudsql", timedelta(days=45))  # < 90 days
+    stale_orphan = write_orphan(fresh_lab, "mongodb", timedelta(days=3))  # a run killed
+    young_orphan = write_orphan(fresh_lab, "mongodb", timedelta(hours=2))  # maybe writing
+    foreign = "mongodb/2026/11/notes/readme.txt"  # not a backup folder: not ours to delete
+    fresh_lab.clients().storage(TOPOLOGY.regions.primary.project).bucket(
+        TOPOLOGY.backups.bucket
+    ).blob(foreign).upload_from_string(b"kept by a person")
 
     final = api.wait(api.launch("backup/lab", params())["id"], timeout=300)
     assert final["state"]["type"] == "COMPLETED", final["state"]
 
     remaining = bucket_objects(fresh_lab, "")
-    assert not [n for n in remaining if n.startswith((old.prefix, old_failed.prefix))]
+    assert not [n for n in remaining if n.startswith((old.prefix, old_failed.prefix, stale_orphan))]
+    assert young_orphan + "archive.tar.gz.enc" in remaining
+    assert foreign in remaining
     assert recent.manifest_name in remaining
     assert cross_region.manifest_name in remaining
     # The run says what it deleted, and why, in its record.
@@ -89,8 +98,17 @@ def test_the_backup_flow_deletes_exactly_the_expired_objects(
     deleted = {
         r["what"]: r["reason"] for r in record["after"]["retention"] if r["action"] == "delete"
     }
-    assert set(deleted) == {f"mongodb {old.backup_id}", f"mongodb {old_failed.backup_id}"}
+    stale_id, young_id = stale_orphan.split("/")[3], young_orphan.split("/")[3]
+    assert set(deleted) == {
+        f"mongodb {old.backup_id}",
+        f"mongodb {old_failed.backup_id}",
+        f"mongodb {stale_id}",
+    }
     assert "days old > 30 days" in deleted[f"mongodb {old.backup_id}"]
+    orphan_reason = "no manifest (an interrupted backup), 3 days old > 1 day"
+    assert deleted[f"mongodb {stale_id}"] == orphan_reason
+    kept = {r["what"]: r["reason"] for r in record["after"]["retention"] if r["action"] == "keep"}
+    assert kept[f"mongodb {young_id}"].startswith("no manifest yet")
 
 
 def test_a_failed_backup_deletes_nothing(fresh_lab: Lab, api: PrefectApi) -> None:
