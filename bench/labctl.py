@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from lifeboat.endpoints import LAB_DIR_ENV
+from lab.prefect_stack import client_env
 from lifeboat.topology import ENVIRONMENTS_DIR_ENV
 from tests.prefect_api import PrefectApi
 
@@ -93,14 +93,7 @@ def bench_lab(
         if done.returncode != 0:
             raise RuntimeError(f"lab up failed: {done.stdout}\n{done.stderr}")
         endpoints = json.loads((root / "endpoints.json").read_text())
-        os.environ.update(
-            {
-                LAB_DIR_ENV: str(root),
-                "PREFECT_API_URL": endpoints["prefect_api_url"],
-                "PREFECT_SERVER_ALLOW_EPHEMERAL_MODE": "false",
-                "PREFECT_HOME": str(root / "prefect-home"),
-            }
-        )
+        os.environ.update(client_env(endpoints["prefect_api_url"], None, root))
         if topology is not None:
             os.environ[ENVIRONMENTS_DIR_ENV] = str(topology.parent)
         api = PrefectApi(endpoints["prefect_api_url"])

@@ -241,16 +241,19 @@ def _retention(topo: Topology, record: RunRecord, verified_sources: list[Source]
 def _orphan_retention(env: str, source: Source, now: datetime) -> list[dict[str, Any]]:
     """Folders a crashed run left without a manifest: deleted once past the grace period."""
     report = []
+    grace_days = ORPHAN_GRACE.total_seconds() / 86400
     for orphan in catalog_orphans(env, source):
-        age = now - orphan.started_at
-        grace = f"{ORPHAN_GRACE.total_seconds() / 86400:g} day"
-        if age > ORPHAN_GRACE:
+        age_days = (now - orphan.started_at).total_seconds() / 86400
+        if age_days > grace_days:
             objects = catalog_delete(env, orphan)
             action = "delete"
-            reason = f"no manifest (an interrupted backup), {age.days} days old > {grace}"
+            reason = (
+                f"no manifest (an interrupted backup), {age_days:.1f} days old, "
+                f"past the {grace_days:g}-day grace"
+            )
         else:
             objects, action = [], "keep"
-            reason = f"no manifest yet, younger than {grace}: it may still be writing"
+            reason = f"no manifest yet, {age_days:.1f} days old: it may still be writing"
         report.append(
             {
                 "what": f"{source} {orphan.backup_id}",

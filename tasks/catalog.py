@@ -23,7 +23,6 @@ class Orphan(BaseModel):
 
     source: Source
     backup_id: str
-    objects: list[str]
 
     @property
     def prefix(self) -> str:
@@ -119,7 +118,7 @@ def catalog_orphans(environment: str, source: Source) -> list[Orphan]:
     """
     bucket = backups_bucket(environment)
     timeout = runtime.call_timeout(environment)
-    folders: dict[str, list[str]] = {}
+    folders: dict[str, bool] = {}  # backup id → holds a manifest
     with calling("catalog-orphans", f"gs://{bucket.name}/{source}/"):
         for blob in bucket.list_blobs(prefix=f"{source}/", timeout=timeout):
             parts = blob.name.split("/")
@@ -130,11 +129,11 @@ def catalog_orphans(environment: str, source: Source) -> list[Orphan]:
             except ValueError:
                 ours = False
             if ours:
-                folders.setdefault(parts[3], []).append(blob.name)
+                folders[parts[3]] = folders.get(parts[3], False) or parts[4:] == [MANIFEST]
     return [
-        Orphan(source=source, backup_id=identifier, objects=sorted(names))
-        for identifier, names in sorted(folders.items())
-        if not any(n.endswith("/" + MANIFEST) for n in names)
+        Orphan(source=source, backup_id=identifier)
+        for identifier, has_manifest in sorted(folders.items())
+        if not has_manifest
     ]
 
 

@@ -16,8 +16,9 @@ from typing import Any
 import httpx
 import yaml
 
+from lab.prefect_stack import client_env
 from lifeboat.clients import ClientFactory
-from lifeboat.endpoints import LAB_DIR_ENV, ResolvedEndpoints
+from lifeboat.endpoints import ResolvedEndpoints
 from lifeboat.topology import ENVIRONMENTS_DIR, ENVIRONMENTS_DIR_ENV
 from tests.prefect_api import PrefectApi
 
@@ -146,15 +147,8 @@ def start_lab(root: Path) -> Lab:
         raise RuntimeError(f"lab up failed:\n{result.stdout}\n{result.stderr}\n{logs}")
     endpoints = json.loads((root / "endpoints.json").read_text())
     # This process talks to the lab's server like a worker does, never to a throwaway one.
-    os.environ.update(
-        {
-            LAB_DIR_ENV: str(root),
-            "PREFECT_API_URL": endpoints["prefect_api_url"],
-            "PREFECT_SERVER_ALLOW_EPHEMERAL_MODE": "false",
-            "PREFECT_HOME": str(root / "prefect-home"),
-            "LIFEBOAT_RETRY_BACKOFF_S": "0.05",
-        }
-    )
+    os.environ.update(client_env(endpoints["prefect_api_url"], None, root))
+    os.environ["LIFEBOAT_RETRY_BACKOFF_S"] = "0.05"
     # Schedules stay in the server (tests read them) but never fire during the suite.
     PrefectApi(endpoints["prefect_api_url"]).pause_schedules()
     return Lab(root, endpoints)

@@ -105,7 +105,7 @@ def test_the_backup_flow_deletes_exactly_the_expired_objects(
         f"mongodb {stale_id}",
     }
     assert "days old > 30 days" in deleted[f"mongodb {old.backup_id}"]
-    orphan_reason = "no manifest (an interrupted backup), 3 days old > 1 day"
+    orphan_reason = "no manifest (an interrupted backup), 3.0 days old, past the 1-day grace"
     assert deleted[f"mongodb {stale_id}"] == orphan_reason
     kept = {r["what"]: r["reason"] for r in record["after"]["retention"] if r["action"] == "keep"}
     assert kept[f"mongodb {young_id}"].startswith("no manifest yet")

@@ -26,7 +26,7 @@ from tests.flows.lab_checks import (
     read_object,
     sql,
 )
-from tests.flows.test_readiness import fresh_backups, passed_drill, readiness, red
+from tests.flows.readiness_checks import fresh_backups, passed_drill, readiness, red
 from tests.labharness import Lab
 from tests.prefect_api import PrefectApi
 
