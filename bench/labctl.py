@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -100,9 +101,15 @@ def bench_lab(
         api.pause_schedules()
         yield BenchLab(root, endpoints, api)
     finally:
-        _lifeboat("lab", "down", "--dir", str(root), env=env)
+        down = _lifeboat("lab", "down", "--dir", str(root), env=env)
         os.environ.clear()
         os.environ.update(saved)
+        # Its databases and buckets can hold gigabytes (the backup bench); a lab that
+        # would not stop is kept, with its logs, for a look.
+        if down.returncode == 0:
+            shutil.rmtree(root, ignore_errors=True)
+        else:
+            print(f"# lab down failed, kept {root}: {down.stderr.strip()[-300:]}", flush=True)
 
 
 def figure(name: str, value: float | int | str) -> None:
