@@ -10,6 +10,11 @@ import httpx
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 
+def iso_ago(seconds: float = 1) -> str:
+    """A UTC time ``seconds`` ago, as the API's filters take it."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - seconds))
+
+
 class PrefectApi:
     def __init__(self, api_url: str, auth: tuple[str, str] | None = None):
         self.http = httpx.Client(base_url=api_url, auth=auth, timeout=30)
@@ -94,6 +99,28 @@ class PrefectApi:
         )
         response.raise_for_status()
         return [entry["message"] for entry in response.json()]
+
+    def wait_event(
+        self, name: str, since: str | None = None, timeout: float = 30
+    ) -> list[dict[str, Any]]:
+        """The events named ``name`` (since an ISO time), once at least one is stored.
+
+        The server persists events in batches after the flow that emitted them has
+        ended, so reading them at once races that flush.
+        """
+        query: dict[str, Any] = {"event": {"name": [name]}}
+        if since:
+            query["occurred"] = {"since": since}
+        deadline = time.monotonic() + timeout
+        while True:
+            response = self.http.post("/events/filter", json={"filter": query, "limit": 50})
+            response.raise_for_status()
+            events = list(response.json()["events"])
+            if events:
+                return events
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no event {name} stored within {timeout} s")
+            time.sleep(0.5)
 
     def task_runs(self, run_id: str) -> list[dict[str, Any]]:
         response = self.http.post(

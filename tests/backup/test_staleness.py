@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from tests.backup.backup_checks import params, write_synthetic
 from tests.labharness import Lab
-from tests.prefect_api import PrefectApi
+from tests.prefect_api import PrefectApi, iso_ago
 
 
 def check(api: PrefectApi, **extra: object) -> dict[str, object]:
@@ -27,6 +27,7 @@ def test_fresh_backups_stay_quiet(fresh_lab: Lab, api: PrefectApi) -> None:
 
 
 def test_an_old_backup_alerts_and_fails_the_run(fresh_lab: Lab, api: PrefectApi) -> None:
+    since = iso_ago()
     write_synthetic(fresh_lab, "mongodb", timedelta(hours=40))  # > 36 h
     write_synthetic(fresh_lab, "mongodb", timedelta(hours=1), status="failed")  # not verified
     write_synthetic(fresh_lab, "cloudsql", timedelta(hours=2))
@@ -35,11 +36,7 @@ def test_an_old_backup_alerts_and_fails_the_run(fresh_lab: Lab, api: PrefectApi)
     assert "mongodb: 40." in final["state"]["message"]
     assert "cloudsql" not in final["state"]["message"]
     assert sorted(w["name"] for w in fresh_lab.webhooks()) == ["email", "slack"]
-    events = api.http.post(
-        "/events/filter",
-        json={"filter": {"event": {"prefix": ["lifeboat.backup-staleness."]}}, "limit": 50},
-    ).json()["events"]
-    assert "lifeboat.backup-staleness.alert" in {e["event"] for e in events}
+    assert api.wait_event("lifeboat.backup-staleness.alert", since)
 
 
 def test_thresholds_are_parameters(fresh_lab: Lab, api: PrefectApi) -> None:

@@ -11,7 +11,7 @@ from tests.backup.backup_checks import write_synthetic
 from tests.flows.lab_checks import TOPOLOGY
 from tests.flows.readiness_checks import fresh_backups, passed_drill, readiness, red
 from tests.labharness import Lab
-from tests.prefect_api import PrefectApi
+from tests.prefect_api import PrefectApi, iso_ago
 
 REPLICA = TOPOLOGY.cloud_sql.replica
 READ_METHODS = {"GET", "Get", "List", "ListRevisions"}
@@ -53,6 +53,7 @@ def test_red_when_the_replica_is_stopped(fresh_lab: Lab, api: PrefectApi) -> Non
 def test_red_when_the_newest_backup_is_stale_or_no_restore_was_verified(
     fresh_lab: Lab, api: PrefectApi
 ) -> None:
+    since = iso_ago()
     write_synthetic(fresh_lab, "mongodb", timedelta(hours=40))  # past the 36 h alert
     write_synthetic(fresh_lab, "cloudsql", timedelta(hours=2))
     final, rows = readiness(api)  # and no drill record at all
@@ -62,8 +63,4 @@ def test_red_when_the_newest_backup_is_stale_or_no_restore_was_verified(
     assert (
         "no recovery drill has passed" in rows[("verified-restore-age", "recovery-drill")]["detail"]
     )
-    events = api.http.post(
-        "/events/filter",
-        json={"filter": {"event": {"prefix": ["lifeboat.readiness."]}}, "limit": 50},
-    ).json()["events"]
-    assert "lifeboat.readiness.red" in {e["event"] for e in events}
+    assert api.wait_event("lifeboat.readiness.red", since)

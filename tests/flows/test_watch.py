@@ -156,21 +156,6 @@ def automation_disabled(api: PrefectApi, name: str) -> Iterator[None]:
         ).raise_for_status()
 
 
-def crossings(api: PrefectApi, since: str) -> list[dict[str, Any]]:
-    response = api.http.post(
-        "/events/filter",
-        json={
-            "filter": {
-                "event": {"name": ["lifeboat.watch.threshold-crossed"]},
-                "occurred": {"since": since},
-            },
-            "limit": 10,
-        },
-    )
-    response.raise_for_status()
-    return list(response.json()["events"])
-
-
 def test_slow_replies_alone_cross_the_p95_threshold(fresh_lab: Lab, api: PrefectApi) -> None:
     # 0.08 wall seconds is 8 s of lab time at the suite's time_scale: over seed 004's 5 s,
     # with no error and no failed health check to cross another threshold.
@@ -184,7 +169,7 @@ def test_slow_replies_alone_cross_the_p95_threshold(fresh_lab: Lab, api: Prefect
         final = api.wait(api.launch("watch/lab", {})["id"])
         httpx.delete(f"{fresh_lab.control}/_lab/faults", timeout=5).raise_for_status()
         assert final["state"]["type"] == "COMPLETED", final["state"]
-        [event] = wait_for(lambda: crossings(api, since), 30, "threshold event")
+        [event] = api.wait_event("lifeboat.watch.threshold-crossed", since)
     [breach] = event["payload"]["breaches"]
     assert (breach["service"], breach["metric"], breach["threshold"]) == (
         "ai-service",
