@@ -14,7 +14,7 @@ import httpx
 from tests.flows.lab_checks import PRIMARY, TOPOLOGY
 from tests.flows.rollback_helpers import deploy_new_revision, run_patches, serving
 from tests.labharness import Lab
-from tests.prefect_api import PrefectApi
+from tests.prefect_api import PrefectApi, iso_ago
 
 REGION_APP = f"region-app/{PRIMARY.name}"
 
@@ -80,7 +80,7 @@ def test_error_storm_fires_exactly_one_automatic_rollback(fresh_lab: Lab, api: P
     automations = api.http.post("/automations/filter", json={}).json()
     assert any(a["name"] == "lifeboat-auto-rollback-lab" for a in automations)
     old, new = deploy_new_revision(fresh_lab, "auth-service")
-    since_iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 5))
+    since_iso = iso_ago(5)
     since = fresh_lab.last_seq()
 
     with Storm(fresh_lab) as storm:
@@ -159,7 +159,7 @@ def automation_disabled(api: PrefectApi, name: str) -> Iterator[None]:
 def test_slow_replies_alone_cross_the_p95_threshold(fresh_lab: Lab, api: PrefectApi) -> None:
     # 0.08 wall seconds is 8 s of lab time at the suite's time_scale: over seed 004's 5 s,
     # with no error and no failed health check to cross another threshold.
-    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 5))
+    since = iso_ago(5)
     with (
         automation_disabled(api, "lifeboat-auto-rollback-lab"),
         Storm(fresh_lab, "/ai/status") as storm,
