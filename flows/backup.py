@@ -34,7 +34,7 @@ from lifeboat.manifest import (
 from lifeboat.record import RunRecord
 from lifeboat.retention import Candidate, decide
 from lifeboat.switch import ENVIRONMENT_FIELD, SwitchRequest, published
-from lifeboat.topology import Topology
+from lifeboat.topology import SqlInstanceRef, Topology
 from tasks.catalog import (
     ORPHAN_GRACE,
     catalog_delete,
@@ -42,7 +42,7 @@ from tasks.catalog import (
     catalog_orphans,
     catalog_write,
 )
-from tasks.cloud_sql import sql_export_database
+from tasks.cloud_sql import sql_export_database, sql_live_primary
 from tasks.cloud_sql_backups import (
     BackupRunInfo,
     sql_delete_backup_run,
@@ -147,7 +147,8 @@ def _mongodb(topo: Topology, record: RunRecord, bid: str) -> Manifest:
 
 def _cloudsql(topo: Topology, record: RunRecord, bid: str, started: datetime) -> Manifest:
     env, sql = topo.environment, topo.cloud_sql
-    primary = sql.primary
+    # After a failover the topology's primary is stale: back up what takes writes now.
+    primary = _live_primary(topo)
     manifest = Manifest(
         source="cloudsql",
         backup_id=bid,
@@ -265,8 +266,13 @@ def _orphan_retention(env: str, source: Source, now: datetime) -> list[dict[str,
     return report
 
 
+def _live_primary(topo: Topology) -> SqlInstanceRef:
+    live = sql_live_primary(topo.environment)
+    return SqlInstanceRef(project=live.project, instance=live.name, region=live.region)
+
+
 def _backup_run_retention(topo: Topology, now: datetime) -> list[dict[str, Any]]:
-    env, primary = topo.environment, topo.cloud_sql.primary
+    env, primary = topo.environment, _live_primary(topo)
     runs: list[BackupRunInfo] = [
         r
         for r in sql_list_backup_runs(env, primary.project, primary.instance)

@@ -145,9 +145,15 @@ def drill_cloudsql(
     run_id = manifest.cloudsql.backup_run_id
     result.backup = f"{manifest.cloudsql.instance} run {run_id} ({manifest.backup_id})"
     result.rpo_s = (started - manifest.started_at).total_seconds()
-    sql_create_scratch_instance(env, scratch.project, scratch.instance, scratch.region, labels)
+    # The backup's own instance is the source: after a failover it is not the topology's
+    # primary, and the scratch copies its live settings (version, network, flags).
+    source = manifest.cloudsql
+    like = f"{source.project}:{source.instance}"
+    sql_create_scratch_instance(
+        env, scratch.project, scratch.instance, scratch.region, labels, like=like
+    )
     sql_restore_backup_run(
-        env, scratch.project, scratch.instance, sql.primary.project, sql.primary.instance, run_id
+        env, scratch.project, scratch.instance, source.project, source.instance, run_id
     )
     counts = sql_integrity_counts(env, scratch.project, scratch.instance, sql.databases[0])
     expected = manifest.cloudsql.integrity

@@ -27,7 +27,7 @@ from lifeboat.switch import ENVIRONMENT_FIELD, SwitchRequest
 from lifeboat.topology import Topology
 from tasks.catalog import catalog_newest
 from tasks.cloud_run import run_describe_service
-from tasks.cloud_sql import describe, sql_replica_lag
+from tasks.cloud_sql import describe, sql_live_primary, sql_replica_lag
 from tasks.dns import read_record
 from tasks.errors import PermanentError
 from tasks.inventory import (
@@ -96,11 +96,19 @@ def _services(topo: Topology, role: str) -> Check:
     return check
 
 
-def _instance(topo: Topology, project: str, name: str) -> Check:
+def _live_primary(topo: Topology) -> Check:
+    """The instance that takes writes, found from Cloud SQL (after a failover it is the
+    promoted replica, and the topology's primary is stale)."""
+
     def check(row: Row) -> None:
-        state = describe(topo.environment, project, name)
+        state = sql_live_primary.fn(topo.environment)
+        row.target = state.name
         row.measured, row.green = state.state, state.state == "RUNNABLE"
         row.detail = f"{state.instance_type} in {state.region}"
+        if state.name != topo.cloud_sql.primary.instance:
+            row.detail += (
+                f"; taking writes since a failover ({topo.cloud_sql.primary.instance} is stale)"
+            )
 
     return check
 
@@ -182,10 +190,7 @@ def checks(topo: Topology, now: datetime) -> list[tuple[Row, Check]]:
     return [
         (Row(check="services", target=topo.regions.primary.name), _services(topo, "primary")),
         (Row(check="services", target=topo.regions.secondary.name), _services(topo, "secondary")),
-        (
-            Row(check="sql-instance", target=sql.primary.instance),
-            _instance(topo, sql.primary.project, sql.primary.instance),
-        ),
+        (Row(check="sql-instance", target="live primary"), _live_primary(topo)),
         (Row(check="replica", target=sql.replica.instance), _replica_lag(topo)),
         (Row(check="dns", target=topo.dns.zone), _dns_records(topo)),
         (Row(check="url-map", target=topo.cdn.url_map), _simple(lambda: inventory_url_map(env))),

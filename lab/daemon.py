@@ -18,8 +18,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import grpc
-
 from lab import compute, dns, run, sql, storage
 from lab.control.app import create_control_app
 from lab.core.context import LabContext
@@ -44,7 +42,7 @@ def void(_: object) -> None:
 
 
 def listener_names(topology: Topology) -> list[str]:
-    return ["control", "dns", "run", "sql_grpc", "compute", "storage", "front_door", "mongodb"]
+    return ["control", "dns", "run", "sql", "compute", "storage", "front_door", "mongodb"]
 
 
 class LabDaemon:
@@ -54,7 +52,6 @@ class LabDaemon:
         self.ctx = LabContext.create(settings)
         self.cache = EdgeCache()
         self.servers: list[ThreadedServer] = []
-        self.grpc_server: grpc.Server | None = None
         self.mongo = MongoServer(
             settings.root / "mongo",
             settings.host,
@@ -92,7 +89,7 @@ class LabDaemon:
         _, run_app = run.create(ctx)
         compute_backend, compute_app = compute.create(ctx)
         compute_backend.on_invalidation(lambda host, path: void(self.cache.invalidate(host, path)))
-        _, self.grpc_server = sql.create(ctx, self.settings.port("sql_grpc"))
+        _, sql_app = sql.create(ctx)
         self.mongo.start()
         self._seed()
 
@@ -100,6 +97,7 @@ class LabDaemon:
         apps = [
             ("dns", dns_app, self.settings.port("dns")),
             ("run", run_app, self.settings.port("run")),
+            ("sql", sql_app, self.settings.port("sql")),
             ("compute", compute_app, self.settings.port("compute")),
             ("storage", storage_app, self.settings.port("storage")),
         ]
@@ -153,8 +151,6 @@ class LabDaemon:
     def stop(self) -> None:
         for server in reversed(self.servers):
             server.stop()
-        if self.grpc_server is not None:
-            self.grpc_server.stop(grace=1).wait(5)
         self.ctx.scheduler.stop()
         if "sql" in self.ctx.backends:
             self.ctx.backends["sql"].shutdown()
@@ -166,7 +162,7 @@ class LabDaemon:
         return {
             "dns": s.url("dns"),
             "run": s.url("run"),
-            "sql_grpc": f"{s.host}:{s.port('sql_grpc')}",
+            "sql": s.url("sql"),
             "compute": s.url("compute"),
             "storage": s.url("storage"),
             "front_door": s.url("front_door"),

@@ -31,6 +31,31 @@ INSERT INTO recommendations (user_id, sku, score)
 """
 
 
+# What a production Cloud SQL instance of this kind looks like: private IP only (so a copy
+# made without its network would be unreachable), backups with 7 days of point-in-time
+# recovery on the primary (seed 004), a tuned flag. New instances must copy these.
+_SQL_TIER = "db-custom-4-15360"
+
+
+def _sql_settings(project: str, *, primary: bool) -> dict[str, object]:
+    settings: dict[str, object] = {
+        "edition": "ENTERPRISE",
+        "availabilityType": "ZONAL",
+        "ipConfiguration": {
+            "ipv4Enabled": False,
+            "privateNetwork": f"projects/{project}/global/networks/varai-vpc",
+        },
+        "databaseFlags": [{"name": "max_connections", "value": "200"}],
+    }
+    if primary:
+        settings["backupConfiguration"] = {
+            "enabled": True,
+            "pointInTimeRecoveryEnabled": True,
+            "transactionLogRetentionDays": 7,
+        }
+    return settings
+
+
 def seed_cloud(ctx: LabContext, topology: Topology) -> None:
     """Zones, records, services, instances, url map and buckets, as before any failover."""
     dns = ctx.backends["dns"]
@@ -64,7 +89,12 @@ def seed_cloud(ctx: LabContext, topology: Topology) -> None:
     sql = ctx.backends["sql"]
     primary, replica = topology.cloud_sql.primary, topology.cloud_sql.replica
     sql.create_instance(
-        primary.project, primary.instance, primary.region, databases=topology.cloud_sql.databases
+        primary.project,
+        primary.instance,
+        primary.region,
+        databases=topology.cloud_sql.databases,
+        tier=_SQL_TIER,
+        settings=_sql_settings(primary.project, primary=True),
     )
     with psycopg.connect(
         sql.dsn(primary.project, primary.instance, topology.cloud_sql.databases[0])
@@ -76,6 +106,8 @@ def seed_cloud(ctx: LabContext, topology: Topology) -> None:
         replica.region,
         databases=topology.cloud_sql.databases,
         master=primary.instance,
+        tier=_SQL_TIER,
+        settings=_sql_settings(replica.project, primary=False),
     )
 
     ctx.backends["compute"].create_url_map(

@@ -139,7 +139,7 @@ def stop_leftover_clusters(root: Path) -> None:
 
 
 def _check_ports(settings: LabSettings, with_prefect: bool) -> None:
-    names = ["control", "dns", "run", "sql_grpc", "compute", "storage", "front_door", "mongodb"]
+    names = ["control", "dns", "run", "sql", "compute", "storage", "front_door", "mongodb"]
     if with_prefect:
         names.append("prefect")
     try:

@@ -1,32 +1,22 @@
 """The one place that builds Google clients, for Google and the lab alike.
 
-With endpoints set (the lab), clients use anonymous credentials and plain HTTP or an
-insecure gRPC channel; otherwise they use Application Default Credentials and Google's
-endpoints. Tasks ask this factory for clients and never build their own.
+With endpoints set (the lab), clients use anonymous credentials and plain HTTP;
+otherwise they use Application Default Credentials and Google's endpoints. Tasks ask
+this factory for clients and never build their own.
 """
 
 from __future__ import annotations
 
 import functools
-import threading
 from typing import Any
 
-import grpc
 from google.api_core.client_options import ClientOptions
 from google.api_core.future.polling import DEFAULT_POLLING
 from google.auth.credentials import AnonymousCredentials, Credentials
-from google.cloud import compute_v1, dns, run_v2, sqladmin_v1, storage  # type: ignore[attr-defined]
-from google.cloud.sqladmin_v1.services.sql_backup_runs_service.transports import (
-    SqlBackupRunsServiceGrpcTransport,
-)
-from google.cloud.sqladmin_v1.services.sql_instances_service.transports import (
-    SqlInstancesServiceGrpcTransport,
-)
-from google.cloud.sqladmin_v1.services.sql_operations_service.transports import (
-    SqlOperationsServiceGrpcTransport,
-)
+from google.cloud import compute_v1, dns, run_v2, storage  # type: ignore[attr-defined]
 
 from lifeboat.endpoints import ResolvedEndpoints
+from lifeboat.sqladmin import SqlAdmin
 
 
 class ClientFactory:
@@ -34,8 +24,6 @@ class ClientFactory:
 
     def __init__(self, endpoints: ResolvedEndpoints):
         self.endpoints = endpoints
-        self._lock = threading.Lock()
-        self._channel: grpc.Channel | None = None
 
     @property
     def polling(self) -> Any:
@@ -56,13 +44,6 @@ class ClientFactory:
     @staticmethod
     def _options(endpoint: str | None) -> ClientOptions | None:
         return ClientOptions(api_endpoint=endpoint) if endpoint else None
-
-    def _sql_channel(self) -> grpc.Channel:
-        with self._lock:
-            if self._channel is None:
-                assert self.endpoints.sql_grpc is not None
-                self._channel = grpc.insecure_channel(self.endpoints.sql_grpc)
-            return self._channel
 
     @functools.cache  # noqa: B019 - one client per factory and project is the point
     def dns(self, project: str) -> dns.Client:
@@ -89,25 +70,9 @@ class ClientFactory:
         )
 
     @functools.cached_property
-    def sql_instances(self) -> sqladmin_v1.SqlInstancesServiceClient:
-        if self.endpoints.sql_grpc is None:
-            return sqladmin_v1.SqlInstancesServiceClient()
-        transport = SqlInstancesServiceGrpcTransport(channel=self._sql_channel())
-        return sqladmin_v1.SqlInstancesServiceClient(transport=transport)
-
-    @functools.cached_property
-    def sql_operations(self) -> sqladmin_v1.SqlOperationsServiceClient:
-        if self.endpoints.sql_grpc is None:
-            return sqladmin_v1.SqlOperationsServiceClient()
-        transport = SqlOperationsServiceGrpcTransport(channel=self._sql_channel())
-        return sqladmin_v1.SqlOperationsServiceClient(transport=transport)
-
-    @functools.cached_property
-    def sql_backup_runs(self) -> sqladmin_v1.SqlBackupRunsServiceClient:
-        if self.endpoints.sql_grpc is None:
-            return sqladmin_v1.SqlBackupRunsServiceClient()
-        transport = SqlBackupRunsServiceGrpcTransport(channel=self._sql_channel())
-        return sqladmin_v1.SqlBackupRunsServiceClient(transport=transport)
+    def sql(self) -> SqlAdmin:
+        """Cloud SQL Admin over REST (Google serves no gRPC for it; see lifeboat/sqladmin.py)."""
+        return SqlAdmin(self.endpoints.sql)
 
     @functools.cached_property
     def url_maps(self) -> compute_v1.UrlMapsClient:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from lifeboat.topology import REPO_ROOT, Endpoints, TopologyError
+from lifeboat.topology import API_NAMES, REPO_ROOT, Endpoints, TopologyError
 
 LAB_DIR_ENV = "LIFEBOAT_LAB_DIR"
 
@@ -20,7 +20,7 @@ class ResolvedEndpoints(BaseModel):
 
     dns: str | None = None
     run: str | None = None
-    sql_grpc: str | None = None
+    sql: str | None = None
     compute: str | None = None
     storage: str | None = None
     front_door: str | None = None
@@ -29,7 +29,7 @@ class ResolvedEndpoints(BaseModel):
 
     @property
     def is_google(self) -> bool:
-        return not any((self.dns, self.run, self.sql_grpc, self.compute, self.storage))
+        return not any(getattr(self, name) for name in API_NAMES)
 
 
 def lab_dir(configured: str | None = None) -> Path:
@@ -53,15 +53,18 @@ def read_lab_endpoints(directory: Path) -> dict[str, object]:
 
 
 def resolve(endpoints: Endpoints) -> ResolvedEndpoints:
+    """Where each API lives. A lab that lacks one API's address is refused, naming it:
+    a missing key must never quietly mean "Google" for that one API."""
     if endpoints.lab_dir is None:
-        return ResolvedEndpoints(
-            dns=endpoints.dns,
-            run=endpoints.run,
-            sql_grpc=endpoints.sql_grpc,
-            compute=endpoints.compute,
-            storage=endpoints.storage,
+        return ResolvedEndpoints(**{name: getattr(endpoints, name) for name in API_NAMES})
+    directory = lab_dir(endpoints.lab_dir)
+    lab = read_lab_endpoints(directory)
+    missing = [name for name in API_NAMES if not lab.get(name)]
+    if missing:
+        raise TopologyError(
+            f"endpoints: the lab at {directory} gives no address for {', '.join(missing)}; "
+            "restart it with this version (`lifeboat lab down && lifeboat lab up`)"
         )
-    lab = read_lab_endpoints(lab_dir(endpoints.lab_dir))
     return ResolvedEndpoints.model_validate(
         {k: lab.get(k) for k in ResolvedEndpoints.model_fields if k in lab}
     )

@@ -244,18 +244,38 @@ class Drills(Strict):
     )
 
 
+# The Google APIs Lifeboat calls. An environment points all of them somewhere else, or
+# none: a mix would send some steps to Google and others to a lab, silently.
+API_NAMES = ("dns", "run", "sql", "compute", "storage")
+
+
 class Endpoints(Strict):
     """API endpoints; all unset means Google. ``lab_dir`` reads them from a running lab."""
 
     lab_dir: str | None = Field(None, description="folder of .lab/endpoints.json")
     dns: str | None = None
     run: str | None = None
-    sql_grpc: str | None = None
+    sql: str | None = Field(None, description="Cloud SQL Admin REST endpoint")
     compute: str | None = None
     storage: str | None = None
     call_timeout_s: float = Field(
         30, gt=0, le=300, description="timeout of each single API call; retries come on top"
     )
+
+    @model_validator(mode="after")
+    def _all_or_none(self) -> Endpoints:
+        given = [name for name in API_NAMES if getattr(self, name)]
+        if self.lab_dir is not None and given:
+            raise ValueError(
+                f"endpoints: lab_dir reads every address from the lab; drop {', '.join(given)}"
+            )
+        missing = [name for name in API_NAMES if not getattr(self, name)]
+        if given and missing:
+            raise ValueError(
+                f"endpoints: {', '.join(given)} set but {', '.join(missing)} not: "
+                "set every API's endpoint, or none to use Google for all"
+            )
+        return self
 
 
 class Topology(Strict):

@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
-from google.cloud import sqladmin_v1
 from prefect import get_run_logger
 from pydantic import BaseModel, SecretStr
 
-from lifeboat import runtime
+from lifeboat import runtime, sqladmin
 from lifeboat.secrets import read_secret
 from tasks.errors import PermanentError, TransientError
 from tasks.polling import wait_until
 from tasks.retrying import calling, cloud_task
-
-Status = sqladmin_v1.Operation.SqlOperationStatus
-InstanceType = sqladmin_v1.SqlInstanceType
 
 
 class InstanceState(BaseModel):
@@ -54,25 +51,34 @@ class PromoteResult(BaseModel):
     after: InstanceState
 
 
+def sql_call(environment: str, make: Callable[[Any], Any]) -> dict[str, Any]:
+    """One Cloud SQL Admin call, built from the discovery service, with the call timeout."""
+    return runtime.clients(environment).sql.call(make, runtime.call_timeout(environment))
+
+
+def read_instance(environment: str, project: str, instance: str) -> sqladmin.Instance:
+    """The instance as the API describes it, settings included."""
+    got = sql_call(environment, lambda s: s.instances().get(project=project, instance=instance))
+    return sqladmin.Instance.model_validate(got)
+
+
 def describe(environment: str, project: str, instance: str) -> InstanceState:
-    client = runtime.clients(environment).sql_instances
-    got = client.get(
-        request=sqladmin_v1.SqlInstancesGetRequest(project=project, instance=instance),
-        timeout=runtime.call_timeout(environment),
-    )
-    return instance_state(project, got)
+    return instance_state(project, read_instance(environment, project, instance))
 
 
-def instance_state(project: str, got: sqladmin_v1.DatabaseInstance) -> InstanceState:
+def instance_state(project: str, got: sqladmin.Instance) -> InstanceState:
+    # The address apps and Lifeboat connect to: the private one when the instance has it.
+    by_type = {ip.type: ip.ip_address for ip in got.ip_addresses}
+    address = by_type.get("PRIVATE") or by_type.get("PRIMARY")
     return InstanceState(
         project=project,
         name=got.name,
         region=got.region,
-        state=sqladmin_v1.DatabaseInstance.SqlInstanceState(got.state).name,
-        instance_type=InstanceType(got.instance_type).name,
+        state=got.state,
+        instance_type=got.instance_type,
         master=got.master_instance_name or None,
         replica_names=list(got.replica_names),
-        address=got.ip_addresses[0].ip_address if got.ip_addresses else None,
+        address=address,
         labels=dict(got.settings.user_labels),
     )
 
@@ -85,6 +91,44 @@ def sql_describe_instance(environment: str, project: str, instance: str) -> Inst
     """
     with calling("sql-describe", f"{project}:{instance}"):
         return describe(environment, project, instance)
+
+
+@cloud_task(timeout_seconds=120, task_run_name="sql-live-primary")
+def sql_live_primary(environment: str) -> InstanceState:
+    """The instance that takes writes now, as Cloud SQL reports it, not as the file names it.
+
+    The topology's replica becomes a primary only through a failover's promotion, which
+    leaves the old primary stale: so a promoted replica is the live primary, and the
+    topology's primary is it only while it is not a replica itself (after a failback it
+    is a fresh primary again). Backups, readiness and drills follow this, so that after a
+    failover they back up and watch the database the apps write to.
+
+    Idempotent: a read.
+    """
+    sql = runtime.topology(environment).cloud_sql
+    replica, primary = sql.replica, sql.primary
+    with calling("sql-live-primary", f"{replica.project}:{replica.instance}"):
+        try:
+            promoted = describe(environment, replica.project, replica.instance)
+        except Exception as exc:
+            if not _is_not_found(exc):
+                raise
+            promoted = None  # being rebuilt by a failback: the primary holds the data
+        if promoted is not None and not promoted.is_replica:
+            return promoted
+    with calling("sql-live-primary", f"{primary.project}:{primary.instance}"):
+        state = describe(environment, primary.project, primary.instance)
+    if state.is_replica:
+        raise PermanentError(
+            f"sql-live-primary: neither {primary.instance} nor {replica.instance} is a primary"
+        )
+    return state
+
+
+def _is_not_found(exc: BaseException) -> bool:
+    from google.api_core import exceptions as gexc
+
+    return isinstance(exc, gexc.NotFound)
 
 
 @cloud_task(timeout_seconds=60, task_run_name="sql-replica-lag-{instance}")
@@ -171,25 +215,24 @@ def _unreceived_bytes(
 
 def wait_operation(
     environment: str, project: str, operation: str, timeout: float
-) -> sqladmin_v1.Operation:
+) -> sqladmin.Operation:
     """Poll a Cloud SQL operation to DONE and raise if it finished with errors."""
     factory = runtime.clients(environment)
 
-    def done() -> sqladmin_v1.Operation | None:
-        op = factory.sql_operations.get(
-            request=sqladmin_v1.SqlOperationsGetRequest(project=project, operation=operation),
-            timeout=runtime.call_timeout(environment),
+    def done() -> sqladmin.Operation | None:
+        got = sql_call(
+            environment, lambda s: s.operations().get(project=project, operation=operation)
         )
-        return op if op.status == Status.DONE else None
+        op = sqladmin.Operation.model_validate(got)
+        return op if op.status == "DONE" else None
 
     op = wait_until(
         done, timeout=timeout, interval=factory.poll_interval, what=f"SQL operation {operation}"
     )
     # A DONE operation with errors does not raise in the client; check it here.
-    if op.error and op.error.errors:
-        detail = "; ".join(f"{e.code}: {e.message}" for e in op.error.errors)
+    if op.failure:
         raise PermanentError(
-            f"Cloud SQL operation {operation} ({op.operation_type.name}) failed: {detail}"
+            f"Cloud SQL operation {operation} ({op.operation_type}) failed: {op.failure}"
         )
     return op
 
@@ -199,14 +242,39 @@ def running_operation(
 ) -> str | None:
     """The name of an unfinished operation of this kind (None: any) on the instance."""
     factory = runtime.clients(environment)
-    listing = factory.sql_operations.list(
-        request=sqladmin_v1.SqlOperationsListRequest(project=project, instance=instance),
-        timeout=runtime.call_timeout(environment),
+    items = factory.sql.pages(
+        lambda s, token: s.operations().list(project=project, instance=instance, pageToken=token),
+        runtime.call_timeout(environment),
     )
-    for op in listing:
-        if kind in (None, op.operation_type.name) and op.status != Status.DONE:
-            return str(op.name)
+    for item in items:
+        op = sqladmin.Operation.model_validate(item)
+        if kind in (None, op.operation_type) and op.status != "DONE":
+            return op.name
     return None
+
+
+def join_or_start(
+    environment: str,
+    project: str,
+    instance: str,
+    kind: str,
+    start: Callable[[Any], Any],
+    timeout: float,
+) -> sqladmin.Operation:
+    """Wait for a running operation of ``kind`` on the instance, else start one and wait.
+
+    This is how every Cloud SQL mutation stays single: a retried or resumed step finds
+    the operation its first try started instead of starting a second one.
+    """
+    name = running_operation(environment, project, instance, kind)
+    if name is None:
+        name = sqladmin.Operation.model_validate(sql_call(environment, start)).name
+        get_run_logger().info("started %s on %s:%s (operation %s)", kind, project, instance, name)
+    else:
+        get_run_logger().info(
+            "%s on %s:%s is already running (%s); waiting", kind, project, instance, name
+        )
+    return wait_operation(environment, project, name, timeout=timeout)
 
 
 @cloud_task(timeout_seconds=1800, task_run_name="sql-promote-{instance}")
@@ -216,34 +284,27 @@ def sql_promote_replica(environment: str, project: str, instance: str) -> Promot
     Idempotent: an instance that is already a primary is left alone; a promotion already
     running (a resumed run) is waited for, never started twice.
     """
-    logger = get_run_logger()
-    factory = runtime.clients(environment)
     resource = f"{project}:{instance}"
     with calling("promote-replica", resource):
         before = describe(environment, project, instance)
         if not before.is_replica:
-            logger.info("%s is already a primary; not promoting", resource)
+            get_run_logger().info("%s is already a primary; not promoting", resource)
             return PromoteResult(
                 instance=instance, changed=False, operation=None, before=before, after=before
             )
-        name = running_operation(environment, project, instance, "PROMOTE_REPLICA")
-        if name is None:
-            op = factory.sql_instances.promote_replica(
-                request=sqladmin_v1.SqlInstancesPromoteReplicaRequest(
-                    project=project, instance=instance
-                ),
-                timeout=runtime.call_timeout(environment),
-            )
-            name = str(op.name)
-            logger.info("promoting %s (operation %s)", resource, name)
-        else:
-            logger.info("a promotion of %s is already running (%s); waiting for it", resource, name)
-        wait_operation(environment, project, name, timeout=1700)
+        op = join_or_start(
+            environment,
+            project,
+            instance,
+            "PROMOTE_REPLICA",
+            lambda s: s.instances().promoteReplica(project=project, instance=instance),
+            timeout=1700,
+        )
         after = describe(environment, project, instance)
         if after.is_replica:
             raise TransientError(f"promote-replica: {resource} still reports READ_REPLICA_INSTANCE")
     return PromoteResult(
-        instance=instance, changed=True, operation=name, before=before, after=after
+        instance=instance, changed=True, operation=op.name, before=before, after=after
     )
 
 
@@ -286,26 +347,24 @@ def sql_export_database(
     Exports outlive the instance, unlike its backup runs, which Cloud SQL deletes with it;
     that is why the data an old primary may hold alone is exported before it goes.
 
-    Idempotent: an object already at ``uri`` is kept and not exported again.
+    Idempotent: an object already at ``uri`` is kept and not exported again; an export
+    already running on the instance is waited for.
     """
     factory = runtime.clients(environment)
     bucket, _, name = uri.removeprefix("gs://").partition("/")
     blob = factory.storage(project).bucket(bucket).blob(name)
+    body = {"exportContext": {"uri": uri, "databases": [database], "fileType": "SQL"}}
     with calling("sql-export", f"{project}:{instance} → {uri}"):
         if blob.exists(timeout=runtime.call_timeout(environment)):
             return uri
-        body = sqladmin_v1.InstancesExportRequest(
-            export_context=sqladmin_v1.ExportContext(
-                uri=uri, databases=[database], file_type=sqladmin_v1.SqlFileType.SQL
-            )
+        join_or_start(
+            environment,
+            project,
+            instance,
+            "EXPORT",
+            lambda s: s.instances().export(project=project, instance=instance, body=body),
+            timeout=850,
         )
-        op = factory.sql_instances.export(
-            request=sqladmin_v1.SqlInstancesExportRequest(
-                project=project, instance=instance, body=body
-            ),
-            timeout=runtime.call_timeout(environment),
-        )
-        wait_operation(environment, project, str(op.name), timeout=850)
     get_run_logger().info("exported %s:%s/%s to %s", project, instance, database, uri)
     return uri
 
@@ -320,26 +379,26 @@ def sql_delete_instance(environment: str, project: str, instance: str) -> bool:
     """
     from google.api_core import exceptions as gexc
 
-    factory = runtime.clients(environment)
     with calling("sql-delete", f"{project}:{instance}"):
         try:
             describe(environment, project, instance)
         except gexc.NotFound:
             return False
-        name = running_operation(environment, project, instance, "DELETE")
-        busy = None if name else running_operation(environment, project, instance, None)
+        deleting = running_operation(environment, project, instance, "DELETE")
+        busy = None if deleting else running_operation(environment, project, instance, None)
         if busy is not None:
             get_run_logger().info("waiting for operation %s before deleting %s", busy, instance)
             # A failed operation leaves the instance there to delete all the same.
             with contextlib.suppress(PermanentError):
                 wait_operation(environment, project, busy, timeout=850)
-        if name is None:
-            op = factory.sql_instances.delete(
-                request=sqladmin_v1.SqlInstancesDeleteRequest(project=project, instance=instance),
-                timeout=runtime.call_timeout(environment),
-            )
-            name = str(op.name)
-        wait_operation(environment, project, name, timeout=850)
+        join_or_start(
+            environment,
+            project,
+            instance,
+            "DELETE",
+            lambda s: s.instances().delete(project=project, instance=instance),
+            timeout=850,
+        )
     get_run_logger().info("deleted %s:%s", project, instance)
     return True
 
@@ -355,43 +414,49 @@ def sql_create_replica(
 ) -> InstanceState:
     """Create ``instance`` in ``region`` as a read replica of ``master`` and wait for it.
 
+    The replica takes the master's live settings (database version, tier, edition,
+    network, flags), so it is reachable and sized the way its master is.
+
     Idempotent: a replica of that master already there is returned as it is; an instance
     of that name that is anything else is a permanent error (never overwritten).
     """
     from google.api_core import exceptions as gexc
 
-    factory = runtime.clients(environment)
     with calling("sql-create-replica", f"{project}:{instance} ← {master}"):
         try:
             current = describe(environment, project, instance)
         except gexc.NotFound:
             current = None
         if current is not None:
-            if current.is_replica and (current.master or "").endswith(master):
-                if current.state == "RUNNABLE":
-                    return current
-            else:
+            if not (current.is_replica and (current.master or "").endswith(master)):
                 raise PermanentError(
                     f"sql-create-replica: {project}:{instance} exists "
                     f"and is not a replica of {master}"
                 )
-        name = running_operation(environment, project, instance, "CREATE_REPLICA")
-        if name is None and current is None:
-            body = sqladmin_v1.DatabaseInstance(
-                name=instance,
-                region=region,
-                master_instance_name=master,
-                database_version=sqladmin_v1.SqlDatabaseVersion.POSTGRES_15,
-                instance_type=sqladmin_v1.SqlInstanceType.READ_REPLICA_INSTANCE,
-                settings=sqladmin_v1.Settings(user_labels=labels or {}),
+            if current.state == "RUNNABLE":
+                return current
+        source = read_instance(environment, project, master)
+        body = {
+            "name": instance,
+            "region": region,
+            "masterInstanceName": master,
+            "databaseVersion": source.database_version,
+            "instanceType": "READ_REPLICA_INSTANCE",
+            "settings": sqladmin.settings_like(source, labels or {}, replica=True),
+        }
+        if current is None:
+            join_or_start(
+                environment,
+                project,
+                instance,
+                "CREATE_REPLICA",
+                lambda s: s.instances().insert(project=project, body=body),
+                timeout=1700,
             )
-            op = factory.sql_instances.insert(
-                request=sqladmin_v1.SqlInstancesInsertRequest(project=project, body=body),
-                timeout=runtime.call_timeout(environment),
-            )
-            name = str(op.name)
-        if name is not None:
-            wait_operation(environment, project, name, timeout=1700)
+        else:
+            name = running_operation(environment, project, instance, "CREATE_REPLICA")
+            if name is not None:
+                wait_operation(environment, project, name, timeout=1700)
         state = describe(environment, project, instance)
     get_run_logger().info("%s:%s is a replica of %s in %s", project, instance, master, region)
     return state

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from google.cloud import sqladmin_v1
 from prefect import get_run_logger
 from pydantic import BaseModel
 
-from lifeboat import runtime
+from lifeboat import runtime, sqladmin
 from lifeboat.secrets import read_secret
-from tasks.cloud_sql import describe, monitor_connection, wait_operation
+from tasks.cloud_sql import describe, monitor_connection, sql_call, wait_operation
 from tasks.errors import PermanentError
+from tasks.polling import wait_until
 from tasks.retrying import calling, cloud_task
+
+# A backup run in one of these states will not change any more.
+FINAL = ("SUCCESSFUL", "FAILED", "SKIPPED", "DELETED")
 
 
 class BackupRunInfo(BaseModel):
@@ -26,32 +29,35 @@ class BackupRunInfo(BaseModel):
     error: str | None = None
 
 
-def _info(run: sqladmin_v1.BackupRun) -> BackupRunInfo:
-    def when(value: datetime | None) -> datetime | None:
-        # proto-plus hands an unset Timestamp back as the epoch.
-        return value if value and value.year > 1970 else None
-
+def _info(run: sqladmin.BackupRun) -> BackupRunInfo:
     return BackupRunInfo(
         id=run.id,
         instance=run.instance,
-        status=sqladmin_v1.SqlBackupRunStatus(run.status).name,
-        kind=sqladmin_v1.SqlBackupRunType(run.type_).name,
+        status=run.status,
+        kind=run.type,
         description=run.description,
-        enqueued_at=when(run.enqueued_time),
-        ended_at=when(run.end_time),
+        enqueued_at=run.enqueued_time,
+        ended_at=run.end_time,
         error=run.error.message if run.error and run.error.message else None,
     )
 
 
 def list_backup_runs(environment: str, project: str, instance: str) -> list[BackupRunInfo]:
-    """Every backup run of an instance, newest first."""
-    client = runtime.clients(environment).sql_backup_runs
-    pages = client.list(
-        request=sqladmin_v1.SqlBackupRunsListRequest(project=project, instance=instance),
-        timeout=runtime.call_timeout(environment),
+    """Every backup run of an instance (every page), newest first."""
+    items = runtime.clients(environment).sql.pages(
+        lambda s, token: s.backupRuns().list(project=project, instance=instance, pageToken=token),
+        runtime.call_timeout(environment),
     )
-    runs = [_info(run) for run in pages]
+    runs = [_info(sqladmin.BackupRun.model_validate(item)) for item in items]
     return sorted(runs, key=lambda r: r.id, reverse=True)
+
+
+def get_backup_run(environment: str, project: str, instance: str, run_id: int) -> BackupRunInfo:
+    got = sql_call(
+        environment,
+        lambda s: s.backupRuns().get(project=project, instance=instance, id=str(run_id)),
+    )
+    return _info(sqladmin.BackupRun.model_validate(got))
 
 
 @cloud_task(timeout_seconds=3600, task_run_name="sql-backup-{instance}")
@@ -63,37 +69,31 @@ def sql_insert_backup_run(
     Idempotent: the description names the Lifeboat backup; a run with the same
     description (a retry after a lost reply) is waited for instead of starting another.
     """
-    factory = runtime.clients(environment)
-    timeout = runtime.call_timeout(environment)
+    body = {"description": description, "instance": instance}
     with calling("sql-backup", f"{project}:{instance}"):
         existing = [
             r
             for r in list_backup_runs(environment, project, instance)
-            if r.description == description
+            if r.description == description and r.status not in ("FAILED", "DELETED")
         ]
-        if existing and existing[0].status == "SUCCESSFUL":
-            return existing[0]
-        if existing and existing[0].status not in ("FAILED", "DELETED"):
+        if existing:
             run_id = existing[0].id
             _wait_backup_run(environment, project, instance, run_id)
         else:
-            op = factory.sql_backup_runs.insert(
-                request=sqladmin_v1.SqlBackupRunsInsertRequest(
-                    project=project,
-                    instance=instance,
-                    body=sqladmin_v1.BackupRun(description=description, instance=instance),
-                ),
-                timeout=timeout,
+            # Not joined to a running backup: that one may be another tool's, and only a
+            # run that carries our description can be found again by a retry.
+            started = sql_call(
+                environment,
+                lambda s: s.backupRuns().insert(project=project, instance=instance, body=body),
             )
-            done = wait_operation(environment, project, str(op.name), timeout=3500)
+            name = sqladmin.Operation.model_validate(started).name
+            done = wait_operation(environment, project, name, timeout=3500)
+            if done.backup_context is None or done.backup_context.backup_id is None:
+                raise PermanentError(
+                    f"sql-backup: operation {done.name} on {project}:{instance} names no backup run"
+                )
             run_id = done.backup_context.backup_id
-        got = factory.sql_backup_runs.get(
-            request=sqladmin_v1.SqlBackupRunsGetRequest(
-                project=project, instance=instance, id=run_id
-            ),
-            timeout=timeout,
-        )
-    info = _info(got)
+        info = get_backup_run(environment, project, instance, run_id)
     if info.status != "SUCCESSFUL":
         raise PermanentError(
             f"sql-backup: backup run {info.id} of {project}:{instance} is {info.status}"
@@ -104,20 +104,15 @@ def sql_insert_backup_run(
 
 
 def _wait_backup_run(environment: str, project: str, instance: str, run_id: int) -> None:
-    from tasks.polling import wait_until
-
-    factory = runtime.clients(environment)
-
     def finished() -> bool:
-        run = factory.sql_backup_runs.get(
-            request=sqladmin_v1.SqlBackupRunsGetRequest(
-                project=project, instance=instance, id=run_id
-            ),
-            timeout=runtime.call_timeout(environment),
-        )
-        return _info(run).status in ("SUCCESSFUL", "FAILED", "SKIPPED", "DELETED")
+        return get_backup_run(environment, project, instance, run_id).status in FINAL
 
-    wait_until(finished, timeout=3500, interval=factory.poll_interval, what=f"backup run {run_id}")
+    wait_until(
+        finished,
+        timeout=3500,
+        interval=runtime.clients(environment).poll_interval,
+        what=f"backup run {run_id}",
+    )
 
 
 @cloud_task(timeout_seconds=120, task_run_name="sql-list-backups-{instance}")
@@ -138,18 +133,15 @@ def sql_delete_backup_run(environment: str, project: str, instance: str, run_id:
     """
     from google.api_core import exceptions as gexc
 
-    factory = runtime.clients(environment)
     with calling("sql-delete-backup", f"{project}:{instance}/backupRuns/{run_id}"):
         try:
-            op = factory.sql_backup_runs.delete(
-                request=sqladmin_v1.SqlBackupRunsDeleteRequest(
-                    project=project, instance=instance, id=run_id
-                ),
-                timeout=runtime.call_timeout(environment),
+            got = sql_call(
+                environment,
+                lambda s: s.backupRuns().delete(project=project, instance=instance, id=str(run_id)),
             )
         except gexc.NotFound:
             return False
-        wait_operation(environment, project, str(op.name), timeout=550)
+        wait_operation(environment, project, sqladmin.Operation.model_validate(got).name, 550)
     return True
 
 

@@ -6,17 +6,20 @@ epoch seconds (label values allow only lowercase letters, digits, ``-`` and ``_`
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 from google.api_core import exceptions as gexc
-from google.cloud import sqladmin_v1
 from prefect import get_run_logger
 
-from lifeboat import runtime
+from lifeboat import runtime, sqladmin
 from tasks.cloud_sql import (
     InstanceState,
     describe,
     instance_state,
+    join_or_start,
+    read_instance,
     running_operation,
     wait_operation,
 )
@@ -40,15 +43,23 @@ def expiry(state: InstanceState) -> datetime | None:
 
 @cloud_task(timeout_seconds=1800, task_run_name="sql-create-scratch-{instance}")
 def sql_create_scratch_instance(
-    environment: str, project: str, instance: str, region: str, labels: dict[str, str]
+    environment: str,
+    project: str,
+    instance: str,
+    region: str,
+    labels: dict[str, str],
+    like: str | None = None,
 ) -> InstanceState:
     """Create an empty primary instance carrying ``labels`` and wait until it runs.
+
+    ``like`` names an instance (``project:instance``) whose live settings the scratch
+    copies (database version, tier, edition, network, flags, backups): a restore needs the
+    source's version, and the drill must reach the scratch the way it reaches the source.
 
     Idempotent: an instance of that name with the same drill label (a retried call) is
     waited for and returned; any other instance of that name is a permanent error, never
     reused, because a drill must not write into something it did not create.
     """
-    factory = runtime.clients(environment)
     with calling("sql-create-scratch", f"{project}:{instance}"):
         try:
             current: InstanceState | None = describe(environment, project, instance)
@@ -58,21 +69,27 @@ def sql_create_scratch_instance(
             raise PermanentError(
                 f"sql-create-scratch: {project}:{instance} exists and is not this drill's"
             )
-        name = running_operation(environment, project, instance, "CREATE")
-        if name is None and current is None:
-            body = sqladmin_v1.DatabaseInstance(
-                name=instance,
-                region=region,
-                database_version=sqladmin_v1.SqlDatabaseVersion.POSTGRES_15,
-                settings=sqladmin_v1.Settings(user_labels=labels),
+        if current is None:
+            body: dict[str, object] = {"name": instance, "region": region}
+            if like is not None:
+                like_project, _, like_name = like.rpartition(":")
+                source = read_instance(environment, like_project or project, like_name)
+                body["databaseVersion"] = source.database_version
+                body["settings"] = sqladmin.settings_like(source, labels, replica=False)
+            else:
+                body["settings"] = {"userLabels": labels}
+            join_or_start(
+                environment,
+                project,
+                instance,
+                "CREATE",
+                lambda s: s.instances().insert(project=project, body=body),
+                timeout=1700,
             )
-            op = factory.sql_instances.insert(
-                request=sqladmin_v1.SqlInstancesInsertRequest(project=project, body=body),
-                timeout=runtime.call_timeout(environment),
-            )
-            name = str(op.name)
-        if name is not None:
-            wait_operation(environment, project, name, timeout=1700)
+        else:
+            name = running_operation(environment, project, instance, "CREATE")
+            if name is not None:
+                wait_operation(environment, project, name, timeout=1700)
         state = describe(environment, project, instance)
     get_run_logger().info("scratch instance %s:%s is %s", project, instance, state.state)
     return state
@@ -93,23 +110,22 @@ def sql_restore_backup_run(
     instead of starting a second; a repeated restore replaces the scratch data with the
     same backup, so the result does not change.
     """
-    factory = runtime.clients(environment)
+    body = {
+        "restoreBackupContext": {
+            "backupRunId": str(backup_run_id),
+            "instanceId": source_instance,
+            "project": source_project,
+        }
+    }
     with calling("sql-restore", f"{project}:{instance} ← {source_instance}#{backup_run_id}"):
-        name = running_operation(environment, project, instance, "RESTORE_VOLUME")
-        if name is None:
-            body = sqladmin_v1.InstancesRestoreBackupRequest(
-                restore_backup_context=sqladmin_v1.RestoreBackupContext(
-                    backup_run_id=backup_run_id, instance_id=source_instance, project=source_project
-                )
-            )
-            op = factory.sql_instances.restore_backup(
-                request=sqladmin_v1.SqlInstancesRestoreBackupRequest(
-                    project=project, instance=instance, body=body
-                ),
-                timeout=runtime.call_timeout(environment),
-            )
-            name = str(op.name)
-        wait_operation(environment, project, name, timeout=3500)
+        join_or_start(
+            environment,
+            project,
+            instance,
+            "RESTORE_VOLUME",
+            lambda s: s.instances().restoreBackup(project=project, instance=instance, body=body),
+            timeout=3500,
+        )
     get_run_logger().info(
         "restored backup run %s of %s into %s", backup_run_id, source_instance, instance
     )
@@ -121,17 +137,16 @@ def sql_list_scratch_instances(environment: str, projects: list[str]) -> list[In
 
     Idempotent: a read.
     """
-    client = runtime.clients(environment).sql_instances
+    factory = runtime.clients(environment)
     found: list[InstanceState] = []
     for project in dict.fromkeys(projects):
         with calling("sql-list-scratch", project):
-            listing = client.list(
-                request=sqladmin_v1.SqlInstancesListRequest(project=project),
-                timeout=runtime.call_timeout(environment),
-            )
-            # The instances pager iterates the response's `warnings`, not its instances.
-            for got in (item for page in listing.pages for item in page.items):
-                state = instance_state(project, got)
+            for item in _list_instances(factory.sql, project, runtime.call_timeout(environment)):
+                state = instance_state(project, sqladmin.Instance.model_validate(item))
                 if DRILL_LABEL in state.labels or state.name.startswith(SCRATCH_PREFIX):
                     found.append(state)
     return found
+
+
+def _list_instances(api: sqladmin.SqlAdmin, project: str, timeout: float) -> Iterator[Any]:
+    return api.pages(lambda s, token: s.instances().list(project=project, pageToken=token), timeout)

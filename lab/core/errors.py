@@ -9,15 +9,12 @@
     ├── TooManyRequests     429   rateLimitExceeded
     └── Unavailable         503   backendError
 
-REST emulators serialise these as ``{"error": {"code", "message", "status", "errors"}}``;
-the gRPC emulator aborts with the matching ``grpc.StatusCode``.
+Emulators serialise these as ``{"error": {"code", "message", "status", "errors"}}``.
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
-
-import grpc
 
 _STATUS_NAMES = {
     400: "INVALID_ARGUMENT",
@@ -47,20 +44,6 @@ _DEFAULT_REASONS = {
     504: "deadlineExceeded",
 }
 
-_GRPC_CODES = {
-    400: grpc.StatusCode.INVALID_ARGUMENT,
-    401: grpc.StatusCode.UNAUTHENTICATED,
-    403: grpc.StatusCode.PERMISSION_DENIED,
-    404: grpc.StatusCode.NOT_FOUND,
-    409: grpc.StatusCode.ABORTED,
-    412: grpc.StatusCode.FAILED_PRECONDITION,
-    429: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    500: grpc.StatusCode.INTERNAL,
-    502: grpc.StatusCode.UNAVAILABLE,
-    503: grpc.StatusCode.UNAVAILABLE,
-    504: grpc.StatusCode.DEADLINE_EXCEEDED,
-}
-
 
 class ApiError(Exception):
     """An error an emulator reports to its client in Google's wire shape."""
@@ -77,10 +60,6 @@ class ApiError(Exception):
     @property
     def status(self) -> str:
         return _STATUS_NAMES.get(self.code, "UNKNOWN")
-
-    @property
-    def grpc_code(self) -> grpc.StatusCode:
-        return _GRPC_CODES.get(self.code, grpc.StatusCode.UNKNOWN)
 
     def to_json(self) -> dict[str, Any]:
         return {

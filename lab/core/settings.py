@@ -11,7 +11,7 @@ PORT_OFFSETS: dict[str, int] = {
     "control": 0,
     "dns": 1,
     "run": 2,
-    "sql_grpc": 3,
+    "sql": 3,
     "compute": 4,
     "storage": 5,
     "front_door": 6,

@@ -5,6 +5,7 @@ ApiError (lab.core.errors)
 │   ├── InvalidRequest          a malformed or unsupported request
 │   └── NotAReplica             promoteReplica on a primary
 ├── NotFound              404
+│   ├── UnknownPath             no such method
 │   ├── InstanceNotFound        unknown instance
 │   ├── OperationNotFound       unknown operation
 │   └── BackupRunNotFound       unknown backup run
@@ -30,6 +31,11 @@ class NotAReplica(BadRequest):
         super().__init__(
             f"The instance {instance} is not a read replica.", reason="instanceNotReplica"
         )
+
+
+class UnknownPath(NotFound):
+    def __init__(self, method: str, path: str):
+        super().__init__(f"The requested URL {method} {path} was not found.", reason="notFound")
 
 
 class InstanceNotFound(NotFound):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from lab.core.context import LabContext
 from lab.sql import jobs
@@ -40,11 +41,14 @@ class InstanceOperations:
         tier: str,
         labels: dict[str, str],
         database_version: str,
+        settings: dict[str, Any],
     ) -> Operation:
         if database_version not in ("", DATABASE_VERSION):
             raise InvalidRequest(f"The lab runs {DATABASE_VERSION} only, not {database_version}.")
         with self._lock:
-            inst = self._register(project, name, region, master, tier or DEFAULT_TIER, labels)
+            inst = self._register(
+                project, name, region, master, tier or DEFAULT_TIER, labels, settings=settings
+            )
             op_type = "CREATE_REPLICA" if inst.master else "CREATE"
 
             def work() -> None:
@@ -84,7 +88,7 @@ class InstanceOperations:
     def patch_instance(
         self, project: str, name: str, *, tier: str | None, labels: dict[str, str] | None
     ) -> Operation:
-        """Change the tier and merge labels in (gRPC maps cannot carry JSON's null)."""
+        """Change the tier and merge labels in (a patch only names what it changes)."""
         with self._lock:
             inst = self._mutable(project, name)
 

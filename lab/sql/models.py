@@ -31,9 +31,11 @@ from lab.sql.instances import InstanceOperations
 from lab.sql.pgtools import server_home
 from lab.sql.postgres import PgCluster
 from lab.sql.resources import (
+    DATABASE_VERSION,
     DEFAULT_TIER,
     Instance,
     Operation,
+    reachable,
     valid_instance_name,
 )
 from lab.sql.runner import OperationRunner
@@ -68,10 +70,13 @@ class SqlBackend(InstanceOperations, BackupRuns):
         master: str | None = None,
         tier: str = DEFAULT_TIER,
         labels: dict[str, str] | None = None,
+        settings: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Create a RUNNABLE instance now, for seeding; a replica if ``master`` is given."""
         with self._lock:
-            inst = self._register(project, name, region, master, tier, labels or {})
+            inst = self._register(
+                project, name, region, master, tier, labels or {}, settings=settings or {}
+            )
             inst.busy_with = "lab-seed"
         self._build(inst, databases)
         with self._lock:
@@ -219,6 +224,9 @@ class SqlBackend(InstanceOperations, BackupRuns):
         master: str | None,
         tier: str,
         labels: dict[str, str],
+        *,
+        settings: dict[str, Any],
+        database_version: str = DATABASE_VERSION,
     ) -> Instance:
         """Validate a new instance, reserve its address and record it as PENDING_CREATE."""
         if not valid_instance_name(name):
@@ -232,14 +240,27 @@ class SqlBackend(InstanceOperations, BackupRuns):
         if self.ctx.is_down(region):
             raise RegionUnavailable(region)
         port = self.ctx.settings.pg_port
-        cluster = PgCluster(self._home / project / name, self._free_host(), port)
+        cluster = PgCluster(
+            self._home / project / name,
+            self._free_host(),
+            port,
+            open_to_clients=reachable(settings),
+        )
         if self._private_home:  # keep the data findable under the lab's root
             link = self._root / project / name
             link.parent.mkdir(parents=True, exist_ok=True)
             link.unlink(missing_ok=True)
             link.symlink_to(cluster.base)
         inst = Instance(
-            project, name, region, cluster, tier=tier, labels=dict(labels), master=master_name
+            project,
+            name,
+            region,
+            cluster,
+            tier=tier,
+            labels=dict(labels),
+            master=master_name,
+            database_version=database_version,
+            settings=dict(settings),
         )
         self._instances[inst.key] = inst
         return inst

@@ -53,14 +53,19 @@ def _clean_env() -> dict[str, str]:
     return env
 
 
-def run_tool(args: list[str], *, as_server_user: bool = False) -> str:
+def run_tool(args: list[str], *, as_server_user: bool = False, stdin: str | None = None) -> str:
     """Run one PostgreSQL tool; raise PgError with its stderr when it fails."""
     cmd = [str(bindir() / args[0]), *args[1:]]
     if as_server_user and as_root():
         cmd = ["runuser", "-u", _SERVER_USER, "--", *cmd]
     try:
         done = subprocess.run(
-            cmd, capture_output=True, text=True, env=_clean_env(), timeout=_TOOL_TIMEOUT_S
+            cmd,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=_clean_env(),
+            timeout=_TOOL_TIMEOUT_S,
         )
     except subprocess.TimeoutExpired as exc:
         raise PgError(f"{args[0]} timed out after {_TOOL_TIMEOUT_S}s") from exc

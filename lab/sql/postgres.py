@@ -39,18 +39,24 @@ hot_standby = on
 logging_collector = off
 """
 
+# The lab's own sessions (seeding, dumps, health) use Cloud SQL's management superuser,
+# which no network setting restricts. Everyone else reaches the instance only if its
+# ipConfiguration lets them: a private network, or an authorized network covering them.
+ADMIN_USER = "cloudsqladmin"
 _HBA = """\
 local all all trust
-host all all 127.0.0.0/8 trust
+host all {admin} 127.0.0.0/8 trust
 host replication all 127.0.0.0/8 trust
+host all all 127.0.0.0/8 {clients}
 """
 
 
 class PgCluster:
     """One PostgreSQL data folder and its server on ``host:port``."""
 
-    def __init__(self, base: Path, host: str, port: int):
+    def __init__(self, base: Path, host: str, port: int, *, open_to_clients: bool = True):
         self.base = base
+        self.open_to_clients = open_to_clients
         self.data = base / "data"
         self.logfile = base / "server.log"
         self.host = host
@@ -78,6 +84,12 @@ class PgCluster:
                     "--no-instructions",
                 ],
                 as_server_user=True,
+            )
+            # Single-user mode creates the role before any server (or network rule) runs.
+            run_tool(
+                ["postgres", "--single", "-D", str(self.data), "postgres"],
+                as_server_user=True,
+                stdin=f"CREATE ROLE {ADMIN_USER} SUPERUSER LOGIN;\n",
             )
         self._write_conf()
 
@@ -114,7 +126,8 @@ class PgCluster:
             with conf.open("a") as fh:
                 fh.write("\n" + include)
         self._write_owned(self.data / "lab.conf", _LAB_CONF.format(host=self.host, port=self.port))
-        self._write_owned(self.data / "pg_hba.conf", _HBA)
+        clients = "trust" if self.open_to_clients else "reject"
+        self._write_owned(self.data / "pg_hba.conf", _HBA.format(admin=ADMIN_USER, clients=clients))
 
     def _write_owned(self, path: Path, text: str) -> None:
         path.write_text(text)
@@ -163,7 +176,7 @@ class PgCluster:
         return make_conninfo(
             host=self.host,
             port=self.port,
-            user="postgres",
+            user=ADMIN_USER,
             dbname=database,
             connect_timeout=connect_timeout,
             application_name="lifeboat-lab",
@@ -242,4 +255,4 @@ class PgCluster:
         self.query(drop, database="template1")
 
     def _conn_args(self, database: str) -> list[str]:
-        return ["-h", self.host, "-p", str(self.port), "-U", "postgres", "-d", database]
+        return ["-h", self.host, "-p", str(self.port), "-U", ADMIN_USER, "-d", database]

@@ -1,16 +1,18 @@
 """The Cloud SQL resources the backend keeps: instances, operations and backup runs.
 
 Plain dataclasses with enum values as their API names; ``wire.py`` turns them into the
-proto-plus messages the gRPC service returns.
+REST JSON the API returns.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from lab.sql.postgres import PgCluster
 
@@ -21,6 +23,23 @@ _NAME = re.compile(r"^[a-z][a-z0-9-]{0,96}[a-z0-9]$|^[a-z]$")
 
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+def reachable(settings: dict[str, Any]) -> bool:
+    """Whether clients may connect: a private network (the lab's callers are inside it),
+    or an authorized network covering the loopback the lab's callers come from. A public
+    IP with no authorized network accepts no connection (cloud.google.com/sql/docs/
+    postgres/configure-ip)."""
+    ip = settings.get("ipConfiguration") or {}
+    if ip.get("privateNetwork"):
+        return True
+    for entry in ip.get("authorizedNetworks") or []:
+        try:
+            if ipaddress.ip_address("127.0.0.1") in ipaddress.ip_network(str(entry.get("value"))):
+                return True
+        except ValueError:
+            continue
+    return False
 
 
 def valid_instance_name(name: str) -> bool:
@@ -40,6 +59,10 @@ class Instance:
     replicas: list[str] = field(default_factory=list)
     state: str = "PENDING_CREATE"
     settings_version: int = 1
+    database_version: str = DATABASE_VERSION
+    # The rest of the instance's Settings as the caller gave them (network, backups,
+    # flags, edition...), kept and returned the way Google echoes them.
+    settings: dict[str, Any] = field(default_factory=dict)
     create_time: datetime = field(default_factory=now)
     busy_with: str | None = None  # the one operation allowed to run on it
 
@@ -50,6 +73,15 @@ class Instance:
     @property
     def instance_type(self) -> str:
         return "READ_REPLICA_INSTANCE" if self.master else "CLOUD_SQL_INSTANCE"
+
+    @property
+    def ip_types(self) -> list[str]:
+        """PRIVATE with a VPC network, PRIMARY (public) unless ipv4 is turned off."""
+        ip = self.settings.get("ipConfiguration") or {}
+        types = ["PRIVATE"] if ip.get("privateNetwork") else []
+        if ip.get("ipv4Enabled", True):
+            types.insert(0, "PRIMARY")
+        return types
 
     @property
     def host(self) -> str:

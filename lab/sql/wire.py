@@ -1,114 +1,121 @@
-"""The backend's resources as Cloud SQL Admin v1 proto-plus messages (and REST JSON)."""
+"""The backend's resources in Cloud SQL Admin's REST JSON: camelCase, enum names, int64 as text.
+
+Field names and types follow the sqladmin v1 discovery document (the contract tests
+validate every reply against it); int64 fields (``BackupRun.id``, ``backupId``,
+``settingsVersion``) are JSON strings there, as Google sends them.
+"""
 
 from __future__ import annotations
 
-import json
+from datetime import datetime
 from typing import Any
-
-from google.cloud.sqladmin_v1 import types as sql
 
 from lab.sql.resources import DATABASE_VERSION, BackupRun, Instance, Operation
 
-_LINK = "https://sqladmin.googleapis.com/v1/projects/{project}/instances/{instance}"
+API_ROOT = "https://sqladmin.googleapis.com/v1"
+_LINK = API_ROOT + "/projects/{project}/instances/{instance}"
 
 
-def instance_to_proto(inst: Instance) -> sql.DatabaseInstance:
-    return sql.DatabaseInstance(
-        kind="sql#instance",
-        name=inst.name,
-        project=inst.project,
-        region=inst.region,
-        gce_zone=f"{inst.region}-a",
-        database_version=DATABASE_VERSION,
-        database_installed_version=f"{DATABASE_VERSION}_LAB",
-        backend_type=sql.SqlBackendType.SECOND_GEN,
-        instance_type=inst.instance_type,
-        master_instance_name=f"{inst.project}:{inst.master}" if inst.master else "",
-        replica_names=list(inst.replicas),
-        state=inst.state,
-        ip_addresses=[sql.IpMapping(type_=sql.SqlIpAddressType.PRIMARY, ip_address=inst.host)],
-        connection_name=f"{inst.project}:{inst.region}:{inst.name}",
-        self_link=_LINK.format(project=inst.project, instance=inst.name),
-        create_time=inst.create_time,
-        settings=sql.Settings(
-            kind="sql#settings",
-            tier=inst.tier,
-            user_labels=dict(inst.labels),
-            settings_version=inst.settings_version,
-            activation_policy=sql.Settings.SqlActivationPolicy.ALWAYS,
-            availability_type=sql.SqlAvailabilityType.ZONAL,
-        ),
-    )
+def timestamp(value: datetime | None) -> str | None:
+    """RFC 3339 in UTC with a Z, as the API writes ``google-datetime`` fields."""
+    if value is None:
+        return None
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
-def operation_to_proto(op: Operation) -> sql.Operation:
-    link = _LINK.format(project=op.project, instance=op.target)
-    message = sql.Operation(
-        kind="sql#operation",
-        name=op.name,
-        status=op.status,
-        operation_type=op.operation_type,
-        target_id=op.target,
-        target_project=op.project,
-        target_link=link,
-        self_link=f"https://sqladmin.googleapis.com/v1/projects/{op.project}/operations/{op.name}",
-        user="lab@lifeboat.local",
-        insert_time=op.insert_time,
-        start_time=op.start_time,
-        end_time=op.end_time,
-    )
-    if op.errors:
-        message.error = sql.OperationErrors(
-            kind="sql#operationErrors",
-            errors=[
-                sql.OperationError(kind="sql#operationError", code=e.code, message=e.message)
-                for e in op.errors
-            ],
-        )
-    if op.export_uri is not None:
-        message.export_context = sql.ExportContext(
-            kind="sql#exportContext",
-            uri=op.export_uri,
-            databases=op.export_databases,
-            file_type=sql.SqlFileType.SQL,
-        )
-    if op.backup_id is not None:
-        message.backup_context = sql.BackupContext(kind="sql#backupContext", backup_id=op.backup_id)
-    return message
-
-
-def backup_run_to_proto(run: BackupRun) -> sql.BackupRun:
-    message = sql.BackupRun(
-        kind="sql#backupRun",
-        id=run.id,
-        status=run.status,
-        type_=sql.SqlBackupRunType.ON_DEMAND,
-        backup_kind=sql.SqlBackupKind.SNAPSHOT,
-        description=run.description,
-        instance=run.instance,
-        location=run.region,
-        database_version=DATABASE_VERSION,
-        enqueued_time=run.enqueued_time,
-        start_time=run.start_time,
-        end_time=run.end_time,
-        self_link=f"{_LINK.format(project=run.project, instance=run.instance)}/backupRuns/{run.id}",
-    )
-    if run.error:
-        message.error = sql.OperationError(
-            kind="sql#operationError", code="ERROR_RDBMS", message=run.error
-        )
-    return message
-
-
-def to_rest(message: Any) -> dict[str, Any]:
-    """A message in the REST API's JSON shape: camelCase names, enum names."""
-    text = type(message).to_json(message, use_integers_for_enums=False, indent=None)
-    result: dict[str, Any] = json.loads(text)
-    return result
+def _compact(body: dict[str, Any]) -> dict[str, Any]:
+    """Unset fields are absent from Google's JSON, never null."""
+    return {k: v for k, v in body.items() if v is not None}
 
 
 def instance_json(inst: Instance) -> dict[str, Any]:
-    return to_rest(instance_to_proto(inst))
+    settings = {
+        **inst.settings,
+        "kind": "sql#settings",
+        "tier": inst.tier,
+        "userLabels": dict(inst.labels),
+        "settingsVersion": str(inst.settings_version),
+        "activationPolicy": "ALWAYS",
+        "availabilityType": inst.settings.get("availabilityType", "ZONAL"),
+    }
+    return _compact(
+        {
+            "kind": "sql#instance",
+            "name": inst.name,
+            "project": inst.project,
+            "region": inst.region,
+            "gceZone": f"{inst.region}-a",
+            "databaseVersion": inst.database_version,
+            "databaseInstalledVersion": f"{inst.database_version}_LAB",
+            "backendType": "SECOND_GEN",
+            "instanceType": inst.instance_type,
+            "masterInstanceName": f"{inst.project}:{inst.master}" if inst.master else None,
+            "replicaNames": list(inst.replicas) or None,
+            "state": inst.state,
+            "ipAddresses": [{"type": ip_type, "ipAddress": inst.host} for ip_type in inst.ip_types],
+            "connectionName": f"{inst.project}:{inst.region}:{inst.name}",
+            "selfLink": _LINK.format(project=inst.project, instance=inst.name),
+            "createTime": timestamp(inst.create_time),
+            "settings": settings,
+        }
+    )
+
+
+def operation_json(op: Operation) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "kind": "sql#operation",
+        "name": op.name,
+        "status": op.status,
+        "operationType": op.operation_type,
+        "targetId": op.target,
+        "targetProject": op.project,
+        "targetLink": _LINK.format(project=op.project, instance=op.target),
+        "selfLink": f"{API_ROOT}/projects/{op.project}/operations/{op.name}",
+        "user": "lab@lifeboat.local",
+        "insertTime": timestamp(op.insert_time),
+        "startTime": timestamp(op.start_time),
+        "endTime": timestamp(op.end_time),
+    }
+    if op.errors:
+        body["error"] = {
+            "kind": "sql#operationErrors",
+            "errors": [
+                {"kind": "sql#operationError", "code": e.code, "message": e.message}
+                for e in op.errors
+            ],
+        }
+    if op.export_uri is not None:
+        body["exportContext"] = {
+            "kind": "sql#exportContext",
+            "uri": op.export_uri,
+            "databases": op.export_databases,
+            "fileType": "SQL",
+        }
+    if op.backup_id is not None:
+        body["backupContext"] = {"kind": "sql#backupContext", "backupId": str(op.backup_id)}
+    return _compact(body)
+
+
+def backup_run_json(run: BackupRun) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "kind": "sql#backupRun",
+        "id": str(run.id),
+        "status": run.status,
+        "type": "ON_DEMAND",
+        "backupKind": "SNAPSHOT",
+        "description": run.description or None,
+        "instance": run.instance,
+        "location": run.region,
+        "databaseVersion": DATABASE_VERSION,
+        "enqueuedTime": timestamp(run.enqueued_time),
+        "startTime": timestamp(run.start_time),
+        "endTime": timestamp(run.end_time),
+        "selfLink": f"{_LINK.format(project=run.project, instance=run.instance)}"
+        f"/backupRuns/{run.id}",
+    }
+    if run.error:
+        body["error"] = {"kind": "sql#operationError", "code": "ERROR_RDBMS", "message": run.error}
+    return _compact(body)
 
 
 def matches_filter(rest: dict[str, Any], expression: str) -> bool:

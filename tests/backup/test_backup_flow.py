@@ -14,7 +14,7 @@ from tests.backup.backup_checks import (
     params,
     read_manifest,
 )
-from tests.flows.lab_checks import read_object
+from tests.flows.lab_checks import read_object, sql_requests
 from tests.labharness import Lab
 from tests.prefect_api import PrefectApi
 
@@ -64,9 +64,9 @@ def test_backup_then_restore_round_trips_every_document(fresh_lab: Lab, api: Pre
     export = sql_manifest.cloudsql.exports["varai_prod"]
     dump = read_object(fresh_lab, BACKUPS, export.uri.removeprefix(f"gs://{BACKUPS}/"))
     assert b"CREATE TABLE" in dump and len(dump) == export.bytes
-    sql_calls = [e["method"] for e in fresh_lab.requests(api="sql", since=since)]
-    assert sql_calls.count("Insert") == 1  # one backup run (backupRuns.insert)
-    assert sql_calls.count("Export") == 1
+    sql_calls = sql_requests(fresh_lab, since)
+    assert sql_calls.count("backupRuns.insert") == 1  # one backup run
+    assert sql_calls.count("instances.export") == 1
 
     # The run's evidence: a record, a table of contents, no key anywhere.
     record = json.loads(

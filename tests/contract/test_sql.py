@@ -1,39 +1,34 @@
-"""The real google-cloud-sql client against the lab's Cloud SQL emulator and real PostgreSQL."""
+"""Google's discovery client (REST) against the lab's Cloud SQL emulator and real PostgreSQL.
+
+Every reply is validated against the sqladmin v1 discovery document, so an invented
+field or a wrong enum fails here before any product code reads it.
+"""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-import grpc
+import httplib2
 import psycopg
 import pytest
-from google.api_core import exceptions
-from google.cloud import sqladmin_v1 as sql
-from google.cloud.sqladmin_v1.services.sql_backup_runs_service.transports import (
-    SqlBackupRunsServiceGrpcTransport,
-)
-from google.cloud.sqladmin_v1.services.sql_instances_service.transports import (
-    SqlInstancesServiceGrpcTransport,
-)
-from google.cloud.sqladmin_v1.services.sql_operations_service.transports import (
-    SqlOperationsServiceGrpcTransport,
-)
+from googleapiclient.discovery import build
+from googleapiclient.errors import HttpError
 
 from lab.core.context import LabContext
 from lab.core.faults import FaultRule
+from lab.core.serve import ThreadedServer
 from lab.core.settings import LabSettings
 from lab.sql import SqlBackend, create
-from lab.sql.wire import to_rest
 from tests.contract.conftest import free_port
 from tests.discovery import assert_valid
 
 PROJECT = "lifeboat-lab"
 PRIMARY, REPLICA = "orders-primary", "orders-replica"
-DONE = sql.Operation.SqlOperationStatus.DONE
-CALL = {"timeout": 10.0}
 
 
 class FakeStorage:
@@ -53,26 +48,53 @@ class FakeStorage:
 class Lab:
     ctx: LabContext
     backend: SqlBackend
-    instances: sql.SqlInstancesServiceClient
-    operations: sql.SqlOperationsServiceClient
-    backup_runs: sql.SqlBackupRunsServiceClient
+    url: str
+    api: Any  # the discovery Resource
     storage: FakeStorage = field(default_factory=FakeStorage)
 
-    def wait(self, op: sql.Operation, timeout: float = 30.0) -> sql.Operation:
+    def run(self, request: Any, schema: str) -> dict[str, Any]:
+        """Execute one request and check the reply against Google's schema."""
+        body: dict[str, Any] = request.execute(num_retries=0)
+        assert_valid("sqladmin.v1", schema, body)
+        return body
+
+    def wait(self, op: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
         """Poll operations.get until DONE, as callers of the real API must."""
         deadline = time.monotonic() + timeout
         while True:
-            current = self.operations.get(
-                request=sql.SqlOperationsGetRequest(project=PROJECT, operation=op.name), **CALL
+            current = self.run(
+                self.api.operations().get(project=PROJECT, operation=op["name"]), "Operation"
             )
-            if current.status == DONE or time.monotonic() > deadline:
+            if current["status"] == "DONE" or time.monotonic() > deadline:
                 return current
             time.sleep(0.05)
 
-    def get(self, name: str) -> sql.DatabaseInstance:
-        return self.instances.get(
-            request=sql.SqlInstancesGetRequest(project=PROJECT, instance=name), **CALL
+    def get(self, name: str) -> dict[str, Any]:
+        return self.run(
+            self.api.instances().get(project=PROJECT, instance=name), "DatabaseInstance"
         )
+
+    def promote(self, name: str) -> dict[str, Any]:
+        return self.run(
+            self.api.instances().promoteReplica(project=PROJECT, instance=name), "Operation"
+        )
+
+
+def discovery_client(url: str) -> Any:
+    """The client Google documents for Cloud SQL Admin in Python, from its bundled document."""
+    return build(
+        "sqladmin",
+        "v1",
+        http=httplib2.Http(timeout=10),
+        static_discovery=True,
+        client_options={"api_endpoint": url},
+    )
+
+
+def error_of(exc: HttpError) -> dict[str, Any]:
+    """Google's error JSON: {"error": {"code", "message", "status", "errors": [...]}}."""
+    body: dict[str, Any] = json.loads(exc.content)["error"]
+    return body
 
 
 @pytest.fixture(scope="module")
@@ -84,20 +106,10 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         pg_port=free_port(),
     )
     ctx = LabContext.create(settings)
-    port = free_port()
-    backend, server = create(ctx, port)
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-    lab = Lab(
-        ctx,
-        backend,
-        sql.SqlInstancesServiceClient(transport=SqlInstancesServiceGrpcTransport(channel=channel)),
-        sql.SqlOperationsServiceClient(
-            transport=SqlOperationsServiceGrpcTransport(channel=channel)
-        ),
-        sql.SqlBackupRunsServiceClient(
-            transport=SqlBackupRunsServiceGrpcTransport(channel=channel)
-        ),
-    )
+    backend, app = create(ctx)
+    server = ThreadedServer(app, "127.0.0.1", free_port(), "sql")
+    server.start()
+    lab = Lab(ctx, backend, server.url, discovery_client(server.url))
     ctx.backends["storage"] = lab.storage
     backend.create_instance(PROJECT, PRIMARY, "us-central1", databases=["orders"])
     backend.create_instance(PROJECT, REPLICA, "us-east1", databases=[], master=PRIMARY)
@@ -105,8 +117,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         conn.execute("CREATE TABLE orders (id int PRIMARY KEY, item text)")
         conn.execute("INSERT INTO orders SELECT g, 'item ' || g FROM generate_series(1, 500) g")
     yield lab
-    channel.close()
-    server.stop(grace=None)
+    server.stop()
     backend.shutdown()
     ctx.scheduler.stop()
 
@@ -116,10 +127,6 @@ def _rows(backend: SqlBackend, instance: str, query: str = "SELECT count(*) FROM
         row = conn.execute(query.encode()).fetchone()
         assert row is not None
         return int(row[0])
-
-
-def _promote(instance: str) -> sql.SqlInstancesPromoteReplicaRequest:
-    return sql.SqlInstancesPromoteReplicaRequest(project=PROJECT, instance=instance)
 
 
 def _running(pid: int) -> bool:
@@ -142,67 +149,129 @@ def _gone(pid: int) -> bool:
 def test_get_and_list_describe_primary_and_replica(lab: Lab) -> None:
     primary, replica = lab.get(PRIMARY), lab.get(REPLICA)
 
-    assert primary.instance_type == sql.SqlInstanceType.CLOUD_SQL_INSTANCE
-    assert primary.state == sql.DatabaseInstance.SqlInstanceState.RUNNABLE
-    assert primary.database_version == sql.SqlDatabaseVersion.POSTGRES_15
-    assert list(primary.replica_names) == [REPLICA]
-    assert primary.connection_name == f"{PROJECT}:us-central1:{PRIMARY}"
+    assert primary["instanceType"] == "CLOUD_SQL_INSTANCE"
+    assert primary["state"] == "RUNNABLE"
+    assert primary["databaseVersion"] == "POSTGRES_15"
+    assert primary["replicaNames"] == [REPLICA]
+    assert primary["connectionName"] == f"{PROJECT}:us-central1:{PRIMARY}"
     host, port = lab.backend.address(PROJECT, PRIMARY)
-    assert primary.ip_addresses[0].ip_address == host and host.startswith("127.0.77.")
+    assert primary["ipAddresses"][0]["ipAddress"] == host and host.startswith("127.0.77.")
     assert port == lab.ctx.settings.pg_port
-    assert replica.instance_type == sql.SqlInstanceType.READ_REPLICA_INSTANCE
-    assert replica.master_instance_name == f"{PROJECT}:{PRIMARY}"
-    listed = lab.instances.list(request=sql.SqlInstancesListRequest(project=PROJECT), **CALL)
-    assert {PRIMARY, REPLICA} <= {i.name for i in listed.items}
-    assert_valid("sqladmin.v1", "DatabaseInstance", lab.backend.describe_instance(PROJECT, REPLICA))
+    assert primary["settings"]["settingsVersion"] == "1"  # int64 travels as a string
+    assert replica["instanceType"] == "READ_REPLICA_INSTANCE"
+    assert replica["masterInstanceName"] == f"{PROJECT}:{PRIMARY}"
+    assert "replicaNames" not in replica  # unset fields are absent, never null
+    listed = _all_instances(lab)
+    assert {PRIMARY, REPLICA} <= {i["name"] for i in listed}
     assert lab.backend.primaries_in_region("us-central1")[0] == (PROJECT, PRIMARY)
     assert lab.backend.primaries_in_region("us-east1") == []
 
 
-def test_unknown_instance_is_not_found(lab: Lab) -> None:
-    with pytest.raises(exceptions.NotFound):
+def _all_instances(lab: Lab, **query: Any) -> list[dict[str, Any]]:
+    """Every page of instances.list, following nextPageToken as Google requires."""
+    items: list[dict[str, Any]] = []
+    request = lab.api.instances().list(project=PROJECT, **query)
+    while request is not None:
+        page = lab.run(request, "InstancesListResponse")
+        items += page.get("items", [])
+        request = lab.api.instances().list_next(request, page)
+    return items
+
+
+def test_lists_are_paged_and_an_empty_list_has_no_items(lab: Lab) -> None:
+    for n in range(3):
+        lab.backend.create_instance(PROJECT, f"paged-{n}", "us-central1", databases=[])
+    first = lab.run(
+        lab.api.instances().list(project=PROJECT, maxResults=2), "InstancesListResponse"
+    )
+    assert len(first["items"]) == 2 and first["nextPageToken"]
+    names = [i["name"] for i in _all_instances(lab, maxResults=2)]
+    assert len(names) == len(set(names)) and {f"paged-{n}" for n in range(3)} <= set(names)
+    default_page = lab.run(lab.api.instances().list(project=PROJECT), "InstancesListResponse")
+    assert "nextPageToken" in default_page  # the lab's default page is small on purpose
+    empty = lab.run(lab.api.instances().list(project="no-such-project"), "InstancesListResponse")
+    assert empty == {"kind": "sql#instancesList"}
+    with pytest.raises(HttpError) as bad:
+        lab.run(lab.api.instances().list(project=PROJECT, pageToken="garbage"), "x")
+    assert bad.value.status_code == 400
+
+
+def test_gcloud_path_reaches_the_same_instances(lab: Lab) -> None:
+    """gcloud speaks the same REST API under /sql/v1beta4/ (reference/gcp-clients.md)."""
+    import httpx
+
+    reply = httpx.get(f"{lab.url}/sql/v1beta4/projects/{PROJECT}/instances/{PRIMARY}", timeout=10)
+    assert reply.status_code == 200
+    assert reply.json()["name"] == PRIMARY
+    assert_valid("sqladmin.v1beta4", "DatabaseInstance", reply.json())
+    missing = httpx.get(f"{lab.url}/sql/v1beta4/projects/{PROJECT}/instances/nope", timeout=10)
+    assert missing.status_code == 404 and missing.json()["error"]["status"] == "NOT_FOUND"
+
+
+def test_unknown_instance_is_not_found_in_googles_error_shape(lab: Lab) -> None:
+    with pytest.raises(HttpError) as got:
         lab.get("no-such-instance")
-    with pytest.raises(exceptions.NotFound):
-        lab.instances.promote_replica(request=_promote("no-such-instance"), **CALL)
+    error = error_of(got.value)
+    assert got.value.status_code == 404 and error["code"] == 404
+    assert error["errors"][0]["reason"] == "instanceDoesNotExist"
+    with pytest.raises(HttpError) as promoted:
+        lab.promote("no-such-instance")
+    assert promoted.value.status_code == 404
+    with pytest.raises(HttpError) as unknown:
+        lab.run(lab.api.instances().truncateLog(project=PROJECT, instance=PRIMARY, body={}), "x")
+    assert unknown.value.status_code == 404
 
 
 def test_promoting_a_primary_is_invalid(lab: Lab) -> None:
-    with pytest.raises(exceptions.InvalidArgument, match="not a read replica"):
-        lab.instances.promote_replica(request=_promote(PRIMARY), **CALL)
+    with pytest.raises(HttpError) as got:
+        lab.promote(PRIMARY)
+    assert got.value.status_code == 400
+    assert "not a read replica" in error_of(got.value)["message"]
+
+
+def test_insert_without_a_name_is_refused(lab: Lab) -> None:
+    with pytest.raises(HttpError) as got:
+        lab.run(lab.api.instances().insert(project=PROJECT, body={"region": "us-east1"}), "x")
+    assert got.value.status_code == 400 and "name" in error_of(got.value)["message"]
 
 
 def test_injected_fault_reaches_the_client(lab: Lab) -> None:
-    lab.ctx.faults.add(FaultRule(api="sql", method="Get", status=503, count=1))
-    with pytest.raises(exceptions.ServiceUnavailable):
+    lab.ctx.faults.add(
+        FaultRule(api="sql", method="GET", path=f"instances/{PRIMARY}$", status=503, count=1)
+    )
+    with pytest.raises(HttpError) as got:
         lab.get(PRIMARY)
-    assert lab.get(PRIMARY).name == PRIMARY
+    assert got.value.status_code == 503
+    assert lab.get(PRIMARY)["name"] == PRIMARY
 
 
 def test_region_outage_blocks_admin_operations_not_reads(lab: Lab) -> None:
     lab.ctx.set_outage("us-east1", True)
     try:
-        with pytest.raises(exceptions.ServiceUnavailable):
-            lab.instances.promote_replica(request=_promote(REPLICA), **CALL)
-        assert lab.get(REPLICA).name == REPLICA
+        with pytest.raises(HttpError) as got:
+            lab.promote(REPLICA)
+        assert got.value.status_code == 503
+        assert lab.get(REPLICA)["name"] == REPLICA
     finally:
         lab.ctx.set_outage("us-east1", False)
 
 
 def test_second_operation_while_one_runs_is_operation_in_progress(lab: Lab) -> None:
     lab.ctx.latency.configure(overrides={"sql.patch": 500.0})  # 1 s at time_scale 0.002
+    body = {"settings": {"userLabels": {"drill": "d-42"}}}
+    patch = lab.api.instances().patch(project=PROJECT, instance=PRIMARY, body=body)
     try:
-        body = sql.DatabaseInstance(settings=sql.Settings(user_labels={"drill": "d-42"}))
-        patch = sql.SqlInstancesPatchRequest(project=PROJECT, instance=PRIMARY, body=body)
-        first = lab.instances.patch(request=patch, **CALL)
-        with pytest.raises(exceptions.Aborted, match="operationInProgress"):
-            lab.instances.patch(request=patch, **CALL)
+        first = lab.run(patch, "Operation")
+        with pytest.raises(HttpError) as second:
+            lab.run(lab.api.instances().patch(project=PROJECT, instance=PRIMARY, body=body), "x")
     finally:
         lab.ctx.latency.configure(overrides={"sql.patch": 30.0})
-    assert lab.get(PRIMARY).settings.user_labels.get("drill") is None
+    assert second.value.status_code == 409
+    assert error_of(second.value)["errors"][0]["reason"] == "operationInProgress"
+    assert "drill" not in lab.get(PRIMARY)["settings"]["userLabels"]
     done = lab.wait(first)
-    assert done.operation_type == sql.Operation.SqlOperationType.UPDATE and not done.error.errors
-    assert lab.get(PRIMARY).settings.user_labels["drill"] == "d-42"
-    assert_valid("sqladmin.v1", "Operation", to_rest(done))
+    assert done["operationType"] == "UPDATE" and "error" not in done
+    assert lab.get(PRIMARY)["settings"]["userLabels"]["drill"] == "d-42"
 
 
 def test_real_promote_makes_the_replica_writable(lab: Lab) -> None:
@@ -225,143 +294,155 @@ def test_real_promote_makes_the_replica_writable(lab: Lab) -> None:
     assert lag["streaming"] and lag["bytes"] >= 0 and lag["seconds"] >= 0
     assert not b.accepts_writes(PROJECT, "promo-replica")
 
-    op = lab.instances.promote_replica(request=_promote("promo-replica"), **CALL)
+    op = lab.promote("promo-replica")
+    assert op["status"] in ("PENDING", "RUNNING")
     done = lab.wait(op)
 
-    assert done.operation_type == sql.Operation.SqlOperationType.PROMOTE_REPLICA
-    assert not done.error.errors, done.error
+    assert done["operationType"] == "PROMOTE_REPLICA"
+    assert "error" not in done, done
     assert b.accepts_writes(PROJECT, "promo-replica")
     with psycopg.connect(b.dsn(PROJECT, "promo-replica", "orders"), autocommit=True) as conn:
         conn.execute("INSERT INTO orders VALUES (1001)")
     promoted, old_primary = lab.get("promo-replica"), lab.get("promo-primary")
-    assert promoted.instance_type == sql.SqlInstanceType.CLOUD_SQL_INSTANCE
-    assert promoted.master_instance_name == ""
-    assert list(old_primary.replica_names) == []
-    listed = lab.operations.list(
-        request=sql.SqlOperationsListRequest(project=PROJECT, instance="promo-replica"), **CALL
+    assert promoted["instanceType"] == "CLOUD_SQL_INSTANCE"
+    assert "masterInstanceName" not in promoted
+    assert "replicaNames" not in old_primary
+    listed = lab.run(
+        lab.api.operations().list(project=PROJECT, instance="promo-replica"),
+        "OperationsListResponse",
     )
-    assert [o.name for o in listed.items] == [op.name]
+    assert [o["name"] for o in listed["items"]] == [op["name"]]
 
 
 def test_backup_run_then_restore_into_another_instance(lab: Lab) -> None:
-    op = lab.backup_runs.insert(
-        request=sql.SqlBackupRunsInsertRequest(project=PROJECT, instance=PRIMARY), **CALL
-    )
-    assert op.operation_type == sql.Operation.SqlOperationType.BACKUP_VOLUME
+    runs = lab.api.backupRuns()
+    op = lab.run(runs.insert(project=PROJECT, instance=PRIMARY, body={}), "Operation")
+    assert op["operationType"] == "BACKUP_VOLUME"
     done = lab.wait(op)
-    assert not done.error.errors, done.error
-    backup_id = done.backup_context.backup_id
-    get_run = sql.SqlBackupRunsGetRequest(project=PROJECT, instance=PRIMARY, id=backup_id)
-    run = lab.backup_runs.get(request=get_run, **CALL)
-    assert run.status == sql.SqlBackupRunStatus.SUCCESSFUL and run.id > 2**31
-    listed = lab.backup_runs.list(
-        request=sql.SqlBackupRunsListRequest(project=PROJECT, instance=PRIMARY), **CALL
-    )
-    assert backup_id in [r.id for r in listed.items]
-    assert_valid("sqladmin.v1", "BackupRun", to_rest(run))
+    assert "error" not in done, done
+    backup_id = done["backupContext"]["backupId"]
+    assert isinstance(backup_id, str) and int(backup_id) > 2**31  # int64 as a string
+    run = lab.run(runs.get(project=PROJECT, instance=PRIMARY, id=backup_id), "BackupRun")
+    assert run["status"] == "SUCCESSFUL"
+    listed = lab.run(runs.list(project=PROJECT, instance=PRIMARY), "BackupRunsListResponse")
+    assert backup_id in [r["id"] for r in listed["items"]]
     lab.backend.create_instance(PROJECT, "restore-target", "us-east1", databases=[])
 
-    context = sql.RestoreBackupContext(
-        backup_run_id=backup_id, instance_id=PRIMARY, project=PROJECT
-    )
-    request = sql.SqlInstancesRestoreBackupRequest(
-        project=PROJECT,
-        instance="restore-target",
-        body=sql.InstancesRestoreBackupRequest(restore_backup_context=context),
-    )
-    restored = lab.wait(lab.instances.restore_backup(request=request, **CALL))
+    def restore(run_id: str) -> Any:
+        context = {"backupRunId": run_id, "instanceId": PRIMARY, "project": PROJECT}
+        return lab.api.instances().restoreBackup(
+            project=PROJECT, instance="restore-target", body={"restoreBackupContext": context}
+        )
 
-    assert restored.operation_type == sql.Operation.SqlOperationType.RESTORE_VOLUME
-    assert not restored.error.errors, restored.error
+    restored = lab.wait(lab.run(restore(backup_id), "Operation"))
+
+    assert restored["operationType"] == "RESTORE_VOLUME"
+    assert "error" not in restored, restored
     assert _rows(lab.backend, "restore-target") == _rows(lab.backend, PRIMARY) == 500
-    request.body.restore_backup_context.backup_run_id = 12345
-    with pytest.raises(exceptions.NotFound):
-        lab.instances.restore_backup(request=request, **CALL)
+    with pytest.raises(HttpError) as missing:
+        lab.run(restore("12345"), "Operation")
+    assert missing.value.status_code == 404
 
-    by_id = sql.SqlBackupRunsDeleteRequest(project=PROJECT, instance=PRIMARY, id=backup_id)
-    dropped = lab.wait(lab.backup_runs.delete(request=by_id, **CALL))
-    assert dropped.operation_type == sql.Operation.SqlOperationType.DELETE_BACKUP
-    assert not dropped.error.errors, dropped.error
-    with pytest.raises(exceptions.NotFound):
-        lab.backup_runs.get(request=get_run, **CALL)
+    dropped = lab.wait(
+        lab.run(runs.delete(project=PROJECT, instance=PRIMARY, id=backup_id), "Operation")
+    )
+    assert dropped["operationType"] == "DELETE_BACKUP"
+    assert "error" not in dropped, dropped
+    with pytest.raises(HttpError) as gone:
+        lab.run(runs.get(project=PROJECT, instance=PRIMARY, id=backup_id), "BackupRun")
+    assert gone.value.status_code == 404
+
+
+def _export(lab: Lab, instance: str, uri: str, database: str = "orders") -> dict[str, Any]:
+    body = {"exportContext": {"uri": uri, "databases": [database], "fileType": "SQL"}}
+    return lab.run(
+        lab.api.instances().export(project=PROJECT, instance=instance, body=body), "Operation"
+    )
 
 
 def test_export_writes_plain_sql_into_cloud_storage(lab: Lab) -> None:
-    def export(uri: str) -> sql.Operation:
-        context = sql.ExportContext(uri=uri, databases=["orders"], file_type=sql.SqlFileType.SQL)
-        body = sql.InstancesExportRequest(export_context=context)
-        return lab.instances.export(
-            request=sql.SqlInstancesExportRequest(project=PROJECT, instance=REPLICA, body=body),
-            **CALL,
-        )
+    done = lab.wait(_export(lab, REPLICA, "gs://dr-exports/orders.sql"))
 
-    done = lab.wait(export("gs://dr-exports/orders.sql"))
-
-    assert done.operation_type == sql.Operation.SqlOperationType.EXPORT
-    assert not done.error.errors, done.error
+    assert done["operationType"] == "EXPORT"
+    assert "error" not in done, done
+    assert done["exportContext"]["uri"] == "gs://dr-exports/orders.sql"
     data, content_type = lab.storage.objects[("dr-exports", "orders.sql")]
     assert content_type == "application/sql"
     assert b"CREATE TABLE public.orders" in data and b"item 500" in data
-    with pytest.raises(exceptions.InvalidArgument):
-        export("/tmp/not-gcs.sql")
+    with pytest.raises(HttpError) as bad:
+        _export(lab, REPLICA, "/tmp/not-gcs.sql")
+    assert bad.value.status_code == 400
     del lab.ctx.backends["storage"]
     try:
-        failed = lab.wait(export("gs://dr-exports/again.sql"))
+        failed = lab.wait(_export(lab, REPLICA, "gs://dr-exports/again.sql"))
     finally:
         lab.ctx.backends["storage"] = lab.storage
-    assert failed.status == DONE and "Storage emulator" in failed.error.errors[0].message
+    assert (
+        failed["status"] == "DONE" and "Storage emulator" in failed["error"]["errors"][0]["message"]
+    )
 
 
 def test_a_postgres_failure_ends_the_operation_with_its_error(lab: Lab) -> None:
-    context = sql.ExportContext(uri="gs://dr-exports/x.sql", databases=["no_such_db"])
-    body = sql.InstancesExportRequest(export_context=context)
-    request = sql.SqlInstancesExportRequest(project=PROJECT, instance=PRIMARY, body=body)
+    done = lab.wait(_export(lab, PRIMARY, "gs://dr-exports/x.sql", database="no_such_db"))
 
-    done = lab.wait(lab.instances.export(request=request, **CALL))
-
-    assert done.status == DONE
-    assert done.error.errors[0].code == "ERROR_RDBMS"
-    assert "no_such_db" in done.error.errors[0].message
+    assert done["status"] == "DONE"  # DONE with errors: the API does not raise
+    assert done["error"]["errors"][0]["code"] == "ERROR_RDBMS"
+    assert "no_such_db" in done["error"]["errors"][0]["message"]
 
 
-def test_insert_replica_then_delete_leaves_nothing_behind(lab: Lab) -> None:
-    body = sql.DatabaseInstance(
-        name="scratch-replica",
-        region="europe-west1",
-        master_instance_name=PRIMARY,
-        settings=sql.Settings(tier="db-custom-1-3840", user_labels={"lifeboat-drill": "d-7"}),
-    )
-    insert = sql.SqlInstancesInsertRequest(project=PROJECT, body=body)
-    op = lab.instances.insert(request=insert, **CALL)
-    assert op.operation_type == sql.Operation.SqlOperationType.CREATE_REPLICA
-    assert lab.get("scratch-replica").state == sql.DatabaseInstance.SqlInstanceState.PENDING_CREATE
-    with pytest.raises(exceptions.Conflict):
-        lab.instances.insert(request=insert, **CALL)
+def test_insert_replica_keeps_the_settings_it_was_given_then_delete_leaves_nothing(
+    lab: Lab,
+) -> None:
+    settings = {
+        "tier": "db-custom-1-3840",
+        "userLabels": {"lifeboat-drill": "d-7"},
+        "edition": "ENTERPRISE",
+        "ipConfiguration": {
+            "ipv4Enabled": False,
+            "privateNetwork": "projects/p/global/networks/vpc",
+        },
+        "databaseFlags": [{"name": "max_connections", "value": "200"}],
+    }
+    body = {
+        "name": "scratch-replica",
+        "region": "europe-west1",
+        "masterInstanceName": PRIMARY,
+        "settings": settings,
+    }
+    op = lab.run(lab.api.instances().insert(project=PROJECT, body=body), "Operation")
+    assert op["operationType"] == "CREATE_REPLICA"
+    assert lab.get("scratch-replica")["state"] == "PENDING_CREATE"
+    with pytest.raises(HttpError) as taken:
+        lab.run(lab.api.instances().insert(project=PROJECT, body=body), "Operation")
+    assert taken.value.status_code == 409
     done = lab.wait(op)
-    assert not done.error.errors, done.error
+    assert "error" not in done, done
     scratch = lab.get("scratch-replica")
-    assert scratch.instance_type == sql.SqlInstanceType.READ_REPLICA_INSTANCE
-    assert scratch.settings.user_labels["lifeboat-drill"] == "d-7"
-    assert "scratch-replica" in lab.get(PRIMARY).replica_names
+    assert scratch["instanceType"] == "READ_REPLICA_INSTANCE"
+    assert scratch["settings"]["userLabels"]["lifeboat-drill"] == "d-7"
+    assert scratch["settings"]["tier"] == "db-custom-1-3840"
+    assert scratch["settings"]["ipConfiguration"]["privateNetwork"].endswith("/vpc")
+    assert scratch["settings"]["databaseFlags"] == settings["databaseFlags"]
+    assert [ip["type"] for ip in scratch["ipAddresses"]] == ["PRIVATE"]
+    assert "scratch-replica" in lab.get(PRIMARY)["replicaNames"]
     assert _rows(lab.backend, "scratch-replica") == 500
     cluster = lab.backend.get_instance(PROJECT, "scratch-replica").cluster
     pid = cluster.pid()
     assert pid is not None and _running(pid)
 
     deleted = lab.wait(
-        lab.instances.delete(
-            request=sql.SqlInstancesDeleteRequest(project=PROJECT, instance="scratch-replica"),
-            **CALL,
+        lab.run(
+            lab.api.instances().delete(project=PROJECT, instance="scratch-replica"), "Operation"
         )
     )
 
-    assert deleted.operation_type == sql.Operation.SqlOperationType.DELETE
-    assert not deleted.error.errors, deleted.error
-    with pytest.raises(exceptions.NotFound):
+    assert deleted["operationType"] == "DELETE"
+    assert "error" not in deleted, deleted
+    with pytest.raises(HttpError):
         lab.get("scratch-replica")
     assert _gone(pid)
     assert not cluster.base.exists()
-    assert "scratch-replica" not in lab.get(PRIMARY).replica_names
+    assert "scratch-replica" not in lab.get(PRIMARY).get("replicaNames", [])
 
 
 def test_shutdown_stops_every_cluster(tmp_path: Path) -> None:
@@ -376,3 +457,49 @@ def test_shutdown_stops_every_cluster(tmp_path: Path) -> None:
         backend.shutdown()
         ctx.scheduler.stop()
     assert _gone(pid)
+
+
+def test_only_a_network_the_instance_allows_can_connect(lab: Lab) -> None:
+    """A public IP with no authorized network accepts no connection (configure-ip)."""
+    networks = {
+        "closed-public": {"ipv4Enabled": True},
+        "authorized": {"ipv4Enabled": True, "authorizedNetworks": [{"value": "127.0.0.0/8"}]},
+        "elsewhere": {"ipv4Enabled": True, "authorizedNetworks": [{"value": "10.0.0.0/8"}]},
+        "private": {"ipv4Enabled": False, "privateNetwork": "projects/p/global/networks/vpc"},
+    }
+    ops = [
+        lab.run(
+            lab.api.instances().insert(
+                project=PROJECT,
+                body={"name": name, "region": "us-east1", "settings": {"ipConfiguration": ip}},
+            ),
+            "Operation",
+        )
+        for name, ip in networks.items()
+    ]
+    for op in ops:
+        assert "error" not in lab.wait(op)
+
+    def connects(name: str) -> bool:
+        address = lab.get(name)["ipAddresses"][0]["ipAddress"]
+        try:
+            with psycopg.connect(
+                host=address,
+                port=lab.ctx.settings.pg_port,
+                user="postgres",
+                dbname="postgres",
+                connect_timeout=5,
+            ):
+                return True
+        except psycopg.OperationalError as exc:
+            assert "pg_hba.conf rejects" in str(exc)
+            return False
+
+    assert {name: connects(name) for name in networks} == {
+        "closed-public": False,
+        "authorized": True,
+        "elsewhere": False,
+        "private": True,
+    }
+    # The lab itself still reaches every instance (Cloud SQL's own cloudsqladmin).
+    assert all(lab.backend.accepts_writes(PROJECT, name) for name in networks)

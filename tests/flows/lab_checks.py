@@ -7,7 +7,6 @@ from typing import Any
 
 import httpx
 import psycopg
-from google.cloud import sqladmin_v1
 
 from lifeboat.topology import load_topology
 from tests.labharness import Lab
@@ -37,11 +36,38 @@ def scaling(lab: Lab, region: Any, service: str) -> tuple[int, int]:
     return got.template.scaling.min_instance_count, got.template.scaling.max_instance_count
 
 
-def instance_type(lab: Lab, project: str, name: str) -> str:
-    got = lab.clients().sql_instances.get(
-        request=sqladmin_v1.SqlInstancesGetRequest(project=project, instance=name)
+def sql_instance(lab: Lab, project: str, name: str) -> dict[str, Any]:
+    """The instance as Cloud SQL Admin (REST) describes it."""
+    return lab.clients().sql.call(
+        lambda s: s.instances().get(project=project, instance=name), timeout=10
     )
-    return sqladmin_v1.SqlInstanceType(got.instance_type).name
+
+
+def instance_type(lab: Lab, project: str, name: str) -> str:
+    return str(sql_instance(lab, project, name)["instanceType"])
+
+
+# The discovery method a Cloud SQL Admin REST call is, from its verb and path, so that
+# tests read like the API reference: ("sql", "instances.promoteReplica").
+_SQL_COLLECTIONS = {"instances", "backupRuns", "operations"}
+
+
+def sql_method(method: str, path: str) -> str:
+    parts = path.strip("/").split("/")
+    tail = parts[parts.index("projects") + 2 :] if "projects" in parts else parts
+    collection = next((p for p in reversed(tail) if p in _SQL_COLLECTIONS), "?")
+    after = tail[len(tail) - tail[::-1].index(collection) :] if collection in tail else []
+    if len(after) == 2 and collection == "instances":
+        return f"instances.{after[1]}"  # a custom verb: promoteReplica, export, ...
+    if not after:
+        return f"{collection}.{'insert' if method == 'POST' else 'list'}"
+    verbs = {"GET": "get", "DELETE": "delete", "PATCH": "patch", "PUT": "update"}
+    return f"{collection}.{verbs.get(method, method.lower())}"
+
+
+def sql_requests(lab: Lab, since: int = 0) -> list[str]:
+    """The Cloud SQL Admin methods called since ``since``, in order (successful or not)."""
+    return [sql_method(e["method"], e["path"]) for e in lab.requests(api="sql", since=since)]
 
 
 def front_region(lab: Lab, path: str = "/version") -> str:
@@ -57,10 +83,18 @@ def read_object(lab: Lab, bucket: str, name: str) -> bytes:
 
 
 def side_effects(lab: Lab, since: int) -> list[tuple[str, str, str]]:
-    """Mutating cloud calls since ``since``, in order: (api, method, path)."""
-    mutating = {"POST", "PATCH", "PUT", "DELETE", "PromoteReplica", "Insert", "Delete", "Export"}
+    """Mutating cloud calls since ``since``, in order: (api, method, path).
+
+    Cloud SQL calls carry their discovery method (``instances.promoteReplica``) instead of
+    the HTTP verb, since its POSTs are many different operations.
+    """
+    mutating = {"POST", "PATCH", "PUT", "DELETE"}
     return [
-        (e["api"], e["method"], e["path"])
+        (
+            e["api"],
+            sql_method(e["method"], e["path"]) if e["api"] == "sql" else e["method"],
+            e["path"],
+        )
         for e in lab.requests(since=since)
         if e["method"] in mutating
         and e["status"] < 400
@@ -71,11 +105,9 @@ def side_effects(lab: Lab, since: int) -> list[tuple[str, str, str]]:
 
 def sql(lab: Lab, project: str, name: str, query: str, database: str = "varai_prod") -> list[tuple]:
     """Run ``query`` on an instance's real PostgreSQL as its superuser, at its API address."""
-    got = lab.clients().sql_instances.get(
-        request=sqladmin_v1.SqlInstancesGetRequest(project=project, instance=name)
-    )
+    got = sql_instance(lab, project, name)
     with psycopg.connect(
-        host=str(got.ip_addresses[0].ip_address),
+        host=str(got["ipAddresses"][0]["ipAddress"]),
         user="postgres",
         dbname=database,
         connect_timeout=5,

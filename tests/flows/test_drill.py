@@ -7,10 +7,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from google.cloud import sqladmin_v1
-
 from tests.backup.backup_checks import bucket_objects, mongo, params, read_manifest
-from tests.flows.lab_checks import TOPOLOGY, read_object, scaling
+from tests.flows.lab_checks import TOPOLOGY, read_object, scaling, sql_method
 from tests.labharness import Lab
 from tests.prefect_api import PrefectApi
 
@@ -33,12 +31,17 @@ def drill_record(lab: Lab, run_id: str) -> dict[str, Any]:
     return dict(json.loads(read_object(lab, RECORDS, f"drills/{drill_id}.json")))
 
 
+def listed(lab: Lab) -> list[dict[str, Any]]:
+    """Every SQL instance of the project (every page), as Cloud SQL Admin lists them."""
+    items = lab.clients().sql.pages(
+        lambda s, token: s.instances().list(project=PROJECT, pageToken=token), timeout=10
+    )
+    return list(items)
+
+
 def instances(lab: Lab) -> dict[str, dict[str, str]]:
     """Every SQL instance of the project → its labels."""
-    listing = lab.clients().sql_instances.list(
-        request=sqladmin_v1.SqlInstancesListRequest(project=PROJECT)
-    )
-    return {i.name: dict(i.settings.user_labels) for i in listing.items}
+    return {i["name"]: dict(i["settings"].get("userLabels", {})) for i in listed(lab)}
 
 
 def scratch_left(lab: Lab) -> tuple[list[str], list[str]]:
@@ -48,7 +51,12 @@ def scratch_left(lab: Lab) -> tuple[list[str], list[str]]:
 
 
 def sql_calls(lab: Lab, since: int, method: str) -> list[dict[str, Any]]:
-    return [e for e in lab.requests(api="sql", since=since) if e["method"] == method]
+    """Successful calls of one Cloud SQL Admin method, e.g. ``instances.restoreBackup``."""
+    return [
+        e
+        for e in lab.requests(api="sql", since=since)
+        if sql_method(e["method"], e["path"]) == method and e["status"] < 400
+    ]
 
 
 def test_a_drill_restores_checks_measures_and_cleans_up(fresh_lab: Lab, api: PrefectApi) -> None:
@@ -82,12 +90,12 @@ def test_a_drill_restores_checks_measures_and_cleans_up(fresh_lab: Lab, api: Pre
     )
 
     # One scratch instance, labelled, in the secondary region; created, restored, deleted once.
-    inserts = sql_calls(fresh_lab, since, "Insert")
+    inserts = sql_calls(fresh_lab, since, "instances.insert")
     assert len(inserts) == 1
-    assert len(sql_calls(fresh_lab, since, "RestoreBackup")) == 1
+    assert len(sql_calls(fresh_lab, since, "instances.restoreBackup")) == 1
     cleaned = record["after"]["cleanup"]
     assert any("deleted instance recovery-test-" in line for line in cleaned), cleaned
-    assert len(sql_calls(fresh_lab, since, "Delete")) == 1
+    assert len(sql_calls(fresh_lab, since, "instances.delete")) == 1
     assert scratch_left(fresh_lab) == ([], [])
     # The app check used the secondary only, and the secondary is back at standby.
     apps = {e["api"] for e in fresh_lab.requests(since=since) if e["api"].startswith("region-app")}
@@ -136,7 +144,7 @@ def test_a_drill_cancelled_mid_run_cleans_up(fresh_lab: Lab, api: PrefectApi) ->
     run = api.launch("recovery-drill/lab", params(application=False))
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        if any(e["method"] == "RestoreBackup" for e in fresh_lab.requests(api="sql")):
+        if sql_calls(fresh_lab, 0, "instances.restoreBackup"):
             break
         time.sleep(0.5)
     else:
@@ -168,18 +176,10 @@ def test_the_sweeper_deletes_expired_labelled_scratch_only(fresh_lab: Lab, api: 
         },
         "recovery-test-by-hand": {},
     }
-    client = fresh_lab.clients().sql_instances
+    api_ = fresh_lab.clients().sql
     for name, labels in wanted.items():
-        client.insert(
-            request=sqladmin_v1.SqlInstancesInsertRequest(
-                project=PROJECT,
-                body=sqladmin_v1.DatabaseInstance(
-                    name=name,
-                    region=SECONDARY.name,
-                    settings=sqladmin_v1.Settings(user_labels=labels),
-                ),
-            )
-        )
+        body = {"name": name, "region": SECONDARY.name, "settings": {"userLabels": labels}}
+        api_.call(lambda s, b=body: s.instances().insert(project=PROJECT, body=b), timeout=10)
     with mongo(fresh_lab) as mongo_client:
         mongo_client.drill_20260101_expired["_lifeboat_drill"].insert_one(
             {"_id": "drill-expired", "expires_at": past}
@@ -187,13 +187,8 @@ def test_the_sweeper_deletes_expired_labelled_scratch_only(fresh_lab: Lab, api: 
         mongo_client.drill_by_hand.notes.insert_one({"why": "someone's experiment"})
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        states = {
-            i.name: i.state
-            for i in client.list(request=sqladmin_v1.SqlInstancesListRequest(project=PROJECT)).items
-        }
-        if all(
-            states.get(n) == sqladmin_v1.DatabaseInstance.SqlInstanceState.RUNNABLE for n in wanted
-        ):
+        states = {i["name"]: i["state"] for i in listed(fresh_lab)}
+        if all(states.get(n) == "RUNNABLE" for n in wanted):
             break
         time.sleep(0.5)
     since = fresh_lab.last_seq()
@@ -203,13 +198,13 @@ def test_the_sweeper_deletes_expired_labelled_scratch_only(fresh_lab: Lab, api: 
     left_instances, left_databases = scratch_left(fresh_lab)
     assert sorted(left_instances) == ["recovery-test-20260101-fresh", "recovery-test-by-hand"]
     assert left_databases == ["drill_by_hand"]
-    assert len(sql_calls(fresh_lab, since, "Delete")) == 1
+    assert len(sql_calls(fresh_lab, since, "instances.delete")) == 1
     rows = {r["name"]: r for r in final_rows(api, final["id"])}
     assert rows[f"{PROJECT}:recovery-test-by-hand"]["verdict"] == "unlabelled: left alone"
     assert rows[f"{PROJECT}:recovery-test-20260101-expired"]["done"] == "deleted"
     assert rows["drill_20260101_expired"]["done"] == "deleted"
     for name in ("recovery-test-20260101-fresh", "recovery-test-by-hand"):
-        client.delete(request=sqladmin_v1.SqlInstancesDeleteRequest(project=PROJECT, instance=name))
+        api_.call(lambda s, n=name: s.instances().delete(project=PROJECT, instance=n), timeout=10)
     with mongo(fresh_lab) as mongo_client:
         mongo_client.drop_database("drill_by_hand")
 

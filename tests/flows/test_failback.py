@@ -21,6 +21,7 @@ from tests.flows.lab_checks import (
     scaling,
     side_effects,
     sql,
+    sql_instance,
 )
 from tests.labharness import Lab
 from tests.prefect_api import PrefectApi
@@ -34,7 +35,15 @@ def _failed_over(lab: Lab, api: PrefectApi) -> None:
     assert api.wait(run["id"])["state"]["type"] == "COMPLETED"
 
 
+def _settings_that_matter(lab: Lab, name: str) -> dict[str, object]:
+    """What makes a rebuilt instance reachable and sized like the one it replaces."""
+    settings = sql_instance(lab, OLD.project, name)["settings"]
+    return {k: settings.get(k) for k in ("tier", "edition", "ipConfiguration", "databaseFlags")}
+
+
 def test_failback_restores_the_topology_and_loses_no_write(fresh_lab: Lab, api: PrefectApi) -> None:
+    seeded = {n: _settings_that_matter(fresh_lab, n) for n in (OLD.instance, REPLICA.instance)}
+    assert seeded[OLD.instance]["ipConfiguration"] is not None  # the lab seeds a private IP
     _failed_over(fresh_lab, api)
     # A write taken by the secondary while it served must survive the failback.
     sql(
@@ -65,6 +74,10 @@ def test_failback_restores_the_topology_and_loses_no_write(fresh_lab: Lab, api: 
         )
     assert instance_type(fresh_lab, OLD.project, OLD.instance) == "CLOUD_SQL_INSTANCE"
     assert instance_type(fresh_lab, REPLICA.project, REPLICA.instance) == "READ_REPLICA_INSTANCE"
+    # Both instances were rebuilt (as replicas) from their source's live settings: the
+    # same tier, edition, private network and flags as the instances they replace.
+    for name, before in seeded.items():
+        assert _settings_that_matter(fresh_lab, name) == before, name
     assert sql(
         fresh_lab,
         OLD.project,
@@ -79,8 +92,8 @@ def test_failback_restores_the_topology_and_loses_no_write(fresh_lab: Lab, api: 
     )
 
     kinds = [(a, m) for a, m, _ in side_effects(fresh_lab, since)]
-    assert kinds.count(("sql", "PromoteReplica")) == 1
-    assert kinds.count(("sql", "Export")) == 1  # the stale old primary, kept in GCS
+    assert kinds.count(("sql", "instances.promoteReplica")) == 1
+    assert kinds.count(("sql", "instances.export")) == 1  # the stale old primary, kept in GCS
     assert kinds.count(("dns", "POST")) == 1
     record = json.loads(
         read_object(fresh_lab, TOPOLOGY.backups.records_bucket, f"failback/{inc}.json")

@@ -44,12 +44,12 @@ def test_failover_end_to_end_after_a_primary_outage(fresh_lab: Lab, api: Prefect
     effects = side_effects(fresh_lab, since)
     kinds = [(api_, method) for api_, method, _ in effects if api_ != "storage"]
     assert kinds.count(("run", "PATCH")) == len(TOPOLOGY.services)
-    assert kinds.count(("sql", "PromoteReplica")) == 1
+    assert kinds.count(("sql", "instances.promoteReplica")) == 1
     assert kinds.count(("dns", "POST")) == 1
     assert kinds.count(("compute", "POST")) == len(TOPOLOGY.cdn.paths)
     # Order: scale and promote before DNS; DNS before the purge.
     dns_at = kinds.index(("dns", "POST"))
-    assert kinds.index(("sql", "PromoteReplica")) < dns_at
+    assert kinds.index(("sql", "instances.promoteReplica")) < dns_at
     assert max(i for i, k in enumerate(kinds) if k == ("run", "PATCH")) < dns_at
     assert dns_at < kinds.index(("compute", "POST"))
 

@@ -19,6 +19,7 @@ from tests.flows.lab_checks import (
     instance_type,
     read_object,
     side_effects,
+    sql_requests,
 )
 from tests.labharness import Lab
 from tests.prefect_api import PrefectApi
@@ -37,10 +38,10 @@ def test_transient_faults_on_every_cloud_call_are_retried(fresh_lab: Lab, api: P
     since = fresh_lab.last_seq()
     fresh_lab.fault(api="run", method="PATCH", status=503, count=2)
     fresh_lab.fault(api="run", method="GET", path="services/ai-service", status=429, count=1)
-    fresh_lab.fault(
-        api="sql", method="PromoteReplica", status=409, count=1
-    )  # operation in progress
-    fresh_lab.fault(api="sql", method="Get", status=503, count=1)
+    fresh_lab.fault(  # Cloud SQL's one-operation-at-a-time 409
+        api="sql", method="POST", path="/promoteReplica$", status=409, count=1
+    )
+    fresh_lab.fault(api="sql", method="GET", path="/instances/", status=503, count=1)
     fresh_lab.fault(api="dns", method="POST", path="changes", status=429, count=1)
     fresh_lab.fault(api="dns", method="GET", path="rrsets", latency_s=6, count=1)  # > call timeout
     fresh_lab.fault(api="compute", method="POST", status=403, reason="rateLimitExceeded", count=1)
@@ -60,7 +61,7 @@ def test_transient_faults_on_every_cloud_call_are_retried(fresh_lab: Lab, api: P
     }
     effects = side_effects(fresh_lab, since)
     # Retries re-read state first, so each change still happened exactly once.
-    assert _count(effects, "sql", "PromoteReplica") == 1
+    assert _count(effects, "sql", "instances.promoteReplica") == 1
     assert _count(effects, "dns", "POST") == 1
     assert _count(effects, "run", "PATCH") == len(TOPOLOGY.services)
 
@@ -98,7 +99,7 @@ def test_rerun_of_a_failed_incident_resumes_without_repeating(
     final = api.wait(_launch(api, inc))
     assert final["state"]["type"] == "COMPLETED", final["state"]["message"]
     effects = side_effects(fresh_lab, since)
-    assert _count(effects, "sql", "PromoteReplica") == 1
+    assert _count(effects, "sql", "instances.promoteReplica") == 1
     assert _count(effects, "dns", "POST") == 1
     assert _count(effects, "run", "PATCH") == len(TOPOLOGY.services)
     cached = [t["name"] for t in api.task_runs(final["id"]) if t["state"]["name"] == "Cached"]
@@ -128,7 +129,7 @@ def test_kill_during_promote_then_resume_does_not_promote_twice(
     inc = incident("KILL")
     first = _launch(api, inc)
     deadline = time.monotonic() + 60
-    while not fresh_lab.requests(api="sql", method="PromoteReplica", since=since):
+    while "instances.promoteReplica" not in sql_requests(fresh_lab, since):
         assert time.monotonic() < deadline, "the promotion never started"
         time.sleep(0.1)
     pids = _flow_processes(first)
@@ -138,6 +139,6 @@ def test_kill_during_promote_then_resume_does_not_promote_twice(
     final = api.wait(_launch(api, inc), timeout=300)
     assert final["state"]["type"] == "COMPLETED", final["state"]["message"]
     effects = side_effects(fresh_lab, since)
-    assert _count(effects, "sql", "PromoteReplica") == 1  # the resumed run waited for it
+    assert _count(effects, "sql", "instances.promoteReplica") == 1  # the resumed run waited for it
     assert instance_type(fresh_lab, REPLICA.project, REPLICA.instance) == "CLOUD_SQL_INSTANCE"
     assert front_region(fresh_lab) == SECONDARY.name

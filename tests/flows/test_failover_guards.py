@@ -170,7 +170,7 @@ def test_two_concurrent_failovers_exactly_one_runs(fresh_lab: Lab, api: PrefectA
         loser
     )
     kinds = [(a, m) for a, m, _ in side_effects(fresh_lab, since)]
-    assert kinds.count(("sql", "PromoteReplica")) == 1
+    assert kinds.count(("sql", "instances.promoteReplica")) == 1
     assert kinds.count(("dns", "POST")) == 1
 
 

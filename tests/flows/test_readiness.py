@@ -14,7 +14,7 @@ from tests.labharness import Lab
 from tests.prefect_api import PrefectApi, iso_ago
 
 REPLICA = TOPOLOGY.cloud_sql.replica
-READ_METHODS = {"GET", "Get", "List", "ListRevisions"}
+READ_METHODS = {"GET"}  # every API Lifeboat calls is REST now, Cloud SQL included
 
 
 def test_green_when_ready_and_read_only(fresh_lab: Lab, api: PrefectApi) -> None:

@@ -9,7 +9,6 @@ import httpx
 import psycopg
 import pytest
 from google.api_core import exceptions as gexc
-from google.cloud.sqladmin_v1 import SqlInstancesGetRequest
 from pymongo import MongoClient
 
 from lifeboat.topology import RegionRole, load_topology
@@ -124,24 +123,21 @@ def test_fault_injection_reaches_a_real_client(fresh_lab: Lab) -> None:
 
 def test_request_log_records_real_client_calls(fresh_lab: Lab) -> None:
     since = fresh_lab.last_seq()
-    clients = fresh_lab.clients()
-    clients.sql_instances.get(
-        request=SqlInstancesGetRequest(
-            project=TOPOLOGY.cloud_sql.replica.project, instance=TOPOLOGY.cloud_sql.replica.instance
-        )
+    replica = TOPOLOGY.cloud_sql.replica
+    fresh_lab.clients().sql.call(
+        lambda s: s.instances().get(project=replica.project, instance=replica.instance), timeout=10
     )
     entries = fresh_lab.requests(api="sql", since=since)
-    assert [(e["method"], e["status"]) for e in entries] == [("Get", 200)]
+    path = f"/v1/projects/{replica.project}/instances/{replica.instance}"
+    assert [(e["method"], e["path"], e["status"]) for e in entries] == [("GET", path, 200)]
 
 
 def test_sql_instances_are_real_postgres_at_their_reported_address(fresh_lab: Lab) -> None:
-    clients = fresh_lab.clients()
-    replica = clients.sql_instances.get(
-        request=SqlInstancesGetRequest(
-            project=TOPOLOGY.cloud_sql.replica.project, instance=TOPOLOGY.cloud_sql.replica.instance
-        )
+    where = TOPOLOGY.cloud_sql.replica
+    replica = fresh_lab.clients().sql.call(
+        lambda s: s.instances().get(project=where.project, instance=where.instance), timeout=10
     )
-    address = replica.ip_addresses[0].ip_address
+    address = replica["ipAddresses"][0]["ipAddress"]
     assert address.startswith(TEST_PG_PREFIX)
     with psycopg.connect(
         host=address, user="postgres", dbname="varai_prod", connect_timeout=5

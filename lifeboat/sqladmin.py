@@ -1,0 +1,253 @@
+"""Cloud SQL Admin v1 over REST, the way Google serves it, with typed replies.
+
+Google serves this API over HTTP/JSON only (cloud.google.com/sql/docs/postgres/admin-api/
+libraries); google-cloud-sql's gRPC clients get UNIMPLEMENTED from it. Its documented
+Python client is google-api-python-client's discovery client, built here from the
+discovery document bundled in the package, so nothing is fetched at run time.
+
+Two things the discovery client does differently from the other Google clients, and
+that this module evens out:
+- errors are ``googleapiclient.errors.HttpError``; they are turned into
+  ``google.api_core.exceptions`` so that one classification (tasks/errors.py) serves all;
+- its transport, httplib2, is not thread-safe: each thread gets its own connection,
+  with the call's timeout.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import threading
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Any
+
+import httplib2
+from google.api_core import exceptions as gexc
+from googleapiclient.discovery import build
+from googleapiclient.errors import HttpError
+from googleapiclient.http import HttpRequest
+from pydantic import AliasGenerator, BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+_SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
+
+
+class _Api(BaseModel):
+    """Reads the API's camelCase JSON; fields Lifeboat does not read are ignored."""
+
+    model_config = ConfigDict(
+        alias_generator=AliasGenerator(validation_alias=to_camel, serialization_alias=to_camel),
+        populate_by_name=True,
+        extra="ignore",
+    )
+
+
+class _Passthrough(_Api):
+    """A nested settings object copied to a new instance as it is: unknown fields are kept."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class IpMapping(_Api):
+    type: str = ""
+    ip_address: str = ""
+
+
+class AclEntry(_Passthrough):
+    value: str = ""
+
+
+class IpConfiguration(_Passthrough):
+    ipv4_enabled: bool | None = None
+    private_network: str | None = None
+    authorized_networks: list[AclEntry] = []
+
+
+class BackupConfiguration(_Passthrough):
+    enabled: bool | None = None
+    point_in_time_recovery_enabled: bool | None = None
+    transaction_log_retention_days: int | None = None
+
+
+class DatabaseFlag(_Passthrough):
+    name: str = ""
+    value: str | None = None
+
+
+class Settings(_Api):
+    tier: str = ""
+    edition: str | None = None
+    availability_type: str | None = None
+    user_labels: dict[str, str] = {}
+    ip_configuration: IpConfiguration | None = None
+    backup_configuration: BackupConfiguration | None = None
+    database_flags: list[DatabaseFlag] = []
+    deletion_protection_enabled: bool | None = None
+    data_disk_size_gb: int | None = None
+
+
+class Instance(_Api):
+    name: str
+    project: str = ""
+    region: str = ""
+    state: str = ""
+    instance_type: str = ""
+    database_version: str = ""
+    master_instance_name: str | None = None
+    replica_names: list[str] = []
+    ip_addresses: list[IpMapping] = []
+    settings: Settings = Settings()
+
+
+class OperationError(_Api):
+    code: str = ""
+    message: str = ""
+
+
+class OperationErrors(_Api):
+    errors: list[OperationError] = []
+
+
+class BackupContext(_Api):
+    backup_id: int | None = None
+
+
+class Operation(_Api):
+    name: str
+    status: str = ""
+    operation_type: str = ""
+    target_id: str = ""
+    error: OperationErrors | None = None
+    backup_context: BackupContext | None = None
+
+    @property
+    def failure(self) -> str | None:
+        """What went wrong, if the operation ended with errors (DONE does not mean success)."""
+        if self.error is None or not self.error.errors:
+            return None
+        return "; ".join(f"{e.code}: {e.message}" for e in self.error.errors)
+
+
+class BackupRun(_Api):
+    id: int
+    instance: str = ""
+    status: str = ""
+    type: str = ""
+    description: str = ""
+    enqueued_time: datetime | None = None
+    end_time: datetime | None = None
+    error: OperationError | None = None
+
+
+class ListPage(_Api):
+    items: list[dict[str, Any]] = []
+    next_page_token: str | None = Field(None)
+
+
+def settings_like(source: Instance, labels: dict[str, str], *, replica: bool) -> dict[str, Any]:
+    """Settings for a new instance built after ``source``: same tier, edition, network and
+    flags, so that it is reachable the way the source is (an instance inserted without
+    ``ipConfiguration`` gets a public IP that accepts no connection). A replica takes no
+    backup settings: Cloud SQL keeps backups and point-in-time recovery on primaries."""
+    settings = source.settings
+    body: dict[str, Any] = {"tier": settings.tier, "userLabels": dict(labels)}
+    if settings.edition:
+        body["edition"] = settings.edition
+    if settings.ip_configuration is not None:
+        body["ipConfiguration"] = settings.ip_configuration.model_dump(
+            by_alias=True, exclude_unset=True
+        )
+    if settings.database_flags:
+        body["databaseFlags"] = [
+            flag.model_dump(by_alias=True, exclude_unset=True) for flag in settings.database_flags
+        ]
+    if not replica and settings.backup_configuration is not None:
+        body["backupConfiguration"] = settings.backup_configuration.model_dump(
+            by_alias=True, exclude_unset=True
+        )
+    if not replica and settings.data_disk_size_gb:
+        body["dataDiskSizeGb"] = str(settings.data_disk_size_gb)
+    return body
+
+
+class SqlAdmin:
+    """The Cloud SQL Admin v1 discovery client, shared by threads, one connection each."""
+
+    def __init__(self, endpoint: str | None):
+        """``endpoint`` None means Google, with Application Default Credentials."""
+        self._endpoint = endpoint
+        self._local = threading.local()
+        self._credentials_lock = threading.Lock()
+        self._credentials: Any = None
+        options = {"api_endpoint": endpoint} if endpoint else None
+        # The Http given here is only a placeholder: every call passes its own.
+        self._service: Any = build(
+            "sqladmin",
+            "v1",
+            http=httplib2.Http(),
+            static_discovery=True,
+            client_options=options,
+            cache_discovery=False,
+        )
+
+    @property
+    def service(self) -> Any:
+        """The discovery ``Resource``: ``service.instances().get(project=..., instance=...)``."""
+        return self._service
+
+    def call(self, make: Callable[[Any], HttpRequest], timeout: float) -> dict[str, Any]:
+        """Build one request from the service and run it; Google's errors as api_core's."""
+        request = make(self._service)
+        try:
+            result: dict[str, Any] = request.execute(http=self._http(timeout), num_retries=0)
+        except HttpError as exc:
+            raise _api_core_error(exc) from exc
+        return result
+
+    def pages(self, make: Callable[..., HttpRequest], timeout: float) -> Iterator[dict[str, Any]]:
+        """Every item of a paged list: ``make(service, token=...)`` builds each request."""
+        token: str | None = None
+        while True:
+            page = ListPage.model_validate(self.call(functools.partial(make, token=token), timeout))
+            yield from page.items
+            if not page.next_page_token:
+                return
+            token = page.next_page_token
+
+    def _http(self, timeout: float) -> Any:
+        cache: dict[float, Any] | None = getattr(self._local, "http", None)
+        if cache is None:
+            cache = self._local.http = {}
+        if timeout not in cache:
+            transport = httplib2.Http(timeout=timeout)
+            cache[timeout] = transport if self._endpoint else self._authorized(transport)
+        return cache[timeout]
+
+    def _authorized(self, transport: httplib2.Http) -> Any:
+        """Application Default Credentials over ``transport`` (Google, not the lab)."""
+        import google.auth
+        import google_auth_httplib2
+
+        with self._credentials_lock:
+            if self._credentials is None:
+                self._credentials, _ = google.auth.default(scopes=_SCOPES)
+        return google_auth_httplib2.AuthorizedHttp(self._credentials, http=transport)
+
+
+def _api_core_error(exc: HttpError) -> gexc.GoogleAPICallError:
+    """The api_core exception for an HttpError, keeping Google's message and reasons."""
+    status = int(exc.resp.status)
+    message = str(exc.reason or "")
+    errors: list[dict[str, Any]] = []
+    try:
+        body = json.loads(exc.content or b"{}")
+        error = body.get("error", {}) if isinstance(body, dict) else {}
+        message = str(error.get("message") or message)
+        errors = [e for e in error.get("errors", []) if isinstance(e, dict)]
+    except ValueError:
+        pass
+    mapped: gexc.GoogleAPICallError = gexc.from_http_status(  # type: ignore[no-untyped-call]
+        status, message, errors=errors
+    )
+    return mapped
