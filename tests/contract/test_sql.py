@@ -7,6 +7,9 @@ field or a wrong enum fails here before any product code reads it.
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -503,3 +506,69 @@ def test_only_a_network_the_instance_allows_can_connect(lab: Lab) -> None:
     }
     # The lab itself still reaches every instance (Cloud SQL's own cloudsqladmin).
     assert all(lab.backend.accepts_writes(PROJECT, name) for name in networks)
+
+
+# -- Google's own CLI, an independent client -------------------------------------------------
+GCLOUD = shutil.which("gcloud")
+
+
+def gcloud(lab: Lab, config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run gcloud with only the sql API overridden to the lab (never Google).
+
+    The configuration is written as ``gcloud config set`` writes it, which saves a CLI
+    start per property.
+    """
+    profile = config / "configurations" / "config_default"
+    if not profile.exists():
+        profile.parent.mkdir(parents=True)
+        profile.write_text(
+            "[auth]\ndisable_credentials = true\n"
+            "[component_manager]\ndisable_update_check = true\n"
+            f"[core]\ndisable_usage_reporting = true\nproject = {PROJECT}\n"
+            f"[api_endpoint_overrides]\nsql = {lab.url}/\n"
+        )
+        (config / "active_config").write_text("default")
+    return subprocess.run(
+        [GCLOUD or "gcloud", *args, "-q"],
+        env={**os.environ, "CLOUDSDK_CONFIG": str(config)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.skipif(GCLOUD is None, reason="gcloud (Google Cloud CLI) is not installed")
+def test_gcloud_reads_and_promotes_through_the_lab(lab: Lab, tmp_path: Path) -> None:
+    described = gcloud(lab, tmp_path, "sql", "instances", "describe", PRIMARY, "--format=json")
+    assert described.returncode == 0, described.stderr
+    assert json.loads(described.stdout)["name"] == PRIMARY
+    listed = gcloud(lab, tmp_path, "sql", "instances", "list", "--format=value(name)")
+    assert listed.returncode == 0 and {PRIMARY, REPLICA} <= set(listed.stdout.split())
+    missing = gcloud(lab, tmp_path, "sql", "instances", "describe", "nope")
+    assert missing.returncode != 0 and "does not exist" in missing.stderr
+
+    lab.backend.create_instance(PROJECT, "cli-primary", "us-central1", databases=["orders"])
+    lab.backend.create_instance(
+        PROJECT, "cli-replica", "us-east1", databases=[], master="cli-primary"
+    )
+    promoted = gcloud(lab, tmp_path, "sql", "instances", "promote-replica", "cli-replica")
+    assert promoted.returncode == 0, promoted.stderr  # gcloud waits for the operation
+    assert lab.get("cli-replica")["instanceType"] == "CLOUD_SQL_INSTANCE"
+    ops = gcloud(
+        lab,
+        tmp_path,
+        "sql",
+        "operations",
+        "list",
+        "--instance=cli-replica",
+        "--format=value(operationType,status)",
+    )
+    assert ops.returncode == 0 and ops.stdout.split() == ["PROMOTE_REPLICA", "DONE"]
+    again = gcloud(lab, tmp_path, "sql", "instances", "promote-replica", "cli-replica")
+    assert again.returncode != 0 and "not a read replica" in again.stderr
+    backup = gcloud(lab, tmp_path, "sql", "backups", "create", "--instance=cli-primary")
+    assert backup.returncode == 0, backup.stderr
+    runs = gcloud(
+        lab, tmp_path, "sql", "backups", "list", "--instance=cli-primary", "--format=value(status)"
+    )
+    assert runs.returncode == 0 and runs.stdout.split() == ["SUCCESSFUL"]
