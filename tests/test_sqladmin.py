@@ -181,3 +181,10 @@ def test_a_replica_takes_no_backup_settings() -> None:
     settings = settings_like(Instance.model_validate(SOURCE), {}, replica=True)
     assert "backupConfiguration" not in settings and "dataDiskSizeGb" not in settings
     assert settings["ipConfiguration"]["privateNetwork"] == "projects/p/global/networks/vpc"
+
+
+def test_without_an_endpoint_requests_go_to_googles_rest_api() -> None:
+    """Built from the bundled discovery document: nothing is fetched to build it."""
+    request = SqlAdmin(None).service.instances().promoteReplica(project="p", instance="db")
+    assert request.method == "POST"
+    assert request.uri.startswith("https://sqladmin.googleapis.com/v1/projects/p/instances/db/")
