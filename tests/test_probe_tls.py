@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from tasks.probe_tls import tls_extensions
+
 
 @pytest.mark.parametrize(
     ("url", "expected"),
@@ -20,7 +22,4 @@ import pytest
     ],
 )
 def test_tls_server_name_is_the_public_host(url: str, expected: dict[str, str]) -> None:
-    # Imported here: tasks import prefect, which must not load before a lab sets its URL.
-    from tasks.health import tls_extensions
-
     assert tls_extensions(url, "api.varai.ai") == expected
