@@ -20,9 +20,11 @@ from typing import Any
 
 from lab import compute, dns, run, sql, storage
 from lab.control.app import create_control_app
+from lab.core import tls
 from lab.core.context import LabContext
 from lab.core.serve import ThreadedServer, ensure_port_free
 from lab.core.settings import LabSettings
+from lab.core.tls import TlsFiles
 from lab.frontdoor.app import create_front_door
 from lab.frontdoor.cache import EdgeCache
 from lab.mongo.server import MongoServer
@@ -42,7 +44,24 @@ def void(_: object) -> None:
 
 
 def listener_names(topology: Topology) -> list[str]:
-    return ["control", "dns", "run", "sql", "compute", "storage", "front_door", "mongodb"]
+    return [
+        "control",
+        "dns",
+        "run",
+        "sql",
+        "compute",
+        "storage",
+        "front_door",
+        "mongodb",
+        "front_door_https",
+    ]
+
+
+def tls_hostnames(topology: Topology) -> list[str]:
+    """The public names the lab's certificate covers: the probes' host, the CDN's, the records'."""
+    names = [topology.health.host, topology.cdn.host]
+    names += [r.name.rstrip(".") for r in topology.dns.records]
+    return list(dict.fromkeys(n.lower() for n in names))
 
 
 class LabDaemon:
@@ -71,6 +90,11 @@ class LabDaemon:
         self.region_ports = {
             self.regions[role].name: settings.region_app_port(i) for i, role in enumerate(roles)
         }
+        self.region_https_ports = {
+            self.regions[role].name: settings.region_app_https_port(i)
+            for i, role in enumerate(roles)
+        }
+        self.tls: TlsFiles | None = None
 
     # -- lifecycle ---------------------------------------------------------------
     def check_ports(self) -> None:
@@ -78,6 +102,8 @@ class LabDaemon:
             ensure_port_free(self.settings.host, self.settings.port(name), name)
         for region, port in self.region_ports.items():
             ensure_port_free(self.settings.host, port, f"region app {region}")
+        for region, port in self.region_https_ports.items():
+            ensure_port_free(self.settings.host, port, f"region app {region} (https)")
 
     def start(self) -> dict[str, Any]:
         (self.settings.root / "logs").mkdir(parents=True, exist_ok=True)
@@ -92,6 +118,8 @@ class LabDaemon:
         _, sql_app = sql.create(ctx)
         self.mongo.start()
         self._seed()
+        # A new CA at every start: nothing outside this lab folder ever trusts it.
+        self.tls = tls.issue(self.settings.root / "tls", tls_hostnames(self.topology))
 
         host = self.settings.host
         apps = [
@@ -101,17 +129,27 @@ class LabDaemon:
             ("compute", compute_app, self.settings.port("compute")),
             ("storage", storage_app, self.settings.port("storage")),
         ]
+        https: list[tuple[str, Any, int]] = []
         for spec in self.regions.values():
-            apps.append(
-                (f"region-{spec.name}", create_region_app(ctx, spec), self.region_ports[spec.name])
+            region_app = create_region_app(ctx, spec)
+            apps.append((f"region-{spec.name}", region_app, self.region_ports[spec.name]))
+            https.append(
+                (f"region-{spec.name}-https", region_app, self.region_https_ports[spec.name])
             )
-        apps.append(("front_door", self._front_door(), self.settings.port("front_door")))
+        front_door = self._front_door()
+        apps.append(("front_door", front_door, self.settings.port("front_door")))
+        https.append(("front_door_https", front_door, self.settings.port("front_door_https")))
         control = create_control_app(
             ctx, [s.name for s in self.regions.values()], self.reset, self.state
         )
         apps.append(("control", control, self.settings.port("control")))
         for name, app, port in apps:
             server = ThreadedServer(app, host, port, name)
+            server.start()
+            self.servers.append(server)
+        # The same apps (same state) behind TLS, as a real HTTPS front end serves them.
+        for name, app, port in https:
+            server = ThreadedServer(app, host, port, name, tls=(self.tls.cert, self.tls.key))
             server.start()
             self.servers.append(server)
         return self.endpoints()
@@ -170,6 +208,11 @@ class LabDaemon:
             "mongodb_uri": self.mongo.uri,
             "mongodb_server": self.mongo.kind,
             "region_apps": {r: f"http://{s.host}:{p}" for r, p in self.region_ports.items()},
+            "front_door_https": f"https://{s.host}:{s.port('front_door_https')}",
+            "region_apps_https": {
+                r: f"https://{s.host}:{p}" for r, p in self.region_https_ports.items()
+            },
+            "tls_ca": str(self.tls.ca) if self.tls else None,
             "time_scale": s.time_scale,
         }
 

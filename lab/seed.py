@@ -5,6 +5,7 @@ from __future__ import annotations
 import psycopg
 
 from lab.core.context import LabContext
+from lab.dns.seed_data import geo_record_set
 from lab.mongo.seed_data import seed_varai
 from lifeboat.topology import RegionRole, Topology
 
@@ -69,6 +70,9 @@ def seed_cloud(ctx: LabContext, topology: Topology) -> None:
             record.ttl,
             record.rrdatas[RegionRole.primary],
         )
+    first = topology.dns.records[0]
+    by_region = {topology.regions.by_role(role).name: first.rrdatas[role] for role in first.rrdatas}
+    dns.seed_rrset(topology.dns.project, topology.dns.zone, geo_record_set(first.name, by_region))
 
     run = ctx.backends["run"]
     for role in RegionRole:

@@ -26,6 +26,10 @@ class ResolvedEndpoints(BaseModel):
     front_door: str | None = None
     control: str | None = None
     region_apps: dict[str, str] = {}
+    # The same front door and region apps over HTTPS, and the CA that signed them.
+    front_door_https: str | None = None
+    region_apps_https: dict[str, str] = {}
+    tls_ca: str | None = None
 
     @property
     def is_google(self) -> bool:

@@ -158,6 +158,11 @@ class Health(Strict):
     regional_connect_to: dict[RegionRole, str] = Field(
         default_factory=dict, description="per-region direct address (lab:region/<name>)"
     )
+    ca_bundle: str | None = Field(
+        None,
+        description="PEM file of the CAs that probes over https trust (lab:ca = the lab's "
+        "own CA); default the system trust store. Verification is never turned off.",
+    )
     timeout_s: float = Field(10, gt=0, le=120)
     verify_timeout_s: float = Field(
         600, gt=0, le=3600, description="how long verification may poll before the run fails"

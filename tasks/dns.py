@@ -7,7 +7,8 @@ from prefect import get_run_logger
 from pydantic import BaseModel
 
 from lifeboat import runtime
-from tasks.errors import TransientError
+from tasks.dns_rrsets import get_record_set
+from tasks.errors import PermanentError, TransientError
 from tasks.polling import wait_until
 from tasks.retrying import calling, cloud_task
 
@@ -30,19 +31,23 @@ class DnsSwitchResult(BaseModel):
 
 
 def read_record(environment: str, name: str, rtype: str) -> RecordState | None:
+    """The live record set ``name``/``rtype``, read alone (never the whole zone).
+
+    A routing-policy set (geo, wrr, primaryBackup) elsewhere in the zone is never read.
+    One at this very name is refused: switching it means rewriting its policy, which
+    Lifeboat does not do.
+    """
     topo = runtime.topology(environment)
-    zone = runtime.clients(environment).dns(topo.dns.project).zone(topo.dns.zone, topo.dns.dns_name)
-    records, token = [], None
-    while True:
-        page = zone.list_resource_record_sets(max_results=1000, page_token=token)
-        records.extend(page)
-        token = page.next_page_token
-        if not token:
-            break
-    for record in records:
-        if record.name == name and record.record_type == rtype:
-            return RecordState(name=name, type=rtype, ttl=record.ttl, rrdatas=list(record.rrdatas))
-    return None
+    client = runtime.clients(environment).dns(topo.dns.project)
+    found = get_record_set(client, topo.dns.zone, name, rtype, runtime.call_timeout(environment))
+    if found is None:
+        return None
+    if found.routing_policy is not None:
+        raise PermanentError(
+            f"dns: {name} {rtype} in zone {topo.dns.zone} has a {found.policy_kind} routing "
+            "policy; Lifeboat switches record sets with plain rrdatas only"
+        )
+    return RecordState(name=found.name, type=found.type, ttl=found.ttl, rrdatas=found.rrdatas)
 
 
 @cloud_task(timeout_seconds=120, task_run_name="dns-get-{name}")

@@ -14,6 +14,7 @@ from lifeboat.endpoints import resolve
 from lifeboat.topology import RegionRole, Topology
 from tasks.errors import PermanentError, TransientError
 from tasks.polling import wait_until
+from tasks.probe_tls import tls_extensions, trust
 from tasks.retrying import cloud_task
 
 
@@ -48,7 +49,7 @@ class HealthReport(BaseModel):
         return ", ".join(f"{c.path}={c.status or c.error}" for c in self.checks)
 
 
-def _base_url(topo: Topology, target: Target) -> str:
+def base_url(topo: Topology, target: Target) -> str:
     """Where to connect; the lab's names (lab:front_door) resolve through its endpoints."""
     health = topo.health
     connect = (
@@ -63,14 +64,32 @@ def _base_url(topo: Topology, target: Target) -> str:
             )
         return f"{health.scheme}://{health.host}"
     if connect.startswith("lab:"):
-        endpoints = resolve(topo.endpoints)
-        name = connect.removeprefix("lab:")
-        if name == "front_door" and endpoints.front_door:
-            return endpoints.front_door
-        if name.startswith("region/") and name.removeprefix("region/") in endpoints.region_apps:
-            return endpoints.region_apps[name.removeprefix("region/")]
-        raise PermanentError(f"health: the lab has no endpoint {name!r}")
+        return _lab_url(topo, connect.removeprefix("lab:"))
     return f"{health.scheme}://{connect}"
+
+
+def _lab_url(topo: Topology, name: str) -> str:
+    """The lab listener for ``name``, on the topology's scheme (the lab serves both)."""
+    endpoints = resolve(topo.endpoints)
+    https = topo.health.scheme == "https"
+    front_door = endpoints.front_door_https if https else endpoints.front_door
+    regions = endpoints.region_apps_https if https else endpoints.region_apps
+    if name == "front_door" and front_door:
+        return front_door
+    if name.startswith("region/") and name.removeprefix("region/") in regions:
+        return regions[name.removeprefix("region/")]
+    raise PermanentError(f"health: the lab has no {topo.health.scheme} endpoint {name!r}")
+
+
+def probe_client(topo: Topology) -> httpx.Client:
+    """One client for a round of probes: the public Host header, the topology's trust."""
+    return httpx.Client(
+        timeout=topo.health.timeout_s, headers={"host": topo.health.host}, verify=trust(topo)
+    )
+
+
+def probe_get(client: httpx.Client, url: str, host: str) -> httpx.Response:
+    return client.get(url, extensions=tls_extensions(url, host))
 
 
 def _served_region(response: httpx.Response) -> str | None:
@@ -85,13 +104,13 @@ def _served_region(response: httpx.Response) -> str | None:
 
 def probe(environment: str, target: Target) -> HealthReport:
     topo = runtime.topology(environment)
-    base = _base_url(topo, target)
+    base = base_url(topo, target)
     results = []
-    with httpx.Client(timeout=topo.health.timeout_s, headers={"host": topo.health.host}) as client:
+    with probe_client(topo) as client:
         for check in topo.health.checks:
             started = time.perf_counter()
             try:
-                response = client.get(base + check.path)
+                response = probe_get(client, base + check.path, topo.health.host)
                 ok = response.status_code == check.expected_status
                 results.append(
                     CheckResult(

@@ -14,20 +14,20 @@ from prefect import get_run_logger
 
 from lifeboat import runtime
 from tasks.errors import TransientError
-from tasks.health import CheckResult, HealthReport, Target, _base_url
+from tasks.health import CheckResult, HealthReport, Target, base_url, probe_client, probe_get
 from tasks.polling import wait_until
 from tasks.retrying import cloud_task
 
 
 def probe_service(environment: str, target: Target, service: str) -> HealthReport:
     topo = runtime.topology(environment)
-    base = _base_url(topo, target)
+    base = base_url(topo, target)
     results = []
-    with httpx.Client(timeout=topo.health.timeout_s, headers={"host": topo.health.host}) as client:
+    with probe_client(topo) as client:
         for path in topo.service(service).checks:
             started = time.perf_counter()
             try:
-                response = client.get(base + path)
+                response = probe_get(client, base + path, topo.health.host)
                 results.append(
                     CheckResult(
                         path=path,

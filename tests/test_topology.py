@@ -97,3 +97,13 @@ def test_not_yaml(tmp_path: Path) -> None:
     path.write_text("regions: [unclosed")
     with pytest.raises(TopologyError, match="not valid YAML"):
         parse_topology_file(path)
+
+
+def test_health_ca_bundle_is_optional_and_checked(tmp_path: Path) -> None:
+    assert load_topology("lab").health.ca_bundle is None  # the system trust store
+    data = _lab_data()
+    data["health"].update(scheme="https", ca_bundle="lab:ca")
+    assert parse_topology_file(_write(tmp_path, data)).health.ca_bundle == "lab:ca"
+    data["health"]["ca_bundle"] = ["not", "a", "path"]
+    with pytest.raises(TopologyError, match="ca_bundle"):
+        parse_topology_file(_write(tmp_path, data))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from pathlib import Path
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -28,10 +29,19 @@ def ensure_port_free(host: str, port: int, what: str) -> None:
 class ThreadedServer:
     """One uvicorn server on its own thread; ``start`` returns once it accepts connections."""
 
-    def __init__(self, app: ASGIApp, host: str, port: int, name: str):
+    def __init__(
+        self,
+        app: ASGIApp,
+        host: str,
+        port: int,
+        name: str,
+        tls: tuple[Path, Path] | None = None,
+    ):
+        """``tls`` is (certificate, key) in PEM files: the server then speaks HTTPS."""
         self.name = name
         self.host = host
         self.port = port
+        self.scheme = "https" if tls else "http"
         config = uvicorn.Config(
             app,
             host=host,
@@ -40,13 +50,15 @@ class ThreadedServer:
             access_log=False,
             lifespan="off",
             timeout_keep_alive=30,
+            ssl_certfile=str(tls[0]) if tls else None,
+            ssl_keyfile=str(tls[1]) if tls else None,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name=f"lab-{name}", daemon=True)
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     def start(self, timeout: float = 10.0) -> None:
         ensure_port_free(self.host, self.port, self.name)

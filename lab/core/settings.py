@@ -18,6 +18,8 @@ PORT_OFFSETS: dict[str, int] = {
     "mongodb": 7,
     "prefect": 8,
     "region_apps": 10,  # one port per region from here on
+    "front_door_https": 30,  # the front door again, over TLS with the lab's CA
+    "region_apps_https": 31,  # one port per region from here on, over TLS
 }
 
 
@@ -39,3 +41,6 @@ class LabSettings(BaseModel):
 
     def region_app_port(self, index: int) -> int:
         return self.base_port + PORT_OFFSETS["region_apps"] + index
+
+    def region_app_https_port(self, index: int) -> int:
+        return self.base_port + PORT_OFFSETS["region_apps_https"] + index

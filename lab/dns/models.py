@@ -8,9 +8,12 @@ A change is checked and accepted at once but served later, as in Cloud DNS:
   before it.
 - The change stays ``pending`` for ``latency.seconds("dns.change")``. Only when it turns
   ``done`` does it reach the *served* record sets, which ``get_rrset``, ``find_rrset``
-  (the front door's resolver) and ``rrsets.list`` read. Until then, clients see the
-  old records, like resolvers asking Cloud DNS's name servers.
+  (the front door's resolver), ``rrsets.list`` and ``rrsets.get`` read. Until then,
+  clients see the old records, like resolvers asking Cloud DNS's name servers.
 - Changes finish in id order: finishing change N finishes any earlier pending change.
+- ``rrsets.create``, ``patch`` and ``delete`` are changes too (one set each), checked
+  against the intended sets like any change.
+- A record set holds ``rrdatas`` or a ``routingPolicy`` (lab/dns/routing.py).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from lab.core.context import LabContext
+from lab.dns import routing
 from lab.dns.exceptions import AlreadyExists, ConditionNotMet, InvalidChange, UnknownResource
 
 MAX_RECORDS_PER_CHANGE = 1000
@@ -45,10 +49,13 @@ def fqdn(name: str) -> str:
 
 @dataclass(frozen=True)
 class RecordSet:
+    """One record set: ``rrdatas`` or a ``routing_policy`` (geo, wrr, primaryBackup)."""
+
     name: str
     type: str
     ttl: int
-    rrdatas: tuple[str, ...]
+    rrdatas: tuple[str, ...] = ()
+    routing_policy: dict[str, Any] | None = field(default=None, hash=False)
 
     @property
     def key(self) -> RRKey:
@@ -60,20 +67,25 @@ class RecordSet:
             self.key == other.key
             and self.ttl == other.ttl
             and (sorted(self.rrdatas) == sorted(other.rrdatas))
+            and self.routing_policy == other.routing_policy
         )
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        reply: dict[str, Any] = {
             "kind": "dns#resourceRecordSet",
             "name": self.name,
             "type": self.type,
             "ttl": self.ttl,
-            "rrdatas": list(self.rrdatas),
         }
+        if self.routing_policy is not None:
+            reply["routingPolicy"] = self.routing_policy
+        else:
+            reply["rrdatas"] = list(self.rrdatas)
+        return reply
 
     @classmethod
     def from_json(cls, body: object, entity: str, dns_name: str) -> RecordSet:
-        """Parse one record set of a change; the client sends ``ttl`` as a string."""
+        """Parse one record set of a change or an rrsets call; ``ttl`` may be a string."""
         if not isinstance(body, dict):
             raise InvalidChange(f"Invalid value for '{entity}': expected an object")
         name, rtype, ttl, rrdatas = (body.get(k) for k in ("name", "type", "ttl", "rrdatas"))
@@ -87,6 +99,14 @@ class RecordSet:
         if isinstance(ttl, bool) or not isinstance(ttl, int | str) or not str(ttl).isdigit():
             raise InvalidChange(f"Invalid value for '{entity}.ttl': {ttl!r}")
         ttl_value = int(ttl)
+        policy = body.get("routingPolicy")
+        if policy is not None:
+            if rrdatas:
+                raise InvalidChange(
+                    f"Invalid value for '{entity}': set either rrdatas or routingPolicy, not both"
+                )
+            normalized = routing.normalize(policy, f"{entity}.routingPolicy")
+            return cls(name, rtype.strip().upper(), ttl_value, (), normalized)
         if (
             not isinstance(rrdatas, list)
             or not rrdatas
@@ -258,10 +278,84 @@ class DnsBackend:
             found.served[record.key] = record
             found.intended[record.key] = record
 
+    def seed_rrset(self, project: str, zone: str, body: dict[str, Any]) -> None:
+        """Seeding only: put any record set (a routing policy too) at once, no change."""
+        with self._lock:
+            found = self._zone(project, zone)
+            record = RecordSet.from_json(body, "seed", found.dns_name)
+            found.served[record.key] = record
+            found.intended[record.key] = record
+
     def get_rrset(self, project: str, zone: str, name: str, rtype: str) -> dict[str, Any] | None:
         with self._lock:
             record = self._zone(project, zone).served.get((fqdn(name), rtype.upper()))
             return record.to_json() if record else None
+
+    def read_rrset(self, project: str, zone: str, name: str, rtype: str) -> dict[str, Any]:
+        """``resourceRecordSets.get``: the served set, or 404 naming the missing one."""
+        with self._lock:
+            record = self._zone(project, zone).served.get((fqdn(name), rtype.upper()))
+            if record is None:
+                raise UnknownResource("parameters.name", f"{fqdn(name)} ({rtype.upper()})")
+            return record.to_json()
+
+    def create_rrset(self, project: str, zone: str, body: dict[str, Any]) -> dict[str, Any]:
+        """``resourceRecordSets.create``: a change that adds one set (409 if it exists)."""
+        with self._lock:
+            found = self._zone(project, zone)
+            record = RecordSet.from_json(body, "entity.rrset", found.dns_name)
+            if record.key in found.intended:
+                raise AlreadyExists("entity.rrset", f"{record.name} ({record.type})")
+            self._submit(project, found, [record], [])
+            return record.to_json()
+
+    def patch_rrset(
+        self, project: str, zone: str, name: str, rtype: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        """``resourceRecordSets.patch``: replace the fields given, as one change.
+
+        ``rrdatas`` and ``routingPolicy`` exclude each other, so giving one drops the
+        other; the name and type come from the path and may not be changed.
+        """
+        with self._lock:
+            found = self._zone(project, zone)
+            current = found.intended.get((fqdn(name), rtype.upper()))
+            if current is None:
+                raise UnknownResource("parameters.name", f"{fqdn(name)} ({rtype.upper()})")
+            for field_name, value in (("name", current.name), ("type", current.type)):
+                given = body.get(field_name)
+                if given is not None and str(given).lower() != value.lower():
+                    raise InvalidChange(
+                        f"Invalid value for 'entity.rrset.{field_name}': {given!r} "
+                        f"(the path names {value})"
+                    )
+            if body.get("rrdatas") and body.get("routingPolicy") is not None:
+                raise InvalidChange(
+                    "Invalid value for 'entity.rrset': set either rrdatas or routingPolicy, "
+                    "not both"
+                )
+            merged = current.to_json()
+            if body.get("ttl") is not None:
+                merged["ttl"] = body["ttl"]
+            if body.get("rrdatas"):
+                merged.pop("routingPolicy", None)
+                merged["rrdatas"] = body["rrdatas"]
+            elif body.get("routingPolicy") is not None:
+                merged.pop("rrdatas", None)
+                merged["routingPolicy"] = body["routingPolicy"]
+            record = RecordSet.from_json(merged, "entity.rrset", found.dns_name)
+            self._submit(project, found, [record], [current])
+            return record.to_json()
+
+    def delete_rrset(self, project: str, zone: str, name: str, rtype: str) -> dict[str, Any]:
+        """``resourceRecordSets.delete``: a change that deletes the set (404 if missing)."""
+        with self._lock:
+            found = self._zone(project, zone)
+            current = found.intended.get((fqdn(name), rtype.upper()))
+            if current is None:
+                raise UnknownResource("parameters.name", f"{fqdn(name)} ({rtype.upper()})")
+            self._submit(project, found, [], [current])
+            return {}
 
     def find_rrset(self, name: str, rtype: str) -> dict[str, Any] | None:
         """Resolve across every zone; the most specific zone wins, as delegation would."""
@@ -282,16 +376,28 @@ class DnsBackend:
             additions = _parse_records(body, "additions", found.dns_name)
             deletions = _parse_records(body, "deletions", found.dns_name)
             _check_change(found.intended, additions, deletions)
-            change = Change(str(len(found.changes)), additions, deletions)
-            change.apply_to(found.intended)
-            found.changes.append(change)
-            generation = self._generation
-            reply = change.to_json()
+            return self._submit(project, found, additions, deletions).to_json()
+
+    def _submit(
+        self,
+        project: str,
+        found: ManagedZone,
+        additions: list[RecordSet],
+        deletions: list[RecordSet],
+    ) -> Change:
+        """Accept a checked change (the caller holds the lock); served after the delay.
+
+        The rrsets methods go through here too: Cloud DNS records each of them as a change.
+        """
+        change = Change(str(len(found.changes)), additions, deletions)
+        change.apply_to(found.intended)
+        found.changes.append(change)
+        generation, zone = self._generation, found.name
         self._ctx.scheduler.call_later(
             self._ctx.latency.seconds("dns.change"),
             lambda: self._finish_change(project, zone, change.id, generation),
         )
-        return reply
+        return change
 
     def get_change(self, project: str, zone: str, change_id: str) -> dict[str, Any]:
         with self._lock:

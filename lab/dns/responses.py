@@ -1,6 +1,8 @@
 """Cloud DNS v1 routes: read the request, call the backend, return Google's JSON.
 
-google-cloud-dns sends ``/dns/v1/projects/{project}/managedZones/...``.
+google-cloud-dns sends ``/dns/v1/projects/{project}/managedZones/...``; gcloud's
+``record-sets describe/create/update/delete`` use the rrsets resource methods
+(``.../rrsets`` and ``.../rrsets/{name}/{type}``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from lab.dns.exceptions import InvalidChange, UnknownResource
 from lab.dns.models import DnsBackend
 
 PREFIX = "/dns/v1/projects/{project}/managedZones"
+RRSET = PREFIX + "/{zone}/rrsets/{name}/{type}"
 
 
 class DnsResponses:
@@ -26,6 +29,10 @@ class DnsResponses:
             Route(PREFIX, self.create_zone, methods=["POST"]),
             Route(PREFIX + "/{zone}", self.get_zone, methods=["GET"]),
             Route(PREFIX + "/{zone}/rrsets", self.list_rrsets, methods=["GET"]),
+            Route(PREFIX + "/{zone}/rrsets", self.create_rrset, methods=["POST"]),
+            Route(RRSET, self.get_rrset, methods=["GET"]),
+            Route(RRSET, self.patch_rrset, methods=["PATCH"]),
+            Route(RRSET, self.delete_rrset, methods=["DELETE"]),
             Route(PREFIX + "/{zone}/changes", self.list_changes, methods=["GET"]),
             Route(PREFIX + "/{zone}/changes", self.create_change, methods=["POST"]),
             Route(PREFIX + "/{zone}/changes/{change_id}", self.get_change, methods=["GET"]),
@@ -70,6 +77,28 @@ class DnsResponses:
                 _max_results(request),
                 query.get("pageToken"),
             )
+        )
+
+    async def get_rrset(self, request: Request) -> Response:
+        p = request.path_params
+        return json_response(self.backend.read_rrset(p["project"], p["zone"], p["name"], p["type"]))
+
+    async def create_rrset(self, request: Request) -> Response:
+        params = request.path_params
+        body = await read_json(request)
+        return json_response(self.backend.create_rrset(params["project"], params["zone"], body))
+
+    async def patch_rrset(self, request: Request) -> Response:
+        p = request.path_params
+        body = await read_json(request)
+        return json_response(
+            self.backend.patch_rrset(p["project"], p["zone"], p["name"], p["type"], body)
+        )
+
+    async def delete_rrset(self, request: Request) -> Response:
+        p = request.path_params
+        return json_response(
+            self.backend.delete_rrset(p["project"], p["zone"], p["name"], p["type"])
         )
 
     async def create_change(self, request: Request) -> Response:

@@ -34,11 +34,14 @@ def create_front_door(
         rrset = ctx.backends["dns"].find_rrset(host + ".", "A")
         if rrset is None:
             return JSONResponse({"error": f"NXDOMAIN {host}"}, status_code=502)
-        region = region_for_address(rrset["rrdatas"][0])
+        # A routing-policy set has no rrdatas; the lab's resolver answers plain sets only.
+        addresses = rrset.get("rrdatas") or []
+        region = region_for_address(addresses[0]) if addresses else None
         target = region_app_url(region) if region else None
         if region is None or target is None:
             return JSONResponse(
-                {"error": f"{host} → {rrset['rrdatas'][0]} reaches no region"}, status_code=502
+                {"error": f"{host} → {addresses or 'a routing policy'} reaches no region"},
+                status_code=502,
             )
         try:
             upstream = await client.request(

@@ -23,11 +23,26 @@ def incident(prefix: str = "INC") -> str:
 
 
 def dns_record(lab: Lab) -> tuple[list[str], int]:
-    zone = lab.clients().dns(TOPOLOGY.dns.project).zone(TOPOLOGY.dns.zone, TOPOLOGY.dns.dns_name)
-    for rrset in zone.list_resource_record_sets():
-        if rrset.name == RECORD.name and rrset.record_type == RECORD.type:
-            return list(rrset.rrdatas), rrset.ttl
+    """The served record, read alone: google-cloud-dns cannot list a zone that holds a
+    routing-policy set (the lab seeds one), so this asks Cloud DNS's own filter."""
+    zone = f"{lab.endpoints['dns']}/dns/v1/projects/{TOPOLOGY.dns.project}/managedZones"
+    reply = httpx.get(
+        f"{zone}/{TOPOLOGY.dns.zone}/rrsets",
+        params={"name": RECORD.name, "type": RECORD.type},
+        timeout=10,
+    )
+    reply.raise_for_status()
+    for rrset in reply.json()["rrsets"]:
+        return list(rrset["rrdatas"]), int(rrset["ttl"])
     raise AssertionError("record missing")
+
+
+def routing_policy_sets(lab: Lab) -> dict[str, dict[str, Any]]:
+    """Every routing-policy set of the zone (raw JSON: the library cannot parse them)."""
+    zone = f"{lab.endpoints['dns']}/dns/v1/projects/{TOPOLOGY.dns.project}/managedZones"
+    reply = httpx.get(f"{zone}/{TOPOLOGY.dns.zone}/rrsets", params={"maxResults": 1000}, timeout=10)
+    reply.raise_for_status()
+    return {r["name"]: r for r in reply.json()["rrsets"] if "routingPolicy" in r}
 
 
 def scaling(lab: Lab, region: Any, service: str) -> tuple[int, int]:

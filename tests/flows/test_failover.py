@@ -16,6 +16,7 @@ from tests.flows.lab_checks import (
     incident,
     instance_type,
     read_object,
+    routing_policy_sets,
     scaling,
     side_effects,
 )
@@ -24,6 +25,10 @@ from tests.prefect_api import PrefectApi
 
 
 def test_failover_end_to_end_after_a_primary_outage(fresh_lab: Lab, api: PrefectApi) -> None:
+    # The zone also holds a geo routing-policy set (no rrdatas), as real zones do; it
+    # broke every DNS step while they listed the whole zone through google-cloud-dns.
+    policy_sets = routing_policy_sets(fresh_lab)
+    assert "geo." + RECORD.name in policy_sets
     fresh_lab.outage(PRIMARY.name, True)
     since = fresh_lab.last_seq()
     inc = incident()
@@ -40,6 +45,7 @@ def test_failover_end_to_end_after_a_primary_outage(fresh_lab: Lab, api: Prefect
         )
     assert instance_type(fresh_lab, REPLICA.project, REPLICA.instance) == "CLOUD_SQL_INSTANCE"
     assert front_region(fresh_lab) == SECONDARY.name
+    assert routing_policy_sets(fresh_lab) == policy_sets  # left exactly as it was
 
     effects = side_effects(fresh_lab, since)
     kinds = [(api_, method) for api_, method, _ in effects if api_ != "storage"]
