@@ -310,11 +310,25 @@ def _approval(
             poll_interval=2,
         )
     except FlowPauseTimeout:
+        # The record keeps the decision as well as the outcome: who said no, or that
+        # nobody answered, and to what.
+        record.approval = {
+            "approved": False,
+            "approver": None,
+            "note": "timed out",
+            "reasons": reasons,
+        }
         record.finish("rejected", f"no approval within {timeout_s} s; nothing was changed")
         raise PermanentError(
             f"failover not approved within {timeout_s} s; nothing was changed"
         ) from None
     if not answer.approved:
+        record.approval = {
+            "approved": False,
+            "approver": answer.approver,
+            "note": answer.note,
+            "reasons": reasons,
+        }
         record.finish(
             "rejected", f"rejected by {answer.approver}: {answer.note}; nothing was changed"
         )

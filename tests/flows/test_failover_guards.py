@@ -129,6 +129,13 @@ def test_rejected_approval_changes_nothing(fresh_lab: Lab, api: PrefectApi) -> N
         read_object(fresh_lab, TOPOLOGY.backups.records_bucket, f"failover/{inc}.json")
     )
     assert record["outcome"] == "rejected"
+    # Who refused, and why, is part of the evidence.
+    assert record["approval"]["approved"] is False
+    assert (record["approval"]["approver"], record["approval"]["note"]) == (
+        "sre-lead",
+        "primary is fine",
+    )
+    assert "the primary looks healthy" in record["approval"]["reasons"][0]
 
 
 def test_approval_timeout_changes_nothing(fresh_lab: Lab, api: PrefectApi) -> None:
@@ -141,6 +148,7 @@ def test_approval_timeout_changes_nothing(fresh_lab: Lab, api: PrefectApi) -> No
     record = _wait_record(fresh_lab, f"failover/{inc}.json")
     assert record["outcome"] == "rejected"
     assert "no approval within 10 s; nothing was changed" in record["error"]
+    assert record["approval"]["approved"] is False and record["approval"]["note"] == "timed out"
     assert side_effects(fresh_lab, since) == []
 
 
