@@ -30,6 +30,7 @@ from lab.frontdoor.cache import EdgeCache
 from lab.mongo.server import MongoServer
 from lab.regions.app import create_region_app
 from lab.regions.health import RegionSpec
+from lab.regions.ingress import load_balancer_refusal
 from lab.seed import seed_cloud, seed_mongo
 from lifeboat.topology import RegionRole, Topology, parse_topology_file
 
@@ -170,7 +171,8 @@ class LabDaemon:
             port = self.region_ports.get(region)
             return f"http://{self.settings.host}:{port}" if port else None
 
-        return create_front_door(self.ctx, address_to_region.get, app_url, self.cache)
+        refusal = load_balancer_refusal(self.ctx, self.regions.values())
+        return create_front_door(self.ctx, address_to_region.get, app_url, self.cache, refusal)
 
     def _seed(self) -> None:
         seed_cloud(self.ctx, self.topology)

@@ -12,6 +12,12 @@ import threading
 REAL_SECONDS: dict[str, float] = {
     "dns.change": 5.0,
     "run.update": 45.0,
+    # A request to a service with no warm instance waits for one to start; Google gives no
+    # figure (run/docs/tips/general#cold-starts), a few seconds is typical.
+    "run.cold_start": 5.0,
+    # How long an idle instance is kept after its last request ("up to 15 minutes",
+    # run/docs/about-instance-autoscaling#idle-instance).
+    "run.idle_instance": 900.0,
     "sql.promote": 180.0,
     "sql.failover": 60.0,
     "sql.backup": 300.0,

@@ -20,8 +20,14 @@ def create_front_door(
     region_for_address: Callable[[str], str | None],
     region_app_url: Callable[[str], str | None],
     cache: EdgeCache,
+    ingress_refusal: Callable[[str, str], str | None] | None = None,
 ) -> ASGIApp:
-    """``region_for_address`` maps an A record's address to a region; the app URL follows."""
+    """``region_for_address`` maps an A record's address to a region; the app URL follows.
+
+    ``ingress_refusal(region, path)`` names the Cloud Run service whose ingress setting
+    refuses load-balancer traffic for that path; such a request gets Google's 404 and
+    never reaches the region. A cache hit is served at the edge, before any backend.
+    """
     client = httpx.AsyncClient(timeout=10.0)
 
     async def proxy(request: Request) -> Response:
@@ -43,6 +49,10 @@ def create_front_door(
                 {"error": f"{host} → {addresses or 'a routing policy'} reaches no region"},
                 status_code=502,
             )
+        refused_by = ingress_refusal(region, path) if ingress_refusal else None
+        if refused_by is not None:
+            # Cloud Run answers a request its ingress setting refuses with a plain 404.
+            return _not_found(region, refused_by)
         try:
             upstream = await client.request(
                 request.method,
@@ -62,6 +72,19 @@ def create_front_door(
 
     routes = [Route("/{rest:path}", proxy, methods=["GET", "POST", "PUT", "DELETE", "HEAD"])]
     return build_app(ctx, "front-door", routes)
+
+
+def _not_found(region: str, service: str) -> Response:
+    response = Response(
+        "<html><title>Error 404 (Not Found)!!1</title>"
+        "<p><b>404.</b> <ins>That's an error.</ins><p>The requested URL was not found on "
+        "this server. <ins>That's all we know.</ins></html>",
+        404,
+        media_type="text/html",
+    )
+    response.headers["x-lab-region"] = region
+    response.headers["x-lab-refused-by"] = f"ingress of {service}"
+    return response
 
 
 def _cached(hit: CachedResponse, state: str) -> Response:

@@ -9,16 +9,15 @@ from starlette.types import ASGIApp
 
 from lab.core.context import LabContext
 from lab.core.http import build_app
-from lab.regions.health import RegionSpec, database_verdict, region_verdict, service_verdict
+from lab.regions.health import (
+    RegionSpec,
+    database_verdict,
+    region_verdict,
+    service_verdict,
+    wait_for_instances,
+)
 from lab.regions.metrics import MetricsMiddleware, RequestMetrics
-
-# Seed 004's verification endpoints and the service behind each.
-STATUS_PATHS = {
-    "auth": "auth-service",
-    "ai": "ai-service",
-    "recommendations": "recommendation-service",
-    "face": "face-service",
-}
+from lab.regions.routing import STATUS_PATHS, services_for_path
 
 
 def create_region_app(ctx: LabContext, region: RegionSpec) -> ASGIApp:
@@ -26,7 +25,12 @@ def create_region_app(ctx: LabContext, region: RegionSpec) -> ASGIApp:
         payload = {"region": region.name, "healthy": healthy, **body}
         return JSONResponse(payload, status_code=200 if healthy else 503)
 
+    def served(request: Request) -> None:
+        # Every path is served by Cloud Run instances: a service at zero starts one first.
+        wait_for_instances(ctx, region, services_for_path(region, request.url.path))
+
     def health(request: Request) -> Response:
+        served(request)
         verdict = region_verdict(ctx, region)
         return reply(verdict.healthy, reason=verdict.reason)
 
@@ -35,6 +39,7 @@ def create_region_app(ctx: LabContext, region: RegionSpec) -> ASGIApp:
         service = STATUS_PATHS.get(key)
         if service is None or service not in region.services:
             return JSONResponse({"error": f"no service behind /{key}/status"}, status_code=404)
+        served(request)
         verdict = service_verdict(ctx, region, service)
         if verdict.healthy:
             verdict = database_verdict(ctx, region)
@@ -43,9 +48,11 @@ def create_region_app(ctx: LabContext, region: RegionSpec) -> ASGIApp:
     def version(request: Request) -> Response:
         # Cacheable on purpose: the front door keeps it until a CDN invalidation, so a
         # verification that sees the new region proves the purge happened.
+        served(request)
         return JSONResponse({"region": region.name, "project": region.project})
 
     def widget(request: Request) -> Response:
+        served(request)
         return JSONResponse({"region": region.name, "widget": request.path_params["rest"]})
 
     routes = [

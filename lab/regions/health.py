@@ -1,7 +1,12 @@
-"""What makes a region's app healthy: no outage, instances running, a writable database."""
+"""What makes a region's app healthy: no outage, its services deployed, a writable database.
+
+A service scaled to zero still serves, as on Cloud Run: the request waits for one cold
+start (``wait_for_instances``) and is answered. Scaling is never a reason to refuse.
+"""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from lab.core.context import LabContext
@@ -23,10 +28,29 @@ class Verdict:
 def service_verdict(ctx: LabContext, region: RegionSpec, service: str) -> Verdict:
     if ctx.is_down(region.name):
         return Verdict(False, f"region {region.name} is in an outage")
-    count = ctx.backends["run"].instance_count(region.project, region.name, service)
+    run = ctx.backends["run"]
+    if run.ingress(region.project, region.name, service) is None:
+        return Verdict(False, f"{service} is not deployed in {region.name}")
+    count = run.instance_count(region.project, region.name, service)
     if count <= 0:
-        return Verdict(False, f"{service} has no instances in {region.name}")
-    return Verdict(True, f"{service}: {count} instance(s)")
+        return Verdict(True, f"{service}: scales from zero (min 0)")
+    return Verdict(True, f"{service}: {count} warm instance(s)")
+
+
+def wait_for_instances(ctx: LabContext, region: RegionSpec, services: tuple[str, ...]) -> float:
+    """Hold the request while cold services start an instance; returns the seconds waited.
+
+    Services start in parallel, so the wait is the longest single cold start.
+    """
+    if ctx.is_down(region.name):
+        return 0.0
+    run = ctx.backends["run"]
+    delay = max(
+        (run.cold_start_delay(region.project, region.name, s) for s in services), default=0.0
+    )
+    if delay > 0:
+        time.sleep(delay)
+    return delay
 
 
 def database_verdict(ctx: LabContext, region: RegionSpec) -> Verdict:

@@ -13,14 +13,19 @@ operation. Lab rules where Cloud Run leaves a choice:
   reads included, return 503: the regional control plane is down. Rollouts already
   accepted still finish. The seeding methods below ignore outages.
 - Instance count (what the region apps read) comes from the live spec: the manual count
-  if the service-level scalingMode is MANUAL, else the larger of
-  ``template.scaling.minInstanceCount`` and the service-level ``scaling.minInstanceCount``.
+  if the service-level scalingMode is MANUAL, else the service-level
+  ``scaling.minInstanceCount`` if set, else the ``template.scaling.minInstanceCount`` of
+  the revisions serving traffic (see ``Service.min_instances``).
+- A service with no warm instance still serves: the first request waits one cold start
+  (``ctx.latency.seconds("run.cold_start")``), and the instance it started stays warm for
+  ``run.idle_instance`` seconds (see ``cold_start_delay``).
 """
 
 from __future__ import annotations
 
 import copy
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -54,6 +59,8 @@ class RunBackend:
         self._ctx = ctx
         self._lock = threading.Lock()
         self._services: dict[Key, Service] = {}
+        # When the instance a cold start brought up goes idle for good (monotonic seconds).
+        self._warm_until: dict[Key, float] = {}
         self.operations = OperationStore()
 
     # ----- services -------------------------------------------------------------------
@@ -263,6 +270,30 @@ class RunBackend:
             svc = self._services.get((project, location, name))
             return 0 if svc is None else svc.min_instances()
 
+    def ingress(self, project: str, location: str, name: str) -> str | None:
+        """The live ingress setting of a service; None when there is no such service."""
+        with self._lock:
+            svc = self._services.get((project, location, name))
+            return None if svc is None else svc.ingress()
+
+    def cold_start_delay(self, project: str, location: str, name: str) -> float:
+        """Seconds a request to the service waits for an instance to start; 0 when warm.
+
+        A service with minimum instances always has a warm one. At zero, the first request
+        starts an instance (one cold start, run/docs/about-instance-autoscaling); that
+        instance then stays idle, and warm, for ``run.idle_instance`` seconds.
+        """
+        key = (project, location, name)
+        now_s = time.monotonic()
+        with self._lock:
+            svc = self._services.get(key)
+            if svc is None or svc.min_instances() > 0:
+                return 0.0
+            warm = self._warm_until.get(key, 0.0) > now_s
+            delay = 0.0 if warm else self._ctx.latency.seconds("run.cold_start")
+            self._warm_until[key] = now_s + delay + self._ctx.latency.seconds("run.idle_instance")
+            return delay
+
     def serving_revisions(self, project: str, location: str, name: str) -> dict[str, int]:
         with self._lock:
             svc = self._services.get((project, location, name))
@@ -271,6 +302,7 @@ class RunBackend:
     def reset(self) -> None:
         with self._lock:
             self._services.clear()
+            self._warm_until.clear()
             self.operations.reset()
 
     # ----- internals (callers hold self._lock unless noted) ---------------------------

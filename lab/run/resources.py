@@ -168,17 +168,34 @@ class Service:
         return percents
 
     def min_instances(self) -> int:
-        """Warm instances of the live spec: manual count, else the larger of both minimums."""
+        """Warm instances of the live spec.
+
+        The manual count in MANUAL mode; else the service-level minimum when set (it
+        applies at once, without a revision); else the revision-level minimum of the
+        revisions that serve traffic: a revision pinned in the traffic keeps its own
+        template's scaling, whatever the latest template says.
+        """
         if self.live is None:
             return 0
         service_scaling = self.live.get("scaling", {})
         if service_scaling.get("scalingMode") == "MANUAL":
             return int(service_scaling.get("manualInstanceCount", 0))
-        template_scaling = self.live.get("template", {}).get("scaling", {})
+        if int(service_scaling.get("minInstanceCount", 0)):
+            return int(service_scaling["minInstanceCount"])
         return max(
-            int(template_scaling.get("minInstanceCount", 0)),
-            int(service_scaling.get("minInstanceCount", 0)),
+            (
+                int(self.revisions[name].template.get("scaling", {}).get("minInstanceCount", 0))
+                for name in self.serving()
+                if name in self.revisions
+            ),
+            default=0,
         )
+
+    def ingress(self) -> str:
+        """Who may reach the service now: the live spec's ingress (a service-level field)."""
+        if self.live is None:
+            return "INGRESS_TRAFFIC_ALL"
+        return str(self.live.get("ingress", "INGRESS_TRAFFIC_ALL"))
 
     def to_json(self) -> dict[str, Any]:
         body = copy.deepcopy(self.spec)

@@ -81,15 +81,6 @@ def reconcile(svc: Service) -> str | None:
     svc.failure = None
     svc.live = copy.deepcopy(svc.spec)
     svc.latest_ready = svc.latest_created
-    # A scaling-only change re-scales the template's revision instead of deploying one.
-    latest = svc.revisions[svc.latest_created]
-    scaling = svc.spec["template"].get("scaling")
-    if latest.template.get("scaling") != scaling:
-        if scaling is None:
-            latest.template.pop("scaling", None)
-        else:
-            latest.template["scaling"] = copy.deepcopy(scaling)
-        latest.touch()
     return None
 
 

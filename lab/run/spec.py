@@ -49,10 +49,12 @@ OUTPUT_ONLY = frozenset(
     }
 )
 
-# Template fields that do not describe the revision's code or configuration: a change to
-# them alone re-scales or renames, it does not deploy a new revision (lab rule, as in
-# reference/gcp-clients.md).
-NOT_REVISION_CONFIG = frozenset({"scaling", "revision"})
+# The one template field that does not describe the revision: its name. Every other
+# template change, ``scaling`` included, deploys a new revision, as Cloud Run does
+# ("any configuration change ... creates a new revision", run/docs/managing/revisions).
+# Service-level fields (``scaling``, ``ingress``, ``traffic``, labels, annotations) sit
+# outside the template and never create one.
+NOT_REVISION_CONFIG = frozenset({"revision"})
 
 SERVICE_ID = re.compile(r"^[a-z]([-a-z0-9]{0,47}[a-z0-9])?$")
 TAG = re.compile(r"^[a-z]([-a-z0-9]{0,45}[a-z0-9])?$")
@@ -87,7 +89,7 @@ def check_template(template: Mapping[str, Any]) -> None:
 
 
 def revision_config(template: Mapping[str, Any]) -> dict[str, Any]:
-    """What makes two templates the same revision: everything but scaling and the name."""
+    """What makes two templates the same revision: everything but the revision's name."""
     return {k: v for k, v in template.items() if k not in NOT_REVISION_CONFIG}
 
 

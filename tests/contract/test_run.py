@@ -96,12 +96,22 @@ def test_get_service_and_revisions_match_discovery_schema(run: RunLab) -> None:
     assert_valid("run.v2", "GoogleCloudRunV2Revision", run.raw(f"{NAME}/revisions/{revision}"))
 
 
-def test_scaling_update_is_a_rollout_that_creates_no_revision(run: RunLab) -> None:
-    slow_rollouts(run.ctx)
-    service = run.services.get_service(name=NAME)
-    service.template.scaling.min_instance_count = 4
+def revision_names(run: RunLab) -> list[str]:
+    return [r.name.rsplit("/", 1)[-1] for r in run.revisions.list_revisions(parent=NAME)]
 
-    operation = run.services.update_service(service=service)
+
+SERVICE_SCALING_MASK = field_mask_pb2.FieldMask(
+    paths=["scaling.min_instance_count", "scaling.max_instance_count"]
+)
+
+
+def test_service_level_scaling_is_a_rollout_that_creates_no_revision(run: RunLab) -> None:
+    slow_rollouts(run.ctx)
+    before = revision_names(run)
+    service = run.services.get_service(name=NAME)
+    service.scaling = run_v2.ServiceScaling(min_instance_count=4, max_instance_count=40)
+
+    operation = run.services.update_service(service=service, update_mask=SERVICE_SCALING_MASK)
 
     assert not operation.done()
     assert run.backend.instance_count(PROJECT, REGION, "web") == 1  # not applied yet
@@ -118,12 +128,90 @@ def test_scaling_update_is_a_rollout_that_creates_no_revision(run: RunLab) -> No
 
     assert result.reconciling is False
     assert result.generation == result.observed_generation == 2
+    assert (result.scaling.min_instance_count, result.scaling.max_instance_count) == (4, 40)
+    assert result.template.scaling.min_instance_count == 1  # the revision's own, untouched
+    # Service-level minimums apply at once, with no revision (run/docs/configuring/min-instances).
     assert run.backend.instance_count(PROJECT, REGION, "web") == 4
-    assert len(list(run.revisions.list_revisions(parent=NAME))) == 1
+    assert revision_names(run) == before
+    assert_valid("run.v2", "GoogleCloudRunV2Service", run.raw(NAME))
     finished = run.raw(operation.operation.name)
     assert_valid("run.v2", "GoogleLongrunningOperation", finished)
     assert finished["done"] is True
     assert finished["response"]["@type"] == "type.googleapis.com/google.cloud.run.v2.Service"
+
+
+def test_template_scaling_change_deploys_a_new_revision(run: RunLab) -> None:
+    (old,) = revision_names(run)
+    service = run.services.get_service(name=NAME)
+    service.template.scaling.min_instance_count = 4
+
+    result = run.services.update_service(service=service).result(timeout=10, polling=POLLING)
+
+    new = result.latest_ready_revision.rsplit("/", 1)[-1]
+    assert re.fullmatch(r"web-00002-[a-z0-9]{3}", new)
+    assert revision_names(run) == [new, old]
+    # Same image: only the scaling differs, and that alone made a revision.
+    revision = run.revisions.get_revision(name=f"{NAME}/revisions/{new}")
+    assert revision.containers[0].image == "gcr.io/lifeboat/web:1"
+    assert revision.scaling.min_instance_count == 4
+    assert run.backend.serving_revisions(PROJECT, REGION, "web") == {new: 100}
+    assert run.backend.instance_count(PROJECT, REGION, "web") == 4
+    assert_valid("run.v2", "GoogleCloudRunV2Revision", run.raw(f"{NAME}/revisions/{new}"))
+
+
+def test_template_scaling_serves_nothing_where_traffic_is_pinned(run: RunLab) -> None:
+    (pinned,) = revision_names(run)
+    service = run.services.get_service(name=NAME)
+    del service.traffic[:]
+    service.traffic.append(run_v2.TrafficTarget(type_=PINNED, revision=pinned, percent=100))
+    service = run.services.update_service(service=service).result(timeout=10, polling=POLLING)
+    service.template.scaling.min_instance_count = 7
+
+    result = run.services.update_service(service=service).result(timeout=10, polling=POLLING)
+
+    created = result.latest_ready_revision.rsplit("/", 1)[-1]
+    assert created != pinned
+    assert run.backend.serving_revisions(PROJECT, REGION, "web") == {pinned: 100}
+    # The new revision's minimum starts nothing: the pinned revision keeps its own.
+    assert run.backend.instance_count(PROJECT, REGION, "web") == 1
+    # The service-level minimum does reach the pinned revision.
+    result.scaling = run_v2.ServiceScaling(min_instance_count=5)
+    run.services.update_service(service=result, update_mask=SERVICE_SCALING_MASK).result(
+        timeout=10, polling=POLLING
+    )
+    assert run.backend.instance_count(PROJECT, REGION, "web") == 5
+    assert len(revision_names(run)) == 2
+
+
+def test_ingress_is_a_service_level_change_that_creates_no_revision(run: RunLab) -> None:
+    before = revision_names(run)
+    service = run.services.get_service(name=NAME)
+    assert service.ingress == run_v2.IngressTraffic.INGRESS_TRAFFIC_ALL  # Google's default
+    service.ingress = run_v2.IngressTraffic.INGRESS_TRAFFIC_INTERNAL_ONLY
+    service.annotations["lifeboat.dev/note"] = "fenced"
+    mask = field_mask_pb2.FieldMask(paths=["ingress", "annotations"])
+
+    result = run.services.update_service(service=service, update_mask=mask).result(
+        timeout=10, polling=POLLING
+    )
+
+    assert result.ingress == run_v2.IngressTraffic.INGRESS_TRAFFIC_INTERNAL_ONLY
+    assert result.annotations["lifeboat.dev/note"] == "fenced"
+    assert run.backend.ingress(PROJECT, REGION, "web") == "INGRESS_TRAFFIC_INTERNAL_ONLY"
+    assert revision_names(run) == before
+    assert_valid("run.v2", "GoogleCloudRunV2Service", run.raw(NAME))
+
+
+def test_a_service_at_zero_serves_after_one_cold_start(run: RunLab) -> None:
+    run.backend.create_service(
+        PROJECT, REGION, "idle", image="gcr.io/lifeboat/idle:1", min_instances=0, max_instances=3
+    )
+    cold = run.ctx.latency.seconds("run.cold_start")
+
+    assert run.backend.instance_count(PROJECT, REGION, "idle") == 0
+    assert run.backend.cold_start_delay(PROJECT, REGION, "idle") == cold > 0
+    assert run.backend.cold_start_delay(PROJECT, REGION, "idle") == 0  # now warm
+    assert run.backend.cold_start_delay(PROJECT, REGION, "web") == 0  # min 1: always warm
 
 
 def test_template_change_deploys_a_revision_named_after_the_generation(run: RunLab) -> None:

@@ -12,13 +12,14 @@ from google.api_core import exceptions as gexc
 from pymongo import MongoClient
 
 from lifeboat.topology import RegionRole, load_topology
-from tests.labharness import TEST_PG_PREFIX, Lab, lifeboat
+from tests.labharness import TEST_PG_PREFIX, TEST_TIME_SCALE, Lab, lifeboat
 
 TOPOLOGY = load_topology("lab")
 PRIMARY = TOPOLOGY.regions.primary
 SECONDARY = TOPOLOGY.regions.secondary
 HOST = TOPOLOGY.health.host
 RECORD = TOPOLOGY.dns.records[0]
+TIME_SCALE = TEST_TIME_SCALE
 
 
 def front(lab: Lab, path: str) -> httpx.Response:
@@ -39,15 +40,67 @@ def wait_for(predicate, timeout: float = 20.0, what: str = "condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_primary_serves_and_standby_does_not(fresh_lab: Lab) -> None:
+def test_primary_serves_and_standby_does_not_take_writes(fresh_lab: Lab) -> None:
     assert region(fresh_lab, PRIMARY.name, "/health").status_code == 200
     for path in ("/auth/status", "/ai/status", "/recommendations/status"):
         assert region(fresh_lab, PRIMARY.name, path).json()["healthy"] is True
     standby = region(fresh_lab, SECONDARY.name, "/health")
-    # Standby scaling is min 0, so the secondary has no instances until a failover.
+    # Its services are at min 0 and still serve (after a cold start); what keeps the
+    # secondary unhealthy is its database, a read replica until a failover.
     assert standby.status_code == 503
-    assert "no instances" in standby.json()["reason"]
+    assert "accepts writes" in standby.json()["reason"]
+    assert "no instances" not in standby.text
     assert region(fresh_lab, PRIMARY.name, "/version").json()["region"] == PRIMARY.name
+
+
+def test_a_region_at_min_0_serves_after_a_cold_start(fresh_lab: Lab) -> None:
+    cold_start = 2.0  # real seconds, so the wait stands out from noise
+    fresh_lab.post("config", {"latency": {"run.cold_start": cold_start / TIME_SCALE}})
+    started = time.monotonic()
+    first = region(fresh_lab, SECONDARY.name, "/version")
+    waited = time.monotonic() - started
+    started = time.monotonic()
+    second = region(fresh_lab, SECONDARY.name, "/version")
+    warm = time.monotonic() - started
+
+    assert first.status_code == second.status_code == 200  # not 503 at min 0
+    assert first.json()["region"] == SECONDARY.name
+    assert waited >= cold_start
+    assert warm < cold_start / 2  # the instance the first request started is still up
+    primary_started = time.monotonic()
+    assert region(fresh_lab, PRIMARY.name, "/version").status_code == 200
+    assert time.monotonic() - primary_started < cold_start / 2  # min 3: always warm
+
+
+def set_ingress(lab: Lab, where: object, service: str, ingress: str) -> None:
+    from google.cloud import run_v2
+    from google.protobuf import field_mask_pb2
+
+    client = lab.clients().run_services
+    name = f"projects/{where.project}/locations/{where.name}/services/{service}"  # type: ignore[attr-defined]
+    current = client.get_service(name=name)
+    current.ingress = run_v2.IngressTraffic[ingress]
+    mask = field_mask_pb2.FieldMask(paths=["ingress"])
+    client.update_service(service=current, update_mask=mask).result(timeout=30)  # type: ignore[no-untyped-call]
+
+
+def test_internal_only_ingress_refuses_the_public_path_with_404(fresh_lab: Lab) -> None:
+    assert front(fresh_lab, "/auth/status").status_code == 200
+    set_ingress(fresh_lab, PRIMARY, "auth-service", "INGRESS_TRAFFIC_INTERNAL_ONLY")
+
+    refused = front(fresh_lab, "/auth/status")
+    assert refused.status_code == 404
+    assert refused.headers["x-lab-refused-by"] == "ingress of auth-service"
+    assert front(fresh_lab, "/health").status_code == 404  # the whole app needs every service
+    assert front(fresh_lab, "/ai/status").status_code == 200  # another service still admits
+    # The region's own address stands for a caller inside the VPC: ingress admits it.
+    assert region(fresh_lab, PRIMARY.name, "/auth/status").status_code == 200
+
+    # Behind the load balancer, "internal and Cloud Load Balancing" admits the front door.
+    set_ingress(fresh_lab, PRIMARY, "auth-service", "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER")
+    assert front(fresh_lab, "/auth/status").status_code == 200
+    set_ingress(fresh_lab, PRIMARY, "auth-service", "INGRESS_TRAFFIC_ALL")
+    assert front(fresh_lab, "/health").status_code == 200
 
 
 def test_front_door_routes_by_dns_and_caches_version(fresh_lab: Lab) -> None:
