@@ -2,10 +2,17 @@
 
 Runbook, after a failover: refuse while the primary region is unhealthy → region lock →
 export what the old primary may hold alone, then replace it with a replica of the promoted
-database → fence writes (secondary to standby) → wait for zero lag → promote → point the
-apps at it → primary services active → DNS back → purge → verify → rebuild the secondary's
-replica → record. Writes are fenced before the promotion so it loses nothing; the price
-is a short planned outage (about the promotion's duration), which the record states.
+database → fence the secondary (its services' ingress internal-only: public traffic, and
+so every write, stops) → wait for zero lag → promote → point the apps at it → primary
+services active → DNS back → purge → verify → lift the fence → secondary to standby →
+export the secondary's database, then rebuild it as a replica → record.
+
+Writes are fenced before the promotion so it loses nothing; the price is a short planned
+outage (about the promotion's duration), which the record states. Scaling is no fence: a
+Cloud Run service at min 0 still serves. The fence is held only while the database and
+DNS move, and it is lifted in every outcome: at the end of the fenced steps, when one of
+them fails, by the cancellation and crash hooks, and by a resumed run of the incident
+(the fence is recorded on the services themselves).
 """
 
 from __future__ import annotations
@@ -17,6 +24,13 @@ from typing import Annotated, Any
 from prefect import flow, get_run_logger
 from pydantic import Field
 
+from flows.failback_fence import (
+    describe_services,
+    fence_line,
+    fenced_secondary,
+    lift_line,
+    lift_stale_fences,
+)
 from flows.region_lock import region_lock
 from lifeboat import runtime
 from lifeboat.record import RunRecord
@@ -28,10 +42,11 @@ from lifeboat.switch import (
     published,
     request_id,
     resumable,
+    scale_line,
 )
 from lifeboat.topology import RegionRole, Topology
 from tasks.cdn import cdn_invalidate
-from tasks.cloud_run import run_scale_service
+from tasks.cloud_run import ScaleResult, ServiceState, run_scale_service
 from tasks.cloud_sql import (
     describe,
     sql_create_replica,
@@ -44,9 +59,22 @@ from tasks.cloud_sql import (
 from tasks.dns import dns_switch_record
 from tasks.errors import PreflightRefused
 from tasks.health import Target, health_probe, health_verify
+from tasks.storage import storage_require_object
 
 
-@flow(name="failback", persist_result=True)
+def _lift_fences_on_exit(flow: Any, flow_run: Any, state: Any) -> None:
+    """Cancellation/crash hook: lift the fence this run (or its incident) left in place."""
+    from flows.failback_fence import lift_fences_of_run
+
+    lift_fences_of_run(flow_run)
+
+
+@flow(
+    name="failback",
+    persist_result=True,
+    on_cancellation=[_lift_fences_on_exit],
+    on_crashed=[_lift_fences_on_exit],
+)
 def failback(
     environment: Annotated[str, ENVIRONMENT_FIELD],
     reason: Annotated[str, REASON_FIELD] = "planned failback",
@@ -62,7 +90,14 @@ def failback(
     return record.model_dump(mode="json")
 
 
-def failback_plan(topo: Topology, old_primary_exists: bool, export_uri: str) -> list[str]:
+def failback_plan(
+    topo: Topology,
+    old_primary_exists: bool,
+    export_uri: str,
+    secondary_states: list[ServiceState],
+    primary_states: list[ServiceState],
+    secondary_export_uri: str,
+) -> list[str]:
     primary, secondary = topo.regions.primary, topo.regions.secondary
     old, promoted = topo.cloud_sql.primary, topo.cloud_sql.replica
     lines = []
@@ -74,16 +109,12 @@ def failback_plan(topo: Topology, old_primary_exists: bool, export_uri: str) -> 
     lines += [
         f"create {old.project}:{old.instance} in {primary.name} "
         f"as a replica of {promoted.instance}",
-        *[
-            f"scale {secondary.name}/{s.name} → {s.standby_scaling.min}..{s.standby_scaling.max} "
-            "(fences writes: planned outage starts)"
-            for s in topo.services
-        ],
+        *[fence_line(secondary.name, st) for st in secondary_states],
         f"wait for {old.instance} to catch up, then promote it",
         f"point secret {topo.cloud_sql.connection_secret} at {old.instance}",
         *[
-            f"scale {primary.name}/{s.name} → {s.active_scaling.min}..{s.active_scaling.max}"
-            for s in topo.services
+            scale_line(primary.name, s.name, st, s.active_scaling)
+            for s, st in zip(topo.services, primary_states, strict=True)
         ],
         *[
             f"DNS {r.name} {r.type} → {','.join(r.rrdatas[RegionRole.primary])} (ttl {r.ttl})"
@@ -91,6 +122,13 @@ def failback_plan(topo: Topology, old_primary_exists: bool, export_uri: str) -> 
         ],
         *[f"invalidate {topo.cdn.url_map} {topo.cdn.host}{p}" for p in topo.cdn.paths],
         f"verify {len(topo.health.checks)} health check(s) reach {primary.name}",
+        *[lift_line(secondary.name, st) for st in secondary_states],
+        *[
+            scale_line(secondary.name, s.name, st, s.standby_scaling)
+            for s, st in zip(topo.services, secondary_states, strict=True)
+        ],
+        f"export {promoted.project}:{promoted.instance} to {secondary_export_uri} "
+        "(it took writes until the fence)",
         f"replace {promoted.project}:{promoted.instance} "
         f"by a replica of {old.instance} in {secondary.name}",
     ]
@@ -103,15 +141,20 @@ def _run(topo: Topology, record: RunRecord, dry_run: bool) -> None:
     primary, secondary = topo.regions.primary, topo.regions.secondary
     old, promoted = topo.cloud_sql.primary, topo.cloud_sql.replica
     database = topo.cloud_sql.databases[0]
-    export_uri = f"gs://{topo.backups.bucket}/failback/{record.incident_id}/{old.instance}.sql"
+    backups = f"gs://{topo.backups.bucket}/failback/{record.incident_id}"
+    export_uri = f"{backups}/{old.instance}.sql"
+    secondary_export_uri = f"{backups}/{promoted.instance}.sql"
     started = time.perf_counter()
 
     with record.step("preflight") as step:
+        secondary_states = describe_services(topo, secondary.project, secondary.name)
         health = health_probe(env, Target.primary)
         if health.failed >= topo.health.down_after_failures:
+            lifted = lift_stale_fences(topo, record, secondary_states, dry_run)
             raise PreflightRefused(
                 f"failback refused: the primary region {primary.name} is unhealthy "
                 f"({health.summary()}); nothing was changed"
+                + (f" but the fence a killed run left was lifted ({lifted})" if lifted else "")
             )
         source = _maybe(lambda: describe(env, promoted.project, promoted.instance))
         old_state = _maybe(lambda: describe(env, old.project, old.instance))
@@ -123,13 +166,18 @@ def _run(topo: Topology, record: RunRecord, dry_run: bool) -> None:
                 f"failback refused: {promoted.instance} is not a promoted primary; "
                 "there is no failover to undo"
             )
+        primary_states = describe_services(topo, primary.project, primary.name)
         step.detail = f"primary healthy ({health.summary()}); rebuilt already: {rebuilt}"
     record.before = {
         "old_primary": old_state.model_dump() if old_state else None,
         "promoted": source.model_dump() if source else None,
+        "secondary_services": [st.model_dump() for st in secondary_states],
+        "primary_services": [st.model_dump() for st in primary_states],
     }
     stale = old_state is not None and not rebuilt
-    record.plan = failback_plan(topo, stale, export_uri)
+    record.plan = failback_plan(
+        topo, stale, export_uri, secondary_states, primary_states, secondary_export_uri
+    )
     logger.info("plan:\n%s", "\n".join(record.plan))
     if dry_run:
         record.finish("planned")
@@ -147,6 +195,7 @@ def _run(topo: Topology, record: RunRecord, dry_run: bool) -> None:
                     resumable(sql_export_database, record, "export")(
                         env, old.project, old.instance, database, export_uri
                     )
+                    storage_require_object(env, export_uri)
                     resumable(sql_delete_instance, record, "delete-old")(
                         env, old.project, old.instance
                     )
@@ -163,49 +212,65 @@ def _run(topo: Topology, record: RunRecord, dry_run: bool) -> None:
                     {REBUILT_BY: _label(record)},
                 )
                 step.detail = f"{made.name} replicates {made.master}"
-        with record.step("fence-secondary-writes") as step:
-            _scale(record, env, secondary.project, secondary.name, topo, active=False)
+        with fenced_secondary(topo, record):
             lag = sql_wait_caught_up(env, old.project, old.instance, timeout_s=300)
             record.lag = lag.model_dump(mode="json")
-            step.detail = f"secondary at standby; replica {lag.bytes} bytes behind"
-        with record.step("promote") as step:
-            promoted_state = resumable(sql_promote_replica, record, "promote")(
-                env, old.project, old.instance
-            )
-            step.detail = f"{old.instance} is {promoted_state.after.instance_type}"
-        with record.step("database-connection"):
-            sql_publish_connection(env, old.project, old.instance)
-        with record.step("scale-primary") as step:
-            _scale(record, env, primary.project, primary.name, topo, active=True)
-        with record.step("dns-switch") as step:
-            switched = [
-                resumable(dns_switch_record, record, "dns")(
-                    env, r.name, r.rrdatas[RegionRole.primary], r.ttl, r.type
+            with record.step("promote") as step:
+                promoted_state = resumable(sql_promote_replica, record, "promote")(
+                    env, old.project, old.instance
                 )
-                for r in topo.dns.records
-            ]
-            step.detail = "; ".join(f"{s.after.describe()}" for s in switched)
-        with record.step("cdn-purge") as step:
-            for path in topo.cdn.paths:
-                cdn_invalidate(env, topo.cdn.host, path, request_id=request_id(record, path))
-        with record.step("verify") as step:
-            verified = health_verify(env, Target.public, topo.health.verify_timeout_s, primary.name)
-            step.detail = verified.summary()
-        record.rto_seconds = time.perf_counter() - started
+                step.detail = (
+                    f"{old.instance} is {promoted_state.after.instance_type}; "
+                    f"replica was {lag.bytes} bytes behind"
+                )
+            with record.step("database-connection"):
+                sql_publish_connection(env, old.project, old.instance)
+            with record.step("scale-primary") as step:
+                scaled = _scale(record, env, primary.project, primary.name, topo, active=True)
+                step.detail = "; ".join(r.describe() for r in scaled)
+            with record.step("dns-switch") as step:
+                switched = [
+                    resumable(dns_switch_record, record, "dns")(
+                        env, r.name, r.rrdatas[RegionRole.primary], r.ttl, r.type
+                    )
+                    for r in topo.dns.records
+                ]
+                step.detail = "; ".join(f"{s.after.describe()}" for s in switched)
+            with record.step("cdn-purge") as step:
+                for path in topo.cdn.paths:
+                    cdn_invalidate(env, topo.cdn.host, path, request_id=request_id(record, path))
+            with record.step("verify") as step:
+                verified = health_verify(
+                    env, Target.public, topo.health.verify_timeout_s, primary.name
+                )
+                step.detail = verified.summary()
+            record.rto_seconds = time.perf_counter() - started
+        with record.step("scale-secondary-standby") as step:
+            standby = _scale(record, env, secondary.project, secondary.name, topo, active=False)
+            step.detail = "; ".join(r.describe() for r in standby)
         with record.step("rebuild-secondary-replica") as step:
             current = describe(env, promoted.project, promoted.instance)
             if not (current.is_replica and (current.master or "").endswith(old.instance)):
+                # It was the primary until the fence: writes it took may be nowhere else.
+                resumable(sql_export_database, record, "export-secondary")(
+                    env, promoted.project, promoted.instance, database, secondary_export_uri
+                )
+                storage_require_object(env, secondary_export_uri)
                 resumable(sql_delete_instance, record, "delete-secondary")(
                     env, promoted.project, promoted.instance
                 )
             made = resumable(sql_create_replica, record, "secondary-replica")(
                 env, promoted.project, promoted.instance, promoted.region, old.instance
             )
-            step.detail = f"{made.name} replicates {made.master}"
+            step.detail = (
+                f"exported to {secondary_export_uri}; {made.name} replicates {made.master}"
+            )
     record.after = {
         "primary": describe(env, old.project, old.instance).model_dump(),
         "replica": describe(env, promoted.project, promoted.instance).model_dump(),
         "dns": [s.after.model_dump() for s in switched],
+        "primary_services": [r.model_dump() for r in scaled],
+        "secondary_services": [r.model_dump() for r in standby],
     }
     record.finish("completed")
 
@@ -220,7 +285,7 @@ def _label(record: RunRecord) -> str:
 
 def _scale(
     record: RunRecord, env: str, project: str, region: str, topo: Topology, *, active: bool
-) -> None:
+) -> list[ScaleResult]:
     step = "scale-active" if active else "scale-standby"
     futures = [
         resumable(run_scale_service, record, step).submit(
@@ -233,8 +298,7 @@ def _scale(
         )
         for s in topo.services
     ]
-    for future in futures:
-        future.result()
+    return [future.result() for future in futures]
 
 
 def _maybe(read: Any) -> Any:

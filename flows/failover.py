@@ -148,7 +148,11 @@ def _run(
             results = [f.result() for f in scales]
             promoted = promote.result()
             scaled = sum(r.changed for r in results)
-            step.detail = f"scaled {scaled}/{len(results)}; promote changed={promoted.changed}"
+            step.detail = (
+                f"scaled {scaled}/{len(results)} at service level; "
+                + "; ".join(r.describe() for r in results)
+                + f"; promote changed={promoted.changed}"
+            )
         with record.step("database-connection") as step:
             changed = sql_publish_connection(env, replica.project, replica.instance)
             step.detail = (
@@ -187,6 +191,7 @@ def _run(
     record.after = {
         "dns": [s.after.model_dump() for s in switched],
         "replica": promoted.after.model_dump(),
+        "services": [r.model_dump() for r in results],
     }
     record.finish("completed")
 

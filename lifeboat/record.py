@@ -52,6 +52,8 @@ class RunRecord(BaseModel):
     rto_seconds: float | None = None
     approval: dict[str, Any] | None = None
     lag: dict[str, Any] | None = None
+    # A fence a run holds on live traffic (failback): what was set, and when it was lifted.
+    fence: dict[str, Any] | None = None
     plan: list[str] = Field(default_factory=list)
     before: dict[str, Any] = Field(default_factory=dict)
     after: dict[str, Any] = Field(default_factory=dict)

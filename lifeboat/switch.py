@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from lifeboat import runtime
 from lifeboat.record import RunRecord
-from lifeboat.topology import ENVIRONMENT_NAME, RegionRole, Topology, TopologyError
+from lifeboat.topology import ENVIRONMENT_NAME, RegionRole, Scaling, Topology, TopologyError
 from tasks.cloud_run import ServiceState
 from tasks.dns import RecordState
 from tasks.errors import PermanentError
@@ -108,11 +108,7 @@ def failover_plan(
     secondary = topo.regions.secondary
     lines = []
     for svc, state in zip(topo.services, services, strict=True):
-        target = svc.active_scaling
-        now = state.scaling
-        current = f"{now.min}..{now.max}" if now else "missing"
-        verb = "keep" if now and (now.min, now.max) == (target.min, target.max) else "scale"
-        lines.append(f"{verb} {secondary.name}/{svc.name}: {current} → {target.min}..{target.max}")
+        lines.append(scale_line(secondary.name, svc.name, state, svc.active_scaling))
     replica = topo.cloud_sql.replica
     if replica_type == "READ_REPLICA_INSTANCE":
         lines.append(f"promote {replica.project}:{replica.instance} (read replica → primary)")
@@ -135,6 +131,20 @@ def failover_plan(
         f" reach {secondary.name}"
     )
     return lines
+
+
+def scale_line(region: str, service: str, state: ServiceState | None, target: Scaling) -> str:
+    """One plan line: the effective capacity now (both levels) → the service-level target."""
+    capacity = state.capacity if state is not None else None
+    current = capacity.describe() if capacity else "missing"
+    keep = capacity is not None and (capacity.service.min, capacity.service.max) == (
+        target.min,
+        target.max,
+    )
+    return (
+        f"{'keep' if keep else 'scale'} {region}/{service}: {current}"
+        f" → service-level {target.min}..{target.max}"
+    )
 
 
 def run_markdown(record: RunRecord) -> str:

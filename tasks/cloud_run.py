@@ -1,8 +1,9 @@
-"""Cloud Run: scale a region's services, read revisions and move traffic."""
+"""Cloud Run: scale a region's services (service level), read revisions and move traffic."""
 
 from __future__ import annotations
 
 from google.cloud import run_v2
+from google.protobuf import field_mask_pb2
 from prefect import get_run_logger
 from pydantic import BaseModel
 
@@ -10,27 +11,90 @@ from lifeboat import runtime
 from tasks.polling import wait_until
 from tasks.retrying import calling, cloud_task
 
+# Cloud Run's per-revision maximum when none is set (run/docs/configuring/max-instances).
+DEFAULT_MAX_INSTANCES = 100
+
+SERVICE_SCALING_MASK = ["scaling.min_instance_count", "scaling.max_instance_count"]
+
 
 class Scaling(BaseModel):
     min: int
     max: int
+
+    def describe(self) -> str:
+        return f"{self.min}..{self.max}"
+
+
+class Capacity(BaseModel):
+    """A service's instance bounds at both levels, and the bounds that take effect.
+
+    Service-level scaling applies at once and creates no revision; revision-level scaling
+    (``template.scaling`` of the latest revision) applies when a revision is deployed.
+    A service-level bound, when set (non-zero), takes effect; otherwise the revision's.
+    A revision-level minimum can therefore hold instances warm that a service-level 0
+    does not release: the effective figures say so.
+    """
+
+    service: Scaling
+    revision: Scaling
+    effective: Scaling
+
+    @classmethod
+    def of(cls, service: run_v2.Service) -> Capacity:
+        level = Scaling(
+            min=service.scaling.min_instance_count, max=service.scaling.max_instance_count
+        )
+        revision = Scaling(
+            min=service.template.scaling.min_instance_count,
+            max=service.template.scaling.max_instance_count,
+        )
+        effective = Scaling(
+            min=level.min or revision.min,
+            max=level.max or revision.max or DEFAULT_MAX_INSTANCES,
+        )
+        return cls(service=level, revision=revision, effective=effective)
+
+    def describe(self) -> str:
+        def bound(value: int) -> str:
+            return str(value) if value else "-"
+
+        return (
+            f"{self.effective.describe()} (service-level {bound(self.service.min)}.."
+            f"{bound(self.service.max)}, revision {bound(self.revision.min)}.."
+            f"{bound(self.revision.max)})"
+        )
 
 
 class ScaleResult(BaseModel):
     service: str
     region: str
     changed: bool
-    before: Scaling
-    after: Scaling
+    before: Capacity
+    after: Capacity
+    target: Scaling
+
+    def describe(self) -> str:
+        text = f"{self.region}/{self.service} {self.after.describe()}"
+        if self.after.effective != self.target:
+            text += f" (a revision-level bound keeps it from {self.target.describe()})"
+        return text
 
 
 def service_path(project: str, region: str, service: str) -> str:
     return f"projects/{project}/locations/{region}/services/{service}"
 
 
-def _scaling(service: run_v2.Service) -> Scaling:
-    scaling = service.template.scaling
-    return Scaling(min=scaling.min_instance_count, max=scaling.max_instance_count)
+def wait_settled(environment: str, name: str) -> run_v2.Service:
+    """The service once no rollout is in progress (a resumed run may find one running)."""
+    factory = runtime.clients(environment)
+
+    def settled() -> run_v2.Service | None:
+        got = factory.run_services.get_service(name=name, timeout=runtime.call_timeout(environment))
+        return None if got.reconciling else got
+
+    return wait_until(
+        settled, timeout=800, interval=factory.poll_interval, what=f"rollout of {name}"
+    )
 
 
 @cloud_task(timeout_seconds=900, task_run_name="scale-{service}-{region}")
@@ -42,7 +106,11 @@ def run_scale_service(
     min_instances: int,
     max_instances: int,
 ) -> ScaleResult:
-    """Set a service's instance bounds and wait for the rollout.
+    """Set a service's service-level instance bounds and wait for the rollout.
+
+    Service-level scaling (``Service.scaling``, sent with an update mask that names only
+    its two fields) applies without creating a revision, as Google recommends
+    (run/docs/configuring/min-instances); ``template.scaling`` would deploy one.
 
     Args:
         environment: the topology to use.
@@ -53,66 +121,75 @@ def run_scale_service(
         max_instances: maximum instances.
 
     Returns:
-        The scaling before and after, and whether this call changed it.
+        The capacity at both levels before and after, and whether this call changed it.
 
-    Idempotent: reads the service first; when it already has these bounds it only waits
-    for a rollout still in progress (a resumed run) and changes nothing.
+    Idempotent: reads the service first (waiting out a rollout in progress, as a resumed
+    run may find); when its service-level bounds already are these it changes nothing.
     """
     logger = get_run_logger()
     factory = runtime.clients(environment)
     name = service_path(project, region, service)
     target = Scaling(min=min_instances, max=max_instances)
     with calling("scale-service", name):
-        current = factory.run_services.get_service(
-            name=name, timeout=runtime.call_timeout(environment)
-        )
-        before = _scaling(current)
-        if before == target:
-            if current.reconciling:
-                wait_until(
-                    lambda: (
-                        None
-                        if factory.run_services.get_service(
-                            name=name, timeout=runtime.call_timeout(environment)
-                        ).reconciling
-                        else True
-                    ),
-                    timeout=800,
-                    interval=factory.poll_interval,
-                    what=f"rollout of {name}",
-                )
-            logger.info("%s already scaled to %s..%s", name, target.min, target.max)
+        current = wait_settled(environment, name)
+        before = Capacity.of(current)
+        if before.service == target:
+            logger.info("%s already at service-level %s", name, target.describe())
             return ScaleResult(
-                service=service, region=region, changed=False, before=before, after=before
+                service=service,
+                region=region,
+                changed=False,
+                before=before,
+                after=before,
+                target=target,
             )
-        current.template.scaling.min_instance_count = min_instances
-        current.template.scaling.max_instance_count = max_instances
+        current.scaling = run_v2.ServiceScaling(
+            min_instance_count=min_instances, max_instance_count=max_instances
+        )
         operation = factory.run_services.update_service(
-            service=current, timeout=runtime.call_timeout(environment)
+            service=current,
+            update_mask=field_mask_pb2.FieldMask(paths=SERVICE_SCALING_MASK),
+            timeout=runtime.call_timeout(environment),
         )
         logger.info(
-            "scaling %s from %s..%s to %s..%s", name, before.min, before.max, target.min, target.max
+            "scaling %s at service level: %s → %s", name, before.describe(), target.describe()
         )
-        operation.result(timeout=800, polling=factory.polling)  # type: ignore[no-untyped-call]
-    return ScaleResult(service=service, region=region, changed=True, before=before, after=target)
+        done = operation.result(timeout=800, polling=factory.polling)  # type: ignore[no-untyped-call]
+    result = ScaleResult(
+        service=service,
+        region=region,
+        changed=True,
+        before=before,
+        after=Capacity.of(done),
+        target=target,
+    )
+    if result.after.effective != target:
+        logger.warning("%s: %s", name, result.describe())
+    return result
 
 
 class ServiceState(BaseModel):
     service: str
     region: str
     exists: bool
-    scaling: Scaling | None = None
+    scaling: Scaling | None = None  # effective bounds
+    capacity: Capacity | None = None
     ready: bool = False
     serving: dict[str, int] = {}
+    ingress: str = ""
+    fenced_by: str = ""  # the run whose ingress fence is on the service, if any
+    ingress_before: str = ""  # the ingress that fence found, which lifting it restores
 
 
 @cloud_task(timeout_seconds=60, task_run_name="describe-{service}-{region}")
 def run_describe_service(environment: str, project: str, region: str, service: str) -> ServiceState:
-    """Read a service's scaling, readiness and traffic split.
+    """Read a service's capacity (both levels), readiness, traffic split and ingress.
 
     Idempotent: a read.
     """
     from google.api_core import exceptions as gexc
+
+    from tasks.cloud_run_ingress import FENCED_BY, INGRESS_BEFORE
 
     factory = runtime.clients(environment)
     name = service_path(project, region, service)
@@ -125,13 +202,18 @@ def run_describe_service(environment: str, project: str, region: str, service: s
             return ServiceState(service=service, region=region, exists=False)
     ready = got.terminal_condition.state == run_v2.Condition.State.CONDITION_SUCCEEDED
     serving = {t.revision: t.percent for t in got.traffic_statuses if t.percent}
+    capacity = Capacity.of(got)
     return ServiceState(
         service=service,
         region=region,
         exists=True,
-        scaling=_scaling(got),
+        scaling=capacity.effective,
+        capacity=capacity,
         ready=ready,
         serving=serving,
+        ingress=run_v2.IngressTraffic(got.ingress).name,
+        fenced_by=got.annotations.get(FENCED_BY, ""),
+        ingress_before=got.annotations.get(INGRESS_BEFORE, ""),
     )
 
 
@@ -234,14 +316,8 @@ def run_set_traffic(
     name = service_path(project, region, service)
     timeout = runtime.call_timeout(environment)
 
-    def settled() -> run_v2.Service | None:
-        got = factory.run_services.get_service(name=name, timeout=timeout)
-        return None if got.reconciling else got
-
     with calling("set-traffic", name):
-        current = wait_until(
-            settled, timeout=800, interval=factory.poll_interval, what=f"rollout of {name}"
-        )
+        current = wait_settled(environment, name)
         before = {_short(t.revision): t.percent for t in current.traffic_statuses if t.percent}
         if before == {revision: 100}:
             logger.info("%s already serves 100%% from %s", name, revision)

@@ -186,3 +186,31 @@ def storage_digest_object(environment: str, uri: str, edge_bytes: int = 256) -> 
         head=head,
         tail=tail,
     )
+
+
+@cloud_task(timeout_seconds=120, task_run_name="require-{uri}")
+def storage_require_object(environment: str, uri: str) -> int:
+    """Check that a copy exists and is not empty before what it copies is deleted.
+
+    Returns:
+        The object's size in bytes.
+
+    Raises:
+        PermanentError: the object is missing or empty; nothing may be deleted then.
+
+    Idempotent: a read.
+    """
+    topo = runtime.topology(environment)
+    client = runtime.clients(environment).storage(topo.regions.primary.project)
+    bucket, _, name = uri.removeprefix("gs://").partition("/")
+    blob = client.bucket(bucket).blob(name)
+    with calling("require-object", uri):
+        try:
+            blob.reload(timeout=runtime.call_timeout(environment))
+        except gexc.NotFound:
+            raise PermanentError(
+                f"require-object: {uri} does not exist; refusing to go on"
+            ) from None
+    if not blob.size:
+        raise PermanentError(f"require-object: {uri} is empty; refusing to go on")
+    return int(blob.size)

@@ -45,10 +45,39 @@ def routing_policy_sets(lab: Lab) -> dict[str, dict[str, Any]]:
     return {r["name"]: r for r in reply.json()["rrsets"] if "routingPolicy" in r}
 
 
+def service_name(region: Any, service: str) -> str:
+    return f"projects/{region.project}/locations/{region.name}/services/{service}"
+
+
 def scaling(lab: Lab, region: Any, service: str) -> tuple[int, int]:
-    name = f"projects/{region.project}/locations/{region.name}/services/{service}"
-    got = lab.clients().run_services.get_service(name=name)
-    return got.template.scaling.min_instance_count, got.template.scaling.max_instance_count
+    """The bounds in effect: service-level when set, else the revision's (0 means unset)."""
+    got = lab.clients().run_services.get_service(name=service_name(region, service))
+    return (
+        got.scaling.min_instance_count or got.template.scaling.min_instance_count,
+        got.scaling.max_instance_count or got.template.scaling.max_instance_count or 100,
+    )
+
+
+def revisions(lab: Lab, region: Any, service: str) -> list[str]:
+    """A service's revisions by short name, as the real client lists them."""
+    listed = lab.clients().run_revisions.list_revisions(parent=service_name(region, service))
+    return sorted(r.name.rsplit("/", 1)[-1] for r in listed)
+
+
+def all_revisions(lab: Lab) -> dict[str, list[str]]:
+    return {
+        f"{region.name}/{s.name}": revisions(lab, region, s.name)
+        for region in (PRIMARY, SECONDARY)
+        for s in TOPOLOGY.services
+    }
+
+
+def ingress(lab: Lab, region: Any, service: str) -> tuple[str, dict[str, str]]:
+    """A service's ingress setting and its annotations."""
+    from google.cloud import run_v2
+
+    got = lab.clients().run_services.get_service(name=service_name(region, service))
+    return run_v2.IngressTraffic(got.ingress).name, dict(got.annotations)
 
 
 def sql_instance(lab: Lab, project: str, name: str) -> dict[str, Any]:

@@ -2,26 +2,37 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from google.cloud import run_v2
 
 from tests.flows.lab_checks import PRIMARY
 from tests.labharness import Lab
 
 
-def service_name(service: str) -> str:
-    return f"projects/{PRIMARY.project}/locations/{PRIMARY.name}/services/{service}"
+def service_name(service: str, region: Any = PRIMARY) -> str:
+    return f"projects/{region.project}/locations/{region.name}/services/{service}"
 
 
-def serving(lab: Lab, service: str) -> dict[str, int]:
-    got = lab.clients().run_services.get_service(name=service_name(service))
+def serving(lab: Lab, service: str, region: Any = PRIMARY) -> dict[str, int]:
+    got = lab.clients().run_services.get_service(name=service_name(service, region))
     return {t.revision.rsplit("/", 1)[-1]: t.percent for t in got.traffic_statuses if t.percent}
 
 
-def deploy_new_revision(lab: Lab, service: str, image_tag: str = "v2") -> tuple[str, str]:
+def revision_image(lab: Lab, service: str, revision: str, region: Any = PRIMARY) -> str:
+    got = lab.clients().run_revisions.get_revision(
+        name=f"{service_name(service, region)}/revisions/{revision}"
+    )
+    return str(got.containers[0].image)
+
+
+def deploy_new_revision(
+    lab: Lab, service: str, image_tag: str = "v2", region: Any = PRIMARY
+) -> tuple[str, str]:
     """Deploy a new image and send it 100% (as a release does); returns (old, new) revisions."""
     client = lab.clients().run_services
-    (old,) = serving(lab, service)
-    current = client.get_service(name=service_name(service))
+    (old,) = serving(lab, service, region)
+    current = client.get_service(name=service_name(service, region))
     image = current.template.containers[0].image.rsplit(":", 1)[0]
     current.template.containers[0].image = f"{image}:{image_tag}"
     current.traffic = [
@@ -31,7 +42,7 @@ def deploy_new_revision(lab: Lab, service: str, image_tag: str = "v2") -> tuple[
         )
     ]
     client.update_service(service=current).result(timeout=60)  # type: ignore[no-untyped-call]
-    (new,) = serving(lab, service)
+    (new,) = serving(lab, service, region)
     assert new != old
     return old, new
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from urllib.parse import unquote
 
 import pytest
 
@@ -13,15 +14,18 @@ from tests.flows.lab_checks import (
     REPLICA,
     SECONDARY,
     TOPOLOGY,
+    all_revisions,
     dns_record,
     front_region,
     incident,
+    ingress,
     instance_type,
     read_object,
     scaling,
     side_effects,
     sql,
     sql_instance,
+    sql_method,
 )
 from tests.labharness import Lab
 from tests.prefect_api import PrefectApi
@@ -41,9 +45,46 @@ def _settings_that_matter(lab: Lab, name: str) -> dict[str, object]:
     return {k: settings.get(k) for k in ("tier", "edition", "ipConfiguration", "databaseFlags")}
 
 
+def _sql_deletes_of(lab: Lab, since: int, instance: str) -> list[int]:
+    """Sequence numbers of successful Cloud SQL deletes of ``instance``."""
+    return [
+        e["seq"]
+        for e in lab.requests(api="sql", since=since)
+        if e["method"].upper() in {"DELETE"} and instance in e["path"] and e["status"] < 400
+    ]
+
+
+def _object_reads(lab: Lab, since: int, name: str) -> list[int]:
+    """Sequence numbers of successful reads of a GCS object's metadata."""
+    return [
+        e["seq"]
+        for e in lab.requests(api="storage", method="GET", since=since)
+        if unquote(e["path"]).endswith(f"/o/{name}") and e["status"] == 200
+    ]
+
+
+def _secondary_patches(lab: Lab, since: int) -> list[int]:
+    return [
+        e["seq"]
+        for e in lab.requests(api="run", method="PATCH", since=since)
+        if f"/locations/{SECONDARY.name}/" in e["path"] and e["status"] < 400
+    ]
+
+
+def _first(lab: Lab, since: int, api: str, method: str) -> int:
+    """The first successful call; Cloud SQL calls are named by their discovery method."""
+    return min(
+        e["seq"]
+        for e in lab.requests(api=api, since=since)
+        if e["status"] < 400
+        and (sql_method(e["method"], e["path"]) if api == "sql" else e["method"]) == method
+    )
+
+
 def test_failback_restores_the_topology_and_loses_no_write(fresh_lab: Lab, api: PrefectApi) -> None:
     seeded = {n: _settings_that_matter(fresh_lab, n) for n in (OLD.instance, REPLICA.instance)}
     assert seeded[OLD.instance]["ipConfiguration"] is not None  # the lab seeds a private IP
+    revisions_before = all_revisions(fresh_lab)
     _failed_over(fresh_lab, api)
     # A write taken by the secondary while it served must survive the failback.
     sql(
@@ -93,7 +134,8 @@ def test_failback_restores_the_topology_and_loses_no_write(fresh_lab: Lab, api: 
 
     kinds = [(a, m) for a, m, _ in side_effects(fresh_lab, since)]
     assert kinds.count(("sql", "instances.promoteReplica")) == 1
-    assert kinds.count(("sql", "instances.export")) == 1  # the stale old primary, kept in GCS
+    # The stale old primary and the secondary that served until the fence, both kept in GCS.
+    assert kinds.count(("sql", "instances.export")) == 2
     assert kinds.count(("dns", "POST")) == 1
     record = json.loads(
         read_object(fresh_lab, TOPOLOGY.backups.records_bucket, f"failback/{inc}.json")
@@ -101,6 +143,35 @@ def test_failback_restores_the_topology_and_loses_no_write(fresh_lab: Lab, api: 
     assert record["outcome"] == "completed"
     export = f"failback/{inc}/{OLD.instance}.sql"
     assert b"CREATE TABLE" in read_object(fresh_lab, TOPOLOGY.backups.bucket, export)
+
+    # Scaling at the service level made no revision, in either region, there or back.
+    assert all_revisions(fresh_lab) == revisions_before
+
+    # The secondary was exported, and its copy seen in GCS, before it was deleted.
+    secondary_export = f"failback/{inc}/{REPLICA.instance}.sql"
+    assert b"during@dr.example" in read_object(fresh_lab, TOPOLOGY.backups.bucket, secondary_export)
+    (deleted_at,) = _sql_deletes_of(fresh_lab, since, REPLICA.instance)
+    assert any(seq < deleted_at for seq in _object_reads(fresh_lab, since, secondary_export))
+
+    # The fence: secondary ingress internal-only before the promotion, lifted after DNS moved.
+    promoted_at = _first(fresh_lab, since, "sql", "instances.promoteReplica")
+    dns_at = _first(fresh_lab, since, "dns", "POST")
+    patches = _secondary_patches(fresh_lab, since)
+    services = len(TOPOLOGY.services)
+    assert len([p for p in patches if p < promoted_at]) == services  # the fence
+    assert len([p for p in patches if p > dns_at]) == 2 * services  # lift, then standby
+    for service in TOPOLOGY.services:
+        assert ingress(fresh_lab, SECONDARY, service.name) == ("INGRESS_TRAFFIC_ALL", {})
+    steps = [s["name"] for s in record["steps"]]
+    assert steps.index("fence-secondary") < steps.index("promote") < steps.index("dns-switch")
+    assert (
+        steps.index("verify") < steps.index("lift-fence") < steps.index("scale-secondary-standby")
+    )
+    assert [f["after"] for f in record["fence"]["set"]] == [
+        "INGRESS_TRAFFIC_INTERNAL_ONLY"
+    ] * services
+    assert [f["after"] for f in record["fence"]["lifted"]] == ["INGRESS_TRAFFIC_ALL"] * services
+    assert record["after"]["primary_services"][0]["after"]["effective"] == {"min": 3, "max": 50}
 
 
 def test_failback_is_refused_while_the_primary_is_down(fresh_lab: Lab, api: PrefectApi) -> None:
@@ -136,3 +207,92 @@ def test_failback_without_a_failover_is_refused_and_dry_run_changes_nothing(
     )["plan"]
     assert f"delete {OLD.project}:{OLD.instance}" in plan
     assert f"wait for {OLD.instance} to catch up, then promote it" in plan
+    # The fence and its lifting, in order around the promotion, and the secondary's export.
+    fence = (
+        f"fence {SECONDARY.name}/auth-service: ingress INGRESS_TRAFFIC_ALL → "
+        "INGRESS_TRAFFIC_INTERNAL_ONLY (public traffic and writes stop: the planned outage starts)"
+    )
+    lift = f"lift the fence: {SECONDARY.name}/auth-service ingress → INGRESS_TRAFFIC_ALL"
+    promote = plan.index(f"wait for {OLD.instance} to catch up, then promote it")
+    assert plan.index(fence) < promote < plan.index(lift)
+    assert (
+        f"scale {SECONDARY.name}/auth-service: 3..50 (service-level 3..50, revision 0..10)"
+        " → service-level 0..10"
+    ) in plan
+    export = f"export {REPLICA.project}:{REPLICA.instance} to gs://{TOPOLOGY.backups.bucket}/"
+    assert any(line.startswith(export) for line in plan)
+    assert not any("fences writes" in line for line in plan)  # scaling is no longer the fence
+
+
+def test_failback_that_fails_mid_way_lifts_the_fence(fresh_lab: Lab, api: PrefectApi) -> None:
+    _failed_over(fresh_lab, api)
+    fresh_lab.outage(PRIMARY.name, False)
+    # The DNS switch back fails for good: after the fence is set and the promotion is done.
+    fresh_lab.fault(api="dns", method="POST", path="changes", status=400, count=50)
+    since = fresh_lab.last_seq()
+    inc = incident("FBFAIL")
+
+    final = api.wait(
+        api.launch("failback/lab", {"reason": "fails mid-way", "incident_id": inc})["id"],
+        timeout=300,
+    )
+
+    assert final["state"]["type"] == "FAILED"
+    patches = _secondary_patches(fresh_lab, since)
+    promoted_at = _first(fresh_lab, since, "sql", "instances.promoteReplica")
+    assert len([p for p in patches if p < promoted_at]) == len(TOPOLOGY.services)  # fenced
+    for service in TOPOLOGY.services:
+        assert ingress(fresh_lab, SECONDARY, service.name) == ("INGRESS_TRAFFIC_ALL", {})
+    assert front_region(fresh_lab, "/auth/status") == SECONDARY.name  # public path open again
+    record = json.loads(
+        read_object(fresh_lab, TOPOLOGY.backups.records_bucket, f"failback/{inc}.json")
+    )
+    assert record["outcome"] == "failed"
+    steps = {s["name"]: s["outcome"] for s in record["steps"]}
+    assert steps["dns-switch"] == "failed"
+    assert steps["lift-fence"] == "done"
+    assert len(record["fence"]["lifted"]) == len(TOPOLOGY.services)
+
+
+def test_the_fence_refuses_the_public_path_while_it_holds(fresh_lab: Lab, api: PrefectApi) -> None:
+    """During a failback, the secondary that DNS still names answers the public path 404."""
+    import threading
+    import time
+
+    import httpx
+
+    _failed_over(fresh_lab, api)
+    fresh_lab.outage(PRIMARY.name, False)
+    assert front_region(fresh_lab, "/auth/status") == SECONDARY.name
+    # Hold the run in its DNS switch (fenced, DNS still on the secondary) for a while.
+    fresh_lab.fault(api="dns", method="POST", path="changes", latency_s=4, count=1)
+    seen: list[int] = []
+    done = threading.Event()
+
+    def probe() -> None:
+        while not done.is_set():
+            response = httpx.get(
+                f"{fresh_lab.endpoints['front_door']}/auth/status",
+                headers={"host": TOPOLOGY.health.host},
+                timeout=10,
+            )
+            if response.headers.get("x-lab-region") == SECONDARY.name:
+                seen.append(response.status_code)
+            time.sleep(0.1)
+
+    prober = threading.Thread(target=probe, daemon=True)
+    prober.start()
+    try:
+        final = api.wait(
+            api.launch("failback/lab", {"reason": "fence", "incident_id": incident("FBF")})["id"],
+            timeout=300,
+        )
+    finally:
+        done.set()
+        prober.join(timeout=15)
+    assert final["state"]["type"] == "COMPLETED", final["state"]["message"]
+    assert 404 in seen  # refused while fenced
+    assert seen.index(404) > 0 and seen[0] == 200  # it served before the fence
+    # Lifted: the secondary admits public traffic again (reached here through its own URL).
+    for service in TOPOLOGY.services:
+        assert ingress(fresh_lab, SECONDARY, service.name)[0] == "INGRESS_TRAFFIC_ALL"

@@ -78,7 +78,11 @@ def test_dry_run_prints_the_exact_plan_and_changes_nothing(fresh_lab: Lab, api: 
     assert record["outcome"] == "planned"
     plan = record["plan"]
     assert "DNS api.varai.ai. A: 34.120.10.10 (ttl 300) → 34.140.20.20 (ttl 60)" in plan
-    assert "scale us-east1/auth-service: 0..10 → 3..50" in plan
+    # The effective capacity now, read from both levels, and the service-level target.
+    assert (
+        "scale us-east1/auth-service: 0..10 (service-level -..-, revision 0..10)"
+        " → service-level 3..50"
+    ) in plan
     assert f"promote {REPLICA.project}:{REPLICA.instance} (read replica → primary)" in plan
     assert "invalidate varai-cdn-lb api.varai.ai/*" in plan
     markdown = [a for a in api.artifacts(run["id"]) if a["type"] == "markdown"]

@@ -6,9 +6,17 @@ import json
 
 import httpx
 
-from tests.flows.lab_checks import TOPOLOGY, incident, read_object, side_effects
+from tests.flows.lab_checks import (
+    PRIMARY,
+    SECONDARY,
+    TOPOLOGY,
+    incident,
+    read_object,
+    side_effects,
+)
 from tests.flows.rollback_helpers import (
     deploy_new_revision,
+    revision_image,
     run_patches,
     serving,
     set_revision_health,
@@ -165,3 +173,29 @@ def test_a_rollback_is_refused_while_another_switch_holds_the_region_lock(
         assert held is not None and held.incident_id == failover_incident
     finally:
         lease_release.fn("lab", failover_incident)
+
+
+def test_after_a_failover_rollback_still_picks_a_revision_with_another_image(
+    fresh_lab: Lab, api: PrefectApi
+) -> None:
+    # A release reached the secondary too (image v2 after the seeded v1), then a failover.
+    releases = {n: deploy_new_revision(fresh_lab, n, region=SECONDARY) for n in SERVICES}
+    fresh_lab.outage(PRIMARY.name, True)
+    failover = api.launch("failover/lab", {"reason": "outage", "incident_id": incident("FO")})
+    assert api.wait(failover["id"])["state"]["type"] == "COMPLETED"
+
+    inc = incident("RB")
+    run = api.launch(
+        "rollback/lab",
+        {"reason": "bad release", "incident_id": inc, "dry_run": True, "region": "secondary"},
+    )
+    assert api.wait(run["id"])["state"]["type"] == "COMPLETED"
+
+    plan = record_of(fresh_lab, inc)["plan"]
+    # The failover scaled at the service level: no scaling revision stands between the
+    # release and its predecessor, so the target is the previous image, not a copy of v2.
+    assert plan == [f"traffic {n}: {new} → {old}" for n, (old, new) in releases.items()]
+    for name, (old, new) in releases.items():
+        assert serving(fresh_lab, name, SECONDARY) == {new: 100}
+        assert revision_image(fresh_lab, name, old, SECONDARY).endswith(":v1")
+        assert revision_image(fresh_lab, name, new, SECONDARY).endswith(":v2")

@@ -1,0 +1,150 @@
+"""The failback's fence on the secondary region: set it, hold it, lift it whatever happens.
+
+Cloud Run honours ingress, not scaling: a service at min 0 still serves. So the fence is
+ingress internal-only on every secondary service (tasks/cloud_run_ingress.py). It is held
+from before the promotion until the public path verifiably reaches the primary, and lifted
+in every outcome: when the fenced steps end or fail (``fenced_secondary``), by the flow's
+cancellation and crash hooks (``lift_fences_of_run``), by a resumed run (which re-enters
+the fence, adopting the one in place, and lifts it), and by a refused one
+(``lift_stale_fences``, under the region lock so that another run's fence is never lifted).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from prefect import get_run_logger
+from prefect.logging import get_logger
+
+from flows.region_lock import region_lock
+from lifeboat import runtime
+from lifeboat.record import RunRecord
+from lifeboat.topology import Topology
+from tasks.cloud_run import ServiceState, run_describe_service
+from tasks.cloud_run_ingress import (
+    FENCE_INGRESS,
+    FenceResult,
+    run_fence_ingress,
+    run_lift_ingress_fence,
+)
+
+
+def fence_owner(record: RunRecord) -> str:
+    """Who holds the fence, written on each service: flow, incident and flow run."""
+    return f"{record.flow}/{record.incident_id}/{record.flow_run_id or 'local'}"
+
+
+def describe_services(topo: Topology, project: str, region: str) -> list[ServiceState]:
+    futures = [
+        run_describe_service.submit(topo.environment, project, region, s.name)
+        for s in topo.services
+    ]
+    return [f.result() for f in futures]
+
+
+def fence_line(region: str, state: ServiceState) -> str:
+    if state.fenced_by:
+        return (
+            f"keep the fence on {region}/{state.service} (set by {state.fenced_by}; "
+            f"ingress {state.ingress_before} before it)"
+        )
+    return (
+        f"fence {region}/{state.service}: ingress {state.ingress or 'unknown'} → "
+        f"{FENCE_INGRESS} (public traffic and writes stop: the planned outage starts)"
+    )
+
+
+def lift_line(region: str, state: ServiceState) -> str:
+    restore = state.ingress_before if state.fenced_by else state.ingress
+    return f"lift the fence: {region}/{state.service} ingress → {restore or 'unknown'}"
+
+
+@contextmanager
+def fenced_secondary(topo: Topology, record: RunRecord) -> Iterator[list[FenceResult]]:
+    """Fence every secondary service for the block; lift the fences however it ends."""
+    env, region = topo.environment, topo.regions.secondary
+    owner = fence_owner(record)
+    record.fence = {"ingress": FENCE_INGRESS, "region": region.name, "set": [], "lifted": []}
+    try:
+        with record.step("fence-secondary") as step:
+            futures = [
+                run_fence_ingress.submit(env, region.project, region.name, s.name, owner)
+                for s in topo.services
+            ]
+            fenced = [f.result() for f in futures]
+            record.fence["set"] = [r.model_dump() for r in fenced]
+            step.detail = "; ".join(r.describe() for r in fenced)
+        yield fenced
+    finally:
+        with record.step("lift-fence") as step:
+            lifted = _lift_all(topo, [s.name for s in topo.services])
+            record.fence["lifted"] = [r.model_dump() for r in lifted]
+            step.detail = "; ".join(r.describe() for r in lifted)
+
+
+def _lift_all(topo: Topology, services: list[str]) -> list[FenceResult]:
+    """Lift each fence; every service is tried even if one fails, then the failure is raised."""
+    env, region = topo.environment, topo.regions.secondary
+    futures = [
+        run_lift_ingress_fence.submit(env, region.project, region.name, name) for name in services
+    ]
+    results: list[FenceResult] = []
+    failure: BaseException | None = None
+    for future in futures:
+        try:
+            results.append(future.result())
+        except Exception as exc:
+            failure = failure or exc
+    if failure is not None:
+        raise failure
+    return results
+
+
+def lift_stale_fences(
+    topo: Topology, record: RunRecord, states: list[ServiceState], dry_run: bool
+) -> str:
+    """Lift fences a killed run left, under the region lock; returns what was lifted.
+
+    Taking the lock first matters: a fence held by a run still in progress is refused
+    with the lock, and stays.
+    """
+    fenced = [s.service for s in states if s.fenced_by]
+    if not fenced or dry_run:
+        return ""
+    lock = region_lock(topo.environment, record.incident_id, record.flow, record.operator)
+    with lock, record.step("lift-stale-fence") as step:
+        lifted = _lift_all(topo, fenced)
+        record.fence = {"lifted": [r.model_dump() for r in lifted]}
+        step.detail = "; ".join(r.describe() for r in lifted)
+    return step.detail
+
+
+def lift_fences_of_run(flow_run: Any) -> list[str]:
+    """Flow hook (cancelled, crashed): lift the fences this run's incident holds."""
+    try:
+        logger: Any = get_run_logger()
+    except Exception:  # hooks may run outside the flow run's context
+        logger = get_logger("lifeboat.failback")
+    params = dict(getattr(flow_run, "parameters", None) or {})
+    incident = params.get("incident_id")
+    run_id = str(getattr(flow_run, "id", ""))
+    try:
+        topo = runtime.topology(str(params["environment"]))
+        region = topo.regions.secondary
+        lifted = []
+        for state in describe_services(topo, region.project, region.name):
+            holder = state.fenced_by
+            ours = bool(holder) and (
+                (incident and holder.startswith(f"failback/{incident}/"))
+                or (run_id and holder.endswith(f"/{run_id}"))
+            )
+            if ours:
+                run_lift_ingress_fence(topo.environment, region.project, region.name, state.service)
+                lifted.append(state.service)
+        logger.warning("lifted the fence on %s after the run ended early", lifted or "nothing")
+        return lifted
+    except Exception as exc:
+        logger.error("could not lift the fence after the run ended early: %s", exc)
+        return []
