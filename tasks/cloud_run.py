@@ -10,59 +10,9 @@ from pydantic import BaseModel
 from lifeboat import runtime
 from tasks.polling import wait_until
 from tasks.retrying import calling, cloud_task
-
-# Cloud Run's per-revision maximum when none is set (run/docs/configuring/max-instances).
-DEFAULT_MAX_INSTANCES = 100
+from tasks.run_capacity import Capacity, Scaling
 
 SERVICE_SCALING_MASK = ["scaling.min_instance_count", "scaling.max_instance_count"]
-
-
-class Scaling(BaseModel):
-    min: int
-    max: int
-
-    def describe(self) -> str:
-        return f"{self.min}..{self.max}"
-
-
-class Capacity(BaseModel):
-    """A service's instance bounds at both levels, and the bounds that take effect.
-
-    Service-level scaling applies at once and creates no revision; revision-level scaling
-    (``template.scaling`` of the latest revision) applies when a revision is deployed.
-    A service-level bound, when set (non-zero), takes effect; otherwise the revision's.
-    A revision-level minimum can therefore hold instances warm that a service-level 0
-    does not release: the effective figures say so.
-    """
-
-    service: Scaling
-    revision: Scaling
-    effective: Scaling
-
-    @classmethod
-    def of(cls, service: run_v2.Service) -> Capacity:
-        level = Scaling(
-            min=service.scaling.min_instance_count, max=service.scaling.max_instance_count
-        )
-        revision = Scaling(
-            min=service.template.scaling.min_instance_count,
-            max=service.template.scaling.max_instance_count,
-        )
-        effective = Scaling(
-            min=level.min or revision.min,
-            max=level.max or revision.max or DEFAULT_MAX_INSTANCES,
-        )
-        return cls(service=level, revision=revision, effective=effective)
-
-    def describe(self) -> str:
-        def bound(value: int) -> str:
-            return str(value) if value else "-"
-
-        return (
-            f"{self.effective.describe()} (service-level {bound(self.service.min)}.."
-            f"{bound(self.service.max)}, revision {bound(self.revision.min)}.."
-            f"{bound(self.revision.max)})"
-        )
 
 
 class ScaleResult(BaseModel):
