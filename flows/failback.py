@@ -38,12 +38,12 @@ from tasks.cloud_sql import (
     sql_delete_instance,
     sql_export_database,
     sql_promote_replica,
-    sql_publish_connection,
     sql_wait_caught_up,
 )
 from tasks.dns import dns_switch_record
 from tasks.errors import PreflightRefused
 from tasks.health import Target, health_probe, health_verify
+from tasks.secret_manager import secret_manager_add_database_url
 
 
 @flow(name="failback", persist_result=True)
@@ -80,7 +80,9 @@ def failback_plan(topo: Topology, old_primary_exists: bool, export_uri: str) -> 
             for s in topo.services
         ],
         f"wait for {old.instance} to catch up, then promote it",
-        f"point secret {topo.cloud_sql.connection_secret} at {old.instance}",
+        f"add a version of secret {topo.cloud_sql.app_secret.resource} naming {old.instance}"
+        " (apps reading it from a volume at latest follow at once; instances that start"
+        " read it as they start)",
         *[
             f"scale {primary.name}/{s.name} → {s.active_scaling.min}..{s.active_scaling.max}"
             for s in topo.services
@@ -173,8 +175,14 @@ def _run(topo: Topology, record: RunRecord, dry_run: bool) -> None:
                 env, old.project, old.instance
             )
             step.detail = f"{old.instance} is {promoted_state.after.instance_type}"
-        with record.step("database-connection"):
-            sql_publish_connection(env, old.project, old.instance)
+        with record.step("database-connection") as step:
+            # Before the primary's services scale up, so instances that start find it.
+            update = resumable(secret_manager_add_database_url, record, "secret")(
+                env, old.project, old.instance
+            )
+            step.detail = (
+                f"added {update.version}" if update.changed else f"already {update.version}"
+            )
         with record.step("scale-primary") as step:
             _scale(record, env, primary.project, primary.name, topo, active=True)
         with record.step("dns-switch") as step:

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lab import compute, dns, run, sql, storage
+from lab import compute, dns, run, secretmanager, sql, storage
 from lab.control.app import create_control_app
 from lab.core import tls
 from lab.core.context import LabContext
@@ -30,6 +30,7 @@ from lab.frontdoor.cache import EdgeCache
 from lab.mongo.server import MongoServer
 from lab.regions.app import create_region_app
 from lab.regions.health import RegionSpec
+from lab.regions.instances import AppInstances
 from lab.seed import seed_cloud, seed_mongo
 from lifeboat.topology import RegionRole, Topology, parse_topology_file
 
@@ -54,6 +55,7 @@ def listener_names(topology: Topology) -> list[str]:
         "front_door",
         "mongodb",
         "front_door_https",
+        "secretmanager",
     ]
 
 
@@ -113,6 +115,9 @@ class LabDaemon:
         _, storage_app = storage.create(ctx)
         _, dns_app = dns.create(ctx)
         _, run_app = run.create(ctx)
+        _, secretmanager_app = secretmanager.create(ctx)
+        # Before seeding: the seeded services' instances read their secret as they start.
+        AppInstances.attach(ctx, (self.topology.cloud_sql.primary.project,))
         compute_backend, compute_app = compute.create(ctx)
         compute_backend.on_invalidation(lambda host, path: void(self.cache.invalidate(host, path)))
         _, sql_app = sql.create(ctx)
@@ -128,6 +133,7 @@ class LabDaemon:
             ("sql", sql_app, self.settings.port("sql")),
             ("compute", compute_app, self.settings.port("compute")),
             ("storage", storage_app, self.settings.port("storage")),
+            ("secretmanager", secretmanager_app, self.settings.port("secretmanager")),
         ]
         https: list[tuple[str, Any, int]] = []
         for spec in self.regions.values():
@@ -182,7 +188,8 @@ class LabDaemon:
             self.ctx.clear_runtime()
             self.ctx.latency.reset(self.settings.time_scale)
             self.cache.clear()
-            for name in ("dns", "run", "compute", "storage", "sql"):
+            names = ("dns", "run", "compute", "storage", "sql", "secretmanager", "app_instances")
+            for name in names:
                 self.ctx.backends[name].reset()
             self._seed()
 
@@ -203,6 +210,7 @@ class LabDaemon:
             "sql": s.url("sql"),
             "compute": s.url("compute"),
             "storage": s.url("storage"),
+            "secretmanager": s.url("secretmanager"),
             "front_door": s.url("front_door"),
             "control": s.url("control"),
             "mongodb_uri": self.mongo.uri,

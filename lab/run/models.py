@@ -15,6 +15,10 @@ operation. Lab rules where Cloud Run leaves a choice:
 - Instance count (what the region apps read) comes from the live spec: the manual count
   if the service-level scalingMode is MANUAL, else the larger of
   ``template.scaling.minInstanceCount`` and the service-level ``scaling.minInstanceCount``.
+- Instances start (``on_instances_started`` listeners hear of it, once the rollout is
+  live) when a revision begins to serve, and for every serving revision when the
+  instance count goes from 0 to more: that is when Cloud Run resolves a revision's
+  env-var secrets (run/docs/configuring/secrets).
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ from lab.run.spec import SERVICE_ID, apply_update_mask, user_spec
 
 T = TypeVar("T")
 Key = tuple[str, str, str]
+# (project, location, service, revision, the revision's template)
+InstancesStarted = Callable[[str, str, str, str, dict[str, Any]], None]
 
 FAILED_PRECONDITION = 9
 ABORTED = 10
@@ -55,6 +61,11 @@ class RunBackend:
         self._lock = threading.Lock()
         self._services: dict[Key, Service] = {}
         self.operations = OperationStore()
+        self._started_listeners: list[InstancesStarted] = []
+
+    def on_instances_started(self, listener: InstancesStarted) -> None:
+        """Call ``listener`` for each revision whose instances (re)start; see the docstring."""
+        self._started_listeners.append(listener)
 
     # ----- services -------------------------------------------------------------------
 
@@ -198,8 +209,12 @@ class RunBackend:
         max_instances: int,
         env: dict[str, str] | None = None,
         labels: dict[str, str] | None = None,
+        secret_files: dict[str, tuple[str, str]] | None = None,
     ) -> dict[str, Any]:
-        """A ready service whose first revision serves 100%."""
+        """A ready service whose first revision serves 100%.
+
+        ``secret_files`` maps a file name to (secret, version), mounted under /secrets.
+        """
         container: dict[str, Any] = {"image": image}
         if env:
             container["env"] = [{"name": k, "value": v} for k, v in env.items()]
@@ -209,12 +224,25 @@ class RunBackend:
                 "scaling": {"minInstanceCount": min_instances, "maxInstanceCount": max_instances},
             },
         }
+        for n, (path, (secret, version)) in enumerate(sorted((secret_files or {}).items())):
+            volume = f"secret-{n}"
+            container.setdefault("volumeMounts", []).append(
+                {"name": volume, "mountPath": f"/secrets/{n}"}
+            )
+            items = [{"path": path, "version": version}]
+            body["template"].setdefault("volumes", []).append(
+                {"name": volume, "secret": {"secret": secret, "items": items}}
+            )
         if labels:
             body["labels"] = dict(labels)
         with self._lock:
             svc = self._create(project, location, name, user_spec(body))
+            before = _instances(svc)
             reconcile(svc)
-            return svc.to_json()
+            started = _started(svc, before)
+            reply = svc.to_json()
+        self._announce(started)
+        return reply
 
     def deploy_revision(
         self,
@@ -242,8 +270,11 @@ class RunBackend:
             revision = new_revision_name(svc, svc.generation + 1)
             spec["traffic"] = blue_green_traffic(svc, revision, tag, move_traffic)
             propose(svc, spec, revision_name=revision)
+            before = _instances(svc)
             reconcile(svc)
-            return revision
+            started = _started(svc, before)
+        self._announce(started)
+        return revision
 
     def set_revision_health(
         self, project: str, location: str, revision: str, healthy: bool
@@ -339,9 +370,18 @@ class RunBackend:
             svc = self._services.get(key)
             if svc is None or svc.rollout != operation:
                 return
+            before = _instances(svc)
             failure = reconcile(svc)
             error = None if failure is None else (FAILED_PRECONDITION, failure)
             self.operations.finish(operation, svc.to_json(), error)
+            started = _started(svc, before) if failure is None else []
+        self._announce(started)
+
+    def _announce(self, started: list[tuple[str, str, str, str, dict[str, Any]]]) -> None:
+        """Outside the lock: listeners read other backends (Secret Manager)."""
+        for event in started:
+            for listener in self._started_listeners:
+                listener(*event)
 
     def _finished_operation(
         self, project: str, location: str, target_type: str, resource: dict[str, Any]
@@ -351,6 +391,25 @@ class RunBackend:
         finished = self.operations.finish(name, resource)
         assert finished is not None
         return finished
+
+
+def _instances(svc: Service) -> tuple[set[str], int]:
+    """What serves and how many warm instances, before a change goes live."""
+    return set(svc.serving()), svc.min_instances()
+
+
+def _started(
+    svc: Service, before: tuple[set[str], int]
+) -> list[tuple[str, str, str, str, dict[str, Any]]]:
+    """The revisions whose instances start now: newly serving ones, or all after 0 → n."""
+    serving_before, count_before = before
+    serving = set(svc.serving())
+    woke = count_before == 0 and svc.min_instances() > 0
+    fresh = serving if woke else serving - serving_before
+    return [
+        (svc.project, svc.location, svc.name, rev, copy.deepcopy(svc.revisions[rev].template))
+        for rev in sorted(fresh)
+    ]
 
 
 def _operation_name(project: str, location: str, operation: str) -> str:
