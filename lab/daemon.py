@@ -269,7 +269,11 @@ def main(argv: list[str] | None = None) -> int:
         daemon.stop()
         return 1
     ready = settings.root / "daemon.json"
-    ready.write_text(json.dumps(endpoints, indent=2))
+    # Written whole, then renamed: the supervisor polls for the file and must never read
+    # it half written (it did once: an empty file failed `lab up`).
+    partial = ready.with_suffix(".partial")
+    partial.write_text(json.dumps(endpoints, indent=2))
+    partial.replace(ready)
     log.info("lab ready in %.1f s: %s", time.monotonic() - started, json.dumps(endpoints))
     stopping.wait()
     log.info("lab stopping")
