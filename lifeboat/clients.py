@@ -13,8 +13,7 @@ from typing import Any
 from google.api_core.client_options import ClientOptions
 from google.api_core.future.polling import DEFAULT_POLLING
 from google.auth.credentials import AnonymousCredentials, Credentials
-from google.cloud import compute_v1, dns, run_v2, storage  # type: ignore[attr-defined]
-from google.cloud import secretmanager_v1
+from google.cloud import compute_v1, dns, run_v2, secretmanager_v1, storage  # type: ignore[attr-defined]
 
 from lifeboat.endpoints import ResolvedEndpoints
 from lifeboat.sqladmin import SqlAdmin

@@ -150,10 +150,11 @@ def set_app_secret(lab: Lab, url: str) -> None:
 
 
 def instance_address(lab: Lab, project: str, name: str) -> str:
-    got = lab.clients().sql_instances.get(
-        request=sqladmin_v1.SqlInstancesGetRequest(project=project, instance=name)
-    )
-    return str(got.ip_addresses[0].ip_address)
+    """The address apps connect to: the private one when the instance has it."""
+    by_type = {
+        ip["type"]: ip["ipAddress"] for ip in sql_instance(lab, project, name)["ipAddresses"]
+    }
+    return str(by_type.get("PRIVATE") or by_type["PRIMARY"])
 
 
 def post_order(lab: Lab, order_id: str) -> httpx.Response:

@@ -12,7 +12,7 @@ from google.api_core import exceptions as gexc
 from pymongo import MongoClient
 
 from lifeboat.topology import RegionRole, load_topology
-from tests.flows.lab_checks import take_secret_as_env_var
+from tests.flows.lab_checks import instance_address, sql, take_secret_as_env_var
 from tests.labharness import TEST_PG_PREFIX, Lab, lifeboat
 
 TOPOLOGY = load_topology("lab")
@@ -196,12 +196,7 @@ def order(lab: Lab, order_id: str) -> httpx.Response:
 
 
 def address(lab: Lab, instance: str) -> str:
-    got = lab.clients().sql_instances.get(
-        request=SqlInstancesGetRequest(
-            project=TOPOLOGY.cloud_sql.primary.project, instance=instance
-        )
-    )
-    return str(got.ip_addresses[0].ip_address)
+    return instance_address(lab, TOPOLOGY.cloud_sql.primary.project, instance)
 
 
 def point_secret_at(lab: Lab, instance: str) -> str:
@@ -217,10 +212,12 @@ def point_secret_at(lab: Lab, instance: str) -> str:
 
 
 def rows(lab: Lab, instance: str, order_id: str) -> list[tuple]:
-    with psycopg.connect(
-        host=address(lab, instance), user="postgres", dbname="varai_prod", connect_timeout=5
-    ) as conn:
-        return conn.execute("SELECT id FROM orders WHERE id = %s", (order_id,)).fetchall()
+    return sql(
+        lab,
+        TOPOLOGY.cloud_sql.primary.project,
+        instance,
+        f"SELECT id FROM orders WHERE id = '{order_id}'",
+    )
 
 
 def test_the_app_writes_where_its_secret_points(fresh_lab: Lab) -> None:
