@@ -53,12 +53,12 @@ from tasks.cloud_sql import (
     sql_delete_instance,
     sql_export_database,
     sql_promote_replica,
-    sql_publish_connection,
     sql_wait_caught_up,
 )
 from tasks.dns import dns_switch_record
 from tasks.errors import PreflightRefused
 from tasks.health import Target, health_probe, health_verify
+from tasks.secret_manager import secret_manager_add_database_url
 from tasks.storage import storage_require_object
 
 
@@ -111,7 +111,9 @@ def failback_plan(
         f"as a replica of {promoted.instance}",
         *[fence_line(secondary.name, st) for st in secondary_states],
         f"wait for {old.instance} to catch up, then promote it",
-        f"point secret {topo.cloud_sql.connection_secret} at {old.instance}",
+        f"add a version of secret {topo.cloud_sql.app_secret.resource} naming {old.instance}"
+        " (apps reading it from a volume at latest follow at once; instances that start"
+        " read it as they start)",
         *[
             scale_line(primary.name, s.name, st, s.active_scaling)
             for s, st in zip(topo.services, primary_states, strict=True)
@@ -223,8 +225,14 @@ def _run(topo: Topology, record: RunRecord, dry_run: bool) -> None:
                     f"{old.instance} is {promoted_state.after.instance_type}; "
                     f"replica was {lag.bytes} bytes behind"
                 )
-            with record.step("database-connection"):
-                sql_publish_connection(env, old.project, old.instance)
+            with record.step("database-connection") as step:
+                # Before the primary's services scale up, so instances that start find it.
+                update = resumable(secret_manager_add_database_url, record, "secret")(
+                    env, old.project, old.instance
+                )
+                step.detail = (
+                    f"added {update.version}" if update.changed else f"already {update.version}"
+                )
             with record.step("scale-primary") as step:
                 scaled = _scale(record, env, primary.project, primary.name, topo, active=True)
                 step.detail = "; ".join(r.describe() for r in scaled)

@@ -2,8 +2,9 @@
 
 The runbook, in order: preflight (primary health, secondary readiness, replica lag) →
 approval when the primary looks healthy or the lag exceeds the RPO → region lock →
-scale the secondary and promote the replica, concurrently → switch DNS, purge the CDN →
-verify through the public path → record, artifacts, event, notifications.
+the apps' database secret names the replica → scale the secondary and promote the
+replica, concurrently → switch DNS, purge the CDN → verify through the public path →
+record, artifacts, event, notifications.
 """
 
 from __future__ import annotations
@@ -42,12 +43,12 @@ from tasks.cloud_sql import (
     ReplicaLag,
     sql_describe_instance,
     sql_promote_replica,
-    sql_publish_connection,
     sql_replica_lag,
 )
 from tasks.dns import dns_get_record, dns_switch_record
 from tasks.errors import PermanentError, PreflightRefused
 from tasks.health import HealthReport, Target, health_probe, health_verify
+from tasks.secret_manager import secret_manager_add_database_url
 
 
 class Mode(StrEnum):
@@ -129,6 +130,16 @@ def _run(
                 region_lock(env, record.incident_id, "failover", record.operator)
             )
             step.detail = lease.describe()
+        with record.step("database-connection") as step:
+            # Before the scale-up: instances that start from zero read the secret as they
+            # start, so they must find the new version. The replica keeps its IP when
+            # promoted, so the URL is known now.
+            update = resumable(secret_manager_add_database_url, record, "secret")(
+                env, replica.project, replica.instance
+            )
+            step.detail = (
+                f"added {update.version}" if update.changed else f"already {update.version}"
+            )
         with record.step("scale-and-promote") as step:
             scales = [
                 resumable(run_scale_service, record, "scale").submit(
@@ -152,11 +163,6 @@ def _run(
                 f"scaled {scaled}/{len(results)} at service level; "
                 + "; ".join(r.describe() for r in results)
                 + f"; promote changed={promoted.changed}"
-            )
-        with record.step("database-connection") as step:
-            changed = sql_publish_connection(env, replica.project, replica.instance)
-            step.detail = (
-                "secret updated" if changed else "already pointing at the promoted instance"
             )
         with record.step("dns-switch") as step:
             # Record sets switch concurrently: 50 of them one by one would take 50 changes.

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lab import compute, dns, run, sql, storage
+from lab import compute, dns, run, secretmanager, sql, storage
 from lab.control.app import create_control_app
 from lab.core import tls
 from lab.core.context import LabContext
@@ -31,6 +31,7 @@ from lab.mongo.server import MongoServer
 from lab.regions.app import create_region_app
 from lab.regions.health import RegionSpec
 from lab.regions.ingress import load_balancer_refusal
+from lab.regions.instances import AppInstances
 from lab.seed import seed_cloud, seed_mongo
 from lifeboat.topology import RegionRole, Topology, parse_topology_file
 
@@ -55,6 +56,7 @@ def listener_names(topology: Topology) -> list[str]:
         "front_door",
         "mongodb",
         "front_door_https",
+        "secretmanager",
     ]
 
 
@@ -114,6 +116,9 @@ class LabDaemon:
         _, storage_app = storage.create(ctx)
         _, dns_app = dns.create(ctx)
         _, run_app = run.create(ctx)
+        _, secretmanager_app = secretmanager.create(ctx)
+        # Before seeding: the seeded services' instances read their secret as they start.
+        AppInstances.attach(ctx, (self.topology.cloud_sql.primary.project,))
         compute_backend, compute_app = compute.create(ctx)
         compute_backend.on_invalidation(lambda host, path: void(self.cache.invalidate(host, path)))
         _, sql_app = sql.create(ctx)
@@ -129,6 +134,7 @@ class LabDaemon:
             ("sql", sql_app, self.settings.port("sql")),
             ("compute", compute_app, self.settings.port("compute")),
             ("storage", storage_app, self.settings.port("storage")),
+            ("secretmanager", secretmanager_app, self.settings.port("secretmanager")),
         ]
         https: list[tuple[str, Any, int]] = []
         for spec in self.regions.values():
@@ -184,7 +190,8 @@ class LabDaemon:
             self.ctx.clear_runtime()
             self.ctx.latency.reset(self.settings.time_scale)
             self.cache.clear()
-            for name in ("dns", "run", "compute", "storage", "sql"):
+            names = ("dns", "run", "compute", "storage", "sql", "secretmanager", "app_instances")
+            for name in names:
                 self.ctx.backends[name].reset()
             self._seed()
 
@@ -205,6 +212,7 @@ class LabDaemon:
             "sql": s.url("sql"),
             "compute": s.url("compute"),
             "storage": s.url("storage"),
+            "secretmanager": s.url("secretmanager"),
             "front_door": s.url("front_door"),
             "control": s.url("control"),
             "mongodb_uri": self.mongo.uri,
@@ -263,7 +271,11 @@ def main(argv: list[str] | None = None) -> int:
         daemon.stop()
         return 1
     ready = settings.root / "daemon.json"
-    ready.write_text(json.dumps(endpoints, indent=2))
+    # Written whole, then renamed: the supervisor polls for the file and must never read
+    # it half written (it did once: an empty file failed `lab up`).
+    partial = ready.with_suffix(".partial")
+    partial.write_text(json.dumps(endpoints, indent=2))
+    partial.replace(ready)
     log.info("lab ready in %.1f s: %s", time.monotonic() - started, json.dumps(endpoints))
     stopping.wait()
     log.info("lab stopping")

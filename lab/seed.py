@@ -21,6 +21,16 @@ CREATE TABLE IF NOT EXISTS recommendations (
     created_at timestamptz DEFAULT now());
 CREATE TABLE IF NOT EXISTS lab_heartbeat (
     region text PRIMARY KEY, at timestamptz NOT NULL);
+-- The region apps' write path (POST /orders) connects as the apps' role.
+CREATE TABLE IF NOT EXISTS orders (
+    id text PRIMARY KEY, region text NOT NULL, body text NOT NULL,
+    created_at timestamptz DEFAULT now());
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'varai_user') THEN
+        CREATE ROLE varai_user LOGIN;
+    END IF;
+END $$;
+GRANT SELECT, INSERT ON orders TO varai_user;
 INSERT INTO users (email)
     SELECT 'user' || g || '@varai.example' FROM generate_series(1, 500) g;
 INSERT INTO conversations (user_id, topic)
@@ -74,22 +84,6 @@ def seed_cloud(ctx: LabContext, topology: Topology) -> None:
     by_region = {topology.regions.by_role(role).name: first.rrdatas[role] for role in first.rrdatas}
     dns.seed_rrset(topology.dns.project, topology.dns.zone, geo_record_set(first.name, by_region))
 
-    run = ctx.backends["run"]
-    for role in RegionRole:
-        region = topology.regions.by_role(role)
-        for service in topology.services:
-            scaling = (
-                service.active_scaling if role is RegionRole.primary else service.standby_scaling
-            )
-            run.create_service(
-                region.project,
-                region.name,
-                service.name,
-                image=service.image,
-                min_instances=scaling.min,
-                max_instances=scaling.max,
-            )
-
     sql = ctx.backends["sql"]
     primary, replica = topology.cloud_sql.primary, topology.cloud_sql.replica
     sql.create_instance(
@@ -113,6 +107,38 @@ def seed_cloud(ctx: LabContext, topology: Topology) -> None:
         tier=_SQL_TIER,
         settings=_sql_settings(replica.project, primary=False),
     )
+
+    # The apps' database URL, as seed 004 keeps it (`prod-database-url`, in the project
+    # its failover writes to), replicated to both regions so that one outage leaves it
+    # readable. It must exist before the services: their instances read it at start.
+    secret = topology.cloud_sql.app_secret
+    host, port = sql.address(primary.project, primary.instance)
+    user = topology.cloud_sql.app_user
+    ctx.backends["secretmanager"].seed_secret(
+        secret.project,
+        secret.name,
+        f"postgresql://{user}@{host}:{port}/{topology.cloud_sql.databases[0]}",
+        [topology.regions.primary.name, topology.regions.secondary.name],
+    )
+
+    run = ctx.backends["run"]
+    for role in RegionRole:
+        region = topology.regions.by_role(role)
+        for service in topology.services:
+            scaling = (
+                service.active_scaling if role is RegionRole.primary else service.standby_scaling
+            )
+            run.create_service(
+                region.project,
+                region.name,
+                service.name,
+                image=service.image,
+                min_instances=scaling.min,
+                max_instances=scaling.max,
+                # Mounted as a file at `latest`, read on each use (Google's advice for a
+                # secret that changes); a service may instead take it as an env var.
+                secret_files={"database-url": (secret.resource, "latest")},
+            )
 
     ctx.backends["compute"].create_url_map(
         topology.cdn.project, topology.cdn.url_map, [topology.cdn.host]

@@ -13,7 +13,7 @@ from typing import Any
 from google.api_core.client_options import ClientOptions
 from google.api_core.future.polling import DEFAULT_POLLING
 from google.auth.credentials import AnonymousCredentials, Credentials
-from google.cloud import compute_v1, dns, run_v2, storage  # type: ignore[attr-defined]
+from google.cloud import compute_v1, dns, run_v2, secretmanager_v1, storage  # type: ignore[attr-defined]
 
 from lifeboat.endpoints import ResolvedEndpoints
 from lifeboat.sqladmin import SqlAdmin
@@ -97,4 +97,13 @@ class ClientFactory:
         options = {"api_endpoint": self.endpoints.storage} if self.endpoints.storage else None
         return storage.Client(
             project=project, credentials=self._credentials(), client_options=options
+        )
+
+    @functools.cached_property
+    def secret_manager(self) -> secretmanager_v1.SecretManagerServiceClient:
+        # REST, like Run and Compute: the lab serves Secret Manager over HTTP/JSON.
+        return secretmanager_v1.SecretManagerServiceClient(
+            credentials=self._credentials(),
+            transport="rest",
+            client_options=self._options(self.endpoints.secretmanager),
         )

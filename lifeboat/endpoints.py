@@ -23,6 +23,7 @@ class ResolvedEndpoints(BaseModel):
     sql: str | None = None
     compute: str | None = None
     storage: str | None = None
+    secretmanager: str | None = None
     front_door: str | None = None
     control: str | None = None
     region_apps: dict[str, str] = {}

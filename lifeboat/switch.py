@@ -106,7 +106,14 @@ def failover_plan(
 ) -> list[str]:
     """The exact changes a failover makes, one line each, from the state read now."""
     secondary = topo.regions.secondary
-    lines = []
+    app_secret = topo.cloud_sql.app_secret
+    lines = [
+        # First: the replica keeps its IP when promoted, so the URL is known now, and the
+        # secondary's instances that start from zero must find the new version.
+        f"add a version of secret {app_secret.resource} naming "
+        f"{topo.cloud_sql.replica.instance} (before the scale-up: instances read it as they"
+        " start; apps reading it from a volume at latest follow at once)"
+    ]
     for svc, state in zip(topo.services, services, strict=True):
         lines.append(scale_line(secondary.name, svc.name, state, svc.active_scaling))
     replica = topo.cloud_sql.replica
@@ -114,7 +121,6 @@ def failover_plan(
         lines.append(f"promote {replica.project}:{replica.instance} (read replica → primary)")
     else:
         lines.append(f"keep {replica.project}:{replica.instance} (already a primary)")
-    lines.append(f"point secret {topo.cloud_sql.connection_secret} at {replica.instance}")
     for rec in topo.dns.records:
         new = ",".join(rec.rrdatas[RegionRole.secondary])
         if record is not None and record.name == rec.name:

@@ -108,6 +108,18 @@ class SqlInstanceRef(Strict):
     region: str
 
 
+class AppSecret(Strict):
+    """The Secret Manager secret the apps read their database URL from (seed 004)."""
+
+    name: str = Field("prod-database-url", pattern=r"^[A-Za-z0-9_-]{1,255}$")
+    project: str = Field(description="project that holds it (seed 004: the DR project)")
+
+    @property
+    def resource(self) -> str:
+        """The name Cloud Run services in any project use to reference it."""
+        return f"projects/{self.project}/secrets/{self.name}"
+
+
 class CloudSql(Strict):
     primary: SqlInstanceRef
     replica: SqlInstanceRef
@@ -115,8 +127,8 @@ class CloudSql(Strict):
     integrity_queries: dict[str, str] = Field(
         default_factory=dict, description="name → SQL returning one number, run by drills"
     )
-    connection_secret: str = Field(
-        "lifeboat-database-url", description="secret that holds the app's database URL"
+    app_secret: AppSecret = Field(
+        description="Secret Manager secret with the apps' database URL; never a Prefect block"
     )
     port: int = Field(5432, ge=1, le=65535, description="PostgreSQL port on the instance IP")
     monitor_user: str = Field("postgres", description="role that reads replication status")
@@ -251,7 +263,7 @@ class Drills(Strict):
 
 # The Google APIs Lifeboat calls. An environment points all of them somewhere else, or
 # none: a mix would send some steps to Google and others to a lab, silently.
-API_NAMES = ("dns", "run", "sql", "compute", "storage")
+API_NAMES = ("dns", "run", "sql", "compute", "storage", "secretmanager")
 
 
 class Endpoints(Strict):
@@ -263,6 +275,7 @@ class Endpoints(Strict):
     sql: str | None = Field(None, description="Cloud SQL Admin REST endpoint")
     compute: str | None = None
     storage: str | None = None
+    secretmanager: str | None = None
     call_timeout_s: float = Field(
         30, gt=0, le=300, description="timeout of each single API call; retries come on top"
     )

@@ -9,7 +9,7 @@ from typing import Any
 
 import psycopg
 from prefect import get_run_logger
-from pydantic import BaseModel, SecretStr
+from pydantic import BaseModel
 
 from lifeboat import runtime, sqladmin
 from lifeboat.secrets import read_secret
@@ -306,36 +306,6 @@ def sql_promote_replica(environment: str, project: str, instance: str) -> Promot
     return PromoteResult(
         instance=instance, changed=True, operation=op.name, before=before, after=after
     )
-
-
-@cloud_task(timeout_seconds=60, task_run_name="publish-connection-{instance}")
-def sql_publish_connection(environment: str, project: str, instance: str) -> bool:
-    """Point the apps' database-URL secret at ``instance``, as seed 004 does after a promote.
-
-    The URL carries a password, so it is written to the secret and never logged, returned
-    or recorded; the task returns only whether the secret changed.
-
-    Idempotent: an unchanged URL is not written again.
-    """
-    from prefect.blocks.system import Secret
-
-    topo = runtime.topology(environment)
-    sql = topo.cloud_sql
-    with calling("publish-connection", f"{project}:{instance}"):
-        state = describe(environment, project, instance)
-        password = read_secret(sql.app_password_secret) if sql.app_password_secret else ""
-        auth = f"{sql.app_user}:{password}@" if password else f"{sql.app_user}@"
-        url = f"postgresql://{auth}{state.address}:{sql.port}/{sql.databases[0]}"
-        try:
-            if read_secret(sql.connection_secret) == url:
-                return False
-        except Exception:
-            pass
-        Secret(value=SecretStr(url)).save(sql.connection_secret, overwrite=True)
-    get_run_logger().info(
-        "secret %s now points at %s (value not logged)", sql.connection_secret, instance
-    )
-    return True
 
 
 @cloud_task(timeout_seconds=900, task_run_name="sql-export-{instance}")

@@ -53,13 +53,27 @@ def wait_for_instances(ctx: LabContext, region: RegionSpec, services: tuple[str,
     return delay
 
 
-def database_verdict(ctx: LabContext, region: RegionSpec) -> Verdict:
-    """Healthy if some primary (non-replica) instance in the region takes a write."""
-    sql = ctx.backends["sql"]
-    for project, name in sql.primaries_in_region(region.name):
-        if sql.accepts_writes(project, name):
-            return Verdict(True, f"database {name} accepts writes")
-    return Verdict(False, f"no database in {region.name} accepts writes")
+def database_verdict(ctx: LabContext, region: RegionSpec, service: str | None = None) -> Verdict:
+    """Healthy if the database URL the service's instances hold takes a write.
+
+    The URL is the one they read from Secret Manager (lab/regions/instances.py), so an
+    app whose secret names the wrong instance is unhealthy. No service: every service.
+    """
+    from lab.regions.database import accepts_writes, where
+    from lab.regions.instances import AppUnavailable
+
+    apps = ctx.backends["app_instances"]
+    checked: dict[str, bool] = {}
+    for name in [service] if service else region.services:
+        try:
+            url = apps.database_url(region.project, region.name, name)
+        except AppUnavailable as exc:
+            return Verdict(False, str(exc))
+        if url not in checked:
+            checked[url] = accepts_writes(url)
+        if not checked[url]:
+            return Verdict(False, f"{name}: database {where(url)} does not accept writes")
+    return Verdict(True, ", ".join(f"database {where(u)} accepts writes" for u in checked))
 
 
 def region_verdict(ctx: LabContext, region: RegionSpec) -> Verdict:

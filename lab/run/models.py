@@ -19,6 +19,10 @@ operation. Lab rules where Cloud Run leaves a choice:
 - A service with no warm instance still serves: the first request waits one cold start
   (``ctx.latency.seconds("run.cold_start")``), and the instance it started stays warm for
   ``run.idle_instance`` seconds (see ``cold_start_delay``).
+- Instances start (``on_instances_started`` listeners hear of it, once the rollout is
+  live) when a revision begins to serve, for every serving revision when the instance
+  count goes from 0 to more, and on a cold start: that is when Cloud Run resolves a
+  revision's env-var secrets (run/docs/configuring/secrets).
 """
 
 from __future__ import annotations
@@ -47,6 +51,8 @@ from lab.run.spec import SERVICE_ID, apply_update_mask, user_spec
 
 T = TypeVar("T")
 Key = tuple[str, str, str]
+# (project, location, service, revision, the revision's template)
+InstancesStarted = Callable[[str, str, str, str, dict[str, Any]], None]
 
 FAILED_PRECONDITION = 9
 ABORTED = 10
@@ -62,6 +68,11 @@ class RunBackend:
         # When the instance a cold start brought up goes idle for good (monotonic seconds).
         self._warm_until: dict[Key, float] = {}
         self.operations = OperationStore()
+        self._started_listeners: list[InstancesStarted] = []
+
+    def on_instances_started(self, listener: InstancesStarted) -> None:
+        """Call ``listener`` for each revision whose instances (re)start; see the docstring."""
+        self._started_listeners.append(listener)
 
     # ----- services -------------------------------------------------------------------
 
@@ -205,8 +216,12 @@ class RunBackend:
         max_instances: int,
         env: dict[str, str] | None = None,
         labels: dict[str, str] | None = None,
+        secret_files: dict[str, tuple[str, str]] | None = None,
     ) -> dict[str, Any]:
-        """A ready service whose first revision serves 100%."""
+        """A ready service whose first revision serves 100%.
+
+        ``secret_files`` maps a file name to (secret, version), mounted under /secrets.
+        """
         container: dict[str, Any] = {"image": image}
         if env:
             container["env"] = [{"name": k, "value": v} for k, v in env.items()]
@@ -216,12 +231,25 @@ class RunBackend:
                 "scaling": {"minInstanceCount": min_instances, "maxInstanceCount": max_instances},
             },
         }
+        for n, (path, (secret, version)) in enumerate(sorted((secret_files or {}).items())):
+            volume = f"secret-{n}"
+            container.setdefault("volumeMounts", []).append(
+                {"name": volume, "mountPath": f"/secrets/{n}"}
+            )
+            items = [{"path": path, "version": version}]
+            body["template"].setdefault("volumes", []).append(
+                {"name": volume, "secret": {"secret": secret, "items": items}}
+            )
         if labels:
             body["labels"] = dict(labels)
         with self._lock:
             svc = self._create(project, location, name, user_spec(body))
+            before = _instances(svc)
             reconcile(svc)
-            return svc.to_json()
+            started = _started(svc, before)
+            reply = svc.to_json()
+        self._announce(started)
+        return reply
 
     def deploy_revision(
         self,
@@ -249,8 +277,11 @@ class RunBackend:
             revision = new_revision_name(svc, svc.generation + 1)
             spec["traffic"] = blue_green_traffic(svc, revision, tag, move_traffic)
             propose(svc, spec, revision_name=revision)
+            before = _instances(svc)
             reconcile(svc)
-            return revision
+            started = _started(svc, before)
+        self._announce(started)
+        return revision
 
     def set_revision_health(
         self, project: str, location: str, revision: str, healthy: bool
@@ -292,7 +323,10 @@ class RunBackend:
             warm = self._warm_until.get(key, 0.0) > now_s
             delay = 0.0 if warm else self._ctx.latency.seconds("run.cold_start")
             self._warm_until[key] = now_s + delay + self._ctx.latency.seconds("run.idle_instance")
-            return delay
+            # A cold start is an instance starting: it resolves its secrets as it starts.
+            started = [] if warm else _started(svc, (set(), 0))
+        self._announce(started)
+        return delay
 
     def serving_revisions(self, project: str, location: str, name: str) -> dict[str, int]:
         with self._lock:
@@ -371,9 +405,18 @@ class RunBackend:
             svc = self._services.get(key)
             if svc is None or svc.rollout != operation:
                 return
+            before = _instances(svc)
             failure = reconcile(svc)
             error = None if failure is None else (FAILED_PRECONDITION, failure)
             self.operations.finish(operation, svc.to_json(), error)
+            started = _started(svc, before) if failure is None else []
+        self._announce(started)
+
+    def _announce(self, started: list[tuple[str, str, str, str, dict[str, Any]]]) -> None:
+        """Outside the lock: listeners read other backends (Secret Manager)."""
+        for event in started:
+            for listener in self._started_listeners:
+                listener(*event)
 
     def _finished_operation(
         self, project: str, location: str, target_type: str, resource: dict[str, Any]
@@ -383,6 +426,25 @@ class RunBackend:
         finished = self.operations.finish(name, resource)
         assert finished is not None
         return finished
+
+
+def _instances(svc: Service) -> tuple[set[str], int]:
+    """What serves and how many warm instances, before a change goes live."""
+    return set(svc.serving()), svc.min_instances()
+
+
+def _started(
+    svc: Service, before: tuple[set[str], int]
+) -> list[tuple[str, str, str, str, dict[str, Any]]]:
+    """The revisions whose instances start now: newly serving ones, or all after 0 → n."""
+    serving_before, count_before = before
+    serving = set(svc.serving())
+    woke = count_before == 0 and svc.min_instances() > 0
+    fresh = serving if woke else serving - serving_before
+    return [
+        (svc.project, svc.location, svc.name, rev, copy.deepcopy(svc.revisions[rev].template))
+        for rev in sorted(fresh)
+    ]
 
 
 def _operation_name(project: str, location: str, operation: str) -> str:

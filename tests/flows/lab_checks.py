@@ -159,3 +159,69 @@ def sql(lab: Lab, project: str, name: str, query: str, database: str = "varai_pr
     ) as conn:
         cursor = conn.execute(query)
         return cursor.fetchall() if cursor.description else []
+
+
+def app_secret_value(lab: Lab, version: str = "latest") -> str:
+    """The apps' database URL as Secret Manager holds it (a secret: never print it)."""
+    secret = TOPOLOGY.cloud_sql.app_secret.resource
+    got = lab.clients().secret_manager.access_secret_version(name=f"{secret}/versions/{version}")
+    return bytes(got.payload.data).decode()
+
+
+def set_app_secret(lab: Lab, url: str) -> None:
+    """Add a version of the apps' secret, as an operator with gcloud would."""
+    lab.clients().secret_manager.add_secret_version(
+        request={
+            "parent": TOPOLOGY.cloud_sql.app_secret.resource,
+            "payload": {"data": url.encode()},
+        }
+    )
+
+
+def instance_address(lab: Lab, project: str, name: str) -> str:
+    """The address apps connect to: the private one when the instance has it."""
+    by_type = {
+        ip["type"]: ip["ipAddress"] for ip in sql_instance(lab, project, name)["ipAddresses"]
+    }
+    return str(by_type.get("PRIVATE") or by_type["PRIMARY"])
+
+
+def post_order(lab: Lab, order_id: str) -> httpx.Response:
+    """A write through the public path: the front door routes it by DNS to a region app."""
+    return httpx.post(
+        f"{lab.endpoints['front_door']}/orders",
+        json={"id": order_id, "sku": "VR-00042"},
+        headers={"host": TOPOLOGY.health.host},
+        timeout=15,
+    )
+
+
+def take_secret_as_env_var(lab: Lab, region_name: str, service: str, version: str) -> None:
+    """Reconfigure a service (a new revision) to read the URL as an env var at ``version``.
+
+    A template label that changes each time makes it a new revision even when the env var
+    is the same: Cloud Run creates one for any template change, and none for no change.
+    """
+    from google.cloud import run_v2
+
+    client = lab.clients().run_services
+    region_ = PRIMARY if region_name == PRIMARY.name else SECONDARY
+    svc = client.get_service(
+        name=f"projects/{region_.project}/locations/{region_name}/services/{service}"
+    )
+    container = svc.template.containers[0]
+    del container.volume_mounts[:]
+    del svc.template.volumes[:]
+    del container.env[:]
+    svc.template.labels["rolled"] = str(int(svc.template.labels.get("rolled", "0")) + 1)
+    container.env.append(
+        run_v2.EnvVar(
+            name="DATABASE_URL",
+            value_source=run_v2.EnvVarSource(
+                secret_key_ref=run_v2.SecretKeySelector(
+                    secret=TOPOLOGY.cloud_sql.app_secret.resource, version=version
+                )
+            ),
+        )
+    )
+    client.update_service(service=svc).result(timeout=30, polling=lab.clients().polling)

@@ -9,7 +9,17 @@ import subprocess
 import sys
 
 from lifeboat.secrets import read_secret
-from tests.flows.lab_checks import PRIMARY, SECONDARY, TOPOLOGY, front_region, incident, read_object
+from tests.flows.lab_checks import (
+    PRIMARY,
+    REPLICA,
+    SECONDARY,
+    TOPOLOGY,
+    app_secret_value,
+    front_region,
+    incident,
+    instance_address,
+    read_object,
+)
 from tests.labharness import REPO, Lab
 
 
@@ -57,3 +67,8 @@ def test_breakglass_failover_without_the_prefect_server(fresh_lab: Lab, tmp_path
     assert record["trigger"] == "local (break-glass)"
     assert record["operator"] == "sre-on-call"
     assert sorted(w["name"] for w in fresh_lab.webhooks()) == ["email", "slack"]
+    # The apps' secret in Secret Manager (what Cloud Run reads), not a local Prefect
+    # server's block, now names the promoted instance; its value never reached the output.
+    url = app_secret_value(fresh_lab)
+    assert f"@{instance_address(fresh_lab, REPLICA.project, REPLICA.instance)}:" in url
+    assert url not in result.stdout + result.stderr

@@ -11,14 +11,19 @@ from tests.flows.lab_checks import (
     REPLICA,
     SECONDARY,
     TOPOLOGY,
+    app_secret_value,
     dns_record,
     front_region,
     incident,
+    instance_address,
     instance_type,
+    post_order,
     read_object,
     routing_policy_sets,
     scaling,
     side_effects,
+    sql,
+    take_secret_as_env_var,
 )
 from tests.labharness import Lab
 from tests.prefect_api import PrefectApi
@@ -47,9 +52,27 @@ def test_failover_end_to_end_after_a_primary_outage(fresh_lab: Lab, api: Prefect
     assert front_region(fresh_lab) == SECONDARY.name
     assert routing_policy_sets(fresh_lab) == policy_sets  # left exactly as it was
 
+    # The apps follow the secret: a write through the front door lands on the promoted
+    # instance, acknowledged (201) only after its commit.
+    address = instance_address(fresh_lab, REPLICA.project, REPLICA.instance)
+    assert f"@{address}:" in app_secret_value(fresh_lab)
+    order = post_order(fresh_lab, f"order-{inc}")
+    assert order.status_code == 201, order.text
+    assert order.json()["region"] == SECONDARY.name
+    assert order.json()["database"].startswith(f"{address}:")
+    assert sql(
+        fresh_lab,
+        REPLICA.project,
+        REPLICA.instance,
+        f"SELECT id FROM orders WHERE id = 'order-{inc}'",
+    ) == [(f"order-{inc}",)]
+
     effects = side_effects(fresh_lab, since)
     kinds = [(api_, method) for api_, method, _ in effects if api_ != "storage"]
     assert kinds.count(("run", "PATCH")) == len(TOPOLOGY.services)
+    # One version of the apps' secret, added before any service scales up.
+    assert kinds.count(("secretmanager", "POST")) == 1
+    assert kinds.index(("secretmanager", "POST")) < kinds.index(("run", "PATCH"))
     assert kinds.count(("sql", "instances.promoteReplica")) == 1
     assert kinds.count(("dns", "POST")) == 1
     assert kinds.count(("compute", "POST")) == len(TOPOLOGY.cdn.paths)
@@ -68,8 +91,8 @@ def test_failover_end_to_end_after_a_primary_outage(fresh_lab: Lab, api: Prefect
     assert [s["name"] for s in record["steps"]] == [
         "preflight",
         "region-lock",
-        "scale-and-promote",
         "database-connection",
+        "scale-and-promote",
         "dns-switch",
         "cdn-purge",
         "verify",
@@ -79,3 +102,28 @@ def test_failover_end_to_end_after_a_primary_outage(fresh_lab: Lab, api: Prefect
     assert {f"failover-{inc.lower()}", f"failover-{inc.lower()}-steps"} <= keys
     channels = sorted(w["name"] for w in fresh_lab.webhooks())
     assert channels == ["email", "slack"]
+
+
+def test_failover_env_var_apps_start_with_the_new_version(fresh_lab: Lab, api: PrefectApi) -> None:
+    """Apps that take the URL as an env var read it once, when their instances start.
+
+    At standby the secondary runs no instance; the failover's scale-up starts them, so the
+    secret's new version must exist before it, or they start with the dead primary's URL.
+    """
+    take_secret_as_env_var(fresh_lab, SECONDARY.name, "recommendation-service", "latest")
+    fresh_lab.outage(PRIMARY.name, True)
+    inc = incident("ENV")
+    final = api.wait(api.launch("failover/lab", {"reason": "env var", "incident_id": inc})["id"])
+    assert final["state"]["type"] == "COMPLETED", final["state"]["message"]
+    order = post_order(fresh_lab, f"order-{inc}")
+    assert order.status_code == 201, order.text
+    address = instance_address(fresh_lab, REPLICA.project, REPLICA.instance)
+    assert order.json()["database"].startswith(f"{address}:")
+    starts = fresh_lab.state()["backends"]["app_instances"]
+    mine = [
+        v
+        for k, v in starts.items()
+        if k.startswith(f"{SECONDARY.project}/{SECONDARY.name}/recommendation-service/")
+        and v["source"].startswith("env-secret")
+    ]
+    assert mine and all(v["starts"] >= 2 for v in mine)  # restarted by the 0 → n scale-up

@@ -16,6 +16,7 @@ from tests.flows.lab_checks import (
     RECORD,
     REPLICA,
     TOPOLOGY,
+    app_secret_value,
     dns_record,
     incident,
     instance_type,
@@ -85,6 +86,10 @@ def test_dry_run_prints_the_exact_plan_and_changes_nothing(fresh_lab: Lab, api: 
     ) in plan
     assert f"promote {REPLICA.project}:{REPLICA.instance} (read replica → primary)" in plan
     assert "invalidate varai-cdn-lb api.varai.ai/*" in plan
+    secret = TOPOLOGY.cloud_sql.app_secret.resource
+    # The secret's new version comes first, before the scale-up, and the plan says why.
+    assert plan[0].startswith(f"add a version of secret {secret} naming {REPLICA.instance}")
+    assert "before the scale-up" in plan[0]
     markdown = [a for a in api.artifacts(run["id"]) if a["type"] == "markdown"]
     assert markdown and "34.140.20.20 (ttl 60)" in markdown[0]["data"]
 
@@ -197,12 +202,16 @@ def test_secrets_never_reach_logs_artifacts_records_or_notifications(
         read_secret("lifeboat-email-webhook"),
         read_secret("lifeboat-mongodb-uri"),
     ]
+    seeded_url = app_secret_value(fresh_lab)
     fresh_lab.outage(PRIMARY.name, True)
     inc = incident("SECRET")
     run = api.launch("failover/lab", {"reason": "scan for secrets", "incident_id": inc})
     assert api.wait(run["id"])["state"]["type"] == "COMPLETED"
-    # The password really was used: the apps' URL secret now carries it.
-    assert secrets[0] in read_secret(TOPOLOGY.cloud_sql.connection_secret)
+    # The password really was used: the apps' URL secret in Secret Manager now carries it.
+    database_url = app_secret_value(fresh_lab)
+    assert secrets[0] in database_url
+    # Both database URLs are secrets too: the one written and the one it replaced.
+    secrets += [database_url, seeded_url]
     evidence = "\n".join(
         [
             *api.logs(run["id"]),

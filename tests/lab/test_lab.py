@@ -12,6 +12,7 @@ from google.api_core import exceptions as gexc
 from pymongo import MongoClient
 
 from lifeboat.topology import RegionRole, load_topology
+from tests.flows.lab_checks import instance_address, sql, take_secret_as_env_var
 from tests.labharness import TEST_PG_PREFIX, TEST_TIME_SCALE, Lab, lifeboat
 
 TOPOLOGY = load_topology("lab")
@@ -231,3 +232,98 @@ def test_port_in_use_is_a_clear_error(tmp_path) -> None:
         )
     assert result.returncode == 1
     assert f"127.0.0.1:{port}" in result.stderr and "already in use" in result.stderr
+
+
+# -- the apps' database URL, read from Secret Manager -----------------------------------
+
+ORDERS_SERVICE = "recommendation-service"
+
+
+def order(lab: Lab, order_id: str) -> httpx.Response:
+    return httpx.post(
+        f"{lab.endpoints['front_door']}/orders",
+        json={"id": order_id},
+        headers={"host": HOST},
+        timeout=15,
+    )
+
+
+def address(lab: Lab, instance: str) -> str:
+    return instance_address(lab, TOPOLOGY.cloud_sql.primary.project, instance)
+
+
+def point_secret_at(lab: Lab, instance: str) -> str:
+    """Add a version naming ``instance``, as `gcloud secrets versions add` would; its number."""
+    url = f"postgresql://varai_user@{address(lab, instance)}:5432/varai_prod"
+    added = lab.clients().secret_manager.add_secret_version(
+        request={
+            "parent": TOPOLOGY.cloud_sql.app_secret.resource,
+            "payload": {"data": url.encode()},
+        }
+    )
+    return str(added.name.rsplit("/", 1)[-1])
+
+
+def rows(lab: Lab, instance: str, order_id: str) -> list[tuple]:
+    return sql(
+        lab,
+        TOPOLOGY.cloud_sql.primary.project,
+        instance,
+        f"SELECT id FROM orders WHERE id = '{order_id}'",
+    )
+
+
+def test_the_app_writes_where_its_secret_points(fresh_lab: Lab) -> None:
+    primary = TOPOLOGY.cloud_sql.primary.instance
+    replica = TOPOLOGY.cloud_sql.replica.instance
+    made = order(fresh_lab, "o-1")
+    assert made.status_code == 201, made.text
+    assert made.json()["database"].startswith(address(fresh_lab, primary))
+    assert rows(fresh_lab, primary, "o-1") == [("o-1",)]
+    got = httpx.get(
+        f"{fresh_lab.endpoints['front_door']}/orders/o-1", headers={"host": HOST}, timeout=10
+    )
+    assert got.status_code == 200 and got.json()["id"] == "o-1"
+    assert order(fresh_lab, "o-1").status_code == 409  # the id makes a retry safe
+
+    # The bad path: the secret names the wrong instance (the read-only replica). The
+    # seeded services read it from a volume at `latest`, so they follow at once and fail.
+    point_secret_at(fresh_lab, replica)
+    refused = order(fresh_lab, "o-2")
+    assert refused.status_code == 503
+    health = front(fresh_lab, "/health")
+    assert health.status_code == 503 and "does not accept writes" in health.json()["reason"]
+    assert "varai_user@" not in health.text  # the URL never shows, only host:port/db
+    assert rows(fresh_lab, primary, "o-2") == []
+
+    point_secret_at(fresh_lab, primary)
+    assert order(fresh_lab, "o-2").status_code == 201
+
+
+def test_env_var_instances_keep_their_url_until_they_restart(fresh_lab: Lab) -> None:
+    primary = TOPOLOGY.cloud_sql.primary.instance
+    replica = TOPOLOGY.cloud_sql.replica.instance
+    take_secret_as_env_var(fresh_lab, PRIMARY.name, ORDERS_SERVICE, "latest")
+    # A new version after the instances started does not reach them: they keep theirs.
+    pinned = point_secret_at(fresh_lab, replica)
+    kept = order(fresh_lab, "e-1")
+    assert kept.status_code == 201 and rows(fresh_lab, primary, "e-1") == [("e-1",)]
+    # A new revision restarts them: they read `latest` (the replica) and writes fail.
+    take_secret_as_env_var(fresh_lab, PRIMARY.name, ORDERS_SERVICE, "latest")
+    assert order(fresh_lab, "e-2").status_code == 503
+    # Pinned to version 1 (the seeded primary), the next revision's instances write again.
+    take_secret_as_env_var(fresh_lab, PRIMARY.name, ORDERS_SERVICE, "1")
+    assert order(fresh_lab, "e-2").status_code == 201
+    assert pinned == "2"
+    # An env var that cannot be read stops the instances from starting at all.
+    take_secret_as_env_var(fresh_lab, PRIMARY.name, ORDERS_SERVICE, "9")
+    failed = order(fresh_lab, "e-3")
+    assert failed.status_code == 503 and "did not start" in failed.json()["reason"]
+
+
+def test_an_app_whose_database_region_is_down_cannot_write(fresh_lab: Lab) -> None:
+    # The secondary's services name the primary's database until a failover; with
+    # us-central1 down that database does not answer, whatever the secret says.
+    fresh_lab.outage(PRIMARY.name, True)
+    reply = region(fresh_lab, SECONDARY.name, "/recommendations/status")
+    assert reply.status_code == 503

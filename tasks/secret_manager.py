@@ -1,0 +1,100 @@
+"""Secret Manager: point the apps' database-URL secret at an instance, as seed 004 does."""
+
+from __future__ import annotations
+
+import hmac
+
+from google.api_core import exceptions as gexc
+from google.cloud import secretmanager_v1
+from prefect import get_run_logger
+from pydantic import BaseModel
+
+from lifeboat import runtime
+from lifeboat.secrets import read_secret
+from tasks.cloud_sql import describe
+from tasks.errors import PermanentError
+from tasks.retrying import calling, cloud_task
+
+
+class SecretUpdate(BaseModel):
+    """What changed in the secret: names and numbers only, never the value."""
+
+    secret: str
+    instance: str
+    changed: bool
+    version: str | None  # the version now latest, e.g. "projects/…/versions/3"
+
+
+def database_url(environment: str, address: str) -> str:
+    """The apps' URL for an instance address; it carries the app role's password."""
+    sql = runtime.topology(environment).cloud_sql
+    password = read_secret(sql.app_password_secret) if sql.app_password_secret else ""
+    auth = f"{sql.app_user}:{password}@" if password else f"{sql.app_user}@"
+    return f"postgresql://{auth}{address}:{sql.port}/{sql.databases[0]}"
+
+
+def _latest(
+    client: secretmanager_v1.SecretManagerServiceClient, secret: str, timeout: float
+) -> tuple[str | None, bytes | None]:
+    """(version name, value) of the latest version; None when there is none to read."""
+    try:
+        got = client.access_secret_version(
+            name=f"{secret}/versions/latest",
+            # The library would retry 503s for 60 s by itself; Lifeboat's task retries.
+            retry=None,
+            timeout=timeout,
+        )
+    except gexc.NotFound as exc:
+        if "has no versions" in str(exc):
+            return None, None
+        raise PermanentError(f"secret-add-version: secret {secret} does not exist") from exc
+    except gexc.BadRequest as exc:
+        # FAILED_PRECONDITION: latest is disabled or destroyed. A new version fixes that.
+        if "state" in str(exc):
+            return None, None
+        raise
+    return got.name, bytes(got.payload.data)
+
+
+@cloud_task(timeout_seconds=120, task_run_name="secret-database-url-{instance}")
+def secret_manager_add_database_url(environment: str, project: str, instance: str) -> SecretUpdate:
+    """Add a version of the apps' database-URL secret naming ``instance``'s address.
+
+    Cloud Run apps read this secret (an env var at instance start, or a volume at each
+    read), so it must name the instance they should write to. The URL carries the app
+    role's password: it is sent to Secret Manager only, never logged, returned or recorded.
+    The address is read now: a replica keeps its IP when promoted, so the version can be
+    added before the promotion (and before the secondary scales up).
+
+    Idempotent: when the latest enabled version already holds this URL, nothing is added;
+    a re-run after a crash that added it finds it there.
+    """
+    topo = runtime.topology(environment)
+    target = topo.cloud_sql.app_secret
+    factory = runtime.clients(environment)
+    timeout = runtime.call_timeout(environment)
+    with calling("secret-add-version", f"{target.resource} → {project}:{instance}"):
+        state = describe(environment, project, instance)
+        if not state.address:
+            raise PermanentError(f"secret-add-version: {project}:{instance} has no IP address")
+        url = database_url(environment, state.address).encode()
+        client = factory.secret_manager
+        name, current = _latest(client, target.resource, timeout)
+        if current is not None and hmac.compare_digest(current, url):
+            get_run_logger().info(
+                "secret %s already names %s (%s); nothing added", target.name, instance, name
+            )
+            return SecretUpdate(
+                secret=target.resource, instance=instance, changed=False, version=name
+            )
+        added = client.add_secret_version(
+            request=secretmanager_v1.AddSecretVersionRequest(
+                parent=target.resource,
+                payload=secretmanager_v1.SecretPayload(data=url),
+            ),
+            timeout=timeout,
+        )
+    get_run_logger().info(
+        "secret %s: version %s names %s (value not logged)", target.name, added.name, instance
+    )
+    return SecretUpdate(secret=target.resource, instance=instance, changed=True, version=added.name)
