@@ -41,15 +41,18 @@ def wait_for(predicate, timeout: float = 20.0, what: str = "condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_primary_serves_and_standby_does_not_take_writes(fresh_lab: Lab) -> None:
+def test_primary_serves_and_standby_writes_to_the_primary_database(fresh_lab: Lab) -> None:
     assert region(fresh_lab, PRIMARY.name, "/health").status_code == 200
     for path in ("/auth/status", "/ai/status", "/recommendations/status"):
         assert region(fresh_lab, PRIMARY.name, path).json()["healthy"] is True
     standby = region(fresh_lab, SECONDARY.name, "/health")
-    # Its services are at min 0 and still serve (after a cold start); what keeps the
-    # secondary unhealthy is its database, a read replica until a failover.
-    assert standby.status_code == 503
-    assert "accepts writes" in standby.json()["reason"]
+    # Its services are at min 0 and still serve (after a cold start). Its database is
+    # the one its URL secret names, the primary's, as on Google: not the local replica.
+    primary_at = instance_address(
+        fresh_lab, TOPOLOGY.cloud_sql.primary.project, TOPOLOGY.cloud_sql.primary.instance
+    )
+    assert standby.status_code == 200
+    assert f"database {primary_at}:" in standby.json()["reason"]
     assert "no instances" not in standby.text
     assert region(fresh_lab, PRIMARY.name, "/version").json()["region"] == PRIMARY.name
 
