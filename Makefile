@@ -16,7 +16,7 @@ demo: $(STAMP)
 	$(BIN)/python -m lifeboat.demo
 
 test: $(STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=15
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

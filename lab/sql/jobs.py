@@ -10,6 +10,7 @@ from lab.core.errors import Unavailable
 from lab.sql.postgres import PgCluster
 
 _DUMP_SUFFIX = ".dump"
+_ROLES_FILE = "roles.sql"
 
 
 class ObjectStore(Protocol):
@@ -35,9 +36,14 @@ def parse_gcs_uri(uri: str) -> tuple[str, str] | None:
 
 
 def backup_databases(cluster: PgCluster, folder: Path) -> None:
-    """A logical backup run: ``pg_dump -Fc`` of every non-template database."""
+    """A backup run: the instance's roles, and ``pg_dump -Fc`` of every database.
+
+    Cloud SQL backs up and restores a whole instance, users included, so a restore into
+    another instance brings the roles its grants name.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     try:
+        (folder / _ROLES_FILE).write_text(cluster.dump_roles())
         for database in cluster.databases():
             cluster.dump_custom(database, folder / f"{database}{_DUMP_SUFFIX}")
     except Exception:
@@ -47,6 +53,9 @@ def backup_databases(cluster: PgCluster, folder: Path) -> None:
 
 def restore_databases(cluster: PgCluster, folder: Path) -> None:
     """Make the target's databases those of the backup, as Cloud SQL's restore does."""
+    roles = folder / _ROLES_FILE
+    if roles.exists():
+        cluster.restore_roles(roles.read_text())
     dumps = {p.name.removesuffix(_DUMP_SUFFIX): p for p in folder.glob(f"*{_DUMP_SUFFIX}")}
     for database in cluster.databases():
         if database not in dumps:

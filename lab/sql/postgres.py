@@ -243,6 +243,23 @@ class PgCluster:
     def dump_plain(self, database: str) -> bytes:
         return run_tool(["pg_dump", *self._conn_args(database), "-Fp"]).encode()
 
+    def dump_roles(self) -> str:
+        """The cluster's roles as SQL (``pg_dumpall --roles-only``): users are instance-wide."""
+        args = ["-h", self.host, "-p", str(self.port), "-U", ADMIN_USER]
+        return run_tool(["pg_dumpall", *args, "--roles-only"])
+
+    def restore_roles(self, script: str) -> None:
+        """Create the roles a dump names that are missing here, then apply their settings."""
+        with psycopg.connect(self.dsn(), autocommit=True) as conn:
+            for line in script.splitlines():
+                statement = line.strip()
+                if not statement.startswith(("CREATE ROLE", "ALTER ROLE")):
+                    continue
+                try:
+                    conn.execute(statement.encode())
+                except psycopg.errors.DuplicateObject:
+                    continue  # the role exists here already (postgres, cloudsqladmin)
+
     def restore_custom(self, database: str, path: Path) -> None:
         """Replace ``database`` with the dump's: drop it (kicking sessions), recreate it."""
         self.drop_database(database)

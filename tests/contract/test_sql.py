@@ -318,6 +318,10 @@ def test_real_promote_makes_the_replica_writable(lab: Lab) -> None:
 
 
 def test_backup_run_then_restore_into_another_instance(lab: Lab) -> None:
+    # Users are instance-wide in Cloud SQL: a restore brings the roles the grants name.
+    with psycopg.connect(lab.backend.dsn(PROJECT, PRIMARY, "orders"), autocommit=True) as conn:
+        conn.execute("CREATE ROLE orders_app LOGIN")
+        conn.execute("GRANT SELECT ON orders TO orders_app")
     runs = lab.api.backupRuns()
     op = lab.run(runs.insert(project=PROJECT, instance=PRIMARY, body={}), "Operation")
     assert op["operationType"] == "BACKUP_VOLUME"
@@ -342,6 +346,8 @@ def test_backup_run_then_restore_into_another_instance(lab: Lab) -> None:
     assert restored["operationType"] == "RESTORE_VOLUME"
     assert "error" not in restored, restored
     assert _rows(lab.backend, "restore-target") == _rows(lab.backend, PRIMARY) == 500
+    grant = "SELECT count(*) FROM information_schema.role_table_grants WHERE grantee = 'orders_app'"
+    assert _rows(lab.backend, "restore-target", grant) == 1
     with pytest.raises(HttpError) as missing:
         lab.run(restore("12345"), "Operation")
     assert missing.value.status_code == 404
