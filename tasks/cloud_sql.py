@@ -277,6 +277,32 @@ def join_or_start(
     return wait_operation(environment, project, name, timeout=timeout)
 
 
+def insert_and_wait(
+    environment: str,
+    project: str,
+    instance: str,
+    kind: str,
+    body: dict[str, Any],
+    *,
+    exists: bool,
+) -> None:
+    """Insert an instance and wait for it; one that exists already (a retried call) is
+    not inserted again: its create operation, if still running, is waited for."""
+    if not exists:
+        join_or_start(
+            environment,
+            project,
+            instance,
+            kind,
+            lambda s: s.instances().insert(project=project, body=body),
+            timeout=1700,
+        )
+        return
+    name = running_operation(environment, project, instance, kind)
+    if name is not None:
+        wait_operation(environment, project, name, timeout=1700)
+
+
 @cloud_task(timeout_seconds=1800, task_run_name="sql-promote-{instance}")
 def sql_promote_replica(environment: str, project: str, instance: str) -> PromoteResult:
     """Promote a read replica to a standalone primary and wait for it.
@@ -414,19 +440,9 @@ def sql_create_replica(
             "instanceType": "READ_REPLICA_INSTANCE",
             "settings": sqladmin.settings_like(source, labels or {}, replica=True),
         }
-        if current is None:
-            join_or_start(
-                environment,
-                project,
-                instance,
-                "CREATE_REPLICA",
-                lambda s: s.instances().insert(project=project, body=body),
-                timeout=1700,
-            )
-        else:
-            name = running_operation(environment, project, instance, "CREATE_REPLICA")
-            if name is not None:
-                wait_operation(environment, project, name, timeout=1700)
+        insert_and_wait(
+            environment, project, instance, "CREATE_REPLICA", body, exists=current is not None
+        )
         state = describe(environment, project, instance)
     get_run_logger().info("%s:%s is a replica of %s in %s", project, instance, master, region)
     return state

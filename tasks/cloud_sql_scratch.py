@@ -17,11 +17,10 @@ from lifeboat import runtime, sqladmin
 from tasks.cloud_sql import (
     InstanceState,
     describe,
+    insert_and_wait,
     instance_state,
     join_or_start,
     read_instance,
-    running_operation,
-    wait_operation,
 )
 from tasks.errors import PermanentError
 from tasks.retrying import calling, cloud_task
@@ -69,8 +68,9 @@ def sql_create_scratch_instance(
             raise PermanentError(
                 f"sql-create-scratch: {project}:{instance} exists and is not this drill's"
             )
+        body: dict[str, Any] = {}
         if current is None:
-            body: dict[str, object] = {"name": instance, "region": region}
+            body = {"name": instance, "region": region}
             if like is not None:
                 like_project, _, like_name = like.rpartition(":")
                 source = read_instance(environment, like_project or project, like_name)
@@ -78,18 +78,7 @@ def sql_create_scratch_instance(
                 body["settings"] = sqladmin.settings_like(source, labels, replica=False)
             else:
                 body["settings"] = {"userLabels": labels}
-            join_or_start(
-                environment,
-                project,
-                instance,
-                "CREATE",
-                lambda s: s.instances().insert(project=project, body=body),
-                timeout=1700,
-            )
-        else:
-            name = running_operation(environment, project, instance, "CREATE")
-            if name is not None:
-                wait_operation(environment, project, name, timeout=1700)
+        insert_and_wait(environment, project, instance, "CREATE", body, exists=current is not None)
         state = describe(environment, project, instance)
     get_run_logger().info("scratch instance %s:%s is %s", project, instance, state.state)
     return state
