@@ -48,6 +48,7 @@ from lifeboat.topology import RegionRole, Topology
 from tasks.cdn import cdn_invalidate
 from tasks.cloud_run import ScaleResult, ServiceState, run_scale_service
 from tasks.cloud_sql import (
+    InstanceState,
     describe,
     sql_create_replica,
     sql_delete_instance,
@@ -55,6 +56,7 @@ from tasks.cloud_sql import (
     sql_promote_replica,
     sql_wait_caught_up,
 )
+from tasks.cloud_sql_protection import sql_set_deletion_protection
 from tasks.dns import dns_switch_record
 from tasks.errors import PreflightRefused
 from tasks.health import Target, health_probe, health_verify
@@ -92,7 +94,8 @@ def failback(
 
 def failback_plan(
     topo: Topology,
-    old_primary_exists: bool,
+    old_primary: InstanceState | None,
+    promoted_protected: bool,
     export_uri: str,
     secondary_states: list[ServiceState],
     primary_states: list[ServiceState],
@@ -101,14 +104,16 @@ def failback_plan(
     primary, secondary = topo.regions.primary, topo.regions.secondary
     old, promoted = topo.cloud_sql.primary, topo.cloud_sql.replica
     lines = []
-    if old_primary_exists:
-        lines += [
-            f"export {old.project}:{old.instance} (stale primary) to {export_uri}",
-            f"delete {old.project}:{old.instance}",
-        ]
+    protect = old_primary is not None and old_primary.deletion_protection
+    if old_primary is not None:
+        lines.append(f"export {old.project}:{old.instance} (stale primary) to {export_uri}")
+        if protect:
+            lines.append(f"lift deletion protection on {old.instance} (it is exported first)")
+        lines.append(f"delete {old.project}:{old.instance}")
     lines += [
         f"create {old.project}:{old.instance} in {primary.name} "
-        f"as a replica of {promoted.instance}",
+        f"as a replica of {promoted.instance}"
+        + (" with deletion protection, as the stale primary had" if protect else ""),
         *[fence_line(secondary.name, st) for st in secondary_states],
         f"wait for {old.instance} to catch up, then promote it",
         f"add a version of secret {topo.cloud_sql.app_secret.resource} naming {old.instance}"
@@ -131,8 +136,14 @@ def failback_plan(
         ],
         f"export {promoted.project}:{promoted.instance} to {secondary_export_uri} "
         "(it took writes until the fence)",
+        *(
+            [f"lift deletion protection on {promoted.instance} (it is exported first)"]
+            if promoted_protected
+            else []
+        ),
         f"replace {promoted.project}:{promoted.instance} "
-        f"by a replica of {old.instance} in {secondary.name}",
+        f"by a replica of {old.instance} in {secondary.name}"
+        + (" with deletion protection, as it had" if promoted_protected else ""),
     ]
     return lines
 
@@ -178,7 +189,13 @@ def _run(topo: Topology, record: RunRecord, dry_run: bool) -> None:
     }
     stale = old_state is not None and not rebuilt
     record.plan = failback_plan(
-        topo, stale, export_uri, secondary_states, primary_states, secondary_export_uri
+        topo,
+        old_state if stale else None,
+        bool(source and source.deletion_protection),
+        export_uri,
+        secondary_states,
+        primary_states,
+        secondary_export_uri,
     )
     logger.info("plan:\n%s", "\n".join(record.plan))
     if dry_run:
@@ -198,10 +215,14 @@ def _run(topo: Topology, record: RunRecord, dry_run: bool) -> None:
                         env, old.project, old.instance, database, export_uri
                     )
                     storage_require_object(env, export_uri)
+                protected = _unprotect_exported(record, env, old.project, old.instance, "old")
+                if stale:
                     resumable(sql_delete_instance, record, "delete-old")(
                         env, old.project, old.instance
                     )
-                    step.detail = f"exported to {export_uri}, then deleted"
+                    step.detail = f"exported to {export_uri}, then deleted" + (
+                        " (its deletion protection lifted after the export)" if protected else ""
+                    )
                 else:
                     step.outcome = "unchanged"
             with record.step("rebuild-primary-replica") as step:
@@ -212,8 +233,11 @@ def _run(topo: Topology, record: RunRecord, dry_run: bool) -> None:
                     old.region,
                     promoted.instance,
                     {REBUILT_BY: _label(record)},
+                    deletion_protection=protected,
                 )
-                step.detail = f"{made.name} replicates {made.master}"
+                step.detail = f"{made.name} replicates {made.master}" + (
+                    "; deletion protection on, as the stale primary had" if protected else ""
+                )
         with fenced_secondary(topo, record):
             lag = sql_wait_caught_up(env, old.project, old.instance, timeout_s=300)
             record.lag = lag.model_dump(mode="json")
@@ -257,22 +281,18 @@ def _run(topo: Topology, record: RunRecord, dry_run: bool) -> None:
             standby = _scale(record, env, secondary.project, secondary.name, topo, active=False)
             step.detail = "; ".join(r.describe() for r in standby)
         with record.step("rebuild-secondary-replica") as step:
-            current = describe(env, promoted.project, promoted.instance)
-            if not (current.is_replica and (current.master or "").endswith(old.instance)):
-                # It was the primary until the fence: writes it took may be nowhere else.
-                resumable(sql_export_database, record, "export-secondary")(
-                    env, promoted.project, promoted.instance, database, secondary_export_uri
+            current = _maybe(lambda: describe(env, promoted.project, promoted.instance))
+            if (
+                current is not None
+                and current.is_replica
+                and (current.master or "").endswith(old.instance)
+            ):
+                step.outcome = "unchanged"
+                step.detail = f"{current.name} replicates {current.master} already"
+            else:
+                step.detail = _replace_secondary(
+                    record, topo, current is not None, secondary_export_uri
                 )
-                storage_require_object(env, secondary_export_uri)
-                resumable(sql_delete_instance, record, "delete-secondary")(
-                    env, promoted.project, promoted.instance
-                )
-            made = resumable(sql_create_replica, record, "secondary-replica")(
-                env, promoted.project, promoted.instance, promoted.region, old.instance
-            )
-            step.detail = (
-                f"exported to {secondary_export_uri}; {made.name} replicates {made.master}"
-            )
     record.after = {
         "primary": describe(env, old.project, old.instance).model_dump(),
         "replica": describe(env, promoted.project, promoted.instance).model_dump(),
@@ -284,6 +304,50 @@ def _run(topo: Topology, record: RunRecord, dry_run: bool) -> None:
 
 
 REBUILT_BY = "lifeboat-rebuilt-by"
+
+
+def _replace_secondary(record: RunRecord, topo: Topology, exists: bool, export_uri: str) -> str:
+    """Export the promoted secondary (it was the primary until the fence: writes it took
+    may be nowhere else), then replace it by a replica of the new primary.
+
+    ``exists`` False is a resumed run whose earlier try deleted it, after the export."""
+    env = topo.environment
+    old, promoted = topo.cloud_sql.primary, topo.cloud_sql.replica
+    if exists:
+        resumable(sql_export_database, record, "export-secondary")(
+            env, promoted.project, promoted.instance, topo.cloud_sql.databases[0], export_uri
+        )
+        storage_require_object(env, export_uri)
+    protected = _unprotect_exported(record, env, promoted.project, promoted.instance, "secondary")
+    if exists:
+        resumable(sql_delete_instance, record, "delete-secondary")(
+            env, promoted.project, promoted.instance
+        )
+    made = resumable(sql_create_replica, record, "secondary-replica")(
+        env,
+        promoted.project,
+        promoted.instance,
+        promoted.region,
+        old.instance,
+        deletion_protection=protected,
+    )
+    return f"exported to {export_uri}; {made.name} replicates {made.master}" + (
+        "; deletion protection kept" if protected else ""
+    )
+
+
+def _unprotect_exported(record: RunRecord, env: str, project: str, instance: str, key: str) -> bool:
+    """Lift the deletion protection of an instance exported and about to be replaced;
+    returns whether it had protection, so that its replacement gets it back.
+
+    Called only after the export is verified, and also when the instance is already gone:
+    the call is cached per incident, so a resumed run whose instance an earlier run
+    deleted still learns whether it was protected (a live read would say nothing).
+    """
+    lifted: bool = resumable(sql_set_deletion_protection, record, f"unprotect-{key}")(
+        env, project, instance, False
+    )
+    return lifted
 
 
 def _label(record: RunRecord) -> str:

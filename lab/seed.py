@@ -59,6 +59,9 @@ def _sql_settings(project: str, *, primary: bool) -> dict[str, object]:
         "databaseFlags": [{"name": "max_connections", "value": "200"}],
     }
     if primary:
+        # Production primaries carry deletion protection (the console and Terraform turn
+        # it on by default); a replica does not inherit it (sql/docs/deletion-protection).
+        settings["deletionProtectionEnabled"] = True
         settings["backupConfiguration"] = {
             "enabled": True,
             "pointInTimeRecoveryEnabled": True,

@@ -28,6 +28,7 @@ class InstanceState(BaseModel):
     replica_names: list[str]
     address: str | None
     labels: dict[str, str] = {}
+    deletion_protection: bool = False
 
     @property
     def is_replica(self) -> bool:
@@ -80,6 +81,7 @@ def instance_state(project: str, got: sqladmin.Instance) -> InstanceState:
         replica_names=list(got.replica_names),
         address=address,
         labels=dict(got.settings.user_labels),
+        deletion_protection=bool(got.settings.deletion_protection_enabled),
     )
 
 
@@ -407,11 +409,15 @@ def sql_create_replica(
     region: str,
     master: str,
     labels: dict[str, str] | None = None,
+    deletion_protection: bool = False,
 ) -> InstanceState:
     """Create ``instance`` in ``region`` as a read replica of ``master`` and wait for it.
 
     The replica takes the master's live settings (database version, tier, edition,
-    network, flags), so it is reachable and sized the way its master is.
+    network, flags), so it is reachable and sized the way its master is. Deletion
+    protection is the one setting a replica never inherits (sql/docs/deletion-protection);
+    ``deletion_protection`` sets it at creation, and a promotion keeps it, so a primary
+    rebuilt as a replica is protected from its first moment as a primary.
 
     Idempotent: a replica of that master already there is returned as it is; an instance
     of that name that is anything else is a permanent error (never overwritten).
@@ -432,7 +438,7 @@ def sql_create_replica(
             if current.state == "RUNNABLE":
                 return current
         source = read_instance(environment, project, master)
-        body = {
+        body: dict[str, Any] = {
             "name": instance,
             "region": region,
             "masterInstanceName": master,
@@ -440,6 +446,8 @@ def sql_create_replica(
             "instanceType": "READ_REPLICA_INSTANCE",
             "settings": sqladmin.settings_like(source, labels or {}, replica=True),
         }
+        if deletion_protection:
+            body["settings"]["deletionProtectionEnabled"] = True
         insert_and_wait(
             environment, project, instance, "CREATE_REPLICA", body, exists=current is not None
         )

@@ -3,7 +3,8 @@
 ApiError (lab.core.errors)
 ├── BadRequest            400
 │   ├── InvalidRequest          a malformed or unsupported request
-│   └── NotAReplica             promoteReplica on a primary
+│   ├── NotAReplica             promoteReplica on a primary
+│   └── InstanceProtected       delete of an instance with deletion protection
 ├── NotFound              404
 │   ├── UnknownPath             no such method
 │   ├── InstanceNotFound        unknown instance
@@ -30,6 +31,18 @@ class NotAReplica(BadRequest):
     def __init__(self, instance: str):
         super().__init__(
             f"The instance {instance} is not a read replica.", reason="instanceNotReplica"
+        )
+
+
+class InstanceProtected(BadRequest):
+    """ERROR_PROTECTED_INSTANCE_DELETION_FAILURE, in the words of sql/docs/error-messages."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The instance is protected. Please disable the deletion protection and try again. "
+            "To disable deletion protection, update the instance settings with "
+            "deletionProtectionEnabled set to false.",
+            reason="invalid",
         )
 
 

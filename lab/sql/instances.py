@@ -12,7 +12,7 @@ from typing import Any
 
 from lab.core.context import LabContext
 from lab.sql import jobs
-from lab.sql.exceptions import InvalidRequest, NotAReplica
+from lab.sql.exceptions import InstanceProtected, InvalidRequest, NotAReplica
 from lab.sql.resources import DATABASE_VERSION, DEFAULT_TIER, Instance, Operation
 
 
@@ -59,6 +59,8 @@ class InstanceOperations:
     def delete_instance(self, project: str, name: str) -> Operation:
         with self._lock:
             inst = self._mutable(project, name)
+            if inst.settings.get("deletionProtectionEnabled"):
+                raise InstanceProtected()
             if inst.replicas:
                 raise InvalidRequest(
                     f"The instance {name} has read replicas {inst.replicas}; delete them first."
@@ -86,9 +88,16 @@ class InstanceOperations:
             return self._begin(inst, "PROMOTE_REPLICA", self._delay("sql.promote"), work)
 
     def patch_instance(
-        self, project: str, name: str, *, tier: str | None, labels: dict[str, str] | None
+        self,
+        project: str,
+        name: str,
+        *,
+        tier: str | None,
+        labels: dict[str, str] | None,
+        deletion_protection: bool | None = None,
     ) -> Operation:
-        """Change the tier and merge labels in (a patch only names what it changes)."""
+        """Change the tier, deletion protection, and merge labels in (a patch only names what
+        it changes)."""
         with self._lock:
             inst = self._mutable(project, name)
 
@@ -96,6 +105,8 @@ class InstanceOperations:
                 with self._lock:
                     inst.tier = tier or inst.tier
                     inst.labels.update(labels or {})
+                    if deletion_protection is not None:
+                        inst.settings["deletionProtectionEnabled"] = deletion_protection
                     inst.settings_version += 1
 
             return self._begin(inst, "UPDATE", self._delay("sql.patch"), work)

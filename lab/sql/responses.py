@@ -103,6 +103,7 @@ class SqlResponses:
             *_target(request),
             tier=str(settings.get("tier") or "") or None,
             labels={str(k): str(v) for k, v in labels.items()} or None,
+            deletion_protection=_optional_bool(settings, "deletionProtectionEnabled"),
         )
         return json_response(operation_json(op))
 
@@ -185,6 +186,13 @@ def _object(body: dict[str, Any], field: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise InvalidRequest(f"{field} must be an object.")
     return value
+
+
+def _optional_bool(body: dict[str, Any], field: str) -> bool | None:
+    value = body.get(field)
+    if value is None or isinstance(value, bool):
+        return value
+    raise InvalidRequest(f"Invalid value for field '{field}': {value!r} is not a boolean.")
 
 
 def _int64(value: object, field: str) -> int:

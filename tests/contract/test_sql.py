@@ -578,3 +578,65 @@ def test_gcloud_reads_and_promotes_through_the_lab(lab: Lab, tmp_path: Path) -> 
         lab, tmp_path, "sql", "backups", "list", "--instance=cli-primary", "--format=value(status)"
     )
     assert runs.returncode == 0 and runs.stdout.split() == ["SUCCESSFUL"]
+
+
+def test_a_protected_instance_refuses_delete_until_the_protection_is_lifted(lab: Lab) -> None:
+    lab.backend.create_instance(
+        PROJECT,
+        "kept",
+        "us-central1",
+        databases=["orders"],
+        settings={"deletionProtectionEnabled": True},
+    )
+    assert lab.get("kept")["settings"]["deletionProtectionEnabled"] is True
+    with pytest.raises(HttpError) as got:
+        lab.run(lab.api.instances().delete(project=PROJECT, instance="kept"), "Operation")
+    assert got.value.status_code == 400
+    assert error_of(got.value)["message"].startswith("The instance is protected.")
+    assert lab.get("kept")["state"] == "RUNNABLE"  # refused before any change
+
+    with pytest.raises(HttpError) as bad:
+        lab.run(
+            lab.api.instances().patch(
+                project=PROJECT,
+                instance="kept",
+                body={"settings": {"deletionProtectionEnabled": "no"}},
+            ),
+            "Operation",
+        )
+    assert bad.value.status_code == 400 and "deletionProtectionEnabled" in str(bad.value)
+
+    lab.wait(
+        lab.run(
+            lab.api.instances().patch(
+                project=PROJECT,
+                instance="kept",
+                body={"settings": {"deletionProtectionEnabled": False}},
+            ),
+            "Operation",
+        )
+    )
+    assert lab.get("kept")["settings"]["deletionProtectionEnabled"] is False
+    lab.wait(lab.run(lab.api.instances().delete(project=PROJECT, instance="kept"), "Operation"))
+    with pytest.raises(HttpError):
+        lab.get("kept")
+
+
+@pytest.mark.skipif(GCLOUD is None, reason="gcloud (Google Cloud CLI) is not installed")
+def test_gcloud_delete_is_refused_on_a_protected_instance(lab: Lab, tmp_path: Path) -> None:
+    lab.backend.create_instance(
+        PROJECT,
+        "cli-kept",
+        "us-central1",
+        databases=["orders"],
+        settings={"deletionProtectionEnabled": True},
+    )
+    refused = gcloud(lab, tmp_path, "sql", "instances", "delete", "cli-kept")
+    assert refused.returncode != 0 and "The instance is protected" in refused.stderr
+    lifted = gcloud(
+        lab, tmp_path, "sql", "instances", "patch", "cli-kept", "--no-deletion-protection"
+    )
+    assert lifted.returncode == 0, lifted.stderr
+    assert lab.get("cli-kept")["settings"]["deletionProtectionEnabled"] is False
+    deleted = gcloud(lab, tmp_path, "sql", "instances", "delete", "cli-kept")
+    assert deleted.returncode == 0, deleted.stderr

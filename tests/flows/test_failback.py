@@ -42,7 +42,8 @@ def _failed_over(lab: Lab, api: PrefectApi) -> None:
 def _settings_that_matter(lab: Lab, name: str) -> dict[str, object]:
     """What makes a rebuilt instance reachable and sized like the one it replaces."""
     settings = sql_instance(lab, OLD.project, name)["settings"]
-    return {k: settings.get(k) for k in ("tier", "edition", "ipConfiguration", "databaseFlags")}
+    keys = ("tier", "edition", "ipConfiguration", "databaseFlags", "deletionProtectionEnabled")
+    return {k: settings.get(k) for k in keys}
 
 
 def _sql_deletes_of(lab: Lab, since: int, instance: str) -> list[int]:
@@ -84,6 +85,7 @@ def _first(lab: Lab, since: int, api: str, method: str) -> int:
 def test_failback_restores_the_topology_and_loses_no_write(fresh_lab: Lab, api: PrefectApi) -> None:
     seeded = {n: _settings_that_matter(fresh_lab, n) for n in (OLD.instance, REPLICA.instance)}
     assert seeded[OLD.instance]["ipConfiguration"] is not None  # the lab seeds a private IP
+    assert seeded[OLD.instance]["deletionProtectionEnabled"] is True  # as production has it
     revisions_before = all_revisions(fresh_lab)
     _failed_over(fresh_lab, api)
     # A write taken by the secondary while it served must survive the failback.
@@ -116,7 +118,8 @@ def test_failback_restores_the_topology_and_loses_no_write(fresh_lab: Lab, api: 
     assert instance_type(fresh_lab, OLD.project, OLD.instance) == "CLOUD_SQL_INSTANCE"
     assert instance_type(fresh_lab, REPLICA.project, REPLICA.instance) == "READ_REPLICA_INSTANCE"
     # Both instances were rebuilt (as replicas) from their source's live settings: the
-    # same tier, edition, private network and flags as the instances they replace.
+    # same tier, edition, private network and flags as the instances they replace, and
+    # the deletion protection each had (a replica never inherits it from its master).
     for name, before in seeded.items():
         assert _settings_that_matter(fresh_lab, name) == before, name
     assert sql(
@@ -134,6 +137,17 @@ def test_failback_restores_the_topology_and_loses_no_write(fresh_lab: Lab, api: 
 
     kinds = [(a, m) for a, m, _ in side_effects(fresh_lab, since)]
     assert kinds.count(("sql", "instances.promoteReplica")) == 1
+    # The stale primary's protection was lifted once, after its export was seen in GCS and
+    # before its delete; nothing else was patched.
+    (unprotected_at,) = [
+        e["seq"]
+        for e in fresh_lab.requests(api="sql", since=since)
+        if sql_method(e["method"], e["path"]) == "instances.patch" and e["status"] < 400
+    ]
+    (old_deleted_at,) = _sql_deletes_of(fresh_lab, since, f"instances/{OLD.instance}")
+    old_export = f"failback/{inc}/{OLD.instance}.sql"
+    assert any(seq < unprotected_at for seq in _object_reads(fresh_lab, since, old_export))
+    assert unprotected_at < old_deleted_at
     # The stale old primary and the secondary that served until the fence, both kept in GCS.
     assert kinds.count(("sql", "instances.export")) == 2
     assert kinds.count(("dns", "POST")) == 1
@@ -206,6 +220,9 @@ def test_failback_without_a_failover_is_refused_and_dry_run_changes_nothing(
         read_object(fresh_lab, TOPOLOGY.backups.records_bucket, f"failback/{inc}.json")
     )["plan"]
     assert f"delete {OLD.project}:{OLD.instance}" in plan
+    unprotect = f"lift deletion protection on {OLD.instance} (it is exported first)"
+    assert plan.index(unprotect) < plan.index(f"delete {OLD.project}:{OLD.instance}")
+    assert any(line.endswith("with deletion protection, as the stale primary had") for line in plan)
     assert f"wait for {OLD.instance} to catch up, then promote it" in plan
     # The fence and its lifting, in order around the promotion, and the secondary's export.
     fence = (
@@ -252,6 +269,34 @@ def test_failback_that_fails_mid_way_lifts_the_fence(fresh_lab: Lab, api: Prefec
     assert steps["dns-switch"] == "failed"
     assert steps["lift-fence"] == "done"
     assert len(record["fence"]["lifted"]) == len(TOPOLOGY.services)
+
+
+def test_a_resumed_failback_rebuilds_a_protected_primary_it_had_deleted(
+    fresh_lab: Lab, api: PrefectApi
+) -> None:
+    """The run fails between deleting the stale primary and creating its replacement; the
+    re-run cannot read the deleted instance's protection, yet the rebuilt one has it."""
+    _failed_over(fresh_lab, api)
+    fresh_lab.outage(PRIMARY.name, False)
+    fresh_lab.fault(api="sql", method="POST", path="/instances$", status=403, count=1)
+    since = fresh_lab.last_seq()
+    inc = incident("FBPROT")
+    first = api.wait(api.launch("failback/lab", {"reason": "one", "incident_id": inc})["id"])
+    assert first["state"]["type"] == "FAILED"
+    assert "sql-create-replica" in first["state"]["message"]
+    assert _sql_deletes_of(fresh_lab, since, f"instances/{OLD.instance}")  # it is gone
+
+    final = api.wait(
+        api.launch("failback/lab", {"reason": "two", "incident_id": inc})["id"], timeout=300
+    )
+    assert final["state"]["type"] == "COMPLETED", final["state"]["message"]
+    assert sql_instance(fresh_lab, OLD.project, OLD.instance)["settings"].get(
+        "deletionProtectionEnabled"
+    ), "the rebuilt primary lost the stale primary's deletion protection"
+    kinds = [(a, m) for a, m, _ in side_effects(fresh_lab, since)]
+    assert kinds.count(("sql", "instances.patch")) == 1  # lifted once, never re-enabled by hand
+    assert kinds.count(("sql", "instances.delete")) == 2  # the stale primary, the secondary
+    assert kinds.count(("sql", "instances.export")) == 2
 
 
 def test_the_fence_refuses_the_public_path_while_it_holds(fresh_lab: Lab, api: PrefectApi) -> None:
