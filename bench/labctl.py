@@ -17,9 +17,9 @@ from typing import Any
 
 import httpx
 
+from lab.prefect_api import PrefectApi
 from lab.prefect_stack import client_env
 from lifeboat.topology import ENVIRONMENTS_DIR_ENV
-from tests.prefect_api import PrefectApi
 
 REPO = Path(__file__).resolve().parent.parent
 BASE_PORT = int(os.environ.get("LIFEBOAT_BENCH_PORT", "21780"))

@@ -33,7 +33,7 @@ from lab.regions.health import RegionSpec
 from lab.regions.ingress import load_balancer_refusal
 from lab.regions.instances import AppInstances
 from lab.seed import seed_cloud, seed_mongo
-from lifeboat.topology import RegionRole, Topology, parse_topology_file
+from lab.topology import LabTopology, Role, read_topology
 
 log = logging.getLogger("lab")
 
@@ -45,7 +45,7 @@ def void(_: object) -> None:
     """Drop a return value where a callback must return None."""
 
 
-def listener_names(topology: Topology) -> list[str]:
+def listener_names(topology: LabTopology) -> list[str]:
     return [
         "control",
         "dns",
@@ -60,7 +60,7 @@ def listener_names(topology: Topology) -> list[str]:
     ]
 
 
-def tls_hostnames(topology: Topology) -> list[str]:
+def tls_hostnames(topology: LabTopology) -> list[str]:
     """The public names the lab's certificate covers: the probes' host, the CDN's, the records'."""
     names = [topology.health.host, topology.cdn.host]
     names += [r.name.rstrip(".") for r in topology.dns.records]
@@ -68,7 +68,7 @@ def tls_hostnames(topology: Topology) -> list[str]:
 
 
 class LabDaemon:
-    def __init__(self, settings: LabSettings, topology: Topology):
+    def __init__(self, settings: LabSettings, topology: LabTopology):
         self.settings = settings
         self.topology = topology
         self.ctx = LabContext.create(settings)
@@ -81,7 +81,7 @@ class LabDaemon:
             settings.root / "logs" / "mongo.log",
         )
         self._reset_lock = threading.Lock()
-        roles = list(RegionRole)
+        roles = list(Role)
         self.regions = {
             role: RegionSpec(
                 topology.regions.by_role(role).name,
@@ -259,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         pg_port=args.pg_port,
         topology=args.topology,
     )
-    daemon = LabDaemon(settings, parse_topology_file(args.topology))
+    daemon = LabDaemon(settings, read_topology(args.topology))
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     signal.signal(signal.SIGINT, lambda *_: stopping.set())

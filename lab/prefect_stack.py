@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import yaml
 
-from lifeboat.topology import REPO_ROOT
-
+# The repository the lab serves deployments from (lab/ sits at its top).
+REPO_ROOT = Path(__file__).resolve().parents[1]
 WORK_POOL = "lifeboat-lab"
 REGION_SWITCH_LIMIT = "dr-region-switch-lab"
 PREFECT_YAML = REPO_ROOT / "deployments" / "prefect.yaml"

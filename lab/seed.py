@@ -7,7 +7,7 @@ import psycopg
 from lab.core.context import LabContext
 from lab.dns.seed_data import geo_record_set
 from lab.mongo.seed_data import seed_varai
-from lifeboat.topology import RegionRole, Topology
+from lab.topology import LabTopology, Role
 
 # Seed 004's integrity queries count these tables; the data is small but real.
 _SQL_SCHEMA = """
@@ -70,7 +70,7 @@ def _sql_settings(project: str, *, primary: bool) -> dict[str, object]:
     return settings
 
 
-def seed_cloud(ctx: LabContext, topology: Topology) -> None:
+def seed_cloud(ctx: LabContext, topology: LabTopology) -> None:
     """Zones, records, services, instances, url map and buckets, as before any failover."""
     dns = ctx.backends["dns"]
     dns.create_zone(topology.dns.project, topology.dns.zone, topology.dns.dns_name)
@@ -81,7 +81,7 @@ def seed_cloud(ctx: LabContext, topology: Topology) -> None:
             record.name,
             record.type,
             record.ttl,
-            record.rrdatas[RegionRole.primary],
+            record.rrdatas[Role.primary],
         )
     first = topology.dns.records[0]
     by_region = {topology.regions.by_role(role).name: first.rrdatas[role] for role in first.rrdatas}
@@ -125,12 +125,10 @@ def seed_cloud(ctx: LabContext, topology: Topology) -> None:
     )
 
     run = ctx.backends["run"]
-    for role in RegionRole:
+    for role in Role:
         region = topology.regions.by_role(role)
         for service in topology.services:
-            scaling = (
-                service.active_scaling if role is RegionRole.primary else service.standby_scaling
-            )
+            scaling = service.active_scaling if role is Role.primary else service.standby_scaling
             run.create_service(
                 region.project,
                 region.name,
@@ -152,7 +150,7 @@ def seed_cloud(ctx: LabContext, topology: Topology) -> None:
         storage.create_bucket(topology.regions.primary.project, bucket, location="US")
 
 
-def seed_mongo(uri: str, topology: Topology) -> dict[str, int]:
+def seed_mongo(uri: str, topology: LabTopology) -> dict[str, int]:
     counts: dict[str, int] = {}
     for database in topology.mongodb.databases:
         for name, count in seed_varai(uri, database).items():

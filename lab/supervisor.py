@@ -19,7 +19,6 @@ from lab.core.serve import ensure_port_free
 from lab.core.settings import LabSettings
 from lab.sql.pgtools import bindir, server_home
 from lab.sql.postgres import PgCluster
-from lifeboat.topology import parse_topology_file
 
 
 class LabError(RuntimeError):
@@ -263,7 +262,3 @@ def _terminate_group(pid: int, timeout: float = 20.0) -> None:
         time.sleep(0.1)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
-
-
-def load_topology_for(path: Path) -> None:
-    parse_topology_file(path)

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from lab.prefect_api import PrefectApi
 from tests.labharness import Lab, start_lab, stop_lab
-from tests.prefect_api import PrefectApi
 
 
 @pytest.fixture(scope="session")

@@ -16,11 +16,11 @@ from typing import Any
 import httpx
 import yaml
 
+from lab.prefect_api import PrefectApi
 from lab.prefect_stack import client_env
 from lifeboat.clients import ClientFactory
 from lifeboat.endpoints import ResolvedEndpoints
 from lifeboat.topology import ENVIRONMENTS_DIR, ENVIRONMENTS_DIR_ENV
-from tests.prefect_api import PrefectApi
 
 REPO = Path(__file__).resolve().parent.parent
 TEST_BASE_PORT = int(os.environ.get("LIFEBOAT_TEST_BASE_PORT", "28780"))

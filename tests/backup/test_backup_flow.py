@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from lab.prefect_api import PrefectApi
 from lifeboat.manifest import ARCHIVE
 from tests.backup.backup_checks import (
     BACKUPS,
@@ -16,7 +17,6 @@ from tests.backup.backup_checks import (
 )
 from tests.flows.lab_checks import read_object, sql_requests
 from tests.labharness import Lab
-from tests.prefect_api import PrefectApi
 
 SQL = TOPOLOGY.cloud_sql.primary
 

@@ -7,6 +7,7 @@ import os
 
 import pytest
 
+from lab.prefect_api import PrefectApi
 from tests.backup.backup_checks import (
     bucket_objects,
     mongo,
@@ -16,7 +17,6 @@ from tests.backup.backup_checks import (
     save_secret_block,
 )
 from tests.labharness import Lab, lifeboat
-from tests.prefect_api import PrefectApi
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
+from lab.prefect_api import PrefectApi
 from lifeboat.retention import Candidate, decide
 from tests.backup.backup_checks import (
     bucket_objects,
@@ -16,7 +17,6 @@ from tests.backup.backup_checks import (
 )
 from tests.flows.lab_checks import TOPOLOGY, read_object
 from tests.labharness import Lab
-from tests.prefect_api import PrefectApi
 
 NOW = datetime(2026, 11, 22, 12, tzinfo=UTC)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
+from lab.prefect_api import PrefectApi, iso_ago
 from tests.backup.backup_checks import params, write_synthetic
 from tests.labharness import Lab
-from tests.prefect_api import PrefectApi, iso_ago
 
 
 def check(api: PrefectApi, **extra: object) -> dict[str, object]:

@@ -6,11 +6,11 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from lab.prefect_api import PrefectApi
 from lifeboat.record import RunRecord
 from tests.backup.backup_checks import params, write_synthetic
 from tests.flows.lab_checks import TOPOLOGY
 from tests.labharness import Lab
-from tests.prefect_api import PrefectApi
 
 
 def passed_drill(lab: Lab, age: timedelta) -> None:

@@ -7,10 +7,10 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from lab.prefect_api import PrefectApi
 from tests.backup.backup_checks import bucket_objects, mongo, params, read_manifest
 from tests.flows.lab_checks import TOPOLOGY, read_object, scaling, sql_method
 from tests.labharness import Lab
-from tests.prefect_api import PrefectApi
 
 RECORDS = TOPOLOGY.backups.records_bucket
 SECONDARY = TOPOLOGY.regions.secondary

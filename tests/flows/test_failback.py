@@ -7,6 +7,7 @@ from urllib.parse import unquote
 
 import pytest
 
+from lab.prefect_api import PrefectApi
 from lifeboat.topology import RegionRole
 from tests.flows.lab_checks import (
     PRIMARY,
@@ -28,7 +29,6 @@ from tests.flows.lab_checks import (
     sql_method,
 )
 from tests.labharness import Lab
-from tests.prefect_api import PrefectApi
 
 OLD = TOPOLOGY.cloud_sql.primary
 

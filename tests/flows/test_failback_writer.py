@@ -13,6 +13,7 @@ import time
 
 from google.cloud import run_v2
 
+from lab.prefect_api import PrefectApi
 from tests.flows.lab_checks import (
     PRIMARY,
     SECONDARY,
@@ -23,7 +24,6 @@ from tests.flows.lab_checks import (
     sql,
 )
 from tests.labharness import Lab
-from tests.prefect_api import PrefectApi
 
 OLD = TOPOLOGY.cloud_sql.primary
 WRITE_INTERVAL_S = 0.05

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from lab.prefect_api import PrefectApi
 from lifeboat.topology import RegionRole
 from tests.flows.lab_checks import (
     PRIMARY,
@@ -26,7 +27,6 @@ from tests.flows.lab_checks import (
     take_secret_as_env_var,
 )
 from tests.labharness import Lab
-from tests.prefect_api import PrefectApi
 
 
 def test_failover_end_to_end_after_a_primary_outage(fresh_lab: Lab, api: PrefectApi) -> None:

@@ -9,6 +9,7 @@ import signal
 import time
 from pathlib import Path
 
+from lab.prefect_api import PrefectApi
 from tests.flows.lab_checks import (
     PRIMARY,
     REPLICA,
@@ -22,7 +23,6 @@ from tests.flows.lab_checks import (
     sql_requests,
 )
 from tests.labharness import Lab
-from tests.prefect_api import PrefectApi
 
 
 def _launch(api: PrefectApi, inc: str) -> str:

@@ -10,6 +10,7 @@ import httpx
 import pytest
 from google.api_core.exceptions import NotFound
 
+from lab.prefect_api import PrefectApi
 from lifeboat.topology import RegionRole
 from tests.flows.lab_checks import (
     PRIMARY,
@@ -24,7 +25,6 @@ from tests.flows.lab_checks import (
     side_effects,
 )
 from tests.labharness import Lab
-from tests.prefect_api import PrefectApi
 
 
 def _message(run: dict) -> str:

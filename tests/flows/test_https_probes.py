@@ -20,9 +20,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from lab.core.tls import make_ca
+from lab.prefect_api import PrefectApi
 from tests.flows.lab_checks import PRIMARY, TOPOLOGY, incident, read_object, side_effects
 from tests.labharness import Lab
-from tests.prefect_api import PrefectApi
 
 
 def over_https(ca_bundle: str | None) -> Callable[[dict[str, Any]], None]:

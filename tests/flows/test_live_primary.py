@@ -6,11 +6,11 @@ one the apps write to and varai-prod is stale (and here unreachable, its region 
 
 from __future__ import annotations
 
+from lab.prefect_api import PrefectApi
 from tests.backup.backup_checks import bucket_objects, params, read_manifest
 from tests.flows.lab_checks import PRIMARY, REPLICA, TOPOLOGY, incident, sql_method
 from tests.flows.readiness_checks import readiness
 from tests.labharness import Lab
-from tests.prefect_api import PrefectApi
 
 STALE = TOPOLOGY.cloud_sql.primary
 

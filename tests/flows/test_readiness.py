@@ -7,11 +7,11 @@ import signal
 import time
 from datetime import timedelta
 
+from lab.prefect_api import PrefectApi, iso_ago
 from tests.backup.backup_checks import write_synthetic
 from tests.flows.lab_checks import TOPOLOGY
 from tests.flows.readiness_checks import fresh_backups, passed_drill, readiness, red
 from tests.labharness import Lab
-from tests.prefect_api import PrefectApi, iso_ago
 
 REPLICA = TOPOLOGY.cloud_sql.replica
 READ_METHODS = {"GET"}  # every API Lifeboat calls is REST now, Cloud SQL included

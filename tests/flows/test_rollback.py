@@ -6,6 +6,7 @@ import json
 
 import httpx
 
+from lab.prefect_api import PrefectApi
 from tests.flows.lab_checks import (
     PRIMARY,
     SECONDARY,
@@ -22,7 +23,6 @@ from tests.flows.rollback_helpers import (
     set_revision_health,
 )
 from tests.labharness import Lab
-from tests.prefect_api import PrefectApi
 
 SERVICES = [s.name for s in TOPOLOGY.services]
 RECORDS = TOPOLOGY.backups.records_bucket

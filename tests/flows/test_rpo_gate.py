@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from lab.prefect_api import PrefectApi
 from tests.flows.lab_checks import (
     PRIMARY,
     REPLICA,
@@ -28,7 +29,6 @@ from tests.flows.lab_checks import (
 )
 from tests.flows.readiness_checks import fresh_backups, passed_drill, readiness, red
 from tests.labharness import Lab
-from tests.prefect_api import PrefectApi
 
 RPO_S = 3
 OLD = TOPOLOGY.cloud_sql.primary

@@ -11,10 +11,10 @@ from typing import Any
 
 import httpx
 
+from lab.prefect_api import PrefectApi, iso_ago
 from tests.flows.lab_checks import PRIMARY, TOPOLOGY
 from tests.flows.rollback_helpers import deploy_new_revision, run_patches, serving
 from tests.labharness import Lab
-from tests.prefect_api import PrefectApi, iso_ago
 
 REGION_APP = f"region-app/{PRIMARY.name}"
 

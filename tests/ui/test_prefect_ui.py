@@ -23,9 +23,9 @@ from typing import Literal
 import pytest
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
+from lab.prefect_api import PrefectApi
 from tests.flows.lab_checks import TOPOLOGY, read_object
 from tests.labharness import Lab
-from tests.prefect_api import PrefectApi
 
 CHROMIUM = Path("/usr/bin/chromium")
 # reference/prefect.md: what Debian's Chromium needs to run headless in this sandbox.
