@@ -119,11 +119,13 @@ class SqlBackend(InstanceOperations, BackupRuns):
             )
 
     def reset(self) -> None:
-        """Stop and remove every cluster, backup and operation."""
+        """Stop and remove every cluster, backup and operation; keep the initdb template,
+        which holds no instance's data and costs an initdb to make again."""
         self._stop_all()
         shutil.rmtree(self._root, ignore_errors=True)
         for child in self._home.glob("*") if self._home.exists() else []:
-            shutil.rmtree(child, ignore_errors=True)
+            if child.name != _TEMPLATE:
+                shutil.rmtree(child, ignore_errors=True)
         self._forget_backups(remove_files=True)
 
     def shutdown(self) -> None:
@@ -325,7 +327,7 @@ class SqlBackend(InstanceOperations, BackupRuns):
     def _template(self) -> Path:
         """An initdb'd data folder that new primaries copy: faster than initdb each time."""
         with self._template_lock:
-            template = PgCluster(self._home / "_template", "127.0.0.1", self.ctx.settings.pg_port)
+            template = PgCluster(self._home / _TEMPLATE, "127.0.0.1", self.ctx.settings.pg_port)
             if not (template.data / "PG_VERSION").exists():
                 shutil.rmtree(template.base, ignore_errors=True)
                 template.init()
@@ -335,6 +337,9 @@ class SqlBackend(InstanceOperations, BackupRuns):
         primary = self._instances.get((inst.project, inst.master or ""))
         if primary is not None and inst.name in primary.replicas:
             primary.replicas.remove(inst.name)
+
+
+_TEMPLATE = "_template"
 
 
 def _bindable(host: str, port: int) -> bool:
