@@ -47,17 +47,3 @@ def cdn_invalidate(environment: str, host: str, path: str, request_id: str) -> I
         operation=op.name,
         status=compute_v1.Operation.Status(op.status).name,
     )
-
-
-@cloud_task(timeout_seconds=60, task_run_name="cdn-operation-{operation}")
-def cdn_operation_status(environment: str, operation: str) -> str:
-    """The status of an invalidation's global operation (PENDING, RUNNING, DONE).
-
-    Idempotent: a read.
-    """
-    topo = runtime.topology(environment)
-    with calling("cdn-operation-status", operation):
-        op = runtime.clients(environment).global_operations.get(
-            project=topo.cdn.project, operation=operation, timeout=runtime.call_timeout(environment)
-        )
-    return str(compute_v1.Operation.Status(op.status).name)

@@ -181,14 +181,3 @@ def mongo_sample_hashes(
             if doc is not None:
                 found[key] = hashlib.sha256(doc.raw).hexdigest()
     return found
-
-
-@cloud_task(timeout_seconds=600, task_run_name="mongo-count-{database}")
-def mongo_count_documents(environment: str, database: str) -> dict[str, int]:
-    """Documents per collection.
-
-    Idempotent: read-only.
-    """
-    with calling("mongo-count", f"mongodb/{database}"), client(environment) as mongo:
-        db = mongo[database]
-        return {spec.name: db[spec.name].count_documents({}) for spec in list_collections(db)}

@@ -63,10 +63,6 @@ class LatencyModel:
             self._time_scale = time_scale
             self._real = dict(REAL_SECONDS)
 
-    def real_seconds(self, operation: str) -> float:
-        with self._lock:
-            return self._real[operation]
-
     def seconds(self, operation: str) -> float:
         """Scaled wall-clock seconds the operation takes in the lab."""
         with self._lock:

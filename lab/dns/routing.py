@@ -44,10 +44,6 @@ def normalize(raw: object, entity: str) -> dict[str, Any]:
     return out
 
 
-def kind_of(policy: dict[str, Any]) -> str:
-    return next(k for k in POLICY_KINDS if k in policy)
-
-
 def _object(raw: object, entity: str) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise InvalidChange(f"Invalid value for '{entity}': expected an object")

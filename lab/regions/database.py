@@ -33,18 +33,6 @@ def host_of(url: str) -> str | None:
     return str(host) if host else None
 
 
-def accepts_writes(url: str) -> bool:
-    """Not a standby and able to assign a transaction id: a write without clutter."""
-    try:
-        with psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_S, autocommit=True) as conn:
-            if conn.execute(b"SELECT pg_is_in_recovery()").fetchone() != (False,):
-                return False
-            conn.execute(b"SELECT pg_current_xact_id()")
-            return True
-    except psycopg.Error:
-        return False
-
-
 class OrderExists(Exception):
     pass
 

@@ -59,8 +59,9 @@ def database_verdict(ctx: LabContext, region: RegionSpec, service: str | None = 
     The URL is the one they read from Secret Manager (lab/regions/instances.py), so an
     app whose secret names the wrong instance is unhealthy. No service: every service.
     """
-    from lab.regions.database import accepts_writes, where
+    from lab.regions.database import where
     from lab.regions.instances import AppUnavailable
+    from lab.sql.postgres import accepts_writes
 
     apps = ctx.backends["app_instances"]
     checked: dict[str, bool] = {}

@@ -83,11 +83,6 @@ class SqlBackend(InstanceOperations, BackupRuns):
             inst.busy_with = None
             return instance_json(inst)
 
-    def describe_instance(self, project: str, name: str) -> dict[str, Any]:
-        """The instance as the REST API would return it (camelCase JSON)."""
-        with self._lock:
-            return instance_json(self._get(project, name))
-
     def address(self, project: str, name: str) -> tuple[str, int]:
         with self._lock:
             inst = self._get(project, name)

@@ -51,6 +51,18 @@ host all all 127.0.0.0/8 {clients}
 """
 
 
+def accepts_writes(url: str, connect_timeout: int = 2) -> bool:
+    """Not in recovery and able to assign a transaction id: a write without clutter."""
+    try:
+        with psycopg.connect(url, connect_timeout=connect_timeout, autocommit=True) as conn:
+            if conn.execute(b"SELECT pg_is_in_recovery()").fetchone() != (False,):
+                return False
+            conn.execute(b"SELECT pg_current_xact_id()")
+            return True
+    except psycopg.Error:
+        return False
+
+
 class PgCluster:
     """One PostgreSQL data folder and its server on ``host:port``."""
 
@@ -201,23 +213,12 @@ class PgCluster:
         rows = self.query("SELECT datname FROM pg_database WHERE NOT datistemplate ORDER BY 1")
         return [str(r[0]) for r in rows]
 
-    def is_in_recovery(self) -> bool:
-        return bool(self.query("SELECT pg_is_in_recovery()")[0][0])
-
     def promote(self) -> None:
         if not self.query("SELECT pg_promote(wait => true, wait_seconds => 60)")[0][0]:
             raise PgError("pg_promote did not finish within 60 seconds")
 
     def accepts_writes(self) -> bool:
-        """Not in recovery and able to assign a transaction id: a write without clutter."""
-        try:
-            with psycopg.connect(self.dsn(connect_timeout=2), autocommit=True) as conn:
-                if conn.execute(b"SELECT pg_is_in_recovery()").fetchone() != (False,):
-                    return False
-                conn.execute(b"SELECT pg_current_xact_id()")
-                return True
-        except psycopg.Error:
-            return False
+        return accepts_writes(self.dsn(connect_timeout=2))
 
     def replica_lag(self) -> dict[str, Any]:
         """How far the standby's replay trails what it has received from the primary."""

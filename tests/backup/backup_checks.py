@@ -77,12 +77,6 @@ def write_orphan(lab: Lab, source: Source, age: timedelta) -> str:
     return prefix
 
 
-def clear_catalog(lab: Lab) -> None:
-    bucket = lab.clients().storage(TOPOLOGY.regions.primary.project).bucket(BACKUPS)
-    for blob in list(bucket.list_blobs()):
-        blob.delete()
-
-
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
