@@ -1,8 +1,9 @@
 """backup-staleness: alert when the newest verified backup of a source is too old.
 
 Seed 003: RPO 12 h, alert (`AisleMartsBackupStale`) after 36 h. Every run reports the
-age of every source; past the RPO it warns, past the alert threshold it emits an event,
-notifies and fails the run, so the alert is visible in the Prefect UI too.
+age of every source; past the RPO it warns, past the alert threshold it emits an event
+and fails the run, so the alert is visible in the Prefect UI too; the failed run's record
+is what notifies (lifeboat/switch.py ``published``).
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from pydantic import Field
 
 from lifeboat import runtime
 from lifeboat.manifest import Source
-from lifeboat.switch import ENVIRONMENT_FIELD, SwitchRequest
+from lifeboat.record import RunRecord
+from lifeboat.switch import ENVIRONMENT_FIELD, SwitchRequest, published
+from lifeboat.topology import Topology
 from tasks.catalog import catalog_newest
 from tasks.errors import PermanentError
-from tasks.notify import notify_all
 from tasks.records import artifact_key
 
 SOURCES: list[Source] = ["mongodb", "cloudsql"]
@@ -37,14 +39,25 @@ def backup_staleness(
     ] = None,
     sources: Annotated[list[Source], Field(min_length=1)] = SOURCES,
 ) -> list[dict[str, Any]]:
-    request = SwitchRequest.validate_launch(environment, "staleness check", None, "schedule")
+    request = SwitchRequest.validate_launch(
+        environment, "staleness check", None, "schedule", prefix="stale"
+    )
     topo = runtime.topology(request.environment)
     rpo = rpo_hours or topo.backups.staleness.rpo_hours
     alert = alert_hours or topo.backups.staleness.alert_hours
     if rpo > alert:
         raise PermanentError(f"rpo_hours: {rpo} is above alert_hours {alert}")
+    record = request.record("backup-staleness", "scheduled", False)
+    with published(record, notify_success=False):
+        rows = _ages(topo, record, sources, rpo, alert)
+    return rows
+
+
+def _ages(
+    topo: Topology, record: RunRecord, sources: list[Source], rpo: float, alert: float
+) -> list[dict[str, Any]]:
     now = datetime.now(UTC)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for source in sources:
         newest = catalog_newest(topo.environment, source, verified_only=True)
         age = newest.age_hours(now) if newest else None
@@ -59,6 +72,7 @@ def backup_staleness(
                 "level": level,
             }
         )
+    record.after = {"sources": rows}
     create_table_artifact(
         table=rows,
         key=artifact_key("backup-staleness", topo.environment),
@@ -87,6 +101,6 @@ def backup_staleness(
             + f" (alert after {alert:g} h)"
             for r in stale
         )
-        notify_all(topo.environment, f"Lifeboat backups stale: {topo.environment}", text)
         raise PermanentError(f"backups stale — {text}")
+    record.finish("completed")
     return rows

@@ -16,7 +16,8 @@ from prefect.artifacts import create_table_artifact
 from pydantic import Field
 
 from lifeboat import runtime
-from lifeboat.switch import ENVIRONMENT_FIELD, SwitchRequest
+from lifeboat.record import RunRecord
+from lifeboat.switch import ENVIRONMENT_FIELD, SwitchRequest, published
 from tasks.cloud_sql import sql_delete_instance
 from tasks.cloud_sql_scratch import DRILL_LABEL, expiry, sql_list_scratch_instances
 from tasks.errors import PermanentError
@@ -38,8 +39,17 @@ def drill_sweeper(
         bool, Field(description="Report what would be deleted, delete nothing")
     ] = False,
 ) -> list[dict[str, Any]]:
-    request = SwitchRequest.validate_launch(environment, "drill sweep", None, "schedule")
-    topo = runtime.topology(request.environment)
+    request = SwitchRequest.validate_launch(
+        environment, "drill sweep", None, "schedule", prefix="sweep"
+    )
+    record = request.record("drill-sweeper", "scheduled", dry_run)
+    with published(record, notify_success=False):
+        rows = _sweep(record, dry_run)
+    return rows
+
+
+def _sweep(record: RunRecord, dry_run: bool) -> list[dict[str, Any]]:
+    topo = runtime.topology(record.environment)
     env, now = topo.environment, datetime.now(UTC)
     projects = [topo.cloud_sql.primary.project, topo.regions.secondary.project]
     rows: list[dict[str, Any]] = []
@@ -94,6 +104,8 @@ def drill_sweeper(
         key=artifact_key("drill-sweeper", env),
         description=f"drill sweep of {env} at {now:%Y-%m-%d %H:%M} UTC",
     )
+    record.after = {"resources": rows}
     if failures:
         raise PermanentError(f"drill-sweeper could not delete: {', '.join(map(str, failures))}")
+    record.finish("planned" if dry_run else "completed")
     return rows

@@ -23,7 +23,8 @@ from pydantic import BaseModel
 
 from lifeboat import runtime
 from lifeboat.manifest import Source
-from lifeboat.switch import ENVIRONMENT_FIELD, SwitchRequest
+from lifeboat.record import RunRecord
+from lifeboat.switch import ENVIRONMENT_FIELD, SwitchRequest, published
 from lifeboat.topology import Topology
 from tasks.catalog import catalog_newest
 from tasks.cloud_run import run_describe_service
@@ -205,13 +206,25 @@ def checks(topo: Topology, now: datetime) -> list[tuple[Row, Check]]:
 
 @flow(name="readiness")
 def readiness(environment: Annotated[str, ENVIRONMENT_FIELD]) -> list[dict[str, str]]:
-    request = SwitchRequest.validate_launch(environment, "readiness check", None, "schedule")
+    request = SwitchRequest.validate_launch(
+        environment, "readiness check", None, "schedule", prefix="ready"
+    )
     topo = runtime.topology(request.environment)
+    record = request.record("readiness", "scheduled", False)
+    with published(record, notify_success=False):
+        table = _check_all(topo, record)
+    return table
+
+
+def _check_all(topo: Topology, record: RunRecord) -> list[dict[str, str]]:
     now = datetime.now(UTC)
-    futures = [evaluate.submit(row, check) for row, check in checks(topo, now)]
-    rows = [f.result() for f in futures]
+    with record.step("checks") as step:
+        futures = [evaluate.submit(row, check) for row, check in checks(topo, now)]
+        rows = [f.result() for f in futures]
+        step.detail = f"{sum(r.green for r in rows)}/{len(rows)} green"
     table = [r.table() for r in rows]
     red = [f"{r.check} {r.target}" for r in rows if not r.green]
+    record.after = {"checks": table, "red": red}
     create_table_artifact(
         table=table,
         key=artifact_key("readiness", topo.environment),
@@ -226,4 +239,5 @@ def readiness(environment: Annotated[str, ENVIRONMENT_FIELD]) -> list[dict[str, 
     if red:
         raise PermanentError(f"not ready: {', '.join(red)}")
     get_run_logger().info("ready: %d checks green", len(rows))
+    record.finish("completed")
     return table

@@ -9,6 +9,10 @@ automation on the rollback deployment (deployments/prefect.yaml) starts ``rollba
 It runs on a one-minute schedule rather than as a long-lived loop: each sample is a
 short run the UI shows, a crash loses one sample instead of the whole watch, and no
 worker slot stays taken.
+
+A sample that crosses a threshold, or fails, writes a run record: it is the evidence for
+the rollback it starts. A quiet sample writes none; its Prefect run is its trace, and
+1,440 quiet records a day would bury the ones that matter.
 """
 
 from __future__ import annotations
@@ -20,9 +24,8 @@ from prefect.events import emit_event
 from pydantic import BaseModel, Field
 
 from lifeboat import runtime
-from lifeboat.switch import ENVIRONMENT_FIELD
-from lifeboat.topology import RegionRole, Topology, TopologyError
-from tasks.errors import PermanentError
+from lifeboat.switch import ENVIRONMENT_FIELD, SwitchRequest, publish_run
+from lifeboat.topology import RegionRole, Topology
 from tasks.metrics import ServiceMetrics, metrics_sample_services
 
 EVENT = "lifeboat.watch.threshold-crossed"
@@ -49,16 +52,27 @@ def watch(
         RegionRole, Field(description="The region whose services serve users now")
     ] = RegionRole.primary,
 ) -> dict[str, Any]:
-    try:
-        topo = runtime.topology(environment)
-    except TopologyError as exc:
-        raise PermanentError(str(exc)) from None
+    request = SwitchRequest.validate_launch(
+        environment, "rollback-threshold watch", None, "schedule", prefix="watch"
+    )
+    topo = runtime.topology(request.environment)
+    record = request.record("watch", "scheduled", False)
     region_name = topo.regions.by_role(region).name
-    breaches = _breaches(topo, region_name)
+    try:
+        with record.step("sample") as step:
+            breaches = _breaches(topo, region_name)
+            step.detail = f"{len(breaches)} threshold(s) crossed in {region_name}"
+    except BaseException as exc:
+        record.finish("failed", str(exc)[:1000])
+        publish_run(record)
+        raise
     logger = get_run_logger()
     if not breaches:
         logger.info("all services of %s within thresholds", environment)
         return {"environment": environment, "breaches": []}
+    record.after = {"region": region_name, "breaches": [b.model_dump() for b in breaches]}
+    record.finish("completed")
+    publish_run(record, notify=False)
     summary = "; ".join(b.describe() for b in breaches)
     services = list(dict.fromkeys(b.service for b in breaches))
     logger.warning("rollback thresholds crossed: %s", summary)

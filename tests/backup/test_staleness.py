@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from lab.prefect_api import PrefectApi, iso_ago
 from tests.backup.backup_checks import params, write_synthetic
+from tests.flows.lab_checks import run_records
 from tests.labharness import Lab
 
 
@@ -20,7 +21,7 @@ def test_fresh_backups_stay_quiet(fresh_lab: Lab, api: PrefectApi) -> None:
     final = check(api)
     assert final["state"]["type"] == "COMPLETED", final["state"]
     assert fresh_lab.webhooks() == []
-    [table] = [a for a in api.artifacts(final["id"]) if a["type"] == "table"]
+    [table] = [a for a in api.artifacts(final["id"]) if a["key"] == "backup-staleness-lab"]
     rows = json.loads(table["data"]) if isinstance(table["data"], str) else table["data"]
     assert {r["source"]: r["level"] for r in rows} == {"mongodb": "ok", "cloudsql": "ok"}
     assert all(0 < r["age_hours"] < 3 for r in rows)  # every source's age is reported
@@ -36,7 +37,14 @@ def test_an_old_backup_alerts_and_fails_the_run(fresh_lab: Lab, api: PrefectApi)
     assert "mongodb: 40." in final["state"]["message"]
     assert "cloudsql" not in final["state"]["message"]
     assert sorted(w["name"] for w in fresh_lab.webhooks()) == ["email", "slack"]
+    assert "mongodb: 40." in json.dumps(fresh_lab.webhooks())
     assert api.wait_event("lifeboat.backup-staleness.alert", since)
+    [record] = run_records(fresh_lab, "backup-staleness", final["id"])
+    assert record["outcome"] == "failed" and "mongodb: 40." in record["error"]
+    assert {r["source"]: r["level"] for r in record["after"]["sources"]} == {
+        "mongodb": "alert",
+        "cloudsql": "ok",
+    }
 
 
 def test_thresholds_are_parameters(fresh_lab: Lab, api: PrefectApi) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -225,3 +226,10 @@ def take_secret_as_env_var(lab: Lab, region_name: str, service: str, version: st
         )
     )
     client.update_service(service=svc).result(timeout=30, polling=lab.clients().polling)
+
+
+def run_records(lab: Lab, folder: str, flow_run_id: str) -> list[dict[str, Any]]:
+    """The run records in ``folder`` of the records bucket that a flow run wrote."""
+    bucket = lab.clients().storage(PRIMARY.project).bucket(TOPOLOGY.backups.records_bucket)
+    found = [json.loads(b.download_as_bytes()) for b in bucket.list_blobs(prefix=f"{folder}/")]
+    return [r for r in found if r.get("flow_run_id") == flow_run_id]

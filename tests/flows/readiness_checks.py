@@ -9,7 +9,7 @@ from typing import Any
 from lab.prefect_api import PrefectApi
 from lifeboat.record import RunRecord
 from tests.backup.backup_checks import params, write_synthetic
-from tests.flows.lab_checks import TOPOLOGY
+from tests.flows.lab_checks import TOPOLOGY, run_records
 from tests.labharness import Lab
 
 
@@ -40,11 +40,17 @@ def fresh_backups(lab: Lab, age: timedelta = timedelta(hours=1)) -> None:
     write_synthetic(lab, "cloudsql", age)
 
 
-def readiness(api: PrefectApi) -> tuple[dict[str, Any], dict[tuple[str, str], dict[str, str]]]:
+def readiness(
+    api: PrefectApi, lab: Lab
+) -> tuple[dict[str, Any], dict[tuple[str, str], dict[str, str]]]:
     final = api.wait(api.launch("readiness/lab", params())["id"], timeout=180)
     [table] = [a for a in api.artifacts(final["id"]) if a["key"] == "readiness-lab"]
     data = table["data"]
     rows = json.loads(data) if isinstance(data, str) else data
+    # Every readiness run leaves its record, with the table it judged and its verdict.
+    [record] = run_records(lab, "readiness", final["id"])
+    assert record["outcome"] == final["state"]["type"].lower()
+    assert record["after"]["checks"] == rows
     return final, {(r["check"], r["target"]): r for r in rows}
 
 

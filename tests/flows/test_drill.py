@@ -9,7 +9,7 @@ from typing import Any
 
 from lab.prefect_api import PrefectApi
 from tests.backup.backup_checks import bucket_objects, mongo, params, read_manifest
-from tests.flows.lab_checks import TOPOLOGY, read_object, scaling, sql_method
+from tests.flows.lab_checks import TOPOLOGY, read_object, run_records, scaling, sql_method
 from tests.labharness import Lab
 
 RECORDS = TOPOLOGY.backups.records_bucket
@@ -205,6 +205,11 @@ def test_the_sweeper_deletes_expired_labelled_scratch_only(fresh_lab: Lab, api: 
     assert rows[f"{PROJECT}:recovery-test-by-hand"]["verdict"] == "unlabelled: left alone"
     assert rows[f"{PROJECT}:recovery-test-20260101-expired"]["done"] == "deleted"
     assert rows["drill_20260101_expired"]["done"] == "deleted"
+    [record] = run_records(fresh_lab, "drill-sweeper", final["id"])
+    assert record["outcome"] == "completed"
+    assert {r["name"]: r["done"] for r in record["after"]["resources"]} == {
+        n: r["done"] for n, r in rows.items()
+    }
     for name in ("recovery-test-20260101-fresh", "recovery-test-by-hand"):
         api_.call(lambda s, n=name: s.instances().delete(project=PROJECT, instance=n), timeout=10)
     with mongo(fresh_lab) as mongo_client:

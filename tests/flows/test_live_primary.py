@@ -43,7 +43,7 @@ def test_after_a_failover_backups_and_readiness_follow_the_promoted_instance(
         if e["method"] != "GET" and f"/instances/{STALE.instance}" in e["path"]
     ], "nothing may be asked of the stale primary"
 
-    _, rows = readiness(api)
+    _, rows = readiness(api, fresh_lab)
     row = rows[("sql-instance", REPLICA.instance)]
     assert row["status"] == "green", row
     assert f"{STALE.instance} is stale" in row["detail"]

@@ -21,7 +21,7 @@ def test_green_when_ready_and_read_only(fresh_lab: Lab, api: PrefectApi) -> None
     fresh_backups(fresh_lab)
     passed_drill(fresh_lab, timedelta(days=3))
     since = fresh_lab.last_seq()
-    final, rows = readiness(api)
+    final, rows = readiness(api, fresh_lab)
     assert final["state"]["type"] == "COMPLETED", (final["state"], rows)
     assert red(rows) == set()
     assert len(rows) == 11
@@ -44,7 +44,7 @@ def test_red_when_the_replica_is_stopped(fresh_lab: Lab, api: PrefectApi) -> Non
     deadline = time.monotonic() + 30
     while pid_file.exists() and time.monotonic() < deadline:
         time.sleep(0.2)
-    final, rows = readiness(api)  # the next test's reset rebuilds the replica
+    final, rows = readiness(api, fresh_lab)  # the next test's reset rebuilds the replica
     assert final["state"]["type"] == "FAILED"
     assert red(rows) == {("replica", REPLICA.instance)}
     assert f"replica {REPLICA.instance}" in final["state"]["message"]
@@ -56,7 +56,7 @@ def test_red_when_the_newest_backup_is_stale_or_no_restore_was_verified(
     since = iso_ago()
     write_synthetic(fresh_lab, "mongodb", timedelta(hours=40))  # past the 36 h alert
     write_synthetic(fresh_lab, "cloudsql", timedelta(hours=2))
-    final, rows = readiness(api)  # and no drill record at all
+    final, rows = readiness(api, fresh_lab)  # and no drill record at all
     assert final["state"]["type"] == "FAILED"
     assert red(rows) == {("backup-age", "mongodb"), ("verified-restore-age", "recovery-drill")}
     assert rows[("backup-age", "mongodb")]["measured"].startswith("40.")

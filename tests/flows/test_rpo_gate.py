@@ -125,7 +125,7 @@ def test_lag_beyond_the_rpo_turns_readiness_red(
     fresh_backups(fresh_lab)
     passed_drill(fresh_lab, timedelta(days=3))
     with fresh_lab.topology_edited(_tight_rpo), _lagging_replica(fresh_lab, replayed_first):
-        final, rows = readiness(api)
+        final, rows = readiness(api, fresh_lab)
     assert final["state"]["type"] == "FAILED"
     assert red(rows) == {("replica", REPLICA.instance)}
     row = rows[("replica", REPLICA.instance)]

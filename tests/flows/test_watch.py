@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from lab.prefect_api import PrefectApi, iso_ago
-from tests.flows.lab_checks import PRIMARY, TOPOLOGY
+from tests.flows.lab_checks import PRIMARY, TOPOLOGY, run_records
 from tests.flows.rollback_helpers import deploy_new_revision, run_patches, serving
 from tests.labharness import Lab
 
@@ -74,6 +74,7 @@ def test_watch_is_quiet_when_services_are_healthy(fresh_lab: Lab, api: PrefectAp
     wait_for(
         lambda: any("within thresholds" in line for line in api.logs(run["id"])), 30, "log line"
     )
+    assert run_records(fresh_lab, "watch", run["id"]) == []  # a quiet sample leaves no record
 
 
 def test_error_storm_fires_exactly_one_automatic_rollback(fresh_lab: Lab, api: PrefectApi) -> None:
@@ -178,3 +179,7 @@ def test_slow_replies_alone_cross_the_p95_threshold(fresh_lab: Lab, api: Prefect
     )
     assert breach["value"] > TOPOLOGY.rollback_triggers.p95_latency_s
     assert event["payload"]["services"] == ["ai-service"]
+    # The sample that crossed a threshold is on record: the rollback's evidence.
+    [record] = run_records(fresh_lab, "watch", final["id"])
+    assert record["outcome"] == "completed"
+    assert record["after"]["breaches"] == event["payload"]["breaches"]
