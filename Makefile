@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml scripts/setup.sh
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m lifeboat.demo
+	$(BIN)/python -m commands.demo
 
 test: $(STAMP)
 	$(BIN)/pytest -q --durations=15

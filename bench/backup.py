@@ -101,7 +101,7 @@ def child(env: dict[str, str], what: str, arg: str) -> dict[str, Any]:
 
 
 def lab(*args: str) -> None:
-    subprocess.run([sys.executable, "-m", "lifeboat.cli", "lab", *args], cwd=REPO, check=True)
+    subprocess.run([sys.executable, "-m", "commands.cli", "lab", *args], cwd=REPO, check=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,7 +32,7 @@ def lifeboat(
     *args: str, env: dict[str, str] | None = None, timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "lifeboat.cli", *args],
+        [sys.executable, "-m", "commands.cli", *args],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -39,7 +39,7 @@ def test_breakglass_failover_without_the_prefect_server(fresh_lab: Lab, tmp_path
         [
             sys.executable,
             "-m",
-            "lifeboat.cli",
+            "commands.cli",
             "failover",
             "--env",
             "lab",

@@ -107,7 +107,7 @@ def _lab(args: argparse.Namespace) -> int:
 
 
 def _failover(args: argparse.Namespace) -> int:
-    from lifeboat.breakglass import run_failover
+    from commands.breakglass import run_failover
 
     try:
         record = run_failover(
@@ -134,7 +134,7 @@ def _failover(args: argparse.Namespace) -> int:
 
 
 def _backup_or_restore(args: argparse.Namespace) -> int:
-    from lifeboat.breakglass import prepare_environment
+    from commands.breakglass import prepare_environment
 
     prepare_environment()
     try:

@@ -33,6 +33,9 @@ def prepare_environment(say: Any = print) -> None:
     say(f"Prefect server {api_url or '(none set)'} does not answer: break-glass, local server.")
     os.environ.pop("PREFECT_API_URL", None)
     os.environ["PREFECT_SERVER_ALLOW_EPHEMERAL_MODE"] = "true"
+    # Prefect waits 20 s for the local server by default; a machine busy with an incident
+    # can take longer, and a break-glass run must not fail on its own start-up.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("PREFECT_HOME", str(Path.home() / ".lifeboat" / "break-glass"))
 
 
