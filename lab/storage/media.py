@@ -29,6 +29,10 @@ from lab.storage.wire import base_url, conditions, int_param, path_param, route
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 _UPLOAD = "/upload/storage/v1/b/{bucket}/o"
+# The storage v1 discovery document gives resumable uploads their own path
+# (mediaUpload.protocols.resumable.path); gcloud's apitools client uses it, the Python
+# client the simple one. Both take every uploadType and lead to the same sessions.
+_RESUMABLE_UPLOAD = "/resumable/upload/storage/v1/b/{bucket}/o"
 
 
 class MediaResponses:
@@ -39,9 +43,15 @@ class MediaResponses:
 
     def routes(self) -> list[BaseRoute]:
         return [
-            route(_UPLOAD, self.upload, ["POST"]),
-            route(_UPLOAD, self.put_chunk, ["PUT"]),
-            route(_UPLOAD, self.cancel_upload, ["DELETE"]),
+            *(
+                route(path, handler, [method])
+                for path in (_UPLOAD, _RESUMABLE_UPLOAD)
+                for handler, method in (
+                    (self.upload, "POST"),
+                    (self.put_chunk, "PUT"),
+                    (self.cancel_upload, "DELETE"),
+                )
+            ),
             route("/download/storage/v1/b/{bucket}/o/{object:path}", self.download, ["GET"]),
         ]
 

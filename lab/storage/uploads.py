@@ -104,10 +104,20 @@ async def receive_into(stream: AsyncIterator[bytes], writer: HashingWriter, skip
 
 
 def multipart_boundary(content_type: str) -> bytes:
-    match = re.search(r'boundary="?([^";]+)"?', content_type)
+    """The boundary of a multipart/related upload. RFC 2046 quotes it with double
+    quotes; gcloud (apitools) writes it with Python's ``%r``, so single quotes too."""
+    match = re.search(r"boundary=(?:\"([^\"]+)\"|'([^']+)'|([^\s;]+))", content_type)
     if not content_type.lower().startswith("multipart/related") or match is None:
         raise InvalidArgument("uploadType=multipart needs a multipart/related body with a boundary")
-    return match.group(1).encode()
+    return next(group for group in match.groups() if group).encode()
+
+
+@dataclass(frozen=True)
+class _MultipartHead:
+    metadata: dict[str, Any]
+    media_type: str | None
+    media_start: int  # offset of the first media byte in the head
+    delimiter: bytes  # line break + "--" + boundary, in the body's own line breaks
 
 
 async def receive_multipart(
@@ -115,56 +125,72 @@ async def receive_multipart(
 ) -> tuple[dict[str, Any], str | None]:
     """Split a multipart/related upload: returns (JSON metadata, media content type) and
     streams the media part into ``writer``. Only the tail that may hold the closing
-    delimiter is held back, so the media part is never buffered whole."""
-    delimiter = b"\r\n--" + boundary
-    head = bytearray(b"\r\n")  # lets the first delimiter match like the others
-    parts: tuple[dict[str, Any], str | None, int] | None = None
+    delimiter is held back, so the media part is never buffered whole.
+
+    Lines may end in CRLF (RFC 2046, google-cloud-storage) or in a bare LF (gcloud's
+    apitools frames its body with Python's email generator); the first delimiter line
+    tells which, and the line break before each delimiter belongs to the delimiter.
+    """
+    head = bytearray()
+    parts: _MultipartHead | None = None
     held = bytearray()
     with writer:
         async for chunk in stream:
             if parts is None:
                 head += chunk
-                parts = _parse_head(bytes(head), delimiter)
+                parts = _parse_head(bytes(head), boundary)
                 if parts is None:
                     if len(head) > _MAX_MULTIPART_HEAD:
                         raise InvalidArgument("multipart upload: metadata part not found")
                     continue
-                held += head[parts[2] :]
+                held += head[parts.media_start :]
             else:
                 held += chunk
-            keep = len(delimiter) + 8  # room for "--" and trailing CRLFs after the delimiter
+            keep = len(parts.delimiter) + 8  # room for "--" and trailing line breaks
             if len(held) > BLOCK + keep:
                 out, held = bytes(held[:-keep]), held[-keep:]
                 await anyio.to_thread.run_sync(writer.write, out)
         if parts is None:
             raise InvalidArgument("multipart upload: body ended before the media part")
-        end = held.rfind(delimiter + b"--")
+        end = held.rfind(parts.delimiter + b"--")
         if end < 0:
             raise InvalidArgument("multipart upload: closing boundary missing")
         await anyio.to_thread.run_sync(writer.write, bytes(held[:end]))
-    return parts[0], parts[1]
+    return parts.metadata, parts.media_type
 
 
-def _parse_head(head: bytes, delimiter: bytes) -> tuple[dict[str, Any], str | None, int] | None:
-    """(metadata, media content type, offset of the media bytes) once the head is complete."""
-    first = head.find(delimiter)
-    meta_start = head.find(b"\r\n\r\n", first) if first >= 0 else -1
-    second = head.find(delimiter, meta_start) if meta_start >= 0 else -1
-    media_start = head.find(b"\r\n\r\n", second) if second >= 0 else -1
-    if media_start < 0:
+def _parse_head(head: bytes, boundary: bytes) -> _MultipartHead | None:
+    """The metadata part and where the media starts, once the head holds both headers."""
+    opening = b"--" + boundary
+    first = head.find(opening)
+    if first < 0 or len(head) < first + len(opening) + 2:
+        return None
+    if first > 0 and head[first - 1 : first] != b"\n":
+        raise InvalidArgument("multipart upload: the first boundary does not start a line")
+    after = head[first + len(opening) : first + len(opening) + 2]
+    eol = b"\r\n" if after == b"\r\n" else b"\n"
+    if not after.startswith(eol):
+        raise InvalidArgument("multipart upload: malformed first boundary line")
+    delimiter = eol + opening
+    blank = eol + eol
+    meta_headers_end = head.find(blank, first)
+    second = head.find(delimiter, meta_headers_end) if meta_headers_end >= 0 else -1
+    media_headers_end = head.find(blank, second) if second >= 0 else -1
+    if media_headers_end < 0:
         return None
     try:
-        metadata = json.loads(head[meta_start + 4 : second] or b"{}")
+        metadata = json.loads(head[meta_headers_end + len(blank) : second] or b"{}")
     except ValueError as exc:
         raise InvalidArgument(f"multipart upload: metadata is not JSON: {exc}") from None
     if not isinstance(metadata, dict):
         raise InvalidArgument("multipart upload: metadata must be a JSON object")
     media_type = None
-    for line in head[second + len(delimiter) : media_start].decode("latin-1").split("\r\n"):
+    media_headers = head[second + len(delimiter) : media_headers_end].decode("latin-1")
+    for line in media_headers.split(eol.decode()):
         key, _, value = line.partition(":")
         if key.strip().lower() == "content-type":
             media_type = value.strip()
-    return metadata, media_type, media_start + 4
+    return _MultipartHead(metadata, media_type, media_headers_end + len(blank), delimiter)
 
 
 @dataclass(frozen=True)

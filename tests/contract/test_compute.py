@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import email.parser
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -191,3 +193,122 @@ def test_reset_keeps_listeners_and_drops_state(cdn: CdnLab) -> None:
     cdn.backend.create_url_map(PROJECT, URL_MAP, [HOST])
     cdn.invalidate()
     assert fired.wait(5)
+
+
+# -- the batch endpoint (cloud.google.com/compute/docs/api/how-tos/batch) ----------------
+
+
+def batch_body(boundary: str, *calls: str) -> bytes:
+    """Parts framed as Google's batch example frames them (CRLF, path-only requests)."""
+    parts = [
+        f"--{boundary}\r\nContent-Type: application/http\r\nContent-ID: <item{i}:lab>\r\n\r\n"
+        f"{call}\r\n"
+        for i, call in enumerate(calls, 1)
+    ]
+    return ("".join(parts) + f"--{boundary}--\r\n").encode()
+
+
+def batch_replies(reply: httpx.Response) -> list[tuple[str, int, Any]]:
+    """(Content-ID, status, JSON body) of each part of a batch reply."""
+    assert reply.headers["content-type"].startswith("multipart/mixed; boundary=")
+    envelope = f"Content-Type: {reply.headers['content-type']}\r\n\r\n".encode() + reply.content
+    message = email.parser.BytesParser().parsebytes(envelope)
+    out = []
+    for part in message.get_payload():
+        assert part.get_content_type() == "application/http"
+        status_line, _, rest = part.get_payload(decode=True).partition(b"\r\n")
+        inner = email.parser.BytesParser().parsebytes(rest)
+        assert inner["Content-Type"].startswith("application/json")
+        out.append(
+            (part["Content-ID"], int(status_line.split()[1]), json.loads(inner.get_payload()))
+        )
+    return out
+
+
+def post_batch(cdn: CdnLab, body: bytes, boundary: str = "batch_foobarbaz") -> httpx.Response:
+    return httpx.post(
+        f"{cdn.url}/batch/compute/v1",
+        content=body,
+        headers={"Content-Type": f"multipart/mixed; boundary={boundary}"},
+        timeout=30,
+    )
+
+
+def test_batch_dispatches_each_part_and_answers_each_in_its_own_part(
+    lab_ctx: LabContext, cdn: CdnLab
+) -> None:
+    base = f"/compute/v1/projects/{PROJECT}/global"
+    since = lab_ctx.requests.last_seq
+    reply = post_batch(
+        cdn,
+        batch_body(
+            "batch_foobarbaz",
+            f"GET {base}/urlMaps/{URL_MAP}\r\n",
+            f"POST {base}/urlMaps/{URL_MAP}/invalidateCache HTTP/1.1\r\n"
+            'Content-Type: application/json\r\n\r\n{"path": "/*", "host": "api.varai.ai"}',
+            f"GET {base}/urlMaps/no-such-map\r\n",
+        ),
+    )
+    assert reply.status_code == 200
+    parts = batch_replies(reply)
+    assert [(cid, status) for cid, status, _ in parts] == [
+        ("<response-item1:lab>", 200),
+        ("<response-item2:lab>", 200),
+        ("<response-item3:lab>", 404),
+    ]
+    assert_valid("UrlMap", parts[0][2])
+    assert_valid("Operation", parts[1][2])
+    assert parts[2][2]["error"]["code"] == 404
+    [record] = cdn.backend.invalidations()
+    assert (record["host"], record["path"]) == (HOST, "/*")
+    # Each part is logged as the call it is; the batch is logged too.
+    calls = logged(lab_ctx, "compute", since, 4)
+    assert [(c.method, c.path.rsplit("/", 1)[-1], c.status) for c in calls] == [
+        ("GET", URL_MAP, 200),
+        ("POST", "invalidateCache", 200),
+        ("GET", "no-such-map", 404),
+        ("POST", "v1", 200),
+    ]
+
+
+def test_batch_faults_hit_only_their_part(lab_ctx: LabContext, cdn: CdnLab) -> None:
+    base = f"/compute/v1/projects/{PROJECT}/global"
+    lab_ctx.faults.add(
+        FaultRule(api="compute", path="invalidateCache", status=403, reason="rateLimitExceeded")
+    )
+    invalidation = (
+        f"POST {base}/urlMaps/{URL_MAP}/invalidateCache\r\n"
+        'Content-Type: application/json\r\n\r\n{"path": "/*"}'
+    )
+    parts = batch_replies(
+        post_batch(cdn, batch_body("b", invalidation, f"GET {base}/urlMaps/{URL_MAP}\r\n"), "b")
+    )
+    assert [status for _, status, _ in parts] == [403, 200]
+    assert parts[0][2]["error"]["errors"][0]["reason"] == "rateLimitExceeded"
+    assert cdn.backend.invalidations() == []
+
+
+def test_batch_refuses_what_google_refuses(lab_ctx: LabContext, cdn: CdnLab) -> None:
+    base = f"/compute/v1/projects/{PROJECT}/global"
+    not_multipart = httpx.post(f"{cdn.url}/batch/compute/v1", json={"a": 1}, timeout=10)
+    assert not_multipart.status_code == 400
+    assert not_multipart.json()["error"]["status"] == "INVALID_ARGUMENT"
+
+    too_many = post_batch(cdn, batch_body("b", *[f"GET {base}/urlMaps/{URL_MAP}\r\n"] * 1001), "b")
+    assert too_many.status_code == 400 and "1000" in too_many.json()["error"]["message"]
+
+    parts = batch_replies(
+        post_batch(
+            cdn,
+            batch_body(
+                "b",
+                f"GET https://compute.googleapis.com{base}/urlMaps/{URL_MAP}\r\n",
+                "POST /batch/compute/v1\r\n",
+                "GET /storage/v1/b/some-bucket\r\n",
+            ),
+            "b",
+        )
+    )
+    assert [status for _, status, _ in parts] == [400, 400, 400]
+    assert "path" in parts[0][2]["error"]["message"]
+    assert cdn.backend.invalidations() == []

@@ -123,3 +123,81 @@ def test_gcloud_describes_and_updates_record_sets(
         ("PATCH", f"{API}/A", 200),
         ("GET", "nope.varai.ai./A", 404),
     ]
+
+
+def transaction(verb: str, file: Path, *extra: str) -> list[str]:
+    return [
+        "dns",
+        "record-sets",
+        "transaction",
+        verb,
+        f"--zone={ZONE}",
+        f"--project={PROJECT}",
+        f"--transaction-file={file}",
+        *extra,
+    ]
+
+
+def switch(file: Path, old_ip: str = "34.120.10.10") -> list[list[str]]:
+    """Seed 004's failover: remove the primary's A record, add the secondary's."""
+    record = [f"--name={API}", "--type=A"]
+    return [
+        transaction("start", file),
+        transaction("remove", file, *record, "--ttl=300", old_ip),
+        transaction("add", file, *record, "--ttl=60", "34.140.20.20"),
+    ]
+
+
+def test_gcloud_transaction_switches_the_record_and_lists_it(
+    lab_ctx: LabContext,
+    gcloud: tuple[DnsBackend, Callable[..., subprocess.CompletedProcess[str]]],
+    tmp_path: Path,
+) -> None:
+    backend, run = gcloud
+    file = tmp_path / "transaction.yaml"
+    for step in switch(file):
+        done = run(*step)
+        assert done.returncode == 0, done.stderr
+    assert backend.get_rrset(PROJECT, ZONE, API, "A")["rrdatas"] == ["34.120.10.10"]  # type: ignore[index]
+
+    since = lab_ctx.requests.last_seq
+    executed = run(*transaction("execute", file), "--format=json")
+    assert executed.returncode == 0, executed.stderr
+    assert_valid("dns.v1", "Change", json.loads(executed.stdout))
+    assert not file.exists()  # gcloud removes the file once the change is accepted
+    deadline = time.monotonic() + 5
+    while (backend.get_rrset(PROJECT, ZONE, API, "A") or {}).get("ttl") != 60:
+        assert time.monotonic() < deadline, "the change was never applied"
+        time.sleep(0.01)
+    assert backend.get_rrset(PROJECT, ZONE, API, "A")["rrdatas"] == ["34.140.20.20"]  # type: ignore[index]
+    entries = lab_ctx.requests.entries(api="dns", since=since)
+    assert ("POST", 200) in [(e.method, e.status) for e in entries if e.path.endswith("/changes")]
+
+    listed = run("dns", "record-sets", "list", f"--zone={ZONE}", f"--project={PROJECT}",
+                 "--format=json")  # fmt: skip
+    assert listed.returncode == 0, listed.stderr
+    sets = {(s["name"], s["type"]): s for s in json.loads(listed.stdout)}
+    assert sets[(API, "A")]["rrdatas"] == ["34.140.20.20"] and sets[(API, "A")]["ttl"] == 60
+    assert "routingPolicy" in sets[(GEO, "A")]  # a geo set lists through gcloud too
+    for item in sets.values():
+        assert_valid("dns.v1", "ResourceRecordSet", item)
+
+
+def test_gcloud_stale_transaction_is_refused_and_changes_nothing(
+    lab_ctx: LabContext,
+    gcloud: tuple[DnsBackend, Callable[..., subprocess.CompletedProcess[str]]],
+    tmp_path: Path,
+) -> None:
+    backend, run = gcloud
+    file = tmp_path / "transaction.yaml"
+    for step in switch(file):
+        assert run(*step).returncode == 0
+    # Someone else changes the record after the transaction was written.
+    backend.set_rrset(PROJECT, ZONE, API, "A", 300, ["34.120.99.99"])
+    since = lab_ctx.requests.last_seq
+    executed = run(*transaction("execute", file))
+    assert executed.returncode != 0
+    assert "FAILED_PRECONDITION: Precondition not met" in executed.stderr
+    assert backend.get_rrset(PROJECT, ZONE, API, "A")["rrdatas"] == ["34.120.99.99"]  # type: ignore[index]
+    entries = lab_ctx.requests.entries(api="dns", since=since)
+    assert [(e.method, e.status) for e in entries if e.path.endswith("/changes")] == [("POST", 412)]

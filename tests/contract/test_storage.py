@@ -372,3 +372,42 @@ def test_backend_interface_for_other_emulators(lab_ctx: LabContext) -> None:
     assert list((lab_ctx.settings.root / "storage" / "data").iterdir()) == []
     with pytest.raises(BucketNotFound):
         backend.read_object("sql-exports", "db/dump.sql")
+
+
+def test_multipart_framed_as_gcloud_frames_it(lab: StorageLab) -> None:
+    """gcloud's apitools writes the body with Python's email generator: bare LF line
+    breaks and the boundary quoted with ``%r``. The line break before a delimiter belongs
+    to the delimiter (RFC 2046), so the media keeps its own trailing newline."""
+    boundary = "===============7330845974216740156=="
+    media = b"line one\r\nline two\n\n--not-a-boundary\n"
+    body = (
+        (
+            f"--{boundary}\nContent-Type: application/json\nMIME-Version: 1.0\n\n"
+            '{"name": "lf.txt", "metadata": {"k": "v"}}\n'
+            f"--{boundary}\nContent-Type: text/plain\nMIME-Version: 1.0\n"
+            "Content-Transfer-Encoding: binary\n\n"
+        ).encode()
+        + media
+        + f"\n--{boundary}--\n".encode()
+    )
+    reply = lab.raw(
+        "POST",
+        f"/upload/storage/v1/b/{BUCKET}/o?uploadType=multipart",
+        content=body,
+        headers={"Content-Type": f"multipart/related; boundary='{boundary}'"},
+    )
+    assert reply.status_code == 200, reply.text
+    assert_valid("storage.v1", "Object", reply.json())
+    assert reply.json()["contentType"] == "text/plain" and reply.json()["metadata"] == {"k": "v"}
+    assert lab.backend.read_object(BUCKET, "lf.txt") == media
+
+    truncated = lab.raw(
+        "POST",
+        f"/upload/storage/v1/b/{BUCKET}/o?uploadType=multipart",
+        content=body[: -len(f"\n--{boundary}--\n")],
+        headers={"Content-Type": f"multipart/related; boundary='{boundary}'"},
+    )
+    assert truncated.status_code == 400
+    assert "closing boundary" in truncated.json()["error"]["message"]
+    assert [o["name"] for o in lab.backend.list_objects(BUCKET)] == ["lf.txt"]
+    assert list((lab.ctx.settings.root / "storage" / "staging").iterdir()) == []
