@@ -17,6 +17,7 @@ from typing import Any
 
 from prefect import get_run_logger
 from prefect.logging import get_logger
+from prefect.logging.loggers import flow_run_logger
 
 from flows.region_lock import region_lock
 from lifeboat import runtime
@@ -122,29 +123,57 @@ def lift_stale_fences(
 
 
 def lift_fences_of_run(flow_run: Any) -> list[str]:
-    """Flow hook (cancelled, crashed): lift the fences this run's incident holds."""
-    try:
-        logger: Any = get_run_logger()
-    except Exception:  # hooks may run outside the flow run's context
-        logger = get_logger("lifeboat.failback")
+    """Flow hook (cancelled, crashed): lift the fences this run's incident holds.
+
+    The process worker runs it in its own process, after the flow's process has ended
+    (killed included), outside any flow run: so tasks are called one at a time (``.submit``
+    needs a flow's task runner and fails there), and every service is tried even when one
+    fails. What it did is logged under the flow run, so the UI shows it.
+    """
+    logger = _hook_logger(flow_run)
     params = dict(getattr(flow_run, "parameters", None) or {})
     incident = params.get("incident_id")
     run_id = str(getattr(flow_run, "id", ""))
+
+    def ours(holder: str) -> bool:
+        return bool(holder) and bool(
+            (incident and holder.startswith(f"failback/{incident}/"))
+            or (run_id and holder.endswith(f"/{run_id}"))
+        )
+
     try:
         topo = runtime.topology(str(params["environment"]))
-        region = topo.regions.secondary
-        lifted = []
-        for state in describe_services(topo, region.project, region.name):
-            holder = state.fenced_by
-            ours = bool(holder) and (
-                (incident and holder.startswith(f"failback/{incident}/"))
-                or (run_id and holder.endswith(f"/{run_id}"))
-            )
-            if ours:
-                run_lift_ingress_fence(topo.environment, region.project, region.name, state.service)
-                lifted.append(state.service)
-        logger.warning("lifted the fence on %s after the run ended early", lifted or "nothing")
-        return lifted
     except Exception as exc:
         logger.error("could not lift the fence after the run ended early: %s", exc)
         return []
+    env, region = topo.environment, topo.regions.secondary
+    lifted: list[str] = []
+    failed: list[str] = []
+    for service in topo.services:
+        try:
+            state = run_describe_service(env, region.project, region.name, service.name)
+            if ours(state.fenced_by):
+                run_lift_ingress_fence(env, region.project, region.name, service.name)
+                lifted.append(service.name)
+        except Exception as exc:
+            failed.append(f"{service.name}: {str(exc)[:200]}")
+    logger.warning("lifted the fence on %s after the run ended early", lifted or "nothing")
+    if failed:
+        logger.error(
+            "could not lift the fence after the run ended early (%s); a re-run of the "
+            "incident lifts it",
+            "; ".join(failed),
+        )
+    return lifted
+
+
+def _hook_logger(flow_run: Any) -> Any:
+    """The flow run's logger (its lines reach the server), else a plain one."""
+    try:
+        return get_run_logger()
+    except Exception:  # hooks run outside the flow run's context
+        pass
+    try:
+        return flow_run_logger(flow_run)
+    except Exception:
+        return get_logger("lifeboat.failback")

@@ -41,12 +41,15 @@ class LabMiddleware:
             return
         method: str = scope["method"]
         path: str = scope["path"]
+        query = bytes(scope.get("query_string", b"")).decode("latin-1")
         rule = self.ctx.faults.match(self.api, method, path)
         if rule is not None and rule.latency_s:
             await asyncio.sleep(rule.latency_s)
         if rule is not None and rule.status is not None:
             error = error_for_status(rule.status, f"injected fault {rule.id}", rule.reason)
-            self.ctx.requests.record(self.api, method, path, rule.status, injected=True)
+            self.ctx.requests.record(
+                self.api, method, path, rule.status, injected=True, query=query
+            )
             await api_error_response(error)(scope, receive, send)
             return
 
@@ -58,7 +61,7 @@ class LabMiddleware:
             if message["type"] == "http.response.start" and not recorded:
                 recorded = True
                 self.ctx.requests.record(
-                    self.api, method, path, message["status"], rule is not None
+                    self.api, method, path, message["status"], rule is not None, query
                 )
             await send(message)
 
@@ -66,7 +69,7 @@ class LabMiddleware:
             await self.app(scope, receive, send_wrapper)
         finally:
             if not recorded:
-                self.ctx.requests.record(self.api, method, path, 500, rule is not None)
+                self.ctx.requests.record(self.api, method, path, 500, rule is not None, query)
 
 
 async def _api_error_handler(request: Request, exc: Exception) -> Response:

@@ -17,6 +17,9 @@ class RequestEntry:
     path: str
     status: int
     injected: bool
+    # The raw query string: what a call changed is often only there (Cloud Run's
+    # ``updateMask=ingress,annotations`` versus ``updateMask=scaling.minInstanceCount``).
+    query: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -29,11 +32,19 @@ class RequestLog:
         self._seq = 0
         self._limit = limit
 
-    def record(self, api: str, method: str, path: str, status: int, injected: bool = False) -> None:
+    def record(
+        self,
+        api: str,
+        method: str,
+        path: str,
+        status: int,
+        injected: bool = False,
+        query: str = "",
+    ) -> None:
         with self._lock:
             self._seq += 1
             self._entries.append(
-                RequestEntry(self._seq, time.time(), api, method, path, status, injected)
+                RequestEntry(self._seq, time.time(), api, method, path, status, injected, query)
             )
             if len(self._entries) > self._limit:
                 del self._entries[: len(self._entries) - self._limit]
