@@ -20,6 +20,7 @@ from urllib.parse import parse_qs
 
 import httpx
 
+from lab.prefect_api import PrefectApi
 from tests.flows.lab_checks import (
     PRIMARY,
     SECONDARY,
@@ -32,7 +33,6 @@ from tests.flows.lab_checks import (
     sql_requests,
 )
 from tests.labharness import Lab
-from tests.prefect_api import PrefectApi
 
 OLD = TOPOLOGY.cloud_sql.primary
 SERVICES = [s.name for s in TOPOLOGY.services]
