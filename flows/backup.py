@@ -22,6 +22,8 @@ from prefect import flow, get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
+from flows.evidence import published
+from flows.launch import ENVIRONMENT_FIELD, SwitchRequest
 from lifeboat import runtime
 from lifeboat.manifest import (
     CloudSqlBackup,
@@ -33,7 +35,6 @@ from lifeboat.manifest import (
 )
 from lifeboat.record import RunRecord
 from lifeboat.retention import Candidate, decide
-from lifeboat.switch import ENVIRONMENT_FIELD, SwitchRequest, published
 from lifeboat.topology import SqlInstanceRef, Topology
 from tasks.catalog import (
     ORPHAN_GRACE,

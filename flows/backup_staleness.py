@@ -3,7 +3,7 @@
 Seed 003: RPO 12 h, alert (`AisleMartsBackupStale`) after 36 h. Every run reports the
 age of every source; past the RPO it warns, past the alert threshold it emits an event
 and fails the run, so the alert is visible in the Prefect UI too; the failed run's record
-is what notifies (lifeboat/switch.py ``published``).
+is what notifies (flows/evidence.py ``published``).
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ from prefect.artifacts import create_table_artifact
 from prefect.events import emit_event
 from pydantic import Field
 
+from flows.evidence import published
+from flows.launch import ENVIRONMENT_FIELD, SwitchRequest
 from lifeboat import runtime
 from lifeboat.manifest import Source
 from lifeboat.record import RunRecord
-from lifeboat.switch import ENVIRONMENT_FIELD, SwitchRequest, published
 from lifeboat.topology import Topology
 from tasks.catalog import catalog_newest
 from tasks.errors import PermanentError

@@ -41,9 +41,10 @@ from flows.drill_steps import (
     drill_cloudsql,
     drill_mongodb,
 )
+from flows.evidence import publish_run
+from flows.launch import ENVIRONMENT_FIELD, SwitchRequest
 from lifeboat import runtime
 from lifeboat.record import RunRecord
-from lifeboat.switch import ENVIRONMENT_FIELD, SwitchRequest, publish_run
 from lifeboat.topology import Topology
 from tasks.cloud_sql_scratch import scratch_labels
 from tasks.errors import PermanentError

@@ -15,9 +15,10 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 from pydantic import Field
 
+from flows.evidence import published
+from flows.launch import ENVIRONMENT_FIELD, SwitchRequest
 from lifeboat import runtime
 from lifeboat.record import RunRecord
-from lifeboat.switch import ENVIRONMENT_FIELD, SwitchRequest, published
 from tasks.cloud_sql import sql_delete_instance
 from tasks.cloud_sql_scratch import DRILL_LABEL, expiry, sql_list_scratch_instances
 from tasks.errors import PermanentError

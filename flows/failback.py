@@ -24,6 +24,7 @@ from typing import Annotated, Any
 from prefect import flow, get_run_logger
 from pydantic import Field
 
+from flows.evidence import published
 from flows.failback_fence import (
     describe_services,
     fence_line,
@@ -31,19 +32,12 @@ from flows.failback_fence import (
     lift_line,
     lift_stale_fences,
 )
+from flows.launch import ENVIRONMENT_FIELD, INCIDENT_FIELD, REASON_FIELD, SwitchRequest
+from flows.plans import scale_line
 from flows.region_lock import region_lock
+from flows.resume import request_id, resumable
 from lifeboat import runtime
 from lifeboat.record import RunRecord
-from lifeboat.switch import (
-    ENVIRONMENT_FIELD,
-    INCIDENT_FIELD,
-    REASON_FIELD,
-    SwitchRequest,
-    published,
-    request_id,
-    resumable,
-    scale_line,
-)
 from lifeboat.topology import RegionRole, Topology
 from tasks.cdn import cdn_invalidate
 from tasks.cloud_run import ScaleResult, ServiceState, run_scale_service

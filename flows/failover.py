@@ -23,19 +23,13 @@ from prefect.input import RunInput
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
+from flows.evidence import published
+from flows.launch import ENVIRONMENT_FIELD, INCIDENT_FIELD, REASON_FIELD, SwitchRequest
+from flows.plans import failover_plan
 from flows.region_lock import region_lock
+from flows.resume import request_id, resumable
 from lifeboat import runtime
 from lifeboat.record import RunRecord
-from lifeboat.switch import (
-    ENVIRONMENT_FIELD,
-    INCIDENT_FIELD,
-    REASON_FIELD,
-    SwitchRequest,
-    failover_plan,
-    published,
-    request_id,
-    resumable,
-)
 from lifeboat.topology import RegionRole, Tier, Topology
 from tasks.cdn import cdn_invalidate
 from tasks.cloud_run import ServiceState, run_describe_service, run_scale_service

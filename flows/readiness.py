@@ -21,10 +21,11 @@ from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 from pydantic import BaseModel
 
+from flows.evidence import published
+from flows.launch import ENVIRONMENT_FIELD, SwitchRequest
 from lifeboat import runtime
 from lifeboat.manifest import Source
 from lifeboat.record import RunRecord
-from lifeboat.switch import ENVIRONMENT_FIELD, SwitchRequest, published
 from lifeboat.topology import Topology
 from tasks.catalog import catalog_newest
 from tasks.cloud_run import run_describe_service

@@ -15,10 +15,11 @@ from typing import Annotated, Any
 from prefect import flow, get_run_logger
 from pydantic import BaseModel, Field
 
+from flows.evidence import published
+from flows.launch import ENVIRONMENT_FIELD, SwitchRequest
 from lifeboat import runtime
 from lifeboat.manifest import Manifest
 from lifeboat.record import RunRecord
-from lifeboat.switch import ENVIRONMENT_FIELD, SwitchRequest, published
 from tasks.catalog import catalog_get, catalog_newest
 from tasks.errors import PermanentError
 from tasks.mongo import mongo_drop_database

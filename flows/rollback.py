@@ -21,19 +21,13 @@ from prefect.states import Completed
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, Field
 
+from flows.evidence import publish_run, published
+from flows.launch import ENVIRONMENT_FIELD, INCIDENT_FIELD, REASON_FIELD, SwitchRequest
 from flows.region_lock import region_lock
+from flows.resume import resumable
 from flows.rollback_cooldown import COOLDOWN_STATE, recent_automatic_run
 from lifeboat import runtime
 from lifeboat.record import RunRecord
-from lifeboat.switch import (
-    ENVIRONMENT_FIELD,
-    INCIDENT_FIELD,
-    REASON_FIELD,
-    SwitchRequest,
-    publish_run,
-    published,
-    resumable,
-)
 from lifeboat.topology import RegionRole, Topology
 from tasks.cloud_run import RevisionSet, run_list_revisions, run_set_traffic
 from tasks.errors import PermanentError

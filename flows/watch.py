@@ -23,8 +23,9 @@ from prefect import flow, get_run_logger
 from prefect.events import emit_event
 from pydantic import BaseModel, Field
 
+from flows.evidence import publish_run
+from flows.launch import ENVIRONMENT_FIELD, SwitchRequest
 from lifeboat import runtime
-from lifeboat.switch import ENVIRONMENT_FIELD, SwitchRequest, publish_run
 from lifeboat.topology import RegionRole, Topology
 from tasks.metrics import ServiceMetrics, metrics_sample_services
 
