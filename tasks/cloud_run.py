@@ -11,6 +11,7 @@ from lifeboat import runtime
 from tasks.polling import wait_until
 from tasks.retrying import calling, cloud_task
 from tasks.run_capacity import Capacity, Scaling
+from tasks.run_secret_readers import SecretReader, read_secret_reader
 
 SERVICE_SCALING_MASK = ["scaling.min_instance_count", "scaling.max_instance_count"]
 
@@ -129,11 +130,14 @@ class ServiceState(BaseModel):
     ingress: str = ""
     fenced_by: str = ""  # the run whose ingress fence is on the service, if any
     ingress_before: str = ""  # the ingress that fence found, which lifting it restores
+    # How it reads the apps' database secret (env var, volume; at latest or pinned).
+    secret_reader: SecretReader | None = None
 
 
 @cloud_task(timeout_seconds=60, task_run_name="describe-{service}-{region}")
 def run_describe_service(environment: str, project: str, region: str, service: str) -> ServiceState:
-    """Read a service's capacity (both levels), readiness, traffic split and ingress.
+    """Read a service's capacity (both levels), readiness, traffic split, ingress, and how
+    it reads the apps' database secret.
 
     Idempotent: a read.
     """
@@ -164,6 +168,9 @@ def run_describe_service(environment: str, project: str, region: str, service: s
         ingress=run_v2.IngressTraffic(got.ingress).name,
         fenced_by=got.annotations.get(FENCED_BY, ""),
         ingress_before=got.annotations.get(INGRESS_BEFORE, ""),
+        secret_reader=read_secret_reader(
+            got, runtime.topology(environment).cloud_sql.app_secret.resource
+        ),
     )
 
 
