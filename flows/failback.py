@@ -36,6 +36,7 @@ from flows.launch import ENVIRONMENT_FIELD, INCIDENT_FIELD, REASON_FIELD, Switch
 from flows.plans import scale_line
 from flows.region_lock import region_lock
 from flows.resume import request_id, resumable
+from flows.secret_refresh import reader_lines, refresh_secret_readers
 from lifeboat import runtime
 from lifeboat.record import RunRecord
 from lifeboat.topology import RegionRole, Topology
@@ -113,6 +114,9 @@ def failback_plan(
         f"add a version of secret {topo.cloud_sql.app_secret.resource} naming {old.instance}"
         " (apps reading it from a volume at latest follow at once; instances that start"
         " read it as they start)",
+        # Before the fence is lifted: stale-DNS clients still reach the secondary after.
+        *reader_lines(primary.name, primary_states),
+        *reader_lines(secondary.name, secondary_states),
         *[
             scale_line(primary.name, s.name, st, s.active_scaling)
             for s, st in zip(topo.services, primary_states, strict=True)
@@ -248,9 +252,14 @@ def _run(topo: Topology, record: RunRecord, dry_run: bool) -> None:
                 update = resumable(secret_manager_add_database_url, record, "secret")(
                     env, old.project, old.instance
                 )
-                step.detail = (
-                    f"added {update.version}" if update.changed else f"already {update.version}"
+                # Running instances that took the URL as an env var keep the old one until
+                # they restart: both regions, before the fence is lifted (stale-DNS clients
+                # still reach the secondary) and before the primary scales up.
+                refreshed = refresh_secret_readers(
+                    topo, record, update.version, required=[primary, secondary]
                 )
+                added = f"added {update.version}" if update.changed else f"already {update.version}"
+                step.detail = f"{added}; {refreshed}"
             with record.step("scale-primary") as step:
                 scaled = _scale(record, env, primary.project, primary.name, topo, active=True)
                 step.detail = "; ".join(r.describe() for r in scaled)

@@ -28,11 +28,13 @@ from flows.launch import ENVIRONMENT_FIELD, INCIDENT_FIELD, REASON_FIELD, Switch
 from flows.plans import failover_plan
 from flows.region_lock import region_lock
 from flows.resume import request_id, resumable
+from flows.secret_refresh import reader_lines, refresh_secret_readers
 from lifeboat import runtime
 from lifeboat.record import RunRecord
 from lifeboat.topology import RegionRole, Tier, Topology
 from tasks.cdn import cdn_invalidate
 from tasks.cloud_run import ServiceState, run_describe_service, run_scale_service
+from tasks.cloud_run_secrets import ReaderState, run_describe_secret_reader
 from tasks.cloud_sql import (
     ReplicaLag,
     sql_describe_instance,
@@ -106,7 +108,9 @@ def _run(
         step.detail = pre.summary()
     record.lag = pre.lag.model_dump(mode="json")
     record.before = pre.state()
-    record.plan = failover_plan(topo, pre.record, pre.services, pre.replica_type)
+    record.plan = failover_plan(
+        topo, pre.record, pre.services, pre.replica_type, refresh=pre.reader_lines(topo)
+    )
     logger.info("plan:\n%s", "\n".join(record.plan))
     if dry_run:
         record.finish("planned")
@@ -131,9 +135,18 @@ def _run(
             update = resumable(secret_manager_add_database_url, record, "secret")(
                 env, replica.project, replica.instance
             )
-            step.detail = (
-                f"added {update.version}" if update.changed else f"already {update.version}"
+            # Instances already running keep an env-var URL until they restart: each
+            # service gets what its configuration needs. The primary's, best effort: its
+            # region may be down, and a failover must not wait on it.
+            refreshed = refresh_secret_readers(
+                topo,
+                record,
+                update.version,
+                required=[secondary],
+                optional=[] if mode is Mode.ungraceful else [topo.regions.primary],
             )
+            added = f"added {update.version}" if update.changed else f"already {update.version}"
+            step.detail = f"{added}; {refreshed}"
         with record.step("scale-and-promote") as step:
             scales = [
                 resumable(run_scale_service, record, "scale").submit(
@@ -205,13 +218,23 @@ class Preflight:
         replica_state: str,
         lag: ReplicaLag,
         record: Any,
+        primary_readers: list[ReaderState] | None = None,
     ):
+        self.primary_readers = primary_readers  # None: not read (ungraceful)
         self.primary = primary
         self.services = services
         self.replica_type = replica_type
         self.replica_state = replica_state
         self.lag = lag
         self.record = record
+
+    def reader_lines(self, topo: Topology) -> list[str]:
+        """Per service: how it reads the apps' secret, and what the failover does about it."""
+        primary = topo.regions.primary.name
+        lines = reader_lines(topo.regions.secondary.name, self.services)
+        if self.primary_readers is None:
+            return [*lines, f"skip the services of {primary} (ungraceful)"]
+        return lines + reader_lines(primary, self.primary_readers)
 
     def primary_down(self, topo: Topology) -> bool:
         return self.primary is None or self.primary.failed >= topo.health.down_after_failures
@@ -253,6 +276,15 @@ def _preflight(topo: Topology, mode: Mode) -> Preflight:
     secondary = topo.regions.secondary
     replica = topo.cloud_sql.replica
     primary_f = None if mode is Mode.ungraceful else health_probe.submit(env, Target.primary)
+    primary = topo.regions.primary
+    reader_fs = (
+        []
+        if mode is Mode.ungraceful
+        else [
+            run_describe_secret_reader.submit(env, primary.project, primary.name, svc.name)
+            for svc in topo.services
+        ]
+    )
     service_fs = [
         run_describe_service.submit(env, secondary.project, secondary.name, svc.name)
         for svc in topo.services
@@ -278,6 +310,7 @@ def _preflight(topo: Topology, mode: Mode) -> Preflight:
         replica_state.state,
         lag_f.result(),
         record_f.result(),
+        None if mode is Mode.ungraceful else [f.result() for f in reader_fs],
     )
 
 

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from lifeboat.topology import RegionRole, Scaling, Topology
 from tasks.cloud_run import ServiceState
 from tasks.dns import RecordState
 
 
 def failover_plan(
-    topo: Topology, record: RecordState | None, services: list[ServiceState], replica_type: str
+    topo: Topology,
+    record: RecordState | None,
+    services: list[ServiceState],
+    replica_type: str,
+    refresh: Sequence[str] = (),
 ) -> list[str]:
-    """The exact changes a failover makes, one line each, from the state read now."""
+    """The exact changes a failover makes, one line each, from the state read now.
+
+    ``refresh``: per service, how its running instances will see the new secret version.
+    """
     secondary = topo.regions.secondary
     app_secret = topo.cloud_sql.app_secret
     lines = [
@@ -18,7 +27,8 @@ def failover_plan(
         # secondary's instances that start from zero must find the new version.
         f"add a version of secret {app_secret.resource} naming "
         f"{topo.cloud_sql.replica.instance} (before the scale-up: instances read it as they"
-        " start; apps reading it from a volume at latest follow at once)"
+        " start; apps reading it from a volume at latest follow at once)",
+        *refresh,
     ]
     for svc, state in zip(topo.services, services, strict=True):
         lines.append(scale_line(secondary.name, svc.name, state, svc.active_scaling))

@@ -7,6 +7,8 @@ import psycopg
 from lab.core.context import LabContext
 from lab.dns.seed_data import geo_record_set
 from lab.mongo.seed_data import seed_varai
+from lab.regions.app import ORDERS_SERVICE
+from lab.regions.instances import DATABASE_URL_ENV, DATABASE_URL_FILE
 from lab.topology import LabTopology, Role
 
 # Seed 004's integrity queries count these tables; the data is small but real.
@@ -129,6 +131,12 @@ def seed_cloud(ctx: LabContext, topology: LabTopology) -> None:
         region = topology.regions.by_role(role)
         for service in topology.services:
             scaling = service.active_scaling if role is Role.primary else service.standby_scaling
+            # Mounted as a file at `latest`, read on each use (Google's advice for a
+            # secret that changes). The service behind the write path (/orders) takes it
+            # as an env var at `latest` instead, resolved when its instances start, so
+            # the flows meet both: its running instances keep the URL they started with.
+            reference = (secret.resource, "latest")
+            as_env = service.name == ORDERS_SERVICE
             run.create_service(
                 region.project,
                 region.name,
@@ -136,9 +144,8 @@ def seed_cloud(ctx: LabContext, topology: LabTopology) -> None:
                 image=service.image,
                 min_instances=scaling.min,
                 max_instances=scaling.max,
-                # Mounted as a file at `latest`, read on each use (Google's advice for a
-                # secret that changes); a service may instead take it as an env var.
-                secret_files={"database-url": (secret.resource, "latest")},
+                secret_files=None if as_env else {DATABASE_URL_FILE: reference},
+                secret_env={DATABASE_URL_ENV: reference} if as_env else None,
             )
 
     ctx.backends["compute"].create_url_map(

@@ -110,7 +110,9 @@ def run_describe_secret_reader(
         )
     except Exception as exc:  # a timeout or a refused connection: the region does not answer
         return ReaderState(
-            service=service, region=region, error=f"its Run API did not answer ({type(exc).__name__})"
+            service=service,
+            region=region,
+            error=f"its Run API did not answer ({type(exc).__name__})",
         )
     return ReaderState(service=service, region=region, reader=read_secret_reader(got, secret))
 

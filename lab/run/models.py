@@ -217,14 +217,21 @@ class RunBackend:
         env: dict[str, str] | None = None,
         labels: dict[str, str] | None = None,
         secret_files: dict[str, tuple[str, str]] | None = None,
+        secret_env: dict[str, tuple[str, str]] | None = None,
     ) -> dict[str, Any]:
         """A ready service whose first revision serves 100%.
 
-        ``secret_files`` maps a file name to (secret, version), mounted under /secrets.
+        ``secret_files`` maps a file name to (secret, version), mounted under /secrets;
+        ``secret_env`` maps an env var to (secret, version), resolved at instance start.
         """
         container: dict[str, Any] = {"image": image}
         if env:
             container["env"] = [{"name": k, "value": v} for k, v in env.items()]
+        for var, (secret, version) in sorted((secret_env or {}).items()):
+            ref = {"secret": secret, "version": version}
+            container.setdefault("env", []).append(
+                {"name": var, "valueSource": {"secretKeyRef": ref}}
+            )
         body: dict[str, Any] = {
             "template": {
                 "containers": [container],

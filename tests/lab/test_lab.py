@@ -290,17 +290,26 @@ def test_the_app_writes_where_its_secret_points(fresh_lab: Lab) -> None:
     assert order(fresh_lab, "o-1").status_code == 409  # the id makes a retry safe
 
     # The bad path: the secret names the wrong instance (the read-only replica). The
-    # seeded services read it from a volume at `latest`, so they follow at once and fail.
+    # seeded services that read it from a volume at `latest` follow at once and fail.
     point_secret_at(fresh_lab, replica)
-    refused = order(fresh_lab, "o-2")
-    assert refused.status_code == 503
+    refused = front(fresh_lab, "/auth/status")
+    assert refused.status_code == 503 and "does not accept writes" in refused.json()["reason"]
     health = front(fresh_lab, "/health")
     assert health.status_code == 503 and "does not accept writes" in health.json()["reason"]
     assert "varai_user@" not in health.text  # the URL never shows, only host:port/db
-    assert rows(fresh_lab, primary, "o-2") == []
+    # The orders service takes it as an env var at `latest` (the seed's one such service):
+    # its running instances keep the URL they started with, so its writes still land.
+    kept = order(fresh_lab, "o-2")
+    assert kept.status_code == 201 and rows(fresh_lab, primary, "o-2") == [("o-2",)]
+    seeded = fresh_lab.state()["backends"]["app_instances"]
+    sources = {key.split("/")[2]: v["source"] for key, v in seeded.items()}
+    secret = TOPOLOGY.cloud_sql.app_secret.resource
+    assert sources[ORDERS_SERVICE] == f"env-secret {secret}:latest"
+    assert sources["auth-service"] == f"volume-secret {secret}:latest"
 
     point_secret_at(fresh_lab, primary)
-    assert order(fresh_lab, "o-2").status_code == 201
+    assert front(fresh_lab, "/auth/status").status_code == 200
+    assert order(fresh_lab, "o-3").status_code == 201
 
 
 def test_env_var_instances_keep_their_url_until_they_restart(fresh_lab: Lab) -> None:
