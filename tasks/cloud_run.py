@@ -11,7 +11,7 @@ from lifeboat import runtime
 from tasks.polling import wait_until
 from tasks.retrying import calling, cloud_task
 from tasks.run_capacity import Capacity, Scaling
-from tasks.run_secret_readers import SecretReader, read_secret_reader
+from tasks.run_secret_readers import ROLLED_FOR, SecretReader, read_secret_reader
 
 SERVICE_SCALING_MASK = ["scaling.min_instance_count", "scaling.max_instance_count"]
 
@@ -180,6 +180,7 @@ class RevisionInfo(BaseModel):
     ready: bool
     reason: str = ""
     image: str = ""
+    rolled_for: str = ""  # the secret version Lifeboat rolled it for (tasks/cloud_run_secrets)
 
 
 class RevisionSet(BaseModel):
@@ -195,13 +196,30 @@ class RevisionSet(BaseModel):
         return max(self.serving.items(), key=lambda item: item[1])[0]
 
     def previous(self) -> str | None:
-        """The newest revision created before the current one: the blue/green partner."""
+        """The newest revision created before the current one: the blue/green partner.
+
+        A revision Lifeboat rolled so that new instances read a new secret version is no
+        release: it runs the image of the revision before it. The partner is looked for
+        before the release it copies, not in that copy.
+        """
         current = self.current()
         names = [r.name for r in self.revisions]
         if current not in names:
             return None
-        older = names[names.index(current) + 1 :]
+        index = names.index(current)
+        while index + 1 < len(self.revisions) and self._rolled(index):
+            index += 1
+        older = names[index + 1 :]
         return older[0] if older else None
+
+    def _rolled(self, index: int) -> bool:
+        """Whether revision ``index`` is a Lifeboat roll of the revision just before it."""
+        rev, before = self.revisions[index], self.revisions[index + 1]
+        return (
+            bool(rev.rolled_for)
+            and rev.rolled_for != before.rolled_for
+            and (rev.image == before.image)
+        )
 
     def get(self, name: str) -> RevisionInfo | None:
         return next((r for r in self.revisions if r.name == name), None)
@@ -242,6 +260,7 @@ def run_list_revisions(environment: str, project: str, region: str, service: str
                 and ready.state == run_v2.Condition.State.CONDITION_SUCCEEDED,
                 reason=(ready.message or ready.reason.name) if ready is not None else "no Ready",
                 image=rev.containers[0].image if rev.containers else "",
+                rolled_for=rev.annotations.get(ROLLED_FOR, ""),
             )
         )
     # Newest first by creation time; the name (it carries the generation) breaks ties.

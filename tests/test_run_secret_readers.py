@@ -167,3 +167,23 @@ def test_roll_for_pinned_references_repins_them_and_drops_a_custom_revision_name
 def test_a_pinned_reference_already_on_the_version_is_current() -> None:
     reader = read_secret_reader(service(env=(SECRET, "4")), SECRET)
     assert reader.current_for("4") and not reader.current_for("5")
+
+
+def test_rollback_looks_past_a_revision_rolled_for_a_secret_version() -> None:
+    from tasks.cloud_run import RevisionInfo, RevisionSet
+
+    def rev(name: str, image: str, rolled_for: str = "") -> RevisionInfo:
+        return RevisionInfo(name=name, created=name, ready=True, image=image, rolled_for=rolled_for)
+
+    # Newest first: two rolls of the v2 release, the v2 release, the v1 release.
+    revisions = [rev("r4", "v2", "5"), rev("r3", "v2", "4"), rev("r2", "v2"), rev("r1", "v1")]
+    rolled = RevisionSet(service="s", region="r", serving={"r4": 100}, revisions=revisions)
+    assert rolled.previous() == "r1"
+    # A release after a roll carries the annotation along but runs another image.
+    release = [rev("r5", "v3", "5"), *revisions]
+    assert (
+        RevisionSet(service="s", region="r", serving={"r5": 100}, revisions=release).previous()
+        == "r4"
+    )
+    plain = RevisionSet(service="s", region="r", serving={"r2": 100}, revisions=revisions)
+    assert plain.previous() == "r1"

@@ -159,7 +159,16 @@ def test_failback_restores_the_topology_and_loses_no_write(fresh_lab: Lab, api: 
     assert b"CREATE TABLE" in read_object(fresh_lab, TOPOLOGY.backups.bucket, export)
 
     # Scaling at the service level made no revision, in either region, there or back.
-    assert all_revisions(fresh_lab) == revisions_before
+    # The one service that reads the database URL as an env var got one new revision per
+    # new secret version in each region that answered (the failover's: the secondary; the
+    # failback's: both), so its running instances read it; none else did.
+    revisions_after = all_revisions(fresh_lab)
+    rolled = {"recommendation-service": {PRIMARY.name: 1, SECONDARY.name: 2}}
+    for key, names in revisions_before.items():
+        region_name, service_ = key.split("/")
+        added = set(revisions_after[key]) - set(names)
+        assert set(names) <= set(revisions_after[key]), key
+        assert len(added) == rolled.get(service_, {}).get(region_name, 0), (key, added)
 
     # The secondary was exported, and its copy seen in GCS, before it was deleted.
     secondary_export = f"failback/{inc}/{REPLICA.instance}.sql"
@@ -173,6 +182,8 @@ def test_failback_restores_the_topology_and_loses_no_write(fresh_lab: Lab, api: 
     patches = _secondary_patches(fresh_lab, since)
     services = len(TOPOLOGY.services)
     assert len([p for p in patches if p < promoted_at]) == services  # the fence
+    # Between the promotion and DNS, one roll: the env-var service, while still fenced.
+    assert len([p for p in patches if promoted_at < p < dns_at]) == 1
     assert len([p for p in patches if p > dns_at]) == 2 * services  # lift, then standby
     for service in TOPOLOGY.services:
         assert ingress(fresh_lab, SECONDARY, service.name) == ("INGRESS_TRAFFIC_ALL", {})
@@ -239,6 +250,19 @@ def test_failback_without_a_failover_is_refused_and_dry_run_changes_nothing(
     export = f"export {REPLICA.project}:{REPLICA.instance} to gs://{TOPOLOGY.backups.bucket}/"
     assert any(line.startswith(export) for line in plan)
     assert not any("fences writes" in line for line in plan)  # scaling is no longer the fence
+    # How each service's running instances will see the new secret version, in both regions.
+    secret = TOPOLOGY.cloud_sql.app_secret.resource
+    for region in (PRIMARY, SECONDARY):
+        assert (
+            f"roll a new revision of {region.name}/recommendation-service: it reads {secret} "
+            "as an env var at latest, resolved at instance start"
+        ) in plan
+        assert (
+            f"{region.name}/auth-service reads {secret} from a volume at latest: follows at once"
+        ) in plan
+    assert plan.index(
+        f"{SECONDARY.name}/auth-service reads {secret} from a volume at latest: follows at once"
+    ) < plan.index(lift)
 
 
 def test_failback_that_fails_mid_way_lifts_the_fence(fresh_lab: Lab, api: PrefectApi) -> None:

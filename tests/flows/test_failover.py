@@ -69,7 +69,14 @@ def test_failover_end_to_end_after_a_primary_outage(fresh_lab: Lab, api: Prefect
 
     effects = side_effects(fresh_lab, since)
     kinds = [(api_, method) for api_, method, _ in effects if api_ != "storage"]
-    assert kinds.count(("run", "PATCH")) == len(TOPOLOGY.services)
+    # One scale per service, and one new revision of the service that reads the URL as an
+    # env var (the orders service): its running instances would keep the old one.
+    assert kinds.count(("run", "PATCH")) == len(TOPOLOGY.services) + 1
+    run_paths = [path for api_, method, path in effects if (api_, method) == ("run", "PATCH")]
+    assert run_paths[0].endswith(
+        f"/locations/{SECONDARY.name}/services/recommendation-service"
+    )  # the roll, before any scale-up
+    assert not any(f"/locations/{PRIMARY.name}/" in path for path in run_paths)
     # One version of the apps' secret, added before any service scales up.
     assert kinds.count(("secretmanager", "POST")) == 1
     assert kinds.index(("secretmanager", "POST")) < kinds.index(("run", "PATCH"))
@@ -98,6 +105,16 @@ def test_failover_end_to_end_after_a_primary_outage(fresh_lab: Lab, api: Prefect
         "verify",
     ]
     assert record["before"]["dns"]["rrdatas"] == RECORD.rrdatas[RegionRole.primary]
+    # The primary region is down: its services could not be refreshed, and the run went on.
+    steps = {s["name"]: s for s in record["steps"]}
+    detail = steps["database-connection"]["detail"]
+    assert f"{PRIMARY.name}: services not refreshed, its Run API did not answer" in detail
+    assert "503" in detail
+    assert f"{SECONDARY.name}/recommendation-service: read it as an env var at latest" in detail
+    assert f"{SECONDARY.name}/auth-service: reads it from a volume at latest" in detail
+    assert (
+        f"cannot refresh {PRIMARY.name}/recommendation-service: its Run API answered 503"
+    ) in " ".join(record["plan"])
     keys = {a["key"] for a in api.artifacts(run["id"])}
     assert {f"failover-{inc.lower()}", f"failover-{inc.lower()}-steps"} <= keys
     channels = sorted(w["name"] for w in fresh_lab.webhooks())
@@ -119,11 +136,18 @@ def test_failover_env_var_apps_start_with_the_new_version(fresh_lab: Lab, api: P
     assert order.status_code == 201, order.text
     address = instance_address(fresh_lab, REPLICA.project, REPLICA.instance)
     assert order.json()["database"].startswith(f"{address}:")
+    # The failover rolled a revision for the new version before the scale-up: what serves
+    # now is that revision, whose instances started after the version was added.
+    got = fresh_lab.clients().run_services.get_service(
+        name=f"projects/{SECONDARY.project}/locations/{SECONDARY.name}"
+        "/services/recommendation-service"
+    )
+    latest = fresh_lab.clients().secret_manager.get_secret_version(
+        name=f"{TOPOLOGY.cloud_sql.app_secret.resource}/versions/latest"
+    )
+    version = latest.name.rsplit("/", 1)[-1]
+    assert got.template.annotations["lifeboat.dev/database-secret-version"] == version
+    serving = got.latest_ready_revision.rsplit("/", 1)[-1]
     starts = fresh_lab.state()["backends"]["app_instances"]
-    mine = [
-        v
-        for k, v in starts.items()
-        if k.startswith(f"{SECONDARY.project}/{SECONDARY.name}/recommendation-service/")
-        and v["source"].startswith("env-secret")
-    ]
-    assert mine and all(v["starts"] >= 2 for v in mine)  # restarted by the 0 → n scale-up
+    key = f"{SECONDARY.project}/{SECONDARY.name}/recommendation-service/{serving}"
+    assert starts[key]["source"].startswith("env-secret") and starts[key]["started"]

@@ -60,10 +60,11 @@ def test_transient_faults_on_every_cloud_call_are_retried(fresh_lab: Lab, api: P
         ("compute", 403),
     }
     effects = side_effects(fresh_lab, since)
-    # Retries re-read state first, so each change still happened exactly once.
+    # Retries re-read state first, so each change still happened exactly once: one scale
+    # per service and one roll of the env-var service (the first PATCH, faulted twice).
     assert _count(effects, "sql", "instances.promoteReplica") == 1
     assert _count(effects, "dns", "POST") == 1
-    assert _count(effects, "run", "PATCH") == len(TOPOLOGY.services)
+    assert _count(effects, "run", "PATCH") == len(TOPOLOGY.services) + 1
 
 
 def test_permanent_error_fails_fast_naming_step_and_resource(
@@ -101,7 +102,7 @@ def test_rerun_of_a_failed_incident_resumes_without_repeating(
     effects = side_effects(fresh_lab, since)
     assert _count(effects, "sql", "instances.promoteReplica") == 1
     assert _count(effects, "dns", "POST") == 1
-    assert _count(effects, "run", "PATCH") == len(TOPOLOGY.services)
+    assert _count(effects, "run", "PATCH") == len(TOPOLOGY.services) + 1  # + the one roll
     cached = [t["name"] for t in api.task_runs(final["id"]) if t["state"]["name"] == "Cached"]
     assert any(name.startswith("sql-promote") for name in cached)
     assert any(name.startswith("dns-switch") for name in cached)
