@@ -81,6 +81,19 @@ def _new_version(lab: Lab) -> str:
     return _latest_version(lab)
 
 
+def _refresh(region: Any, service: str, version: str) -> Any:
+    """Run the task as the flows do: in a flow run (its retries, its logger)."""
+    from prefect import flow
+
+    from tasks.cloud_run_secrets import run_refresh_secret_readers
+
+    @flow(name="test-refresh-secret-readers")
+    def refresh() -> Any:
+        return run_refresh_secret_readers("lab", region.project, region.name, service, version)
+
+    return refresh()
+
+
 def _template_annotation(lab: Lab, region: Any, service: str) -> str:
     got = lab.clients().run_services.get_service(name=service_name(region, service))
     return str(got.template.annotations.get(ROLLED_FOR, ""))
@@ -127,10 +140,10 @@ def test_failback_moves_the_secondarys_env_var_instances_to_the_final_primary(
     assert fresh.status_code == 201 and fresh.json()["database"].startswith(f"{primary_at}:")
 
     # One UpdateService per region for the env-var service (its roll), on top of what
-    # every service gets (secondary: fence, lift, standby; primary: nothing, already
-    # active); none for the volume-at-latest services.
+    # every service gets (secondary: fence, lift, standby; primary: the service-level
+    # scale-up); none for the volume-at-latest services.
     version = _latest_version(fresh_lab).rsplit("/", 1)[-1]
-    for region, baseline in ((PRIMARY, 0), (SECONDARY, 3)):
+    for region, baseline in ((PRIMARY, 1), (SECONDARY, 3)):
         assert _patches(fresh_lab, since, region, ORDERS) == baseline + 1, region.name
         for name in VOLUME_SERVICES:
             assert _patches(fresh_lab, since, region, name) == baseline, (region.name, name)
@@ -162,8 +175,6 @@ def test_failback_moves_the_secondarys_env_var_instances_to_the_final_primary(
 
 
 def test_refreshing_twice_makes_one_revision(fresh_lab: Lab) -> None:
-    from tasks.cloud_run_secrets import run_refresh_secret_readers
-
     # ai-service pinned to version 1 (an env var), the orders service at latest.
     take_secret_as_env_var(fresh_lab, PRIMARY.name, "ai-service", "1")
     version = _new_version(fresh_lab)
@@ -174,7 +185,7 @@ def test_refreshing_twice_makes_one_revision(fresh_lab: Lab) -> None:
     since = fresh_lab.last_seq()
 
     def refresh(service: str) -> Any:
-        return run_refresh_secret_readers("lab", PRIMARY.project, PRIMARY.name, service, version)
+        return _refresh(PRIMARY, service, version)
 
     first = [refresh(s) for s in ("ai-service", ORDERS, "auth-service")]
     again = [refresh(s) for s in ("ai-service", ORDERS, "auth-service")]
@@ -217,8 +228,6 @@ def _pin_traffic(lab: Lab, region: Any, service: str) -> str:
 def test_a_service_whose_traffic_is_pinned_is_left_alone_and_the_plan_says_why(
     fresh_lab: Lab, api: PrefectApi
 ) -> None:
-    from tasks.cloud_run_secrets import run_refresh_secret_readers
-
     _pin_traffic(fresh_lab, SECONDARY, ORDERS)
     inc = incident("PIN")
     final = api.wait(
@@ -237,9 +246,7 @@ def test_a_service_whose_traffic_is_pinned_is_left_alone_and_the_plan_says_why(
 
     before = revisions(fresh_lab, SECONDARY, ORDERS)
     since = fresh_lab.last_seq()
-    result = run_refresh_secret_readers(
-        "lab", SECONDARY.project, SECONDARY.name, ORDERS, _new_version(fresh_lab)
-    )
+    result = _refresh(SECONDARY, ORDERS, _new_version(fresh_lab))
     assert not result.changed and result.action.startswith("left alone: ")
     assert "mount the secret as a volume at latest" in result.action
     assert _attempts(fresh_lab, since, SECONDARY, ORDERS) == []  # no call, traffic untouched
@@ -247,28 +254,25 @@ def test_a_service_whose_traffic_is_pinned_is_left_alone_and_the_plan_says_why(
 
 
 def test_throttled_or_unavailable_updates_are_retried(fresh_lab: Lab) -> None:
-    from tasks.cloud_run_secrets import run_refresh_secret_readers
-
     version = _new_version(fresh_lab)
     before = revisions(fresh_lab, PRIMARY, ORDERS)
     since = fresh_lab.last_seq()
     fresh_lab.fault(api="run", method="PATCH", path=f"services/{ORDERS}", status=429, count=1)
     fresh_lab.fault(api="run", method="PATCH", path=f"services/{ORDERS}", status=503, count=1)
-    result = run_refresh_secret_readers("lab", PRIMARY.project, PRIMARY.name, ORDERS, version)
+    result = _refresh(PRIMARY, ORDERS, version)
     assert result.changed
     assert _attempts(fresh_lab, since, PRIMARY, ORDERS) == [429, 503, 200]
     assert len(revisions(fresh_lab, PRIMARY, ORDERS)) == len(before) + 1
 
 
 def test_a_permission_error_fails_fast_naming_the_service(fresh_lab: Lab) -> None:
-    from tasks.cloud_run_secrets import run_refresh_secret_readers
     from tasks.errors import PermanentError
 
     version = _new_version(fresh_lab)
     since = fresh_lab.last_seq()
     fresh_lab.fault(api="run", method="PATCH", path=f"services/{ORDERS}", status=403, count=5)
     with pytest.raises(PermanentError) as failed:
-        run_refresh_secret_readers("lab", PRIMARY.project, PRIMARY.name, ORDERS, version)
+        _refresh(PRIMARY, ORDERS, version)
     message = str(failed.value)
     assert "refresh-secret-readers" in message and service_name(PRIMARY, ORDERS) in message
     assert "403" in message
