@@ -103,9 +103,27 @@ def test_rerun_of_a_failed_incident_resumes_without_repeating(
     assert _count(effects, "sql", "instances.promoteReplica") == 1
     assert _count(effects, "dns", "POST") == 1
     assert _count(effects, "run", "PATCH") == len(TOPOLOGY.services) + 1  # + the one roll
-    cached = [t["name"] for t in api.task_runs(final["id"]) if t["state"]["name"] == "Cached"]
+    cached = _cached_task_runs(api, final["id"], ("sql-promote", "dns-switch"))
     assert any(name.startswith("sql-promote") for name in cached)
     assert any(name.startswith("dns-switch") for name in cached)
+
+
+def _cached_task_runs(api: PrefectApi, run_id: str, wanted: tuple[str, ...]) -> list[str]:
+    """Names of the run's Cached task runs, once the server has every ``wanted`` one.
+
+    Task-run states reach the server in batches after the flow run's own final state
+    (README: poll the flow run, not its task runs); the more task runs, the longer.
+    """
+    deadline = time.monotonic() + 60
+    while True:
+        runs = api.task_runs(run_id)
+        final = [t["name"] for t in runs if t["state"]["type"] in {"COMPLETED", "FAILED"}]
+        if all(any(n.startswith(w) for n in final) for w in wanted):
+            break
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    return [t["name"] for t in runs if t["state"]["name"] == "Cached"]
 
 
 def _flow_processes(run_id: str) -> list[int]:
