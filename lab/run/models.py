@@ -18,7 +18,8 @@ operation. Lab rules where Cloud Run leaves a choice:
   the revisions serving traffic (see ``Service.min_instances``).
 - A service with no warm instance still serves: the first request waits one cold start
   (``ctx.latency.seconds("run.cold_start")``), and the instance it started stays warm for
-  ``run.idle_instance`` seconds (see ``cold_start_delay``).
+  ``run.idle_instance`` seconds (see ``cold_start_delay``). So do the instances a minimum
+  kept when the minimum drops to 0.
 - Instances start (``on_instances_started`` listeners hear of it, once the rollout is
   live) when a revision begins to serve, for every serving revision when the instance
   count goes from 0 to more, and on a cold start: that is when Cloud Run resolves a
@@ -417,6 +418,12 @@ class RunBackend:
             error = None if failure is None else (FAILED_PRECONDITION, failure)
             self.operations.finish(operation, svc.to_json(), error)
             started = _started(svc, before) if failure is None else []
+            if failure is None and before[1] > 0 and svc.min_instances() == 0:
+                # The instances a minimum kept do not stop when it drops to 0: they go
+                # idle and stay warm (and keep what they resolved at start) for
+                # ``run.idle_instance``, as a cold-started one does.
+                idle = self._ctx.latency.seconds("run.idle_instance")
+                self._warm_until[key] = time.monotonic() + idle
         self._announce(started)
 
     def _announce(self, started: list[tuple[str, str, str, str, dict[str, Any]]]) -> None:
