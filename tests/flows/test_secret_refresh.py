@@ -9,6 +9,7 @@ so after a new version only a new revision reaches the instances already running
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import httpx
@@ -94,6 +95,22 @@ def _refresh(region: Any, service: str, version: str) -> Any:
     return refresh()
 
 
+def _write_once_the_fence_is_lifted(lab: Lab, order_id: str) -> httpx.Response:
+    """Wait until the failback has fenced the secondary and lifted it, then write there."""
+    client = lab.clients().run_services
+    name = service_name(SECONDARY, ORDERS)
+    fenced = False
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        got = client.get_service(name=name)
+        holds = "lifeboat.dev/fenced-by" in got.annotations
+        if fenced and not holds and not got.reconciling:
+            return _order_via(lab, SECONDARY, order_id)
+        fenced = fenced or holds
+        time.sleep(0.05)
+    raise AssertionError("the failback never fenced and lifted the secondary")
+
+
 def _template_annotation(lab: Lab, region: Any, service: str) -> str:
     got = lab.clients().run_services.get_service(name=service_name(region, service))
     return str(got.template.annotations.get(ROLLED_FOR, ""))
@@ -118,16 +135,23 @@ def test_failback_moves_the_secondarys_env_var_instances_to_the_final_primary(
 
     since = fresh_lab.last_seq()
     inc = incident("FBENV")
-    final = api.wait(
-        api.launch("failback/lab", {"reason": "primary back", "incident_id": inc})["id"],
-        timeout=300,
-    )
+    run_id = api.launch("failback/lab", {"reason": "primary back", "incident_id": inc})["id"]
+    # A client with stale DNS (TTL 60 s) still reaches the secondary once the fence is
+    # lifted, before the failback exports and rebuilds its database: write then.
+    window_id = incident("window").lower()
+    window = _write_once_the_fence_is_lifted(fresh_lab, window_id)
+    final = api.wait(run_id, timeout=300)
     assert final["state"]["type"] == "COMPLETED", final["state"]["message"]
 
-    # A client with stale DNS still reaches the secondary after the fence is lifted: its
-    # write lands on the final primary, not on the instance the failback exported and
-    # rebuilt as a replica.
+    # That acknowledged write is on the final primary, not only in the export of the
+    # instance the failback replaced by a replica.
     primary_at = instance_address(fresh_lab, OLD.project, OLD.instance)
+    assert window.status_code == 201, window.text
+    assert window.json()["database"].startswith(f"{primary_at}:"), window.json()
+    window_query = f"SELECT id FROM orders WHERE id = '{window_id}'"
+    assert sql(fresh_lab, OLD.project, OLD.instance, window_query) == [(window_id,)]
+
+    # And after the failback, as long as the instances that ran stay warm.
     order_id = incident("stale").lower()
     stale = _order_via(fresh_lab, SECONDARY, order_id)
     assert stale.status_code == 201, stale.text
