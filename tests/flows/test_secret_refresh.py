@@ -16,6 +16,7 @@ import httpx
 import pytest
 from google.cloud import run_v2
 
+from lab.prefect_api import PrefectApi
 from tests.flows.lab_checks import (
     PRIMARY,
     SECONDARY,
@@ -31,7 +32,6 @@ from tests.flows.lab_checks import (
     take_secret_as_env_var,
 )
 from tests.labharness import Lab
-from tests.prefect_api import PrefectApi
 
 OLD = TOPOLOGY.cloud_sql.primary
 REPLICA = TOPOLOGY.cloud_sql.replica
