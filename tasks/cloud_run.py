@@ -321,3 +321,15 @@ def run_set_traffic(
     return TrafficResult(
         service=service, region=region, changed=True, before=before, after={revision: 100}
     )
+
+
+def update_and_wait(environment: str, service: run_v2.Service, paths: list[str]) -> run_v2.Service:
+    """Update only ``paths`` of a service and wait for its rollout; the service as it is after."""
+    factory = runtime.clients(environment)
+    operation = factory.run_services.update_service(
+        service=service,
+        update_mask=field_mask_pb2.FieldMask(paths=paths),
+        timeout=runtime.call_timeout(environment),
+    )
+    done: run_v2.Service = operation.result(timeout=800, polling=factory.polling)  # type: ignore[no-untyped-call]
+    return done

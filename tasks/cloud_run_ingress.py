@@ -13,12 +13,10 @@ resumed run) restores exactly that value, and a second fence never overwrites it
 from __future__ import annotations
 
 from google.cloud import run_v2
-from google.protobuf import field_mask_pb2
 from prefect import get_run_logger
 from pydantic import BaseModel
 
-from lifeboat import runtime
-from tasks.cloud_run import service_path, wait_settled
+from tasks.cloud_run import service_path, update_and_wait, wait_settled
 from tasks.retrying import calling, cloud_task
 
 FENCE_INGRESS = "INGRESS_TRAFFIC_INTERNAL_ONLY"
@@ -45,14 +43,7 @@ def _ingress_name(service: run_v2.Service) -> str:
 
 
 def _apply(environment: str, service: run_v2.Service) -> run_v2.Service:
-    factory = runtime.clients(environment)
-    operation = factory.run_services.update_service(
-        service=service,
-        update_mask=field_mask_pb2.FieldMask(paths=INGRESS_MASK),
-        timeout=runtime.call_timeout(environment),
-    )
-    done: run_v2.Service = operation.result(timeout=800, polling=factory.polling)  # type: ignore[no-untyped-call]
-    return done
+    return update_and_wait(environment, service, INGRESS_MASK)
 
 
 @cloud_task(timeout_seconds=900, task_run_name="fence-{service}-{region}")

@@ -15,12 +15,11 @@ import re
 
 from google.api_core import exceptions as gexc
 from google.cloud import run_v2
-from google.protobuf import field_mask_pb2
 from prefect import get_run_logger
 from pydantic import BaseModel
 
 from lifeboat import runtime
-from tasks.cloud_run import service_path
+from tasks.cloud_run import service_path, update_and_wait
 from tasks.errors import PermanentError
 from tasks.polling import wait_until
 from tasks.retrying import calling, cloud_task
@@ -140,7 +139,6 @@ def run_refresh_secret_readers(
     secret, and one whose traffic is pinned to named revisions get no call at all.
     """
     logger = get_run_logger()
-    factory = runtime.clients(environment)
     secret = runtime.topology(environment).cloud_sql.app_secret.resource
     secret_project, _, number = split_version(version)
     aliases = {secret_project}  # Secret Manager names the project by number
@@ -179,12 +177,7 @@ def run_refresh_secret_readers(
             number,
             ",".join(paths),
         )
-        operation = factory.run_services.update_service(
-            service=current,
-            update_mask=field_mask_pb2.FieldMask(paths=paths),
-            timeout=runtime.call_timeout(environment),
-        )
-        done: run_v2.Service = operation.result(timeout=800, polling=factory.polling)  # type: ignore[no-untyped-call]
+        done = update_and_wait(environment, current, paths)
     revision = done.latest_created_revision.rsplit("/", 1)[-1]
     return result(
         True,
