@@ -25,16 +25,10 @@ from prefect import flow, get_run_logger
 from pydantic import Field
 
 from flows.evidence import published
-from flows.failback_fence import (
-    describe_services,
-    fence_line,
-    fenced_secondary,
-    lift_line,
-    lift_stale_fences,
-)
+from flows.failback_fence import describe_services, fence_line, fenced_secondary, lift_line
+from flows.failback_gate import gate_primary, hold
 from flows.launch import ENVIRONMENT_FIELD, INCIDENT_FIELD, REASON_FIELD, SwitchRequest
 from flows.plans import scale_line
-from flows.region_lock import region_lock
 from flows.resume import request_id, resumable
 from flows.secret_refresh import reader_lines, refresh_secret_readers
 from lifeboat import runtime
@@ -54,7 +48,7 @@ from tasks.cloud_sql import (
 from tasks.cloud_sql_protection import sql_set_deletion_protection
 from tasks.dns import dns_switch_record
 from tasks.errors import PreflightRefused
-from tasks.health import Target, health_probe, health_verify
+from tasks.health import Target, health_verify
 from tasks.secret_manager import secret_manager_add_database_url
 from tasks.storage import storage_require_object
 
@@ -82,8 +76,8 @@ def failback(
     request = SwitchRequest.validate_launch(environment, reason, incident_id, operator, prefix="fb")
     topo = runtime.topology(request.environment)
     record = request.record("failback", "planned", dry_run)
-    with published(record):
-        _run(topo, record, dry_run)
+    with published(record), ExitStack() as held:
+        _run(topo, record, dry_run, held)
     return record.model_dump(mode="json")
 
 
@@ -146,7 +140,8 @@ def failback_plan(
     return lines
 
 
-def _run(topo: Topology, record: RunRecord, dry_run: bool) -> None:
+def _run(topo: Topology, record: RunRecord, dry_run: bool, held: ExitStack) -> None:
+    """The failback; the region lock, once taken, is held on ``held`` until it ends."""
     logger = get_run_logger()
     env = topo.environment
     primary, secondary = topo.regions.primary, topo.regions.secondary
@@ -156,17 +151,11 @@ def _run(topo: Topology, record: RunRecord, dry_run: bool) -> None:
     export_uri = f"{backups}/{old.instance}.sql"
     secondary_export_uri = f"{backups}/{promoted.instance}.sql"
     started = time.perf_counter()
+    take_lock = hold(held, topo, record)  # taken once: by the gate, else before the changes
 
     with record.step("preflight") as step:
         secondary_states = describe_services(topo, secondary.project, secondary.name)
-        health = health_probe(env, Target.primary)
-        if health.failed >= topo.health.down_after_failures:
-            lifted = lift_stale_fences(topo, record, secondary_states, dry_run)
-            raise PreflightRefused(
-                f"failback refused: the primary region {primary.name} is unhealthy "
-                f"({health.summary()}); nothing was changed"
-                + (f" but the fence a killed run left was lifted ({lifted})" if lifted else "")
-            )
+        first, health = gate_primary(topo, record, secondary_states, dry_run, take_lock)
         source = _maybe(lambda: describe(env, promoted.project, promoted.instance))
         old_state = _maybe(lambda: describe(env, old.project, old.instance))
         # The label says this incident already rebuilt the primary-region instance: a
@@ -178,7 +167,7 @@ def _run(topo: Topology, record: RunRecord, dry_run: bool) -> None:
                 "there is no failover to undo"
             )
         primary_states = describe_services(topo, primary.project, primary.name)
-        step.detail = f"primary healthy ({health.summary()}); rebuilt already: {rebuilt}"
+        step.detail = f"primary {health}; rebuilt already: {rebuilt}"
     record.before = {
         "old_primary": old_state.model_dump() if old_state else None,
         "promoted": source.model_dump() if source else None,
@@ -186,7 +175,7 @@ def _run(topo: Topology, record: RunRecord, dry_run: bool) -> None:
         "primary_services": [st.model_dump() for st in primary_states],
     }
     stale = old_state is not None and not rebuilt
-    record.plan = failback_plan(
+    record.plan = first + failback_plan(
         topo,
         old_state if stale else None,
         bool(source and source.deletion_protection),
@@ -200,102 +189,95 @@ def _run(topo: Topology, record: RunRecord, dry_run: bool) -> None:
         record.finish("planned")
         return
 
-    with ExitStack() as held:
-        with record.step("region-lock") as step:
-            lease = held.enter_context(
-                region_lock(env, record.incident_id, "failback", record.operator)
-            )
-            step.detail = lease.describe()
-        if not rebuilt:
-            with record.step("preserve-old-primary") as step:
-                if stale:
-                    resumable(sql_export_database, record, "export")(
-                        env, old.project, old.instance, database, export_uri
-                    )
-                    storage_require_object(env, export_uri)
-                protected = _unprotect_exported(record, env, old.project, old.instance, "old")
-                if stale:
-                    resumable(sql_delete_instance, record, "delete-old")(
-                        env, old.project, old.instance
-                    )
-                    step.detail = f"exported to {export_uri}, then deleted" + (
-                        " (its deletion protection lifted after the export)" if protected else ""
-                    )
-                else:
-                    step.outcome = "unchanged"
-            with record.step("rebuild-primary-replica") as step:
-                made = resumable(sql_create_replica, record, "replica")(
-                    env,
-                    old.project,
-                    old.instance,
-                    old.region,
-                    promoted.instance,
-                    {REBUILT_BY: _label(record)},
-                    deletion_protection=protected,
+    with record.step("region-lock") as step:
+        lease = take_lock()
+        step.detail = lease.describe()
+    if not rebuilt:
+        with record.step("preserve-old-primary") as step:
+            if stale:
+                resumable(sql_export_database, record, "export")(
+                    env, old.project, old.instance, database, export_uri
                 )
-                step.detail = f"{made.name} replicates {made.master}" + (
-                    "; deletion protection on, as the stale primary had" if protected else ""
+                storage_require_object(env, export_uri)
+            protected = _unprotect_exported(record, env, old.project, old.instance, "old")
+            if stale:
+                resumable(sql_delete_instance, record, "delete-old")(env, old.project, old.instance)
+                step.detail = f"exported to {export_uri}, then deleted" + (
+                    " (its deletion protection lifted after the export)" if protected else ""
                 )
-        with fenced_secondary(topo, record):
-            lag = sql_wait_caught_up(env, old.project, old.instance, timeout_s=300)
-            record.lag = lag.model_dump(mode="json")
-            with record.step("promote") as step:
-                promoted_state = resumable(sql_promote_replica, record, "promote")(
-                    env, old.project, old.instance
-                )
-                step.detail = (
-                    f"{old.instance} is {promoted_state.after.instance_type}; "
-                    f"replica was {lag.bytes} bytes behind"
-                )
-            with record.step("database-connection") as step:
-                # Before the primary's services scale up, so instances that start find it.
-                update = resumable(secret_manager_add_database_url, record, "secret")(
-                    env, old.project, old.instance
-                )
-                # Running instances that took the URL as an env var keep the old one until
-                # they restart: both regions, before the fence is lifted (stale-DNS clients
-                # still reach the secondary) and before the primary scales up.
-                refreshed = refresh_secret_readers(
-                    topo, record, update.version, required=[primary, secondary]
-                )
-                added = f"added {update.version}" if update.changed else f"already {update.version}"
-                step.detail = f"{added}; {refreshed}"
-            with record.step("scale-primary") as step:
-                scaled = _scale(record, env, primary.project, primary.name, topo, active=True)
-                step.detail = "; ".join(r.describe() for r in scaled)
-            with record.step("dns-switch") as step:
-                switched = [
-                    resumable(dns_switch_record, record, "dns")(
-                        env, r.name, r.rrdatas[RegionRole.primary], r.ttl, r.type
-                    )
-                    for r in topo.dns.records
-                ]
-                step.detail = "; ".join(f"{s.after.describe()}" for s in switched)
-            with record.step("cdn-purge") as step:
-                for path in topo.cdn.paths:
-                    cdn_invalidate(env, topo.cdn.host, path, request_id=request_id(record, path))
-            with record.step("verify") as step:
-                verified = health_verify(
-                    env, Target.public, topo.health.verify_timeout_s, primary.name
-                )
-                step.detail = verified.summary()
-            record.rto_seconds = time.perf_counter() - started
-        with record.step("scale-secondary-standby") as step:
-            standby = _scale(record, env, secondary.project, secondary.name, topo, active=False)
-            step.detail = "; ".join(r.describe() for r in standby)
-        with record.step("rebuild-secondary-replica") as step:
-            current = _maybe(lambda: describe(env, promoted.project, promoted.instance))
-            if (
-                current is not None
-                and current.is_replica
-                and (current.master or "").endswith(old.instance)
-            ):
-                step.outcome = "unchanged"
-                step.detail = f"{current.name} replicates {current.master} already"
             else:
-                step.detail = _replace_secondary(
-                    record, topo, current is not None, secondary_export_uri
+                step.outcome = "unchanged"
+        with record.step("rebuild-primary-replica") as step:
+            made = resumable(sql_create_replica, record, "replica")(
+                env,
+                old.project,
+                old.instance,
+                old.region,
+                promoted.instance,
+                {REBUILT_BY: _label(record)},
+                deletion_protection=protected,
+            )
+            step.detail = f"{made.name} replicates {made.master}" + (
+                "; deletion protection on, as the stale primary had" if protected else ""
+            )
+    with fenced_secondary(topo, record):
+        lag = sql_wait_caught_up(env, old.project, old.instance, timeout_s=300)
+        record.lag = lag.model_dump(mode="json")
+        with record.step("promote") as step:
+            promoted_state = resumable(sql_promote_replica, record, "promote")(
+                env, old.project, old.instance
+            )
+            step.detail = (
+                f"{old.instance} is {promoted_state.after.instance_type}; "
+                f"replica was {lag.bytes} bytes behind"
+            )
+        with record.step("database-connection") as step:
+            # Before the primary's services scale up, so instances that start find it.
+            update = resumable(secret_manager_add_database_url, record, "secret")(
+                env, old.project, old.instance
+            )
+            # Running instances that took the URL as an env var keep the old one until
+            # they restart: both regions, before the fence is lifted (stale-DNS clients
+            # still reach the secondary) and before the primary scales up.
+            refreshed = refresh_secret_readers(
+                topo, record, update.version, required=[primary, secondary]
+            )
+            added = f"added {update.version}" if update.changed else f"already {update.version}"
+            step.detail = f"{added}; {refreshed}"
+        with record.step("scale-primary") as step:
+            scaled = _scale(record, env, primary.project, primary.name, topo, active=True)
+            step.detail = "; ".join(r.describe() for r in scaled)
+        with record.step("dns-switch") as step:
+            switched = [
+                resumable(dns_switch_record, record, "dns")(
+                    env, r.name, r.rrdatas[RegionRole.primary], r.ttl, r.type
                 )
+                for r in topo.dns.records
+            ]
+            step.detail = "; ".join(f"{s.after.describe()}" for s in switched)
+        with record.step("cdn-purge") as step:
+            for path in topo.cdn.paths:
+                cdn_invalidate(env, topo.cdn.host, path, request_id=request_id(record, path))
+        with record.step("verify") as step:
+            verified = health_verify(env, Target.public, topo.health.verify_timeout_s, primary.name)
+            step.detail = verified.summary()
+        record.rto_seconds = time.perf_counter() - started
+    with record.step("scale-secondary-standby") as step:
+        standby = _scale(record, env, secondary.project, secondary.name, topo, active=False)
+        step.detail = "; ".join(r.describe() for r in standby)
+    with record.step("rebuild-secondary-replica") as step:
+        current = _maybe(lambda: describe(env, promoted.project, promoted.instance))
+        if (
+            current is not None
+            and current.is_replica
+            and (current.master or "").endswith(old.instance)
+        ):
+            step.outcome = "unchanged"
+            step.detail = f"{current.name} replicates {current.master} already"
+        else:
+            step.detail = _replace_secondary(
+                record, topo, current is not None, secondary_export_uri
+            )
     record.after = {
         "primary": describe(env, old.project, old.instance).model_dump(),
         "replica": describe(env, promoted.project, promoted.instance).model_dump(),

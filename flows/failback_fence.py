@@ -12,7 +12,7 @@ the fence, adopting the one in place, and lifts it), and by a refused one
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 from prefect import get_run_logger
@@ -104,18 +104,27 @@ def _lift_all(topo: Topology, services: list[str]) -> list[FenceResult]:
 
 
 def lift_stale_fences(
-    topo: Topology, record: RunRecord, states: list[ServiceState], dry_run: bool
+    topo: Topology,
+    record: RunRecord,
+    states: list[ServiceState],
+    dry_run: bool,
+    *,
+    locked: bool = False,
 ) -> str:
     """Lift fences a killed run left, under the region lock; returns what was lifted.
 
     Taking the lock first matters: a fence held by a run still in progress is refused
-    with the lock, and stays.
+    with the lock, and stays. ``locked``: this run holds it already.
     """
     fenced = [s.service for s in states if s.fenced_by]
     if not fenced or dry_run:
         return ""
-    lock = region_lock(topo.environment, record.incident_id, record.flow, record.operator)
-    with lock, record.step("lift-stale-fence") as step:
+    with ExitStack() as stack:
+        if not locked:
+            stack.enter_context(
+                region_lock(topo.environment, record.incident_id, record.flow, record.operator)
+            )
+        step = stack.enter_context(record.step("lift-stale-fence"))
         lifted = _lift_all(topo, fenced)
         record.fence = {"lifted": [r.model_dump() for r in lifted]}
         step.detail = "; ".join(r.describe() for r in lifted)

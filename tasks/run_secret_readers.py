@@ -93,6 +93,12 @@ class SecretReader(BaseModel):
         env_latest = any(ref.kind == "env" and not ref.pinned for ref in self.refs)
         return pinned_ok and (not env_latest or self.rolled_for == version)
 
+    def behind(self, version: str) -> bool:
+        """Whether running instances may hold a version older than ``version`` (a number)
+        and a roll would help: they read it at instance start, no revision was made for
+        ``version``, and traffic follows the latest revision."""
+        return self.needs_restart and not self.stuck and not self.current_for(version)
+
     def how(self) -> str:
         """How it reads the secret, in words, e.g. ``as an env var at latest``."""
         reading = self.reading

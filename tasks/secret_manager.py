@@ -98,3 +98,28 @@ def secret_manager_add_database_url(environment: str, project: str, instance: st
         "secret %s: version %s names %s (value not logged)", target.name, added.name, instance
     )
     return SecretUpdate(secret=target.resource, instance=instance, changed=True, version=added.name)
+
+
+@cloud_task(timeout_seconds=60, task_run_name="secret-latest-version")
+def secret_manager_latest_version(environment: str) -> str | None:
+    """The name of the apps' database secret's latest version; None when it has none.
+
+    Reads the version's metadata (GetSecretVersion on the ``latest`` alias), never its
+    value. Idempotent: a read.
+    """
+    target = runtime.topology(environment).cloud_sql.app_secret
+    factory = runtime.clients(environment)
+    with calling("secret-latest-version", target.resource):
+        try:
+            got = factory.secret_manager.get_secret_version(
+                name=f"{target.resource}/versions/latest",
+                retry=None,
+                timeout=runtime.call_timeout(environment),
+            )
+        except gexc.NotFound as exc:
+            if "has no versions" in str(exc):
+                return None
+            missing = f"secret-latest-version: {target.resource} does not exist"
+            raise PermanentError(missing) from exc
+    name: str = got.name
+    return name

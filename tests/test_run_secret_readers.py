@@ -187,3 +187,24 @@ def test_rollback_looks_past_a_revision_rolled_for_a_secret_version() -> None:
     )
     plain = RevisionSet(service="s", region="r", serving={"r2": 100}, revisions=revisions)
     assert plain.previous() == "r1"
+
+
+def test_behind_says_which_services_a_roll_would_bring_to_a_version() -> None:
+    """The failback's health gate rolls only these before judging the primary region."""
+    from tasks.run_secret_readers import ROLLED_FOR
+
+    env_latest = service(env=(SECRET, "latest"))
+    assert read_secret_reader(env_latest, SECRET).behind("4")  # never rolled: may be behind
+    env_latest.template.annotations[ROLLED_FOR] = "4"
+    assert not read_secret_reader(env_latest, SECRET).behind("4")
+    assert read_secret_reader(env_latest, SECRET).behind("5")
+    assert read_secret_reader(service(env=(SECRET, "3")), SECRET).behind("4")
+    assert not read_secret_reader(service(env=(SECRET, "4")), SECRET).behind("4")
+    # Nothing to roll: a volume at latest follows at once, a service that does not read
+    # it, and one whose traffic is pinned to named revisions (a roll takes no traffic).
+    assert not read_secret_reader(service(volume=(SECRET, "latest")), SECRET).behind("4")
+    assert not read_secret_reader(service(), SECRET).behind("4")
+    pinned = [run_v2.TrafficTarget(type_=REVISION_TYPE, revision="ai-service-00001", percent=100)]
+    assert not read_secret_reader(service(env=(SECRET, "latest"), traffic=pinned), SECRET).behind(
+        "4"
+    )

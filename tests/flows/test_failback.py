@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 from urllib.parse import unquote
 
 import pytest
@@ -295,16 +296,13 @@ def test_failback_that_fails_mid_way_lifts_the_fence(fresh_lab: Lab, api: Prefec
     assert len(record["fence"]["lifted"]) == len(TOPOLOGY.services)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "known bug: once a failback has deleted the stale primary, the primary region's "
-        "env-var service still holds that primary's URL (a failover cannot refresh a region "
-        "that is down), so the resumed run's health gate finds the region unhealthy and "
-        "refuses; the failback must refresh the primary region's readers before judging it"
-    ),
-)
+def _record_of(lab: Lab, inc: str) -> dict[str, Any]:
+    record: dict[str, Any] = json.loads(
+        read_object(lab, TOPOLOGY.backups.records_bucket, f"failback/{inc}.json")
+    )
+    return record
+
+
 def test_a_resumed_failback_rebuilds_a_protected_primary_it_had_deleted(
     fresh_lab: Lab, api: PrefectApi
 ) -> None:
@@ -319,11 +317,26 @@ def test_a_resumed_failback_rebuilds_a_protected_primary_it_had_deleted(
     assert first["state"]["type"] == "FAILED"
     assert "sql-create-replica" in first["state"]["message"]
     assert _sql_deletes_of(fresh_lab, since, f"instances/{OLD.instance}")  # it is gone
+    # The primary region's env-var service still holds the deleted primary's URL (the
+    # failover could not reach it): the region fails a check. A dry run plans the roll
+    # that comes first, and changes nothing.
+    dry_since = fresh_lab.last_seq()
+    dry = api.wait(
+        api.launch("failback/lab", {"reason": "plan", "incident_id": inc, "dry_run": True})["id"]
+    )
+    assert dry["state"]["type"] == "COMPLETED", dry["state"]["message"]
+    assert side_effects(fresh_lab, dry_since) == []
+    plan = _record_of(fresh_lab, inc)["plan"]
+    assert plan[0].startswith(f"roll {PRIMARY.name}/{{recommendation-service}} for secret version")
+    rerun_since = fresh_lab.last_seq()
 
     final = api.wait(
         api.launch("failback/lab", {"reason": "two", "incident_id": inc})["id"], timeout=300
     )
-    assert final["state"]["type"] == "COMPLETED", final["state"]["message"]
+    assert final["state"]["type"] == "COMPLETED", (
+        final["state"]["message"],
+        [(s["name"], s["detail"]) for s in _record_of(fresh_lab, inc)["steps"]],
+    )
     assert sql_instance(fresh_lab, OLD.project, OLD.instance)["settings"].get(
         "deletionProtectionEnabled"
     ), "the rebuilt primary lost the stale primary's deletion protection"
@@ -331,6 +344,12 @@ def test_a_resumed_failback_rebuilds_a_protected_primary_it_had_deleted(
     assert kinds.count(("sql", "instances.patch")) == 1  # lifted once, never re-enabled by hand
     assert kinds.count(("sql", "instances.delete")) == 2  # the stale primary, the secondary
     assert kinds.count(("sql", "instances.export")) == 2
+    # The resumed run rolled the primary's reader before anything else it changed.
+    rerun = side_effects(fresh_lab, rerun_since)
+    assert rerun[0][:2] == ("run", "PATCH"), rerun[:4]
+    assert f"/locations/{PRIMARY.name}/services/recommendation-service" in rerun[0][2]
+    steps = [s["name"] for s in _record_of(fresh_lab, inc)["steps"]]
+    assert steps.index("roll-primary-readers") < steps.index("rebuild-primary-replica")
 
 
 def test_the_fence_refuses_the_public_path_while_it_holds(fresh_lab: Lab, api: PrefectApi) -> None:
