@@ -13,7 +13,7 @@ from starlette.routing import Route
 
 from lab.compute.exceptions import InvalidField, ResourceNotFound
 from lab.compute.models import ComputeBackend
-from lab.core.http import json_response, read_json
+from lab.core.http import json_response, read_json, reads
 
 GLOBAL = "/compute/v1/projects/{project}/global"
 
@@ -73,6 +73,7 @@ class ComputeResponses:
         params = request.path_params
         return json_response(self.backend.get_operation(params["project"], params["operation"]))
 
+    @reads
     async def wait_operation(self, request: Request) -> Response:
         params = request.path_params
         # wait blocks on a condition, so keep it off the event loop.

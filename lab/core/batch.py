@@ -28,6 +28,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Scope
 
 from lab.core.errors import ApiError, BadRequest
+from lab.core.http import reads
 
 # "You're limited to 1000 calls in a single batch request" (compute/docs/api/how-tos/batch).
 MAX_CALLS = 1000
@@ -62,6 +63,7 @@ class BatchEndpoint:
         self.service_path = service_path
         self.target: ASGIApp | None = None
 
+    @reads
     async def handle(self, request: Request) -> Response:
         assert self.target is not None, "BatchEndpoint.target was never set"
         body = await request.body()

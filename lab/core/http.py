@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -25,6 +26,27 @@ def json_response(body: object, status: int = 200) -> Response:
 
 def api_error_response(error: ApiError) -> Response:
     return JSONResponse(error.to_json(), status_code=error.code)
+
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_READS = "lab_reads"
+
+E = TypeVar("E", bound=Callable[..., Any])
+
+
+def reads(endpoint: E) -> E:
+    """Mark an endpoint served by POST that changes nothing: an operation's ``wait``, a
+    batch (each of its parts is logged, and judged, on its own)."""
+    setattr(endpoint, _READS, True)
+    return endpoint
+
+
+def is_write(method: str, scope: Scope) -> bool:
+    """Whether the call changes state: any method but GET/HEAD/OPTIONS, unless the endpoint
+    routed to says it only reads. Judged by the emulator, so no test keeps its own list."""
+    if method.upper() in SAFE_METHODS:
+        return False
+    return not getattr(scope.get("endpoint"), _READS, False)
 
 
 class LabMiddleware:
@@ -48,7 +70,13 @@ class LabMiddleware:
         if rule is not None and rule.status is not None:
             error = error_for_status(rule.status, f"injected fault {rule.id}", rule.reason)
             self.ctx.requests.record(
-                self.api, method, path, rule.status, injected=True, query=query
+                self.api,
+                method,
+                path,
+                rule.status,
+                injected=True,
+                query=query,
+                write=is_write(method, scope),
             )
             await api_error_response(error)(scope, receive, send)
             return
@@ -61,7 +89,13 @@ class LabMiddleware:
             if message["type"] == "http.response.start" and not recorded:
                 recorded = True
                 self.ctx.requests.record(
-                    self.api, method, path, message["status"], rule is not None, query
+                    self.api,
+                    method,
+                    path,
+                    message["status"],
+                    rule is not None,
+                    query,
+                    is_write(method, scope),
                 )
             await send(message)
 
@@ -69,7 +103,9 @@ class LabMiddleware:
             await self.app(scope, receive, send_wrapper)
         finally:
             if not recorded:
-                self.ctx.requests.record(self.api, method, path, 500, rule is not None, query)
+                self.ctx.requests.record(
+                    self.api, method, path, 500, rule is not None, query, is_write(method, scope)
+                )
 
 
 async def _api_error_handler(request: Request, exc: Exception) -> Response:

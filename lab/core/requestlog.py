@@ -20,6 +20,9 @@ class RequestEntry:
     # The raw query string: what a call changed is often only there (Cloud Run's
     # ``updateMask=ingress,annotations`` versus ``updateMask=scaling.minInstanceCount``).
     query: str = ""
+    # Whether the method changes state, as the emulator that served it says (lab/core/http.py
+    # ``reads``): tests assert "changed nothing" on this, not on a list of their own.
+    write: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -40,11 +43,14 @@ class RequestLog:
         status: int,
         injected: bool = False,
         query: str = "",
+        write: bool = False,
     ) -> None:
         with self._lock:
             self._seq += 1
             self._entries.append(
-                RequestEntry(self._seq, time.time(), api, method, path, status, injected, query)
+                RequestEntry(
+                    self._seq, time.time(), api, method, path, status, injected, query, write
+                )
             )
             if len(self._entries) > self._limit:
                 del self._entries[: len(self._entries) - self._limit]

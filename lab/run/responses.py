@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from lab.core.http import json_response, read_json
+from lab.core.http import json_response, read_json, reads
 from lab.run.exceptions import InvalidRequest, ResourceNotFound
 from lab.run.models import RunBackend
 
@@ -105,6 +105,7 @@ def routes(backend: RunBackend) -> list[BaseRoute]:
         )
         return json_response({})
 
+    @reads
     async def wait_operation(request: Request) -> Response:
         p = request.path_params
         body = await read_json(request)

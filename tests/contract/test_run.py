@@ -441,12 +441,16 @@ def test_raw_patch_accepts_enum_names_and_int64_strings(run: RunLab) -> None:
     body["traffic"] = [{"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST", "percent": 100}]
     body["scaling"] = {"minInstanceCount": 3}  # service-level minimum, no revision
 
+    since = run.ctx.requests.last_seq
     response = httpx.patch(f"{run.url}/v2/{NAME}", json=body)
 
     assert response.status_code == 200, response.text
     operation = response.json()
     waited = httpx.post(f"{run.url}/v2/{operation['name']}:wait", json={"timeout": "5s"})
     assert waited.json()["done"] is True
+    # The lab judges writes itself: the PATCH changed state, the POST :wait did not.
+    calls = [(e.method, e.write) for e in run.ctx.requests.entries(api="run", since=since)]
+    assert calls == [("PATCH", True), ("POST", False)]
     assert run.backend.instance_count(PROJECT, REGION, "web") == 3
     listing = run.raw(f"{PARENT}/operations")
     assert_valid("run.v2", "GoogleLongrunningListOperationsResponse", listing)

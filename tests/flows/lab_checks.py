@@ -128,12 +128,14 @@ def read_object(lab: Lab, bucket: str, name: str) -> bytes:
 
 
 def side_effects(lab: Lab, since: int) -> list[tuple[str, str, str]]:
-    """Mutating cloud calls since ``since``, in order: (api, method, path).
+    """State-changing cloud calls since ``since``, in order: (api, method, path).
 
-    Cloud SQL calls carry their discovery method (``instances.promoteReplica``) instead of
-    the HTTP verb, since its POSTs are many different operations.
+    Which calls change state is the lab's own judgement (each emulator marks its
+    read-only POSTs, lab/core/http.py ``reads``), so no call kind can be missed by a
+    list kept here. Cloud SQL calls carry their discovery method
+    (``instances.promoteReplica``) instead of the HTTP verb, since its POSTs are many
+    different operations.
     """
-    mutating = {"POST", "PATCH", "PUT", "DELETE"}
     return [
         (
             e["api"],
@@ -141,7 +143,7 @@ def side_effects(lab: Lab, since: int) -> list[tuple[str, str, str]]:
             e["path"],
         )
         for e in lab.requests(since=since)
-        if e["method"] in mutating
+        if e["write"]
         and e["status"] < 400
         and e["api"] not in {"webhooks"}
         and not (e["api"] == "storage" and "dr-records" in e["path"])
