@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,6 +10,7 @@ from lab.prefect_api import PrefectApi
 from tests.backup.backup_checks import bucket_objects, mongo, params, read_manifest
 from tests.flows.lab_checks import TOPOLOGY, read_object, run_records, scaling, sql_method
 from tests.labharness import Lab
+from tests.polling import wait_for
 
 RECORDS = TOPOLOGY.backups.records_bucket
 SECONDARY = TOPOLOGY.regions.secondary
@@ -144,13 +144,12 @@ def test_a_drill_cancelled_mid_run_cleans_up(fresh_lab: Lab, api: PrefectApi) ->
     # A slow restore (60 s in the lab) to cancel in the middle of.
     fresh_lab.post("config", {"latency": {"sql.restore": 6000}})
     run = api.launch("recovery-drill/lab", params(application=False))
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if sql_calls(fresh_lab, 0, "instances.restoreBackup"):
-            break
-        time.sleep(0.5)
-    else:
-        raise AssertionError(f"the drill never started its restore: {api.flow_run(run['id'])}")
+    wait_for(
+        lambda: sql_calls(fresh_lab, 0, "instances.restoreBackup"),
+        timeout=120,
+        what="the drill's restore",
+        interval=0.5,
+    )
     assert scratch_left(fresh_lab)[0], "the scratch instance exists while restoring"
     api.http.post(
         f"/flow_runs/{run['id']}/set_state",
@@ -158,10 +157,12 @@ def test_a_drill_cancelled_mid_run_cleans_up(fresh_lab: Lab, api: PrefectApi) ->
     ).raise_for_status()
     final = api.wait(run["id"], timeout=120)
     assert final["state"]["type"] in ("CANCELLED", "CRASHED"), final["state"]
-    deadline = time.monotonic() + 120
-    while scratch_left(fresh_lab) != ([], []) and time.monotonic() < deadline:
-        time.sleep(1)
-    assert scratch_left(fresh_lab) == ([], [])
+    wait_for(
+        lambda: scratch_left(fresh_lab) == ([], []),
+        timeout=120,
+        what="the cancelled drill's cleanup",
+        interval=1,
+    )
 
 
 def test_the_sweeper_deletes_expired_labelled_scratch_only(fresh_lab: Lab, api: PrefectApi) -> None:
@@ -187,12 +188,12 @@ def test_the_sweeper_deletes_expired_labelled_scratch_only(fresh_lab: Lab, api: 
             {"_id": "drill-expired", "expires_at": past}
         )
         mongo_client.drill_by_hand.notes.insert_one({"why": "someone's experiment"})
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+
+    def runnable() -> bool:
         states = {i["name"]: i["state"] for i in listed(fresh_lab)}
-        if all(states.get(n) == "RUNNABLE" for n in wanted):
-            break
-        time.sleep(0.5)
+        return all(states.get(n) == "RUNNABLE" for n in wanted)
+
+    wait_for(runnable, timeout=60, what="the scratch instances RUNNABLE", interval=0.5)
     since = fresh_lab.last_seq()
     final = api.wait(api.launch("drill-sweeper/lab", params())["id"], timeout=120)
     assert final["state"]["type"] == "COMPLETED", final["state"]

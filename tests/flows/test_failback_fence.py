@@ -33,6 +33,7 @@ from tests.flows.lab_checks import (
     sql_requests,
 )
 from tests.labharness import Lab
+from tests.polling import wait_for
 
 OLD = TOPOLOGY.cloud_sql.primary
 SERVICES = [s.name for s in TOPOLOGY.services]
@@ -158,7 +159,7 @@ def test_a_cancelled_failback_lifts_the_fence(fresh_lab: Lab, api: PrefectApi) -
     # The flow's own finally lifted it as the worker's SIGTERM unwound the run; the
     # on_cancellation hook (run by the worker, in its process, once the flow's process
     # ended) found nothing left to lift, and said so.
-    _wait_for("the cancellation hook's end", lambda: _hook_finished(api, run_id))
+    wait_for(lambda: _hook_finished(api, run_id), timeout=60, what="the cancellation hook's end")
     assert "lifted the fence on nothing after the run ended early" in _recent_logs(api, run_id)
     # One fence and one lift per service: nothing lifted twice, nothing fenced again.
     assert _ingress_updates(fresh_lab, since) == Counter(dict.fromkeys(SERVICES, 2))
@@ -173,13 +174,6 @@ def _wait_crashed(api: PrefectApi, run_id: str) -> None:
     """The worker sees its flow process die, marks the run Crashed, then runs on_crashed."""
     final = api.wait(run_id, timeout=120)
     assert final["state"]["type"] == "CRASHED", final["state"]
-
-
-def _wait_for(what: str, check: Any, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"{what} not seen within {timeout} s"
-        time.sleep(0.25)
 
 
 def _recent_logs(api: PrefectApi, run_id: str) -> list[str]:
@@ -234,10 +228,12 @@ def test_a_killed_failback_has_its_fence_lifted_by_the_crash_hook_then_resumes(
     before = _secondary_ingress(fresh_lab)
     inc = incident("FBKILL")
     first, since = _kill_while_fenced(fresh_lab, api, inc, block_hook=False)
-    _wait_for("the crash hook's lift", lambda: _secondary_ingress(fresh_lab) == before)
+    wait_for(
+        lambda: _secondary_ingress(fresh_lab) == before, timeout=60, what="the crash hook's lift"
+    )
     _assert_lifted(fresh_lab, before)
     assert _ingress_updates(fresh_lab, since) == Counter(dict.fromkeys(SERVICES, 2))
-    _wait_for("the crash hook's end", lambda: _hook_finished(api, first))
+    wait_for(lambda: _hook_finished(api, first), timeout=60, what="the crash hook's end")
     assert any(
         line.startswith("lifted the fence on ['auth-service'") for line in _recent_logs(api, first)
     ), _recent_logs(api, first)
@@ -265,7 +261,7 @@ def test_a_fence_a_killed_run_left_is_adopted_and_lifted_by_the_resumed_run(
     before = _secondary_ingress(fresh_lab)
     inc = incident("FBADOPT")
     first, since = _kill_while_fenced(fresh_lab, api, inc, block_hook=True)
-    _wait_for("the crash hook's end", lambda: _hook_finished(api, first))
+    wait_for(lambda: _hook_finished(api, first), timeout=60, what="the crash hook's end")
     # Nothing could lift it: the fence a killed run left is still in place.
     for got, notes in _secondary_ingress(fresh_lab).values():
         assert got == INTERNAL_ONLY and notes[FENCED_BY] == f"failback/{inc}/{first}"
@@ -299,7 +295,7 @@ def test_a_refused_rerun_lifts_the_fence_a_killed_run_left(fresh_lab: Lab, api: 
     before = _secondary_ingress(fresh_lab)
     inc = incident("FBREFUSE")
     first, since = _kill_while_fenced(fresh_lab, api, inc, block_hook=True)
-    _wait_for("the crash hook's end", lambda: _hook_finished(api, first))
+    wait_for(lambda: _hook_finished(api, first), timeout=60, what="the crash hook's end")
     assert all(FENCED_BY in notes for _, notes in _secondary_ingress(fresh_lab).values())
     _clear_faults(fresh_lab)
     fresh_lab.outage(PRIMARY.name, True)

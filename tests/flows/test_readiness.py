@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from datetime import timedelta
 
 from lab.prefect_api import PrefectApi, iso_ago
@@ -12,6 +11,7 @@ from tests.backup.backup_checks import write_synthetic
 from tests.flows.lab_checks import TOPOLOGY
 from tests.flows.readiness_checks import fresh_backups, passed_drill, readiness, red
 from tests.labharness import Lab
+from tests.polling import wait_for
 
 REPLICA = TOPOLOGY.cloud_sql.replica
 READ_METHODS = {"GET"}  # every API Lifeboat calls is REST now, Cloud SQL included
@@ -41,9 +41,7 @@ def test_red_when_the_replica_is_stopped(fresh_lab: Lab, api: PrefectApi) -> Non
         fresh_lab.root / "sql" / REPLICA.project / REPLICA.instance / "data" / "postmaster.pid"
     )
     os.kill(int(pid_file.read_text().split()[0]), signal.SIGINT)  # fast shutdown
-    deadline = time.monotonic() + 30
-    while pid_file.exists() and time.monotonic() < deadline:
-        time.sleep(0.2)
+    wait_for(lambda: not pid_file.exists(), timeout=30, what="the replica's postmaster exit")
     final, rows = readiness(api, fresh_lab)  # the next test's reset rebuilds the replica
     assert final["state"]["type"] == "FAILED"
     assert red(rows) == {("replica", REPLICA.instance)}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -15,6 +14,7 @@ from lab.prefect_api import PrefectApi, iso_ago
 from tests.flows.lab_checks import PRIMARY, TOPOLOGY, run_records
 from tests.flows.rollback_helpers import deploy_new_revision, run_patches, serving
 from tests.labharness import Lab
+from tests.polling import wait_for
 
 REGION_APP = f"region-app/{PRIMARY.name}"
 
@@ -57,22 +57,14 @@ def automatic_runs(api: PrefectApi, since: str) -> list[dict[str, Any]]:
     return [r for r in response.json() if (r.get("parameters") or {}).get("automatic")]
 
 
-def wait_for(check: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"no {what} within {timeout} s")
-
-
 def test_watch_is_quiet_when_services_are_healthy(fresh_lab: Lab, api: PrefectApi) -> None:
     run = api.launch("watch/lab", {})
     final = api.wait(run["id"])
     assert final["state"]["type"] == "COMPLETED"
     wait_for(
-        lambda: any("within thresholds" in line for line in api.logs(run["id"])), 30, "log line"
+        lambda: any("within thresholds" in line for line in api.logs(run["id"])),
+        timeout=30,
+        what="log line",
     )
     assert run_records(fresh_lab, "watch", run["id"]) == []  # a quiet sample leaves no record
 
@@ -86,7 +78,7 @@ def test_error_storm_fires_exactly_one_automatic_rollback(fresh_lab: Lab, api: P
 
     with Storm(fresh_lab) as storm:
         fresh_lab.fault(api=REGION_APP, method="GET", path="^/auth/status$", status=500)
-        wait_for(lambda: storm.sent >= 30, 30, "storm traffic")
+        wait_for(lambda: storm.sent >= 30, timeout=30, what="storm traffic")
         watches = []
         for _ in range(2):  # two samples in a row, both over the thresholds
             run = api.launch("watch/lab", {})
@@ -104,11 +96,13 @@ def test_error_storm_fires_exactly_one_automatic_rollback(fresh_lab: Lab, api: P
                 "auth-service error_rate" in " ".join(api.logs(run_id))
                 and "health_check_failures" in " ".join(api.logs(run_id))
             ),
-            30,
-            "threshold log line",
+            timeout=30,
+            what="threshold log line",
         )
 
-    fired = wait_for(lambda: automatic_runs(api, since_iso), 120, "automatic rollback run")
+    fired = wait_for(
+        lambda: automatic_runs(api, since_iso), timeout=120, what="automatic rollback run"
+    )
     done = api.wait(fired[0]["id"])
     assert done["state"]["type"] == "COMPLETED", done["state"]
     assert fired[0]["parameters"]["services"] == ["auth-service"]
@@ -166,7 +160,7 @@ def test_slow_replies_alone_cross_the_p95_threshold(fresh_lab: Lab, api: Prefect
         Storm(fresh_lab, "/ai/status") as storm,
     ):
         fresh_lab.fault(api=REGION_APP, method="GET", path="^/ai/status$", latency_s=0.08)
-        wait_for(lambda: storm.sent >= 30, 30, "slow traffic")
+        wait_for(lambda: storm.sent >= 30, timeout=30, what="slow traffic")
         final = api.wait(api.launch("watch/lab", {})["id"])
         httpx.delete(f"{fresh_lab.control}/_lab/faults", timeout=5).raise_for_status()
         assert final["state"]["type"] == "COMPLETED", final["state"]

@@ -14,6 +14,7 @@ from pymongo import MongoClient
 from lifeboat.topology import RegionRole, load_topology
 from tests.flows.lab_checks import instance_address, sql, take_secret_as_env_var
 from tests.labharness import TEST_PG_PREFIX, TEST_TIME_SCALE, Lab, lifeboat
+from tests.polling import wait_for
 
 TOPOLOGY = load_topology("lab")
 PRIMARY = TOPOLOGY.regions.primary
@@ -29,16 +30,6 @@ def front(lab: Lab, path: str) -> httpx.Response:
 
 def region(lab: Lab, name: str, path: str) -> httpx.Response:
     return httpx.get(f"{lab.endpoints['region_apps'][name]}{path}", timeout=10)
-
-
-def wait_for(predicate, timeout: float = 20.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_primary_serves_and_standby_writes_to_the_primary_database(fresh_lab: Lab) -> None:
@@ -147,7 +138,7 @@ def test_dns_switch_then_purge_moves_the_front_door(fresh_lab: Lab) -> None:
         change.reload()
         return change.status == "done"
 
-    wait_for(switched, what="DNS change done")
+    wait_for(switched, timeout=20, what="DNS change done")
     assert front(fresh_lab, "/health").headers["x-lab-region"] == SECONDARY.name
     assert front(fresh_lab, "/version").json()["region"] == PRIMARY.name  # stale cache
 
@@ -159,7 +150,9 @@ def test_dns_switch_then_purge_moves_the_front_door(fresh_lab: Lab) -> None:
         cache_invalidation_rule_resource=compute_v1.CacheInvalidationRule(path="/*", host=HOST),
     )
     wait_for(
-        lambda: front(fresh_lab, "/version").json()["region"] == SECONDARY.name, what="purge effect"
+        lambda: front(fresh_lab, "/version").json()["region"] == SECONDARY.name,
+        timeout=20,
+        what="purge effect",
     )
     status = clients.global_operations.get(project=TOPOLOGY.cdn.project, operation=operation.name)
     # The purge took effect long before its operation finishes (10 s vs 600 s modelled).
