@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 
 from lab.prefect_api import PrefectApi
 from lifeboat.topology import RegionRole
@@ -93,7 +94,13 @@ def test_failover_end_to_end_after_a_primary_outage(fresh_lab: Lab, api: Prefect
         read_object(fresh_lab, TOPOLOGY.backups.records_bucket, f"failover/{inc}.json")
     )
     assert record["outcome"] == "completed"
-    assert record["rto_seconds"] > 0
+    # The RTO is the time from the run's first step to the end of the verification.
+    first, last = record["steps"][0], record["steps"][-1]
+    assert last["name"] == "verify"
+    span = (
+        datetime.fromisoformat(last["ended_at"]) - datetime.fromisoformat(first["started_at"])
+    ).total_seconds()
+    assert span - 1 < record["rto_seconds"] < span + 1, (record["rto_seconds"], span)
     assert record["approval"] is None  # the primary was down: no pause
     assert [s["name"] for s in record["steps"]] == [
         "preflight",
