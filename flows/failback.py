@@ -151,7 +151,7 @@ def _run(topo: Topology, record: RunRecord, dry_run: bool, held: ExitStack) -> N
     export_uri = f"{backups}/{old.instance}.sql"
     secondary_export_uri = f"{backups}/{promoted.instance}.sql"
     started = time.perf_counter()
-    take_lock = hold(held, topo, record)  # taken once: by the gate, else before the changes
+    take_lock = hold(held, record)  # taken once: by the gate, else before the changes
 
     with record.step("preflight") as step:
         secondary_states = describe_services(topo, secondary.project, secondary.name)
@@ -189,9 +189,7 @@ def _run(topo: Topology, record: RunRecord, dry_run: bool, held: ExitStack) -> N
         record.finish("planned")
         return
 
-    with record.step("region-lock") as step:
-        lease = take_lock()
-        step.detail = lease.describe()
+    take_lock()  # the region-lock step, unless the gate took the lock already
     if not rebuilt:
         with record.step("preserve-old-primary") as step:
             if stale:

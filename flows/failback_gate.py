@@ -26,7 +26,7 @@ from contextlib import ExitStack
 from prefect import get_run_logger
 
 from flows.failback_fence import lift_stale_fences
-from flows.region_lock import region_lock
+from flows.region_lock import lock_step
 from flows.secret_refresh import refresh_secret_readers
 from lifeboat.record import RunRecord
 from lifeboat.topology import Topology
@@ -149,17 +149,13 @@ def gate_primary(
     )
 
 
-def hold(stack: ExitStack, topo: Topology, record: RunRecord) -> Callable[[], Lease]:
-    """A ``take_lock`` for ``gate_primary``: enters the region lock on ``stack`` once."""
+def hold(stack: ExitStack, record: RunRecord) -> Callable[[], Lease]:
+    """A ``take_lock`` for ``gate_primary``: the region-lock step, taken once on ``stack``."""
     held: list[Lease] = []
 
     def take() -> Lease:
         if not held:
-            held.append(
-                stack.enter_context(
-                    region_lock(topo.environment, record.incident_id, record.flow, record.operator)
-                )
-            )
+            held.append(lock_step(stack, record))
         return held[0]
 
     return take

@@ -26,7 +26,7 @@ from pydantic import Field
 from flows.evidence import published
 from flows.launch import ENVIRONMENT_FIELD, INCIDENT_FIELD, REASON_FIELD, SwitchRequest
 from flows.plans import failover_plan
-from flows.region_lock import region_lock
+from flows.region_lock import lock_step
 from flows.resume import request_id, resumable
 from flows.secret_refresh import reader_lines, refresh_secret_readers
 from lifeboat import runtime
@@ -123,11 +123,7 @@ def _run(
             record.approval = _approval(record, reasons, approve, approval_timeout_s)
             step.detail = f"approved by {record.approval['approver']}"
     with ExitStack() as held:
-        with record.step("region-lock") as step:
-            lease = held.enter_context(
-                region_lock(env, record.incident_id, "failover", record.operator)
-            )
-            step.detail = lease.describe()
+        lock_step(held, record)
         with record.step("database-connection") as step:
             # Before the scale-up: instances that start from zero read the secret as they
             # start, so they must find the new version. The replica keeps its IP when

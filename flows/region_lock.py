@@ -13,6 +13,7 @@ from contextlib import ExitStack, contextmanager
 from prefect import get_run_logger
 from prefect.concurrency.sync import concurrency
 
+from lifeboat.record import RunRecord
 from tasks.errors import LockHeld
 from tasks.storage import Lease, lease_acquire, lease_release
 
@@ -66,3 +67,14 @@ def region_lock(environment: str, incident_id: str, flow: str, holder: str) -> I
     finally:
         lease_release(environment, incident_id)
         logger.info("released the region lock of %s", environment)
+
+
+def lock_step(held: ExitStack, record: RunRecord) -> Lease:
+    """The ``region-lock`` step a switch takes before its first change: the lock is held
+    on ``held`` for the rest of the run, and the step records who holds it."""
+    with record.step("region-lock") as step:
+        lease = held.enter_context(
+            region_lock(record.environment, record.incident_id, record.flow, record.operator)
+        )
+        step.detail = lease.describe()
+    return lease

@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 
 from flows.evidence import publish_run, published
 from flows.launch import ENVIRONMENT_FIELD, INCIDENT_FIELD, REASON_FIELD, SwitchRequest
-from flows.region_lock import region_lock
+from flows.region_lock import lock_step
 from flows.resume import resumable
 from flows.rollback_cooldown import COOLDOWN_STATE, recent_automatic_run
 from lifeboat import runtime
@@ -194,11 +194,7 @@ def _run(
     unchanged = [p.service for p in plans if p.action == "keep"]
     moving = [p for p in plans if p.action == "switch"]
     with ExitStack() as held:
-        with record.step("region-lock") as step:
-            lease = held.enter_context(
-                region_lock(env, record.incident_id, "rollback", record.operator)
-            )
-            step.detail = lease.describe()
+        lock_step(held, record)
         with record.step("traffic") as step:
             switches = {
                 p.service: run_set_traffic.submit(
