@@ -1,58 +1,88 @@
 """The README's demo: a regional outage, a failover launched through the Prefect API,
-followed live, its record and RTO, then the primary back and a failback."""
+followed live, its record and RTO, then the primary back and a failback.
+
+It prints for a person: a live table of the run's tasks while it runs, then the plan,
+the steps as the run record has them, and the measured RTO.
+"""
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 import uuid
 from typing import Any
 
 import httpx
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
 
+from lab.prefect_api import FINAL, PrefectApi
 from lab.supervisor import LabError, LabOptions, up
 from lifeboat.endpoints import lab_dir
 from lifeboat.topology import ENVIRONMENTS_DIR, load_topology
 
-FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+console = Console(highlight=False)
+STATE_STYLE = {"COMPLETED": "green", "FAILED": "red", "CRASHED": "red", "CANCELLED": "yellow"}
+OUTCOME_STYLE = {"done": "green", "unchanged": "cyan", "failed": "red", "skipped": "yellow"}
 
 
-class Api:
-    def __init__(self, url: str, auth: str | None):
-        credentials = tuple(auth.split(":", 1)) if auth else None
-        self.http = httpx.Client(base_url=url, timeout=30, auth=credentials)  # type: ignore[arg-type]
+def _tasks_table(tasks: list[dict[str, Any]]) -> Table:
+    table = Table(title="tasks", title_justify="left", show_edge=False)
+    table.add_column("task")
+    table.add_column("state")
+    table.add_column("seconds", justify="right")
+    for task in sorted(tasks, key=lambda t: t.get("expected_start_time") or ""):
+        state = task["state"]["type"] if task.get("state") else "PENDING"
+        seconds = task.get("total_run_time") or 0.0
+        style = STATE_STYLE.get(state, "")
+        table.add_row(task["name"], f"[{style}]{state.lower()}[/]", f"{seconds:.2f}")
+    return table
 
-    def launch(self, deployment: str, parameters: dict[str, Any], key: str) -> str:
-        dep = self.http.get(f"/deployments/name/{deployment}")
-        dep.raise_for_status()
-        run = self.http.post(
-            f"/deployments/{dep.json()['id']}/create_flow_run",
-            json={"parameters": parameters, "idempotency_key": key, "tags": ["demo"]},
-        )
-        run.raise_for_status()
-        return str(run.json()["id"])
 
-    def follow(self, run_id: str, timeout: float = 600) -> dict[str, Any]:
-        """Print each task as it finishes, until the run ends."""
-        seen: set[str] = set()
-        deadline = time.monotonic() + timeout
+def follow(api: PrefectApi, run_id: str, timeout: float = 600) -> dict[str, Any]:
+    """Show the run's tasks live until the run ends; returns the flow run."""
+    deadline = time.monotonic() + timeout
+    with Live(_tasks_table([]), console=console, refresh_per_second=4) as live:
         while time.monotonic() < deadline:
-            tasks = self.http.post(
-                "/task_runs/filter",
-                json={"flow_runs": {"id": {"any_": [run_id]}}, "sort": "EXPECTED_START_TIME_ASC"},
-            ).json()
-            for task in tasks:
-                state = task["state"]["type"] if task.get("state") else "PENDING"
-                if state in FINAL and task["id"] not in seen:
-                    seen.add(task["id"])
-                    seconds = task.get("total_run_time") or 0.0
-                    print(f"  [{state.lower():9s}] {task['name']:45s} {seconds:6.2f} s")
-            run = self.http.get(f"/flow_runs/{run_id}").json()
+            live.update(_tasks_table(api.task_runs(run_id)))
+            run = api.flow_run(run_id)
             if run["state"]["type"] in FINAL:
-                return dict(run)
+                return run
             time.sleep(0.5)
-        raise TimeoutError(f"flow run {run_id} still running after {timeout} s")
+    raise TimeoutError(f"flow run {run_id} still running after {timeout} s")
+
+
+def report(record: dict[str, Any], time_scale: object) -> None:
+    """The run record, for a person: plan, steps with their outcome and time, RTO."""
+    console.print("[bold]plan[/]")
+    for number, line in enumerate(record.get("plan") or [], 1):
+        console.print(f"  {number:2d}. {line}")
+    steps = Table(title="steps (run record)", title_justify="left", show_edge=False)
+    steps.add_column("step")
+    steps.add_column("outcome")
+    steps.add_column("seconds", justify="right")
+    for step in record.get("steps") or []:
+        outcome = step.get("outcome", "")
+        seconds = step.get("seconds")
+        steps.add_row(
+            step["name"],
+            f"[{OUTCOME_STYLE.get(outcome, '')}]{outcome}[/]",
+            "" if seconds is None else f"{seconds:.2f}",
+        )
+    console.print(steps)
+    console.print("[bold]what each step did[/]")
+    for step in record.get("steps") or []:
+        parts = [p for p in (step.get("detail") or "").split("; ") if p]
+        if parts:
+            console.print(f"  {step['name']}:")
+            for part in parts:
+                console.print(f"    - {part}")
+    console.print(f"outcome: [bold]{record['outcome']}[/]; record: {record.get('record_uri')}")
+    if record.get("rto_seconds"):
+        console.print(
+            f"RTO measured: [bold]{record['rto_seconds']:.1f} s[/] (lab time_scale {time_scale})"
+        )
 
 
 def _control(endpoints: dict[str, Any], path: str, body: dict[str, Any]) -> None:
@@ -64,25 +94,22 @@ def _record(endpoints: dict[str, Any], bucket: str, name: str) -> dict[str, Any]
     return dict(httpx.get(url, params={"alt": "media"}, timeout=30).json())
 
 
-def _switch(api: Api, endpoints: dict[str, Any], flow: str, reason: str, bucket: str) -> bool:
+def _switch(
+    api: PrefectApi, endpoints: dict[str, Any], flow: str, reason: str, bucket: str
+) -> bool:
     incident = f"DEMO-{uuid.uuid4().hex[:6]}"
-    print(f"\n== {flow}/lab, incident {incident}, launched through the Prefect API ==")
-    run = api.follow(
-        api.launch(f"{flow}/lab", {"reason": reason, "incident_id": incident}, incident)
+    console.rule(f"{flow}/lab, incident {incident}, launched through the Prefect API")
+    launched = api.launch(
+        f"{flow}/lab", {"reason": reason, "incident_id": incident}, incident, tags=["demo"]
     )
-    print(f"{flow} finished: {run['state']['type']} {run['state'].get('message') or ''}")
-    record = _record(endpoints, bucket, f"{flow}/{incident}.json")
-    print(
-        json.dumps(
-            {k: record[k] for k in ("outcome", "rto_seconds", "plan", "record_uri")}, indent=2
-        )
+    run = follow(api, str(launched["id"]))
+    state = run["state"]["type"]
+    console.print(
+        f"{flow} finished: [{STATE_STYLE.get(state, '')}]{state}[/] "
+        f"{run['state'].get('message') or ''}"
     )
-    if record.get("rto_seconds"):
-        print(
-            f"RTO measured: {record['rto_seconds']:.1f} s "
-            f"(lab time_scale {endpoints['time_scale']})"
-        )
-    return bool(run["state"]["type"] == "COMPLETED")
+    report(_record(endpoints, bucket, f"{flow}/{incident}.json"), endpoints["time_scale"])
+    return bool(state == "COMPLETED")
 
 
 def main() -> int:
@@ -93,19 +120,22 @@ def main() -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     _control(endpoints, "reset", {})
-    api = Api(endpoints["prefect_api_url"], endpoints.get("prefect_api_auth_string"))
+    auth = endpoints.get("prefect_api_auth_string")
+    api = PrefectApi(
+        endpoints["prefect_api_url"],
+        tuple(auth.split(":", 1)) if auth else None,
+    )
     primary = topology.regions.primary.name
     bucket = topology.backups.records_bucket
-    print(f"\n== Taking {primary} down ==")
+    console.rule(f"Taking {primary} down")
     _control(endpoints, "outage", {"region": primary, "down": True})
     ok = _switch(api, endpoints, "failover", f"demo: {primary} outage", bucket)
-    print(f"\n== {primary} is back ==")
+    console.rule(f"{primary} is back")
     _control(endpoints, "outage", {"region": primary, "down": False})
-    dep = api.http.get("/deployments/name/failback/lab")
-    if ok and dep.status_code == 200:
+    if ok and api.http.get("/deployments/name/failback/lab").status_code == 200:
         ok = _switch(api, endpoints, "failback", f"demo: {primary} recovered", bucket)
-    print(f"\nPrefect UI (still running): {endpoints['prefect_ui_url']}")
-    print("Stop the lab with: .venv/bin/lifeboat lab down")
+    console.print(f"\nPrefect UI (still running): {endpoints['prefect_ui_url']}")
+    console.print("Stop the lab with: .venv/bin/lifeboat lab down")
     return 0 if ok else 1
 
 

@@ -105,7 +105,9 @@ def run_describe_secret_reader(
         got = _get(environment, name)
     except gexc.GoogleAPICallError as exc:
         return ReaderState(
-            service=service, region=region, error=f"its Run API answered {exc.code} ({exc.reason})"
+            service=service,
+            region=region,
+            error=f"its Run API answered {exc.code} ({exc.reason or exc.message})",
         )
     except Exception as exc:  # a timeout or a refused connection: the region does not answer
         return ReaderState(
