@@ -15,6 +15,7 @@ Pure: no Prefect, no clients.
 from __future__ import annotations
 
 import functools
+import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -67,9 +68,13 @@ def capped(seconds: float) -> float:
 
 def call_timeout(configured: float) -> float:
     """A single call's timeout: ``configured``, capped by the budget but never below
-    ``MIN_CALL_S``."""
+    ``MIN_CALL_S``.
+
+    The cap is rounded up to whole seconds: lifeboat/sqladmin keeps one HTTP transport per
+    timeout value per thread, so a fresh fraction on every call would open a new one each.
+    """
     left = remaining()
-    return configured if left is None else min(configured, max(left, MIN_CALL_S))
+    return configured if left is None else min(configured, max(math.ceil(left), MIN_CALL_S))
 
 
 @contextmanager

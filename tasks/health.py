@@ -20,7 +20,7 @@ from tasks.retrying import cloud_task
 # The verify steps poll for the topology's ``health.verify_timeout_s``, which may be set up
 # to 3600 s (lifeboat/topology.py); their declared budget must hold the longest poll a
 # valid topology asks for, plus 300 s for the probe round in flight when it ends. (It was
-# 900 s: a topology asking for more than that had its verification cut off unnamed.)
+# 900 s, unenforced; enforced, it would cut short a verify the topology allows.)
 VERIFY_BUDGET_S = 3600 + 300
 
 
