@@ -46,7 +46,7 @@ def test_prefect_runs_each_attempt_inside_a_fresh_budget(lab: Lab) -> None:
     assert first_left is not None and 0.3 < first_left <= 0.5
     assert second_left is not None and 0.3 < second_left <= 0.5, "the retry had no fresh budget"
     assert left == second_left
-    assert elapsed < 20, f"the flow took {elapsed:.1f} s: the 30 s wait was not cut short"
+    assert elapsed < 28, f"the flow took {elapsed:.1f} s: the 30 s wait was not cut short"
     assert budget.current() is None  # the flow's own thread never had one
 
 
@@ -70,4 +70,4 @@ def test_prefect_reports_the_budget_it_ran_out_of(lab: Lab) -> None:
         assert "step stuck_step's declared budget of 0.3 s ran out" in str(exc)
     else:
         raise AssertionError("the flow did not fail")
-    assert time.monotonic() - started < 20
+    assert time.monotonic() - started < 28  # the wait alone would take 30 s
