@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 
+from lifeboat import budget
 from lifeboat.clients import ClientFactory
 from lifeboat.endpoints import resolve
 from lifeboat.topology import Topology, load_topology
@@ -20,8 +21,11 @@ def clients(environment: str) -> ClientFactory:
 
 
 def call_timeout(environment: str) -> float:
-    """Seconds one API call may take before it counts as a (retryable) timeout."""
-    return topology(environment).endpoints.call_timeout_s
+    """Seconds one API call may take before it counts as a (retryable) timeout.
+
+    Inside a task, capped by what is left of the step's budget (``lifeboat.budget``).
+    """
+    return budget.call_timeout(topology(environment).endpoints.call_timeout_s)
 
 
 def forget() -> None:

@@ -8,12 +8,17 @@ from prefect import get_run_logger
 from pydantic import BaseModel
 
 from lifeboat import runtime
-from tasks.polling import wait_until
+from tasks.polling import operation_result, wait_until
 from tasks.retrying import calling, cloud_task
 from tasks.run_capacity import Capacity, Scaling
 from tasks.run_secret_readers import ROLLED_FOR, SecretReader, read_secret_reader
 
 SERVICE_SCALING_MASK = ["scaling.min_instance_count", "scaling.max_instance_count"]
+
+# The longest one Cloud Run rollout is waited for. A step that waits twice (a rollout in
+# progress, then its own) has a 900 s budget for both: each wait ends at the sooner of
+# this and what is left of that budget (tasks/polling), and a retry gets a fresh one.
+ROLLOUT_S = 800
 
 
 class ScaleResult(BaseModel):
@@ -44,7 +49,7 @@ def wait_settled(environment: str, name: str) -> run_v2.Service:
         return None if got.reconciling else got
 
     return wait_until(
-        settled, timeout=800, interval=factory.poll_interval, what=f"rollout of {name}"
+        settled, timeout=ROLLOUT_S, interval=factory.poll_interval, what=f"rollout of {name}"
     )
 
 
@@ -105,7 +110,9 @@ def run_scale_service(
         logger.info(
             "scaling %s at service level: %s → %s", name, before.describe(), target.describe()
         )
-        done = operation.result(timeout=800, polling=factory.polling)  # type: ignore[no-untyped-call]
+        done = operation_result(
+            operation, timeout=ROLLOUT_S, polling=factory.polling, what=f"scaling of {name}"
+        )
     result = ScaleResult(
         service=service,
         region=region,
@@ -317,7 +324,9 @@ def run_set_traffic(
         current.traffic = targets
         operation = factory.run_services.update_service(service=current, timeout=timeout)
         logger.info("moving %s traffic %s → %s=100%%", name, before, revision)
-        operation.result(timeout=800, polling=factory.polling)  # type: ignore[no-untyped-call]
+        operation_result(
+            operation, timeout=ROLLOUT_S, polling=factory.polling, what=f"traffic of {name}"
+        )
     return TrafficResult(
         service=service, region=region, changed=True, before=before, after={revision: 100}
     )
@@ -331,5 +340,7 @@ def update_and_wait(environment: str, service: run_v2.Service, paths: list[str])
         update_mask=field_mask_pb2.FieldMask(paths=paths),
         timeout=runtime.call_timeout(environment),
     )
-    done: run_v2.Service = operation.result(timeout=800, polling=factory.polling)  # type: ignore[no-untyped-call]
+    done: run_v2.Service = operation_result(
+        operation, timeout=ROLLOUT_S, polling=factory.polling, what=f"rollout of {service.name}"
+    )
     return done

@@ -19,7 +19,7 @@ from prefect import get_run_logger
 from pydantic import BaseModel
 
 from lifeboat import runtime
-from tasks.cloud_run import service_path, update_and_wait
+from tasks.cloud_run import ROLLOUT_S, service_path, update_and_wait
 from tasks.errors import PermanentError
 from tasks.polling import wait_until
 from tasks.retrying import calling, cloud_task
@@ -84,7 +84,7 @@ def _settled(environment: str, name: str) -> run_v2.Service:
         return None if got.reconciling else got
 
     return wait_until(
-        settled, timeout=800, interval=factory.poll_interval, what=f"rollout of {name}"
+        settled, timeout=ROLLOUT_S, interval=factory.poll_interval, what=f"rollout of {name}"
     )
 
 

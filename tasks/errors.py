@@ -2,7 +2,9 @@
 
     LifeboatError
     ├── TransientError        retry with backoff: 429, 5xx, timeouts, Cloud SQL 409
-    │                         "operation in progress", Compute 403 rateLimitExceeded
+    │   │                     "operation in progress", Compute 403 rateLimitExceeded
+    │   └── BudgetExhausted   a wait outlived its step's declared budget (a retry gets
+    │                         a fresh one)
     └── PermanentError        fail at once: 400, 403 permission, 404, bad state
         ├── PreflightRefused  the world is not in a state where the step may run
         └── LockHeld          another region switch holds the lock
@@ -27,6 +29,10 @@ class LifeboatError(Exception):
 
 class TransientError(LifeboatError):
     """Worth retrying: the same call may succeed in a moment."""
+
+
+class BudgetExhausted(TransientError):
+    """A wait was cut short by its step's declared budget (``cloud_task(timeout_seconds)``)."""
 
 
 class PermanentError(LifeboatError):

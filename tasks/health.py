@@ -17,6 +17,12 @@ from tasks.polling import wait_until
 from tasks.probe_tls import tls_extensions, trust
 from tasks.retrying import cloud_task
 
+# The verify steps poll for the topology's ``health.verify_timeout_s``, which may be set up
+# to 3600 s (lifeboat/topology.py); their declared budget must hold the longest poll a
+# valid topology asks for, plus 300 s for the probe round in flight when it ends. (It was
+# 900 s, unenforced; enforced, it would cut short a verify the topology allows.)
+VERIFY_BUDGET_S = 3600 + 300
+
 
 class Target(StrEnum):
     public = "public"  # what users reach: DNS → CDN → region
@@ -145,7 +151,7 @@ def health_probe(environment: str, target: Target) -> HealthReport:
     return report
 
 
-@cloud_task(timeout_seconds=900, retries=1, task_run_name="verify-{target}")
+@cloud_task(timeout_seconds=VERIFY_BUDGET_S, retries=1, task_run_name="verify-{target}")
 def health_verify(
     environment: str, target: Target, timeout_s: float, expect_region: str | None = None
 ) -> HealthReport:

@@ -10,6 +10,7 @@ from typing import Any, ParamSpec, TypeVar
 from prefect import Task, task
 from prefect.tasks import exponential_backoff
 
+from lifeboat.budget import within_budget
 from tasks.errors import LifeboatError, PermanentError, classify, is_transient
 
 P = ParamSpec("P")
@@ -35,13 +36,14 @@ def cloud_task(
 ) -> Callable[[Callable[P, R]], Task[P, R]]:
     """``@task`` with Lifeboat's retry policy; ``options`` pass through to Prefect.
 
-    ``timeout_seconds`` is the step's budget. It is not handed to Prefect: flows run
-    steps on worker threads, where Prefect's timeout cannot interrupt a blocking call
-    (reference/prefect.md) and only logs a warning. Each task enforces it itself: every
-    Google call carries its own timeout and every wait (``wait_until``, ``op.result``)
-    has a deadline inside this budget.
+    ``timeout_seconds`` is the step's budget, per attempt. It is not handed to Prefect:
+    flows run steps on worker threads, where Prefect's timeout cannot interrupt a
+    blocking call (reference/prefect.md) and only logs a warning. Each attempt runs
+    inside ``lifeboat.budget.step_budget`` instead: every wait (``wait_until``,
+    ``operation_result``) and every Google call's timeout (``runtime.call_timeout``) is
+    capped by what is left of it, and a wait the budget cuts short raises a
+    ``TransientError`` naming the step, so a retry starts with a fresh budget.
     """
-    del timeout_seconds
 
     def decorate(fn: Callable[P, R]) -> Task[P, R]:
         return task(
@@ -50,7 +52,7 @@ def cloud_task(
             retry_jitter_factor=0.5,
             retry_condition_fn=retry_unless_permanent,
             **options,
-        )(fn)
+        )(within_budget(fn.__name__, timeout_seconds)(fn))
 
     return decorate
 

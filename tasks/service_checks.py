@@ -14,7 +14,15 @@ from prefect import get_run_logger
 
 from lifeboat import runtime
 from tasks.errors import TransientError
-from tasks.health import CheckResult, HealthReport, Target, base_url, probe_client, probe_get
+from tasks.health import (
+    VERIFY_BUDGET_S,
+    CheckResult,
+    HealthReport,
+    Target,
+    base_url,
+    probe_client,
+    probe_get,
+)
 from tasks.polling import wait_until
 from tasks.retrying import cloud_task
 
@@ -49,7 +57,8 @@ def probe_service(environment: str, target: Target, service: str) -> HealthRepor
     return HealthReport(target=target, checks=results)
 
 
-@cloud_task(timeout_seconds=900, retries=0, task_run_name="checks-{service}-{target}")
+# The same poll as health_verify's, for the same topology setting: the same budget.
+@cloud_task(timeout_seconds=VERIFY_BUDGET_S, retries=0, task_run_name="checks-{service}-{target}")
 def health_verify_service(
     environment: str, target: Target, service: str, timeout_s: float
 ) -> HealthReport:
