@@ -31,8 +31,7 @@ from lifeboat.record import RunRecord
 from lifeboat.topology import RegionRole, Topology
 from tasks.cloud_run import RevisionSet, run_list_revisions, run_set_traffic
 from tasks.errors import PermanentError
-from tasks.health import Target
-from tasks.service_checks import health_verify_service
+from tasks.health import Target, health_verify_service
 
 # Services rolled back at once: enough for the seeds' four, gentle on the Run API quota.
 MAX_PARALLEL = 4

@@ -1,8 +1,14 @@
-"""Health checks over real HTTP: through the public path, or straight at one region."""
+"""Health checks over real HTTP: through the public path, or straight at one region.
+
+Two sets of checks, one way of probing: the environment-wide checks (``health.checks``),
+and each service's own (``services[].checks``), which a rollback verifies for the
+service it moved.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from enum import StrEnum
 
 import httpx
@@ -12,7 +18,7 @@ from pydantic import BaseModel
 from lifeboat import runtime
 from lifeboat.endpoints import resolve
 from lifeboat.topology import RegionRole, Topology
-from tasks.errors import PermanentError, TransientError
+from tasks.errors import BudgetExhausted, PermanentError, TransientError
 from tasks.polling import wait_until
 from tasks.probe_tls import tls_extensions, trust
 from tasks.retrying import cloud_task
@@ -108,21 +114,21 @@ def _served_region(response: httpx.Response) -> str | None:
     return str(region) if region else None
 
 
-def probe(environment: str, target: Target) -> HealthReport:
+def probe_paths(environment: str, target: Target, checks: list[tuple[str, int]]) -> HealthReport:
+    """One GET of each ``(path, expected status)`` against ``target``, in order."""
     topo = runtime.topology(environment)
     base = base_url(topo, target)
     results = []
     with probe_client(topo) as client:
-        for check in topo.health.checks:
+        for path, expected in checks:
             started = time.perf_counter()
             try:
-                response = probe_get(client, base + check.path, topo.health.host)
-                ok = response.status_code == check.expected_status
+                response = probe_get(client, base + path, topo.health.host)
                 results.append(
                     CheckResult(
-                        path=check.path,
+                        path=path,
                         status=response.status_code,
-                        ok=ok,
+                        ok=response.status_code == expected,
                         region=_served_region(response),
                         elapsed_ms=(time.perf_counter() - started) * 1000,
                     )
@@ -130,7 +136,7 @@ def probe(environment: str, target: Target) -> HealthReport:
             except httpx.HTTPError as exc:
                 results.append(
                     CheckResult(
-                        path=check.path,
+                        path=path,
                         status=None,
                         ok=False,
                         error=type(exc).__name__,
@@ -138,6 +144,47 @@ def probe(environment: str, target: Target) -> HealthReport:
                     )
                 )
     return HealthReport(target=target, checks=results)
+
+
+def probe(environment: str, target: Target) -> HealthReport:
+    """The environment-wide checks (topology ``health.checks``)."""
+    checks = runtime.topology(environment).health.checks
+    return probe_paths(environment, target, [(c.path, c.expected_status) for c in checks])
+
+
+def probe_service(environment: str, target: Target, service: str) -> HealthReport:
+    """One service's own checks (topology ``services[].checks``; seed 004: /auth/status for
+    auth-service, ...): a rollback verifies only the service it moved."""
+    paths = runtime.topology(environment).service(service).checks
+    return probe_paths(environment, target, [(path, 200) for path in paths])
+
+
+def poll_until_passing(
+    probe_once: Callable[[], HealthReport],
+    timeout_s: float,
+    what: str,
+    accept: Callable[[HealthReport], bool] = lambda report: report.all_ok,
+) -> HealthReport:
+    """Probe until ``accept`` says the report passes; fail after ``timeout_s`` with the
+    last report's summary. Bounded: ``wait_until`` backs off and gives up at the deadline."""
+    last: list[HealthReport] = []
+
+    def passing() -> HealthReport | None:
+        report = probe_once()
+        last.append(report)
+        return report if accept(report) else None
+
+    try:
+        report = wait_until(passing, timeout=timeout_s, interval=(0.05, 1.0), what=what)
+    except BudgetExhausted:
+        raise  # it names the step's budget, which is what ran out
+    except TransientError as exc:
+        summary = last[-1].summary() if last else "no probe ran"
+        raise TransientError(
+            f"verify: {what} did not pass within {timeout_s:.0f} s: {summary}"
+        ) from exc
+    get_run_logger().info("verified %s after %d probe(s): %s", what, len(last), report.summary())
+    return report
 
 
 @cloud_task(timeout_seconds=120, retries=2, task_run_name="health-probe-{target}")
@@ -159,26 +206,29 @@ def health_verify(
 
     Idempotent: a read.
     """
-    last: list[HealthReport] = []
 
-    def passing() -> HealthReport | None:
-        report = probe(environment, target)
-        last.append(report)
+    def accept(report: HealthReport) -> bool:
         wrong_region = expect_region is not None and any(
             c.region not in (None, expect_region) for c in report.checks
         )
-        return report if report.all_ok and not wrong_region else None
+        return report.all_ok and not wrong_region
 
-    try:
-        report = wait_until(
-            passing, timeout=timeout_s, interval=(0.05, 1.0), what=f"{target.value} health"
-        )
-    except TransientError as exc:
-        summary = last[-1].summary() if last else "no probe ran"
-        raise TransientError(
-            f"verify: {target.value} checks did not pass within {timeout_s:.0f} s: {summary}"
-        ) from exc
-    get_run_logger().info(
-        "verified %s after %d probe(s): %s", target.value, len(last), report.summary()
+    return poll_until_passing(
+        lambda: probe(environment, target), timeout_s, f"{target.value} checks", accept
     )
-    return report
+
+
+# The same poll as health_verify's, for the same topology setting: the same budget.
+@cloud_task(timeout_seconds=VERIFY_BUDGET_S, retries=0, task_run_name="checks-{service}-{target}")
+def health_verify_service(
+    environment: str, target: Target, service: str, timeout_s: float
+) -> HealthReport:
+    """Poll the service's own checks until all pass, or fail after ``timeout_s``.
+
+    Idempotent: a read.
+    """
+    return poll_until_passing(
+        lambda: probe_service(environment, target, service),
+        timeout_s,
+        f"{service} checks on {target.value}",
+    )

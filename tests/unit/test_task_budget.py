@@ -202,8 +202,7 @@ def test_the_wrapped_task_keeps_its_name_and_signature_for_prefect() -> None:
 
 
 def test_the_verify_steps_budget_holds_the_longest_poll_a_topology_may_ask_for() -> None:
-    from tasks.health import health_verify
-    from tasks.service_checks import health_verify_service
+    from tasks.health import health_verify, health_verify_service
 
     field = Health.model_fields["verify_timeout_s"]
     (longest,) = [m.le for m in field.metadata if hasattr(m, "le")]
