@@ -15,8 +15,11 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m commands.demo
 
+# Two pytest processes: the unit tier first (pure logic, no lab; its modules import prefect,
+# which must not be imported before the lab configures it), then everything else.
 test: $(STAMP)
-	$(BIN)/pytest -q --durations=15
+	$(BIN)/pytest -q tests/unit
+	$(BIN)/pytest -q --durations=15 --ignore=tests/unit
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -3,11 +3,47 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from lab.prefect_api import PrefectApi
 from tests.labharness import Lab, start_lab, stop_lab
+
+UNIT_TIER = Path(__file__).parent / "unit"
+
+
+def _unit_only(config: pytest.Config) -> bool | None:
+    """True for a run of the unit tier alone (``pytest tests/unit``, ``pytest -m unit``),
+    False for a run without it, None for a run that names both tiers."""
+    if config.option.markexpr.strip() == "unit":
+        return True
+    paths = [(config.invocation_params.dir / a.split("::")[0]).resolve() for a in config.args]
+    inside = [p == UNIT_TIER or UNIT_TIER in p.parents for p in paths]
+    return True if all(inside) else False if not any(inside) else None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if _unit_only(config) is None:
+        raise pytest.UsageError(
+            "run tests/unit in a pytest process of its own (make test does): its modules "
+            "import prefect, which must not be imported before the lab configures it"
+        )
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """The unit tier stays out of a run of the lab tests (a plain ``pytest`` included):
+    the session lab puts Prefect's settings in the environment when it starts
+    (labharness.start_lab), and Prefect reads them when it is first imported."""
+    if collection_path == UNIT_TIER and not _unit_only(config):
+        return True
+    return None
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    if _unit_only(config):
+        return None
+    return "tests/unit is not in this run: `pytest tests/unit` runs it (make test runs both)"
 
 
 @pytest.fixture(scope="session")

@@ -1,12 +1,12 @@
-"""Retention: exactly the expired backups go, never the newest verified, nothing after a failure."""
+"""Retention in the backup flow: exactly the expired objects go (the decision itself is
+unit-tested in tests/unit/test_retention_decisions.py)."""
 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from lab.prefect_api import PrefectApi
-from lifeboat.retention import Candidate, decide
 from tests.backup.backup_checks import (
     bucket_objects,
     params,
@@ -17,50 +17,6 @@ from tests.backup.backup_checks import (
 )
 from tests.flows.lab_checks import TOPOLOGY, read_object
 from tests.labharness import Lab
-
-NOW = datetime(2026, 11, 22, 12, tzinfo=UTC)
-
-
-def candidate(key: str, days: float, verified: bool = True) -> Candidate:
-    return Candidate(
-        key, NOW - timedelta(days=days), verified, "verified" if verified else "failed"
-    )
-
-
-def actions(decisions: list[object]) -> dict[str, str]:
-    return {d.key: d.action for d in decisions}  # type: ignore[attr-defined]
-
-
-def test_expired_backups_are_deleted_and_recent_ones_kept() -> None:
-    history = [
-        candidate("new", 0.1),
-        candidate("recent", 10),
-        candidate("old", 31),
-        candidate("old-failed", 45, verified=False),
-    ]
-    assert actions(decide(history, 30, NOW)) == {
-        "new": "keep",
-        "recent": "keep",
-        "old": "delete",
-        "old-failed": "delete",
-    }
-
-
-def test_the_newest_verified_backup_is_kept_whatever_its_age() -> None:
-    decisions = decide([candidate("only", 400)], 30, NOW)
-    assert actions(decisions) == {"only": "keep"}
-    assert decisions[0].reason == "newest verified backup"
-
-
-def test_nothing_is_deleted_when_the_newest_backup_failed() -> None:
-    history = [candidate("failed", 0.1, verified=False), candidate("old", 90), candidate("x", 60)]
-    decisions = decide(history, 30, NOW)
-    assert set(actions(decisions).values()) == {"keep"}
-    assert all("is failed: no deletion" in d.reason for d in decisions)
-
-
-def test_no_history_no_decision() -> None:
-    assert decide([], 30, NOW) == []
 
 
 def test_the_backup_flow_deletes_exactly_the_expired_objects(

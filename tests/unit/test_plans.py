@@ -1,0 +1,350 @@
+"""The dry-run plans of failover, failback and rollback: the exact lines, from states as
+preflight reads them (real ``run_v2`` messages turned into ``ServiceState``)."""
+
+from __future__ import annotations
+
+import pytest
+
+from flows.failback import failback_plan
+from flows.plans import failover_plan, scale_line
+from flows.rollback import ServicePlan, _chosen_services, _plan
+from lifeboat.topology import Scaling
+from tasks.cloud_run import RevisionInfo, RevisionSet, ServiceState
+from tasks.cloud_sql import InstanceState
+from tasks.dns import RecordState
+from tasks.errors import PermanentError
+from tests.unit.builders import SECRET, lab_topology, service_state
+
+SERVICES = ["auth-service", "ai-service", "recommendation-service", "face-service"]
+
+
+def test_scale_line_says_scale_or_keep_with_both_levels_now() -> None:
+    target = Scaling(min=3, max=50)
+    standby = service_state("auth-service", service_scaling=(0, 10))
+    assert scale_line("us-east1", "auth-service", standby, target) == (
+        "scale us-east1/auth-service: 0..10 (service-level -..10, revision 0..-)"
+        " → service-level 3..50"
+    )
+    active = service_state("auth-service", service_scaling=(3, 50), revision_scaling=(1, 0))
+    assert scale_line("us-east1", "auth-service", active, target) == (
+        "keep us-east1/auth-service: 3..50 (service-level 3..50, revision 1..-)"
+        " → service-level 3..50"
+    )
+
+
+def test_scale_line_of_a_service_not_read_says_missing() -> None:
+    assert scale_line("us-east1", "face-service", None, Scaling(min=0, max=10)) == (
+        "scale us-east1/face-service: missing → service-level 0..10"
+    )
+
+
+def test_a_revision_minimum_is_no_reason_to_keep() -> None:
+    # The revision's 3..50 takes effect, but the service level (which the switch sets)
+    # is unset: the plan scales.
+    state = service_state("ai-service", revision_scaling=(3, 50))
+    line = scale_line("us-east1", "ai-service", state, Scaling(min=3, max=50))
+    assert line == (
+        "scale us-east1/ai-service: 3..50 (service-level -..-, revision 3..50)"
+        " → service-level 3..50"
+    )
+
+
+def test_the_failover_plan_from_a_primary_outage() -> None:
+    topo = lab_topology()
+    states = [service_state(name, service_scaling=(0, 10)) for name in SERVICES]
+    record = RecordState(name="api.varai.ai.", type="A", ttl=300, rrdatas=["34.120.10.10"])
+    plan = failover_plan(
+        topo, record, states, "READ_REPLICA_INSTANCE", refresh=["roll us-east1/ai-service"]
+    )
+    assert plan == [
+        f"add a version of secret {SECRET} naming varai-db-secondary (before the scale-up:"
+        " instances read it as they start; apps reading it from a volume at latest follow"
+        " at once)",
+        "roll us-east1/ai-service",
+        *[
+            f"scale us-east1/{name}: 0..10 (service-level -..10, revision 0..-)"
+            " → service-level 3..50"
+            for name in SERVICES
+        ],
+        "promote ml-datadriven-recos:varai-db-secondary (read replica → primary)",
+        "DNS api.varai.ai. A: 34.120.10.10 (ttl 300) → 34.140.20.20 (ttl 60)",
+        "invalidate varai-cdn-lb api.varai.ai/*",
+        "verify 5 health check(s) via api.varai.ai reach us-east1",
+    ]
+
+
+def test_a_resumed_failover_keeps_a_promoted_replica_and_a_record_it_could_not_read() -> None:
+    topo = lab_topology()
+    states = [service_state(name, service_scaling=(3, 50)) for name in SERVICES]
+    plan = failover_plan(topo, None, states, "CLOUD_SQL_INSTANCE")
+    assert plan[1:5] == [
+        f"keep us-east1/{name}: 3..50 (service-level 3..50, revision 0..-) → service-level 3..50"
+        for name in SERVICES
+    ]
+    assert plan[5:7] == [
+        "keep ml-datadriven-recos:varai-db-secondary (already a primary)",
+        "DNS api.varai.ai. A: → 34.140.20.20 (ttl 60)",
+    ]
+
+
+def test_the_failover_plan_needs_one_state_per_service() -> None:
+    topo = lab_topology()
+    with pytest.raises(ValueError, match="zip"):
+        failover_plan(topo, None, [service_state("auth-service")], "READ_REPLICA_INSTANCE")
+
+
+def _old_primary(protected: bool) -> InstanceState:
+    return InstanceState(
+        project="ml-datadriven-recos",
+        name="varai-prod",
+        region="us-central1",
+        state="RUNNABLE",
+        instance_type="CLOUD_SQL_INSTANCE",
+        master=None,
+        replica_names=[],
+        address="10.0.0.3",
+        deletion_protection=protected,
+    )
+
+
+def _failback_states() -> tuple[list[ServiceState], list[ServiceState]]:
+    secondary = [
+        service_state(name, service_scaling=(3, 50), volume_secret="latest") for name in SERVICES
+    ]
+    primary = [
+        service_state(name, "us-central1", service_scaling=(0, 10), env_secret="latest")
+        for name in SERVICES
+    ]
+    return secondary, primary
+
+
+def test_the_failback_plan_exports_a_protected_stale_primary_before_it_deletes_it() -> None:
+    topo = lab_topology()
+    secondary, primary = _failback_states()
+    plan = failback_plan(
+        topo,
+        _old_primary(protected=True),
+        promoted_protected=False,
+        export_uri="gs://varai-backups/failback/fb-1/varai-prod.sql.gz",
+        secondary_states=secondary,
+        primary_states=primary,
+        secondary_export_uri="gs://varai-backups/failback/fb-1/varai-db-secondary.sql.gz",
+    )
+    assert plan[:4] == [
+        "export ml-datadriven-recos:varai-prod (stale primary) to "
+        "gs://varai-backups/failback/fb-1/varai-prod.sql.gz",
+        "lift deletion protection on varai-prod (it is exported first)",
+        "delete ml-datadriven-recos:varai-prod",
+        "create ml-datadriven-recos:varai-prod in us-central1 as a replica of "
+        "varai-db-secondary with deletion protection, as the stale primary had",
+    ]
+    assert plan[4] == (
+        "fence us-east1/auth-service: ingress INGRESS_TRAFFIC_ALL → "
+        "INGRESS_TRAFFIC_INTERNAL_ONLY (public traffic and writes stop: the planned outage starts)"
+    )
+    assert plan[8:10] == [
+        "wait for varai-prod to catch up, then promote it",
+        f"add a version of secret {SECRET} naming varai-prod (apps reading it from a volume"
+        " at latest follow at once; instances that start read it as they start)",
+    ]
+    # The primary's env-var readers roll; the secondary's volume readers follow at once.
+    assert plan[10] == (
+        "roll a new revision of us-central1/auth-service: it reads "
+        f"{SECRET} as an env var at latest, resolved at instance start"
+    )
+    assert (
+        plan[14] == f"us-east1/auth-service reads {SECRET} from a volume at latest: follows at once"
+    )
+    assert plan[18] == (
+        "scale us-central1/auth-service: 0..10 (service-level -..10, revision 0..-)"
+        " → service-level 3..50"
+    )
+    assert plan[22:25] == [
+        "DNS api.varai.ai. A → 34.120.10.10 (ttl 300)",
+        "invalidate varai-cdn-lb api.varai.ai/*",
+        "verify 5 health check(s) reach us-central1",
+    ]
+    assert plan[25] == "lift the fence: us-east1/auth-service ingress → INGRESS_TRAFFIC_ALL"
+    assert plan[29] == (
+        "scale us-east1/auth-service: 3..50 (service-level 3..50, revision 0..-)"
+        " → service-level 0..10"
+    )
+    assert plan[33:] == [
+        "export ml-datadriven-recos:varai-db-secondary to "
+        "gs://varai-backups/failback/fb-1/varai-db-secondary.sql.gz"
+        " (it took writes until the fence)",
+        "replace ml-datadriven-recos:varai-db-secondary by a replica of varai-prod in us-east1",
+    ]
+
+
+def test_a_failback_that_finds_the_stale_primary_gone_creates_it_and_keeps_a_fence() -> None:
+    topo = lab_topology()
+    secondary, primary = _failback_states()
+    fenced = service_state(
+        "auth-service",
+        service_scaling=(3, 50),
+        ingress="INGRESS_TRAFFIC_INTERNAL_ONLY",
+        fenced_by="failback/fb-1",
+        ingress_before="INGRESS_TRAFFIC_ALL",
+    )
+    plan = failback_plan(
+        topo,
+        None,
+        promoted_protected=True,
+        export_uri="gs://unused",
+        secondary_states=[fenced, *secondary[1:]],
+        primary_states=primary,
+        secondary_export_uri="gs://varai-backups/x.sql.gz",
+    )
+    assert plan[0] == (
+        "create ml-datadriven-recos:varai-prod in us-central1 as a replica of varai-db-secondary"
+    )
+    assert not any("gs://unused" in line or line.startswith("delete") for line in plan)
+    assert plan[1] == (
+        "keep the fence on us-east1/auth-service (set by failback/fb-1; "
+        "ingress INGRESS_TRAFFIC_ALL before it)"
+    )
+    assert "lift the fence: us-east1/auth-service ingress → INGRESS_TRAFFIC_ALL" in plan
+    assert plan[-2:] == [
+        "lift deletion protection on varai-db-secondary (it is exported first)",
+        "replace ml-datadriven-recos:varai-db-secondary by a replica of varai-prod in us-east1"
+        " with deletion protection, as it had",
+    ]
+
+
+def _revisions(serving: dict[str, int], *revisions: RevisionInfo) -> RevisionSet:
+    return RevisionSet(
+        service="auth-service", region="us-central1", serving=serving, revisions=list(revisions)
+    )
+
+
+def _rev(
+    name: str, ready: bool = True, reason: str = "", image: str = "v1", rolled_for: str = ""
+) -> RevisionInfo:
+    return RevisionInfo(
+        name=name,
+        created="2026-12-01T00:00:00Z",
+        ready=ready,
+        reason=reason,
+        image=image,
+        rolled_for=rolled_for,
+    )
+
+
+def test_rollback_switches_to_the_revision_before_the_current_one() -> None:
+    state = _revisions(
+        {"auth-service-00003-c": 100},
+        _rev("auth-service-00003-c", image="v3"),
+        _rev("auth-service-00002-b", image="v2"),
+        _rev("auth-service-00001-a", image="v1"),
+    )
+    plan = _plan(state, None)
+    assert plan == ServicePlan(
+        service="auth-service",
+        current="auth-service-00003-c",
+        target="auth-service-00002-b",
+        action="switch",
+    )
+    assert plan.line() == "traffic auth-service: auth-service-00003-c → auth-service-00002-b"
+
+
+def test_rollback_looks_past_a_revision_lifeboat_rolled_for_a_secret_version() -> None:
+    state = _revisions(
+        {"auth-service-00003-c": 100},
+        _rev("auth-service-00003-c", image="v2", rolled_for="7"),  # a roll of 00002: no release
+        _rev("auth-service-00002-b", image="v2"),
+        _rev("auth-service-00001-a", image="v1"),
+    )
+    assert _plan(state, None).target == "auth-service-00001-a"
+
+
+def test_rollback_keeps_a_target_already_serving_everything() -> None:
+    state = _revisions(
+        {"auth-service-00002-b": 100},
+        _rev("auth-service-00003-c"),
+        _rev("auth-service-00002-b"),
+    )
+    plan = _plan(state, "auth-service-00002-b")
+    assert plan.action == "keep"
+    assert plan.line() == "keep auth-service on auth-service-00002-b (already serving 100%)"
+
+
+@pytest.mark.parametrize(
+    ("state", "wanted", "line"),
+    [
+        (
+            _revisions({"auth-service-00001-a": 100}, _rev("auth-service-00001-a")),
+            None,
+            "refuse auth-service: no revision older than auth-service-00001-a to roll back to",
+        ),
+        (
+            _revisions({"auth-service-00002-b": 100}, _rev("auth-service-00002-b")),
+            "auth-service-00009-z",
+            "refuse auth-service: target revision auth-service-00009-z does not exist",
+        ),
+        (
+            _revisions(
+                {"auth-service-00002-b": 100},
+                _rev("auth-service-00002-b"),
+                _rev("auth-service-00001-a", ready=False, reason="ContainerMissing"),
+            ),
+            None,
+            "refuse auth-service: target revision auth-service-00001-a is not Ready "
+            "(ContainerMissing)",
+        ),
+        (
+            _revisions({}, _rev("auth-service-00001-a")),
+            None,
+            "refuse auth-service: no revision older than None to roll back to",
+        ),
+    ],
+    ids=["no-older-revision", "unknown-target", "target-not-ready", "nothing-serving"],
+)
+def test_rollback_refuses_a_service_with_nothing_safe_to_go_to(
+    state: RevisionSet, wanted: str | None, line: str
+) -> None:
+    plan = _plan(state, wanted)
+    assert plan.action == "refuse"
+    assert plan.line() == line
+
+
+def test_rollback_chooses_services_in_topology_order_without_duplicates() -> None:
+    topo = lab_topology()
+    assert _chosen_services(topo, None, None) == SERVICES
+    assert _chosen_services(topo, ["face-service", "auth-service", "face-service"], None) == [
+        "auth-service",
+        "face-service",
+    ]
+    chosen = _chosen_services(topo, ["ai-service"], {"ai-service": "ai-service-00001-a"})
+    assert chosen == ["ai-service"]
+
+
+@pytest.mark.parametrize(
+    ("services", "targets", "message"),
+    [
+        (
+            ["auth-service", "billing"],
+            None,
+            "services: unknown service(s) billing in environment 'lab'; known: "
+            "auth-service, ai-service, recommendation-service, face-service",
+        ),
+        (
+            None,
+            {"payments": "payments-00001-a"},
+            "target_revisions: unknown service(s) payments in environment 'lab'; known: "
+            "auth-service, ai-service, recommendation-service, face-service",
+        ),
+        (
+            ["auth-service"],
+            {"ai-service": "ai-service-00001-a"},
+            "target_revisions: ai-service not among the services rolled back",
+        ),
+    ],
+    ids=["unknown-service", "unknown-target-service", "target-outside-the-choice"],
+)
+def test_rollback_refuses_unknown_services_naming_the_parameter(
+    services: list[str] | None, targets: dict[str, str] | None, message: str
+) -> None:
+    with pytest.raises(PermanentError) as refused:
+        _chosen_services(lab_topology(), services, targets)
+    assert str(refused.value) == message
