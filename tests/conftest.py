@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from lab.prefect_api import PrefectApi
-from tests.labharness import Lab, start_lab, stop_lab
+if TYPE_CHECKING:
+    from lab.prefect_api import PrefectApi
+    from tests.labharness import Lab
+
+# The lab's modules are imported by the fixtures that start it, not here: a run of the
+# unit tier loads this file too, and the lab's imports (every Google client) take seconds.
 
 UNIT_TIER = Path(__file__).parent / "unit"
 
@@ -48,6 +53,8 @@ def pytest_report_header(config: pytest.Config) -> str | None:
 
 @pytest.fixture(scope="session")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    from tests.labharness import start_lab, stop_lab
+
     root = tmp_path_factory.mktemp("lab")
     running = start_lab(root)
     try:
@@ -58,6 +65,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 
 @pytest.fixture(scope="session")
 def api(lab: Lab) -> PrefectApi:
+    from lab.prefect_api import PrefectApi
+
     return PrefectApi(lab.endpoints["prefect_api_url"])
 
 

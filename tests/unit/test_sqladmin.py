@@ -42,7 +42,9 @@ def server() -> Iterator[Callable[[Callable[[str], Reply]], str]]:
                 pass
 
         httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        # shutdown() waits up to one poll interval (0.5 s by default) for the loop to see it.
+        poll = {"poll_interval": 0.02}
+        threading.Thread(target=httpd.serve_forever, kwargs=poll, daemon=True).start()
         servers.append(httpd)
         return f"http://127.0.0.1:{httpd.server_address[1]}"
 
