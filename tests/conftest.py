@@ -46,7 +46,9 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
-    if _unit_only(config):
+    """Say so when a run of a folder holding the unit tier leaves it out."""
+    paths = [(config.invocation_params.dir / a.split("::")[0]).resolve() for a in config.args]
+    if _unit_only(config) or not any(p in UNIT_TIER.parents for p in paths):
         return None
     return "tests/unit is not in this run: `pytest tests/unit` runs it (make test runs both)"
 

@@ -3,6 +3,8 @@ Cloud Run client returns them, turned into the states preflight reads. No mocks.
 
 from __future__ import annotations
 
+from functools import cache
+
 from google.cloud import run_v2
 
 from lifeboat.topology import Topology, load_topology
@@ -17,7 +19,9 @@ LATEST_TYPE = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_
 REVISION_TYPE = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION
 
 
+@cache
 def lab_topology() -> Topology:
+    """Loaded once: a Topology is frozen, so the tests can share it."""
     return load_topology("lab")
 
 
