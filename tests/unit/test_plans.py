@@ -269,6 +269,17 @@ def test_rollback_keeps_a_target_already_serving_everything() -> None:
     assert plan.line() == "keep auth-service on auth-service-00002-b (already serving 100%)"
 
 
+def test_rollback_switches_a_target_that_serves_only_part_of_the_traffic() -> None:
+    state = _revisions(
+        {"auth-service-00003-c": 60, "auth-service-00002-b": 40},
+        _rev("auth-service-00003-c"),
+        _rev("auth-service-00002-b"),
+    )
+    plan = _plan(state, None)
+    assert (plan.action, plan.target) == ("switch", "auth-service-00002-b")
+    assert plan.line() == "traffic auth-service: auth-service-00003-c → auth-service-00002-b"
+
+
 @pytest.mark.parametrize(
     ("state", "wanted", "line"),
     [
