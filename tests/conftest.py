@@ -25,7 +25,9 @@ def _unit_only(config: pytest.Config) -> bool | None:
         return True
     paths = [(config.invocation_params.dir / a.split("::")[0]).resolve() for a in config.args]
     inside = [p == UNIT_TIER or UNIT_TIER in p.parents for p in paths]
-    return True if all(inside) else False if not any(inside) else None
+    if not paths or not any(inside):
+        return False
+    return True if all(inside) else None
 
 
 def pytest_configure(config: pytest.Config) -> None:
