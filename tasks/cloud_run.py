@@ -140,6 +140,27 @@ class ServiceState(BaseModel):
     # How it reads the apps' database secret (env var, volume; at latest or pinned).
     secret_reader: SecretReader | None = None
 
+    @classmethod
+    def of(cls, got: run_v2.Service, service: str, region: str, secret: str) -> ServiceState:
+        """What a service read from Cloud Run says of it; ``secret`` is the apps' database
+        secret (``projects/P/secrets/S``). Pure: no call."""
+        from tasks.cloud_run_ingress import FENCED_BY, INGRESS_BEFORE
+
+        capacity = Capacity.of(got)
+        return cls(
+            service=service,
+            region=region,
+            exists=True,
+            scaling=capacity.effective,
+            capacity=capacity,
+            ready=got.terminal_condition.state == run_v2.Condition.State.CONDITION_SUCCEEDED,
+            serving={t.revision: t.percent for t in got.traffic_statuses if t.percent},
+            ingress=run_v2.IngressTraffic(got.ingress).name,
+            fenced_by=got.annotations.get(FENCED_BY, ""),
+            ingress_before=got.annotations.get(INGRESS_BEFORE, ""),
+            secret_reader=read_secret_reader(got, secret),
+        )
+
 
 @cloud_task(timeout_seconds=60, task_run_name="describe-{service}-{region}")
 def run_describe_service(environment: str, project: str, region: str, service: str) -> ServiceState:
@@ -150,8 +171,6 @@ def run_describe_service(environment: str, project: str, region: str, service: s
     """
     from google.api_core import exceptions as gexc
 
-    from tasks.cloud_run_ingress import FENCED_BY, INGRESS_BEFORE
-
     factory = runtime.clients(environment)
     name = service_path(project, region, service)
     with calling("describe-service", name):
@@ -161,24 +180,8 @@ def run_describe_service(environment: str, project: str, region: str, service: s
             )
         except gexc.NotFound:
             return ServiceState(service=service, region=region, exists=False)
-    ready = got.terminal_condition.state == run_v2.Condition.State.CONDITION_SUCCEEDED
-    serving = {t.revision: t.percent for t in got.traffic_statuses if t.percent}
-    capacity = Capacity.of(got)
-    return ServiceState(
-        service=service,
-        region=region,
-        exists=True,
-        scaling=capacity.effective,
-        capacity=capacity,
-        ready=ready,
-        serving=serving,
-        ingress=run_v2.IngressTraffic(got.ingress).name,
-        fenced_by=got.annotations.get(FENCED_BY, ""),
-        ingress_before=got.annotations.get(INGRESS_BEFORE, ""),
-        secret_reader=read_secret_reader(
-            got, runtime.topology(environment).cloud_sql.app_secret.resource
-        ),
-    )
+    secret = runtime.topology(environment).cloud_sql.app_secret.resource
+    return ServiceState.of(got, service, region, secret)
 
 
 class RevisionInfo(BaseModel):

@@ -9,8 +9,8 @@ from google.cloud import run_v2
 
 from lifeboat.topology import Topology, load_topology
 from tasks.cloud_run import ServiceState
+from tasks.cloud_run_ingress import FENCED_BY, INGRESS_BEFORE
 from tasks.cloud_run_secrets import ReaderState
-from tasks.run_capacity import Capacity
 from tasks.run_secret_readers import ROLLED_FOR, read_secret_reader
 
 # The lab's topology (deployments/environments/lab.yaml): the seeds' names.
@@ -100,19 +100,13 @@ def service_state(
         env_secret=env_secret,
         volume_secret=volume_secret,
     )
-    capacity = Capacity.of(got)
-    return ServiceState(
-        service=name,
-        region=region,
-        exists=True,
-        scaling=capacity.effective,
-        capacity=capacity,
-        ready=True,
-        ingress=ingress,
-        fenced_by=fenced_by,
-        ingress_before=ingress_before,
-        secret_reader=read_secret_reader(got, SECRET),
-    )
+    got.terminal_condition.state = run_v2.Condition.State.CONDITION_SUCCEEDED
+    got.ingress = run_v2.IngressTraffic[ingress]
+    if fenced_by:
+        got.annotations[FENCED_BY] = fenced_by
+    if ingress_before:
+        got.annotations[INGRESS_BEFORE] = ingress_before
+    return ServiceState.of(got, name, region, SECRET)
 
 
 def reader_state(
