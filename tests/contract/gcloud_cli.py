@@ -83,3 +83,16 @@ class Gcloud:
             timeout=timeout,
             cwd=cwd,
         )
+
+
+def write_pattern(path: Path, size: int) -> None:
+    """A cheap, position-dependent pattern (a misplaced block would differ), written in
+    1 MiB blocks so the file is never held in memory."""
+    block = bytes(range(256)) * 4096
+    with path.open("wb") as out:
+        index = 0
+        while size > 0:
+            piece = (index.to_bytes(8, "big") + block[8:])[:size]
+            out.write(piece)
+            size -= len(piece)
+            index += 1

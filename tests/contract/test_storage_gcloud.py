@@ -24,7 +24,7 @@ import pytest
 from lab.core.context import LabContext
 from lab.core.faults import FaultRule
 from lab.storage import StorageBackend, create
-from tests.contract.gcloud_cli import GCLOUD, SKIP_REASON, Gcloud
+from tests.contract.gcloud_cli import GCLOUD, SKIP_REASON, Gcloud, write_pattern
 from tests.contract.storage_peer import PEER_URL, PeerBackend, lab_only, peer_backend
 from tests.discovery import assert_valid
 
@@ -79,19 +79,6 @@ def cli(lab_ctx: LabContext, serve: Callable[..., str], tmp_path: Path) -> Stora
 def month_prefix() -> str:
     """The seed's ``$(date +%Y)/$(date +%m)/``."""
     return datetime.now(UTC).strftime("%Y/%m/")
-
-
-def write_pattern(path: Path, size: int) -> None:
-    """A cheap, position-dependent pattern (a misplaced block would differ), written in
-    1 MiB blocks so the file is never held in memory."""
-    block = bytes(range(256)) * 4096
-    with path.open("wb") as out:
-        index = 0
-        while size > 0:
-            piece = (index.to_bytes(8, "big") + block[8:])[:size]
-            out.write(piece)
-            size -= len(piece)
-            index += 1
 
 
 def md5_of(path: Path) -> str:

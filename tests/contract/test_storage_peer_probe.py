@@ -27,7 +27,7 @@ from google.cloud import storage
 
 from lab.core.context import LabContext
 from lab.storage import create
-from tests.contract.gcloud_cli import GCLOUD, Gcloud
+from tests.contract.gcloud_cli import GCLOUD, Gcloud, write_pattern
 from tests.contract.storage_peer import PEER_URL, PeerBackend
 
 pytestmark = pytest.mark.skipif(PEER_URL is None, reason="LIFEBOAT_STORAGE_PEER_URL is not set")
@@ -151,6 +151,16 @@ def test_delete_if_generation_match_mismatch_is_412(target: Target) -> None:
 # .../performing-resumable-uploads
 
 
+def _post_multipart(target: Target, body: bytes, boundary: str) -> httpx.Response:
+    """A raw multipart upload (JSON metadata, then the media) into the test bucket."""
+    return target.http(
+        "POST",
+        f"/upload/storage/v1/b/{BUCKET}/o?uploadType=multipart",
+        content=body,
+        headers={"Content-Type": f"multipart/related; boundary={boundary}"},
+    )
+
+
 def test_declared_md5_that_does_not_match_is_400_and_stores_nothing(target: Target) -> None:
     """A supplied MD5 that does not match the data: the upload is refused (hashes-etags)."""
     boundary = "b"
@@ -159,12 +169,7 @@ def test_declared_md5_that_does_not_match_is_400_and_stores_nothing(target: Targ
         f"--{boundary}\r\nContent-Type: application/json\r\n\r\n{meta}\r\n"
         f"--{boundary}\r\nContent-Type: application/octet-stream\r\n\r\nnot x\r\n--{boundary}--\r\n"
     ).encode()
-    reply = target.http(
-        "POST",
-        f"/upload/storage/v1/b/{BUCKET}/o?uploadType=multipart",
-        content=body,
-        headers={"Content-Type": f"multipart/related; boundary={boundary}"},
-    )
+    reply = _post_multipart(target, body, boundary)
     assert reply.status_code == 400
     assert target.bucket.get_blob("corrupt.bin") is None
 
@@ -176,12 +181,7 @@ def test_truncated_multipart_body_is_400_and_stores_nothing(target: Target) -> N
         f'--{boundary}\r\nContent-Type: application/json\r\n\r\n{{"name": "cut.txt"}}\r\n'
         f"--{boundary}\r\nContent-Type: text/plain\r\n\r\nhalf a bo"
     ).encode()
-    reply = target.http(
-        "POST",
-        f"/upload/storage/v1/b/{BUCKET}/o?uploadType=multipart",
-        content=body,
-        headers={"Content-Type": f"multipart/related; boundary={boundary}"},
-    )
+    reply = _post_multipart(target, body, boundary)
     assert reply.status_code == 400
     assert target.bucket.get_blob("cut.txt") is None
 
@@ -293,17 +293,6 @@ def test_deleting_a_bucket_that_holds_objects_is_409(target: Target) -> None:
 
 
 # gcloud storage (SDK 528), JSON API with api_endpoint_overrides/storage
-
-
-def write_pattern(path: Path, size: int) -> None:
-    block = bytes(range(256)) * 4096
-    with path.open("wb") as out:
-        index = 0
-        while size > 0:
-            piece = (index.to_bytes(8, "big") + block[8:])[:size]
-            out.write(piece)
-            size -= len(piece)
-            index += 1
 
 
 @pytest.mark.skipif(GCLOUD is None, reason="gcloud is not installed")
