@@ -16,10 +16,12 @@ demo: $(STAMP)
 	$(BIN)/python -m commands.demo
 
 # Two pytest processes: the unit tier first (pure logic, no lab; its modules import prefect,
-# which must not be imported before the lab configures it), then everything else.
+# which must not be imported before the lab configures it), then everything else, on two
+# xdist workers with a lab each (tests/labharness.py gives each its own ports), a test
+# file per worker at a time so that a module's fixtures start once.
 test: $(STAMP)
 	$(BIN)/pytest -q tests/unit
-	$(BIN)/pytest -q --durations=15 --ignore=tests/unit
+	$(BIN)/pytest -q --durations=15 -n 2 --dist loadfile --ignore=tests/unit
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -34,7 +34,7 @@ from flows.secret_refresh import reader_lines, refresh_secret_readers
 from lifeboat import runtime
 from lifeboat.record import RunRecord
 from lifeboat.topology import RegionRole, Topology
-from tasks.cdn import cdn_invalidate
+from tasks.cdn import cdn_import_ahead, cdn_invalidate
 from tasks.cloud_run import ScaleResult, ServiceState, run_scale_service
 from tasks.cloud_sql import (
     InstanceState,
@@ -76,6 +76,8 @@ def failback(
     request = SwitchRequest.validate_launch(environment, reason, incident_id, operator, prefix="fb")
     topo = runtime.topology(request.environment)
     record = request.record("failback", "planned", dry_run)
+    if not dry_run:
+        cdn_import_ahead()
     with published(record), ExitStack() as held:
         _run(topo, record, dry_run, held)
     return record.model_dump(mode="json")

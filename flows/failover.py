@@ -32,7 +32,7 @@ from flows.secret_refresh import reader_lines, refresh_secret_readers
 from lifeboat import runtime
 from lifeboat.record import RunRecord
 from lifeboat.topology import RegionRole, Tier, Topology
-from tasks.cdn import cdn_invalidate
+from tasks.cdn import cdn_import_ahead, cdn_invalidate
 from tasks.cloud_run import ServiceState, run_describe_service, run_scale_service
 from tasks.cloud_run_secrets import ReaderState, run_describe_secret_reader
 from tasks.cloud_sql import (
@@ -83,6 +83,8 @@ def failover(
     request = SwitchRequest.validate_launch(environment, reason, incident_id, operator)
     topo = runtime.topology(request.environment)
     record = request.record("failover", mode.value, dry_run)
+    if not dry_run:
+        cdn_import_ahead()
     started = time.perf_counter()
     with published(record):
         _run(topo, record, mode, dry_run, approve, approval_timeout_s, started)

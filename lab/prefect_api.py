@@ -69,6 +69,12 @@ class PrefectApi:
         response.raise_for_status()
         return dict(response.json())
 
+    def states(self, run_id: str) -> list[dict[str, Any]]:
+        """Every state the run went through, oldest first."""
+        response = self.http.get("/flow_run_states/", params={"flow_run_id": run_id})
+        response.raise_for_status()
+        return sorted(response.json(), key=lambda s: str(s["timestamp"]))
+
     def state(self, run_id: str) -> str:
         return str(self.flow_run(run_id)["state"]["type"])
 

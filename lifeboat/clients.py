@@ -8,15 +8,20 @@ this factory for clients and never build their own.
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from google.api_core.client_options import ClientOptions
 from google.api_core.future.polling import DEFAULT_POLLING
 from google.auth.credentials import AnonymousCredentials, Credentials
-from google.cloud import compute_v1, dns, run_v2, secretmanager_v1, storage  # type: ignore[attr-defined]
 
 from lifeboat.endpoints import ResolvedEndpoints
 from lifeboat.sqladmin import SqlAdmin
+
+# Each Google library is imported by the builder that needs it, not here: every flow run
+# is a new process, and google.cloud.compute_v1 alone takes about 2.5 s to import (its
+# package loads all of Compute's services). A backup or a drill never needs it.
+if TYPE_CHECKING:
+    from google.cloud import compute_v1, dns, run_v2, secretmanager_v1, storage  # type: ignore[attr-defined]
 
 
 class ClientFactory:
@@ -47,6 +52,8 @@ class ClientFactory:
 
     @functools.cache  # noqa: B019 - one client per factory and project is the point
     def dns(self, project: str) -> dns.Client:
+        from google.cloud import dns  # type: ignore[attr-defined]
+
         return dns.Client(
             project=project,
             credentials=self._credentials(),
@@ -55,6 +62,8 @@ class ClientFactory:
 
     @functools.cached_property
     def run_services(self) -> run_v2.ServicesClient:
+        from google.cloud import run_v2
+
         return run_v2.ServicesClient(
             credentials=self._credentials(),
             transport="rest",
@@ -63,6 +72,8 @@ class ClientFactory:
 
     @functools.cached_property
     def run_revisions(self) -> run_v2.RevisionsClient:
+        from google.cloud import run_v2
+
         return run_v2.RevisionsClient(
             credentials=self._credentials(),
             transport="rest",
@@ -76,6 +87,8 @@ class ClientFactory:
 
     @functools.cached_property
     def url_maps(self) -> compute_v1.UrlMapsClient:
+        from google.cloud import compute_v1
+
         return compute_v1.UrlMapsClient(
             credentials=self._credentials(),
             transport="rest",
@@ -84,6 +97,8 @@ class ClientFactory:
 
     @functools.cached_property
     def global_operations(self) -> compute_v1.GlobalOperationsClient:
+        from google.cloud import compute_v1
+
         # Built here with the same endpoint: the library's own .result() poller ignores
         # client_options and would go to Google (reference/gcp-clients.md).
         return compute_v1.GlobalOperationsClient(
@@ -94,6 +109,8 @@ class ClientFactory:
 
     @functools.cache  # noqa: B019
     def storage(self, project: str) -> storage.Client:
+        from google.cloud import storage  # type: ignore[attr-defined]
+
         options = {"api_endpoint": self.endpoints.storage} if self.endpoints.storage else None
         return storage.Client(
             project=project, credentials=self._credentials(), client_options=options
@@ -101,6 +118,8 @@ class ClientFactory:
 
     @functools.cached_property
     def secret_manager(self) -> secretmanager_v1.SecretManagerServiceClient:
+        from google.cloud import secretmanager_v1
+
         # REST, like Run and Compute: the lab serves Secret Manager over HTTP/JSON.
         return secretmanager_v1.SecretManagerServiceClient(
             credentials=self._credentials(),

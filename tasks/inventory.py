@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from google.cloud import compute_v1
-
 from lifeboat import runtime
 from lifeboat.record import RunRecord
 from tasks.errors import PermanentError
@@ -19,6 +17,8 @@ from tasks.retrying import calling, cloud_task
 @cloud_task(timeout_seconds=60, task_run_name="inventory-url-map")
 def inventory_url_map(environment: str) -> str:
     """The CDN url-map. Idempotent: a read."""
+    from google.cloud import compute_v1  # slow to import: only the run that reads it pays
+
     topo = runtime.topology(environment)
     with calling("inventory-url-map", f"{topo.cdn.project}/{topo.cdn.url_map}"):
         got = runtime.clients(environment).url_maps.get(

@@ -23,8 +23,25 @@ from lifeboat.endpoints import ResolvedEndpoints
 from lifeboat.topology import ENVIRONMENTS_DIR, ENVIRONMENTS_DIR_ENV
 
 REPO = Path(__file__).resolve().parent.parent
-TEST_BASE_PORT = int(os.environ.get("LIFEBOAT_TEST_BASE_PORT", "28780"))
-TEST_PG_PREFIX = os.environ.get("LIFEBOAT_TEST_PG_PREFIX", "127.0.20.")
+
+
+def _worker_index() -> int:
+    """0 for a plain run; n for pytest-xdist's worker gwn, which starts a lab of its own."""
+    return int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+
+
+def shifted_pg_prefix(base: str, shift: int) -> str:
+    """``base`` (a.b.c.) with c moved by ``shift``: each lab's clusters need their own addresses."""
+    a, b, c, _ = base.split(".")
+    return f"{a}.{b}.{int(c) + shift}."
+
+
+# A lab takes about 40 ports from its base, so each xdist worker's lab sits 100 further on
+# (and test_lifecycle's second lab 1000 on, below Linux's ephemeral range from 32768).
+TEST_BASE_PORT = int(os.environ.get("LIFEBOAT_TEST_BASE_PORT", "28780")) + 100 * _worker_index()
+TEST_PG_PREFIX = shifted_pg_prefix(
+    os.environ.get("LIFEBOAT_TEST_PG_PREFIX", "127.0.20."), _worker_index()
+)
 TEST_TIME_SCALE = 0.01
 
 

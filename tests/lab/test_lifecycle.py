@@ -6,11 +6,11 @@ import json
 import socket
 from pathlib import Path
 
-from tests.labharness import TEST_BASE_PORT, TEST_PG_PREFIX, lifeboat
+from tests.labharness import TEST_BASE_PORT, TEST_PG_PREFIX, lifeboat, shifted_pg_prefix
 
 # Apart from the session lab, and moved with it when a second test session runs beside.
 BASE = TEST_BASE_PORT + 1000
-PG_PREFIX = TEST_PG_PREFIX.rsplit(".", 2)[0] + f".{int(TEST_PG_PREFIX.split('.')[2]) + 10}."
+PG_PREFIX = shifted_pg_prefix(TEST_PG_PREFIX, 10)
 
 
 def _listening(port: int) -> bool:
