@@ -102,11 +102,8 @@ def has_deployments() -> bool:
 def apply_configuration(env: dict[str, str]) -> None:
     """Work pool, the region-switch concurrency limit, and every deployment."""
     template = _engine_command_template(env)
-    _run(
-        ["work-pool", "create", WORK_POOL, "--type", "process", "--overwrite"]
-        + ["--base-job-template", str(template)],
-        env,
-    )
+    create = ["work-pool", "create", WORK_POOL, "--type", "process", "--overwrite"]
+    _run([*create, "--base-job-template", str(template)], env)
     if not _gcl_exists(env):
         _run(["gcl", "create", REGION_SWITCH_LIMIT, "--limit", "1"], env)
     if has_deployments():
