@@ -22,12 +22,11 @@ from __future__ import annotations
 
 import argparse
 import time
-from datetime import datetime
 from typing import Any
 
 from google.cloud import compute_v1
 
-from bench.labctl import BenchLab, bench_lab, figure
+from bench.labctl import BenchLab, bench_lab, figure, seconds_between
 from lifeboat import runtime
 from lifeboat.topology import load_topology
 
@@ -50,18 +49,14 @@ def _purge_operations(environment: str) -> list[compute_v1.Operation]:
     return [op for op in listing if "invalidateCache" in (op.operation_type or "")]
 
 
-def _seconds(start: str, end: str) -> float:
-    return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
-
-
 def launch_parts(lab: BenchLab, run: dict[str, Any]) -> dict[str, float]:
     """Where the time from the launch to the first task goes, from the server's states."""
     at = {s["type"]: s["timestamp"] for s in reversed(lab.api.states(run["id"]))}
     first_task = min(t["start_time"] for t in lab.api.task_runs(run["id"]) if t["start_time"])
     return {
-        "launch_to_pickup_s": _seconds(run["created"], at["PENDING"]),
-        "pickup_to_running_s": _seconds(at["PENDING"], at["RUNNING"]),
-        "running_to_first_task_s": _seconds(at["RUNNING"], first_task),
+        "launch_to_pickup_s": seconds_between(run["created"], at["PENDING"]),
+        "pickup_to_running_s": seconds_between(at["PENDING"], at["RUNNING"]),
+        "running_to_first_task_s": seconds_between(at["RUNNING"], first_task),
     }
 
 

@@ -58,10 +58,13 @@ class BenchLab:
         final = self.api.wait(run["id"], timeout=timeout)
         start, end = final.get("start_time"), final.get("end_time")
         if start and end:
-            final["wall_s"] = (
-                datetime.fromisoformat(end) - datetime.fromisoformat(start)
-            ).total_seconds()
+            final["wall_s"] = seconds_between(start, end)
         return final
+
+
+def seconds_between(start: str, end: str) -> float:
+    """Seconds from one of the server's ISO timestamps to another."""
+    return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
 
 
 def _lifeboat(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
