@@ -18,7 +18,7 @@ from prefect import flow, get_run_logger
 from prefect.context import get_run_context
 from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run
-from prefect.futures import wait
+from prefect.futures import PrefectFuture, wait
 from prefect.input import RunInput
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
@@ -33,9 +33,10 @@ from lifeboat import runtime
 from lifeboat.record import RunRecord
 from lifeboat.topology import RegionRole, Tier, Topology
 from tasks.cdn import cdn_import_ahead, cdn_invalidate
-from tasks.cloud_run import ServiceState, run_describe_service, run_scale_service
+from tasks.cloud_run import ScaleResult, ServiceState, run_describe_service, run_scale_service
 from tasks.cloud_run_secrets import ReaderState, run_describe_secret_reader
 from tasks.cloud_sql import (
+    PromoteResult,
     ReplicaLag,
     sql_describe_instance,
     sql_promote_replica,
@@ -126,49 +127,19 @@ def _run(
             step.detail = f"approved by {record.approval['approver']}"
     with ExitStack() as held:
         lock_step(held, record)
-        with record.step("database-connection") as step:
-            # Before the scale-up: instances that start from zero read the secret as they
-            # start, so they must find the new version. The replica keeps its IP when
-            # promoted, so the URL is known now.
-            update = resumable(secret_manager_add_database_url, record, "secret")(
-                env, replica.project, replica.instance
-            )
-            # Instances already running keep an env-var URL until they restart: each
-            # service gets what its configuration needs. The primary's, best effort: its
-            # region may be down, and a failover must not wait on it.
-            refreshed = refresh_secret_readers(
-                topo,
-                record,
-                update.version,
-                required=[secondary],
-                optional=[] if mode is Mode.ungraceful else [topo.regions.primary],
-            )
-            added = f"added {update.version}" if update.changed else f"already {update.version}"
-            step.detail = f"{added}; {refreshed}"
-        with record.step("scale-and-promote") as step:
-            scales = [
-                resumable(run_scale_service, record, "scale").submit(
-                    env,
-                    secondary.project,
-                    secondary.name,
-                    svc.name,
-                    svc.active_scaling.min,
-                    svc.active_scaling.max,
-                )
-                for svc in topo.services
-            ]
-            promote = resumable(sql_promote_replica, record, "promote").submit(
-                env, replica.project, replica.instance
-            )
-            wait([*scales, promote])
-            results = [f.result() for f in scales]
-            promoted = promote.result()
-            scaled = sum(r.changed for r in results)
-            step.detail = (
-                f"scaled {scaled}/{len(results)} at service level; "
-                + "; ".join(r.describe() for r in results)
-                + f"; promote changed={promoted.changed}"
-            )
+        # The promotion is the longest step and needs nothing below, so it starts first:
+        # the run waits max(promotion, secret + refresh + scale-up), not their sum. The
+        # preflight has just read the secondary's services, so its Run API answers.
+        promote = resumable(sql_promote_replica, record, "promote").submit(
+            env, replica.project, replica.instance
+        )
+        try:
+            results, promoted = _connect_scale_and_promote(topo, record, mode, promote)
+        except Exception:
+            # Never release the region lock while the promotion runs, and say how it
+            # ended in the failed step, where an operator looks first.
+            record.steps[-1].detail += f"; {_settled(promote)}"
+            raise
         with record.step("dns-switch") as step:
             # Record sets switch concurrently: 50 of them one by one would take 50 changes.
             switches = [
@@ -205,6 +176,64 @@ def _run(
         "services": [r.model_dump() for r in results],
     }
     record.finish("completed")
+
+
+def _connect_scale_and_promote(
+    topo: Topology, record: RunRecord, mode: Mode, promote: PrefectFuture[PromoteResult]
+) -> tuple[list[ScaleResult], PromoteResult]:
+    """The steps that run while the promotion does; returns the scale-ups and the promotion."""
+    env = topo.environment
+    secondary = topo.regions.secondary
+    replica = topo.cloud_sql.replica
+    with record.step("database-connection") as step:
+        # Before the scale-up: instances that start from zero read the secret as they
+        # start, so they must find the new version. The replica keeps its IP when
+        # promoted, so the URL is known now.
+        update = resumable(secret_manager_add_database_url, record, "secret")(
+            env, replica.project, replica.instance
+        )
+        # Instances already running keep an env-var URL until they restart: each
+        # service gets what its configuration needs. The primary's, best effort: its
+        # region may be down, and a failover must not wait on it.
+        refreshed = refresh_secret_readers(
+            topo,
+            record,
+            update.version,
+            required=[secondary],
+            optional=[] if mode is Mode.ungraceful else [topo.regions.primary],
+        )
+        added = f"added {update.version}" if update.changed else f"already {update.version}"
+        step.detail = f"{added}; {refreshed}"
+    with record.step("scale-and-promote") as step:
+        scales = [
+            resumable(run_scale_service, record, "scale").submit(
+                env,
+                secondary.project,
+                secondary.name,
+                svc.name,
+                svc.active_scaling.min,
+                svc.active_scaling.max,
+            )
+            for svc in topo.services
+        ]
+        wait([*scales, promote])
+        results = [f.result() for f in scales]
+        promoted = promote.result()
+        scaled = sum(r.changed for r in results)
+        step.detail = (
+            f"scaled {scaled}/{len(results)} at service level; "
+            + "; ".join(r.describe() for r in results)
+            + f"; promote changed={promoted.changed}"
+        )
+    return results, promoted
+
+
+def _settled(promote: PrefectFuture[PromoteResult]) -> str:
+    """Wait for the promotion a failed step ran beside, and say how it ended."""
+    wait([promote])
+    if promote.state.is_completed():
+        return "the promotion, started first, completed: a re-run of the incident resumes"
+    return f"the promotion, started first, failed: {promote.state.message}"
 
 
 class Preflight:

@@ -22,9 +22,15 @@ def failover_plan(
     """
     secondary = topo.regions.secondary
     app_secret = topo.cloud_sql.app_secret
+    replica = topo.cloud_sql.replica
     lines = [
-        # First: the replica keeps its IP when promoted, so the URL is known now, and the
+        # The promotion starts first, being the longest step, and runs beside the next
+        # lines. The replica keeps its IP when promoted, so the URL is known now, and the
         # secondary's instances that start from zero must find the new version.
+        f"promote {replica.project}:{replica.instance} (read replica → primary; started"
+        " first, it runs while the secret, the refresh and the scale-up go on)"
+        if replica_type == "READ_REPLICA_INSTANCE"
+        else f"keep {replica.project}:{replica.instance} (already a primary)",
         f"add a version of secret {app_secret.resource} naming "
         f"{topo.cloud_sql.replica.instance} (before the scale-up: instances read it as they"
         " start; apps reading it from a volume at latest follow at once)",
@@ -32,11 +38,6 @@ def failover_plan(
     ]
     for svc, state in zip(topo.services, services, strict=True):
         lines.append(scale_line(secondary.name, svc.name, state, svc.active_scaling))
-    replica = topo.cloud_sql.replica
-    if replica_type == "READ_REPLICA_INSTANCE":
-        lines.append(f"promote {replica.project}:{replica.instance} (read replica → primary)")
-    else:
-        lines.append(f"keep {replica.project}:{replica.instance} (already a primary)")
     for rec in topo.dns.records:
         new = ",".join(rec.rrdatas[RegionRole.secondary])
         if record is not None and record.name == rec.name:

@@ -108,6 +108,43 @@ def test_rerun_of_a_failed_incident_resumes_without_repeating(
     assert any(name.startswith("dns-switch") for name in cached)
 
 
+def test_a_failed_connection_step_waits_for_the_promotion_beside_it_then_resumes(
+    fresh_lab: Lab, api: PrefectApi
+) -> None:
+    # The promotion starts first and runs beside the database-connection step. When that
+    # step fails for good, the run waits for the promotion before it releases the region
+    # lock, says how it ended, and a re-run resumes without a second promotion.
+    fresh_lab.outage(PRIMARY.name, True)
+    since = fresh_lab.last_seq()
+    orders = f"locations/{SECONDARY.name}/services/recommendation-service$"
+    fresh_lab.fault(api="run", method="PATCH", path=orders, status=403, count=1)
+    inc = incident("CONNECT")
+    final = api.wait(_launch(api, inc))
+    assert final["state"]["type"] == "FAILED"
+    assert "refresh-secret-readers" in final["state"]["message"]
+    record = json.loads(
+        read_object(fresh_lab, TOPOLOGY.backups.records_bucket, f"failover/{inc}.json")
+    )
+    failed = record["steps"][-1]
+    assert (failed["name"], failed["outcome"]) == ("database-connection", "failed")
+    assert "403" in failed["detail"]
+    assert failed["detail"].endswith(
+        "the promotion, started first, completed: a re-run of the incident resumes"
+    )
+    assert instance_type(fresh_lab, REPLICA.project, REPLICA.instance) == "CLOUD_SQL_INSTANCE"
+    effects = side_effects(fresh_lab, since)
+    assert _count(effects, "sql", "instances.promoteReplica") == 1
+    assert _count(effects, "run", "PATCH") == 0  # nothing scaled up with a stale secret
+    assert _count(effects, "dns", "POST") == 0
+
+    final = api.wait(_launch(api, inc))
+    assert final["state"]["type"] == "COMPLETED", final["state"]["message"]
+    assert front_region(fresh_lab) == SECONDARY.name
+    effects = side_effects(fresh_lab, since)
+    assert _count(effects, "sql", "instances.promoteReplica") == 1
+    assert _count(effects, "run", "PATCH") == len(TOPOLOGY.services) + 1  # + the one roll
+
+
 def _cached_task_runs(api: PrefectApi, run_id: str, wanted: tuple[str, ...]) -> list[str]:
     """Names of the run's Cached task runs, once the server has every ``wanted`` one.
 

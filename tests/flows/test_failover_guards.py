@@ -84,12 +84,14 @@ def test_dry_run_prints_the_exact_plan_and_changes_nothing(fresh_lab: Lab, api: 
         "scale us-east1/auth-service: 0..10 (service-level -..-, revision 0..10)"
         " → service-level 3..50"
     ) in plan
-    assert f"promote {REPLICA.project}:{REPLICA.instance} (read replica → primary)" in plan
+    # The promotion starts first, being the longest step, and the plan says so.
+    assert plan[0].startswith(f"promote {REPLICA.project}:{REPLICA.instance} (read replica")
+    assert "started first" in plan[0]
     assert "invalidate varai-cdn-lb api.varai.ai/*" in plan
     secret = TOPOLOGY.cloud_sql.app_secret.resource
-    # The secret's new version comes first, before the scale-up, and the plan says why.
-    assert plan[0].startswith(f"add a version of secret {secret} naming {REPLICA.instance}")
-    assert "before the scale-up" in plan[0]
+    # The secret's new version comes next, before the scale-up, and the plan says why.
+    assert plan[1].startswith(f"add a version of secret {secret} naming {REPLICA.instance}")
+    assert "before the scale-up" in plan[1]
     markdown = [a for a in api.artifacts(run["id"]) if a["type"] == "markdown"]
     assert markdown and "34.140.20.20 (ttl 60)" in markdown[0]["data"]
 

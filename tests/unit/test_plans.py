@@ -57,6 +57,8 @@ def test_the_failover_plan_from_a_primary_outage() -> None:
         topo, record, states, "READ_REPLICA_INSTANCE", refresh=["roll us-east1/ai-service"]
     )
     assert plan == [
+        "promote ml-datadriven-recos:varai-db-secondary (read replica → primary; started"
+        " first, it runs while the secret, the refresh and the scale-up go on)",
         f"add a version of secret {SECRET} naming varai-db-secondary (before the scale-up:"
         " instances read it as they start; apps reading it from a volume at latest follow"
         " at once)",
@@ -66,7 +68,6 @@ def test_the_failover_plan_from_a_primary_outage() -> None:
             " → service-level 3..50"
             for name in SERVICES
         ],
-        "promote ml-datadriven-recos:varai-db-secondary (read replica → primary)",
         "DNS api.varai.ai. A: 34.120.10.10 (ttl 300) → 34.140.20.20 (ttl 60)",
         "invalidate varai-cdn-lb api.varai.ai/*",
         "verify 5 health check(s) via api.varai.ai reach us-east1",
@@ -77,14 +78,12 @@ def test_a_resumed_failover_keeps_a_promoted_replica_and_a_record_it_could_not_r
     topo = lab_topology()
     states = [service_state(name, service_scaling=(3, 50)) for name in SERVICES]
     plan = failover_plan(topo, None, states, "CLOUD_SQL_INSTANCE")
-    assert plan[1:5] == [
+    assert plan[0] == "keep ml-datadriven-recos:varai-db-secondary (already a primary)"
+    assert plan[2:6] == [
         f"keep us-east1/{name}: 3..50 (service-level 3..50, revision 0..-) → service-level 3..50"
         for name in SERVICES
     ]
-    assert plan[5:7] == [
-        "keep ml-datadriven-recos:varai-db-secondary (already a primary)",
-        "DNS api.varai.ai. A: → 34.140.20.20 (ttl 60)",
-    ]
+    assert plan[6] == "DNS api.varai.ai. A: → 34.140.20.20 (ttl 60)"
 
 
 def test_the_failover_plan_needs_one_state_per_service() -> None:
