@@ -12,6 +12,7 @@ import sys
 
 BENCHES = {
     "failover": ["bench.failover"],
+    "failback": ["bench.failback"],
     "overhead": ["bench.failover", "--sqlite", "--no-purge-wait"],
     "sequential": ["bench.sequential"],
     "scale": ["bench.scale"],

@@ -83,6 +83,11 @@ def report(record: dict[str, Any], time_scale: object) -> None:
         console.print(
             f"RTO measured: [bold]{record['rto_seconds']:.1f} s[/] (lab time_scale {time_scale})"
         )
+    if record.get("outage_seconds") is not None:
+        console.print(
+            f"planned outage: [bold]{record['outage_seconds']:.1f} s[/], from the fence to"
+            " the verification"
+        )
 
 
 def _control(endpoints: dict[str, Any], path: str, body: dict[str, Any]) -> None:

@@ -21,6 +21,8 @@ def run_markdown(record: RunRecord) -> str:
     ]
     if record.rto_seconds is not None:
         lines.append(f"**RTO measured: {record.rto_seconds:.1f} s**")
+    if record.outage_seconds is not None:
+        lines.append(f"**Planned outage: {record.outage_seconds:.1f} s** (fence held → verified)")
     if record.error:
         lines.append(f"**Error:** {record.error}")
     if record.lag:
@@ -66,6 +68,8 @@ def publish_run(record: RunRecord, notify: bool = True) -> None:
             )
             rto = f"{record.rto_seconds:.1f} s" if record.rto_seconds else "n/a"
             text = f"{record.reason}\nRTO: {rto}\nRecord: {record.record_uri}"
+            if record.outage_seconds is not None:
+                text += f"\nPlanned outage: {record.outage_seconds:.1f} s"
             if record.error:
                 text += f"\nError: {record.error}"
             record.notifications = [

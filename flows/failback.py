@@ -220,7 +220,7 @@ def _run(topo: Topology, record: RunRecord, dry_run: bool, held: ExitStack) -> N
             step.detail = f"{made.name} replicates {made.master}" + (
                 "; deletion protection on, as the stale primary had" if protected else ""
             )
-    with fenced_secondary(topo, record):
+    with fenced_secondary(topo, record) as fence:
         lag = sql_wait_caught_up(env, old.project, old.instance, timeout_s=300)
         record.lag = lag.model_dump(mode="json")
         with record.step("promote") as step:
@@ -261,6 +261,7 @@ def _run(topo: Topology, record: RunRecord, dry_run: bool, held: ExitStack) -> N
         with record.step("verify") as step:
             verified = health_verify(env, Target.public, topo.health.verify_timeout_s, primary.name)
             step.detail = verified.summary()
+        record.outage_seconds = fence.seconds_held()
         record.rto_seconds = time.perf_counter() - started
     with record.step("scale-secondary-standby") as step:
         standby = _scale(record, env, secondary.project, secondary.name, topo, active=False)

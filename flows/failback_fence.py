@@ -11,8 +11,10 @@ the fence, adopting the one in place, and lifts it), and by a refused one
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from prefect import get_run_logger
@@ -62,12 +64,24 @@ def lift_line(region: str, state: ServiceState) -> str:
     return f"lift the fence: {region}/{state.service} ingress → {restore or 'unknown'}"
 
 
+@dataclass(frozen=True)
+class Fence:
+    """The fences set, and when they all held (a perf_counter reading)."""
+
+    results: list[FenceResult]
+    held_at: float
+
+    def seconds_held(self) -> float:
+        return time.perf_counter() - self.held_at
+
+
 @contextmanager
-def fenced_secondary(topo: Topology, record: RunRecord) -> Iterator[list[FenceResult]]:
+def fenced_secondary(topo: Topology, record: RunRecord) -> Iterator[Fence]:
     """Fence every secondary service for the block; lift the fences however it ends."""
     env, region = topo.environment, topo.regions.secondary
     owner = fence_owner(record)
     record.fence = {"ingress": FENCE_INGRESS, "region": region.name, "set": [], "lifted": []}
+    held: float | None = None
     try:
         with record.step("fence-secondary") as step:
             futures = [
@@ -77,12 +91,17 @@ def fenced_secondary(topo: Topology, record: RunRecord) -> Iterator[list[FenceRe
             fenced = [f.result() for f in futures]
             record.fence["set"] = [r.model_dump() for r in fenced]
             step.detail = "; ".join(r.describe() for r in fenced)
-        yield fenced
+        held = time.perf_counter()
+        yield Fence(fenced, held)
     finally:
         with record.step("lift-fence") as step:
             lifted = _lift_all(topo, [s.name for s in topo.services])
             record.fence["lifted"] = [r.model_dump() for r in lifted]
             step.detail = "; ".join(r.describe() for r in lifted)
+        # A run that verified has set the outage already (it ended at the verification);
+        # one that failed inside kept public traffic out until now.
+        if held is not None and record.outage_seconds is None:
+            record.outage_seconds = time.perf_counter() - held
 
 
 def _lift_all(topo: Topology, services: list[str]) -> list[FenceResult]:

@@ -50,6 +50,10 @@ class RunRecord(BaseModel):
     outcome: RunOutcome = "running"
     error: str | None = None
     rto_seconds: float | None = None
+    # A failback's planned outage: from the moment its fence holds until verification
+    # passes through the public path (or, if the run fails inside, until the fence is
+    # lifted). Public traffic gets nothing in between.
+    outage_seconds: float | None = None
     approval: dict[str, Any] | None = None
     lag: dict[str, Any] | None = None
     # A fence a run holds on live traffic (failback): what was set, and when it was lifted.
@@ -71,6 +75,7 @@ class RunRecord(BaseModel):
             "incident_id": self.incident_id,
             "outcome": self.outcome,
             "rto_seconds": self.rto_seconds,
+            "outage_seconds": self.outage_seconds,
             "record_uri": self.record_uri,
             "error": self.error,
         }

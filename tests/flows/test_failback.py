@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 from urllib.parse import unquote
 
@@ -198,6 +199,16 @@ def test_failback_restores_the_topology_and_loses_no_write(fresh_lab: Lab, api: 
     ] * services
     assert [f["after"] for f in record["fence"]["lifted"]] == ["INGRESS_TRAFFIC_ALL"] * services
     assert record["after"]["primary_services"][0]["after"]["effective"] == {"min": 3, "max": 50}
+    # The planned outage: from the fence holding to the verification through the public
+    # path, stated apart from the RTO, which also counts the rebuild before the fence.
+    by_name = {s["name"]: s for s in record["steps"]}
+    fenced = _span(by_name["fence-secondary"]["ended_at"], by_name["verify"]["ended_at"])
+    assert fenced - 1 < record["outage_seconds"] < fenced + 1, (record["outage_seconds"], fenced)
+    assert record["outage_seconds"] < record["rto_seconds"]
+
+
+def _span(start: str, end: str) -> float:
+    return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
 
 
 def test_failback_is_refused_while_the_primary_is_down(fresh_lab: Lab, api: PrefectApi) -> None:
@@ -294,6 +305,10 @@ def test_failback_that_fails_mid_way_lifts_the_fence(fresh_lab: Lab, api: Prefec
     assert steps["dns-switch"] == "failed"
     assert steps["lift-fence"] == "done"
     assert len(record["fence"]["lifted"]) == len(TOPOLOGY.services)
+    # Failed inside the fence: the outage lasted until the fence was lifted.
+    by_name = {s["name"]: s for s in record["steps"]}
+    fenced = _span(by_name["fence-secondary"]["ended_at"], by_name["lift-fence"]["ended_at"])
+    assert fenced - 1 < record["outage_seconds"] < fenced + 1, (record["outage_seconds"], fenced)
 
 
 def _record_of(lab: Lab, inc: str) -> dict[str, Any]:

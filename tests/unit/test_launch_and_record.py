@@ -198,6 +198,7 @@ def test_finish_and_the_event_payload() -> None:
         "incident_id": "INC-2041",
         "outcome": "failed",
         "rto_seconds": 312.5,
+        "outage_seconds": None,
         "record_uri": None,
         "error": "dns-switch failed on varai-ai-zone: 503 unavailable",
     }
@@ -249,6 +250,19 @@ def test_the_record_as_a_page() -> None:
             "Record: `gs://varai-dr-records/lab/INC-2041.json`",
         ]
     )
+
+
+def test_a_failback_page_states_its_planned_outage() -> None:
+    record = _record()
+    record.rto_seconds = 131.04
+    record.outage_seconds = 21.96
+    record.finish("completed")
+    page = run_markdown(record).splitlines()
+    assert page[3:5] == [
+        "**RTO measured: 131.0 s**",
+        "**Planned outage: 22.0 s** (fence held → verified)",
+    ]
+    assert record.event_payload()["outage_seconds"] == 21.96
 
 
 def test_a_dry_run_page_shows_the_plan_and_nothing_measured() -> None:

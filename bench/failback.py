@@ -1,0 +1,85 @@
+"""A failback's planned outage against the promotion it cannot do without.
+
+After a failover (a us-central1 outage, then the region back), the failback deployment
+runs through the Prefect server. Public traffic gets nothing from the moment its fence
+holds until verification passes through the public path: the record's outage_seconds.
+
+- failback_s: the failback run, start to end (it also rebuilds both replicas, outside
+  the outage);
+- failback_outage_s: the record's outage_seconds;
+- promotion_s: the lab's promotion latency x time_scale, the one step the outage must hold;
+- failback_outage_over_promotion: the two above (issue 19's goal: <= 1.2);
+- outage_<step>_s: the fenced steps' own seconds, where the rest of the outage goes.
+
+Usage: ``python -m bench.failback``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from bench.failover import run_failover
+from bench.labctl import BenchLab, bench_lab, figure
+from lifeboat import runtime
+from lifeboat.topology import load_topology
+
+FENCED_STEPS = (
+    "promote",
+    "database-connection",
+    "scale-primary",
+    "dns-switch",
+    "cdn-purge",
+    "verify",
+)
+
+
+def failback_record(incident: str) -> dict[str, Any]:
+    topo = runtime.topology("lab")
+    bucket = (
+        runtime.clients("lab")
+        .storage(topo.regions.primary.project)
+        .bucket(topo.backups.records_bucket)
+    )
+    record: dict[str, Any] = json.loads(
+        bucket.blob(f"failback/{incident}.json").download_as_bytes()
+    )
+    return record
+
+
+def run_failback(lab: BenchLab) -> dict[str, float]:
+    """A failover, the primary region back, then the measured failback."""
+    run_failover(lab, "before failback")
+    lab.outage(load_topology("lab").regions.primary.name, False)
+    incident = "BENCH-FAILBACK"
+    parameters = {"reason": "bench", "operator": "bench", "incident_id": incident}
+    final = lab.run("failback/lab", parameters)
+    if final["state"]["type"] != "COMPLETED":
+        raise RuntimeError(f"failback did not complete: {final['state']}")
+    record = failback_record(incident)
+    model = lab.latency()
+    promotion = float(model["real_seconds"]["sql.promote"]) * float(model["time_scale"])
+    steps = {s["name"]: float(s["seconds"]) for s in record["steps"]}
+    figures = {
+        "failback_s": float(final["wall_s"]),
+        "failback_outage_s": float(record["outage_seconds"]),
+        "promotion_s": promotion,
+        "failback_outage_over_promotion": float(record["outage_seconds"]) / promotion,
+    }
+    for name in FENCED_STEPS:
+        figures[f"outage_{name.replace('-', '_')}_s"] = steps[name]
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.parse_args(argv)
+    with bench_lab() as lab:
+        for name, value in run_failback(lab).items():
+            figure(name, value)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
