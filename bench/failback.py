@@ -9,7 +9,7 @@ holds until verification passes through the public path: the record's outage_sec
 - failback_outage_s: the record's outage_seconds;
 - promotion_s: the lab's promotion latency x time_scale, the one step the outage must hold;
 - failback_outage_over_promotion: the two above (issue 19's goal: <= 1.2);
-- outage_<step>_s: the fenced steps' own seconds, where the rest of the outage goes.
+- outage_<step>_s: the seconds of each step inside the outage, where the rest goes.
 
 Usage: ``python -m bench.failback``.
 """
@@ -18,21 +18,13 @@ from __future__ import annotations
 
 import argparse
 import json
+from datetime import datetime
 from typing import Any
 
 from bench.failover import run_failover
 from bench.labctl import BenchLab, bench_lab, figure
 from lifeboat import runtime
 from lifeboat.topology import load_topology
-
-FENCED_STEPS = (
-    "promote",
-    "database-connection",
-    "scale-primary",
-    "dns-switch",
-    "cdn-purge",
-    "verify",
-)
 
 
 def failback_record(incident: str) -> dict[str, Any]:
@@ -48,6 +40,10 @@ def failback_record(incident: str) -> dict[str, Any]:
     return record
 
 
+def _at(timestamp: str) -> datetime:
+    return datetime.fromisoformat(timestamp)
+
+
 def run_failback(lab: BenchLab) -> dict[str, float]:
     """A failover, the primary region back, then the measured failback."""
     run_failover(lab, "before failback")
@@ -60,15 +56,20 @@ def run_failback(lab: BenchLab) -> dict[str, float]:
     record = failback_record(incident)
     model = lab.latency()
     promotion = float(model["real_seconds"]["sql.promote"]) * float(model["time_scale"])
-    steps = {s["name"]: float(s["seconds"]) for s in record["steps"]}
+    steps = record["steps"]
+    held = _at(next(s for s in steps if s["name"] == "fence-secondary")["ended_at"])
+    verified = _at(next(s for s in steps if s["name"] == "verify")["ended_at"])
+    inside = {
+        s["name"]: float(s["seconds"]) for s in steps if held <= _at(s["started_at"]) <= verified
+    }
     figures = {
         "failback_s": float(final["wall_s"]),
         "failback_outage_s": float(record["outage_seconds"]),
         "promotion_s": promotion,
         "failback_outage_over_promotion": float(record["outage_seconds"]) / promotion,
     }
-    for name in FENCED_STEPS:
-        figures[f"outage_{name.replace('-', '_')}_s"] = steps[name]
+    for name, seconds in inside.items():
+        figures[f"outage_{name.replace('-', '_')}_s"] = seconds
     return figures
 
 

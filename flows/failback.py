@@ -2,13 +2,16 @@
 
 Runbook, after a failover: refuse while the primary region is unhealthy → region lock →
 export what the old primary may hold alone, then replace it with a replica of the promoted
-database → fence the secondary (its services' ingress internal-only: public traffic, and
-so every write, stops) → wait for zero lag → promote → point the apps at it → primary
-services active → DNS back → purge → verify → lift the fence → secondary to standby →
-export the secondary's database, then rebuild it as a replica → record.
+database → primary services active (those whose instances reach a later secret version
+however they start) → fence the secondary (its services' ingress internal-only: public
+traffic, and so every write, stops) → wait for zero lag → promote → point the apps at it
+→ any other primary services active → DNS back → purge → verify → lift the fence →
+secondary to standby → export the secondary's database, then rebuild it as a replica →
+record.
 
 Writes are fenced before the promotion so it loses nothing; the price is a short planned
-outage (about the promotion's duration), which the record states. Scaling is no fence: a
+outage (the promotion, then the roll of the services that read the secret at instance
+start), which the record states as ``outage_seconds``. Scaling is no fence: a
 Cloud Run service at min 0 still serves. The fence is held only while the database and
 DNS move, and it is lifted in every outcome: at the end of the fenced steps, when one of
 them fails, by the cancellation and crash hooks, and by a resumed run of the incident
@@ -83,6 +86,16 @@ def failback(
     return record.model_dump(mode="json")
 
 
+EARLY = " (before the fence, outside the outage: its instances reach the new secret version)"
+
+
+def scales_early(state: ServiceState) -> bool:
+    """Whether a primary service may scale up before the fence, so that its scale-up is
+    no part of the outage: whatever instances it starts reach the secret version the
+    failback adds later. A service whose reader is unknown waits for the version."""
+    return state.secret_reader is not None and state.secret_reader.follows_a_later_version
+
+
 def failback_plan(
     topo: Topology,
     old_primary: InstanceState | None,
@@ -105,6 +118,13 @@ def failback_plan(
         f"create {old.project}:{old.instance} in {primary.name} "
         f"as a replica of {promoted.instance}"
         + (" with deletion protection, as the stale primary had" if protect else ""),
+        # Outside the outage: the services whose instances reach the new version however
+        # they start scale up now; the others only once it exists.
+        *[
+            scale_line(primary.name, s.name, st, s.active_scaling) + EARLY
+            for s, st in zip(topo.services, primary_states, strict=True)
+            if scales_early(st)
+        ],
         *[fence_line(secondary.name, st) for st in secondary_states],
         f"wait for {old.instance} to catch up, then promote it",
         f"add a version of secret {topo.cloud_sql.app_secret.resource} naming {old.instance}"
@@ -116,6 +136,7 @@ def failback_plan(
         *[
             scale_line(primary.name, s.name, st, s.active_scaling)
             for s, st in zip(topo.services, primary_states, strict=True)
+            if not scales_early(st)
         ],
         *[
             f"DNS {r.name} {r.type} → {','.join(r.rrdatas[RegionRole.primary])} (ttl {r.ttl})"
@@ -220,6 +241,14 @@ def _run(topo: Topology, record: RunRecord, dry_run: bool, held: ExitStack) -> N
             step.detail = f"{made.name} replicates {made.master}" + (
                 "; deletion protection on, as the stale primary had" if protected else ""
             )
+    early = [
+        s.name for s, st in zip(topo.services, primary_states, strict=True) if scales_early(st)
+    ]
+    scaled: list[ScaleResult] = []
+    if early:
+        with record.step("scale-primary") as step:
+            scaled += _scale(record, env, primary.project, primary.name, topo, True, early)
+            step.detail = "before the fence: " + "; ".join(r.describe() for r in scaled)
     with fenced_secondary(topo, record) as fence:
         lag = sql_wait_caught_up(env, old.project, old.instance, timeout_s=300)
         record.lag = lag.model_dump(mode="json")
@@ -244,9 +273,12 @@ def _run(topo: Topology, record: RunRecord, dry_run: bool, held: ExitStack) -> N
             )
             added = f"added {update.version}" if update.changed else f"already {update.version}"
             step.detail = f"{added}; {refreshed}"
-        with record.step("scale-primary") as step:
-            scaled = _scale(record, env, primary.project, primary.name, topo, active=True)
-            step.detail = "; ".join(r.describe() for r in scaled)
+        late = [s.name for s in topo.services if s.name not in early]
+        if late:
+            with record.step("scale-primary-after-secret") as step:
+                more = _scale(record, env, primary.project, primary.name, topo, True, late)
+                scaled += more
+                step.detail = "; ".join(r.describe() for r in more)
         with record.step("dns-switch") as step:
             switched = [
                 resumable(dns_switch_record, record, "dns")(
@@ -264,7 +296,8 @@ def _run(topo: Topology, record: RunRecord, dry_run: bool, held: ExitStack) -> N
         record.outage_seconds = fence.seconds_held()
         record.rto_seconds = time.perf_counter() - started
     with record.step("scale-secondary-standby") as step:
-        standby = _scale(record, env, secondary.project, secondary.name, topo, active=False)
+        everyone = [s.name for s in topo.services]
+        standby = _scale(record, env, secondary.project, secondary.name, topo, False, everyone)
         step.detail = "; ".join(r.describe() for r in standby)
     with record.step("rebuild-secondary-replica") as step:
         current = _maybe(lambda: describe(env, promoted.project, promoted.instance))
@@ -342,8 +375,15 @@ def _label(record: RunRecord) -> str:
 
 
 def _scale(
-    record: RunRecord, env: str, project: str, region: str, topo: Topology, *, active: bool
+    record: RunRecord,
+    env: str,
+    project: str,
+    region: str,
+    topo: Topology,
+    active: bool,
+    services: list[str],
 ) -> list[ScaleResult]:
+    """Scale ``services`` of a region to their active or standby bounds, concurrently."""
     step = "scale-active" if active else "scale-standby"
     futures = [
         resumable(run_scale_service, record, step).submit(
@@ -355,6 +395,7 @@ def _scale(
             (s.active_scaling if active else s.standby_scaling).max,
         )
         for s in topo.services
+        if s.name in services
     ]
     return [future.result() for future in futures]
 

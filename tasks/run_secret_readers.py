@@ -87,6 +87,14 @@ class SecretReader(BaseModel):
         """A new revision would take no traffic: rolling cannot help."""
         return self.needs_restart and self.latest_traffic == 0
 
+    @property
+    def follows_a_later_version(self) -> bool:
+        """Whether instances started now still end up on a version added later: they read
+        it at once (a volume at latest, or not at all), or the roll after the new version
+        replaces them all (every bit of traffic follows the latest revision). Such a
+        service may scale up before the new version exists."""
+        return not self.needs_restart or self.latest_traffic == 100
+
     def current_for(self, version: str) -> bool:
         """Whether a revision made for ``version`` (a number) is already the template."""
         pinned_ok = all(ref.version == version for ref in self.refs if ref.pinned)

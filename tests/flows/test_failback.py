@@ -66,11 +66,11 @@ def _object_reads(lab: Lab, since: int, name: str) -> list[int]:
     ]
 
 
-def _secondary_patches(lab: Lab, since: int) -> list[int]:
+def _secondary_patches(lab: Lab, since: int, region: str = SECONDARY.name) -> list[int]:
     return [
         e["seq"]
         for e in lab.requests(api="run", method="PATCH", since=since)
-        if f"/locations/{SECONDARY.name}/" in e["path"] and e["status"] < 400
+        if f"/locations/{region}/" in e["path"] and e["status"] < 400
     ]
 
 
@@ -187,6 +187,13 @@ def test_failback_restores_the_topology_and_loses_no_write(fresh_lab: Lab, api: 
     # Between the promotion and DNS, one roll: the env-var service, while still fenced.
     assert len([p for p in patches if promoted_at < p < dns_at]) == 1
     assert len([p for p in patches if p > dns_at]) == 2 * services  # lift, then standby
+    # The primary scaled up before the fence, outside the outage; inside it, only the
+    # env-var service's roll once the new version exists.
+    fenced_at = min(patches)
+    primary_patches = _secondary_patches(fresh_lab, since, PRIMARY.name)
+    assert len([p for p in primary_patches if p < fenced_at]) == services
+    assert len([p for p in primary_patches if promoted_at < p < dns_at]) == 1
+    assert len(primary_patches) == services + 1
     for service in TOPOLOGY.services:
         assert ingress(fresh_lab, SECONDARY, service.name) == ("INGRESS_TRAFFIC_ALL", {})
     steps = [s["name"] for s in record["steps"]]

@@ -186,7 +186,10 @@ def test_failback_moves_the_secondarys_env_var_instances_to_the_final_primary(
     assert f"{SECONDARY.name}/{ORDERS}: read it as an env var at latest: new revision" in detail
     assert f"{PRIMARY.name}/auth-service: reads it from a volume at latest" in detail
     names = [s["name"] for s in record["steps"]]
-    assert names.index("database-connection") < names.index("scale-primary")
+    # The primary scales up before the fence, outside the outage: its env-var instances
+    # started then are replaced by the roll once the new version exists.
+    assert names.index("scale-primary") < names.index("fence-secondary")
+    assert names.index("promote") < names.index("database-connection")
     assert names.index("database-connection") < names.index("lift-fence")
     secret = TOPOLOGY.cloud_sql.app_secret.resource
     assert (

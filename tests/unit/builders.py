@@ -90,6 +90,7 @@ def service_state(
     ingress_before: str = "",
     env_secret: str | None = None,
     volume_secret: str | None = None,
+    pinned_to: str | None = None,
 ) -> ServiceState:
     """What ``run_describe_service`` reports for such a service."""
     got = run_service(
@@ -99,6 +100,7 @@ def service_state(
         revision_scaling=revision_scaling,
         env_secret=env_secret,
         volume_secret=volume_secret,
+        pinned_to=pinned_to,
     )
     got.terminal_condition.state = run_v2.Condition.State.CONDITION_SUCCEEDED
     got.ingress = run_v2.IngressTraffic[ingress]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from flows.failback import failback_plan
+from flows.failback import failback_plan, scales_early
 from flows.plans import failover_plan, scale_line
 from flows.rollback import ServicePlan, _chosen_services, _plan
 from lifeboat.topology import Scaling
@@ -137,27 +137,32 @@ def test_the_failback_plan_exports_a_protected_stale_primary_before_it_deletes_i
         "create ml-datadriven-recos:varai-prod in us-central1 as a replica of "
         "varai-db-secondary with deletion protection, as the stale primary had",
     ]
+    # Every primary service reads the secret at latest with all traffic on the latest
+    # revision: the roll after the new version replaces whatever instances it starts, so
+    # it scales up before the fence, outside the outage.
     assert plan[4] == (
+        "scale us-central1/auth-service: 0..10 (service-level -..10, revision 0..-)"
+        " → service-level 3..50 (before the fence, outside the outage: its instances reach"
+        " the new secret version)"
+    )
+    assert plan[8] == (
         "fence us-east1/auth-service: ingress INGRESS_TRAFFIC_ALL → "
         "INGRESS_TRAFFIC_INTERNAL_ONLY (public traffic and writes stop: the planned outage starts)"
     )
-    assert plan[8:10] == [
+    assert plan[12:14] == [
         "wait for varai-prod to catch up, then promote it",
         f"add a version of secret {SECRET} naming varai-prod (apps reading it from a volume"
         " at latest follow at once; instances that start read it as they start)",
     ]
     # The primary's env-var readers roll; the secondary's volume readers follow at once.
-    assert plan[10] == (
+    assert plan[14] == (
         "roll a new revision of us-central1/auth-service: it reads "
         f"{SECRET} as an env var at latest, resolved at instance start"
     )
     assert (
-        plan[14] == f"us-east1/auth-service reads {SECRET} from a volume at latest: follows at once"
+        plan[18] == f"us-east1/auth-service reads {SECRET} from a volume at latest: follows at once"
     )
-    assert plan[18] == (
-        "scale us-central1/auth-service: 0..10 (service-level -..10, revision 0..-)"
-        " → service-level 3..50"
-    )
+    assert not any(line.startswith("scale us-central1") for line in plan[8:])
     assert plan[22:25] == [
         "DNS api.varai.ai. A → 34.120.10.10 (ttl 300)",
         "invalidate varai-cdn-lb api.varai.ai/*",
@@ -174,6 +179,41 @@ def test_the_failback_plan_exports_a_protected_stale_primary_before_it_deletes_i
         " (it took writes until the fence)",
         "replace ml-datadriven-recos:varai-db-secondary by a replica of varai-prod in us-east1",
     ]
+
+
+def test_a_primary_service_scales_after_the_new_secret_version_unless_it_reaches_it_anyway() -> (
+    None
+):
+    # Traffic pinned to a named revision keeps instances on the URL they started with (no
+    # roll can move them), and a reader not known is not assumed to follow: both wait
+    # for the new version, inside the fence. A volume at latest follows at once.
+    secondary, _ = _failback_states()
+    stuck = service_state("auth-service", "us-central1", env_secret="latest", pinned_to="r-1")
+    unknown = service_state("ai-service", "us-central1").model_copy(update={"secret_reader": None})
+    volume = service_state("recommendation-service", "us-central1", volume_secret="latest")
+    env_pinned = service_state("face-service", "us-central1", env_secret="7")
+    assert [scales_early(st) for st in (stuck, unknown, volume, env_pinned)] == [
+        False,
+        False,
+        True,
+        True,
+    ]
+    plan = failback_plan(
+        lab_topology(),
+        None,
+        promoted_protected=False,
+        export_uri="gs://unused",
+        secondary_states=secondary,
+        primary_states=[stuck, unknown, volume, env_pinned],
+        secondary_export_uri="gs://varai-backups/x.sql.gz",
+    )
+    scales = [i for i, line in enumerate(plan) if line.startswith("scale us-central1")]
+    fence = next(i for i, line in enumerate(plan) if line.startswith("fence "))
+    secret = next(i for i, line in enumerate(plan) if line.startswith("add a version"))
+    early = [plan[i].split(":")[0] for i in scales if i < fence]
+    late = [plan[i].split(":")[0] for i in scales if i > secret]
+    assert early == ["scale us-central1/recommendation-service", "scale us-central1/face-service"]
+    assert late == ["scale us-central1/auth-service", "scale us-central1/ai-service"]
 
 
 def test_a_failback_that_finds_the_stale_primary_gone_creates_it_and_keeps_a_fence() -> None:
@@ -199,7 +239,7 @@ def test_a_failback_that_finds_the_stale_primary_gone_creates_it_and_keeps_a_fen
         "create ml-datadriven-recos:varai-prod in us-central1 as a replica of varai-db-secondary"
     )
     assert not any("gs://unused" in line or line.startswith("delete") for line in plan)
-    assert plan[1] == (
+    assert plan[5] == (
         "keep the fence on us-east1/auth-service (set by failback/fb-1; "
         "ingress INGRESS_TRAFFIC_ALL before it)"
     )
