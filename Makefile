@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test lint bench lab-up lab-down clean
+.PHONY: setup demo test lint bench reliability lab-up lab-down clean
 
 $(STAMP): pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh
@@ -31,6 +31,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# Issue 15's sweeps (lock storm, ...): name=value lines; not a test, not run by CI.
+reliability: $(STAMP)
+	$(BIN)/python -m reliability
 
 lab-up: $(STAMP)
 	$(BIN)/lifeboat lab up

@@ -40,6 +40,12 @@ class BenchLab:
     def latency(self) -> dict[str, Any]:
         return dict(httpx.get(f"{self.control}/_lab/config", timeout=30).json())
 
+    def configure(self, latency: dict[str, float]) -> None:
+        """Set modelled latencies (real seconds, before time_scale) by operation name."""
+        httpx.post(
+            f"{self.control}/_lab/config", json={"latency": latency}, timeout=30
+        ).raise_for_status()
+
     def outage(self, region: str, down: bool) -> None:
         httpx.post(
             f"{self.control}/_lab/outage", json={"region": region, "down": down}, timeout=30
@@ -80,14 +86,18 @@ def _lifeboat(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[st
 
 @contextmanager
 def bench_lab(
-    topology: Path | None = None, prefect_db: str = "postgresql", time_scale: float = TIME_SCALE
+    topology: Path | None = None,
+    prefect_db: str = "postgresql",
+    time_scale: float = TIME_SCALE,
+    base_port: int = BASE_PORT,
+    pg_prefix: str = PG_PREFIX,
 ) -> Iterator[BenchLab]:
     """A lab of its own (own ports), with Prefect; stopped whatever happens."""
     root = Path(tempfile.mkdtemp(prefix="lifeboat-bench-"))
     env = dict(os.environ)
     env["LIFEBOAT_LAB_PREFECT_DB"] = prefect_db
-    args = ["lab", "up", "--dir", str(root), "--base-port", str(BASE_PORT)]
-    args += ["--pg-address-prefix", PG_PREFIX, "--time-scale", str(time_scale)]
+    args = ["lab", "up", "--dir", str(root), "--base-port", str(base_port)]
+    args += ["--pg-address-prefix", pg_prefix, "--time-scale", str(time_scale)]
     if topology is not None:
         env[ENVIRONMENTS_DIR_ENV] = str(topology.parent)
         args += ["--topology", str(topology)]

@@ -1,0 +1,176 @@
+"""Crash sweep (issue 15 §2): SIGKILL a switch at each step boundary, re-run, count repeats.
+
+For each flow swept, a baseline run on a fresh lab gives the side effects a whole run
+makes (the lab's request log: every state-changing call it judged a write, less the run
+records and leases). The crash points are the boundaries between groups of like calls
+(four concurrent scale-ups are one group): for each, on a fresh lab, the run is launched,
+the flow's processes are SIGKILLed as soon as the lab has logged the first call of that
+group, and the same incident is launched again. A re-run must complete, and no call may
+happen more often than in the baseline.
+
+Figures (``name=value``):
+- crash_points: the points tried, over all flows swept;
+- duplicate_side_effects: calls beyond the baseline's count, summed (goal 0);
+- crash_reruns_incomplete: re-runs that did not complete (goal 0);
+- crash_rerun_max_s: the slowest re-run, launch to end (it waits out the killed run's
+  Prefect slot lease: 60 s, Prefect's minimum);
+- crash_<flow>_points: the points tried per flow, and a line per point that went wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.labctl import BenchLab, bench_lab, figure
+from lifeboat.topology import load_topology
+
+BASE_PORT = int(os.environ.get("LIFEBOAT_RELIABILITY_CRASH_PORT", "25780"))
+PG_PREFIX = os.environ.get("LIFEBOAT_RELIABILITY_CRASH_PG_PREFIX", "127.0.25.")
+
+
+def effect(entry: dict[str, Any]) -> str | None:
+    """A logged call as a side effect's key, or None when it changes nothing that matters
+    here: reads, refused calls, run records and the region lease (rewritten by design)."""
+    if not entry["write"] or entry["status"] >= 400 or entry["api"] == "webhooks":
+        return None
+    if entry["api"] == "storage" and "dr-records" in entry["path"]:
+        return None
+    return f"{entry['api']} {entry['method']} {entry['path']}"
+
+
+def effects(lab: BenchLab, since: int) -> list[str]:
+    keys = (effect(e) for e in lab.requests() if e["seq"] > since)
+    return [k for k in keys if k is not None]
+
+
+def groups(sequence: list[str]) -> list[int]:
+    """Indexes where a new group of like calls starts (same API and verb as the one
+    before: concurrent calls to several services are one group)."""
+    starts = []
+    for i, key in enumerate(sequence):
+        kind = key.split(" ")[:2]
+        if i == 0 or kind != sequence[i - 1].split(" ")[:2]:
+            starts.append(i)
+    return starts
+
+
+def duplicates(baseline: list[str], seen: list[str]) -> int:
+    """Calls beyond the baseline's count of the same call."""
+    want, got = Counter(baseline), Counter(seen)
+    return sum(max(0, n - want[k]) for k, n in got.items())
+
+
+def _flow_processes(run_id: str) -> list[int]:
+    pids = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if f"PREFECT__FLOW_RUN_ID={run_id}".encode() in environ.read_bytes():
+                pids.append(int(environ.parent.name))
+        except OSError:
+            continue
+    return pids
+
+
+def _last_seq(lab: BenchLab) -> int:
+    entries = lab.requests()
+    return int(entries[-1]["seq"]) if entries else 0
+
+
+def _fresh(lab: BenchLab, flow: str) -> None:
+    """A lab as the flow needs it: the primary down for a failover; after a failover,
+    with the primary back, for a failback."""
+    httpx.post(f"{lab.control}/_lab/reset", json={}, timeout=120).raise_for_status()
+    primary = load_topology("lab").regions.primary.name
+    lab.outage(primary, True)
+    if flow == "failback":
+        done = lab.run("failover/lab", {"reason": "before failback", "approve": True})
+        if done["state"]["type"] != "COMPLETED":
+            raise RuntimeError(f"the failover before the failback failed: {done['state']}")
+        lab.outage(primary, False)
+
+
+def _launch(lab: BenchLab, flow: str, incident: str) -> str:
+    parameters = {"reason": "crash sweep", "incident_id": incident}
+    if flow == "failover":
+        parameters["approve"] = True  # type: ignore[assignment]
+    return str(lab.api.launch(f"{flow}/lab", parameters)["id"])
+
+
+def baseline(lab: BenchLab, flow: str) -> list[str]:
+    _fresh(lab, flow)
+    since = _last_seq(lab)
+    final = lab.api.wait(_launch(lab, flow, f"CRASH-{flow}-BASE"), timeout=900)
+    if final["state"]["type"] != "COMPLETED":
+        raise RuntimeError(f"the baseline {flow} failed: {final['state']}")
+    return effects(lab, since)
+
+
+def crash_at(lab: BenchLab, flow: str, point: int, base: list[str]) -> dict[str, Any]:
+    """Kill the run once the lab has logged effect ``point`` (0-based), then re-run."""
+    _fresh(lab, flow)
+    since = _last_seq(lab)
+    incident = f"CRASH-{flow}-{point:02d}"
+    run_id = _launch(lab, flow, incident)
+    deadline = time.monotonic() + 600
+    while len(effects(lab, since)) <= point:
+        if lab.api.state(run_id) in {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}:
+            raise RuntimeError(f"{flow} ended before effect {point}: {base[point]}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{flow} never reached effect {point}: {base[point]}")
+        time.sleep(0.05)
+    for pid in _flow_processes(run_id):
+        os.kill(pid, signal.SIGKILL)
+    killed_after = effects(lab, since)
+    lab.api.wait(run_id, timeout=300)  # the worker reports the crash
+    started = time.monotonic()
+    final = lab.api.wait(_launch(lab, flow, incident), timeout=900)
+    seen = effects(lab, since)
+    return {
+        "point": point,
+        "killed_after": killed_after[-1],
+        "completed": final["state"]["type"] == "COMPLETED",
+        "message": str(final["state"].get("message") or "")[:300],
+        "rerun_s": time.monotonic() - started,
+        "duplicates": duplicates(base, seen),
+        "extra": sorted((Counter(seen) - Counter(base)).elements()),
+    }
+
+
+def sweep(lab: BenchLab, flow: str) -> list[dict[str, Any]]:
+    base = baseline(lab, flow)
+    figure(f"crash_{flow}_baseline_effects", len(base))
+    results = []
+    for point in groups(base):
+        result = crash_at(lab, flow, point, base)
+        results.append(result)
+        if result["duplicates"] or not result["completed"]:
+            print(f"# {flow} killed after {result['killed_after']}: {result}", flush=True)
+    figure(f"crash_{flow}_points", len(results))
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--flows", nargs="*", default=["failover", "failback"])
+    args = parser.parse_args(argv)
+    results: list[dict[str, Any]] = []
+    with bench_lab(base_port=BASE_PORT, pg_prefix=PG_PREFIX) as lab:
+        for flow in args.flows:
+            results += sweep(lab, flow)
+    figure("crash_points", len(results))
+    figure("duplicate_side_effects", sum(r["duplicates"] for r in results))
+    figure("crash_reruns_incomplete", sum(not r["completed"] for r in results))
+    figure("crash_rerun_max_s", max((r["rerun_s"] for r in results), default=0.0))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
