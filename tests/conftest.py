@@ -82,10 +82,13 @@ def _lab_replies_follow_googles_schema(request: pytest.FixtureRequest) -> Iterat
     is a lab bug (lab/core/schema.py), whoever made the call. A call the lab refused for
     breaking the schema already failed the caller; it is only written to
     ``$LIFEBOAT_SCHEMA_REPORT`` (JSON lines) when that is set."""
-    if "lab" not in request.fixturenames:
+    # The session lab, or a module's own in-process lab under one of these names
+    # (lab_ctx checks itself, in tests/contract/conftest.py).
+    holder = next((n for n in ("lab", "cli") if n in request.fixturenames), None)
+    if holder is None:
         yield
         return
-    read = _violations_of(request.getfixturevalue("lab"))
+    read = _violations_of(request.getfixturevalue(holder))
     if read is None:
         yield
         return

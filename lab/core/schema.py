@@ -196,6 +196,7 @@ class ApiSchema:
     exemptions: tuple[Exemption, ...] = ()
     errors_list: bool = True
     served: set[str] = field(default_factory=set)
+    _by_shape: dict[tuple[str, int], list[Method]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def load(cls, api: str) -> ApiSchema:
@@ -221,10 +222,25 @@ class ApiSchema:
         )
 
     def match(self, http_method: str, raw_path: str) -> Method | None:
-        for method in self.methods.get(http_method, ()):
+        for method in self._candidates(http_method, raw_path.count("/")):
             if method.pattern.match(raw_path):
                 return method
         return None
+
+    def _candidates(self, http_method: str, slashes: int) -> list[Method]:
+        """The methods a path with this many slashes could match, most specific first: those
+        whose template has as many, and those with a ``{+var}`` that may hold any number.
+        Compute has 1025 methods; a scan of them all cost 0.2 ms a call."""
+        key = (http_method, slashes)
+        found = self._by_shape.get(key)
+        if found is None:
+            found = [
+                m
+                for m in self.methods.get(http_method, ())
+                if "{+" in m.template or m.template.count("/") == slashes
+            ]
+            self._by_shape[key] = found
+        return found
 
     def exempt(self, http_method: str, path: str) -> bool:
         return any(e.pattern.match(path) and http_method in e.methods for e in self.exemptions)
