@@ -47,20 +47,55 @@ def test_reserved_expansion_may_hold_slashes_a_plain_variable_may_not() -> None:
     ("api", "verb", "path", "expected"),
     [
         ("run", "PATCH", SERVICES + "/api", "run.projects.locations.services.patch"),
-        ("run", "POST", "/v2/projects/p/locations/l/operations/o:wait", "run.projects.locations.operations.wait"),
-        ("secretmanager", "GET", SECRET + "/versions/3:access", "secretmanager.projects.secrets.versions.access"),
-        ("secretmanager", "GET", SECRET + "/versions/3", "secretmanager.projects.secrets.versions.get"),
+        (
+            "run",
+            "POST",
+            "/v2/projects/p/locations/l/operations/o:wait",
+            "run.projects.locations.operations.wait",
+        ),
+        (
+            "secretmanager",
+            "GET",
+            SECRET + "/versions/3:access",
+            "secretmanager.projects.secrets.versions.access",
+        ),
+        (
+            "secretmanager",
+            "GET",
+            SECRET + "/versions/3",
+            "secretmanager.projects.secrets.versions.get",
+        ),
         ("storage", "GET", "/storage/v1/b/bk/o/a%2Fb", "storage.objects.get"),
         ("storage", "GET", "/download/storage/v1/b/bk/o/a%2Fb", "storage.objects.get"),
         ("storage", "POST", "/upload/storage/v1/b/bk/o", "storage.objects.insert"),
         ("storage", "POST", "/resumable/upload/storage/v1/b/bk/o", "storage.objects.insert"),
         ("storage", "POST", "/storage/v1/b/a/o/x/rewriteTo/b/c/o/y", "storage.objects.rewrite"),
-        ("sql", "POST", "/v1/projects/p/instances/i/promoteReplica", "sql.instances.promoteReplica"),
-        ("sql", "POST", "/sql/v1beta4/projects/p/instances/i/promoteReplica", "sql.instances.promoteReplica"),
-        ("dns", "GET", "/dns/v1/projects/p/managedZones/z/rrsets/a.example./A", "dns.resourceRecordSets.get"),
-        ("compute", "POST", "/compute/v1/projects/p/global/urlMaps/u/invalidateCache", "compute.urlMaps.invalidateCache"),
+        (
+            "sql",
+            "POST",
+            "/v1/projects/p/instances/i/promoteReplica",
+            "sql.instances.promoteReplica",
+        ),
+        (
+            "sql",
+            "POST",
+            "/sql/v1beta4/projects/p/instances/i/promoteReplica",
+            "sql.instances.promoteReplica",
+        ),
+        (
+            "dns",
+            "GET",
+            "/dns/v1/projects/p/managedZones/z/rrsets/a.example./A",
+            "dns.resourceRecordSets.get",
+        ),
+        (
+            "compute",
+            "POST",
+            "/compute/v1/projects/p/global/urlMaps/u/invalidateCache",
+            "compute.urlMaps.invalidateCache",
+        ),
     ],
-)  # fmt: skip
+)
 def test_calls_match_their_discovery_method(api: str, verb: str, path: str, expected: str) -> None:
     assert method(api, verb, path) == expected
 
@@ -160,8 +195,7 @@ def test_a_reply_is_judged_by_the_methods_response_schema() -> None:
     assert response_problems(get, json.dumps(good).encode()) == []
     bad = {**good, "createdBy": "lab", "replication": {"automatic": {}, "kind": 1}}
     assert response_problems(get, json.dumps(bad).encode()) == [
-        "Invalid JSON payload received. Unknown name \"kind\" at 'replication': "
-        "Cannot find field.",
+        "Invalid JSON payload received. Unknown name \"kind\" at 'replication': Cannot find field.",
         'Invalid JSON payload received. Unknown name "createdBy": Cannot find field.',
     ]
     delete = _method("storage", "DELETE", "/storage/v1/b/bk/o/x")
