@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,7 +62,7 @@ class Problem:
 _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
 
 
-def proto_path(parts: tuple[str | int, ...]) -> str:
+def proto_path(parts: Sequence[str | int]) -> str:
     """``('template', 'containers', 0, 'ports')`` as Google names it in an error:
     ``template.containers[0].ports`` (proto field names, snake_case)."""
     out = ""
@@ -75,14 +75,14 @@ def proto_path(parts: tuple[str | int, ...]) -> str:
     return out
 
 
-def _unknown(name: str, at: tuple[str | int, ...]) -> Problem:
+def _unknown(name: str, at: Sequence[str | int]) -> Problem:
     where = f" at '{proto_path(at)}'" if at else ""
     return Problem(
         f'Invalid JSON payload received. Unknown name "{name}"{where}: Cannot find field.'
     )
 
 
-def _invalid(at: tuple[str | int, ...], kind: str, value: object) -> Problem:
+def _invalid(at: Sequence[str | int], kind: str, value: object) -> Problem:
     shown = json.dumps(value) if not isinstance(value, str) else f'"{value}"'
     return Problem(f"Invalid value at '{proto_path(at)}' ({kind}), {shown[:200]}")
 
@@ -107,16 +107,12 @@ _KINDS = {
 
 
 class Node:
-    def check(
-        self, value: object, at: tuple[str | int, ...], mode: str, out: list[Problem]
-    ) -> None:
+    def check(self, value: object, at: list[str | int], mode: str, out: list[Problem]) -> None:
         raise NotImplementedError
 
 
 class AnyNode(Node):
-    def check(
-        self, value: object, at: tuple[str | int, ...], mode: str, out: list[Problem]
-    ) -> None:
+    def check(self, value: object, at: list[str | int], mode: str, out: list[Problem]) -> None:
         return
 
 
@@ -126,15 +122,20 @@ class ScalarNode(Node):
     format: str | None = None
     enum: frozenset[str] | None = None
 
+    def __post_init__(self) -> None:
+        self.plain_string = (
+            self.type == "string" and self.enum is None and self.format not in {"int64", "uint64"}
+        )
+
     @property
     def kind(self) -> str:
         if self.enum is not None:
             return "TYPE_ENUM"
         return _KINDS.get((self.type, self.format or ""), f"TYPE_{self.type.upper()}")
 
-    def check(
-        self, value: object, at: tuple[str | int, ...], mode: str, out: list[Problem]
-    ) -> None:
+    def check(self, value: object, at: list[str | int], mode: str, out: list[Problem]) -> None:
+        if self.plain_string and value.__class__ is str:
+            return  # the common case, first
         if value is None:
             if mode == RESPONSE:
                 out.append(_invalid(at, self.kind, value))
@@ -171,16 +172,20 @@ class ScalarNode(Node):
 class ArrayNode(Node):
     items: Node
 
-    def check(
-        self, value: object, at: tuple[str | int, ...], mode: str, out: list[Problem]
-    ) -> None:
+    def check(self, value: object, at: list[str | int], mode: str, out: list[Problem]) -> None:
         if value is None and mode == REQUEST:
             return
         if not isinstance(value, list):
             out.append(_invalid(at, "TYPE_LIST", value))
             return
+        items = self.items
+        if isinstance(items, ScalarNode) and items.plain_string:
+            if all(item.__class__ is str for item in value):
+                return
         for index, item in enumerate(value):
-            self.items.check(item, (*at, index), mode, out)
+            at.append(index)
+            items.check(item, at, mode, out)
+            at.pop()
 
 
 @dataclass
@@ -191,9 +196,13 @@ class ObjectNode(Node):
     # "object"`` alone) is free-form JSON: a ``google.protobuf.Struct``.
     free: bool = False
 
-    def check(
-        self, value: object, at: tuple[str | int, ...], mode: str, out: list[Problem]
-    ) -> None:
+    def __post_init__(self) -> None:
+        # Most fields are plain strings: checked here, without a call per field.
+        self.strings = frozenset(
+            k for k, n in self.properties.items() if isinstance(n, ScalarNode) and n.plain_string
+        )
+
+    def check(self, value: object, at: list[str | int], mode: str, out: list[Problem]) -> None:
         if value is None and mode == REQUEST:
             return
         if not isinstance(value, dict):
@@ -201,14 +210,20 @@ class ObjectNode(Node):
             return
         if self.free:
             return
+        properties = self.properties
+        strings = self.strings
         for key, item in value.items():
-            node = self.properties.get(key)
+            if item.__class__ is str and key in strings:
+                continue
+            node = properties.get(key)
             if node is None:
                 node = self.additional
                 if node is None:
                     out.append(_unknown(key, at))
                     continue
-            node.check(item, (*at, key), mode, out)
+            at.append(key)
+            node.check(item, at, mode, out)
+            at.pop()
 
 
 @dataclass
@@ -217,11 +232,13 @@ class RefNode(Node):
 
     name: str
     schemas: Schemas
+    _target: Node | None = None
 
-    def check(
-        self, value: object, at: tuple[str | int, ...], mode: str, out: list[Problem]
-    ) -> None:
-        self.schemas.node(self.name).check(value, at, mode, out)
+    def check(self, value: object, at: list[str | int], mode: str, out: list[Problem]) -> None:
+        target = self._target
+        if target is None:
+            target = self._target = self.schemas.node(self.name)
+        target.check(value, at, mode, out)
 
 
 class Schemas:
@@ -261,7 +278,7 @@ class Schemas:
 
     def problems(self, name: str, value: object, mode: str, limit: int = 20) -> list[Problem]:
         out: list[Problem] = []
-        self.node(name).check(value, (), mode, out)
+        self.node(name).check(value, [], mode, out)
         return out[:limit]
 
     def compile_all(self) -> None:
