@@ -179,9 +179,9 @@ class ArrayNode(Node):
             out.append(_invalid(at, "TYPE_LIST", value))
             return
         items = self.items
-        if isinstance(items, ScalarNode) and items.plain_string:
-            if all(item.__class__ is str for item in value):
-                return
+        plain = isinstance(items, ScalarNode) and items.plain_string
+        if plain and all(item.__class__ is str for item in value):
+            return
         for index, item in enumerate(value):
             at.append(index)
             items.check(item, at, mode, out)
