@@ -128,7 +128,7 @@ def build_app(ctx: LabContext, api: str, routes: Sequence[BaseRoute]) -> ASGIApp
     )
     schema = schema_for(api)
     if schema is not None:
-        app = SchemaMiddleware(app, schema, ctx.violations)
+        app = SchemaMiddleware(app, schema, ctx.violations, routes)
     return LabMiddleware(app, ctx, api)
 
 

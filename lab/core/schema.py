@@ -25,11 +25,12 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lab.core.discovery import (
@@ -195,7 +196,6 @@ class ApiSchema:
     batch_paths: frozenset[str]
     exemptions: tuple[Exemption, ...] = ()
     errors_list: bool = True
-    served: set[str] = field(default_factory=set)
     _by_shape: dict[tuple[str, int], list[Method]] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -344,13 +344,43 @@ def _header(scope_or_message: Mapping[str, Any], name: bytes) -> str:
     return ""
 
 
+_ROUTE_PARAM = re.compile(r"\{[^}]+\}")
+
+
+def implemented_methods(schema: ApiSchema, routes: Sequence[BaseRoute]) -> frozenset[str]:
+    """The discovery methods an emulator's routes are written for: each route's own path,
+    its parameters filled with one segment, matched like a call. A route whose parameter
+    takes slashes (``{object:path}``) would otherwise also swallow the calls of methods it
+    was never written for (``b/{bucket}/o/{object}/acl/{entity}`` is
+    objectAccessControls.get, not objects.get of ``x/acl/y``)."""
+    found: set[str] = set()
+    for route in routes:
+        if not isinstance(route, Route) or route.methods is None:
+            continue
+        concrete = _ROUTE_PARAM.sub("x1", route.path)
+        for verb in route.methods - {"HEAD"}:
+            method = schema.match(verb, concrete)
+            if method is not None:
+                found.add(method.id)
+    return frozenset(found)
+
+
 class SchemaMiddleware:
     """Judges each call of one API by its discovery document (see the module docstring)."""
 
-    def __init__(self, app: ASGIApp, schema: ApiSchema, violations: SchemaViolations) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        schema: ApiSchema,
+        violations: SchemaViolations,
+        routes: Sequence[BaseRoute] = (),
+    ) -> None:
+        """``routes`` are the emulator's: a call of a discovery method none of them is
+        written for is 404, as a method the lab does not serve."""
         self.app = app
         self.schema = schema
         self.violations = violations
+        self.implemented = implemented_methods(schema, routes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -365,11 +395,12 @@ class SchemaMiddleware:
             await self.app(scope, receive, send)
             return
         method = self.schema.match(verb, raw_path)
-        if method is None:
+        if method is None or method.id not in self.implemented:
             message = f"The requested URL {path} was not found on this server ({verb})."
-            await self._refuse(scope, receive, send, None, 404, [Problem(message, "notFound")])
+            if method is not None:
+                message = f"{method.id} is not served by the lab: {verb} {path}"
+            await self._refuse(scope, receive, send, method, 404, [Problem(message, "notFound")])
             return
-        self.schema.served.add(method.id)
         problems = query_problems(method, query)
         if problems:
             await self._refuse(scope, receive, send, method, 400, problems)

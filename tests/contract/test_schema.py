@@ -16,13 +16,14 @@ import httpx
 import pytest
 from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
-from google.cloud import dns, secretmanager_v1
+from google.cloud import dns, secretmanager_v1, storage
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from lab import compute, secretmanager
 from lab import dns as lab_dns
+from lab import storage as lab_storage
 from lab.core.context import LabContext
 from lab.core.http import build_app, json_response
 
@@ -187,3 +188,23 @@ def test_a_lab_reply_outside_the_schema_is_recorded_as_a_lab_bug(
     )
     # What the lab_ctx fixture's teardown would fail on: this test expects it, so clear it.
     lab_ctx.violations = type(lab_ctx.violations)()
+
+
+def test_a_method_the_lab_does_not_serve_never_reaches_a_route_written_for_another(
+    lab_ctx: LabContext, serve: Callable[..., str]
+) -> None:
+    """``b/{bucket}/o/{object}/acl/{entity}`` is objectAccessControls.get at Google; the
+    lab's object route takes slashes in ``{object}``, and served it as objects.get."""
+    backend, app = lab_storage.create(lab_ctx)
+    base = serve(app, "storage")
+    backend.create_bucket(PROJECT, "dr-bucket", location="us-central1", labels={})
+    client = storage.Client(
+        project=PROJECT, credentials=AnonymousCredentials(), client_options={"api_endpoint": base}
+    )
+    client.bucket("dr-bucket").blob("report/acl/allUsers").upload_from_string(b"x")
+    acl = httpx.get(f"{base}/storage/v1/b/dr-bucket/o/report/acl/allUsers")
+    assert acl.status_code == 404
+    assert "storage.objectAccessControls.get is not served" in acl.json()["error"]["message"]
+    same_object = httpx.get(f"{base}/storage/v1/b/dr-bucket/o/report%2Facl%2FallUsers")
+    assert same_object.status_code == 200 and same_object.json()["name"] == "report/acl/allUsers"
+    client.close()
