@@ -108,9 +108,13 @@ def test_a_path_google_does_not_serve_is_404(dns_lab: tuple[Any, str]) -> None:
     reply = httpx.get(f"{base}/dns/v1/projects/{PROJECT}/managedZones/{ZONE}/records")
     assert reply.status_code == 404
     assert reply.json()["error"]["status"] == "NOT_FOUND"
-    # a method Google serves, with a verb it does not take there
+    # a verb Google does not take on that path
+    post = httpx.post(f"{base}/dns/v1/projects/{PROJECT}/managedZones/{ZONE}", json={})
+    assert post.status_code == 404
+    # a method Google serves (managedZones.update) that the lab does not
     put = httpx.put(f"{base}/dns/v1/projects/{PROJECT}/managedZones/{ZONE}", json={})
     assert put.status_code == 404
+    assert put.json()["error"]["message"].startswith("dns.managedZones.update is not served")
 
 
 def test_secret_manager_refuses_in_its_own_error_shape_and_the_client_still_works(
