@@ -281,6 +281,28 @@ class Schemas:
         self.node(name).check(value, [], mode, out)
         return out[:limit]
 
+    def has_path(self, name: str, dotted: str) -> bool:
+        """Whether a field mask path (``scaling.min_instance_count`` or its camelCase) names
+        a field of schema ``name``: through messages and map values, never past a list."""
+        if dotted == "*":
+            return True
+        node: Node = self.node(name)
+        for segment in dotted.split("."):
+            while isinstance(node, RefNode):
+                node = self.node(node.name)
+            if not isinstance(node, ObjectNode):
+                return False
+            if node.free:
+                return True
+            camel = re.sub(r"_([a-z0-9])", lambda m: m.group(1).upper(), segment)
+            found = node.properties.get(camel) or node.properties.get(segment)
+            if found is None:
+                if node.additional is None:
+                    return False
+                found = node.additional
+            node = found
+        return True
+
     def compile_all(self) -> None:
         """Compile every schema now (each ``$ref`` still resolves lazily, but is cached)."""
         for name in self._raw:

@@ -284,10 +284,22 @@ def query_problems(method: Method, query: str) -> list[Problem]:
             ok = True
         if not ok:
             out.append(Problem(f"Invalid value at '{name}' ({node.kind}), \"{value[:200]}\""))
+        elif node.format == "google-fieldmask" and method.request is not None:
+            out.extend(_mask_problems(method, name, value))
     for name, param in method.parameters.items():
         if param.required and name not in seen:
             out.append(Problem(f"Required parameter: {name}", reason="required"))
     return out
+
+
+def _mask_problems(method: Method, name: str, value: str) -> list[Problem]:
+    """An update mask must name fields of the method's request resource (AIP-161)."""
+    assert method.request is not None
+    return [
+        Problem(f'Invalid {name}: "{path}" is not a field of {method.request}')
+        for path in (p.strip() for p in value.split(","))
+        if path and not method.schemas.has_path(method.request, path)
+    ]
 
 
 def _is_number(text: str) -> bool:

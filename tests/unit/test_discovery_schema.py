@@ -227,3 +227,20 @@ def test_judging_a_call_costs_well_under_a_millisecond() -> None:
 
     per_call = min(timeit.repeat(judge, number=200, repeat=3)) / 200
     assert per_call < 1e-3, f"{per_call * 1e6:.0f} µs per call"
+
+
+def test_an_update_mask_must_name_fields_of_the_resource() -> None:
+    patch = _method("run", "PATCH", SERVICES + "/api")
+    for good in (
+        "scaling.minInstanceCount,scaling.maxInstanceCount",
+        "scaling.min_instance_count",  # proto names too
+        "template.annotations,template.containers,template.revision",
+        "labels.team",  # a key of a map
+    ):
+        assert query_problems(patch, f"updateMask={good}") == [], good
+    assert [p.message for p in query_problems(patch, "updateMask=scaling.minimum,ingress")] == [
+        'Invalid updateMask: "scaling.minimum" is not a field of GoogleCloudRunV2Service'
+    ]
+    # a repeated field may only end a path
+    [past_a_list] = query_problems(patch, "updateMask=template.containers.image")
+    assert "template.containers.image" in past_a_list.message
