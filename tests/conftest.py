@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -72,6 +74,55 @@ def api(lab: Lab) -> PrefectApi:
     from lab.prefect_api import PrefectApi
 
     return PrefectApi(lab.endpoints["prefect_api_url"])
+
+
+@pytest.fixture(autouse=True)
+def _lab_replies_follow_googles_schema(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail any test during which the lab replied outside Google's discovery schema: that
+    is a lab bug (lab/core/schema.py), whoever made the call. A call the lab refused for
+    breaking the schema already failed the caller; it is only written to
+    ``$LIFEBOAT_SCHEMA_REPORT`` (JSON lines) when that is set."""
+    # The session lab, or a module's own in-process lab under one of these names
+    # (lab_ctx checks itself, in tests/contract/conftest.py).
+    holder = next((n for n in ("lab", "cli") if n in request.fixturenames), None)
+    if holder is None:
+        yield
+        return
+    read = _violations_of(request.getfixturevalue(holder))
+    if read is None:
+        yield
+        return
+    since = max((v["seq"] for v in read(0)), default=0)
+    yield
+    found = read(since)
+    report = os.environ.get("LIFEBOAT_SCHEMA_REPORT")
+    if report:
+        with open(report, "a") as out:
+            for entry in (v for v in found if v["kind"] == "request"):
+                out.write(json.dumps({"test": request.node.nodeid, **entry}) + "\n")
+    broken = [v for v in found if v["kind"] == "response"]
+    if broken:
+        lines = [
+            f"{v['api']} {v['method']} {v['path']} ({v['discovery_method']}): {v['problems']}"
+            for v in broken[:10]
+        ]
+        pytest.fail(
+            f"the lab replied {len(broken)} time(s) outside Google's discovery schema:\n"
+            + "\n".join(lines)
+        )
+
+
+def _violations_of(lab: object) -> Callable[[int], list[dict[str, Any]]] | None:
+    """How to read the schema violations of whatever a module's ``lab`` fixture is: the
+    session lab (over its control API) or an in-process one (its ``ctx``)."""
+    remote = getattr(lab, "schema_violations", None)
+    if callable(remote):
+        return lambda since: list(remote(since))
+    ctx = getattr(lab, "ctx", None)
+    violations = getattr(ctx, "violations", None)
+    if violations is None:
+        return None
+    return lambda since: [v.to_json() for v in violations.entries(since=since)]
 
 
 @pytest.fixture

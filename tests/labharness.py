@@ -86,6 +86,13 @@ class Lab:
             ]
         )
 
+    def schema_violations(self, since: int = 0, kind: str | None = None) -> list[dict[str, Any]]:
+        """Replies of the lab that broke Google's discovery schema (kind ``response``) and
+        calls it refused for breaking it (kind ``request``), since seq ``since``."""
+        params: dict[str, Any] = {"since": since, **({"kind": kind} if kind else {})}
+        body = httpx.get(f"{self.control}/_lab/schema_violations", params=params, timeout=30)
+        return list(body.json()["entries"])
+
     def state(self) -> dict[str, Any]:
         return dict(httpx.get(f"{self.control}/_lab/state", timeout=30).json())
 

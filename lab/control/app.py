@@ -89,6 +89,15 @@ def create_control_app(
             {"last_seq": ctx.requests.last_seq, "entries": [e.to_json() for e in entries]}
         )
 
+    def schema_violations(request: Request) -> Response:
+        """Replies that broke Google's discovery schema (``kind`` response: lab bugs) and
+        calls refused for breaking it (``kind`` request), since ``since``."""
+        q = request.query_params
+        entries = ctx.violations.entries(since=int(q.get("since", "0")), kind=q.get("kind"))
+        return JSONResponse(
+            {"last_seq": ctx.violations.last_seq, "entries": [e.to_json() for e in entries]}
+        )
+
     async def config(request: Request) -> Response:
         if request.method == "GET":
             return JSONResponse(ctx.latency.snapshot())
@@ -162,6 +171,7 @@ def create_control_app(
         Route("/_lab/outage", outage, methods=["POST"]),
         Route("/_lab/faults", faults, methods=["GET", "POST", "DELETE"]),
         Route("/_lab/requests", requests),
+        Route("/_lab/schema_violations", schema_violations),
         Route("/_lab/config", config, methods=["GET", "POST"]),
         Route("/_lab/revision-health", revision_health, methods=["POST"]),
         Route("/_lab/webhooks/{name}", webhook, methods=["POST"]),

@@ -10,6 +10,7 @@ from lab.core.faults import FaultInjector
 from lab.core.latency import LatencyModel
 from lab.core.requestlog import RequestLog
 from lab.core.scheduler import Scheduler
+from lab.core.schema import SchemaViolations
 from lab.core.settings import LabSettings
 
 
@@ -20,6 +21,9 @@ class LabContext:
     faults: FaultInjector = field(default_factory=FaultInjector)
     requests: RequestLog = field(default_factory=RequestLog)
     scheduler: Scheduler = field(default_factory=Scheduler)
+    # Replies that broke Google's discovery schema, and calls refused for breaking it;
+    # kept across resets (the harness reads what arrived since each test began).
+    violations: SchemaViolations = field(default_factory=SchemaViolations)
     # Emulator backends by api name ("dns", "run", "sql", "compute", "storage"), so the
     # region apps and the front door can read the same state the clients change.
     backends: dict[str, Any] = field(default_factory=dict)

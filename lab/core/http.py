@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lab.core.context import LabContext
 from lab.core.errors import ApiError, error_for_status
+from lab.core.schema import SchemaMiddleware, refused_by_schema, schema_for
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ def reads(endpoint: E) -> E:
 def is_write(method: str, scope: Scope) -> bool:
     """Whether the call changes state: any method but GET/HEAD/OPTIONS, unless the endpoint
     routed to says it only reads. Judged by the emulator, so no test keeps its own list."""
-    if method.upper() in SAFE_METHODS:
+    if method.upper() in SAFE_METHODS or refused_by_schema(scope):
         return False
     return not getattr(scope.get("endpoint"), _READS, False)
 
@@ -119,11 +120,15 @@ async def _unexpected_error_handler(request: Request, exc: Exception) -> Respons
 
 
 def build_app(ctx: LabContext, api: str, routes: Sequence[BaseRoute]) -> ASGIApp:
-    """A Starlette app for one emulated API, wrapped in the lab's middleware."""
-    app = Starlette(
+    """A Starlette app for one emulated API, wrapped in the lab's middleware, and for a
+    Google API in the judge of its discovery document (lab/core/schema.py)."""
+    app: ASGIApp = Starlette(
         routes=list(routes),
         exception_handlers={ApiError: _api_error_handler, Exception: _unexpected_error_handler},
     )
+    schema = schema_for(api)
+    if schema is not None:
+        app = SchemaMiddleware(app, schema, ctx.violations, routes)
     return LabMiddleware(app, ctx, api)
 
 

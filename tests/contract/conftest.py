@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +27,21 @@ def lab_ctx(tmp_path: Path) -> Iterator[LabContext]:
     ctx = LabContext.create(LabSettings(root=tmp_path, time_scale=0.002))
     yield ctx
     ctx.scheduler.stop()
+    report = os.environ.get("LIFEBOAT_SCHEMA_REPORT")
+    if report:
+        with open(report, "a") as out:
+            for entry in ctx.violations.entries(kind="request"):
+                out.write(json.dumps({"test": "contract", **entry.to_json()}) + "\n")
+    # A reply outside Google's discovery schema is a lab bug (lab/core/schema.py).
+    broken = ctx.violations.entries(kind="response")
+    if broken:
+        pytest.fail(
+            f"the lab replied {len(broken)} time(s) outside Google's discovery schema:\n"
+            + "\n".join(
+                f"{v.api} {v.method} {v.path} ({v.discovery_method}): {list(v.problems)}"
+                for v in broken[:10]
+            )
+        )
 
 
 @pytest.fixture

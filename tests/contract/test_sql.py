@@ -604,7 +604,8 @@ def test_a_protected_instance_refuses_delete_until_the_protection_is_lifted(lab:
             ),
             "Operation",
         )
-    assert bad.value.status_code == 400 and "deletionProtectionEnabled" in str(bad.value)
+    # Google names the field as proto does (lab/core/discovery.py, proto_path).
+    assert bad.value.status_code == 400 and "deletion_protection_enabled" in str(bad.value)
 
     lab.wait(
         lab.run(
