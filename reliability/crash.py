@@ -6,7 +6,9 @@ records and leases). The crash points are the boundaries between groups of like 
 (four concurrent scale-ups are one group): for each, on a fresh lab, the run is launched,
 the flow's processes are SIGKILLed as soon as the lab has logged the first call of that
 group, and the same incident is launched again. A re-run must complete, and no call may
-happen more often than in the baseline.
+happen more often than in the baseline. CDN purges are counted by Compute operation, not
+by call: a repeat carries the first call's requestId, and Compute answers it with the first
+operation (the lab does too), so the invalidation happens once.
 
 Figures (``name=value``):
 - crash_points: the points tried, over all flows swept;
@@ -30,6 +32,7 @@ from typing import Any
 import httpx
 
 from bench.labctl import BenchLab, bench_lab, figure
+from lifeboat import runtime
 from lifeboat.topology import load_topology
 
 BASE_PORT = int(os.environ.get("LIFEBOAT_RELIABILITY_CRASH_PORT", "25780"))
@@ -46,9 +49,35 @@ def effect(entry: dict[str, Any]) -> str | None:
     return f"{entry['api']} {entry['method']} {entry['path']}"
 
 
+def purges(lab: BenchLab) -> list[str]:
+    """The CDN invalidations Compute holds, one key per operation.
+
+    A purge is sent with a requestId stable per incident and path, and Compute answers a
+    repeat with the first request's operation: a re-run may repeat the call, and the
+    effect (an invalidation) still happens once. So purges are counted by operation,
+    not by call."""
+    topo = runtime.topology("lab")
+    listing = runtime.clients("lab").global_operations.list(project=topo.cdn.project)
+    return [
+        f"compute invalidateCache {op.target_link}"
+        for op in listing
+        if "invalidateCache" in (op.operation_type or "")
+    ]
+
+
+def _by_operation(keys: list[str]) -> list[str]:
+    return [k for k in keys if not (k.startswith("compute POST") and "invalidateCache" in k)]
+
+
 def effects(lab: BenchLab, since: int) -> list[str]:
+    """The calls with effect since ``since``, in order (purges as calls)."""
     keys = (effect(e) for e in lab.requests() if e["seq"] > since)
     return [k for k in keys if k is not None]
+
+
+def outcome(lab: BenchLab, since: int) -> list[str]:
+    """What changed since ``since``: the calls with effect, purges counted by operation."""
+    return _by_operation(effects(lab, since)) + purges(lab)
 
 
 def groups(sequence: list[str]) -> list[int]:
@@ -104,16 +133,19 @@ def _launch(lab: BenchLab, flow: str, incident: str) -> str:
     return str(lab.api.launch(f"{flow}/lab", parameters)["id"])
 
 
-def baseline(lab: BenchLab, flow: str) -> list[str]:
+def baseline(lab: BenchLab, flow: str) -> tuple[list[str], list[str]]:
+    """A whole run's calls with effect, in order (the crash points), and its outcome."""
     _fresh(lab, flow)
     since = _last_seq(lab)
     final = lab.api.wait(_launch(lab, flow, f"CRASH-{flow}-BASE"), timeout=900)
     if final["state"]["type"] != "COMPLETED":
         raise RuntimeError(f"the baseline {flow} failed: {final['state']}")
-    return effects(lab, since)
+    return effects(lab, since), outcome(lab, since)
 
 
-def crash_at(lab: BenchLab, flow: str, point: int, base: list[str]) -> dict[str, Any]:
+def crash_at(
+    lab: BenchLab, flow: str, point: int, base: list[str], base_outcome: list[str]
+) -> dict[str, Any]:
     """Kill the run once the lab has logged effect ``point`` (0-based), then re-run."""
     _fresh(lab, flow)
     since = _last_seq(lab)
@@ -132,24 +164,24 @@ def crash_at(lab: BenchLab, flow: str, point: int, base: list[str]) -> dict[str,
     lab.api.wait(run_id, timeout=300)  # the worker reports the crash
     started = time.monotonic()
     final = lab.api.wait(_launch(lab, flow, incident), timeout=900)
-    seen = effects(lab, since)
+    seen = outcome(lab, since)
     return {
         "point": point,
         "killed_after": killed_after[-1],
         "completed": final["state"]["type"] == "COMPLETED",
         "message": str(final["state"].get("message") or "")[:300],
         "rerun_s": time.monotonic() - started,
-        "duplicates": duplicates(base, seen),
-        "extra": sorted((Counter(seen) - Counter(base)).elements()),
+        "duplicates": duplicates(base_outcome, seen),
+        "extra": sorted((Counter(seen) - Counter(base_outcome)).elements()),
     }
 
 
 def sweep(lab: BenchLab, flow: str) -> list[dict[str, Any]]:
-    base = baseline(lab, flow)
-    figure(f"crash_{flow}_baseline_effects", len(base))
+    base, base_outcome = baseline(lab, flow)
+    figure(f"crash_{flow}_baseline_effects", len(base_outcome))
     results = []
     for point in groups(base):
-        result = crash_at(lab, flow, point, base)
+        result = crash_at(lab, flow, point, base, base_outcome)
         results.append(result)
         if result["duplicates"] or not result["completed"]:
             print(f"# {flow} killed after {result['killed_after']}: {result}", flush=True)

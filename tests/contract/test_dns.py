@@ -89,8 +89,13 @@ def test_zone_create_get_and_list(seeded: tuple[DnsBackend, str], zone: Any) -> 
     assert_valid("dns.v1", "ManagedZonesListResponse", listing)
 
 
-def test_change_is_pending_then_done(seeded: tuple[DnsBackend, str], zone: Any) -> None:
+def test_change_is_pending_then_done(
+    seeded: tuple[DnsBackend, str], zone: Any, lab_ctx: LabContext
+) -> None:
     backend, base = seeded
+    # Pending for 2 s, not the fast clock's 10 ms: a loaded machine took longer than that
+    # to reach the first assertion, and the change was done already.
+    lab_ctx.latency.configure(overrides={"dns.change": 1000.0})
     change = switch_to_secondary(zone, ttl=60)
 
     assert change.status == "pending" and change.name == "1"
