@@ -4,11 +4,15 @@ Figures (``name=value``), all measured in this run against the same lab:
 - backup_mb_s: BSON megabytes per second through scan → spool → tar → gzip → AES-GCM →
   resumable upload into the lab's GCS;
 - backup_over_raw_scan: the backup's time ÷ a bare RawBSONDocument cursor scan of the
-  same collections (goal ≤ 1.3);
+  same collections (goal ≤ 1.15, issue 19);
 - backup_peak_rss_mb / restore_peak_rss_mb: peak resident memory of the process that
   ran it (goal < 300 whatever the size);
 - restore_mb_s and restore_over_insert_many: restore speed ÷ raw ``insert_many`` of
-  pre-encoded documents into the same server (goal ≥ 0.8).
+  pre-encoded documents into the same server, one thread (goal ≥ 1.0, issue 19).
+
+``--compare-with DIR`` also runs another checkout's backup and restore (e.g. main's, in a
+worktree) against the same lab and data in the same run, printed as ``base_*``: an A/B
+whose two sides see the same load on a shared machine.
 
 Usage: ``python -m bench.backup [--mb 1024]``. It starts its own lab (no Prefect) and
 stops it at the end.
@@ -85,12 +89,16 @@ def raw_scan(uri: str, database: str) -> tuple[int, float]:
     return total, time.perf_counter() - started
 
 
-def child(env: dict[str, str], what: str, arg: str) -> dict[str, Any]:
-    """Run one step in its own process, so its peak RSS is its own."""
+def child(env: dict[str, str], what: str, arg: str, checkout: Path = REPO) -> dict[str, Any]:
+    """Run one step in its own process, so its peak RSS is its own.
+
+    ``checkout`` is the source tree whose code runs the step (its directory comes first
+    on ``sys.path``): another checkout measures its code against the same lab and data.
+    """
     result = subprocess.run(
         [sys.executable, "-m", "bench.backup_step", what, arg],
         env=env,
-        cwd=REPO,
+        cwd=checkout,
         capture_output=True,
         text=True,
         check=False,
@@ -107,6 +115,12 @@ def lab(*args: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--mb", type=int, default=int(os.environ.get("LIFEBOAT_BENCH_MB", 1024)))
+    parser.add_argument(
+        "--compare-with",
+        type=Path,
+        help="another checkout (e.g. main's) whose backup and restore also run, in this "
+        "run on the same data, printed as base_* figures: an A/B on a shared machine",
+    )
     args = parser.parse_args(argv)
     root = Path(tempfile.mkdtemp(prefix="lifeboat-bench-backup-"))
     lab("up", "--dir", str(root), "--base-port", str(BASE_PORT), "--pg-address-prefix",
@@ -150,6 +164,21 @@ def main(argv: list[str] | None = None) -> int:
             "restore_peak_rss_mb": round(restore["rss_kb"] / 1024, 1),
             "restore_documents": restored,
         }  # fmt: skip
+        if args.compare_with is not None:
+            base_import = child(env, "import", "", args.compare_with)
+            base = child(env, "backup", "20261122T010000Z", args.compare_with)
+            base_restore = child(env, "restore", base["out"], args.compare_with)
+            figures |= {
+                "base_import_baseline_rss_mb": round(base_import["rss_kb"] / 1024, 1),
+                "base_backup_over_raw_scan": round(base["seconds"] / scan_s, 2),
+                "base_backup_peak_rss_mb": round(base["rss_kb"] / 1024, 1),
+                "base_restore_over_insert_many": round(
+                    (mb / base_restore["seconds"]) / (generated / 1e6 / insert_s), 2
+                ),
+                "base_restore_peak_rss_mb": round(base_restore["rss_kb"] / 1024, 1),
+                "backup_over_base": round(backup["seconds"] / base["seconds"], 2),
+                "restore_over_base": round(restore["seconds"] / base_restore["seconds"], 2),
+            }
         for name, value in figures.items():
             print(f"{name}={value}")
     finally:

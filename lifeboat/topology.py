@@ -186,6 +186,22 @@ class Mongo(Strict):
     uri_secret: str = Field("lifeboat-mongodb-uri", description="Prefect Secret block name")
     uri_env: str = Field("LIFEBOAT_MONGODB_URI", description="environment variable fallback")
     databases: list[str] = Field(min_length=1)
+    # How hard a backup or a restore may drive the server: a property of the cluster's
+    # size, so per environment.
+    dump_parallel_collections: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="collections a backup reads at once (mongodump's "
+        "--numParallelCollections, default 4)",
+    )
+    restore_insertion_workers: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="parallel unordered insert_many batches per collection during a "
+        "restore (mongorestore's --numInsertionWorkersPerCollection; PBM uses 10)",
+    )
 
 
 class Retention(Strict):

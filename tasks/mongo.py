@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import heapq
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from bson import json_util
@@ -15,16 +15,16 @@ from pydantic import BaseModel
 from pymongo import MongoClient
 from pymongo.collection import Collection
 from pymongo.database import Database
+from pymongo.errors import BulkWriteError
 
 from lifeboat import runtime
+from lifeboat.insertion import BatchResult, WriteErrors, insert_in_parallel
 from lifeboat.secrets import read_secret
 from tasks.errors import PermanentError
 from tasks.retrying import calling, cloud_task
 
 RAW = CodecOptions(document_class=RawBSONDocument)
 SAMPLE_SIZE = 20
-INSERT_BATCH_DOCS = 1000
-INSERT_BATCH_BYTES = 8 << 20
 SCAN_BATCH = 1000
 
 
@@ -82,6 +82,12 @@ def scan(db: Database[RawBSONDocument], name: str) -> Iterator[RawBSONDocument]:
     yield from db.get_collection(name, codec_options=RAW).find(batch_size=SCAN_BATCH)
 
 
+def scan_raw_batches(db: Database[RawBSONDocument], name: str) -> Iterator[bytes]:
+    """Every document of a collection in natural order, as the server's batches of
+    concatenated BSON (what a `.bson` file holds): no object per document."""
+    yield from db.get_collection(name).find_raw_batches(batch_size=SCAN_BATCH)
+
+
 class Sampler:
     """The documents with the smallest hashes: a deterministic sample in constant memory.
 
@@ -93,17 +99,27 @@ class Sampler:
         self.size = size
         # A max-heap by hash (negated), so the top is the first to evict.
         self._heap: list[tuple[int, str, str]] = []
+        self._worst = b""  # digest of the heap's top, once the heap is full
 
     def add(self, doc: RawBSONDocument) -> None:
-        digest = hashlib.sha256(doc.raw).hexdigest()
-        rank = -int(digest, 16)
-        if len(self._heap) >= self.size and rank <= self._heap[0][0]:
+        self.add_raw(doc.raw)
+
+    def add_raw(self, raw: bytes | memoryview) -> None:
+        """One document's BSON; its _id is decoded only when it joins the sample."""
+        digest = hashlib.sha256(raw).digest()
+        # Smaller hashes win; equal bytes order as the integers they spell.
+        if len(self._heap) >= self.size and digest >= self._worst:
             return  # the common case: no _id decoding, no JSON
-        entry = (rank, digest, id_key(doc["_id"]))
+        entry = (
+            -int.from_bytes(digest, "big"),
+            digest.hex(),
+            id_key(RawBSONDocument(bytes(raw))["_id"]),
+        )
         if len(self._heap) < self.size:
             heapq.heappush(self._heap, entry)
         else:
             heapq.heapreplace(self._heap, entry)
+        self._worst = bytes.fromhex(self._heap[0][1])
 
     def sample(self) -> dict[str, str]:
         return {key: digest for _, digest, key in sorted(self._heap, reverse=True)}
@@ -118,25 +134,55 @@ def id_key(doc_id: Any) -> str:
     return json_util.dumps(doc_id, json_options=json_util.CANONICAL_JSON_OPTIONS)
 
 
-def insert_raw(db: Database[RawBSONDocument], name: str, docs: Iterable[bytes]) -> int:
-    """Insert raw BSON documents in bounded batches; returns how many went in."""
+def insert_raw(
+    db: Database[RawBSONDocument],
+    name: str,
+    docs: Iterable[bytes],
+    workers: int,
+    source: str | None = None,
+) -> int:
+    """Insert raw BSON documents with ``workers`` unordered batches in flight.
+
+    Returns how many went in. Raises `PermanentError` naming each refused document (a
+    duplicate key, say) once the collection is done: none is skipped in silence. The
+    message names ``source`` (where the documents came from) when given.
+    """
     coll = db.get_collection(name, codec_options=RAW)
-    batch: list[RawBSONDocument] = []
-    size = inserted = 0
-    for raw in docs:
-        batch.append(RawBSONDocument(raw))
-        size += len(raw)
-        if len(batch) >= INSERT_BATCH_DOCS or size >= INSERT_BATCH_BYTES:
-            inserted += _insert(coll, batch)
-            batch, size = [], 0
-    return inserted + (_insert(coll, batch) if batch else 0)
+    what = f"{db.name}.{name}" if source is None else f"{source} → {db.name}.{name}"
+    try:
+        return insert_in_parallel(what, docs, _unordered(coll), workers)
+    except WriteErrors as exc:
+        raise PermanentError(f"mongo-restore: {exc}") from exc
 
 
-def _insert(coll: Collection[RawBSONDocument], batch: list[RawBSONDocument]) -> int:
-    # An acknowledged insert_many raises unless every document went in; its inserted_ids
-    # stays empty for raw documents, so count the batch.
-    coll.insert_many(batch, ordered=True)
-    return len(batch)
+def _unordered(coll: Collection[RawBSONDocument]) -> Callable[[list[bytes]], BatchResult]:
+    def send(batch: list[bytes]) -> BatchResult:
+        try:
+            coll.insert_many([RawBSONDocument(raw) for raw in batch], ordered=False)
+        except BulkWriteError as exc:
+            details = exc.details
+            if details.get("writeConcernErrors"):
+                raise  # the batch may or may not have gone in: not a per-document answer
+            refused = [
+                (int(e["index"]), e.get("code"), _refusal(e)) for e in details["writeErrors"]
+            ]
+            return BatchResult(inserted=int(details.get("nInserted", 0)), failures=refused)
+        # An acknowledged insert_many raises unless every document went in; its
+        # inserted_ids stays empty for raw documents, so count the batch.
+        return BatchResult(inserted=len(batch))
+
+    return send
+
+
+def _refusal(error: dict[str, Any]) -> str:
+    """The server's message, with the document's _id when the message does not give it."""
+    message = str(error.get("errmsg", "refused"))
+    op = error.get("op")
+    try:
+        doc_id = json_util.dumps(op["_id"]) if op is not None else None
+    except (KeyError, TypeError):
+        doc_id = None
+    return message if doc_id is None or doc_id in message else f"{message} (_id {doc_id})"
 
 
 def create_indexes(db: Database[RawBSONDocument], name: str, indexes: list[dict[str, Any]]) -> int:

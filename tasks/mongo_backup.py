@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+import queue
+import threading
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from importlib.metadata import version
+from typing import TypeVar
 
 from google.cloud import storage  # type: ignore[attr-defined]
 from prefect import get_run_logger
@@ -15,6 +17,7 @@ from pymongo import MongoClient
 from lifeboat import runtime
 from lifeboat.archive import (
     ArchiveError,
+    ArchiveSummary,
     ArchiveWriter,
     SpooledCollection,
     WrongKey,
@@ -25,7 +28,7 @@ from lifeboat.archive import (
     parse_metadata,
     read_archive,
     split_path,
-    spool_collection,
+    spool_raw_batches,
     verify_archive,
 )
 from lifeboat.manifest import (
@@ -36,6 +39,7 @@ from lifeboat.manifest import (
     StoredObject,
     backup_prefix,
 )
+from lifeboat.pipeline import Channel, Pipeline
 from lifeboat.secrets import read_secret
 from tasks.catalog import backups_bucket
 from tasks.errors import PermanentError
@@ -46,7 +50,7 @@ from tasks.mongo import (
     create_indexes,
     insert_raw,
     list_collections,
-    scan,
+    scan_raw_batches,
 )
 from tasks.retrying import calling, cloud_task
 
@@ -55,6 +59,10 @@ READ_CHUNK = 8 << 20
 # gzip level 1: zlib is ~90% of the writer's time, and level 6 makes it the bottleneck
 # (27 vs 95 MiB/s on JSON-like documents) for 25% smaller archives.
 COMPRESSLEVEL = 1
+# Sealed 1 MiB chunks queued for the upload thread: enough to cover one chunk's upload
+# while the packer goes on, bounded so that a slow upload holds the packer back.
+UPLOAD_SLOTS = 8
+T = TypeVar("T")
 
 
 def tool_version() -> str:
@@ -68,37 +76,146 @@ def encryption_key(environment: str) -> tuple[bytes, str]:
 
 
 class Spooled(BaseModel, arbitrary_types_allowed=True):
+    order: int
     spec: CollectionSpec
     data: SpooledCollection
     samples: dict[str, str]
 
 
-def _spool(mongo: MongoClient, spec: CollectionSpec) -> Spooled:  # type: ignore[type-arg]
+class ChannelWriter:
+    """The archive writer's sink: each sealed chunk goes to the upload stage's channel."""
+
+    def __init__(self, channel: Channel[bytes]) -> None:
+        self._channel = channel
+
+    def write(self, data: bytes, /) -> int:
+        self._channel.put(bytes(data))
+        return len(data)
+
+
+def _cancellable(pipeline: Pipeline, batches: Iterable[T]) -> Iterator[T]:
+    """Stop a long cursor soon after another stage failed, not at its end."""
+    for batch in batches:
+        pipeline.check()
+        yield batch
+
+
+def _spool(pipeline: Pipeline, mongo: MongoClient, order: int, spec: CollectionSpec) -> Spooled:  # type: ignore[type-arg]
     sampler = Sampler()
-    data = spool_collection(sampler.watch(scan(mongo[spec.database], spec.name)))
-    return Spooled(spec=spec, data=data, samples=sampler.sample())
+    batches = _cancellable(pipeline, scan_raw_batches(mongo[spec.database], spec.name))
+    data = spool_raw_batches(batches, each=sampler.add_raw)
+    return Spooled(order=order, spec=spec, data=data, samples=sampler.sample())
 
 
-def _spool_ahead(mongo: MongoClient, specs: list[CollectionSpec]) -> Iterator[Spooled]:  # type: ignore[type-arg]
-    """Read collection n+1 from MongoDB while collection n is packed and uploaded."""
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mongo-scan") as pool:
-        pending: Future[Spooled] | None = None
-        for spec in specs:
-            nxt = pool.submit(_spool, mongo, spec)
-            if pending is not None:
-                yield pending.result()
-            pending = nxt
-        if pending is not None:
-            yield pending.result()
+def _read_in_parallel(
+    pipeline: Pipeline,
+    mongo: MongoClient,  # type: ignore[type-arg]
+    specs: list[CollectionSpec],
+    readers: int,
+) -> Channel[Spooled]:
+    """Spool up to ``readers`` collections at once; each comes out as soon as it is whole.
+
+    A reader that finished holds its spool until the packer takes it (one slot), so at
+    most ``readers + 2`` spools exist at a time: memory and temporary disk stay bounded.
+    """
+    todo: queue.SimpleQueue[tuple[int, CollectionSpec]] = queue.SimpleQueue()
+    for order, spec in enumerate(specs):
+        todo.put((order, spec))
+    ready: Channel[Spooled] = pipeline.channel(1)
+    running = min(readers, len(specs))
+    lock = threading.Lock()
+
+    def reader() -> None:
+        nonlocal running
+        while True:
+            try:
+                order, spec = todo.get_nowait()
+            except queue.Empty:
+                break
+            item = _spool(pipeline, mongo, order, spec)
+            try:
+                ready.put(item)
+            except BaseException:
+                item.data.close()
+                raise
+        with lock:
+            running -= 1
+            last = running == 0
+        if last:
+            ready.close()
+
+    if running == 0:
+        ready.close()
+    for number in range(running):
+        pipeline.start(f"read-{number}", reader)
+    return ready
+
+
+def _upload(blob: storage.Blob, chunks: Channel[bytes]) -> None:
+    """The upload stage: sealed chunks into one resumable upload.
+
+    Leaving the block on an error (``Cancelled`` included) cancels the upload session, so
+    a failed backup never becomes an object.
+    """
+    with blob.open("wb", content_type="application/octet-stream") as sink:
+        for data in chunks:
+            sink.write(data)
+
+
+def _dump(
+    mongo: MongoClient,  # type: ignore[type-arg]
+    specs: list[CollectionSpec],
+    blob: storage.Blob,
+    key: bytes,
+    kid: str,
+    readers: int,
+) -> tuple[list[CollectionEntry], ArchiveSummary]:
+    """cursors (``readers`` at once) → spools → tar + gzip + AES-GCM → upload, overlapped.
+
+    Stages: the readers, the packer (this thread: tar, gzip and encryption) and the
+    uploader, joined by bounded channels. Memory, whatever the data's size:
+    ``(readers + 2) * SPOOL_MEMORY_BYTES`` of spools (8 MiB each, the rest on disk),
+    ``readers`` cursor batches, ``UPLOAD_SLOTS`` sealed chunks of 1 MiB and the upload's
+    ``UPLOAD_CHUNK`` buffer: about 100 MiB at 4 readers. An exception in any stage fails
+    the backup and cancels the others, the upload session included.
+    """
+    entries: list[tuple[int, CollectionEntry]] = []
+    with Pipeline("mongo-backup") as pipeline:
+        ready = _read_in_parallel(pipeline, mongo, specs, readers)
+        chunks: Channel[bytes] = pipeline.channel(UPLOAD_SLOTS)
+        pipeline.start("upload", lambda: _upload(blob, chunks))
+        # Leaving this block on an error aborts the archive: it never gets its final
+        # chunk, and the channel is never closed, so the uploader cancels its session.
+        with ArchiveWriter(
+            ChannelWriter(chunks), key=key, key_id=kid, compresslevel=COMPRESSLEVEL
+        ) as writer:
+            for item in ready:
+                spec = item.spec
+                with item.data as data:
+                    meta = collection_metadata(spec.name, spec.indexes, spec.options, spec.uuid)
+                    writer.add_collection(spec.database, spec.name, data, meta)
+                entry = CollectionEntry(
+                    database=spec.database,
+                    name=spec.name,
+                    documents=data.count,
+                    bytes=data.size,
+                    sha256=data.sha256,
+                    samples=item.samples,
+                )
+                entries.append((item.order, entry))
+            summary = writer.close()
+        chunks.close()
+    # The archive holds collections as they finished; the manifest lists them as listed.
+    return [entry for _, entry in sorted(entries, key=lambda e: e[0])], summary
 
 
 @cloud_task(timeout_seconds=6 * 3600, retries=2, task_run_name="mongo-backup-{backup_id}")
 def mongo_backup_to_gcs(environment: str, backup_id: str) -> Manifest:
     """Stream every configured database into one encrypted archive in GCS.
 
-    Returns an *unverified* manifest (verification is a separate read-back). Memory
-    stays bounded: documents stream to a spool file per collection, the archive streams
-    through gzip and AES-GCM into a resumable upload of fixed-size chunks.
+    Returns an *unverified* manifest (verification is a separate read-back). Collections
+    are read ``mongodb.dump_parallel_collections`` at a time while earlier ones are
+    packed and uploaded (see ``_dump`` for the memory bound).
 
     Idempotent: the archive's name is fixed by the backup id; a retry overwrites it.
     """
@@ -108,32 +225,11 @@ def mongo_backup_to_gcs(environment: str, backup_id: str) -> Manifest:
     name = backup_prefix("mongodb", backup_id) + ARCHIVE
     uri = f"gs://{bucket.name}/{name}"
     started = datetime.now(UTC)
-    entries: list[CollectionEntry] = []
     with calling("mongo-backup", uri), client(environment) as mongo:
         specs = [s for db in topo.mongodb.databases for s in list_collections(mongo[db])]
         blob = bucket.blob(name, chunk_size=UPLOAD_CHUNK)
-        with (
-            blob.open("wb", content_type="application/octet-stream") as sink,
-            ArchiveWriter(sink, key=key, key_id=kid, compresslevel=COMPRESSLEVEL) as writer,
-        ):
-            # Leaving either block on an error aborts: the archive never gets its final
-            # chunk, and the resumable upload session is cancelled.
-            for item in _spool_ahead(mongo, specs):
-                spec = item.spec
-                with item.data as data:
-                    meta = collection_metadata(spec.name, spec.indexes, spec.options, spec.uuid)
-                    writer.add_collection(spec.database, spec.name, data, meta)
-                entries.append(
-                    CollectionEntry(
-                        database=spec.database,
-                        name=spec.name,
-                        documents=data.count,
-                        bytes=data.size,
-                        sha256=data.sha256,
-                        samples=item.samples,
-                    )
-                )
-            summary = writer.close()
+        readers = topo.mongodb.dump_parallel_collections
+        entries, summary = _dump(mongo, specs, blob, key, kid, readers)
         blob.reload(timeout=runtime.call_timeout(environment))
     get_run_logger().info(
         "mongodb backup %s: %d collections, %d bytes uploaded to %s",
@@ -218,10 +314,12 @@ def mongo_restore_from_gcs(
 
     The caller verifies the archive first (``mongo_verify_backup``), so a wrong key or a
     corrupt object fails before any write. Each target collection is dropped before it is
-    filled, as ``mongorestore --drop`` does. Not retried: a partial restore is dropped and
-    re-run whole by the caller.
+    filled, as ``mongorestore --drop`` does, by ``mongodb.restore_insertion_workers``
+    unordered batches at once; a refused document fails the restore, named. Not retried:
+    a partial restore is dropped and re-run whole by the caller.
     """
     key, _ = encryption_key(environment)
+    workers = runtime.topology(environment).mongodb.restore_insertion_workers
     blob = _archive_blob(environment, manifest)
     expected = {f"{c.database}/{c.name}": c.documents for c in manifest.collections}
     restored: list[RestoredCollection] = []
@@ -239,7 +337,9 @@ def mongo_restore_from_gcs(
                 continue
             target.drop_collection(collection)
             target.create_collection(collection)
-            count = insert_raw(target, collection, iter_bson(member.stream))
+            docs = iter_bson(member.stream)
+            source = f"{database}.{collection}"
+            count = insert_raw(target, collection, docs, workers, source=source)
             meta = parse_metadata(metadata.get((database, collection), b"{}"))
             restored.append(
                 RestoredCollection(

@@ -42,7 +42,7 @@ from lifeboat.archive.reader import (
     read_archive,
     verify_archive,
 )
-from lifeboat.archive.spool import SpooledCollection, spool_collection
+from lifeboat.archive.spool import SpooledCollection, spool_collection, spool_raw_batches
 from lifeboat.archive.writer import ArchiveWriter
 
 __all__ = [
@@ -68,5 +68,6 @@ __all__ = [
     "read_archive",
     "split_path",
     "spool_collection",
+    "spool_raw_batches",
     "verify_archive",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import IO
@@ -88,3 +88,53 @@ def spool_collection(
         spool.close()
         raise
     return SpooledCollection(file=spool, count=count, size=size, sha256=digest.hexdigest())
+
+
+def spool_raw_batches(
+    batches: Iterable[bytes],
+    each: Callable[[memoryview], object] | None = None,
+    dir: str | None = None,
+    max_memory: int = SPOOL_MEMORY_BYTES,
+) -> SpooledCollection:
+    """`spool_collection` for whole cursor batches (pymongo's ``find_raw_batches``).
+
+    A batch is documents concatenated, as in the `.bson` file, so it is written as it
+    came: no per-document object. Each document's length prefix is still walked, so a
+    cut batch is refused here, and ``each`` (a sampler) sees every document.
+    """
+    spool: IO[bytes] = tempfile.SpooledTemporaryFile(  # noqa: SIM115 - returned to the caller
+        max_size=max_memory, mode="w+b", dir=dir
+    )
+    digest = hashlib.sha256()
+    count = size = 0
+    try:
+        for batch in batches:
+            count += _walk_documents(batch, count, each)
+            digest.update(batch)
+            spool.write(batch)
+            size += len(batch)
+        spool.flush()
+        spool.seek(0)
+    except BaseException:
+        spool.close()
+        raise
+    return SpooledCollection(file=spool, count=count, size=size, sha256=digest.hexdigest())
+
+
+def _walk_documents(batch: bytes, first: int, each: Callable[[memoryview], object] | None) -> int:
+    """How many whole documents ``batch`` holds; raises when one is cut or malformed."""
+    view = memoryview(batch)
+    position = number = 0
+    end = len(batch)
+    while position < end:
+        declared = int.from_bytes(view[position : position + 4], "little")
+        if declared < 5 or position + declared > end or batch[position + declared - 1] != 0:
+            raise ArchiveError(
+                f"document {first + number} is not one whole BSON document: it declares "
+                f"{declared} bytes and {end - position} remain in its batch"
+            )
+        if each is not None:
+            each(view[position : position + declared])
+        position += declared
+        number += 1
+    return number

@@ -25,6 +25,12 @@ from lifeboat.archive.errors import ArchiveError
 from lifeboat.archive.metadata import bson_path, metadata_path
 from lifeboat.archive.spool import SpooledCollection
 
+# tar reads the source and writes its stream in pieces of this size (its defaults are
+# 16 KiB and 10 KiB): zlib, AES-GCM and hashlib release the GIL only while they work on a
+# piece, so small pieces leave the packer waiting for the GIL behind the cursor threads.
+# The tar bytes do not depend on it (tar pads to its 10 KiB record size regardless).
+TAR_PIECE_BYTES = 1 << 20
+
 
 def check_member_path(path: str) -> None:
     normal = posixpath.normpath(path)
@@ -73,8 +79,12 @@ class ArchiveWriter:
         )
         self._tar_stream = CountingWriter(cast(Writable, self._gzip))
         self._tar = tarfile.open(  # noqa: SIM115 - closed by close()
-            fileobj=cast(IO[bytes], self._tar_stream), mode="w|", format=tarfile.PAX_FORMAT
+            fileobj=cast(IO[bytes], self._tar_stream),
+            mode="w|",
+            format=tarfile.PAX_FORMAT,
+            bufsize=TAR_PIECE_BYTES,
         )
+        self._tar.copybufsize = TAR_PIECE_BYTES  # type: ignore[attr-defined]  # not in typeshed
         self._files: dict[str, FileDigest] = {}
         self._state = "open"
         self.summary: ArchiveSummary | None = None
