@@ -175,9 +175,10 @@ def _dump(
     Stages: the readers, the packer (this thread: tar, gzip and encryption) and the
     uploader, joined by bounded channels. Memory, whatever the data's size:
     ``(readers + 2) * SPOOL_MEMORY_BYTES`` of spools (8 MiB each, the rest on disk),
-    ``readers`` cursor batches, ``UPLOAD_SLOTS`` sealed chunks of 1 MiB and the upload's
-    ``UPLOAD_CHUNK`` buffer: about 100 MiB at 4 readers. An exception in any stage fails
-    the backup and cancels the others, the upload session included.
+    ``readers`` cursor batches (1000 documents, at most 16 MiB), ``UPLOAD_SLOTS``
+    sealed chunks of 1 MiB and the upload's ``UPLOAD_CHUNK`` buffer: about 80 MiB at 4
+    readers, 140 MiB at most. An exception in any stage fails the backup and cancels
+    the others, the upload session included.
     """
     entries: list[tuple[int, CollectionEntry]] = []
     with Pipeline("mongo-backup") as pipeline:
