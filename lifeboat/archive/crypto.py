@@ -192,8 +192,11 @@ class ChunkEncryptor:
         self.plaintext_bytes += len(data)
         # Hold back a full chunk until more data proves it is not the final one.
         while len(self._buffer) > self._chunk_size:
-            with memoryview(self._buffer) as view:
-                self._seal(view[: self._chunk_size], final=False)
+            # The slice is released here, not when collected: a sink that keeps an
+            # error it retried (its traceback holds `_seal`'s frame, and so the slice)
+            # would otherwise leave the buffer exported, and `del` would fail.
+            with memoryview(self._buffer) as view, view[: self._chunk_size] as piece:
+                self._seal(piece, final=False)
             del self._buffer[: self._chunk_size]
         return len(data)
 

@@ -721,3 +721,32 @@ def test_key_id_is_a_short_stable_fingerprint() -> None:
     assert key_id(KEY) not in (KEY.hex(), hashlib.sha256(KEY).hexdigest()[:16])
     with pytest.raises(ArchiveError):
         key_id(b"short")
+
+
+class RetryingSink:
+    """Like the resumable upload under a BlobWriter: an attempt fails inside `write()`, is
+    retried there, and the failure is kept (its traceback holds the caller's frames)."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.kept: list[BaseException] = []
+
+    def write(self, data: bytes, /) -> int:
+        if len(self.parts) == 2 and not self.kept:
+            try:
+                raise ConnectionError("503 on this chunk's PUT")
+            except ConnectionError as exc:
+                self.kept.append(exc)  # as a retry helper keeps its last error
+        self.parts.append(bytes(data))
+        return len(data)
+
+
+def test_a_sink_that_keeps_a_retried_error_does_not_break_the_encryptor() -> None:
+    """A 503 retried inside the upload's write kept the chunk's memoryview alive through
+    the traceback, and the next chunk failed with BufferError (seen on a mid-upload 503)."""
+    sink = RetryingSink()
+    with ArchiveWriter(sink, KEY, chunk_size=CHUNK, compresslevel=1) as writer:
+        writer.add_bytes("db/noise.bin", os.urandom(6 * CHUNK))
+    assert sink.kept
+    summary = verify_archive(io.BytesIO(b"".join(sink.parts)), KEY)
+    assert summary.files["db/noise.bin"].size == 6 * CHUNK
