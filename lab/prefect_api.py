@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,6 +14,19 @@ FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 def iso_ago(seconds: float = 1) -> str:
     """A UTC time ``seconds`` ago, as the API's filters take it."""
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - seconds))
+
+
+def flow_processes(run_id: str) -> list[int]:
+    """Every process of a flow run on this machine, found by the run id the worker puts
+    in its environment (the worker may start it through a wrapper)."""
+    pids = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if f"PREFECT__FLOW_RUN_ID={run_id}".encode() in environ.read_bytes():
+                pids.append(int(environ.parent.name))
+        except OSError:
+            continue
+    return pids
 
 
 class PrefectApi:

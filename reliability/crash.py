@@ -26,12 +26,12 @@ import os
 import signal
 import time
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import httpx
 
 from bench.labctl import BenchLab, bench_lab, figure
+from lab.prefect_api import flow_processes
 from lifeboat import runtime
 from lifeboat.topology import load_topology
 
@@ -97,17 +97,6 @@ def duplicates(baseline: list[str], seen: list[str]) -> int:
     return sum(max(0, n - want[k]) for k, n in got.items())
 
 
-def _flow_processes(run_id: str) -> list[int]:
-    pids = []
-    for environ in Path("/proc").glob("[0-9]*/environ"):
-        try:
-            if f"PREFECT__FLOW_RUN_ID={run_id}".encode() in environ.read_bytes():
-                pids.append(int(environ.parent.name))
-        except OSError:
-            continue
-    return pids
-
-
 def _last_seq(lab: BenchLab) -> int:
     entries = lab.requests()
     return int(entries[-1]["seq"]) if entries else 0
@@ -158,7 +147,7 @@ def crash_at(
         if time.monotonic() > deadline:
             raise RuntimeError(f"{flow} never reached effect {point}: {base[point]}")
         time.sleep(0.05)
-    for pid in _flow_processes(run_id):
+    for pid in flow_processes(run_id):
         os.kill(pid, signal.SIGKILL)
     killed_after = effects(lab, since)
     lab.api.wait(run_id, timeout=300)  # the worker reports the crash

@@ -31,12 +31,12 @@ import os
 import signal
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 from google.cloud import run_v2
 
 from bench.labctl import BenchLab, bench_lab, figure, seconds_between
+from lab.prefect_api import flow_processes
 from lifeboat import runtime
 from lifeboat.topology import Topology, load_topology
 from tasks.records import RECORD_FOLDERS
@@ -179,17 +179,6 @@ def _message(final: dict[str, Any]) -> str:
     return str(final["state"].get("message") or "")
 
 
-def _flow_processes(run_id: str) -> list[int]:
-    pids = []
-    for environ in Path("/proc").glob("[0-9]*/environ"):
-        try:
-            if f"PREFECT__FLOW_RUN_ID={run_id}".encode() in environ.read_bytes():
-                pids.append(int(environ.parent.name))
-        except OSError:
-            continue
-    return pids
-
-
 def killed_holder(lab: BenchLab) -> dict[str, float | int]:
     topo = load_topology("lab")
     lab.configure({"sql.promote": 600.0})  # time to kill it mid-promotion
@@ -203,7 +192,7 @@ def killed_holder(lab: BenchLab) -> dict[str, float | int]:
         if time.monotonic() > deadline:
             raise RuntimeError("the failover never took the lock")
         time.sleep(0.2)
-    for pid in _flow_processes(victim):
+    for pid in flow_processes(victim):
         os.kill(pid, signal.SIGKILL)
     lab.configure({"sql.promote": 180.0})
     other = lab.api.wait(

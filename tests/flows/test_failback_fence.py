@@ -14,13 +14,12 @@ import os
 import signal
 import time
 from collections import Counter
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
 import httpx
 
-from lab.prefect_api import PrefectApi
+from lab.prefect_api import PrefectApi, flow_processes
 from tests.flows.lab_checks import (
     PRIMARY,
     SECONDARY,
@@ -87,20 +86,8 @@ def _wait_fence_holds(lab: Lab, api: PrefectApi, run_id: str, since: int) -> Non
     raise AssertionError(f"the fence never held with the promotion started: {api.flow_run(run_id)}")
 
 
-def _flow_processes(run_id: str) -> list[int]:
-    """Every process of the flow run (the worker may start it through a wrapper)."""
-    pids = []
-    for environ in Path("/proc").glob("[0-9]*/environ"):
-        try:
-            if f"PREFECT__FLOW_RUN_ID={run_id}".encode() in environ.read_bytes():
-                pids.append(int(environ.parent.name))
-        except OSError:
-            continue
-    return pids
-
-
 def _kill(run_id: str) -> None:
-    pids = _flow_processes(run_id)
+    pids = flow_processes(run_id)
     assert pids, "no process of the flow run"
     for pid in pids:
         os.kill(pid, signal.SIGKILL)

@@ -7,9 +7,8 @@ import json
 import os
 import signal
 import time
-from pathlib import Path
 
-from lab.prefect_api import PrefectApi
+from lab.prefect_api import PrefectApi, flow_processes
 from tests.flows.lab_checks import (
     PRIMARY,
     REPLICA,
@@ -163,18 +162,6 @@ def _cached_task_runs(api: PrefectApi, run_id: str, wanted: tuple[str, ...]) -> 
     return [t["name"] for t in runs if t["state"]["name"] == "Cached"]
 
 
-def _flow_processes(run_id: str) -> list[int]:
-    """Every process of the flow run (the worker may start it through a wrapper)."""
-    pids = []
-    for environ in Path("/proc").glob("[0-9]*/environ"):
-        try:
-            if f"PREFECT__FLOW_RUN_ID={run_id}".encode() in environ.read_bytes():
-                pids.append(int(environ.parent.name))
-        except OSError:
-            continue
-    return pids
-
-
 def test_kill_during_promote_then_resume_does_not_promote_twice(
     fresh_lab: Lab, api: PrefectApi
 ) -> None:
@@ -188,7 +175,7 @@ def test_kill_during_promote_then_resume_does_not_promote_twice(
     while "instances.promoteReplica" not in sql_requests(fresh_lab, since):
         assert time.monotonic() < deadline, "the promotion never started"
         time.sleep(0.1)
-    pids = _flow_processes(first)
+    pids = flow_processes(first)
     assert pids
     for pid in pids:
         os.kill(pid, signal.SIGKILL)
