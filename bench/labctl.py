@@ -51,10 +51,21 @@ class BenchLab:
             f"{self.control}/_lab/outage", json={"region": region, "down": down}, timeout=30
         ).raise_for_status()
 
-    def requests(self, api: str | None = None) -> list[dict[str, Any]]:
-        params = {"api": api} if api else {}
+    def requests(self, api: str | None = None, since: int = 0) -> list[dict[str, Any]]:
+        """The lab's request log after entry ``since`` (the lab filters: no full download)."""
+        params: dict[str, Any] = {"since": since} | ({"api": api} if api else {})
         body = httpx.get(f"{self.control}/_lab/requests", params=params, timeout=60).json()
         return list(body["entries"])
+
+    def last_seq(self) -> int:
+        """The request log's newest entry, without the entries."""
+        params = {"since": 1 << 62}
+        body = httpx.get(f"{self.control}/_lab/requests", params=params, timeout=60).json()
+        return int(body["last_seq"])
+
+    def reset(self) -> None:
+        """The lab back to its seeded state (the control API's reset)."""
+        httpx.post(f"{self.control}/_lab/reset", json={}, timeout=120).raise_for_status()
 
     def run(
         self, deployment: str, parameters: dict[str, Any], timeout: float = 900

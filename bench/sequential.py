@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import time
 
-import httpx
 from prefect import flow
 from prefect.settings import (
     PREFECT_API_URL,
@@ -76,7 +75,7 @@ def main() -> int:
     topo = load_topology("lab")
     with bench_lab() as lab:
         lifeboat = run_failover(lab, "vs seed")["failover_s"]
-        httpx.post(f"{lab.control}/_lab/reset", json={}, timeout=120).raise_for_status()
+        lab.reset()
         lab.outage(topo.regions.primary.name, True)
         scale = float(lab.latency()["time_scale"])
         # Settings are read when prefect is imported, before the bench lab existed.

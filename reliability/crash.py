@@ -28,8 +28,6 @@ import time
 from collections import Counter
 from typing import Any
 
-import httpx
-
 from bench.labctl import BenchLab, bench_lab, figure
 from lab.prefect_api import flow_processes
 from lifeboat import runtime
@@ -71,7 +69,7 @@ def _by_operation(keys: list[str]) -> list[str]:
 
 def effects(lab: BenchLab, since: int) -> list[str]:
     """The calls with effect since ``since``, in order (purges as calls)."""
-    keys = (effect(e) for e in lab.requests() if e["seq"] > since)
+    keys = (effect(e) for e in lab.requests(since=since))
     return [k for k in keys if k is not None]
 
 
@@ -97,15 +95,10 @@ def duplicates(baseline: list[str], seen: list[str]) -> int:
     return sum(max(0, n - want[k]) for k, n in got.items())
 
 
-def _last_seq(lab: BenchLab) -> int:
-    entries = lab.requests()
-    return int(entries[-1]["seq"]) if entries else 0
-
-
 def _fresh(lab: BenchLab, flow: str) -> None:
     """A lab as the flow needs it: the primary down for a failover; after a failover,
     with the primary back, for a failback."""
-    httpx.post(f"{lab.control}/_lab/reset", json={}, timeout=120).raise_for_status()
+    lab.reset()
     primary = load_topology("lab").regions.primary.name
     lab.outage(primary, True)
     if flow == "failback":
@@ -125,7 +118,7 @@ def _launch(lab: BenchLab, flow: str, incident: str) -> str:
 def baseline(lab: BenchLab, flow: str) -> tuple[list[str], list[str]]:
     """A whole run's calls with effect, in order (the crash points), and its outcome."""
     _fresh(lab, flow)
-    since = _last_seq(lab)
+    since = lab.last_seq()
     final = lab.api.wait(_launch(lab, flow, f"CRASH-{flow}-BASE"), timeout=900)
     if final["state"]["type"] != "COMPLETED":
         raise RuntimeError(f"the baseline {flow} failed: {final['state']}")
@@ -137,7 +130,7 @@ def crash_at(
 ) -> dict[str, Any]:
     """Kill the run once the lab has logged effect ``point`` (0-based), then re-run."""
     _fresh(lab, flow)
-    since = _last_seq(lab)
+    since = lab.last_seq()
     incident = f"CRASH-{flow}-{point:02d}"
     run_id = _launch(lab, flow, incident)
     deadline = time.monotonic() + 600

@@ -100,8 +100,8 @@ def _changes(lab: BenchLab, since: int) -> list[str]:
     """The changes the cloud saw since ``since`` (Cloud SQL, DNS, Run; not the leases)."""
     return [
         f"{e['api']} {e['method']} {e['path']}"
-        for e in lab.requests()
-        if e["seq"] > since and e["write"] and e["status"] < 400 and e["api"] != "storage"
+        for e in lab.requests(since=since)
+        if e["write"] and e["status"] < 400 and e["api"] != "storage"
     ]
 
 
@@ -121,7 +121,7 @@ def storm(lab: BenchLab, failovers: int) -> dict[str, float | int]:
     topo = load_topology("lab")
     _deploy_release(topo, "auth-service")
     lab.configure(SLOW)
-    since = int(lab.requests()[-1]["seq"])
+    since = lab.last_seq()
     incidents = [f"STORM-FO-{n:02d}" for n in range(failovers)]
     launches: list[tuple[str, dict[str, Any]]] = [
         ("failover/lab", {"reason": "storm", "incident_id": i, "approve": True}) for i in incidents
