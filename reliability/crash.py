@@ -109,9 +109,9 @@ def _fresh(lab: BenchLab, flow: str) -> None:
 
 
 def _launch(lab: BenchLab, flow: str, incident: str) -> str:
-    parameters = {"reason": "crash sweep", "incident_id": incident}
+    parameters: dict[str, Any] = {"reason": "crash sweep", "incident_id": incident}
     if flow == "failover":
-        parameters["approve"] = True  # type: ignore[assignment]
+        parameters["approve"] = True  # no pause before the lock: the sweep is unattended
     return str(lab.api.launch(f"{flow}/lab", parameters)["id"])
 
 
