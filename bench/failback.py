@@ -55,7 +55,9 @@ def run_failback(lab: BenchLab) -> dict[str, float]:
         raise RuntimeError(f"failback did not complete: {final['state']}")
     record = failback_record(incident)
     model = lab.latency()
-    promotion = float(model["real_seconds"]["sql.promote"]) * float(model["time_scale"])
+    real = model["real_seconds"]
+    # The promotion as Cloud SQL runs it: queued (PENDING), then promoting.
+    promotion = float(real["sql.pending"] + real["sql.promote"]) * float(model["time_scale"])
     steps = record["steps"]
     held = _at(next(s for s in steps if s["name"] == "fence-secondary")["ended_at"])
     verified = _at(next(s for s in steps if s["name"] == "verify")["ended_at"])

@@ -40,10 +40,14 @@ def critical_path_s(lab: BenchLab) -> float:
     # Services scale concurrently: one update's time, after the roll (one update) that gives
     # the env-var service the new secret. The promotion runs beside both.
     connect_and_scale = 2 * real["run.update"]
+    # The promotion queues (PENDING) before it runs. After the DNS change is done, users'
+    # resolvers (the lab's front door) keep the old answer for up to their cache time,
+    # while the purge takes effect: the longer of the two, at worst.
+    promotion = real["sql.pending"] + real["sql.promote"]
     return (
-        max(connect_and_scale, real["sql.promote"])
+        max(connect_and_scale, promotion)
         + real["dns.change"]
-        + real["cdn.invalidate_effect"]
+        + max(real["cdn.invalidate_effect"], real["dns.resolver_cache"])
     ) * scale
 
 

@@ -67,8 +67,10 @@ def bound(lab: BenchLab, services: int) -> float:
     model = lab.latency()
     real: dict[str, float] = model["real_seconds"]
     scale = float(model["time_scale"])
-    total = real["dns.change"] + services * real["run.update"] + real["sql.promote"]
-    return (total + real["cdn.invalidate_effect"]) * scale / critical_path_s(lab)
+    promotion = real["sql.pending"] + real["sql.promote"]
+    total = real["dns.change"] + services * real["run.update"] + promotion
+    edge = max(real["cdn.invalidate_effect"], real["dns.resolver_cache"])
+    return (total + edge) * scale / critical_path_s(lab)
 
 
 def main() -> int:

@@ -27,6 +27,7 @@ from lab.core.settings import LabSettings
 from lab.core.tls import TlsFiles
 from lab.frontdoor.app import create_front_door
 from lab.frontdoor.cache import EdgeCache
+from lab.frontdoor.resolver import CachingResolver
 from lab.mongo.server import MongoServer
 from lab.regions.app import create_region_app
 from lab.regions.health import RegionSpec
@@ -73,6 +74,7 @@ class LabDaemon:
         self.topology = topology
         self.ctx = LabContext.create(settings)
         self.cache = EdgeCache()
+        self.resolver = CachingResolver(self.ctx)
         self.servers: list[ThreadedServer] = []
         self.mongo = MongoServer(
             settings.root / "mongo",
@@ -178,7 +180,9 @@ class LabDaemon:
             return f"http://{self.settings.host}:{port}" if port else None
 
         refusal = load_balancer_refusal(self.ctx, self.regions.values())
-        return create_front_door(self.ctx, address_to_region.get, app_url, self.cache, refusal)
+        return create_front_door(
+            self.ctx, address_to_region.get, app_url, self.cache, self.resolver, refusal
+        )
 
     def _seed(self) -> None:
         seed_cloud(self.ctx, self.topology)
@@ -190,6 +194,7 @@ class LabDaemon:
             self.ctx.clear_runtime()
             self.ctx.latency.reset(self.settings.time_scale)
             self.cache.clear()
+            self.resolver.clear()
             names = ("dns", "run", "compute", "storage", "sql", "secretmanager", "app_instances")
             for name in names:
                 self.ctx.backends[name].reset()
@@ -237,6 +242,7 @@ class LabDaemon:
             "latency": self.ctx.latency.snapshot(),
             "faults": [r.model_dump() for r in self.ctx.faults.rules()],
             "edge_cache": self.cache.snapshot(),
+            "resolver_cache": self.resolver.snapshot(),
             "backends": backends,
         }
 

@@ -130,6 +130,7 @@ class ComputeBackend:
 
     def __init__(self, ctx: LabContext) -> None:
         self._ctx = ctx
+        self._page_cap = ctx.settings.page_cap
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)  # wakes operations.wait callers
         self._url_maps: dict[tuple[str, str], UrlMap] = {}
@@ -185,7 +186,7 @@ class ComputeBackend:
     ) -> dict[str, Any]:
         with self._lock:
             maps = [m for (p, _), m in sorted(self._url_maps.items()) if p == project]
-            page, token = paginate(maps, max_results, page_token)
+            page, token = paginate(maps, max_results, page_token, self._page_cap)
             return _listing("compute#urlMapList", f"projects/{project}/global/urlMaps", page, token)
 
     def invalidate_cache(
@@ -250,7 +251,7 @@ class ComputeBackend:
     ) -> dict[str, Any]:
         with self._lock:
             ops = [op for (p, _), op in self._operations.items() if p == project]
-            page, token = paginate(ops, max_results, page_token)
+            page, token = paginate(ops, max_results, page_token, self._page_cap)
             return _listing(
                 "compute#operationList", f"projects/{project}/global/operations", page, token
             )
@@ -322,9 +323,9 @@ def _check_path(path: str) -> None:
 
 
 def paginate(
-    items: Sequence[T], max_results: int | None, page_token: str | None
+    items: Sequence[T], max_results: int | None, page_token: str | None, cap: int
 ) -> tuple[list[T], str | None]:
-    """One page and the token of the next; the token is an opaque offset to clients."""
+    """One page, of at most ``cap`` items, and the token of the next (an opaque offset)."""
     start = 0
     if page_token:
         if not page_token.isdigit():
@@ -335,7 +336,7 @@ def paginate(
         raise InvalidField(
             f"Invalid value for field 'maxResults': {max_results} (0 to {DEFAULT_PAGE_SIZE})"
         )
-    end = start + size
+    end = start + min(size, cap)
     return list(items[start:end]), (str(end) if end < len(items) else None)
 
 

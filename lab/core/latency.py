@@ -11,6 +11,9 @@ import threading
 # Seconds, before time_scale, from reference/gcp-clients.md.
 REAL_SECONDS: dict[str, float] = {
     "dns.change": 5.0,
+    # The longest a resolver keeps an old answer in the lab: the record's TTL, capped
+    # here (lab/frontdoor/resolver.py says why; real resolvers keep it the whole TTL).
+    "dns.resolver_cache": 20.0,
     "run.update": 45.0,
     # A request to a service with no warm instance waits for one to start; Google gives no
     # figure (run/docs/tips/general#cold-starts), a few seconds is typical.
@@ -18,6 +21,9 @@ REAL_SECONDS: dict[str, float] = {
     # How long an idle instance is kept after its last request ("up to 15 minutes",
     # run/docs/about-instance-autoscaling#idle-instance).
     "run.idle_instance": 900.0,
+    # An operation waits PENDING ("queued, but has not started yet", sqladmin Operation
+    # status) before it runs; Google gives no figure, a few seconds is what clients see.
+    "sql.pending": 5.0,
     "sql.promote": 180.0,
     "sql.failover": 60.0,
     "sql.backup": 300.0,
@@ -62,6 +68,11 @@ class LatencyModel:
         with self._lock:
             self._time_scale = time_scale
             self._real = dict(REAL_SECONDS)
+
+    def real_seconds(self, operation: str) -> float:
+        """The operation's duration in the real cloud, before ``time_scale``."""
+        with self._lock:
+            return self._real[operation]
 
     def seconds(self, operation: str) -> float:
         """Scaled wall-clock seconds the operation takes in the lab."""

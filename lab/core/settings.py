@@ -33,6 +33,11 @@ class LabSettings(BaseModel):
     pg_address_prefix: str = "127.0.10."
     pg_port: int = 5432
     topology: Path | None = None
+    # Google's list methods "may return fewer results than requested, even if not at the
+    # end of the collection" (google.aip.dev/158), so a client must follow nextPageToken.
+    # The lab serves at most this many items a page, whatever the client asks for, so
+    # every list with more items than this is paged.
+    page_cap: int = Field(2, ge=1, description="most items any list returns in one page")
 
     def port(self, name: str) -> int:
         return self.base_port + PORT_OFFSETS[name]

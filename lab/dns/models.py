@@ -173,9 +173,9 @@ class ManagedZone:
 
 
 def paginate(
-    items: Sequence[T], max_results: int | None, page_token: str | None
+    items: Sequence[T], max_results: int | None, page_token: str | None, cap: int
 ) -> tuple[list[T], str | None]:
-    """One page and the token of the next; the token is an opaque offset to clients."""
+    """One page, of at most ``cap`` items, and the token of the next (an opaque offset)."""
     start = 0
     if page_token:
         if not page_token.isdigit():
@@ -184,7 +184,7 @@ def paginate(
     size = DEFAULT_PAGE_SIZE if max_results is None else max_results
     if size <= 0:
         raise InvalidChange(f"Invalid value for 'maxResults': {max_results}")
-    end = start + size
+    end = start + min(size, cap)
     return list(items[start:end]), (str(end) if end < len(items) else None)
 
 
@@ -193,6 +193,7 @@ class DnsBackend:
 
     def __init__(self, ctx: LabContext) -> None:
         self._ctx = ctx
+        self._page_cap = ctx.settings.page_cap
         self._lock = threading.Lock()
         self._zones: dict[tuple[str, str], ManagedZone] = {}
         self._zone_ids = itertools.count(4_000_000_000_000_000_001)
@@ -242,7 +243,7 @@ class DnsBackend:
                 for (p, _), z in sorted(self._zones.items())
                 if p == project and (dns_name is None or z.dns_name == fqdn(dns_name))
             ]
-            page, token = paginate(zones, max_results, page_token)
+            page, token = paginate(zones, max_results, page_token, self._page_cap)
             return _listing("dns#managedZonesListResponse", "managedZones", page, token)
 
     # resourceRecordSets -------------------------------------------------------------------
@@ -265,7 +266,7 @@ class DnsBackend:
                 if (name is None or r.name == fqdn(name))
                 and (rtype is None or r.type == rtype.upper())
             ]
-            page, token = paginate(rrsets, max_results, page_token)
+            page, token = paginate(rrsets, max_results, page_token, self._page_cap)
             return _listing("dns#resourceRecordSetsListResponse", "rrsets", page, token)
 
     def set_rrset(
@@ -415,7 +416,7 @@ class DnsBackend:
             changes = list(self._zone(project, zone).changes)
             if descending:
                 changes.reverse()
-            page, token = paginate(changes, max_results, page_token)
+            page, token = paginate(changes, max_results, page_token, self._page_cap)
             return _listing("dns#changesListResponse", "changes", page, token)
 
     def _finish_change(self, project: str, zone: str, change_id: str, generation: int) -> None:

@@ -13,6 +13,7 @@ from starlette.types import ASGIApp
 from lab.core.context import LabContext
 from lab.core.http import build_app
 from lab.frontdoor.cache import CachedResponse, EdgeCache, is_cacheable
+from lab.frontdoor.resolver import CachingResolver
 
 
 def create_front_door(
@@ -20,9 +21,13 @@ def create_front_door(
     region_for_address: Callable[[str], str | None],
     region_app_url: Callable[[str], str | None],
     cache: EdgeCache,
+    resolver: CachingResolver,
     ingress_refusal: Callable[[str, str], str | None] | None = None,
 ) -> ASGIApp:
     """``region_for_address`` maps an A record's address to a region; the app URL follows.
+
+    The A record is read through ``resolver``, which keeps an answer for its TTL (capped),
+    as users' resolvers do: a DNS change reaches the front door a moment after it is done.
 
     ``ingress_refusal(region, path)`` names the Cloud Run service whose ingress setting
     refuses load-balancer traffic for that path; such a request gets Google's 404 and
@@ -37,7 +42,7 @@ def create_front_door(
             hit = cache.get(host, path)
             if hit is not None:
                 return _cached(hit, "HIT")
-        rrset = ctx.backends["dns"].find_rrset(host + ".", "A")
+        rrset = resolver.resolve(host + ".", "A")
         if rrset is None:
             return JSONResponse({"error": f"NXDOMAIN {host}"}, status_code=502)
         # A routing-policy set has no rrdatas; the lab's resolver answers plain sets only.

@@ -64,6 +64,7 @@ class RunBackend:
 
     def __init__(self, ctx: LabContext) -> None:
         self._ctx = ctx
+        self._page_cap = ctx.settings.page_cap
         self._lock = threading.Lock()
         self._services: dict[Key, Service] = {}
         # When the instance a cold start brought up goes idle for good (monotonic seconds).
@@ -90,7 +91,9 @@ class RunBackend:
                 if key[:2] == (project, location)
             ]
 
-        page, next_token = paginate(self._read(location, listing), page_size, page_token)
+        page, next_token = paginate(
+            self._read(location, listing), page_size, page_token, maximum=self._page_cap
+        )
         return {"services": page, **({"nextPageToken": next_token} if next_token else {})}
 
     def begin_create_service(
@@ -157,7 +160,9 @@ class RunBackend:
             revisions = self._service(project, location, service).revisions.values()
             return [rev.to_json() for rev in reversed(revisions)]  # newest first
 
-        page, next_token = paginate(self._read(location, listing), page_size, page_token)
+        page, next_token = paginate(
+            self._read(location, listing), page_size, page_token, maximum=self._page_cap
+        )
         return {"revisions": page, **({"nextPageToken": next_token} if next_token else {})}
 
     def delete_revision(
@@ -192,7 +197,7 @@ class RunBackend:
     ) -> dict[str, Any]:
         self._available(location)
         parent = f"projects/{project}/locations/{location}"
-        return self.operations.list(parent, done, page_size, page_token)
+        return self.operations.list(parent, done, page_size, page_token, self._page_cap)
 
     def delete_operation(self, project: str, location: str, operation: str) -> None:
         self._available(location)

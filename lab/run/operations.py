@@ -50,7 +50,7 @@ class OperationStore:
             return self._find(name).to_json()
 
     def list(
-        self, parent: str, done: bool | None, page_size: int, page_token: str
+        self, parent: str, done: bool | None, page_size: int, page_token: str, page_cap: int
     ) -> dict[str, Any]:
         with self._cond:
             matching = [
@@ -58,7 +58,7 @@ class OperationStore:
                 for op in self._operations.values()
                 if op.name.startswith(f"{parent}/operations/") and (done is None or op.done == done)
             ]
-        page, next_token = paginate(matching, page_size, page_token, maximum=100)
+        page, next_token = paginate(matching, page_size, page_token, maximum=min(100, page_cap))
         body: dict[str, Any] = {"operations": page}
         if next_token:
             body["nextPageToken"] = next_token

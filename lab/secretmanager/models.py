@@ -180,11 +180,11 @@ class Secret:
         return self.versions[number - 1]
 
 
-def _page(items: list[Any], page_size: int, page_token: str) -> tuple[list[Any], str]:
+def _page(items: list[Any], page_size: int, page_token: str, cap: int) -> tuple[list[Any], str]:
     """One page and the next token (empty at the end); tokens are opaque to clients."""
     if page_size < 0:
         raise InvalidArgument(f"page_size must not be negative: {page_size}.")
-    size = MAX_PAGE_SIZE if page_size == 0 else min(page_size, MAX_PAGE_SIZE)
+    size = min(MAX_PAGE_SIZE if page_size == 0 else page_size, MAX_PAGE_SIZE, cap)
     start = 0
     if page_token:
         try:
@@ -210,6 +210,7 @@ class SecretManagerBackend:
 
     def __init__(self, ctx: LabContext) -> None:
         self._ctx = ctx
+        self._page_cap = ctx.settings.page_cap
         self._lock = threading.Lock()
         self._secrets: dict[tuple[str, str], Secret] = {}
 
@@ -246,7 +247,7 @@ class SecretManagerBackend:
         number = project_number(project)
         with self._lock:
             mine = [s for (p, _), s in self._secrets.items() if p == number]
-            page, token = _page(mine, page_size, page_token)
+            page, token = _page(mine, page_size, page_token, self._page_cap)
             reply: dict[str, Any] = {
                 "secrets": [s.to_json() for s in page],
                 "totalSize": len(mine),
@@ -298,7 +299,7 @@ class SecretManagerBackend:
         with self._lock:
             secret = self._secret(project, secret_id)
             newest_first = list(reversed(secret.versions))
-            page, token = _page(newest_first, page_size, page_token)
+            page, token = _page(newest_first, page_size, page_token, self._page_cap)
             reply: dict[str, Any] = {
                 "versions": [v.to_json(secret.name, secret.replication) for v in page],
                 "totalSize": len(newest_first),

@@ -53,7 +53,9 @@ class SqlBackend(InstanceOperations, BackupRuns):
         self._lock = threading.RLock()
         self._instances: dict[tuple[str, str], Instance] = {}
         self._operations: dict[str, Operation] = {}
-        self._runner = OperationRunner(ctx.scheduler, self._lock)
+        self._runner = OperationRunner(
+            ctx.scheduler, self._lock, lambda: ctx.latency.seconds("sql.pending")
+        )
         self._template_lock = threading.Lock()
         self._home, self._private_home = server_home(self._root)
         BackupRuns.__init__(self)

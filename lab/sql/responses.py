@@ -22,7 +22,6 @@ from lab.sql.wire import backup_run_json, instance_json, matches_filter, operati
 PREFIXES = ("/v1/projects/{project}", "/sql/v1beta4/projects/{project}")
 # Google pages every list; the lab's pages are small so that a client that ignores
 # nextPageToken misses items here as it would at Google.
-PAGE_SIZE = 3
 # Settings fields the backend owns (or derives); the rest is kept as the caller gave it.
 _OWNED_SETTINGS = {"kind", "tier", "userLabels", "settingsVersion", "activationPolicy"}
 
@@ -70,7 +69,7 @@ class SqlResponses:
                 items = [i for i in items if matches_filter(i, expression)]
             except ValueError as exc:
                 raise InvalidRequest(f"Invalid filter {expression!r}: {exc}") from exc
-        return _page(request, "sql#instancesList", items)
+        return _page(request, "sql#instancesList", items, self.b.ctx.settings.page_cap)
 
     async def get_instance(self, request: Request) -> Response:
         return json_response(instance_json(self.b.get_instance(*_target(request))))
@@ -143,7 +142,8 @@ class SqlResponses:
     # -- backup runs -----------------------------------------------------------------------
     async def list_backup_runs(self, request: Request) -> Response:
         runs = self.b.list_backup_runs(*_target(request))
-        return _page(request, "sql#backupRunsList", [backup_run_json(r) for r in runs])
+        runs_json = [backup_run_json(r) for r in runs]
+        return _page(request, "sql#backupRunsList", runs_json, self.b.ctx.settings.page_cap)
 
     async def insert_backup_run(self, request: Request) -> Response:
         body = await read_json(request)
@@ -162,7 +162,8 @@ class SqlResponses:
     async def list_operations(self, request: Request) -> Response:
         instance = request.query_params.get("instance", "")
         ops = self.b.list_operations(_project(request), instance)
-        return _page(request, "sql#operationsList", [operation_json(o) for o in ops])
+        ops_json = [operation_json(o) for o in ops]
+        return _page(request, "sql#operationsList", ops_json, self.b.ctx.settings.page_cap)
 
     async def get_operation(self, request: Request) -> Response:
         op = self.b.get_operation(_project(request), request.path_params["operation"])
@@ -203,10 +204,10 @@ def _int64(value: object, field: str) -> int:
         raise InvalidRequest(f"Invalid value for {field}: {value!r}") from None
 
 
-def _page(request: Request, kind: str, items: list[dict[str, Any]]) -> Response:
+def _page(request: Request, kind: str, items: list[dict[str, Any]], cap: int) -> Response:
     query = request.query_params
     size = _int64(query.get("maxResults", "0"), "maxResults")
-    page, next_token = paginate(items, size, query.get("pageToken", ""), default=PAGE_SIZE)
+    page, next_token = paginate(items, size, query.get("pageToken", ""), default=cap, maximum=cap)
     # An empty list has no ``items`` at all in Google's replies.
     body: dict[str, Any] = {"kind": kind, "items": page} if page else {"kind": kind}
     if next_token:

@@ -34,8 +34,11 @@ def _error_for(exc: Exception) -> OperationError:
 class OperationRunner:
     """Runs each operation's work once its delay has passed; ``cancel_all`` forgets them."""
 
-    def __init__(self, scheduler: Scheduler, lock: threading.RLock):
+    def __init__(
+        self, scheduler: Scheduler, lock: threading.RLock, pending_s: Callable[[], float]
+    ) -> None:
         self._scheduler = scheduler
+        self._pending_s = pending_s  # how long an operation stays PENDING before RUNNING
         self._lock = lock  # the backend's lock: transitions change the backend's state
         self._generation = 0
         self._workers: set[threading.Thread] = set()
@@ -90,8 +93,10 @@ class OperationRunner:
                 self._workers.add(worker)
                 worker.start()
 
-        self._scheduler.call_later(0, mark_running)
-        self._scheduler.call_later(delay, due)
+        # PENDING first, then RUNNING for the operation's own modelled time.
+        pending = self._pending_s()
+        self._scheduler.call_later(pending, mark_running)
+        self._scheduler.call_later(pending + delay, due)
 
     def cancel_all(self, timeout: float = 120.0) -> None:
         """Forget scheduled transitions and wait for work already touching PostgreSQL."""

@@ -19,4 +19,6 @@ def create(ctx: LabContext) -> tuple[StorageBackend, ASGIApp]:
     the ASGI app to serve."""
     backend = StorageBackend(ctx.settings.root / "storage", ctx.settings.url("storage"))
     ctx.backends["storage"] = backend
-    return backend, build_app(ctx, "storage", StorageResponses(backend).routes())
+    return backend, build_app(
+        ctx, "storage", StorageResponses(backend, ctx.settings.page_cap).routes()
+    )

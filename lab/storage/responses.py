@@ -21,8 +21,9 @@ from lab.storage.wire import base_url, conditions, int_param, path_param, route
 class StorageResponses:
     """Handlers for /storage/v1/b/... (buckets, object metadata, copies)."""
 
-    def __init__(self, backend: StorageBackend) -> None:
+    def __init__(self, backend: StorageBackend, page_cap: int) -> None:
         self.backend = backend
+        self.page_cap = page_cap
         self.media = MediaResponses(backend)
         self.copies = CopyResponses(backend)
 
@@ -57,7 +58,7 @@ class StorageResponses:
         token = request.query_params.get("pageToken")
         if token:
             buckets = [b for b in buckets if b.name > token]
-        limit = int_param(request, "maxResults") or MAX_RESULTS
+        limit = min(int_param(request, "maxResults") or MAX_RESULTS, self.page_cap)
         body: dict[str, Any] = {"kind": "storage#buckets"}
         if buckets:
             body["items"] = [b.to_json(base_url(request)) for b in buckets[:limit]]
@@ -108,7 +109,7 @@ class StorageResponses:
         query = ListQuery(
             prefix=params.get("prefix", ""),
             delimiter=params.get("delimiter", ""),
-            max_results=min(int_param(request, "maxResults") or MAX_RESULTS, MAX_RESULTS),
+            max_results=min(int_param(request, "maxResults") or MAX_RESULTS, self.page_cap),
             page_token=params.get("pageToken") or None,
             start_offset=params.get("startOffset", ""),
             end_offset=params.get("endOffset", ""),

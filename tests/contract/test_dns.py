@@ -16,11 +16,13 @@ from google.cloud import dns
 
 from lab.core.context import LabContext
 from lab.core.faults import FaultRule
+from lab.core.settings import LabSettings
 from lab.dns import DnsBackend, create
 from tests.discovery import assert_valid
 
 PROJECT = "ml-datadriven-recos"
 ZONE = "varai-ai-zone"
+PAGE_CAP = LabSettings.model_fields["page_cap"].default
 API = "api.varai.ai."
 PRIMARY, SECONDARY = ["34.120.10.10"], ["34.140.20.20"]
 
@@ -187,14 +189,22 @@ def test_rrsets_pagination_and_filters(seeded: tuple[DnsBackend, str], zone: Any
     for i in range(150):
         backend.set_rrset(PROJECT, ZONE, f"r{i}.varai.ai.", "TXT", 300, [f'"{i}"'])
 
-    # The client follows nextPageToken: 150 TXT + A + the apex SOA and NS, 100 a page.
-    pages = list(zone.list_resource_record_sets().pages)
-    assert [p.num_items for p in pages] == [100, 53]
+    # The client follows nextPageToken: 150 TXT + A + the apex SOA and NS, in pages the
+    # server keeps small (LabSettings.page_cap: Google "may return fewer", AIP-158).
+    pages = [
+        [(r.name, r.record_type) for r in page] for page in zone.list_resource_record_sets().pages
+    ]
+    assert {len(p) for p in pages[:-1]} == {PAGE_CAP} and 0 < len(pages[-1]) <= PAGE_CAP
+    listed = [key for page in pages for key in page]
+    assert len(listed) == len(set(listed)) == 153
     assert len(list(zone.list_resource_record_sets(max_results=3))) == 3
 
+    # maxResults above the cap still gets a capped page, and a token to the rest.
     first = httpx.get(f"{zone_url(base)}/rrsets", params={"maxResults": 3}).json()
     assert_valid("dns.v1", "ResourceRecordSetsListResponse", first)
-    assert len(first["rrsets"]) == 3 and first["nextPageToken"]
+    assert len(first["rrsets"]) == PAGE_CAP and first["nextPageToken"]
+    one = httpx.get(f"{zone_url(base)}/rrsets", params={"maxResults": 1}).json()
+    assert len(one["rrsets"]) == 1 and one["nextPageToken"]
 
     query = {"name": API, "type": "A"}
     only = httpx.get(f"{zone_url(base)}/rrsets", params=query).json()

@@ -259,6 +259,36 @@ def test_region_outage_blocks_admin_operations_not_reads(lab: Lab) -> None:
         lab.ctx.set_outage("us-east1", False)
 
 
+def test_an_operation_is_pending_then_running_then_done(lab: Lab) -> None:
+    """Operation.status: PENDING ("queued, but has not started yet"), RUNNING, DONE; a
+    client that treats "not RUNNING" as finished stops at the first poll."""
+    # 1 s PENDING, then 1 s RUNNING, at time_scale 0.002.
+    lab.ctx.latency.configure(overrides={"sql.pending": 500.0, "sql.patch": 500.0})
+    body = {"settings": {"userLabels": {"queued": "yes"}}}
+    try:
+        op = lab.run(
+            lab.api.instances().patch(project=PROJECT, instance=PRIMARY, body=body), "Operation"
+        )
+        seen, pending_polls = [op["status"]], 0
+        while seen[-1] != "DONE":
+            time.sleep(0.05)
+            got = lab.run(
+                lab.api.operations().get(project=PROJECT, operation=op["name"]), "Operation"
+            )
+            if got["status"] != seen[-1]:
+                seen.append(got["status"])
+            if got["status"] == "PENDING":
+                pending_polls += 1
+                assert "startTime" not in got and "queued" not in lab.get(PRIMARY)["settings"].get(
+                    "userLabels", {}
+                )
+    finally:
+        lab.ctx.latency.configure(overrides={"sql.pending": 5.0, "sql.patch": 30.0})
+    assert seen == ["PENDING", "RUNNING", "DONE"]
+    assert pending_polls >= 3  # PENDING lasts: polls see it, not only the insert's reply
+    assert lab.get(PRIMARY)["settings"]["userLabels"]["queued"] == "yes"
+
+
 def test_second_operation_while_one_runs_is_operation_in_progress(lab: Lab) -> None:
     lab.ctx.latency.configure(overrides={"sql.patch": 500.0})  # 1 s at time_scale 0.002
     body = {"settings": {"userLabels": {"drill": "d-42"}}}

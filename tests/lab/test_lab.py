@@ -11,6 +11,7 @@ import pytest
 from google.api_core import exceptions as gexc
 from pymongo import MongoClient
 
+from lab.core.settings import LabSettings
 from lifeboat.topology import RegionRole, load_topology
 from tests.flows.lab_checks import instance_address, sql, take_secret_as_env_var
 from tests.labharness import TEST_PG_PREFIX, TEST_TIME_SCALE, Lab, lifeboat
@@ -123,7 +124,12 @@ def test_unknown_region_outage_is_refused(lab: Lab) -> None:
 
 
 def test_dns_switch_then_purge_moves_the_front_door(fresh_lab: Lab) -> None:
-    """A DNS change moves uncached paths; the cached /version moves only after a purge."""
+    """A DNS change moves uncached paths a moment after it is done (the front door's
+    resolver keeps the old answer for its TTL, capped); the cached /version moves only
+    after a purge."""
+    # The resolver holds an answer 10 s here (the suite's default is 0.2 s), so the window
+    # between "done" and the front door seeing it is wide enough to observe.
+    fresh_lab.post("config", {"latency": {"dns.resolver_cache": 10 / TIME_SCALE}})
     clients = fresh_lab.clients()
     assert front(fresh_lab, "/version").json()["region"] == PRIMARY.name  # now cached
     zone = clients.dns(TOPOLOGY.dns.project).zone(TOPOLOGY.dns.zone, TOPOLOGY.dns.dns_name)
@@ -139,7 +145,12 @@ def test_dns_switch_then_purge_moves_the_front_door(fresh_lab: Lab) -> None:
         return change.status == "done"
 
     wait_for(switched, timeout=20, what="DNS change done")
-    assert front(fresh_lab, "/health").headers["x-lab-region"] == SECONDARY.name
+    assert front(fresh_lab, "/health").headers["x-lab-region"] == PRIMARY.name  # resolver
+    wait_for(
+        lambda: front(fresh_lab, "/health").headers["x-lab-region"] == SECONDARY.name,
+        timeout=30,
+        what="the resolver's cached answer to expire",
+    )
     assert front(fresh_lab, "/version").json()["region"] == PRIMARY.name  # stale cache
 
     from google.cloud import compute_v1
@@ -332,3 +343,58 @@ def test_an_app_whose_database_region_is_down_cannot_write(fresh_lab: Lab) -> No
     fresh_lab.outage(PRIMARY.name, True)
     reply = region(fresh_lab, SECONDARY.name, "/recommendations/status")
     assert reply.status_code == 503
+
+
+def _pages(url: str, key: str, params: dict[str, str] | None = None) -> list[list[str]]:
+    """Every page of a raw list call, following nextPageToken; each item by its name."""
+    pages: list[list[str]] = []
+    token = ""
+    while True:
+        query = dict(params or {}) | ({"pageToken": token} if token else {})
+        body = httpx.get(url, params=query, timeout=30).json()
+        pages.append([item.get("name", item.get("id", "")) for item in body.get(key, [])])
+        token = body.get("nextPageToken", "")
+        if not token:
+            return pages
+
+
+def test_every_list_comes_in_small_pages(lab: Lab) -> None:
+    """Google's lists "may return fewer results than requested" (AIP-158): the lab serves
+    at most LabSettings.page_cap a page, asked or not, so a client that reads only the
+    first page misses items in every API Lifeboat lists."""
+    cap = LabSettings.model_fields["page_cap"].default
+    e, p, dr = lab.endpoints, PRIMARY.project, SECONDARY.project
+    lists = {
+        "dns rrsets": (
+            f"{e['dns']}/dns/v1/projects/{p}/managedZones/{TOPOLOGY.dns.zone}/rrsets",
+            "rrsets",
+            {},
+        ),
+        "run services": (
+            f"{e['run']}/v2/projects/{p}/locations/{PRIMARY.name}/services",
+            "services",
+            {},
+        ),
+        "sql instances": (f"{e['sql']}/v1/projects/{p}/instances", "items", {}),
+        "compute urlMaps": (
+            f"{e['compute']}/compute/v1/projects/{p}/global/urlMaps",
+            "items",
+            {"maxResults": "500"},
+        ),
+        "storage buckets": (f"{e['storage']}/storage/v1/b", "items", {"project": dr}),
+        "secrets": (
+            f"{e['secretmanager']}/v1/projects/{dr}/secrets",
+            "secrets",
+            {"pageSize": "100"},
+        ),
+    }
+    paged = []
+    for what, (url, key, params) in lists.items():
+        pages = _pages(url, key, params)
+        names = [name for page in pages for name in page]
+        assert all(len(page) <= cap for page in pages), (what, pages)
+        assert len(names) == len(set(names)), (what, names)  # the tokens neither skip nor repeat
+        if len(pages) > 1:
+            paged.append(what)
+    # The seeded lab has more than a page of these; a single-page reader would miss some.
+    assert {"dns rrsets", "run services"} <= set(paged), paged
