@@ -10,13 +10,11 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
-
+from lab.control.client import LabControl
 from lab.prefect_api import PrefectApi
 from lab.prefect_stack import client_env
 from lifeboat.topology import ENVIRONMENTS_DIR_ENV
@@ -27,45 +25,14 @@ PG_PREFIX = os.environ.get("LIFEBOAT_BENCH_PG_PREFIX", "127.0.21.")
 TIME_SCALE = float(os.environ.get("LIFEBOAT_BENCH_TIME_SCALE", "0.1"))
 
 
-@dataclass
-class BenchLab:
-    root: Path
-    endpoints: dict[str, Any]
-    api: PrefectApi
+class BenchLab(LabControl):
+    """A bench's lab: its folder, endpoints, Prefect API and control API (``LabControl``)."""
 
-    @property
-    def control(self) -> str:
-        return str(self.endpoints["control"])
-
-    def latency(self) -> dict[str, Any]:
-        return dict(httpx.get(f"{self.control}/_lab/config", timeout=30).json())
-
-    def configure(self, latency: dict[str, float]) -> None:
-        """Set modelled latencies (real seconds, before time_scale) by operation name."""
-        httpx.post(
-            f"{self.control}/_lab/config", json={"latency": latency}, timeout=30
-        ).raise_for_status()
-
-    def outage(self, region: str, down: bool) -> None:
-        httpx.post(
-            f"{self.control}/_lab/outage", json={"region": region, "down": down}, timeout=30
-        ).raise_for_status()
-
-    def requests(self, api: str | None = None, since: int = 0) -> list[dict[str, Any]]:
-        """The lab's request log after entry ``since`` (the lab filters: no full download)."""
-        params: dict[str, Any] = {"since": since} | ({"api": api} if api else {})
-        body = httpx.get(f"{self.control}/_lab/requests", params=params, timeout=60).json()
-        return list(body["entries"])
-
-    def last_seq(self) -> int:
-        """The request log's newest entry, without the entries."""
-        params = {"since": 1 << 62}
-        body = httpx.get(f"{self.control}/_lab/requests", params=params, timeout=60).json()
-        return int(body["last_seq"])
-
-    def reset(self) -> None:
-        """The lab back to its seeded state (the control API's reset)."""
-        httpx.post(f"{self.control}/_lab/reset", json={}, timeout=120).raise_for_status()
+    def __init__(self, root: Path, endpoints: dict[str, Any], api: PrefectApi) -> None:
+        super().__init__(str(endpoints["control"]))
+        self.root = root
+        self.endpoints = endpoints
+        self.api = api
 
     def run(
         self, deployment: str, parameters: dict[str, Any], timeout: float = 900

@@ -166,14 +166,14 @@ def _backup_or_restore(args: argparse.Namespace) -> int:
 
 
 def _status(root: Path) -> int:
-    import httpx
+    from lab.control.client import LabControl
 
     path = root / "endpoints.json"
     if not path.is_file():
         print("The lab is not running.")
         return 1
     endpoints = json.loads(path.read_text())
-    state = httpx.get(f"{endpoints['control']}/_lab/state", timeout=10).json()
+    state = LabControl(endpoints["control"]).state()
     print(json.dumps({"endpoints": endpoints, "state": state}, indent=2, default=str))
     return 0
 

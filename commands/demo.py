@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from lab.control.client import LabControl
 from lab.prefect_api import FINAL, PrefectApi
 from lab.supervisor import LabError, LabOptions, up
 from lifeboat.endpoints import lab_dir
@@ -90,10 +91,6 @@ def report(record: dict[str, Any], time_scale: object) -> None:
         )
 
 
-def _control(endpoints: dict[str, Any], path: str, body: dict[str, Any]) -> None:
-    httpx.post(f"{endpoints['control']}/_lab/{path}", json=body, timeout=30).raise_for_status()
-
-
 def _record(endpoints: dict[str, Any], bucket: str, name: str) -> dict[str, Any]:
     url = f"{endpoints['storage']}/download/storage/v1/b/{bucket}/o/{name.replace('/', '%2F')}"
     return dict(httpx.get(url, params={"alt": "media"}, timeout=30).json())
@@ -124,7 +121,8 @@ def main() -> int:
     except LabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    _control(endpoints, "reset", {})
+    control = LabControl(endpoints["control"])
+    control.reset()
     auth = endpoints.get("prefect_api_auth_string")
     api = PrefectApi(
         endpoints["prefect_api_url"],
@@ -133,10 +131,10 @@ def main() -> int:
     primary = topology.regions.primary.name
     bucket = topology.backups.records_bucket
     console.rule(f"Taking {primary} down")
-    _control(endpoints, "outage", {"region": primary, "down": True})
+    control.outage(primary, True)
     ok = _switch(api, endpoints, "failover", f"demo: {primary} outage", bucket)
     console.rule(f"{primary} is back")
-    _control(endpoints, "outage", {"region": primary, "down": False})
+    control.outage(primary, False)
     if ok and api.http.get("/deployments/name/failback/lab").status_code == 200:
         ok = _switch(api, endpoints, "failback", f"demo: {primary} recovered", bucket)
     console.print(f"\nPrefect UI (still running): {endpoints['prefect_ui_url']}")

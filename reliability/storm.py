@@ -33,9 +33,8 @@ import threading
 import time
 from typing import Any
 
-from google.cloud import run_v2
-
 from bench.labctl import BenchLab, bench_lab, figure, seconds_between
+from bench.release import deploy_release
 from lab.prefect_api import flow_processes
 from lifeboat import runtime
 from lifeboat.topology import Topology, load_topology
@@ -53,18 +52,8 @@ LOCK_WORDS = "region lock for lab is held"
 def _deploy_release(topo: Topology, service: str) -> None:
     """A new image with all traffic, as a release does: the rollback has a target."""
     region = topo.regions.primary
-    client = runtime.clients("lab").run_services
     name = f"projects/{region.project}/locations/{region.name}/services/{service}"
-    current = client.get_service(name=name)
-    image = current.template.containers[0].image.rsplit(":", 1)[0]
-    current.template.containers[0].image = f"{image}:storm"
-    current.traffic = [
-        run_v2.TrafficTarget(
-            type_=run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST,
-            percent=100,
-        )
-    ]
-    client.update_service(service=current).result(timeout=120)  # type: ignore[no-untyped-call]
+    deploy_release(runtime.clients("lab").run_services, name, "storm")
 
 
 def _lease_held(topo: Topology) -> bool:

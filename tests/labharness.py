@@ -9,13 +9,12 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import yaml
 
+from lab.control.client import LabControl
 from lab.prefect_api import PrefectApi
 from lab.prefect_stack import client_env
 from lifeboat.clients import ClientFactory
@@ -58,55 +57,13 @@ def lifeboat(
     )
 
 
-@dataclass
-class Lab:
-    root: Path
-    endpoints: dict[str, Any]
+class Lab(LabControl):
+    """A running lab: its folder, its endpoints, and its control API (``LabControl``)."""
 
-    @property
-    def control(self) -> str:
-        return str(self.endpoints["control"])
-
-    def post(self, path: str, body: dict[str, Any]) -> Any:
-        response = httpx.post(f"{self.control}/_lab/{path}", json=body, timeout=60)
-        response.raise_for_status()
-        return response.json()
-
-    def requests(
-        self, api: str | None = None, method: str | None = None, since: int = 0
-    ) -> list[dict[str, Any]]:
-        params = {k: v for k, v in {"api": api, "method": method, "since": since}.items() if v}
-        body = httpx.get(f"{self.control}/_lab/requests", params=params, timeout=30).json()
-        return list(body["entries"])
-
-    def last_seq(self) -> int:
-        return int(
-            httpx.get(f"{self.control}/_lab/requests", params={"api": "none"}, timeout=30).json()[
-                "last_seq"
-            ]
-        )
-
-    def schema_violations(self, since: int = 0, kind: str | None = None) -> list[dict[str, Any]]:
-        """Replies of the lab that broke Google's discovery schema (kind ``response``) and
-        calls it refused for breaking it (kind ``request``), since seq ``since``."""
-        params: dict[str, Any] = {"since": since, **({"kind": kind} if kind else {})}
-        body = httpx.get(f"{self.control}/_lab/schema_violations", params=params, timeout=30)
-        return list(body.json()["entries"])
-
-    def state(self) -> dict[str, Any]:
-        return dict(httpx.get(f"{self.control}/_lab/state", timeout=30).json())
-
-    def reset(self) -> None:
-        self.post("reset", {})
-
-    def outage(self, region: str, down: bool) -> None:
-        self.post("outage", {"region": region, "down": down})
-
-    def fault(self, **rule: Any) -> dict[str, Any]:
-        return dict(self.post("faults", rule))
-
-    def webhooks(self) -> list[dict[str, Any]]:
-        return list(httpx.get(f"{self.control}/_lab/webhooks", timeout=30).json())
+    def __init__(self, root: Path, endpoints: dict[str, Any]) -> None:
+        super().__init__(str(endpoints["control"]))
+        self.root = root
+        self.endpoints = endpoints
 
     @contextmanager
     def topology_edited(self, edit: Callable[[dict[str, Any]], None]) -> Iterator[None]:

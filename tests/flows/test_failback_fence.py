@@ -17,8 +17,6 @@ from collections import Counter
 from typing import Any
 from urllib.parse import parse_qs
 
-import httpx
-
 from lab.prefect_api import PrefectApi, flow_processes
 from tests.flows.lab_checks import (
     PRIMARY,
@@ -179,7 +177,7 @@ def _hook_finished(api: PrefectApi, run_id: str) -> bool:
 
 
 def _clear_faults(lab: Lab) -> None:
-    httpx.delete(f"{lab.control}/_lab/faults", timeout=30).raise_for_status()
+    lab.clear_faults()
 
 
 def _kill_while_fenced(lab: Lab, api: PrefectApi, inc: str, block_hook: bool) -> tuple[str, int]:

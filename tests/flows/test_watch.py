@@ -89,7 +89,7 @@ def test_error_storm_fires_exactly_one_automatic_rollback(fresh_lab: Lab, api: P
             f"{fresh_lab.control}/_lab/metrics", params={"window_s": 600}, timeout=5
         ).json()
         assert metrics["services"]["auth-service"]["errors"] > 0
-    httpx.delete(f"{fresh_lab.control}/_lab/faults", timeout=5).raise_for_status()
+    fresh_lab.clear_faults()
     for final in watches:
         wait_for(
             lambda run_id=final["id"]: (
@@ -162,7 +162,7 @@ def test_slow_replies_alone_cross_the_p95_threshold(fresh_lab: Lab, api: Prefect
         fresh_lab.fault(api=REGION_APP, method="GET", path="^/ai/status$", latency_s=0.08)
         wait_for(lambda: storm.sent >= 30, timeout=30, what="slow traffic")
         final = api.wait(api.launch("watch/lab", {})["id"])
-        httpx.delete(f"{fresh_lab.control}/_lab/faults", timeout=5).raise_for_status()
+        fresh_lab.clear_faults()
         assert final["state"]["type"] == "COMPLETED", final["state"]
         [event] = api.wait_event("lifeboat.watch.threshold-crossed", since)
     [breach] = event["payload"]["breaches"]

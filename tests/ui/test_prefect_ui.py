@@ -210,8 +210,10 @@ def test_operator_launches_and_approves_failover_in_the_ui(
     expect(ui.state_badge(page, "Paused")).to_be_visible(timeout=PAUSE_TIMEOUT_MS)
     dialog = ui.open_resume(page)
     # The form carries the flow's markdown: the operator sees why and what will change.
-    expect(dialog.get_by_text("Approval is needed because:")).to_be_visible()
-    expect(dialog.get_by_text(incident_id, exact=True)).to_be_visible()
+    # The form's fields come first and its description a moment later: a loaded machine
+    # needs more than expect's default 5 s for it.
+    expect(dialog.get_by_text("Approval is needed because:")).to_be_visible(timeout=UI_TIMEOUT_MS)
+    expect(dialog.get_by_text(incident_id, exact=True)).to_be_visible(timeout=UI_TIMEOUT_MS)
     ui.field(dialog, "Approved (Optional)", "switch").click()
     ui.field(dialog, "Approver", "textbox").fill(approver)
     ui.field(dialog, "Note (Optional)", "textbox").fill("approved in the Prefect UI")

@@ -1,0 +1,74 @@
+"""The one client of the lab's control API (`/_lab/...`): tests, bench, sweeps and demo.
+
+It speaks plain HTTP to a running lab, as any tool would; it knows nothing of the product.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+# Asking for entries after this sequence number returns none, only ``last_seq``.
+_NEWEST = 1 << 62
+
+
+class LabControl:
+    """Outages, faults, the request log, config, state and reset of one running lab."""
+
+    def __init__(self, url: str) -> None:
+        self.control = url.rstrip("/")
+
+    def post(self, path: str, body: dict[str, Any], timeout: float = 120) -> Any:
+        response = httpx.post(f"{self.control}/_lab/{path}", json=body, timeout=timeout)
+        response.raise_for_status()
+        return response.json()
+
+    def get(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        response = httpx.get(f"{self.control}/_lab/{path}", params=params, timeout=60)
+        response.raise_for_status()
+        return response.json()
+
+    def requests(
+        self, api: str | None = None, method: str | None = None, since: int = 0
+    ) -> list[dict[str, Any]]:
+        """The request log after entry ``since`` (the lab filters: no full download)."""
+        params = {k: v for k, v in {"api": api, "method": method, "since": since}.items() if v}
+        return list(self.get("requests", params)["entries"])
+
+    def last_seq(self) -> int:
+        """The request log's newest entry, without the entries."""
+        return int(self.get("requests", {"since": _NEWEST})["last_seq"])
+
+    def schema_violations(self, since: int = 0, kind: str | None = None) -> list[dict[str, Any]]:
+        """Replies of the lab that broke Google's discovery schema (kind ``response``) and
+        calls it refused for breaking it (kind ``request``), since seq ``since``."""
+        params: dict[str, Any] = {"since": since, **({"kind": kind} if kind else {})}
+        return list(self.get("schema_violations", params)["entries"])
+
+    def state(self) -> dict[str, Any]:
+        return dict(self.get("state"))
+
+    def reset(self) -> None:
+        """The lab back to its seeded state."""
+        self.post("reset", {})
+
+    def outage(self, region: str, down: bool) -> None:
+        self.post("outage", {"region": region, "down": down})
+
+    def fault(self, **rule: Any) -> dict[str, Any]:
+        return dict(self.post("faults", rule))
+
+    def clear_faults(self) -> None:
+        httpx.delete(f"{self.control}/_lab/faults", timeout=60).raise_for_status()
+
+    def webhooks(self) -> list[dict[str, Any]]:
+        return list(self.get("webhooks"))
+
+    def latency(self) -> dict[str, Any]:
+        """The latency model: ``time_scale`` and ``real_seconds`` by operation."""
+        return dict(self.get("config"))
+
+    def configure(self, latency: dict[str, float]) -> None:
+        """Set modelled latencies (real seconds, before time_scale) by operation name."""
+        self.post("config", {"latency": latency})
