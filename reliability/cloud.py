@@ -5,28 +5,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from google.cloud import run_v2
-
 from lifeboat import runtime
 from lifeboat.topology import Topology
+from reliability.releases import release
 from tasks.records import RECORD_FOLDERS
 
 
 def deploy_release(topo: Topology, service: str, tag: str = "storm") -> None:
-    """A new image with all traffic, as a release does: a rollback then has a target."""
+    """A release in the primary region: a rollback then has a target."""
     region = topo.regions.primary
-    client = runtime.clients(topo.environment).run_services
     name = f"projects/{region.project}/locations/{region.name}/services/{service}"
-    current = client.get_service(name=name)
-    image = current.template.containers[0].image.rsplit(":", 1)[0]
-    current.template.containers[0].image = f"{image}:{tag}"
-    current.traffic = [
-        run_v2.TrafficTarget(
-            type_=run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST,
-            percent=100,
-        )
-    ]
-    client.update_service(service=current).result(timeout=120)  # type: ignore[no-untyped-call]
+    release(runtime.clients(topo.environment).run_services, name, tag)
 
 
 def read_record(topo: Topology, flow: str, incident: str) -> dict[str, Any]:

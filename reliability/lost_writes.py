@@ -326,7 +326,9 @@ def ungraceful_lag_figures(
         "lag_estimate_bytes_ungraceful": int(lag.get("bytes", 0)),
         "write_rate_ungraceful": rate,
         "lag_estimate_writes_ungraceful": estimate,
-        "at_risk_writes_ungraceful": sum(a.acknowledged and paused <= a.sent_at for a in answers),
+        "at_risk_writes_ungraceful": sum(
+            a.acknowledged and paused <= a.sent_at < down for a in answers
+        ),
         "lost_within_estimate_ungraceful": int(lost_count <= estimate),
     }
 

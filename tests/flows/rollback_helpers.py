@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from google.cloud import run_v2
-
+from reliability.releases import release
 from tests.flows.lab_checks import PRIMARY
 from tests.labharness import Lab
 
@@ -30,18 +29,8 @@ def deploy_new_revision(
     lab: Lab, service: str, image_tag: str = "v2", region: Any = PRIMARY
 ) -> tuple[str, str]:
     """Deploy a new image and send it 100% (as a release does); returns (old, new) revisions."""
-    client = lab.clients().run_services
     (old,) = serving(lab, service, region)
-    current = client.get_service(name=service_name(service, region))
-    image = current.template.containers[0].image.rsplit(":", 1)[0]
-    current.template.containers[0].image = f"{image}:{image_tag}"
-    current.traffic = [
-        run_v2.TrafficTarget(
-            type_=run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST,
-            percent=100,
-        )
-    ]
-    client.update_service(service=current).result(timeout=60)  # type: ignore[no-untyped-call]
+    release(lab.clients().run_services, service_name(service, region), image_tag, timeout_s=60)
     (new,) = serving(lab, service, region)
     assert new != old
     return old, new

@@ -58,6 +58,8 @@ def test_a_lag_in_seconds_is_rate_times_seconds_in_writes_rounded_up() -> None:
 def test_the_ungraceful_figures_set_the_estimate_beside_the_loss() -> None:
     # 10 s of writing at 2/s acknowledged, paused after 6 s, the region down at 10 s.
     answers = _answers(*([201] * 20), start=T0 - 0.25, every=0.5)
+    # And one on the new primary after the failover: neither at risk nor in the rate.
+    answers.append(Answer("w-after", T0 + 40, 0.01, 201))
     lag = {"seconds": 7.2, "bytes": 4096}
     figures = ungraceful_lag_figures(answers, lag, T0, T0 + 6, T0 + 10, lost_count=3)
     assert figures["lag_estimate_seconds_ungraceful"] == 7.2
