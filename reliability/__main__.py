@@ -14,6 +14,7 @@ import sys
 SWEEPS = {
     "storm": ["reliability.storm"],
     "crash": ["reliability.crash"],
+    "lost": ["reliability.lost_writes"],
 }
 
 

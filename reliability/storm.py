@@ -26,7 +26,6 @@ Figures (``name=value``):
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import threading
@@ -34,11 +33,10 @@ import time
 from typing import Any
 
 from bench.labctl import BenchLab, bench_lab, figure, seconds_between
-from bench.release import deploy_release
 from lab.prefect_api import flow_processes
 from lifeboat import runtime
 from lifeboat.topology import Topology, load_topology
-from tasks.records import RECORD_FOLDERS
+from reliability.cloud import deploy_release, read_record
 from tasks.storage import lease_object
 
 BASE_PORT = int(os.environ.get("LIFEBOAT_RELIABILITY_PORT", "24780"))
@@ -47,13 +45,6 @@ PG_PREFIX = os.environ.get("LIFEBOAT_RELIABILITY_PG_PREFIX", "127.0.24.")
 # minute, longer than twelve flow processes take to start on two cores.
 SLOW = {"sql.promote": 900.0, "run.update": 600.0}
 LOCK_WORDS = "region lock for lab is held"
-
-
-def _deploy_release(topo: Topology, service: str) -> None:
-    """A new image with all traffic, as a release does: the rollback has a target."""
-    region = topo.regions.primary
-    name = f"projects/{region.project}/locations/{region.name}/services/{service}"
-    deploy_release(runtime.clients("lab").run_services, name, "storm")
 
 
 def _lease_held(topo: Topology) -> bool:
@@ -98,17 +89,9 @@ def _changes(lab: BenchLab, since: int) -> list[str]:
 BEFORE_CHANGES = {"preflight", "approval", "inspect", "region-lock"}
 
 
-def _record(topo: Topology, flow: str, incident: str) -> dict[str, Any]:
-    bucket = runtime.clients("lab").storage(topo.regions.primary.project)
-    folder = RECORD_FOLDERS.get(flow, flow)
-    blob = bucket.bucket(topo.backups.records_bucket).blob(f"{folder}/{incident}.json")
-    record: dict[str, Any] = json.loads(blob.download_as_bytes())
-    return record
-
-
 def storm(lab: BenchLab, failovers: int) -> dict[str, float | int]:
     topo = load_topology("lab")
-    _deploy_release(topo, "auth-service")
+    deploy_release(topo, "auth-service")
     lab.configure(SLOW)
     since = lab.last_seq()
     incidents = [f"STORM-FO-{n:02d}" for n in range(failovers)]
@@ -141,7 +124,9 @@ def storm(lab: BenchLab, failovers: int) -> dict[str, float | int]:
         if n not in named and n not in preflight:
             print(f"# {n} neither refused by the lock nor by its preflight: {_message(f)[:300]}")
     lab.configure({"sql.promote": 180.0, "run.update": 45.0})
-    records = [_record(topo, d.split("/")[0], n) for (d, _), n in zip(launches, names, strict=True)]
+    records = [
+        read_record(topo, d.split("/")[0], n) for (d, _), n in zip(launches, names, strict=True)
+    ]
     changed = [
         r["incident_id"]
         for r in records

@@ -10,6 +10,7 @@ import httpx
 import psycopg
 
 from lifeboat.topology import load_topology
+from reliability import writer
 from tests.labharness import Lab
 
 TOPOLOGY = load_topology("lab")
@@ -191,12 +192,7 @@ def instance_address(lab: Lab, project: str, name: str) -> str:
 
 def post_order(lab: Lab, order_id: str) -> httpx.Response:
     """A write through the public path: the front door routes it by DNS to a region app."""
-    return httpx.post(
-        f"{lab.endpoints['front_door']}/orders",
-        json={"id": order_id, "sku": "VR-00042"},
-        headers={"host": TOPOLOGY.health.host},
-        timeout=15,
-    )
+    return writer.post_order(lab.endpoints["front_door"], TOPOLOGY.health.host, order_id)
 
 
 def take_secret_as_env_var(lab: Lab, region_name: str, service: str, version: str) -> None:

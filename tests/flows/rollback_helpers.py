@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.release import deploy_release
+from reliability.releases import release
 from tests.flows.lab_checks import PRIMARY
 from tests.labharness import Lab
 
@@ -30,7 +30,7 @@ def deploy_new_revision(
 ) -> tuple[str, str]:
     """Deploy a new image and send it 100% (as a release does); returns (old, new) revisions."""
     (old,) = serving(lab, service, region)
-    deploy_release(lab.clients().run_services, service_name(service, region), image_tag, 60)
+    release(lab.clients().run_services, service_name(service, region), image_tag, timeout_s=60)
     (new,) = serving(lab, service, region)
     assert new != old
     return old, new

@@ -8,57 +8,23 @@ acknowledged id must be on the final primary, and the fence must be gone.
 
 from __future__ import annotations
 
-import threading
 import time
 
 from google.cloud import run_v2
 
 from lab.prefect_api import PrefectApi
+from reliability.writer import Writer, lost
 from tests.flows.lab_checks import (
     PRIMARY,
     SECONDARY,
     TOPOLOGY,
     front_region,
     incident,
-    post_order,
     sql,
 )
 from tests.labharness import Lab
 
 OLD = TOPOLOGY.cloud_sql.primary
-WRITE_INTERVAL_S = 0.05
-
-
-class Writer(threading.Thread):
-    """Sends numbered writes until stopped; keeps what each answer was."""
-
-    def __init__(self, lab: Lab, prefix: str) -> None:
-        super().__init__(daemon=True)
-        self.lab, self.prefix = lab, prefix
-        self.acknowledged: list[str] = []
-        self.refused: dict[int, int] = {}
-        self.errors = 0
-        self._halt = threading.Event()
-
-    def run(self) -> None:
-        n = 0
-        while not self._halt.is_set():
-            n += 1
-            order_id = f"{self.prefix}-{n:05d}"
-            try:
-                status = post_order(self.lab, order_id).status_code
-            except Exception:
-                self.errors += 1  # no answer: not acknowledged
-            else:
-                if status == 201:
-                    self.acknowledged.append(order_id)
-                else:
-                    self.refused[status] = self.refused.get(status, 0) + 1
-            time.sleep(WRITE_INTERVAL_S)
-
-    def stop(self) -> None:
-        self._halt.set()
-        self.join(timeout=30)
 
 
 def test_every_write_acknowledged_during_a_failback_is_on_the_final_primary(
@@ -68,7 +34,7 @@ def test_every_write_acknowledged_during_a_failback_is_on_the_final_primary(
     failover = api.launch("failover/lab", {"reason": "outage", "incident_id": incident("FOW")})
     assert api.wait(failover["id"])["state"]["type"] == "COMPLETED"
     fresh_lab.outage(PRIMARY.name, False)
-    writer = Writer(fresh_lab, incident("W").lower())
+    writer = Writer(fresh_lab.endpoints["front_door"], TOPOLOGY.health.host, incident("W").lower())
     writer.start()
     try:
         time.sleep(1.0)  # writes land on the promoted secondary before the failback starts
@@ -88,8 +54,8 @@ def test_every_write_acknowledged_during_a_failback_is_on_the_final_primary(
     print(f"writer: {len(acked)} acknowledged, refused {writer.refused}, {writer.errors} errors")
     rows = sql(fresh_lab, OLD.project, OLD.instance, "SELECT id, region FROM orders")
     on_primary = {order_id: region for order_id, region in rows}
-    lost = [order_id for order_id in acked if order_id not in on_primary]
-    assert lost == [], f"{len(lost)} of {len(acked)} acknowledged writes lost: {lost[:5]}"
+    missing = lost(acked, on_primary)
+    assert missing == [], f"{len(missing)} of {len(acked)} acknowledged writes lost: {missing[:5]}"
     # The writer saw both sides of the switch, and the fence in between.
     regions = {on_primary[order_id] for order_id in acked}
     assert regions == {SECONDARY.name, PRIMARY.name}, regions
