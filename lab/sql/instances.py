@@ -6,6 +6,7 @@ returns an ``Operation``; the real PostgreSQL work runs when the operation's del
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -14,6 +15,16 @@ from lab.core.context import LabContext
 from lab.sql import jobs
 from lab.sql.exceptions import InstanceProtected, InvalidRequest, NotAReplica
 from lab.sql.resources import DATABASE_VERSION, DEFAULT_TIER, Instance, Operation
+
+log = logging.getLogger(__name__)
+
+
+def _quietly(action: Callable[[], None]) -> None:
+    """Run ``action`` on its own thread's terms: a failure is logged, not raised."""
+    try:
+        action()
+    except Exception:
+        log.exception("lab Cloud SQL side action failed")
 
 
 class InstanceOperations:
@@ -85,7 +96,21 @@ class InstanceOperations:
                     self._unlink_from_master(inst)
                     inst.master = None
 
-            return self._begin(inst, "PROMOTE_REPLICA", self._delay("sql.promote"), work)
+            def stop_replicating() -> None:
+                # "Promoting a replica stops replication": from the moment the operation
+                # runs, a write the primary acknowledges no longer reaches this instance,
+                # though the promotion lands only at the operation's end.
+                threading.Thread(
+                    target=_quietly, args=(inst.cluster.stop_receiving,), daemon=True
+                ).start()
+
+            return self._begin(
+                inst,
+                "PROMOTE_REPLICA",
+                self._delay("sql.promote"),
+                work,
+                on_running=stop_replicating,
+            )
 
     def patch_instance(
         self,

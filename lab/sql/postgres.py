@@ -213,6 +213,15 @@ class PgCluster:
         rows = self.query("SELECT datname FROM pg_database WHERE NOT datistemplate ORDER BY 1")
         return [str(r[0]) for r in rows]
 
+    def stop_receiving(self) -> None:
+        """Stop streaming WAL from the primary; what was received is still replayed.
+
+        The walreceiver stops when ``primary_conninfo`` goes empty and the configuration
+        is reloaded (PostgreSQL 13+ applies it without a restart).
+        """
+        self.query("ALTER SYSTEM SET primary_conninfo = ''")
+        self.query("SELECT pg_reload_conf()")
+
     def promote(self) -> None:
         if not self.query("SELECT pg_promote(wait => true, wait_seconds => 60)")[0][0]:
             raise PgError("pg_promote did not finish within 60 seconds")

@@ -574,6 +574,51 @@ def gcloud(lab: Lab, config: Path, *args: str) -> subprocess.CompletedProcess[st
 
 
 @pytest.mark.skipif(GCLOUD is None, reason="gcloud (Google Cloud CLI) is not installed")
+def test_a_promotion_stops_replication_when_it_starts_running(lab: Lab) -> None:
+    """ "Promoting a replica stops replication": a write the primary acknowledges once the
+    promote operation runs is not on the promoted instance, though one acknowledged
+    before it started is (the replica had caught up)."""
+    b = lab.backend
+    b.create_instance(PROJECT, "cut-primary", "us-central1", databases=["orders"])
+    b.create_instance(PROJECT, "cut-replica", "us-east1", databases=[], master="cut-primary")
+    primary = b.dsn(PROJECT, "cut-primary", "orders")
+    with psycopg.connect(primary, autocommit=True) as conn:
+        conn.execute("CREATE TABLE orders (id int PRIMARY KEY)")
+        conn.execute("INSERT INTO orders VALUES (1)")
+
+    def replica_rows() -> int:
+        try:
+            return _rows(b, "cut-replica")
+        except psycopg.errors.UndefinedTable:  # the CREATE TABLE has not replayed yet
+            return 0
+
+    deadline = time.monotonic() + 10
+    while replica_rows() != 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert replica_rows() == 1
+    # 1 s PENDING, then 2 s RUNNING, at time_scale 0.002.
+    lab.ctx.latency.configure(overrides={"sql.pending": 500.0, "sql.promote": 1000.0})
+    try:
+        op = lab.promote("cut-replica")
+        while (
+            lab.run(lab.api.operations().get(project=PROJECT, operation=op["name"]), "Operation")[
+                "status"
+            ]
+            == "PENDING"
+        ):
+            time.sleep(0.05)
+        time.sleep(0.3)  # the walreceiver has stopped
+        with psycopg.connect(primary, autocommit=True) as conn:
+            conn.execute("INSERT INTO orders VALUES (2)")  # acknowledged by the old primary
+        done = lab.wait(op)
+    finally:
+        lab.ctx.latency.configure(overrides={"sql.pending": 5.0, "sql.promote": 180.0})
+    assert done["status"] == "DONE" and "error" not in done, done
+    assert b.accepts_writes(PROJECT, "cut-replica")
+    assert _rows(b, "cut-replica", "SELECT count(*) FROM orders WHERE id = 2") == 0
+    assert _rows(b, "cut-replica") == 1
+
+
 def test_gcloud_reads_and_promotes_through_the_lab(lab: Lab, tmp_path: Path) -> None:
     described = gcloud(lab, tmp_path, "sql", "instances", "describe", PRIMARY, "--format=json")
     assert described.returncode == 0, described.stderr
