@@ -15,6 +15,7 @@ SWEEPS = {
     "storm": ["reliability.storm"],
     "crash": ["reliability.crash"],
     "lost": ["reliability.lost_writes"],
+    "faults": ["reliability.faults"],
 }
 
 

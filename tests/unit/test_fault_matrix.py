@@ -1,0 +1,190 @@
+"""The fault matrix's pure parts: one row per kind of call, the expected outcome of each
+cell from the product's own classification, the verdict, and the table."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from reliability.faults import (
+    EITHER,
+    FAILED_FAST,
+    FAULTS,
+    RETRIED,
+    TOLERATED,
+    Call,
+    Observation,
+    distinct_calls,
+    expected,
+    generalise,
+    judge,
+    names_step_and_resource,
+    render_table,
+    resource_ids,
+)
+
+PRIMARY = ("ml-datadriven-recos", "us-central1")
+RUN = "/v2/projects/ml-datadriven-recos-dr/locations/us-east1"
+
+
+def _entry(api: str, method: str, path: str, **more: Any) -> dict[str, Any]:
+    return {"api": api, "method": method, "path": path, "status": 200, "injected": False} | more
+
+
+def test_resource_ids_are_generalised_and_custom_verbs_and_aliases_kept() -> None:
+    assert generalise(f"{RUN}/services/auth-service") == f"{RUN}/services/{{service}}"
+    assert generalise(f"{RUN}/operations/dab95fe8-06b7") == f"{RUN}/operations/{{operation}}"
+    assert (
+        generalise("/v1/projects/p/instances/varai-db-secondary/promoteReplica")
+        == "/v1/projects/p/instances/{instance}/promoteReplica"
+    )
+    assert (
+        generalise("/dns/v1/projects/p/managedZones/z/changes/12")
+        == "/dns/v1/projects/p/managedZones/z/changes/{change}"
+    )
+    # An object name holds slashes; the bucket stays (records and backups differ).
+    assert (
+        generalise("/storage/v1/b/varai-dr-records/o/locks/lab/region-switch.json")
+        == "/storage/v1/b/varai-dr-records/o/{object}"
+    )
+    assert generalise("/upload/storage/v1/b/varai-dr-records/o") == (
+        "/upload/storage/v1/b/varai-dr-records/o"
+    )
+    assert generalise("/v1/projects/p/secrets/s/versions/latest:access") == (
+        "/v1/projects/p/secrets/s/versions/latest:access"
+    )
+    assert (
+        generalise("/v1/projects/p/secrets/s:addVersion") == "/v1/projects/p/secrets/s:addVersion"
+    )
+
+
+def test_distinct_calls_are_cloud_calls_once_each_in_first_order() -> None:
+    log = [
+        _entry("run", "GET", f"{RUN}/services/a"),
+        _entry("region-app/us-central1", "GET", "/health"),
+        _entry("run", "GET", f"{RUN}/services/b"),
+        _entry("run", "PATCH", f"{RUN}/services/a"),
+        _entry("webhooks", "POST", "/_lab/webhooks/slack"),
+        _entry("front-door", "GET", "/health"),
+        _entry("sql", "POST", "/v1/projects/p/instances/r/promoteReplica"),
+    ]
+    assert [c.key for c in distinct_calls(log)] == [
+        f"run GET {RUN}/services/{{service}}",
+        f"run PATCH {RUN}/services/{{service}}",
+        "sql POST /v1/projects/p/instances/{instance}/promoteReplica",
+    ]
+
+
+def test_a_call_pattern_matches_its_calls_only() -> None:
+    service = Call("run", "GET", f"{RUN}/services/{{service}}")
+    assert service.matches(_entry("run", "GET", f"{RUN}/services/auth-service"))
+    assert not service.matches(_entry("run", "PATCH", f"{RUN}/services/auth-service"))
+    assert not service.matches(_entry("run", "GET", f"{RUN}/services/auth-service/revisions"))
+    assert not service.matches(_entry("run", "GET", f"{RUN}/operations/x"))
+    lease = Call("storage", "GET", "/storage/v1/b/varai-dr-records/o/{object}")
+    assert lease.matches(_entry("storage", "GET", "/storage/v1/b/varai-dr-records/o/locks/lab/x"))
+    assert re.match(lease.regex(), "/storage/v1/b/varai-backups/o/x") is None
+
+
+def test_expected_outcomes_follow_the_products_classification() -> None:
+    promote = Call("sql", "POST", "/v1/projects/p/instances/{instance}/promoteReplica")
+    for name in ("429", "500", "503", "timeout"):
+        assert expected(promote, FAULTS[name], "failover", PRIMARY) == RETRIED
+    assert expected(promote, FAULTS["403"], "failover", PRIMARY) == FAILED_FAST
+    assert expected(promote, FAULTS["404"], "failover", PRIMARY) == FAILED_FAST
+    # Compute throttles with 403 rateLimitExceeded: transient (tasks/errors.py), not fatal.
+    purge = Call("compute", "POST", "/compute/v1/projects/p/global/urlMaps/m/invalidateCache")
+    assert expected(purge, FAULTS["403-rate"], "failover", PRIMARY) == RETRIED
+    assert expected(purge, FAULTS["403"], "failover", PRIMARY) == FAILED_FAST
+
+
+def test_best_effort_and_absence_cells() -> None:
+    primary_run = Call(
+        "run", "GET", "/v2/projects/ml-datadriven-recos/locations/us-central1/services/{service}"
+    )
+    assert expected(primary_run, FAULTS["403"], "failover", PRIMARY) == TOLERATED
+    assert expected(primary_run, FAULTS["403"], "failback", PRIMARY) == FAILED_FAST
+    lease = Call("storage", "GET", "/storage/v1/b/varai-dr-records/o/{object}")
+    assert expected(lease, FAULTS["404"], "failover", PRIMARY) == EITHER
+    assert expected(lease, FAULTS["403"], "failover", PRIMARY) == FAILED_FAST
+    upload = Call("storage", "POST", "/upload/storage/v1/b/varai-dr-records/o")
+    assert expected(upload, FAULTS["404"], "failover", PRIMARY) == FAILED_FAST
+
+
+def _seen(**more: Any) -> Observation:
+    base: dict[str, Any] = {
+        "ended": True,
+        "state": "COMPLETED",
+        "message": "",
+        "fired": True,
+        "repeated": True,
+        "repeated_before_reply": False,
+        "most_hits_on_one_resource": 1,
+        "fault_to_end_s": 5.0,
+        "resource_ids": ["varai-db-secondary"],
+    }
+    return Observation(**(base | more))
+
+
+FAILED_MESSAGE = (
+    "Flow run encountered an exception: PermanentError: promote-replica failed on "
+    "ml-datadriven-recos:varai-db-secondary: 403 injected fault f80f5143cb65"
+)
+
+
+def test_a_retryable_cell_is_right_when_the_call_is_made_again_and_the_run_completes() -> None:
+    assert judge(RETRIED, _seen(), FAULTS["503"]) == RETRIED
+    assert judge(RETRIED, _seen(repeated=False), FAULTS["503"]).startswith("WRONG:call not made")
+    failed = judge(RETRIED, _seen(state="FAILED"), FAULTS["429"])
+    assert failed.startswith("WRONG:retryable fault ended the run FAILED")
+    # A timeout is right only if the client gave up before the lab answered the held call.
+    assert "waited for the held reply" in judge(RETRIED, _seen(), FAULTS["timeout"])
+    assert judge(RETRIED, _seen(repeated_before_reply=True), FAULTS["timeout"]) == RETRIED
+
+
+def test_a_fail_fast_cell_needs_a_prompt_failure_no_retry_and_step_and_resource() -> None:
+    right = _seen(state="FAILED", message=FAILED_MESSAGE, repeated=False)
+    assert judge(FAILED_FAST, right, FAULTS["403"]) == FAILED_FAST
+    retried = judge(
+        FAILED_FAST, _seen(**{**right.__dict__, "most_hits_on_one_resource": 3}), FAULTS["403"]
+    )
+    assert "fail-fast error retried (3 hits)" in retried
+    slow = judge(FAILED_FAST, _seen(**{**right.__dict__, "fault_to_end_s": 200.0}), FAULTS["404"])
+    assert "failed after 200 s" in slow
+    vague = _seen(**{**right.__dict__, "message": "Flow run encountered an exception: 403"})
+    assert "message names no step and resource" in judge(FAILED_FAST, vague, FAULTS["403"])
+    completed = judge(FAILED_FAST, _seen(repeated=False), FAULTS["403"])
+    assert completed.startswith("WRONG:fail-fast fault ended the run COMPLETED")
+
+
+def test_hangs_unreached_cells_either_and_tolerated() -> None:
+    assert judge(RETRIED, _seen(ended=False, state="RUNNING"), FAULTS["503"]) == "WRONG:hang"
+    assert judge(FAILED_FAST, _seen(fired=False), FAULTS["403"]) == "not-reached"
+    assert judge(EITHER, _seen(repeated=False), FAULTS["404"]) == TOLERATED
+    failed = _seen(state="FAILED", message=FAILED_MESSAGE, repeated=False)
+    assert judge(EITHER, failed, FAULTS["404"]) == FAILED_FAST
+    assert judge(TOLERATED, _seen(repeated=False), FAULTS["403"]) == TOLERATED
+    assert judge(TOLERATED, failed, FAULTS["403"]).startswith("WRONG:best-effort")
+    twice = judge(RETRIED, _seen(duplicate_writes=["sql POST /promote"]), FAULTS["timeout"])
+    assert "repeated writes" in twice
+
+
+def test_a_message_names_a_step_and_one_of_the_calls_resources() -> None:
+    ids = resource_ids(
+        "/v1/projects/ml-datadriven-recos/instances/varai-db-secondary/promoteReplica",
+        ["ml-datadriven-recos", "us-central1"],
+    )
+    assert ids == ["varai-db-secondary", "promoteReplica"]
+    assert names_step_and_resource(FAILED_MESSAGE, ids)
+    assert not names_step_and_resource("403 on varai-db-secondary", ids)
+    assert not names_step_and_resource("promote-replica failed on something: 403", ids)
+
+
+def test_the_table_has_a_row_per_call_and_a_column_per_fault() -> None:
+    calls = [Call("sql", "POST", "/p"), Call("dns", "POST", "/changes")]
+    verdicts = {("sql POST /p", "503"): "retried", ("dns POST /changes", "403"): "failed-fast"}
+    table = render_table(calls, ["503", "403"], verdicts).splitlines()
+    assert len(table) == 4
+    assert table[0].split(" | ")[0].strip() == "call"
+    assert [c.strip() for c in table[2].split(" | ")] == ["sql POST /p", "retried", "-"]
+    assert [c.strip() for c in table[3].split(" | ")] == ["dns POST /changes", "-", "failed-fast"]
