@@ -16,6 +16,7 @@ SWEEPS = {
     "crash": ["reliability.crash"],
     "lost": ["reliability.lost_writes"],
     "faults": ["reliability.faults"],
+    "badinput": ["reliability.badinput"],
 }
 
 
