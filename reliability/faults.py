@@ -339,8 +339,16 @@ def render_table(calls: list[Call], faults: list[str], verdicts: dict[tuple[str,
 
 
 def _prepare(lab: BenchLab, flow: str) -> None:
+    """A lab as the flow needs it: the primary down for a failover; after a failover, with
+    the primary back, for a failback (its own calls are counted from its launch)."""
     lab.reset()
-    lab.outage(load_topology("lab").regions.primary.name, True)
+    primary = load_topology("lab").regions.primary.name
+    lab.outage(primary, True)
+    if flow == "failback":
+        done = lab.run("failover/lab", {"reason": "before failback", "approve": True})
+        if done["state"]["type"] != "COMPLETED":
+            raise RuntimeError(f"the failover before the failback failed: {done['state']}")
+        lab.outage(primary, False)
 
 
 def _launch(lab: BenchLab, flow: str, incident: str) -> str:
@@ -466,7 +474,13 @@ def sweep(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--flows", nargs="*", default=["failover"])
+    parser.add_argument(
+        "--flows",
+        nargs="*",
+        default=["failover"],
+        choices=["failover", "failback"],
+        help="failback cells each run a failover first: about twice as long",
+    )
     parser.add_argument("--calls", nargs="*", default=[], help="substrings of the call keys")
     parser.add_argument("--faults", nargs="*", default=list(FAULTS), choices=list(FAULTS))
     args = parser.parse_args(argv)
