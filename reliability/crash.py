@@ -95,7 +95,7 @@ def duplicates(baseline: list[str], seen: list[str]) -> int:
     return sum(max(0, n - want[k]) for k, n in got.items())
 
 
-def _fresh(lab: BenchLab, flow: str) -> None:
+def fresh_lab(lab: BenchLab, flow: str) -> None:
     """A lab as the flow needs it: the primary down for a failover; after a failover,
     with the primary back, for a failback."""
     lab.reset()
@@ -117,7 +117,7 @@ def _launch(lab: BenchLab, flow: str, incident: str) -> str:
 
 def baseline(lab: BenchLab, flow: str) -> tuple[list[str], list[str]]:
     """A whole run's calls with effect, in order (the crash points), and its outcome."""
-    _fresh(lab, flow)
+    fresh_lab(lab, flow)
     since = lab.last_seq()
     final = lab.api.wait(_launch(lab, flow, f"CRASH-{flow}-BASE"), timeout=900)
     if final["state"]["type"] != "COMPLETED":
@@ -129,7 +129,7 @@ def crash_at(
     lab: BenchLab, flow: str, point: int, base: list[str], base_outcome: list[str]
 ) -> dict[str, Any]:
     """Kill the run once the lab has logged effect ``point`` (0-based), then re-run."""
-    _fresh(lab, flow)
+    fresh_lab(lab, flow)
     since = lab.last_seq()
     incident = f"CRASH-{flow}-{point:02d}"
     run_id = _launch(lab, flow, incident)

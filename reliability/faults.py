@@ -51,7 +51,7 @@ from google.api_core import exceptions as gexc
 
 from bench.labctl import BenchLab, bench_lab, figure
 from lifeboat import runtime
-from lifeboat.topology import load_topology
+from reliability.crash import fresh_lab
 from tasks.errors import is_transient
 
 BASE_PORT = int(os.environ.get("LIFEBOAT_RELIABILITY_FAULTS_PORT", "28780"))
@@ -338,19 +338,6 @@ def render_table(calls: list[Call], faults: list[str], verdicts: dict[tuple[str,
 # ---- against the lab -------------------------------------------------------------------
 
 
-def _prepare(lab: BenchLab, flow: str) -> None:
-    """A lab as the flow needs it: the primary down for a failover; after a failover, with
-    the primary back, for a failback (its own calls are counted from its launch)."""
-    lab.reset()
-    primary = load_topology("lab").regions.primary.name
-    lab.outage(primary, True)
-    if flow == "failback":
-        done = lab.run("failover/lab", {"reason": "before failback", "approve": True})
-        if done["state"]["type"] != "COMPLETED":
-            raise RuntimeError(f"the failover before the failback failed: {done['state']}")
-        lab.outage(primary, False)
-
-
 def _launch(lab: BenchLab, flow: str, incident: str) -> str:
     parameters: dict[str, Any] = {"reason": "fault matrix", "incident_id": incident}
     if flow == "failover":
@@ -374,7 +361,7 @@ def _writes(entries: list[dict[str, Any]]) -> Counter[str]:
 
 
 def baseline(lab: BenchLab, flow: str) -> tuple[list[Call], Counter[str]]:
-    _prepare(lab, flow)
+    fresh_lab(lab, flow)
     since = lab.last_seq()
     final = _wait(lab, _launch(lab, flow, f"FAULTS-{flow}-BASE"))
     if final is None or final["state"]["type"] != "COMPLETED":
@@ -424,7 +411,7 @@ def run_cell(
     lab: BenchLab, flow: str, call: Call, fault: Fault, base_writes: Counter[str], n: int
 ) -> tuple[Observation, float]:
     topo = runtime.topology("lab")
-    _prepare(lab, flow)
+    fresh_lab(lab, flow)
     since = lab.last_seq()
     rule = fault.rule(call, topo.endpoints.call_timeout_s)
     httpx.post(f"{lab.control}/_lab/faults", json=rule, timeout=30).raise_for_status()
