@@ -14,8 +14,10 @@ would go on to change things: the sweep would see its writes.
 
 Figures (``name=value``): bad_inputs_tried, bad_inputs_with_side_effects (goal 0),
 bad_inputs_not_refused (runs that did not fail: goal 0), bad_inputs_field_unnamed (refusals
-whose message does not name the field or section: goal 0), and a line per input that
-went wrong.
+whose message does not name the field or section: goal 0), bad_inputs_refused_at_launch
+(the Prefect server's 409: the deployment's parameter schema), bad_inputs_rejected_by_server
+(another refusal to create the run, with no word from the flow), and a line per input that
+went wrong or was rejected.
 """
 
 from __future__ import annotations
@@ -136,10 +138,19 @@ def launch_and_watch(
     try:
         run = lab.api.launch(deployment, params)
     except httpx.HTTPStatusError as exc:
-        # The Prefect server refused to create the run (a value its database cannot hold,
-        # such as a NUL in a string): nothing ran, and the flow had no say.
-        text = f"server {exc.response.status_code}: {exc.response.text[:200]}"
-        return {"refused": True, "named": True, "writes": [], "state": "REJECTED", "message": text}
+        # The Prefect server refused to create the run: 409 when the parameters break the
+        # deployment's schema (the flow's signature), which names the field; another
+        # status when it could not store them (a NUL in a string: PostgreSQL's JSON
+        # refuses it), where the flow had no say. Nothing ran either way.
+        code, text = exc.response.status_code, exc.response.text
+        state = "REFUSED_AT_LAUNCH" if code == 409 else "REJECTED"
+        return {
+            "refused": True,
+            "named": named in text if code == 409 else True,
+            "writes": [],
+            "state": state,
+            "message": f"server {code}: {text[:300]}",
+        }
     try:
         final = lab.api.wait(run["id"], timeout=RUN_TIMEOUT_S)
     except AssertionError:
@@ -221,6 +232,7 @@ def report(results: list[dict[str, Any]], out: Callable[[str], None] = print) ->
         if r["writes"] or not r["refused"] or not r["named"] or r["state"] == "REJECTED":
             out(f"# bad input {r['input']}: {r['state']} {r.get('message', '')!r} {r['writes']}")
     figure("bad_inputs_tried", len(results))
+    figure("bad_inputs_refused_at_launch", sum(r["state"] == "REFUSED_AT_LAUNCH" for r in results))
     figure("bad_inputs_rejected_by_server", sum(r["state"] == "REJECTED" for r in results))
     figure("bad_inputs_with_side_effects", sum(bool(r["writes"]) for r in results))
     figure("bad_inputs_not_refused", sum(not r["refused"] for r in results))
