@@ -26,8 +26,10 @@ The expected outcome of a cell is the product's own classification
 (``tasks.errors.is_transient`` of the exception the client raises), except where the
 product handles the error by design: the primary region's Cloud Run calls during a
 failover are best effort (the README's failover table: "the primary's are tried once, and a
-region that does not answer is recorded"), and a 404 on a read of the lease means "no
-lease" (tasks/storage.py), so either ending is right there if nothing is retried.
+region that does not answer is recorded"); google-cloud-storage's own background read of a
+bucket's metadata (for its trace spans; it ignores a failure) must not matter; and a 404 on
+a read of the lease means "no lease" (tasks/storage.py), so either ending is right there
+if nothing is retried.
 
 Figures (``name=value``, last): fault_cells (cells whose fault fired), fault_cells_wrong,
 fault_cells_not_reached (the call was not made in that run: an earlier step differs),
@@ -211,9 +213,17 @@ def absent_means_gone(call: Call, fault: Fault) -> bool:
     )
 
 
+def library_background(call: Call) -> bool:
+    """A call the client library makes on its own, whose failure it ignores:
+    google-cloud-storage 3.x reads a bucket's metadata (``GET /storage/v1/b/<bucket>``) on a
+    thread of its own, with its own 10 s timeout, to label its trace spans
+    (``BucketMetadataCache._fetch_background``). Lifeboat's switches never read a bucket."""
+    return call.api == "storage" and re.fullmatch(r"/storage/v1/b/[^/]+", call.pattern) is not None
+
+
 def expected(call: Call, fault: Fault, flow: str, primary: tuple[str, str]) -> str:
     """What a cell must do: retried, failed-fast, tolerated (the run completes) or either."""
-    if best_effort(call, flow, *primary):
+    if best_effort(call, flow, *primary) or library_background(call):
         return TOLERATED
     if product_says_transient(fault):
         return RETRIED
@@ -232,7 +242,9 @@ class Observation:
     fired: bool  # the fault hit at least one call
     repeated: bool  # the call was made again, unfaulted, after the first hit
     repeated_before_reply: bool  # ... before the held call's reply (timeouts)
-    most_hits_on_one_resource: int
+    # Evidence that a permanent error was tried again: task runs that ran more than once,
+    # and faulted calls made more often than the whole baseline run made them.
+    retries: list[str]
     fault_to_end_s: float
     resource_ids: list[str] = field(default_factory=list)
     duplicate_writes: list[str] = field(default_factory=list)
@@ -298,18 +310,18 @@ def judge(want: str, seen: Observation, fault: Fault) -> str:
     if want == RETRIED:
         if not completed:
             wrong.append(f"retryable fault ended the run {seen.state}")
-        if not seen.repeated:
+        if fault.timeout and not seen.repeated_before_reply:
+            wrong.append("the client waited for the held reply: no deadline under the hold")
+        elif not seen.repeated:
             wrong.append("call not made again")
-        if fault.timeout and seen.repeated and not seen.repeated_before_reply:
-            wrong.append("waited for the held reply instead of timing out")
     elif want == TOLERATED:
         if not completed:
             wrong.append(f"best-effort call's fault ended the run {seen.state}")
     else:
         if want == FAILED_FAST and not failed:
             wrong.append(f"fail-fast fault ended the run {seen.state}")
-        if seen.most_hits_on_one_resource > 1:
-            wrong.append(f"fail-fast error retried ({seen.most_hits_on_one_resource} hits)")
+        if seen.retries:
+            wrong.append(f"fail-fast error retried ({', '.join(seen.retries)})")
         if failed and seen.fault_to_end_s > PROMPT_S:
             wrong.append(f"failed after {seen.fault_to_end_s:.0f} s")
         if failed and not names_step_and_resource(seen.message, seen.resource_ids):
@@ -360,22 +372,47 @@ def _writes(entries: list[dict[str, Any]]) -> Counter[str]:
     )
 
 
-def baseline(lab: BenchLab, flow: str) -> tuple[list[Call], Counter[str]]:
+def _exact(entries: Iterable[dict[str, Any]]) -> Counter[str]:
+    return Counter(f"{e['method']} {e['path']}" for e in entries if is_cloud_call(e))
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A whole run with no fault: its distinct calls, its writes, how often each exact
+    call was made (two concurrent steps may read one resource: that is no retry)."""
+
+    calls: list[Call]
+    writes: Counter[str]
+    exact: Counter[str]
+
+
+def baseline(lab: BenchLab, flow: str) -> Baseline:
     fresh_lab(lab, flow)
     since = lab.last_seq()
     final = _wait(lab, _launch(lab, flow, f"FAULTS-{flow}-BASE"))
     if final is None or final["state"]["type"] != "COMPLETED":
         raise RuntimeError(f"the baseline {flow} did not complete: {final and final['state']}")
     entries = lab.requests(since=since)
-    return distinct_calls(entries), _writes(entries)
+    return Baseline(distinct_calls(entries), _writes(entries), _exact(entries))
+
+
+def retry_evidence(
+    hits: list[dict[str, Any]], base_exact: Counter[str], task_runs: list[dict[str, Any]]
+) -> list[str]:
+    """What shows a permanent error tried again: a task run that ran more than once, or a
+    faulted call made more often than the whole baseline run made it (a client's own retry)."""
+    tried = [f"task {t['name']} ran {t['run_count']}x" for t in task_runs if t["run_count"] > 1]
+    faulted = _exact(e for e in hits if e["status"] >= 400)
+    over = [f"{k} hit {n}x" for k, n in faulted.items() if n > max(1, base_exact[k])]
+    return sorted(tried) + sorted(over)
 
 
 def observe(
-    lab: BenchLab,
     call: Call,
     final: dict[str, Any] | None,
     entries: list[dict[str, Any]],
-    base_writes: Counter[str],
+    base: Baseline,
+    task_runs: list[dict[str, Any]],
     skip_ids: Iterable[str],
 ) -> Observation:
     mine = [e for e in entries if call.matches(e)]
@@ -387,12 +424,11 @@ def observe(
     before_reply = (
         any(e["time"] < first["time"] for e in mine if not e["injected"]) if first else False
     )
-    per_resource = Counter(f"{e['method']} {e['path']}" for e in hits if e["status"] >= 400)
     end = final.get("end_time") if final else None
     fault_to_end = 0.0
     if first is not None and end:
         fault_to_end = datetime.fromisoformat(end).timestamp() - first["time"]
-    repeats = _writes(entries) - base_writes
+    repeats = _writes(entries) - base.writes
     return Observation(
         ended=final is not None,
         state=str(final["state"]["type"]) if final else "RUNNING",
@@ -400,7 +436,7 @@ def observe(
         fired=bool(hits),
         repeated=bool(later) or before_reply,
         repeated_before_reply=before_reply,
-        most_hits_on_one_resource=max(per_resource.values(), default=0),
+        retries=retry_evidence(hits, base.exact, task_runs),
         fault_to_end_s=fault_to_end,
         resource_ids=sorted({i for e in hits for i in resource_ids(e["path"], skip_ids)}),
         duplicate_writes=sorted(repeats),
@@ -408,7 +444,7 @@ def observe(
 
 
 def run_cell(
-    lab: BenchLab, flow: str, call: Call, fault: Fault, base_writes: Counter[str], n: int
+    lab: BenchLab, flow: str, call: Call, fault: Fault, base: Baseline, n: int
 ) -> tuple[Observation, float]:
     topo = runtime.topology("lab")
     fresh_lab(lab, flow)
@@ -429,7 +465,7 @@ def run_cell(
         topo.regions.secondary.name,
     }
     entries = lab.requests(since=since)
-    return observe(lab, call, final, entries, base_writes, skip), took
+    return observe(call, final, entries, base, lab.api.task_runs(run_id), skip), took
 
 
 def sweep(
@@ -437,8 +473,8 @@ def sweep(
 ) -> tuple[list[Call], dict[tuple[str, str], str], list[str]]:
     topo = runtime.topology("lab")
     primary = (topo.regions.primary.project, topo.regions.primary.name)
-    calls, base_writes = baseline(lab, flow)
-    calls = [c for c in calls if not call_filter or any(f in c.key for f in call_filter)]
+    base = baseline(lab, flow)
+    calls = [c for c in base.calls if not call_filter or any(f in c.key for f in call_filter)]
     figure(f"fault_{flow}_calls", len(calls))
     verdicts: dict[tuple[str, str], str] = {}
     details: list[str] = []
@@ -449,7 +485,7 @@ def sweep(
             if call.api not in fault.apis:
                 continue
             n += 1
-            seen, took = run_cell(lab, flow, call, fault, base_writes, n)
+            seen, took = run_cell(lab, flow, call, fault, base, n)
             verdict = judge(expected(call, fault, flow, primary), seen, fault)
             verdicts[(call.key, name)] = verdict
             line = f"# {flow} {call.key} x {name}: {verdict} ({took:.0f} s) {seen.state}"

@@ -4,6 +4,7 @@ cell from the product's own classification, the verdict, and the table."""
 from __future__ import annotations
 
 import re
+from collections import Counter
 from typing import Any
 
 from reliability.faults import (
@@ -21,6 +22,7 @@ from reliability.faults import (
     names_step_and_resource,
     render_table,
     resource_ids,
+    retry_evidence,
 )
 
 PRIMARY = ("ml-datadriven-recos", "us-central1")
@@ -119,7 +121,7 @@ def _seen(**more: Any) -> Observation:
         "fired": True,
         "repeated": True,
         "repeated_before_reply": False,
-        "most_hits_on_one_resource": 1,
+        "retries": [],
         "fault_to_end_s": 5.0,
         "resource_ids": ["varai-db-secondary"],
     }
@@ -139,16 +141,17 @@ def test_a_retryable_cell_is_right_when_the_call_is_made_again_and_the_run_compl
     assert failed.startswith("WRONG:retryable fault ended the run FAILED")
     # A timeout is right only if the client gave up before the lab answered the held call.
     assert "waited for the held reply" in judge(RETRIED, _seen(), FAULTS["timeout"])
+    held = judge(RETRIED, _seen(repeated=False), FAULTS["timeout"])
+    assert held == "WRONG:the client waited for the held reply: no deadline under the hold"
     assert judge(RETRIED, _seen(repeated_before_reply=True), FAULTS["timeout"]) == RETRIED
 
 
 def test_a_fail_fast_cell_needs_a_prompt_failure_no_retry_and_step_and_resource() -> None:
     right = _seen(state="FAILED", message=FAILED_MESSAGE, repeated=False)
     assert judge(FAILED_FAST, right, FAULTS["403"]) == FAILED_FAST
-    retried = judge(
-        FAILED_FAST, _seen(**{**right.__dict__, "most_hits_on_one_resource": 3}), FAULTS["403"]
-    )
-    assert "fail-fast error retried (3 hits)" in retried
+    again = _seen(**{**right.__dict__, "retries": ["task promote ran 3x"]})
+    retried = judge(FAILED_FAST, again, FAULTS["403"])
+    assert "fail-fast error retried (task promote ran 3x)" in retried
     slow = judge(FAILED_FAST, _seen(**{**right.__dict__, "fault_to_end_s": 200.0}), FAULTS["404"])
     assert "failed after 200 s" in slow
     vague = _seen(**{**right.__dict__, "message": "Flow run encountered an exception: 403"})
@@ -188,3 +191,23 @@ def test_the_table_has_a_row_per_call_and_a_column_per_fault() -> None:
     assert table[0].split(" | ")[0].strip() == "call"
     assert [c.strip() for c in table[2].split(" | ")] == ["sql POST /p", "retried", "-"]
     assert [c.strip() for c in table[3].split(" | ")] == ["dns POST /changes", "-", "failed-fast"]
+
+
+def test_a_retry_shows_as_a_task_run_again_or_a_call_beyond_the_baselines_count() -> None:
+    path = "/v1/projects/p/instances/varai-db-secondary"
+    hit = _entry("sql", "GET", path, status=403, injected=True)
+    base = Counter({f"GET {path}": 2})  # two preflight steps read the replica, concurrently
+    once = [{"name": "sql-describe", "run_count": 1}, {"name": "sql-lag", "run_count": 1}]
+    assert retry_evidence([hit, hit], base, once) == []
+    assert retry_evidence([hit, hit, hit], base, once) == [f"GET {path} hit 3x"]
+    again = [{"name": "sql-describe", "run_count": 2}]
+    assert retry_evidence([hit], Counter(), again) == ["task sql-describe ran 2x"]
+    assert retry_evidence([hit, hit], Counter(), once) == [f"GET {path} hit 2x"]
+
+
+def test_the_storage_librarys_own_bucket_read_must_not_matter() -> None:
+    bucket = Call("storage", "GET", "/storage/v1/b/varai-dr-records")
+    for name in ("timeout", "403", "404", "503"):
+        assert expected(bucket, FAULTS[name], "failover", PRIMARY) == TOLERATED
+    lease = Call("storage", "GET", "/storage/v1/b/varai-dr-records/o/{object}")
+    assert expected(lease, FAULTS["503"], "failover", PRIMARY) == RETRIED
