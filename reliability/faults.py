@@ -47,6 +47,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from urllib.parse import parse_qsl
 
 import httpx
 from google.api_core import exceptions as gexc
@@ -278,15 +279,22 @@ _NOT_IDS = {
 }
 
 
-def resource_ids(path: str, project_and_region: Iterable[str]) -> list[str]:
-    """The names in a path an error message could name: everything but API words,
-    projects and regions (which name no resource by themselves)."""
+# Query parameters that name the resource a call is about (a list filtered by instance, an
+# upload's object name).
+_NAMING_PARAMETERS = ("instance", "name")
+
+
+def resource_ids(path: str, project_and_region: Iterable[str], query: str = "") -> list[str]:
+    """The names in a call an error message could name: the path's segments but API words,
+    projects and regions (which name no resource by themselves), and the query's
+    ``instance`` or ``name``."""
     skip = _NOT_IDS | set(project_and_region)
     ids = []
     for seg in path.split("/"):
         name = seg.partition(":")[0]
         if name and name not in skip and not name.isdigit():
             ids.append(name)
+    ids += [v for k, v in parse_qsl(query) if k in _NAMING_PARAMETERS and v]
     return ids
 
 
@@ -438,7 +446,9 @@ def observe(
         repeated_before_reply=before_reply,
         retries=retry_evidence(hits, base.exact, task_runs),
         fault_to_end_s=fault_to_end,
-        resource_ids=sorted({i for e in hits for i in resource_ids(e["path"], skip_ids)}),
+        resource_ids=sorted(
+            {i for e in hits for i in resource_ids(e["path"], skip_ids, e.get("query", ""))}
+        ),
         duplicate_writes=sorted(repeats),
     )
 

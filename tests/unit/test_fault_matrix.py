@@ -181,6 +181,14 @@ def test_a_message_names_a_step_and_one_of_the_calls_resources() -> None:
     assert names_step_and_resource(FAILED_MESSAGE, ids)
     assert not names_step_and_resource("403 on varai-db-secondary", ids)
     assert not names_step_and_resource("promote-replica failed on something: 403", ids)
+    # A list filtered by instance names its resource in the query.
+    listed = resource_ids(
+        "/v1/projects/ml-datadriven-recos/operations",
+        ["ml-datadriven-recos"],
+        "instance=varai-db-secondary&alt=json",
+    )
+    assert listed == ["varai-db-secondary"]
+    assert names_step_and_resource(FAILED_MESSAGE, listed)
 
 
 def test_the_table_has_a_row_per_call_and_a_column_per_fault() -> None:
