@@ -137,6 +137,10 @@ FAILED_MESSAGE = (
 def test_a_retryable_cell_is_right_when_the_call_is_made_again_and_the_run_completes() -> None:
     assert judge(RETRIED, _seen(), FAULTS["503"]) == RETRIED
     assert judge(RETRIED, _seen(repeated=False), FAULTS["503"]).startswith("WRONG:call not made")
+    # A step retried may take another path: its retry is the evidence.
+    rerun = _seen(repeated=False, tasks_rerun=["sql-promote"])
+    assert judge(RETRIED, rerun, FAULTS["503"]) == RETRIED
+    assert judge(RETRIED, rerun, FAULTS["timeout"]) == RETRIED
     failed = judge(RETRIED, _seen(state="FAILED"), FAULTS["429"])
     assert failed.startswith("WRONG:retryable fault ended the run FAILED")
     # A timeout is right only if the client gave up before the lab answered the held call.
