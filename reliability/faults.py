@@ -248,6 +248,7 @@ class Observation:
     retries: list[str]
     fault_to_end_s: float
     tasks_rerun: list[str] = field(default_factory=list)  # task runs that ran more than once
+    polls: bool = False  # the call reads a long-running operation or a DNS change
     resource_ids: list[str] = field(default_factory=list)
     duplicate_writes: list[str] = field(default_factory=list)
 
@@ -302,9 +303,17 @@ def resource_ids(path: str, project_and_region: Iterable[str], query: str = "") 
 _STEP_NAMED = re.compile(r"\b[a-z][a-z0-9]*(?:[-_][a-z0-9]+)*(?: failed on |: )")
 
 
-def names_step_and_resource(message: str, ids: Iterable[str]) -> bool:
+# The product's own form (tasks/errors.py ``classify``): "<step> failed on <resource>: ...".
+_STEP_FAILED_ON = re.compile(r"\b[a-z][a-z0-9]*(?:-[a-z0-9]+)* failed on \S+")
+
+
+def names_step_and_resource(message: str, ids: Iterable[str], polls: bool = False) -> bool:
     """Whether a failure message names a step (``step failed on ...`` or ``step: ...``)
     and one of the resources of the faulted call."""
+    if polls:
+        # An operation's or a DNS change's id means nothing to an operator: the step that
+        # waits on it names the resource it works on (the instance being promoted).
+        return _STEP_FAILED_ON.search(message) is not None
     return _STEP_NAMED.search(message) is not None and any(i in message for i in ids)
 
 
@@ -336,7 +345,8 @@ def judge(want: str, seen: Observation, fault: Fault) -> str:
             wrong.append(f"fail-fast error retried ({', '.join(seen.retries)})")
         if failed and seen.fault_to_end_s > PROMPT_S:
             wrong.append(f"failed after {seen.fault_to_end_s:.0f} s")
-        if failed and not names_step_and_resource(seen.message, seen.resource_ids):
+        named = names_step_and_resource(seen.message, seen.resource_ids, seen.polls)
+        if failed and not named:
             wrong.append("message names no step and resource")
     if seen.duplicate_writes:
         wrong.append(f"repeated writes {seen.duplicate_writes}")
@@ -450,6 +460,7 @@ def observe(
         repeated_before_reply=before_reply,
         retries=retry_evidence(hits, base.exact, task_runs),
         tasks_rerun=sorted(t["name"] for t in task_runs if t["run_count"] > 1),
+        polls="{operation}" in call.pattern or "{change}" in call.pattern,
         fault_to_end_s=fault_to_end,
         resource_ids=sorted(
             {i for e in hits for i in resource_ids(e["path"], skip_ids, e.get("query", ""))}

@@ -193,6 +193,11 @@ def test_a_message_names_a_step_and_one_of_the_calls_resources() -> None:
     )
     assert listed == ["varai-db-secondary"]
     assert names_step_and_resource(FAILED_MESSAGE, listed)
+    # An operation's id names nothing an operator knows: the step's own resource does.
+    op_ids = resource_ids("/v1/projects/p/operations/67119aed-bfb5", ["p"])
+    assert not names_step_and_resource(FAILED_MESSAGE, op_ids)
+    assert names_step_and_resource(FAILED_MESSAGE, op_ids, polls=True)
+    assert not names_step_and_resource("Flow run encountered an exception: 403", op_ids, True)
 
 
 def test_the_table_has_a_row_per_call_and_a_column_per_fault() -> None:
