@@ -494,13 +494,25 @@ def run_cell(
     return observe(call, final, entries, base, lab.api.task_runs(run_id), skip), took
 
 
+def chosen(call: Call, fault: str, cells: list[str]) -> bool:
+    """Whether ``--cells`` (``<substring of the call>@<fault>`` items) picks this cell; no
+    items pick every cell."""
+    picks = [item.rpartition("@") for item in cells]
+    return not picks or any(part in call.key and f == fault for part, _, f in picks)
+
+
 def sweep(
-    lab: BenchLab, flow: str, call_filter: list[str], fault_names: list[str]
+    lab: BenchLab, flow: str, call_filter: list[str], fault_names: list[str], cells: list[str]
 ) -> tuple[list[Call], dict[tuple[str, str], str], list[str]]:
     topo = runtime.topology("lab")
     primary = (topo.regions.primary.project, topo.regions.primary.name)
     base = baseline(lab, flow)
-    calls = [c for c in base.calls if not call_filter or any(f in c.key for f in call_filter)]
+    calls = [
+        c
+        for c in base.calls
+        if (not call_filter or any(f in c.key for f in call_filter))
+        and any(chosen(c, f, cells) for f in fault_names)
+    ]
     figure(f"fault_{flow}_calls", len(calls))
     verdicts: dict[tuple[str, str], str] = {}
     details: list[str] = []
@@ -508,7 +520,7 @@ def sweep(
     for call in calls:
         for name in fault_names:
             fault = FAULTS[name]
-            if call.api not in fault.apis:
+            if call.api not in fault.apis or not chosen(call, name, cells):
                 continue
             n += 1
             seen, took = run_cell(lab, flow, call, fault, base, n)
@@ -532,6 +544,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--calls", nargs="*", default=[], help="substrings of the call keys")
     parser.add_argument("--faults", nargs="*", default=list(FAULTS), choices=list(FAULTS))
+    parser.add_argument(
+        "--cells", nargs="*", default=[], help="only these: <substring of the call>@<fault>"
+    )
     args = parser.parse_args(argv)
     # The worker the lab starts inherits this: retries wait 0.2 s, 0.4 s... instead of 1 s, 2 s.
     os.environ["LIFEBOAT_RETRY_BACKOFF_S"] = RETRY_BACKOFF_S
@@ -540,7 +555,7 @@ def main(argv: list[str] | None = None) -> int:
     wrong: list[str] = []
     with bench_lab(base_port=BASE_PORT, pg_prefix=PG_PREFIX, time_scale=TIME_SCALE) as lab:
         for flow in args.flows:
-            calls, mine, details = sweep(lab, flow, args.calls, args.faults)
+            calls, mine, details = sweep(lab, flow, args.calls, args.faults, args.cells)
             print(f"# {flow}\n" + render_table(calls, args.faults, mine), flush=True)
             verdicts |= {(f"{flow} {k}", f): v for (k, f), v in mine.items()}
             wrong += details

@@ -15,6 +15,7 @@ from reliability.faults import (
     TOLERATED,
     Call,
     Observation,
+    chosen,
     distinct_calls,
     expected,
     generalise,
@@ -228,3 +229,11 @@ def test_the_storage_librarys_own_bucket_read_must_not_matter() -> None:
         assert expected(bucket, FAULTS[name], "failover", PRIMARY) == TOLERATED
     lease = Call("storage", "GET", "/storage/v1/b/varai-dr-records/o/{object}")
     assert expected(lease, FAULTS["503"], "failover", PRIMARY) == RETRIED
+
+
+def test_cells_pick_a_call_by_substring_and_a_fault_by_name() -> None:
+    upload = Call("storage", "POST", "/upload/storage/v1/b/varai-dr-records/o")
+    assert chosen(upload, "timeout", [])
+    assert chosen(upload, "timeout", ["upload@timeout", "changes@403"])
+    assert not chosen(upload, "403", ["upload@timeout"])
+    assert not chosen(upload, "timeout", ["changes@timeout"])
