@@ -7,7 +7,7 @@ from prefect import get_run_logger
 from pydantic import BaseModel
 
 from lifeboat import runtime
-from tasks.dns_rrsets import get_record_set
+from tasks.dns_rrsets import create_change, get_record_set, reload_change
 from tasks.errors import PermanentError, TransientError
 from tasks.polling import wait_until
 from tasks.retrying import calling, cloud_task
@@ -97,7 +97,8 @@ def dns_switch_record(
         if before is not None and before.rrdatas == target.rrdatas and before.ttl == ttl:
             logger.info("DNS %s already %s; nothing to change", name, target.describe())
             return DnsSwitchResult(changed=False, before=before, after=before)
-        zone = factory.dns(topo.dns.project).zone(topo.dns.zone, topo.dns.dns_name)
+        client = factory.dns(topo.dns.project)
+        zone = client.zone(topo.dns.zone, topo.dns.dns_name)
         change = zone.changes()
         if before is not None:
             change.delete_record_set(
@@ -105,7 +106,7 @@ def dns_switch_record(
             )
         change.add_record_set(zone.resource_record_set(name, rtype, ttl, target.rrdatas))
         try:
-            change.create()
+            create_change(client, change, runtime.call_timeout(environment))
         except gexc.PreconditionFailed as exc:
             raise TransientError(f"dns-switch: {name} changed while switching; re-reading") from exc
         logger.info(
@@ -113,7 +114,7 @@ def dns_switch_record(
         )
 
         def done() -> bool | None:
-            change.reload()
+            reload_change(client, change, runtime.call_timeout(environment))
             return True if change.status == "done" else None
 
         wait_until(

@@ -56,3 +56,23 @@ def get_record_set(
         if found.name.lower() == name.lower() and found.type.upper() == rtype.upper():
             return found
     return None
+
+
+def create_change(client: dns.Client, change: dns.Changes, timeout: float) -> None:
+    """``change.create()``, with a timeout: the library's own call has none to give (it
+    waits 60 s). The same request and parsing as the library's, through its connection."""
+    zone = change.zone
+    reply = client._connection.api_request(
+        method="POST",
+        path=f"/projects/{zone.project}/managedZones/{zone.name}/changes",
+        data=change._build_resource(),
+        timeout=timeout,
+    )
+    change._set_properties(reply)
+
+
+def reload_change(client: dns.Client, change: dns.Changes, timeout: float) -> None:
+    """``change.reload()``, with a timeout (see ``create_change``)."""
+    change._set_properties(
+        client._connection.api_request(method="GET", path=change.path, timeout=timeout)
+    )

@@ -66,17 +66,22 @@ def lease_acquire(
         acquired_at=now,
         expires_at=now + timedelta(seconds=ttl_s),
     )
+    # Each call with the product's own timeout: the library's default is 60 s.
+    timeout = runtime.call_timeout(environment)
     with calling("lease-acquire", f"gs://{blob.bucket.name}/{blob.name}"):
         try:
             blob.upload_from_string(
-                lease.model_dump_json(), content_type="application/json", if_generation_match=0
+                lease.model_dump_json(),
+                content_type="application/json",
+                if_generation_match=0,
+                timeout=timeout,
             )
             return lease.model_copy(update={"generation": blob.generation})
         except gexc.PreconditionFailed:
             pass
-        blob.reload()
+        blob.reload(timeout=timeout)
         current = Lease.model_validate_json(
-            blob.download_as_bytes(if_generation_match=blob.generation)
+            blob.download_as_bytes(if_generation_match=blob.generation, timeout=timeout)
         )
         if current.incident_id != incident_id and current.expires_at > now:
             raise LockHeld(
@@ -91,6 +96,7 @@ def lease_acquire(
                 lease.model_dump_json(),
                 content_type="application/json",
                 if_generation_match=blob.generation,
+                timeout=timeout,
             )
         except gexc.PreconditionFailed as exc:
             raise TransientError(
@@ -106,18 +112,19 @@ def lease_release(environment: str, incident_id: str) -> bool:
     Idempotent: a lease already gone, or held by someone else, is left alone.
     """
     blob = _bucket(environment).blob(lease_object(environment))
+    timeout = runtime.call_timeout(environment)
     with calling("lease-release", f"gs://{blob.bucket.name}/{blob.name}"):
         try:
-            blob.reload()
+            blob.reload(timeout=timeout)
             current = Lease.model_validate_json(
-                blob.download_as_bytes(if_generation_match=blob.generation)
+                blob.download_as_bytes(if_generation_match=blob.generation, timeout=timeout)
             )
         except gexc.NotFound:
             return False
         if current.incident_id != incident_id:
             return False
         try:
-            blob.delete(if_generation_match=blob.generation)
+            blob.delete(if_generation_match=blob.generation, timeout=timeout)
         except (gexc.NotFound, gexc.PreconditionFailed):
             return False
     return True
@@ -126,7 +133,9 @@ def lease_release(environment: str, incident_id: str) -> bool:
 def read_lease(environment: str) -> Lease | None:
     blob = _bucket(environment).blob(lease_object(environment))
     try:
-        return Lease.model_validate_json(blob.download_as_bytes())
+        return Lease.model_validate_json(
+            blob.download_as_bytes(timeout=runtime.call_timeout(environment))
+        )
     except gexc.NotFound:
         return None
 
@@ -142,7 +151,9 @@ def storage_write_json(environment: str, bucket: str, name: str, body: dict[str,
     blob = client.bucket(bucket).blob(name)
     with calling("write-record", f"gs://{bucket}/{name}"):
         blob.upload_from_string(
-            json.dumps(body, indent=2, default=str, sort_keys=True), content_type="application/json"
+            json.dumps(body, indent=2, default=str, sort_keys=True),
+            content_type="application/json",
+            timeout=runtime.call_timeout(environment),
         )
     return f"gs://{bucket}/{name}"
 

@@ -87,6 +87,50 @@ def test_permanent_error_fails_fast_naming_step_and_resource(
     assert record["steps"][-1]["name"] == "dns-switch"
 
 
+def test_a_lease_upload_the_lab_holds_past_the_call_timeout_is_given_up_and_retried(
+    fresh_lab: Lab, api: PrefectApi
+) -> None:
+    """The lock's own Cloud Storage calls keep the per-call timeout too (the library's
+    default is 60 s): found by the fault matrix (reliability/faults.py)."""
+    fresh_lab.outage(PRIMARY.name, True)
+    since = fresh_lab.last_seq()
+    held_s = TOPOLOGY.endpoints.call_timeout_s + 3
+    upload = f"^/upload/storage/v1/b/{TOPOLOGY.backups.records_bucket}/o$"
+    fresh_lab.fault(api="storage", method="POST", path=upload, latency_s=held_s, count=1)
+    final = api.wait(_launch(api, incident("HELD-LEASE")), timeout=300)
+    assert final["state"]["type"] == "COMPLETED", final["state"]["message"]
+    uploads = fresh_lab.requests(api="storage", method="POST", since=since)
+    held = next(e for e in uploads if e["injected"])
+    # The lab logs a held call when it answers it: an upload logged before that came from
+    # a client that had stopped waiting.
+    assert any(not e["injected"] and e["time"] < held["time"] for e in uploads), uploads
+
+
+def test_a_dns_change_the_lab_holds_past_the_call_timeout_is_given_up_and_retried(
+    fresh_lab: Lab, api: PrefectApi
+) -> None:
+    """google-cloud-dns gives ``Changes.create``/``reload`` no timeout (it waits 60 s);
+    Lifeboat's own calls do: found by the fault matrix (reliability/faults.py)."""
+    fresh_lab.outage(PRIMARY.name, True)
+    since = fresh_lab.last_seq()
+    held_s = TOPOLOGY.endpoints.call_timeout_s + 3
+    for method, path in (("POST", "/changes$"), ("GET", "/changes/[^/]+$")):
+        fresh_lab.fault(api="dns", method=method, path=path, latency_s=held_s, count=1)
+    final = api.wait(_launch(api, incident("HELD-DNS")), timeout=300)
+    assert final["state"]["type"] == "COMPLETED", final["state"]["message"]
+    assert front_region(fresh_lab) == SECONDARY.name
+    calls = fresh_lab.requests(api="dns", since=since)
+    # The lab logs a held call when it answers it. The held change was sent again before
+    # that; the held poll was given up too, and the step's retry went on (it re-read the
+    # record, already switched) before the lab answered it.
+    posts = [e for e in calls if e["method"] == "POST"]
+    held_post = next(e for e in posts if e["injected"])
+    assert any(not e["injected"] and e["time"] < held_post["time"] for e in posts), posts
+    held_poll = next(e for e in calls if e["method"] == "GET" and e["injected"])
+    reread = [e for e in calls if e["path"].endswith("/rrsets") and e["seq"] > held_post["seq"]]
+    assert any(e["time"] < held_poll["time"] for e in reread), calls
+
+
 def test_rerun_of_a_failed_incident_resumes_without_repeating(
     fresh_lab: Lab, api: PrefectApi
 ) -> None:
