@@ -49,7 +49,6 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
-import httpx
 from google.api_core import exceptions as gexc
 
 from bench.labctl import BenchLab, bench_lab, figure
@@ -476,7 +475,7 @@ def run_cell(
     fresh_lab(lab, flow)
     since = lab.last_seq()
     rule = fault.rule(call, topo.endpoints.call_timeout_s)
-    httpx.post(f"{lab.control}/_lab/faults", json=rule, timeout=30).raise_for_status()
+    lab.fault(**rule)
     started = time.monotonic()
     run_id = _launch(lab, flow, f"FAULTS-{flow}-{n:03d}")
     final = _wait(lab, run_id)
