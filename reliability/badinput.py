@@ -82,10 +82,11 @@ PARAMETER_SETS: st.SearchStrategy[dict[str, Any]] = st.fixed_dictionaries(
 )
 
 
-def refusal(flow_name: str, params: dict[str, Any]) -> str | None:
-    """The product's own verdict on a launch, with no lab call: the field it refuses, or
+def refusal(flow_name: str, params: dict[str, Any]) -> tuple[str, ...] | None:
+    """The product's own verdict on a launch, with no lab call: the fields it refuses, or
     None when it accepts. Prefect checks the flow's signature; the flow checks the rest
-    (flows/launch.py) before its first call."""
+    (flows/launch.py) before its first call. An input may break several fields, and a
+    refusal that names any of them names a field."""
     from prefect.exceptions import ParameterTypeError
 
     from flows.failback import failback
@@ -104,9 +105,9 @@ def refusal(flow_name: str, params: dict[str, Any]) -> str | None:
             checked.get("operator", "unknown"),
         )
     except ParameterTypeError as exc:
-        return next((f for f in PARAMETERS if f"- {f}:" in str(exc)), "?")
+        return tuple(f for f in PARAMETERS if f"- {f}:" in str(exc)) or ("?",)
     except PermanentError as exc:
-        return str(exc).split(":", 1)[0]
+        return (str(exc).split(":", 1)[0],)
     return None
 
 
@@ -131,7 +132,7 @@ def writes(lab: BenchLab, since: int) -> list[str]:
 
 
 def launch_and_watch(
-    lab: BenchLab, deployment: str, params: dict[str, Any], named: str
+    lab: BenchLab, deployment: str, params: dict[str, Any], fields: tuple[str, ...]
 ) -> dict[str, Any]:
     """Launch, wait for the end, and report what the lab saw and what the run said."""
     since = lab.last_seq()
@@ -146,7 +147,7 @@ def launch_and_watch(
         state = "REFUSED_AT_LAUNCH" if code == 409 else "REJECTED"
         return {
             "refused": True,
-            "named": named in text if code == 409 else True,
+            "named": _names_any(text, fields) if code == 409 else True,
             "writes": [],
             "state": state,
             "message": f"server {code}: {text[:300]}",
@@ -162,22 +163,26 @@ def launch_and_watch(
         lab.outage(load_topology("lab").regions.primary.name, True)
     return {
         "refused": final["state"]["type"] == "FAILED",
-        "named": named in message,
+        "named": _names_any(message, fields),
         "writes": found,
         "state": final["state"]["type"],
         "message": message[:300],
     }
 
 
-def parameter_cases(count: int) -> list[tuple[str, dict[str, Any], str]]:
-    """Up to ``count`` invalid parameter sets, with the field the product names."""
+def _names_any(message: str, fields: tuple[str, ...]) -> bool:
+    return any(field in message for field in fields)
+
+
+def parameter_cases(count: int) -> list[tuple[str, dict[str, Any], tuple[str, ...]]]:
+    """Up to ``count`` invalid parameter sets, with the fields the product refuses."""
     cases = []
     for drawn in sample(PARAMETER_SETS, count * 4):
         flow = str(drawn["flow"])
         params: dict[str, Any] = {k: v for k, v in drawn.items() if k != "flow"}
-        field = refusal(flow, params)
-        if field is not None:
-            cases.append((flow, params, field))
+        fields = refusal(flow, params)
+        if fields is not None:
+            cases.append((flow, params, fields))
     return cases[:count]
 
 
@@ -217,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
             for data, section in topology_cases(args.topologies, scratch):
                 topology.write_text(yaml.safe_dump(data, sort_keys=False))
                 try:
-                    seen = launch_and_watch(lab, "failover/lab", good, section)
+                    seen = launch_and_watch(lab, "failover/lab", good, (section,))
                 finally:
                     topology.write_text(original)
                 results.append(seen | {"input": f"topology, {section} changed"})
