@@ -346,13 +346,20 @@ def test_an_app_whose_database_region_is_down_cannot_write(fresh_lab: Lab) -> No
 
 
 def _pages(url: str, key: str, params: dict[str, str] | None = None) -> list[list[str]]:
-    """Every page of a raw list call, following nextPageToken; each item by its name."""
+    """Every page of a raw list call, following nextPageToken; each item by its name (and
+    type, where it has one)."""
     pages: list[list[str]] = []
     token = ""
     while True:
         query = dict(params or {}) | ({"pageToken": token} if token else {})
         body = httpx.get(url, params=query, timeout=30).json()
-        pages.append([item.get("name", item.get("id", "")) for item in body.get(key, [])])
+        # A record set is known by name and type (the apex has an SOA and an NS set).
+        pages.append(
+            [
+                f"{item.get('name', item.get('id', ''))} {item.get('type', '')}"
+                for item in body.get(key, [])
+            ]
+        )
         token = body.get("nextPageToken", "")
         if not token:
             return pages
