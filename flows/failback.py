@@ -28,8 +28,8 @@ from prefect import flow, get_run_logger
 from pydantic import Field
 
 from flows.evidence import published
-from flows.failback_fence import describe_services, fence_line, fenced_secondary, lift_line
 from flows.failback_gate import gate_primary, hold
+from flows.fence import describe_services, fence_line, fenced, lift_fences, lift_line
 from flows.launch import ENVIRONMENT_FIELD, INCIDENT_FIELD, REASON_FIELD, SwitchRequest
 from flows.plans import scale_line
 from flows.resume import request_id, resumable
@@ -46,21 +46,23 @@ from tasks.cloud_sql import (
     sql_delete_instance,
     sql_export_database,
     sql_promote_replica,
-    sql_wait_caught_up,
 )
 from tasks.cloud_sql_protection import sql_set_deletion_protection
+from tasks.cloud_sql_wal import sql_wait_received
 from tasks.dns import dns_switch_record
-from tasks.errors import PreflightRefused
+from tasks.errors import PermanentError, PreflightRefused
 from tasks.health import Target, health_verify
 from tasks.secret_manager import secret_manager_add_database_url
 from tasks.storage import storage_require_object
 
 
 def _lift_fences_on_exit(flow: Any, flow_run: Any, state: Any) -> None:
-    """Cancellation/crash hook: lift the fence this run (or its incident) left in place."""
-    from flows.failback_fence import lift_fences_of_run
+    """Cancellation/crash hook: lift the fence this run (or its incident) left in place,
+    unless the promotion of the rebuilt primary-region instance has started."""
+    from flows.fence import lift_fences_of_run
 
-    lift_fences_of_run(flow_run)
+    # The rebuilt primary-region instance is the one the failback promotes.
+    lift_fences_of_run(flow_run, "failback", RegionRole.secondary, lambda t: t.cloud_sql.primary)
 
 
 @flow(
@@ -126,13 +128,21 @@ def failback_plan(
             if scales_early(st)
         ],
         *[fence_line(secondary.name, st) for st in secondary_states],
-        f"wait for {old.instance} to catch up, then promote it",
+        f"wait for {old.instance} to receive all the WAL {promoted.instance} wrote, then "
+        "promote it",
         f"add a version of secret {topo.cloud_sql.app_secret.resource} naming {old.instance}"
         " (apps reading it from a volume at latest follow at once; instances that start"
         " read it as they start)",
         # Before the fence is lifted: stale-DNS clients still reach the secondary after.
         *reader_lines(primary.name, primary_states),
         *reader_lines(secondary.name, secondary_states),
+        # A failover that could not repoint them kept its fence on the primary's services.
+        *[
+            f"lift the fence a failover kept: {primary.name}/{st.service} ingress → "
+            f"{st.ingress_before or 'unknown'}"
+            for st in primary_states
+            if st.fenced_by
+        ],
         *[
             scale_line(primary.name, s.name, st, s.active_scaling)
             for s, st in zip(topo.services, primary_states, strict=True)
@@ -249,16 +259,24 @@ def _run(topo: Topology, record: RunRecord, dry_run: bool, held: ExitStack) -> N
         with record.step("scale-primary") as step:
             scaled += _scale(record, env, primary.project, primary.name, topo, True, early)
             step.detail = "before the fence: " + "; ".join(r.describe() for r in scaled)
-    with fenced_secondary(topo, record) as fence:
-        lag = sql_wait_caught_up(env, old.project, old.instance, timeout_s=300)
-        record.lag = lag.model_dump(mode="json")
+    with fenced(topo, record, RegionRole.secondary, old) as fence:
+        received = sql_wait_received(env, old.project, old.instance, timeout_s=300)
+        record.lag = received.model_dump(mode="json")
+        if not received.complete:
+            # A failback is planned: it waits rather than lose a write. Nothing is promoted,
+            # so the fence is lifted on the way out and a re-run starts from here.
+            raise PermanentError(
+                f"failback: {old.instance} has not received all the WAL of "
+                f"{promoted.instance} ({received.describe()}); not promoted, nothing lost: "
+                "re-run the incident once replication is back"
+            )
         with record.step("promote") as step:
+            fence.promotion_started = True
             promoted_state = resumable(sql_promote_replica, record, "promote")(
                 env, old.project, old.instance
             )
             step.detail = (
-                f"{old.instance} is {promoted_state.after.instance_type}; "
-                f"replica was {lag.bytes} bytes behind"
+                f"{old.instance} is {promoted_state.after.instance_type}; {received.describe()}"
             )
         with record.step("database-connection") as step:
             # Before the primary's services scale up, so instances that start find it.
@@ -271,8 +289,10 @@ def _run(topo: Topology, record: RunRecord, dry_run: bool, held: ExitStack) -> N
             refreshed = refresh_secret_readers(
                 topo, record, update.version, required=[primary, secondary]
             )
+            fence.repointed.update(s.name for s in topo.services)
             added = f"added {update.version}" if update.changed else f"already {update.version}"
             step.detail = f"{added}; {refreshed}"
+        lift_fences(topo, record, RegionRole.primary, primary_states, "lift-failover-fence")
         late = [s.name for s in topo.services if s.name not in early]
         if late:
             with record.step("scale-primary-after-secret") as step:

@@ -25,7 +25,7 @@ from contextlib import ExitStack
 
 from prefect import get_run_logger
 
-from flows.failback_fence import lift_stale_fences
+from flows.fence import lift_stale_fences
 from flows.region_lock import lock_step
 from flows.secret_refresh import refresh_secret_readers
 from lifeboat.record import RunRecord
@@ -135,7 +135,9 @@ def gate_primary(
             step.detail = f"{rolled}; then {primary.name}: {health.summary()}"
         if not is_down(topo, health):
             return [], f"healthy once its readers were rolled ({health.summary()})"
-    lifted = lift_stale_fences(topo, record, secondary_states, dry_run, locked=locked)
+    stale = lift_stale_fences(
+        topo, record, secondary_states, dry_run, topo.cloud_sql.primary, locked=locked
+    )
     raise PreflightRefused(
         f"failback refused: the primary region {primary.name} is unhealthy "
         f"({health.summary()}); "
@@ -145,7 +147,7 @@ def gate_primary(
             else "its services were rolled to the secret's latest version first, nothing else "
             "was changed"
         )
-        + (f" but the fence a killed run left was lifted ({lifted})" if lifted else "")
+        + (f"; {stale}" if stale else "")
     )
 
 

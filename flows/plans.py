@@ -3,10 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
+from flows.fence import fence_line, lift_line
 from lifeboat.topology import RegionRole, Scaling, Topology
 from tasks.cloud_run import ServiceState
 from tasks.dns import RecordState
+
+# How long a graceful failover waits, fence set, for the replica to receive the primary's
+# WAL. With replication working that takes well under a second; a minute more means the
+# link is broken, and the operator approved the lag that was estimated before.
+RECEIVE_WAIT_S = 60
+
+
+@dataclass(frozen=True)
+class PrimaryFence:
+    """A graceful failover's fence on the primary: the services as read now, and whether
+    the fence is required (the primary looks healthy) or best effort (it looks down)."""
+
+    states: Sequence[ServiceState]
+    required: bool
 
 
 def failover_plan(
@@ -15,20 +31,31 @@ def failover_plan(
     services: list[ServiceState],
     replica_type: str,
     refresh: Sequence[str] = (),
+    fence: PrimaryFence | None = None,
 ) -> list[str]:
     """The exact changes a failover makes, one line each, from the state read now.
 
     ``refresh``: per service, how its running instances will see the new secret version.
+    ``fence``: the graceful failover's fence on the primary (None: ungraceful, none).
     """
-    secondary = topo.regions.secondary
+    primary, secondary = topo.regions.primary, topo.regions.secondary
     app_secret = topo.cloud_sql.app_secret
     replica = topo.cloud_sql.replica
-    lines = [
-        # The promotion starts first, being the longest step, and runs beside the next
-        # lines. The replica keeps its IP when promoted, so the URL is known now, and the
-        # secondary's instances that start from zero must find the new version.
-        f"promote {replica.project}:{replica.instance} (read replica → primary; started"
-        " first, it runs while the secret, the refresh and the scale-up go on)"
+    lines = []
+    if fence is not None:
+        effort = "" if fence.required else " (best effort: the primary looks down)"
+        lines += [fence_line(primary.name, st) + effort for st in fence.states]
+        lines.append(
+            f"wait for {replica.instance} to receive all the WAL {topo.cloud_sql.primary.instance}"
+            f" has written (up to {RECEIVE_WAIT_S} s; what it still lacks then is recorded)"
+        )
+    lines += [
+        # The promotion is the longest step, and runs beside the next lines. The replica
+        # keeps its IP when promoted, so the URL is known now, and the secondary's
+        # instances that start from zero must find the new version.
+        f"promote {replica.project}:{replica.instance} (read replica → primary; "
+        + ("after the fence and the wait, " if fence is not None else "started first, ")
+        + "it runs while the secret, the refresh and the scale-up go on)"
         if replica_type == "READ_REPLICA_INSTANCE"
         else f"keep {replica.project}:{replica.instance} (already a primary)",
         f"add a version of secret {app_secret.resource} naming "
@@ -53,6 +80,11 @@ def failover_plan(
         f"verify {len(topo.health.checks)} health check(s) via {topo.health.host}"
         f" reach {secondary.name}"
     )
+    if fence is not None:
+        lines += [
+            lift_line(primary.name, st) + " (once it names the promoted database; else kept)"
+            for st in fence.states
+        ]
     return lines
 
 

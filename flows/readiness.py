@@ -84,13 +84,20 @@ def _services(topo: Topology, role: str) -> Check:
         ]
         missing = [s.service for s in states if not s.exists]
         not_ready = [s.service for s in states if s.exists and not s.ready]
+        # A fence a planned switch kept (its promotion started, then the run ended early)
+        # refuses public traffic until a re-run of its incident lifts it: red, named.
+        fenced = [f"{s.service} (by {s.fenced_by})" for s in states if s.fenced_by]
         row.measured = f"{len(states) - len(missing) - len(not_ready)}/{len(states)} ready"
-        row.green = not missing and (role != "secondary" or not not_ready)
+        row.green = not missing and not fenced and (role != "secondary" or not not_ready)
         row.detail = "; ".join(
             part
             for part in (
                 f"missing: {', '.join(missing)}" if missing else "",
                 f"not Ready: {', '.join(not_ready)}" if not_ready else "",
+                f"fenced from public traffic: {', '.join(fenced)}; re-run that incident "
+                "to finish its switch and lift it"
+                if fenced
+                else "",
             )
             if part
         ) or ("deployable: every latest revision is Ready" if role == "secondary" else "exist")

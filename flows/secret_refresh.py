@@ -16,6 +16,7 @@ not be refreshed is said in the step's detail.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from prefect import get_run_logger
 from prefect.futures import wait
@@ -40,15 +41,30 @@ def reader_lines(region: str, states: Sequence[ServiceState | ReaderState]) -> l
     return lines
 
 
+@dataclass(frozen=True)
+class Refreshed:
+    """What a refresh did: the step's detail, and the optional region's services it could
+    not refresh (their running instances keep the URL they started with)."""
+
+    detail: str
+    missed: frozenset[tuple[str, str]]  # (region, service)
+
+    def __str__(self) -> str:
+        return self.detail
+
+    def repointed(self, region: Region, services: Sequence[str]) -> set[str]:
+        return {s for s in services if (region.name, s) not in self.missed}
+
+
 def refresh_secret_readers(
     topo: Topology,
     record: RunRecord,
     version: str | None,
     required: Sequence[Region],
     optional: Sequence[Region] = (),
-) -> str:
+) -> Refreshed:
     """Refresh every service of ``required`` (failures raise) and of ``optional`` (tried
-    once; failures are reported); returns the step detail."""
+    once; failures are reported)."""
     if not version:
         raise PermanentError("refresh-secret-readers: the secret has no version to refresh to")
     env = topo.environment
@@ -57,16 +73,17 @@ def refresh_secret_readers(
     futures = [
         (region, is_optional, (once if is_optional else task).submit(
             env, region.project, region.name, svc.name, version
-        ))
+        ), svc.name)
         for is_optional, regions in ((False, required), (True, optional))
         for region in regions
         for svc in topo.services
     ]  # fmt: skip
-    wait([f for _, _, f in futures])
+    wait([f for _, _, f, _ in futures])
     done: list[RefreshResult] = []
     unreachable: dict[str, str] = {}
+    missed: set[tuple[str, str]] = set()
     failure: BaseException | None = None
-    for region, is_optional, future in futures:
+    for region, is_optional, future, service in futures:
         try:
             done.append(future.result())
         except Exception as exc:
@@ -74,6 +91,7 @@ def refresh_secret_readers(
                 failure = failure or exc
             else:
                 unreachable.setdefault(region.name, str(exc)[:300])
+                missed.add((region.name, service))
     if failure is not None:
         raise failure
     parts = [r.describe() for r in done]
@@ -85,4 +103,4 @@ def refresh_secret_readers(
             f"{region_name}: services not refreshed, its Run API did not answer ({error}); "
             "their running instances keep the URL they started with"
         )
-    return "; ".join(parts)
+    return Refreshed("; ".join(parts), frozenset(missed))

@@ -50,13 +50,14 @@ class RunRecord(BaseModel):
     outcome: RunOutcome = "running"
     error: str | None = None
     rto_seconds: float | None = None
-    # A failback's planned outage: from the moment its fence holds until verification
-    # passes through the public path (or, if the run fails inside, until the fence is
-    # lifted). Public traffic gets nothing in between.
+    # A planned switch's outage (failback, graceful failover): from the moment its fence
+    # holds until verification passes through the public path (or, if the run fails
+    # inside, until the fence is lifted). Public traffic gets nothing in between.
     outage_seconds: float | None = None
     approval: dict[str, Any] | None = None
     lag: dict[str, Any] | None = None
-    # A fence a run holds on live traffic (failback): what was set, and when it was lifted.
+    # A fence a run holds on live traffic (failback, graceful failover): what was set,
+    # what was lifted, and what was kept (and why).
     fence: dict[str, Any] | None = None
     plan: list[str] = Field(default_factory=list)
     before: dict[str, Any] = Field(default_factory=dict)

@@ -19,7 +19,7 @@ from prefect import get_run_logger
 from pydantic import BaseModel
 
 from lifeboat import runtime
-from tasks.cloud_run import ROLLOUT_S, service_path, update_and_wait
+from tasks.cloud_run import ROLLOUT_S, ServiceState, service_path, update_and_wait
 from tasks.errors import PermanentError
 from tasks.polling import wait_until
 from tasks.retrying import calling, cloud_task
@@ -47,6 +47,8 @@ class ReaderState(BaseModel):
     region: str
     reader: SecretReader | None = None
     error: str = ""
+    # The whole service as read (its ingress and fence too), when it could be read.
+    state: ServiceState | None = None
 
     def plan_line(self) -> str:
         if self.reader is not None:
@@ -115,7 +117,12 @@ def run_describe_secret_reader(
             region=region,
             error=f"its Run API did not answer ({type(exc).__name__})",
         )
-    return ReaderState(service=service, region=region, reader=read_secret_reader(got, secret))
+    return ReaderState(
+        service=service,
+        region=region,
+        reader=read_secret_reader(got, secret),
+        state=ServiceState.of(got, service, region, secret),
+    )
 
 
 @cloud_task(timeout_seconds=900, task_run_name="refresh-secret-{service}-{region}")

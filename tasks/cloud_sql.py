@@ -170,7 +170,9 @@ def sql_replica_lag(environment: str, project: str, instance: str) -> ReplicaLag
             return ReplicaLag(
                 seconds=0, bytes=0, measured_at=datetime.now(UTC), source="not a standby"
             )
-        behind = int(pending) + _unreceived_bytes(environment, state, replay_lsn, password)
+        # What the primary wrote and the standby has not replayed includes what it has
+        # received and not replayed: the larger of the two, not their sum.
+        behind = max(int(pending), _unreplayed_bytes(environment, state, replay_lsn, password))
         seconds = float(age or 0.0) if behind > 0 else 0.0
         return ReplicaLag(
             seconds=seconds, bytes=behind, measured_at=datetime.now(UTC), source="standby"
@@ -197,7 +199,7 @@ def monitor_connection(
     )
 
 
-def _unreceived_bytes(
+def _unreplayed_bytes(
     environment: str, replica: InstanceState, replay_lsn: str, password: str | None
 ) -> int:
     """WAL the primary wrote that the replica has not replayed; 0 if the primary is gone."""
@@ -454,25 +456,3 @@ def sql_create_replica(
         state = describe(environment, project, instance)
     get_run_logger().info("%s:%s is a replica of %s in %s", project, instance, master, region)
     return state
-
-
-@cloud_task(timeout_seconds=600, task_run_name="sql-wait-caught-up-{instance}")
-def sql_wait_caught_up(
-    environment: str, project: str, instance: str, timeout_s: float
-) -> ReplicaLag:
-    """Wait until the replica has replayed everything its primary wrote (0 bytes behind).
-
-    Idempotent: a read.
-    """
-    factory = runtime.clients(environment)
-
-    def caught_up() -> ReplicaLag | None:
-        lag = sql_replica_lag.fn(environment, project, instance)
-        return lag if lag.bytes == 0 else None
-
-    return wait_until(
-        caught_up,
-        timeout=timeout_s,
-        interval=factory.poll_interval,
-        what=f"{project}:{instance} to catch up with its primary",
-    )

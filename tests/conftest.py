@@ -62,7 +62,11 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     from tests.labharness import start_lab, stop_lab
 
     root = tmp_path_factory.mktemp("lab")
-    running = start_lab(root)
+    # Under xdist each worker's base temp is a folder of the run's own: the lock file
+    # beside them is shared by every worker of this run, and by no other run.
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    running = start_lab(root, start_lock=shared / "lab-start.lock")
     try:
         yield running
     finally:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -90,8 +91,25 @@ class Lab(LabControl):
         )
 
 
-def start_lab(root: Path) -> Lab:
-    """`lab up` on the test ports, with a copy of the lab topology that a test may edit."""
+@contextmanager
+def one_start_at_a_time(lock: Path) -> Iterator[None]:
+    """Hold an exclusive lock while a lab starts. Each xdist worker starts a lab of its own,
+    and a start is the heaviest thing the suite does (three PostgreSQL clusters, a Prefect
+    server, a worker, deployments): started all at once on 2 cores, they ran past the
+    start's timeout (session 10, ``-n 6``). In turn, each start takes its usual time."""
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def start_lab(root: Path, start_lock: Path | None = None) -> Lab:
+    """`lab up` on the test ports, with a copy of the lab topology that a test may edit.
+
+    ``start_lock``: a file every worker of the run shares, so labs start one at a time."""
     # Prefect reads its settings once, when first imported: a test module that imports it
     # at collection would leave this process on a throwaway server instead of the lab's.
     if "prefect" in sys.modules:
@@ -103,20 +121,21 @@ def start_lab(root: Path) -> Lab:
     shutil.copy(ENVIRONMENTS_DIR / "lab.yaml", environments / "lab.yaml")
     # The worker inherits this, so every flow run reads the lab's copy of the topology.
     os.environ[ENVIRONMENTS_DIR_ENV] = str(environments)
-    result = lifeboat(
-        "lab",
-        "up",
-        "--topology",
-        str(environments / "lab.yaml"),
-        "--dir",
-        str(root),
-        "--base-port",
-        str(TEST_BASE_PORT),
-        "--pg-address-prefix",
-        TEST_PG_PREFIX,
-        "--time-scale",
-        str(TEST_TIME_SCALE),
-    )
+    with one_start_at_a_time(start_lock) if start_lock else nullcontext():
+        result = lifeboat(
+            "lab",
+            "up",
+            "--topology",
+            str(environments / "lab.yaml"),
+            "--dir",
+            str(root),
+            "--base-port",
+            str(TEST_BASE_PORT),
+            "--pg-address-prefix",
+            TEST_PG_PREFIX,
+            "--time-scale",
+            str(TEST_TIME_SCALE),
+        )
     if result.returncode != 0:
         logs = (
             "\n".join(

@@ -33,6 +33,7 @@ from tests.flows.lab_checks import (
 from tests.labharness import Lab
 
 OLD = TOPOLOGY.cloud_sql.primary
+NEW = TOPOLOGY.cloud_sql.replica
 
 
 def _failed_over(lab: Lab, api: PrefectApi) -> None:
@@ -253,14 +254,19 @@ def test_failback_without_a_failover_is_refused_and_dry_run_changes_nothing(
     unprotect = f"lift deletion protection on {OLD.instance} (it is exported first)"
     assert plan.index(unprotect) < plan.index(f"delete {OLD.project}:{OLD.instance}")
     assert any(line.endswith("with deletion protection, as the stale primary had") for line in plan)
-    assert f"wait for {OLD.instance} to catch up, then promote it" in plan
+    assert (
+        f"wait for {OLD.instance} to receive all the WAL {NEW.instance} wrote, then promote it"
+        in plan
+    )
     # The fence and its lifting, in order around the promotion, and the secondary's export.
     fence = (
         f"fence {SECONDARY.name}/auth-service: ingress INGRESS_TRAFFIC_ALL → "
         "INGRESS_TRAFFIC_INTERNAL_ONLY (public traffic and writes stop: the planned outage starts)"
     )
     lift = f"lift the fence: {SECONDARY.name}/auth-service ingress → INGRESS_TRAFFIC_ALL"
-    promote = plan.index(f"wait for {OLD.instance} to catch up, then promote it")
+    promote = plan.index(
+        f"wait for {OLD.instance} to receive all the WAL {NEW.instance} wrote, then promote it"
+    )
     assert plan.index(fence) < promote < plan.index(lift)
     assert (
         f"scale {SECONDARY.name}/auth-service: 3..50 (service-level 3..50, revision 0..10)"

@@ -105,6 +105,8 @@ def test_failover_end_to_end_after_a_primary_outage(fresh_lab: Lab, api: Prefect
     assert [s["name"] for s in record["steps"]] == [
         "preflight",
         "region-lock",
+        "fence-primary",
+        "wait-received",
         "database-connection",
         "scale-and-promote",
         "dns-switch",
@@ -117,6 +119,11 @@ def test_failover_end_to_end_after_a_primary_outage(fresh_lab: Lab, api: Prefect
     detail = steps["database-connection"]["detail"]
     assert f"{PRIMARY.name}: services not refreshed, its Run API did not answer" in detail
     assert "503" in detail
+    # Its fence was tried once per service (best effort: it looks down) and could not be
+    # set; the run went on, and said so (and had nothing to lift).
+    fence = steps["fence-primary"]["detail"]
+    assert "not fenced (best effort, its region looks down)" in fence, fence
+    assert sorted(record["fence"]["unfenced"]) == sorted(s.name for s in TOPOLOGY.services)
     assert f"{SECONDARY.name}/recommendation-service: read it as an env var at latest" in detail
     assert f"{SECONDARY.name}/auth-service: reads it from a volume at latest" in detail
     assert (

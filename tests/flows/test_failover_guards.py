@@ -84,14 +84,28 @@ def test_dry_run_prints_the_exact_plan_and_changes_nothing(fresh_lab: Lab, api: 
         "scale us-east1/auth-service: 0..10 (service-level -..-, revision 0..10)"
         " → service-level 3..50"
     ) in plan
-    # The promotion starts first, being the longest step, and the plan says so.
-    assert plan[0].startswith(f"promote {REPLICA.project}:{REPLICA.instance} (read replica")
-    assert "started first" in plan[0]
+    # The primary is healthy: a graceful failover fences its services first, waits for
+    # the replica to receive what it wrote, then promotes; it lifts the fence at the end.
+    services = [svc.name for svc in TOPOLOGY.services]
+    assert plan[: len(services)] == [
+        f"fence {PRIMARY.name}/{name}: ingress INGRESS_TRAFFIC_ALL → INGRESS_TRAFFIC_INTERNAL_ONLY"
+        " (public traffic and writes stop: the planned outage starts)"
+        for name in services
+    ]
+    wait, promote, add = plan[len(services) : len(services) + 3]
+    assert wait.startswith(f"wait for {REPLICA.instance} to receive all the WAL")
+    assert promote.startswith(f"promote {REPLICA.project}:{REPLICA.instance} (read replica")
+    assert "after the fence and the wait" in promote
     assert "invalidate varai-cdn-lb api.varai.ai/*" in plan
     secret = TOPOLOGY.cloud_sql.app_secret.resource
     # The secret's new version comes next, before the scale-up, and the plan says why.
-    assert plan[1].startswith(f"add a version of secret {secret} naming {REPLICA.instance}")
-    assert "before the scale-up" in plan[1]
+    assert add.startswith(f"add a version of secret {secret} naming {REPLICA.instance}")
+    assert "before the scale-up" in add
+    assert plan[-len(services) :] == [
+        f"lift the fence: {PRIMARY.name}/{name} ingress → INGRESS_TRAFFIC_ALL (once it names"
+        " the promoted database; else kept)"
+        for name in services
+    ]
     markdown = [a for a in api.artifacts(run["id"]) if a["type"] == "markdown"]
     assert markdown and "34.140.20.20 (ttl 60)" in markdown[0]["data"]
 

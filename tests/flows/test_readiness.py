@@ -62,3 +62,32 @@ def test_red_when_the_newest_backup_is_stale_or_no_restore_was_verified(
         "no recovery drill has passed" in rows[("verified-restore-age", "recovery-drill")]["detail"]
     )
     assert api.wait_event("lifeboat.readiness.red", since)
+
+
+def test_red_when_a_fence_a_switch_kept_is_still_on_a_service(
+    fresh_lab: Lab, api: PrefectApi
+) -> None:
+    """A planned switch killed after its promotion started keeps its fence (ingress
+    internal-only, annotations naming the run): readiness names it until a re-run lifts it."""
+    from google.cloud import run_v2
+    from google.protobuf import field_mask_pb2
+
+    fresh_backups(fresh_lab)
+    passed_drill(fresh_lab, timedelta(days=3))
+    primary = TOPOLOGY.regions.primary
+    services = fresh_lab.clients().run_services
+    name = f"projects/{primary.project}/locations/{primary.name}/services/ai-service"
+    got = services.get_service(name=name)
+    got.ingress = run_v2.IngressTraffic.INGRESS_TRAFFIC_INTERNAL_ONLY
+    got.annotations["lifeboat.dev/fenced-by"] = "failover/INC-KEPT/run-1"
+    got.annotations["lifeboat.dev/ingress-before"] = "INGRESS_TRAFFIC_ALL"
+    services.update_service(
+        service=got, update_mask=field_mask_pb2.FieldMask(paths=["ingress", "annotations"])
+    ).result(timeout=30, polling=fresh_lab.clients().polling)
+
+    final, rows = readiness(api, fresh_lab)
+
+    assert final["state"]["type"] == "FAILED"
+    assert red(rows) == {("services", primary.name)}
+    detail = rows[("services", primary.name)]["detail"]
+    assert "fenced from public traffic: ai-service (by failover/INC-KEPT/run-1)" in detail

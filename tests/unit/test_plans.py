@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from flows.failback import failback_plan, scales_early
-from flows.plans import failover_plan, scale_line
+from flows.plans import RECEIVE_WAIT_S, PrimaryFence, failover_plan, scale_line
 from flows.rollback import ServicePlan, _chosen_services, _plan
 from lifeboat.topology import Scaling
 from tasks.cloud_run import RevisionInfo, RevisionSet, ServiceState
@@ -150,7 +150,7 @@ def test_the_failback_plan_exports_a_protected_stale_primary_before_it_deletes_i
         "INGRESS_TRAFFIC_INTERNAL_ONLY (public traffic and writes stop: the planned outage starts)"
     )
     assert plan[12:14] == [
-        "wait for varai-prod to catch up, then promote it",
+        "wait for varai-prod to receive all the WAL varai-db-secondary wrote, then promote it",
         f"add a version of secret {SECRET} naming varai-prod (apps reading it from a volume"
         " at latest follow at once; instances that start read it as they start)",
     ]
@@ -398,3 +398,55 @@ def test_rollback_refuses_unknown_services_naming_the_parameter(
     with pytest.raises(PermanentError) as refused:
         _chosen_services(lab_topology(), services, targets)
     assert str(refused.value) == message
+
+
+def test_the_graceful_failover_plan_fences_the_primary_waits_then_lifts() -> None:
+    """The fence and the wait come before the promotion; the lift after the verification."""
+    topo = lab_topology()
+    states = [service_state(name, service_scaling=(0, 10)) for name in SERVICES]
+    primary = [service_state(name, "us-central1") for name in SERVICES[:3]] + [
+        service_state(
+            SERVICES[3],
+            "us-central1",
+            ingress="INGRESS_TRAFFIC_INTERNAL_ONLY",
+            fenced_by="failover/INC-1/run-1",
+            ingress_before="INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER",
+        )
+    ]
+    plan = failover_plan(
+        topo, None, states, "READ_REPLICA_INSTANCE", fence=PrimaryFence(primary, required=True)
+    )
+    assert plan[:5] == [
+        *[
+            f"fence us-central1/{name}: ingress INGRESS_TRAFFIC_ALL → "
+            "INGRESS_TRAFFIC_INTERNAL_ONLY (public traffic and writes stop: the planned outage "
+            "starts)"
+            for name in SERVICES[:3]
+        ],
+        "keep the fence on us-central1/face-service (set by failover/INC-1/run-1; ingress "
+        "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER before it)",
+        "wait for varai-db-secondary to receive all the WAL varai-prod has written (up to "
+        f"{RECEIVE_WAIT_S} s; what it still lacks then is recorded)",
+    ]
+    assert plan[5].startswith("promote ml-datadriven-recos:varai-db-secondary (read replica")
+    assert "after the fence and the wait" in plan[5]
+    assert plan[-4:] == [
+        *[
+            f"lift the fence: us-central1/{name} ingress → INGRESS_TRAFFIC_ALL (once it names"
+            " the promoted database; else kept)"
+            for name in SERVICES[:3]
+        ],
+        "lift the fence: us-central1/face-service ingress → "
+        "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER (once it names the promoted database; else kept)",
+    ]
+    assert plan[-5].startswith("verify ")
+
+
+def test_a_best_effort_fence_says_so_in_the_plan() -> None:
+    topo = lab_topology()
+    states = [service_state(name) for name in SERVICES]
+    primary = [service_state(name, "us-central1") for name in SERVICES]
+    plan = failover_plan(
+        topo, None, states, "READ_REPLICA_INSTANCE", fence=PrimaryFence(primary, required=False)
+    )
+    assert all(line.endswith("(best effort: the primary looks down)") for line in plan[:4])

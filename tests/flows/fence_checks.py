@@ -1,0 +1,101 @@
+"""Reading a planned switch's fence in the lab, and killing the run that holds it.
+
+The lab's request log keeps each call's query string, so an ingress change
+(``updateMask=ingress,annotations``) is told apart from a scaling one.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections import Counter
+from typing import Any
+from urllib.parse import parse_qs
+
+from lab.prefect_api import PrefectApi, flow_processes
+from tests.flows.lab_checks import TOPOLOGY, ingress, sql_requests
+from tests.labharness import Lab
+
+SERVICES = [s.name for s in TOPOLOGY.services]
+FENCED_BY = "lifeboat.dev/fenced-by"
+INTERNAL_ONLY = "INGRESS_TRAFFIC_INTERNAL_ONLY"
+# A promotion of 3000 s modelled (30 s at the tests' time scale): the fence holds at
+# least that long, time enough to cancel or kill the run in the middle of it.
+SLOW_PROMOTION = {"latency": {"sql.promote": 3000}}
+
+
+def region_ingress(lab: Lab, region: Any) -> dict[str, tuple[str, dict[str, str]]]:
+    """Each service's ingress and annotations in a region, read with the real client."""
+    return {name: ingress(lab, region, name) for name in SERVICES}
+
+
+def ingress_updates(lab: Lab, region: Any, since: int) -> Counter[str]:
+    """Successful UpdateService calls that set a service's ingress in a region, per service."""
+    counts: Counter[str] = Counter()
+    for e in lab.requests(api="run", method="PATCH", since=since):
+        mask = ",".join(parse_qs(e.get("query", "")).get("updateMask", []))
+        if f"/locations/{region.name}/" in e["path"] and e["status"] < 400 and "ingress" in mask:
+            counts[e["path"].rsplit("/", 1)[-1]] += 1
+    return counts
+
+
+def fenced_everywhere(lab: Lab, region: Any) -> bool:
+    return all(
+        got == INTERNAL_ONLY and FENCED_BY in notes
+        for got, notes in region_ingress(lab, region).values()
+    )
+
+
+def wait_fence_holds(
+    lab: Lab, api: PrefectApi, run_id: str, region: Any, since: int, *, promoting: bool
+) -> None:
+    """Until every service of the region is fenced (and, if ``promoting``, the slow
+    promotion has been asked for)."""
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        started = "instances.promoteReplica" in sql_requests(lab, since)
+        if fenced_everywhere(lab, region) and started == promoting:
+            return
+        assert not (started and not promoting), "the promotion started before the test acted"
+        assert api.state(run_id) not in {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}, (
+            api.flow_run(run_id)["state"]
+        )
+        time.sleep(0.2)
+    raise AssertionError(f"the fence never held as expected: {api.flow_run(run_id)}")
+
+
+def kill(run_id: str) -> None:
+    """SIGKILL the flow run's process, as an OOM kill or a lost node would."""
+    pids = flow_processes(run_id)
+    assert pids, "no process of the flow run"
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+
+
+def wait_crashed(api: PrefectApi, run_id: str) -> None:
+    """The worker sees its flow process die, marks the run Crashed, then runs on_crashed."""
+    final = api.wait(run_id, timeout=120)
+    assert final["state"]["type"] == "CRASHED", final["state"]
+
+
+def recent_logs(api: PrefectApi, run_id: str) -> list[str]:
+    """The run's newest log lines first (the worker's hook logs under the run too)."""
+    response = api.http.post(
+        "/logs/filter",
+        json={"logs": {"flow_run_id": {"any_": [run_id]}}, "sort": "TIMESTAMP_DESC", "limit": 50},
+    )
+    response.raise_for_status()
+    return [entry["message"] for entry in response.json()]
+
+
+def hook_finished(api: PrefectApi, run_id: str) -> bool:
+    """The fence hook has logged what it lifted (the worker runs it, under the run's logs)."""
+    return any("after the run ended early" in line for line in recent_logs(api, run_id))
+
+
+def assert_lifted(lab: Lab, region: Any, before: dict[str, tuple[str, dict[str, str]]]) -> None:
+    """Every service of the region has the ingress it had before the fence, no fence notes."""
+    after = region_ingress(lab, region)
+    assert after == before, after
+    assert not any(FENCED_BY in notes for _, notes in after.values())
