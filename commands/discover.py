@@ -53,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
     if args.env:
         configured = load_topology(args.env).endpoints
         resolved, timeout = resolve(configured), configured.call_timeout_s
-        endpoints = configured.model_dump(exclude_defaults=True)
+        # The file reaches the cloud the way E does; Google's endpoints need no block.
+        endpoints = configured.model_dump(exclude_defaults=True) or None
     snapshot = read_snapshot(
         CloudReader(ClientFactory(resolved), timeout),
         args.primary_project,

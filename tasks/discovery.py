@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from google.api_core import page_iterator
+from google.cloud import run_v2
 
 from lifeboat.clients import ClientFactory
 from lifeboat.discovery import DiscoveryError
@@ -98,30 +99,7 @@ class CloudReader:
             ),
             self.pause_s,
         )
-        services = []
-        for svc in found:
-            effective = Capacity.of(svc).effective
-            containers = svc.template.containers
-            secrets = [v.secret.secret for v in svc.template.volumes if v.secret.secret]
-            secrets += [
-                e.value_source.secret_key_ref.secret
-                for c in containers
-                for e in c.env
-                if e.value_source.secret_key_ref.secret
-            ]
-            services.append(
-                RunService(
-                    project=project,
-                    region=region,
-                    name=svc.name.rsplit("/", 1)[-1],
-                    image=containers[0].image if containers else "",
-                    min_instances=effective.min,
-                    max_instances=effective.max,
-                    labels=dict(svc.labels),
-                    secrets=secrets,
-                )
-            )
-        return services
+        return [run_service(project, region, svc) for svc in found]
 
     def zone(self, projects: list[str], wanted: str | None) -> Zone:
         """The zone named ``wanted`` (else the only one) in the first project holding it."""
@@ -219,3 +197,27 @@ class CloudReader:
             )
             for b in found
         ]
+
+
+def run_service(project: str, region: str, svc: run_v2.Service) -> RunService:
+    """What discovery keeps of a Cloud Run service: image, effective scaling, secrets."""
+    effective = Capacity.of(svc).effective
+    containers = svc.template.containers
+    secrets = [v.secret.secret for v in svc.template.volumes if v.secret.secret]
+    secrets += [
+        e.value_source.secret_key_ref.secret
+        for c in containers
+        for e in c.env
+        if e.value_source.secret_key_ref.secret
+    ]
+    return RunService(
+        project=project,
+        region=region,
+        name=svc.name.rsplit("/", 1)[-1],
+        image=containers[0].image if containers else "",
+        min_instances=effective.min,
+        max_instances=effective.max,
+        labels=dict(svc.labels),
+        # A secret of the service's own project may be named alone; the rest by path.
+        secrets=[r if "/" in r else f"projects/{project}/secrets/{r}" for r in secrets],
+    )
