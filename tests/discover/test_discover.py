@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import httpx
 import yaml
 
 from tests.labharness import Lab, lifeboat
@@ -148,3 +149,19 @@ def test_a_server_error_is_retried_then_reported(fresh_lab: Lab) -> None:
     assert "list DNS record sets failed on" in failed.stderr and "500" in failed.stderr
     tries = [e for e in _calls(fresh_lab, since) if e["path"].endswith("/rrsets")]
     assert len(tries) == 3, tries
+
+
+def test_without_a_geo_set_the_record_is_printed_for_the_operator_to_complete(
+    fresh_lab: Lab,
+) -> None:
+    # Only the geo set says which addresses are the secondary region's: take it away.
+    zone = f"{fresh_lab.endpoints['dns']}/dns/v1/projects/{PRIMARY_PROJECT}/managedZones"
+    httpx.delete(f"{zone}/varai-ai-zone/rrsets/geo.api.varai.ai./A", timeout=10).raise_for_status()
+    result = discover()
+    assert result.returncode == 3, result.stderr  # printed, but not valid yet
+    record = yaml.safe_load(result.stdout)["dns"]["records"][0]
+    assert record["rrdatas"] == {"primary": ["34.120.10.10"], "secondary": []}
+    assert "# GUESS: api.varai.ai. A: no geo routing set names us-east1's addresses" in (
+        result.stdout
+    )
+    assert "the file needs editing before it validates: dns.records.0.rrdatas" in result.stderr
