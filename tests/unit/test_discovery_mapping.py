@@ -123,6 +123,15 @@ def test_the_rendered_file_reads_back_as_the_same_topology_with_guesses_as_comme
     assert lines[0].startswith("# Discovered by `lifeboat discover` from environment lab")
 
 
+def test_records_sharing_a_geo_set_are_written_out_in_full_not_as_yaml_aliases() -> None:
+    www = RecordSet(name="www.varai.ai.", type="A", ttl=300, rrdatas=["34.120.10.10"])
+    zone = ZONE.model_copy(update={"record_sets": [API, www, GEO]})
+    text = render(build(_snapshot(zone=zone), "found"), "lab", datetime(2026, 12, 5, tzinfo=UTC))
+    assert "&id" not in text and "*id" not in text
+    records = yaml.safe_load(text)["dns"]["records"]
+    assert [r["rrdatas"]["secondary"] for r in records] == [["34.140.20.20"]] * 2
+
+
 def test_the_primary_region_is_the_sql_primary_s_whichever_way_the_link_is_listed() -> None:
     # The primary lists its replica; the replica names its primary: either link is enough.
     unlinked_replica = REPLICA.model_copy(update={"master": None})
