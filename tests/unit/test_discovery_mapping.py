@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from lifeboat.discovery import DiscoveryError
-from lifeboat.discovery.build import build
+from lifeboat.discovery.build import Discovered, build
 from lifeboat.discovery.guesses import app_secret, buckets, region_records, sql_pair, url_map
 from lifeboat.discovery.render import render
 from lifeboat.discovery.snapshot import (
@@ -123,13 +123,14 @@ def test_the_rendered_file_reads_back_as_the_same_topology_with_guesses_as_comme
     assert lines[0].startswith("# Discovered by `lifeboat discover` from environment lab")
 
 
-def test_records_sharing_a_geo_set_are_written_out_in_full_not_as_yaml_aliases() -> None:
-    www = RecordSet(name="www.varai.ai.", type="A", ttl=300, rrdatas=["34.120.10.10"])
-    zone = ZONE.model_copy(update={"record_sets": [API, www, GEO]})
-    text = render(build(_snapshot(zone=zone), "found"), "lab", datetime(2026, 12, 5, tzinfo=UTC))
+def test_a_value_shared_by_two_records_is_written_out_twice_not_as_a_yaml_alias() -> None:
+    shared = {"primary": ["34.120.10.10"], "secondary": ["34.140.20.20"]}
+    data = {
+        "dns": {"records": [{"name": "a.", "rrdatas": shared}, {"name": "b.", "rrdatas": shared}]}
+    }
+    text = render(Discovered(data=data), "lab", datetime(2026, 12, 5, tzinfo=UTC))
     assert "&id" not in text and "*id" not in text
-    records = yaml.safe_load(text)["dns"]["records"]
-    assert [r["rrdatas"]["secondary"] for r in records] == [["34.140.20.20"]] * 2
+    assert yaml.safe_load(text) == data
 
 
 def test_the_primary_region_is_the_sql_primary_s_whichever_way_the_link_is_listed() -> None:
