@@ -130,6 +130,15 @@ def _services(
             f"scaling: {primary_at} is active, {secondary_at} standby; checks: /health only",
         )
     )
+    warm = (sum(active[n].min_instances for n in both), sum(standby[n].min_instances for n in both))
+    if warm[1] > warm[0]:
+        out.guesses.append(
+            Guess(
+                "services",
+                f"{secondary_at} keeps more instances warm ({warm[1]}) than {primary_at} "
+                f"({warm[0]}): is a failover in effect? The regions follow Cloud SQL",
+            )
+        )
     if tierless:
         out.guesses.append(
             Guess("services", f"tier {guesses.DEFAULT_TIER} (no tier label): {', '.join(tierless)}")

@@ -203,6 +203,16 @@ def test_services_in_one_region_only_are_left_out_and_none_in_both_is_an_error()
         build(_snapshot(services=[lone]), "found")
 
 
+def test_a_standby_warmer_than_the_active_region_is_pointed_out() -> None:
+    swapped = [
+        _service(P, "us-central1", "auth-service", 0, 10),
+        _service(S, "us-east1", "auth-service", 3, 50),
+    ]
+    texts = [g.text for g in build(_snapshot(services=swapped), "found").guesses]
+    assert any("keeps more instances warm (3)" in t and "failover in effect" in t for t in texts)
+    assert not any("warm" in g.text for g in build(_snapshot(), "found").guesses)
+
+
 def test_buckets_are_told_apart_by_name_and_a_missing_kind_is_named() -> None:
     backup, records, _ = buckets(list(reversed(BUCKETS)))
     assert (backup.name, records.name) == ("varai-backups", "varai-dr-records")
