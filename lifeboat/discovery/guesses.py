@@ -57,7 +57,8 @@ def sql_pair(
         listed = ", ".join(f"{i.project}/{i.name} ({i.region})" for i in instances) or "none"
         raise DiscoveryError(
             "no Cloud SQL primary with a read replica in another region "
-            f"(instances found: {listed}); Lifeboat fails over by promoting such a replica"
+            f"(instances found: {listed}); Lifeboat fails over by promoting such a replica "
+            "(after a failover there is none until the failback rebuilds one)"
         )
     pairs = list(found.values())
     ranked = sorted(pairs, key=lambda p: (p[0].project != primary_project, p[0].name, p[1].name))
