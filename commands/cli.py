@@ -8,6 +8,8 @@ import os
 import sys
 from pathlib import Path
 
+from commands import discover
+from lifeboat.discovery import DiscoveryError
 from lifeboat.endpoints import lab_dir
 from lifeboat.topology import ENVIRONMENTS_DIR, TopologyError, load_topology
 
@@ -61,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     rs.add_argument("--operator", default=os.environ.get("USER", "unknown"))
     validate = sub.add_parser("validate", help="check an environment's topology file")
     validate.add_argument("--env", required=True)
+    discover.add_parser(sub)
     args = parser.parse_args(argv)
 
     try:
@@ -68,12 +71,14 @@ def main(argv: list[str] | None = None) -> int:
             return _failover(args)
         if args.command in ("backup", "restore"):
             return _backup_or_restore(args)
+        if args.command == "discover":
+            return discover.run(args)
         if args.command == "validate":
             topology = load_topology(args.env)
             print(f"{args.env}: valid ({len(topology.services)} services)")
             return 0
         return _lab(args)
-    except TopologyError as exc:
+    except (TopologyError, DiscoveryError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

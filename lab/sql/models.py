@@ -149,6 +149,13 @@ class SqlBackend(InstanceOperations, BackupRuns):
         with self._lock:
             return self._get(project, name)
 
+    def list_databases(self, project: str, name: str) -> list[str]:
+        """The instance's databases, read from its cluster; Cloud SQL hides ``cloudsqladmin``
+        (its own), and lists ``postgres`` (the default database every instance has)."""
+        with self._lock:
+            cluster = self._get(project, name).cluster
+        return [d for d in cluster.databases() if d != "cloudsqladmin"]
+
     def list_instances(self, project: str) -> list[Instance]:
         with self._lock:
             return sorted(

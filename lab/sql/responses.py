@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -17,7 +18,13 @@ from lab.core.http import json_response, read_json
 from lab.core.paging import paginate
 from lab.sql.exceptions import InvalidRequest, UnknownPath
 from lab.sql.models import SqlBackend
-from lab.sql.wire import backup_run_json, instance_json, matches_filter, operation_json
+from lab.sql.wire import (
+    backup_run_json,
+    database_json,
+    instance_json,
+    matches_filter,
+    operation_json,
+)
 
 PREFIXES = ("/v1/projects/{project}", "/sql/v1beta4/projects/{project}")
 # Google pages every list; the lab's pages are small so that a client that ignores
@@ -42,6 +49,7 @@ class SqlResponses:
             ("/instances/{instance}/export", self.export, "POST"),
             ("/instances/{instance}/restart", self.restart, "POST"),
             ("/instances/{instance}/failover", self.failover, "POST"),
+            ("/instances/{instance}/databases", self.list_databases, "GET"),
             ("/instances/{instance}/backupRuns", self.list_backup_runs, "GET"),
             ("/instances/{instance}/backupRuns", self.insert_backup_run, "POST"),
             ("/instances/{instance}/backupRuns/{id}", self.get_backup_run, "GET"),
@@ -70,6 +78,13 @@ class SqlResponses:
             except ValueError as exc:
                 raise InvalidRequest(f"Invalid filter {expression!r}: {exc}") from exc
         return _page(request, "sql#instancesList", items, self.b.ctx.settings.page_cap)
+
+    async def list_databases(self, request: Request) -> Response:
+        # databases.list has no pages (no maxResults, no pageToken): every database at once.
+        project, instance = _target(request)
+        names = await run_in_threadpool(self.b.list_databases, project, instance)
+        items = [database_json(project, instance, name) for name in names]
+        return json_response({"kind": "sql#databasesList", "items": items})
 
     async def get_instance(self, request: Request) -> Response:
         return json_response(instance_json(self.b.get_instance(*_target(request))))

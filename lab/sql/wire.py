@@ -137,3 +137,16 @@ def matches_filter(rest: dict[str, Any], expression: str) -> bool:
         if node is None or (expected != "*" and str(node) != expected):
             return False
     return True
+
+
+def database_json(project: str, instance: str, name: str) -> dict[str, Any]:
+    """A ``Database`` as databases.list returns it (PostgreSQL's UTF8 and en_US.UTF8)."""
+    return {
+        "kind": "sql#database",
+        "charset": "UTF8",
+        "collation": "en_US.UTF8",
+        "name": name,
+        "instance": instance,
+        "project": project,
+        "selfLink": f"{_LINK.format(project=project, instance=instance)}/databases/{name}",
+    }

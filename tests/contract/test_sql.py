@@ -199,6 +199,19 @@ def test_lists_are_paged_and_an_empty_list_has_no_items(lab: Lab) -> None:
     assert bad.value.status_code == 400
 
 
+def test_databases_list_names_every_database_at_once_but_cloud_sqls_own(lab: Lab) -> None:
+    reply = lab.run(
+        lab.api.databases().list(project=PROJECT, instance=PRIMARY), "DatabasesListResponse"
+    )
+    names = [d["name"] for d in reply["items"]]
+    assert {"orders", "postgres"} <= set(names) and "cloudsqladmin" not in names
+    assert "nextPageToken" not in reply  # databases.list has no pages
+    assert {(d["project"], d["instance"]) for d in reply["items"]} == {(PROJECT, PRIMARY)}
+    with pytest.raises(HttpError) as missing:
+        lab.run(lab.api.databases().list(project=PROJECT, instance="no-such-instance"), "x")
+    assert missing.value.status_code == 404
+
+
 def test_gcloud_path_reaches_the_same_instances(lab: Lab) -> None:
     """gcloud speaks the same REST API under /sql/v1beta4/ (reference/gcp-clients.md)."""
     import httpx
