@@ -30,6 +30,8 @@ from google.cloud import run_v2
 from google.longrunning import operations_pb2
 from google.protobuf import field_mask_pb2
 from prefect import get_run_logger
+from prefect.exceptions import MissingContextError
+from prefect.logging import get_logger
 
 from lifeboat import budget, runtime
 from tasks.errors import PermanentError, TransientError, is_transient
@@ -130,7 +132,7 @@ def update_and_wait(environment: str, service: run_v2.Service, paths: list[str])
                 f"{exc}); read again it is {verdict.value} (generation {now.generation}, read "
                 f"at {service.generation}): the step's retry reads it and decides afresh"
             ) from exc
-        get_run_logger().info(
+        _logger().info(
             "%s: the update whose reply was lost (%s) landed as generation %s; adopted, not resent",
             service.name,
             type(exc).__name__,
@@ -138,6 +140,14 @@ def update_and_wait(environment: str, service: run_v2.Service, paths: list[str])
         )
         return now
     return wait_rollout(environment, operation, f"rollout of {service.name}")
+
+
+def _logger() -> Any:
+    """The task run's logger; a plain one when called outside any run (a test, a hook)."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return get_logger("lifeboat.run_rollout")
 
 
 def wait_rollout(environment: str, operation: Any, what: str) -> run_v2.Service:
