@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 from google.cloud import run_v2
-from google.protobuf import field_mask_pb2
 from prefect import get_run_logger
 from pydantic import BaseModel
 
 from lifeboat import runtime
-from tasks.polling import operation_result, wait_until
 from tasks.retrying import calling, cloud_task
 from tasks.run_capacity import Capacity, Scaling
+from tasks.run_rollout import update_and_wait, wait_settled
 from tasks.run_secret_readers import ROLLED_FOR, SecretReader, read_secret_reader
 
 SERVICE_SCALING_MASK = ["scaling.min_instance_count", "scaling.max_instance_count"]
-
-# The longest one Cloud Run rollout is waited for. A step that waits twice (a rollout in
-# progress, then its own) has a 900 s budget for both: each wait ends at the sooner of
-# this and what is left of that budget (tasks/polling), and a retry gets a fresh one.
-ROLLOUT_S = 800
+TRAFFIC_MASK = ["traffic"]
 
 
 class ScaleResult(BaseModel):
@@ -38,19 +33,6 @@ class ScaleResult(BaseModel):
 
 def service_path(project: str, region: str, service: str) -> str:
     return f"projects/{project}/locations/{region}/services/{service}"
-
-
-def wait_settled(environment: str, name: str) -> run_v2.Service:
-    """The service once no rollout is in progress (a resumed run may find one running)."""
-    factory = runtime.clients(environment)
-
-    def settled() -> run_v2.Service | None:
-        got = factory.run_services.get_service(name=name, timeout=runtime.call_timeout(environment))
-        return None if got.reconciling else got
-
-    return wait_until(
-        settled, timeout=ROLLOUT_S, interval=factory.poll_interval, what=f"rollout of {name}"
-    )
 
 
 @cloud_task(timeout_seconds=900, task_run_name="scale-{service}-{region}")
@@ -83,7 +65,6 @@ def run_scale_service(
     run may find); when its service-level bounds already are these it changes nothing.
     """
     logger = get_run_logger()
-    factory = runtime.clients(environment)
     name = service_path(project, region, service)
     target = Scaling(min=min_instances, max=max_instances)
     with calling("scale-service", name):
@@ -102,17 +83,10 @@ def run_scale_service(
         current.scaling = run_v2.ServiceScaling(
             min_instance_count=min_instances, max_instance_count=max_instances
         )
-        operation = factory.run_services.update_service(
-            service=current,
-            update_mask=field_mask_pb2.FieldMask(paths=SERVICE_SCALING_MASK),
-            timeout=runtime.call_timeout(environment),
-        )
         logger.info(
             "scaling %s at service level: %s → %s", name, before.describe(), target.describe()
         )
-        done = operation_result(
-            operation, timeout=ROLLOUT_S, polling=factory.polling, what=f"scaling of {name}"
-        )
+        done = update_and_wait(environment, current, SERVICE_SCALING_MASK)
     result = ScaleResult(
         service=service,
         region=region,
@@ -298,9 +272,7 @@ def run_set_traffic(
     waits for a rollout still in progress (a resumed run) and changes nothing.
     """
     logger = get_run_logger()
-    factory = runtime.clients(environment)
     name = service_path(project, region, service)
-    timeout = runtime.call_timeout(environment)
 
     with calling("set-traffic", name):
         current = wait_settled(environment, name)
@@ -325,25 +297,8 @@ def run_set_traffic(
                     )
                 )
         current.traffic = targets
-        operation = factory.run_services.update_service(service=current, timeout=timeout)
         logger.info("moving %s traffic %s → %s=100%%", name, before, revision)
-        operation_result(
-            operation, timeout=ROLLOUT_S, polling=factory.polling, what=f"traffic of {name}"
-        )
+        update_and_wait(environment, current, TRAFFIC_MASK)
     return TrafficResult(
         service=service, region=region, changed=True, before=before, after={revision: 100}
     )
-
-
-def update_and_wait(environment: str, service: run_v2.Service, paths: list[str]) -> run_v2.Service:
-    """Update only ``paths`` of a service and wait for its rollout; the service as it is after."""
-    factory = runtime.clients(environment)
-    operation = factory.run_services.update_service(
-        service=service,
-        update_mask=field_mask_pb2.FieldMask(paths=paths),
-        timeout=runtime.call_timeout(environment),
-    )
-    done: run_v2.Service = operation_result(
-        operation, timeout=ROLLOUT_S, polling=factory.polling, what=f"rollout of {service.name}"
-    )
-    return done

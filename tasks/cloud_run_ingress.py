@@ -16,8 +16,9 @@ from google.cloud import run_v2
 from prefect import get_run_logger
 from pydantic import BaseModel
 
-from tasks.cloud_run import service_path, update_and_wait, wait_settled
+from tasks.cloud_run import service_path
 from tasks.retrying import calling, cloud_task
+from tasks.run_rollout import update_and_wait, wait_settled
 
 FENCE_INGRESS = "INGRESS_TRAFFIC_INTERNAL_ONLY"
 FENCED_BY = "lifeboat.dev/fenced-by"

@@ -19,10 +19,11 @@ from prefect import get_run_logger
 from pydantic import BaseModel
 
 from lifeboat import runtime
-from tasks.cloud_run import ROLLOUT_S, ServiceState, service_path, update_and_wait
+from tasks.cloud_run import ServiceState, service_path
 from tasks.errors import PermanentError
 from tasks.polling import wait_until
 from tasks.retrying import calling, cloud_task
+from tasks.run_rollout import ROLLOUT_S, update_and_wait
 from tasks.run_secret_readers import SecretReader, read_secret_reader, roll_for
 
 VERSION_NAME = re.compile(r"^projects/([^/]+)/secrets/([^/]+)/versions/(\d+)$")

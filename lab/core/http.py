@@ -67,6 +67,11 @@ class LabMiddleware:
         query = bytes(scope.get("query_string", b"")).decode("latin-1")
         rule = self.ctx.faults.match(self.api, method, path)
         if rule is not None and rule.latency_s:
+            # A held call models a server slow to act on a request it has received whole:
+            # the body is read first, so a client that gives up during the hold leaves a
+            # request that is still acted on as sent (its etag or precondition included),
+            # never one read back empty after the disconnect.
+            receive = await _received_whole(receive)
             await asyncio.sleep(rule.latency_s)
         if rule is not None and rule.status is not None:
             error = error_for_status(rule.status, f"injected fault {rule.id}", rule.reason)
@@ -107,6 +112,29 @@ class LabMiddleware:
                 self.ctx.requests.record(
                     self.api, method, path, 500, rule is not None, query, is_write(method, scope)
                 )
+
+
+async def _received_whole(receive: Receive) -> Receive:
+    """Read the request body now; a ``receive`` that replays what came, then the
+    connection's own (a disconnect before the body was whole is replayed as it came)."""
+    body: list[bytes] = []
+    ending: Message | None = None
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            ending = message
+            break
+        body.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    pending: list[Message] = [ending] if ending is not None else []
+    whole = b"".join(body)
+    pending.append({"type": "http.request", "body": whole, "more_body": ending is not None})
+
+    async def replayed() -> Message:
+        return pending.pop() if pending else await receive()
+
+    return replayed
 
 
 async def _api_error_handler(request: Request, exc: Exception) -> Response:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
+import requests
 from google.api_core import exceptions
 from google.api_core.client_options import ClientOptions
 from google.api_core.future import polling
@@ -457,3 +459,65 @@ def test_raw_patch_accepts_enum_names_and_int64_strings(run: RunLab) -> None:
     assert [op["name"] for op in listing["operations"]] == [operation["name"]]
     names = [op.name for op in run.services.list_operations(request={"name": PARENT}).operations]
     assert names == [operation["name"]]
+
+
+ANNOTATIONS_MASK = field_mask_pb2.FieldMask(paths=["template.annotations"])
+
+
+def test_a_masked_update_with_a_stale_etag_is_refused_and_a_current_one_accepted(
+    run: RunLab,
+) -> None:
+    """AIP-154: an etag that does not match is refused with ABORTED (HTTP 409); the one
+    just read is accepted, and the accepted update gives the service a new etag."""
+    stale = run.services.get_service(name=NAME)
+    run.backend.deploy_revision(PROJECT, REGION, "web", image="gcr.io/lifeboat/web:2")
+    stale.template.annotations["lifeboat.dev/probe"] = "stale"
+
+    with pytest.raises(exceptions.Conflict, match="does not match the current etag"):
+        run.services.update_service(service=stale, update_mask=ANNOTATIONS_MASK)
+
+    current = run.services.get_service(name=NAME)
+    current.template.annotations["lifeboat.dev/probe"] = "current"
+    done = run.services.update_service(service=current, update_mask=ANNOTATIONS_MASK).result(
+        timeout=10, polling=POLLING
+    )
+    assert done.template.annotations["lifeboat.dev/probe"] == "current"
+    assert done.etag and done.etag != current.etag
+
+
+def _held_call_answered(run: RunLab, method: str, timeout: float = 10) -> Any:
+    """The held call's log entry: the lab logs a held call when it answers it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        held = [e for e in run.ctx.requests.entries(api="run", method=method) if e.injected]
+        if held:
+            return held[0]
+        time.sleep(0.05)
+    raise AssertionError(f"the held {method} was never answered")
+
+
+def test_an_update_held_past_the_clients_timeout_lands_once_whatever_the_resend(
+    run: RunLab,
+) -> None:
+    """A PATCH the server holds while the client gives up is still acted on as sent, etag
+    included: when the client's resend (with the etag it read again) has landed first,
+    the late original is refused, so the service gets one new revision, not two."""
+    before = revision_names(run)
+    run.ctx.faults.add(FaultRule(api="run", method="PATCH", latency_s=1.5, count=1))
+    intended = run.services.get_service(name=NAME)
+    intended.template.annotations["lifeboat.dev/database-secret-version"] = "7"
+    with pytest.raises(requests.exceptions.Timeout):
+        run.services.update_service(service=intended, update_mask=ANNOTATIONS_MASK, timeout=0.3)
+
+    reread = run.services.get_service(name=NAME)
+    assert reread.generation == intended.generation  # not acted on yet
+    reread.template.annotations["lifeboat.dev/database-secret-version"] = "7"
+    run.services.update_service(service=reread, update_mask=ANNOTATIONS_MASK).result(
+        timeout=10, polling=POLLING
+    )
+
+    held = _held_call_answered(run, "PATCH")
+    assert held.status == 409
+    assert len(revision_names(run)) == len(before) + 1
+    after = run.services.get_service(name=NAME)
+    assert after.template.annotations["lifeboat.dev/database-secret-version"] == "7"
