@@ -86,6 +86,19 @@ def lift_decision(
     return [s for s in fenced if s in repointed], [s for s in fenced if s not in repointed]
 
 
+def fence_decision(
+    services: Sequence[str], promotion_started: bool, fenced_now: set[str]
+) -> list[str]:
+    """Which services a run fences. Before the promotion starts, all. After it (a resumed
+    run), only those still fenced, which it adopts: by ``lift_decision`` a service lifted
+    after the promotion had been repointed, and fencing it again would be an outage for
+    nothing (the failback crash sweep's re-run after a kill at the lift, 8 updates more).
+    """
+    if not promotion_started:
+        return list(services)
+    return [s for s in services if s in fenced_now]
+
+
 @dataclass
 class Fence:
     """A fence in place: what was set, when it all held, and what the run has done since
@@ -126,32 +139,55 @@ def fenced(
     services = [s.name for s in topo.services]
     record.fence = {"ingress": FENCE_INGRESS, "region": region.name, "set": [], "lifted": []}
     fence: Fence | None = None
+    resumed = _resumed_past_promotion(topo, promoted)
+    targets = services
     try:
         with record.step(f"fence-{role.value}") as step:
+            if resumed:
+                states = describe_services(topo, region.project, region.name)
+                fenced_now = {st.service for st in states if st.fenced_by}
+                targets = fence_decision(services, True, fenced_now)
             task = run_fence_ingress if required else run_fence_ingress.with_options(retries=0)
             futures = {
                 name: task.submit(topo.environment, region.project, region.name, name, owner)
-                for name in services
+                for name in targets
             }
             results, unfenced = _collect(futures, raise_failure=required)
             record.fence["set"] = [r.model_dump() for r in results]
             step.detail = "; ".join(r.describe() for r in results)
+            if resumed and targets != services:
+                left = [name for name in services if name not in targets]
+                record.fence["left_open"] = left
+                step.detail += (
+                    f"; left open: {', '.join(left)} (the promotion had started, and these "
+                    "were lifted once they named the new primary)"
+                )
             if unfenced:
                 record.fence["unfenced"] = unfenced
                 step.detail += "; not fenced (best effort, its region looks down): " + "; ".join(
                     f"{name}: {why}" for name, why in unfenced.items()
                 )
-        fence = Fence(region, results, time.perf_counter(), unfenced)
+        fence = Fence(region, results, time.perf_counter(), unfenced, promotion_started=resumed)
         yield fence
     finally:
         # A required fence that failed may have been set on some services without a
-        # result to say so: all are lifted (a service with no fence is left alone). A best
-        # effort one lifts what it set, not asking a region that looks down again.
-        ours = services if required or fence is None else [r.service for r in fence.results]
+        # result to say so: all its targets are lifted (a service with no fence is left
+        # alone). A best effort one lifts what it set, not asking a region that looks down.
+        ours = targets if required or fence is None else [r.service for r in fence.results]
         started = fence is not None and fence.promotion_started
         if fence is not None and started and set(ours) - fence.repointed:
             started = _started_or_unknown(topo, promoted)
         _lift_on_exit(topo, record, region, ours, fence, started, required)
+
+
+def _resumed_past_promotion(topo: Topology, promoted: SqlInstanceRef) -> bool:
+    """Whether this (resumed) run finds the promotion started already. When Cloud SQL
+    cannot say, False: the run then fences everything, the safe side for a fence."""
+    try:
+        return promotion_started(topo.environment, promoted.project, promoted.instance)
+    except Exception as exc:
+        get_run_logger().warning("could not tell whether the promotion started: %s", exc)
+        return False
 
 
 def _started_or_unknown(topo: Topology, promoted: SqlInstanceRef) -> bool:

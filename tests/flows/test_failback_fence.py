@@ -239,3 +239,34 @@ def test_a_permanent_failure_inside_the_fence_lifts_it(fresh_lab: Lab, api: Pref
     assert sorted(f["service"] for f in record["fence"]["set"]) == sorted(SERVICES)
     assert sorted(f["service"] for f in record["fence"]["lifted"]) == sorted(SERVICES)
     assert {f["after"] for f in record["fence"]["lifted"]} == {"INGRESS_TRAFFIC_ALL"}
+
+
+def test_a_failback_killed_while_lifting_its_fence_is_not_fenced_again_by_the_rerun(
+    fresh_lab: Lab, api: PrefectApi
+) -> None:
+    """Killed once the lift has begun (DNS is back, the promotion long done): a lifted
+    service was repointed first, so the re-run adopts whatever fence is left and sets no
+    new one. Before, it fenced all four again and lifted them (the failback crash sweep's
+    point 18: 8 Run updates more, and a second outage for nothing)."""
+    _failed_over(fresh_lab, api)
+    before = _secondary_ingress(fresh_lab)
+    since = fresh_lab.last_seq()
+    inc = incident("FBLIFT")
+    first = _failback(api, inc)
+    wait_for(
+        lambda: sum(_ingress_updates(fresh_lab, since).values()) > len(SERVICES),
+        timeout=300,
+        what="the first lift of the fence",
+    )
+    kill(first)
+    wait_crashed(api, first)
+    wait_for(lambda: hook_finished(api, first), timeout=60, what="the crash hook's end")
+
+    final = api.wait(_failback(api, inc), timeout=400)
+
+    assert final["state"]["type"] == "COMPLETED", final["state"]["message"]
+    _assert_lifted(fresh_lab, before)
+    assert front_region(fresh_lab) == PRIMARY.name
+    assert _ingress_updates(fresh_lab, since) == Counter(dict.fromkeys(SERVICES, 2))
+    record = _record(fresh_lab, inc)
+    assert not any(f["changed"] for f in record["fence"]["set"]), record["fence"]

@@ -4,7 +4,7 @@ reads). And which services a refresh repointed."""
 
 from __future__ import annotations
 
-from flows.fence import kept_message, lift_decision
+from flows.fence import fence_decision, kept_message, lift_decision
 from flows.secret_refresh import Refreshed
 from tests.unit.builders import lab_topology
 
@@ -52,3 +52,17 @@ def test_receipt_is_complete_when_all_is_received_or_the_promotion_has_begun() -
     assert lacking.describe().startswith("376 bytes of WAL up to 0/5000178 not received")
     # A primary that does not answer leaves the gap unknown: not complete.
     assert not ReceivedWal(primary_answered=False).complete
+
+
+def test_a_run_before_the_promotion_fences_every_service() -> None:
+    assert fence_decision(SERVICES, promotion_started=False, fenced_now={"ai-service"}) == SERVICES
+
+
+def test_a_resumed_run_past_the_promotion_only_adopts_the_fences_still_held() -> None:
+    """A service lifted after the promotion had been repointed: no new fence, no outage."""
+    held = {"auth-service", "face-service"}
+    assert fence_decision(SERVICES, promotion_started=True, fenced_now=held) == [
+        "auth-service",
+        "face-service",
+    ]
+    assert fence_decision(SERVICES, promotion_started=True, fenced_now=set()) == []
