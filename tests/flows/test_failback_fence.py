@@ -82,6 +82,24 @@ def _assert_kept(lab: Lab, holder: str) -> None:
         assert got == INTERNAL_ONLY and notes[FENCED_BY] == holder
 
 
+def _rerun_adopts_and_lifts(
+    lab: Lab, api: PrefectApi, inc: str, before: dict[str, tuple[str, dict[str, str]]], since: int
+) -> list[tuple[str, str]]:
+    """Re-run the incident of a run that kept its fence while promoting: it completes, with
+    the ingress each service had before, one fence and one lift per service in all (set
+    by the first run, adopted, lifted once) and one promotion (the re-run waited for it);
+    returns the side effects' kinds since ``since``."""
+    lab.post("config", {"latency": {"sql.promote": 180}})
+    final = api.wait(_failback(api, inc), timeout=400)
+    assert final["state"]["type"] == "COMPLETED", final["state"]["message"]
+    _assert_lifted(lab, before)
+    assert front_region(lab) == PRIMARY.name
+    assert _ingress_updates(lab, since) == Counter(dict.fromkeys(SERVICES, 2))
+    kinds = [(a, m) for a, m, _ in side_effects(lab, since)]
+    assert kinds.count(("sql", "instances.promoteReplica")) == 1
+    return kinds
+
+
 def test_a_failback_cancelled_while_promoting_keeps_its_fence_and_the_rerun_lifts_it(
     fresh_lab: Lab, api: PrefectApi
 ) -> None:
@@ -123,16 +141,7 @@ def test_a_failback_cancelled_while_promoting_keeps_its_fence_and_the_rerun_lift
     assert sorted(record["fence"]["kept"]) == sorted(SERVICES)
     assert record["fence"]["lifted"] == []
 
-    fresh_lab.post("config", {"latency": {"sql.promote": 180}})
-    again = api.wait(_failback(api, inc), timeout=400)
-
-    assert again["state"]["type"] == "COMPLETED", again["state"]["message"]
-    _assert_lifted(fresh_lab, before)
-    assert front_region(fresh_lab) == PRIMARY.name
-    # One fence and one lift per service: nothing lifted early, nothing fenced again.
-    assert _ingress_updates(fresh_lab, since) == Counter(dict.fromkeys(SERVICES, 2))
-    kinds = [(a, m) for a, m, _ in side_effects(fresh_lab, since)]
-    assert kinds.count(("sql", "instances.promoteReplica")) == 1  # the re-run waited for it
+    _rerun_adopts_and_lifts(fresh_lab, api, inc, before, since)
     record = _record(fresh_lab, inc)
     assert _fence_lines(record["plan"]) == [
         f"keep the fence on {SECONDARY.name}/{name} (set by failback/{inc}/{run_id}; "
@@ -173,16 +182,7 @@ def test_a_failback_killed_while_promoting_keeps_its_fence_and_the_rerun_lifts_i
     assert any(line.startswith(f"kept the fence on {SECONDARY.name}/") for line in logs), logs
     assert "lifted the fence on nothing after the run ended early" in logs
 
-    fresh_lab.post("config", {"latency": {"sql.promote": 180}})
-    final = api.wait(_failback(api, inc), timeout=400)
-
-    assert final["state"]["type"] == "COMPLETED", final["state"]["message"]
-    _assert_lifted(fresh_lab, before)
-    assert front_region(fresh_lab) == PRIMARY.name
-    # Set once by the killed run, adopted, lifted once: no service was fenced twice.
-    assert _ingress_updates(fresh_lab, since) == Counter(dict.fromkeys(SERVICES, 2))
-    kinds = [(a, m) for a, m, _ in side_effects(fresh_lab, since)]
-    assert kinds.count(("sql", "instances.promoteReplica")) == 1
+    kinds = _rerun_adopts_and_lifts(fresh_lab, api, inc, before, since)
     assert kinds.count(("sql", "instances.export")) == 2  # old primary (once), then secondary
     assert kinds.count(("dns", "POST")) == 1
     record = _record(fresh_lab, inc)
