@@ -223,7 +223,14 @@ def _fence_primary(topo: Topology, record: RunRecord, held: ExitStack, plan: Pri
     replica = topo.cloud_sql.replica
     try:
         fence = held.enter_context(
-            fenced(topo, record, RegionRole.primary, replica, required=plan.required)
+            fenced(
+                topo,
+                record,
+                RegionRole.primary,
+                replica,
+                required=plan.required,
+                skip=_unreachable(plan),
+            )
         )
     except Exception as exc:
         raise PermanentError(
@@ -242,6 +249,19 @@ def _fence_primary(topo: Topology, record: RunRecord, held: ExitStack, plan: Pri
             # Approved with the lag estimated at preflight: go on, and say what is missing.
             get_run_logger().warning("promoting anyway: %s", received.describe())
     return fence
+
+
+def _unreachable(plan: PrimaryFence) -> dict[str, str]:
+    """The primary services a best-effort fence does not try: the preflight could not read
+    them (their region's Run API did not answer), and a try would cost the recovery the
+    client's retries (about 10 s in the lab's outage) for a fence it cannot set."""
+    if plan.required:
+        return {}
+    return {
+        st.service: "its Run API did not answer the preflight's read"
+        for st in plan.states
+        if not st.exists
+    }
 
 
 def _connect_scale_and_promote(

@@ -125,6 +125,7 @@ def fenced(
     promoted: SqlInstanceRef,
     *,
     required: bool = True,
+    skip: dict[str, str] | None = None,
 ) -> Iterator[Fence]:
     """Fence every service of the region for the block; on the way out, lift what
     ``lift_decision`` allows and keep the rest, saying why. ``promoted``: the replica the
@@ -133,6 +134,8 @@ def fenced(
 
     ``required`` False (a failover whose primary looks down): each service is tried
     once; what could not be fenced is reported in the step and the record, not raised.
+    ``skip``: services not even tried, with why (their region did not answer the
+    preflight: a try would only cost the recovery its client's retries).
     """
     region = topo.regions.by_role(role)
     owner = fence_owner(record)
@@ -147,12 +150,14 @@ def fenced(
                 states = describe_services(topo, region.project, region.name)
                 fenced_now = {st.service for st in states if st.fenced_by}
                 targets = fence_decision(services, True, fenced_now)
+            targets = [name for name in targets if name not in (skip or {})]
             task = run_fence_ingress if required else run_fence_ingress.with_options(retries=0)
             futures = {
                 name: task.submit(topo.environment, region.project, region.name, name, owner)
                 for name in targets
             }
-            results, unfenced = _collect(futures, raise_failure=required)
+            results, failed = _collect(futures, raise_failure=required)
+            unfenced = {**(skip or {}), **failed}
             record.fence["set"] = [r.model_dump() for r in results]
             step.detail = "; ".join(r.describe() for r in results)
             if resumed and targets != services:
