@@ -142,7 +142,7 @@ def fenced(
     services = [s.name for s in topo.services]
     record.fence = {"ingress": FENCE_INGRESS, "region": region.name, "set": [], "lifted": []}
     fence: Fence | None = None
-    resumed = _resumed_past_promotion(topo, promoted)
+    resumed = _promotion_started(topo, promoted, unknown=False)
     targets = services
     try:
         with record.step(f"fence-{role.value}") as step:
@@ -181,27 +181,18 @@ def fenced(
         ours = targets if required or fence is None else [r.service for r in fence.results]
         started = fence is not None and fence.promotion_started
         if fence is not None and started and set(ours) - fence.repointed:
-            started = _started_or_unknown(topo, promoted)
+            started = _promotion_started(topo, promoted, unknown=True)
         _lift_on_exit(topo, record, region, ours, fence, started, required)
 
 
-def _resumed_past_promotion(topo: Topology, promoted: SqlInstanceRef) -> bool:
-    """Whether this (resumed) run finds the promotion started already. When Cloud SQL
-    cannot say, False: the run then fences everything, the safe side for a fence."""
+def _promotion_started(topo: Topology, promoted: SqlInstanceRef, *, unknown: bool) -> bool:
+    """Whether the promotion has started, as Cloud SQL says; ``unknown`` when it cannot
+    say: the safe side of the caller (fence everything: False; keep the fence: True)."""
     try:
         return promotion_started(topo.environment, promoted.project, promoted.instance)
     except Exception as exc:
         get_run_logger().warning("could not tell whether the promotion started: %s", exc)
-        return False
-
-
-def _started_or_unknown(topo: Topology, promoted: SqlInstanceRef) -> bool:
-    """Whether the promotion started, as Cloud SQL says; True when it cannot say."""
-    try:
-        return promotion_started(topo.environment, promoted.project, promoted.instance)
-    except Exception as exc:
-        get_run_logger().warning("could not tell whether the promotion started: %s", exc)
-        return True
+        return unknown
 
 
 def _lift_on_exit(
