@@ -233,6 +233,8 @@ def _fence_primary(topo: Topology, record: RunRecord, held: ExitStack, plan: Pri
             )
         )
     except Exception as exc:
+        if not plan.required:
+            raise
         raise PermanentError(
             f"{exc}; the primary looks healthy, so the failover does not promote with its "
             "services unfenced (their writes would be lost): nothing else was changed. Mend "

@@ -19,12 +19,13 @@ the region lock so that another run's fence is never touched) follow the same ru
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from prefect import get_run_logger
+from prefect.futures import PrefectFuture
 from prefect.logging import get_logger
 from prefect.logging.loggers import flow_run_logger
 
@@ -40,6 +41,8 @@ from tasks.cloud_run_ingress import (
     run_lift_ingress_fence,
 )
 from tasks.cloud_sql_wal import promotion_started
+
+T = TypeVar("T")
 
 
 def fence_owner(record: RunRecord) -> str:
@@ -143,25 +146,25 @@ def fenced(
     record.fence = {"ingress": FENCE_INGRESS, "region": region.name, "set": [], "lifted": []}
     fence: Fence | None = None
     resumed = _promotion_started(topo, promoted, unknown=False)
-    targets = services
+    asked = [name for name in services if name not in (skip or {})]
+    targets = asked
     try:
         with record.step(f"fence-{role.value}") as step:
+            unread: dict[str, str] = {}
             if resumed:
-                states = describe_services(topo, region.project, region.name)
-                fenced_now = {st.service for st in states if st.fenced_by}
-                targets = fence_decision(services, True, fenced_now)
-            targets = [name for name in targets if name not in (skip or {})]
+                fenced_now, unread = _fences_held(topo, region, asked, required=required)
+                targets = fence_decision(asked, True, fenced_now)
             task = run_fence_ingress if required else run_fence_ingress.with_options(retries=0)
             futures = {
                 name: task.submit(topo.environment, region.project, region.name, name, owner)
                 for name in targets
             }
             results, failed = _collect(futures, raise_failure=required)
-            unfenced = {**(skip or {}), **failed}
+            unfenced = {**(skip or {}), **unread, **failed}
             record.fence["set"] = [r.model_dump() for r in results]
             step.detail = "; ".join(r.describe() for r in results)
-            if resumed and targets != services:
-                left = [name for name in services if name not in targets]
+            left = [name for name in asked if name not in targets and name not in unread]
+            if left:
                 record.fence["left_open"] = left
                 step.detail += (
                     f"; left open: {', '.join(left)} (the promotion had started, and these "
@@ -183,6 +186,19 @@ def fenced(
         if fence is not None and started and set(ours) - fence.repointed:
             started = _promotion_started(topo, promoted, unknown=True)
         _lift_on_exit(topo, record, region, ours, fence, started, required)
+
+
+def _fences_held(
+    topo: Topology, region: Region, services: Sequence[str], *, required: bool
+) -> tuple[set[str], dict[str, str]]:
+    """Which of ``services`` hold a fence now, and, for a best-effort fence, those that
+    could not be read, with why (their region looks down: a resumed failover goes on)."""
+    futures = {
+        name: run_describe_service.submit(topo.environment, region.project, region.name, name)
+        for name in services
+    }
+    states, unread = _collect(futures, raise_failure=required)
+    return {st.service for st in states if st.fenced_by}, unread
 
 
 def _promotion_started(topo: Topology, promoted: SqlInstanceRef, *, unknown: bool) -> bool:
@@ -235,10 +251,10 @@ def kept_message(region: Region, keep: Sequence[str]) -> str:
 
 
 def _collect(
-    futures: dict[str, Any], *, raise_failure: bool
-) -> tuple[list[FenceResult], dict[str, str]]:
+    futures: Mapping[str, PrefectFuture[T]], *, raise_failure: bool
+) -> tuple[list[T], dict[str, str]]:
     """Each future's result; failures raised after all have ended, or returned by name."""
-    results: list[FenceResult] = []
+    results: list[T] = []
     failed: dict[str, str] = {}
     failure: BaseException | None = None
     for name, future in futures.items():
