@@ -1,7 +1,7 @@
 """The failback's fence: lifted when the run ends before its promotion, kept once the
 promotion has started until the run (or a re-run of the incident) has repointed the
-secondary's services: cancellation, a kill then a resumed run, a kill then a refused run,
-a failure inside the fence.
+secondary's services: cancellation, a kill then a resumed run, a kill then a refused run
+(during the promotion, or before it with no crash hook), a failure inside the fence.
 
 Each test fails over first, then starts a failback through its deployment and acts on it
 while the fence holds (the secondary's services at ingress internal-only, their
@@ -17,6 +17,7 @@ from typing import Any
 from lab.prefect_api import PrefectApi
 from tests.flows.fence_checks import (
     FENCED_BY,
+    INGRESS_BEFORE,
     INTERNAL_ONLY,
     SERVICES,
     SLOW_PROMOTION,
@@ -35,7 +36,9 @@ from tests.flows.lab_checks import (
     TOPOLOGY,
     front_region,
     incident,
+    instance_type,
     read_object,
+    service_name,
     side_effects,
 )
 from tests.labharness import Lab
@@ -213,6 +216,64 @@ def test_a_refused_rerun_keeps_the_fence_of_a_killed_promotion(
     record = _record(fresh_lab, inc)
     assert record["outcome"] == "failed"
     assert sorted(record["fence"]["kept"]) == sorted(SERVICES)
+    fresh_lab.outage(PRIMARY.name, False)
+
+
+def _leave_fence(lab: Lab, holder: str) -> None:
+    """Fence the secondary's services as a run killed before its promotion leaves them
+    when its crash hook never ran (the worker died with it: a lost node): ingress
+    internal-only, the holder and the ingress before it on each, with the real client."""
+    from google.cloud import run_v2
+    from google.protobuf import field_mask_pb2
+
+    services = lab.clients().run_services
+    for name in SERVICES:
+        got = services.get_service(name=service_name(SECONDARY, name))
+        before = run_v2.IngressTraffic(got.ingress).name
+        got.annotations[FENCED_BY] = holder
+        got.annotations[INGRESS_BEFORE] = before
+        got.ingress = run_v2.IngressTraffic.INGRESS_TRAFFIC_INTERNAL_ONLY
+        mask = field_mask_pb2.FieldMask(paths=["ingress", "annotations"])
+        services.update_service(service=got, update_mask=mask).result(timeout=120)
+
+
+def test_a_refused_rerun_lifts_a_fence_left_before_the_promotion(
+    fresh_lab: Lab, api: PrefectApi
+) -> None:
+    """No promotion had started: the secondary's database is still the primary and lifting
+    loses nothing, so the refused re-run lifts the fence under the region lock (until then
+    the secondary served no one) and says so.
+
+    The state is built as it happens: a first run rebuilds the old primary as a replica and
+    fails at its fence (403, lifted at once); then the fence a run killed at that point
+    leaves when its crash hook never ran (the worker died with it)."""
+    _failed_over(fresh_lab, api)
+    before = _secondary_ingress(fresh_lab)
+    inc = incident("FBSTALE")
+    fresh_lab.fault(
+        api="run", method="PATCH", path=f"locations/{SECONDARY.name}/services/", status=403, count=1
+    )
+    first = api.wait(_failback(api, inc), timeout=400)
+    assert first["state"]["type"] == "FAILED" and "fence" in first["state"]["message"], first
+    assert instance_type(fresh_lab, OLD.project, OLD.instance) == "READ_REPLICA_INSTANCE"
+    _assert_lifted(fresh_lab, before)
+    _leave_fence(fresh_lab, f"failback/{inc}/killed-with-its-worker")
+    fresh_lab.outage(PRIMARY.name, True)
+    since = fresh_lab.last_seq()
+
+    final = api.wait(_failback(api, inc), timeout=300)
+
+    assert final["state"]["type"] == "FAILED"
+    message = final["state"]["message"]
+    assert f"the primary region {PRIMARY.name} is unhealthy" in message
+    assert "the fence a killed run left was lifted" in message, message
+    _assert_lifted(fresh_lab, before)
+    assert _ingress_updates(fresh_lab, since) == Counter(dict.fromkeys(SERVICES, 1))
+    kinds = [(a, m) for a, m, _ in side_effects(fresh_lab, since)]
+    assert ("sql", "instances.promoteReplica") not in kinds
+    record = _record(fresh_lab, inc)
+    assert record["outcome"] == "failed"
+    assert sorted(f["service"] for f in record["fence"]["lifted"]) == sorted(SERVICES)
     fresh_lab.outage(PRIMARY.name, False)
 
 
