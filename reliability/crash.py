@@ -14,6 +14,9 @@ Figures (``name=value``):
 - crash_points: the points tried, over all flows swept;
 - duplicate_side_effects: calls beyond the baseline's count, summed (goal 0);
 - crash_reruns_incomplete: re-runs that did not complete (goal 0);
+- crash_refences_before_promotion: fence updates a re-run made again because the run was
+  killed before its promotion, so its crash hook lifted the fence (not duplicates: see
+  ``duplicates``);
 - crash_rerun_max_s: the slowest re-run, launch to end (it waits out the killed run's
   Prefect slot lease: 60 s, Prefect's minimum);
 - crash_<flow>_points: the points tried per flow, and a line per point that went wrong.
@@ -27,6 +30,7 @@ import signal
 import time
 from collections import Counter
 from typing import Any
+from urllib.parse import parse_qs
 
 from bench.labctl import BenchLab, bench_lab, figure
 from lab.prefect_api import flow_processes
@@ -37,14 +41,20 @@ BASE_PORT = int(os.environ.get("LIFEBOAT_RELIABILITY_CRASH_PORT", "25780"))
 PG_PREFIX = os.environ.get("LIFEBOAT_RELIABILITY_CRASH_PG_PREFIX", "127.0.25.")
 
 
+FENCE = "(ingress)"  # the suffix of a Run update that sets or lifts a fence
+
+
 def effect(entry: dict[str, Any]) -> str | None:
     """A logged call as a side effect's key, or None when it changes nothing that matters
-    here: reads, refused calls, run records and the region lease (rewritten by design)."""
+    here: reads, refused calls, run records and the region lease (rewritten by design).
+    A Run update of the ingress (a fence set or lifted) is told apart from a scaling one."""
     if not entry["write"] or entry["status"] >= 400 or entry["api"] == "webhooks":
         return None
     if entry["api"] == "storage" and "dr-records" in entry["path"]:
         return None
-    return f"{entry['api']} {entry['method']} {entry['path']}"
+    key = f"{entry['api']} {entry['method']} {entry['path']}"
+    mask = ",".join(parse_qs(entry.get("query") or "").get("updateMask", []))
+    return f"{key} {FENCE}" if entry["api"] == "run" and "ingress" in mask else key
 
 
 def purges(lab: BenchLab) -> list[str]:
@@ -83,16 +93,31 @@ def groups(sequence: list[str]) -> list[int]:
     before: concurrent calls to several services are one group)."""
     starts = []
     for i, key in enumerate(sequence):
-        kind = key.split(" ")[:2]
-        if i == 0 or kind != sequence[i - 1].split(" ")[:2]:
+        if i == 0 or _kind(key) != _kind(sequence[i - 1]):
             starts.append(i)
     return starts
 
 
-def duplicates(baseline: list[str], seen: list[str]) -> int:
-    """Calls beyond the baseline's count of the same call."""
-    want, got = Counter(baseline), Counter(seen)
-    return sum(max(0, n - want[k]) for k, n in got.items())
+def _kind(key: str) -> tuple[str, ...]:
+    return (*key.split(" ")[:2], str(key.endswith(FENCE)))
+
+
+def duplicates(baseline: list[str], seen: list[str], *, promotion_started: bool = True) -> int:
+    """Calls beyond the baseline's count of the same call.
+
+    Killed before its promotion started, a run's fence is lifted by its crash hook (its
+    database is still the primary, so the region serves again while no run acts) and the
+    re-run fences again: those fence updates are the price of not leaving a region dark,
+    counted by ``refences``, not here. Once the promotion has started, every one counts.
+    """
+    extra = Counter(seen) - Counter(baseline)
+    return sum(extra.values()) - (0 if promotion_started else refences(baseline, seen))
+
+
+def refences(baseline: list[str], seen: list[str]) -> int:
+    """Fence updates (set or lift) beyond the baseline's count."""
+    extra = Counter(seen) - Counter(baseline)
+    return sum(n for key, n in extra.items() if key.endswith(FENCE))
 
 
 # The scenarios swept: a failover after the primary region went down (the fence is best
@@ -155,13 +180,15 @@ def crash_at(
     started = time.monotonic()
     final = lab.api.wait(_launch(lab, flow, incident), timeout=900)
     seen = outcome(lab, since)
+    promoting = any("promoteReplica" in key for key in killed_after)
     return {
         "point": point,
         "killed_after": killed_after[-1],
         "completed": final["state"]["type"] == "COMPLETED",
         "message": str(final["state"].get("message") or "")[:300],
         "rerun_s": time.monotonic() - started,
-        "duplicates": duplicates(base_outcome, seen),
+        "duplicates": duplicates(base_outcome, seen, promotion_started=promoting),
+        "refences": 0 if promoting else refences(base_outcome, seen),
         "extra": sorted((Counter(seen) - Counter(base_outcome)).elements()),
     }
 
@@ -190,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     figure("crash_points", len(results))
     figure("duplicate_side_effects", sum(r["duplicates"] for r in results))
     figure("crash_reruns_incomplete", sum(not r["completed"] for r in results))
+    figure("crash_refences_before_promotion", sum(r["refences"] for r in results))
     figure("crash_rerun_max_s", max((r["rerun_s"] for r in results), default=0.0))
     return 0
 
