@@ -33,8 +33,17 @@ Where the permissions come from (Google's documentation):
 - Secret Manager: iam/docs/roles-permissions/secretmanager,
   secret-manager/docs/add-secret-version and secret-manager/docs/access-secret-version.
 - Custom roles: ``gcloud iam roles create ROLE_ID --project=P --file=F``
-  (sdk/gcloud/reference/iam/roles/create); a role made in a project is defined there,
-  so the YAML has one role per project (see ``role_documents``).
+  (sdk/gcloud/reference/iam/roles/create); the fields and limits of a role (title up to
+  100 UTF-8 bytes; id of 3 to 64 letters, digits, underscores, periods):
+  iam/reference/rest/v1/projects.roles and projects.roles/create. commands/iam.py prints
+  one role per project.
+
+Not confirmed against a stored Google page (the names follow Google's method-to-permission
+convention, and roles that hold them are documented): ``compute.urlMaps.invalidateCache``
+(the REST page's IAM section was not in the stored copy); ``run.operations.get`` (the
+Cloud Run roles page lists ``run.operations.*`` for roles/run.developer); and which of
+``dns.resourceRecordSets.create/update/delete`` Google checks for a change that deletes a
+set and adds one of the same name and type (Lifeboat's switch): all three are listed.
 
 Not the worker's permissions, so not in the table: a Cloud SQL export writes its object
 with the *instance's* service account, which needs ``storage.objects.create`` on the
@@ -76,6 +85,11 @@ FLOWS = (
     "readiness",
     "watch",
 )
+
+# The commands an operator runs with their own credentials: named in the table, so the
+# text says what they need, but left out of the worker's roles.
+COMMANDS = ("discover",)
+USERS = FLOWS + COMMANDS
 
 # The flows that switch regions touch services, data and traffic alike.
 SWITCHES = frozenset({"failover", "failback"})
@@ -165,6 +179,15 @@ CALLS: tuple[Call, ...] = (
     Call(
         "run",
         "GET",
+        "/v2/projects/{project}/locations/{location}/services",
+        ("run.services.list",),
+        _flows("discover"),
+        REGIONS,
+        "discover the services of both regions",
+    ),
+    Call(
+        "run",
+        "GET",
         _RUN_SERVICE + "/revisions",
         ("run.revisions.list",),
         _flows("rollback"),
@@ -186,9 +209,18 @@ CALLS: tuple[Call, ...] = (
         "GET",
         "/v1/projects/{project}/instances",
         ("cloudsql.instances.list",),
-        _flows("recovery-drill", "drill-sweeper"),
-        (Place.cloud_sql, Place.secondary_region),
-        "find labelled scratch instances a drill left",
+        _flows("recovery-drill", "drill-sweeper", "discover"),
+        (Place.cloud_sql, *REGIONS),
+        "find labelled scratch instances a drill left; discover the primary and its replica",
+    ),
+    Call(
+        "sql",
+        "GET",
+        _SQL_INSTANCE + "/databases",
+        ("cloudsql.databases.list",),
+        _flows("discover"),
+        (Place.cloud_sql,),
+        "discover the primary's databases",
     ),
     Call(
         "sql",
@@ -304,6 +336,15 @@ CALLS: tuple[Call, ...] = (
     Call(
         "dns",
         "GET",
+        "/dns/v1/projects/{project}/managedZones",
+        ("dns.managedZones.list",),
+        _flows("discover"),
+        REGIONS,
+        "discover the zone in either project",
+    ),
+    Call(
+        "dns",
+        "GET",
         _ZONE,
         ("dns.managedZones.get",),
         _flows("readiness"),
@@ -315,7 +356,7 @@ CALLS: tuple[Call, ...] = (
         "GET",
         _ZONE + "/rrsets",
         ("dns.resourceRecordSets.list",),
-        _flows("failover", "failback", "readiness"),
+        _flows("failover", "failback", "readiness", "discover"),
         (Place.dns,),
         "read the record the switch changes",
     ),
@@ -344,6 +385,15 @@ CALLS: tuple[Call, ...] = (
         "wait for the change to be done",
     ),
     # --- Compute: Cloud CDN (the url-map's project) ---
+    Call(
+        "compute",
+        "GET",
+        "/compute/v1/projects/{project}/global/urlMaps",
+        ("compute.urlMaps.list",),
+        _flows("discover"),
+        REGIONS,
+        "discover the url-map in either project",
+    ),
     Call(
         "compute",
         "GET",
@@ -394,6 +444,15 @@ CALLS: tuple[Call, ...] = (
     Call(
         "storage",
         "GET",
+        "/storage/v1/b",
+        ("storage.buckets.list",),
+        _flows("discover"),
+        REGIONS,
+        "discover the buckets of either project",
+    ),
+    Call(
+        "storage",
+        "GET",
         "/storage/v1/b/{bucket}",
         ("storage.buckets.get",),
         RECORDED,
@@ -405,7 +464,7 @@ CALLS: tuple[Call, ...] = (
         "GET",
         "/storage/v1/b/{bucket}/o",
         ("storage.objects.list",),
-        _flows("backup", "backup-staleness", "restore", "recovery-drill", "readiness", "failback"),
+        _flows("backup", "backup-staleness", "restore", "recovery-drill", "readiness"),
         (Place.buckets,),
         "list backups and run records",
     ),
@@ -414,18 +473,18 @@ CALLS: tuple[Call, ...] = (
         "GET",
         "/storage/v1/b/{bucket}/o/{object}",
         ("storage.objects.get",),
-        RECORDED,
+        _flows("failover", "failback", "rollback", "backup"),
         (Place.buckets,),
-        "read an object's metadata or content: the lease, a manifest, a record",
+        "read an object's metadata: the lease's generation, an export's or archive's size",
     ),
     Call(
         "storage",
         "GET",
         "/download/storage/v1/b/{bucket}/o/{object}",
         ("storage.objects.get",),
-        RECORDED,
+        RECORDED - {"drill-sweeper"},
         (Place.buckets,),
-        "download an object's content",
+        "download the lease, a manifest, an archive, a drill's record",
     ),
     Call(
         "storage",
@@ -488,8 +547,8 @@ Grants = dict[str, dict[str, tuple[str, ...]]]
 
 
 def grants_by_flow(topology: Topology, calls: Iterable[Call] = CALLS) -> Grants:
-    """flow → project → sorted permissions; every flow in ``FLOWS``, in that order."""
-    table: dict[str, dict[str, set[str]]] = {flow: {} for flow in FLOWS}
+    """flow (or command) → project → sorted permissions; every one of ``USERS``, in order."""
+    table: dict[str, dict[str, set[str]]] = {user: {} for user in USERS}
     for call in calls:
         for flow in call.flows:
             for place in call.lands_on:
@@ -504,9 +563,12 @@ def grants_by_flow(topology: Topology, calls: Iterable[Call] = CALLS) -> Grants:
 def grants_by_project(
     topology: Topology, calls: Iterable[Call] = CALLS
 ) -> dict[str, tuple[str, ...]]:
-    """project → every permission any flow needs there (the worker runs them all)."""
+    """project → every permission any flow needs there (the worker runs them all);
+    the operator's commands are not the worker's, so they are left out."""
     union: dict[str, set[str]] = {}
-    for projects in grants_by_flow(topology, calls).values():
+    for flow, projects in grants_by_flow(topology, calls).items():
+        if flow not in FLOWS:
+            continue
         for project, perms in projects.items():
             union.setdefault(project, set()).update(perms)
     return {p: tuple(sorted(perms)) for p, perms in sorted(union.items())}

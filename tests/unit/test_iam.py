@@ -17,6 +17,7 @@ from commands.iam import render_text, role_documents, role_id, role_yaml
 from lifeboat.iam import (
     CALLS,
     FLOWS,
+    USERS,
     Place,
     find,
     grants_by_flow,
@@ -51,7 +52,7 @@ def _deployed_flow_names() -> set[str]:
 def test_the_flows_in_the_table_are_the_deployed_flows() -> None:
     assert set(FLOWS) == _deployed_flow_names()
     named = set().union(*(c.flows for c in CALLS))
-    assert named <= set(FLOWS), named - set(FLOWS)
+    assert named <= set(USERS), named - set(USERS)
 
 
 def test_every_row_is_distinct_and_well_formed() -> None:
@@ -132,6 +133,13 @@ def test_the_text_lists_flow_then_project_then_permissions() -> None:
     assert "    cloudsql.instances.promoteReplica" in failover
     assert any(line.startswith(f"  {DR} (secondary region, app secret)") for line in failover)
     assert "backups.project is not set" in text
+    assert "lifeboat discover (run with your own credentials; not in the roles)" in text
+
+
+def test_the_roles_leave_out_what_only_discover_needs() -> None:
+    role = set().union(*grants_by_project(LAB).values())
+    assert "run.services.get" in role
+    assert not role & {"run.services.list", "dns.managedZones.list", "storage.buckets.list"}
 
 
 def test_the_role_yaml_parses_back_one_role_per_project_with_gcloud_fields() -> None:
@@ -143,6 +151,7 @@ def test_the_role_yaml_parses_back_one_role_per_project_with_gcloud_fields() -> 
         assert document["stage"] == "GA"
         assert project in document["title"]
         assert document["includedPermissions"] == list(union[project])
+        assert len(document["title"].encode()) <= 100
     assert role_id("lab-2") == "lifeboat_lab_2"
     assert f"--project={PRIMARY}" in role_yaml(LAB)
 
