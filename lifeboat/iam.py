@@ -7,8 +7,8 @@ lands in the topology (which project). ``lifeboat iam`` prints it per flow and p
 that no row matches, or whose row does not name the flow, so the table cannot drift from
 the code.
 
-A path pattern's ``{name}`` is one path segment; ``{object}`` (a Cloud Storage object
-name) is the rest of the path, slashes included.
+A path pattern's ``{name}`` is one path segment up to any ``:verb``; ``{object}`` (a
+Cloud Storage object name) is the rest of the path, slashes included.
 
 Where the permissions come from (Google's documentation):
 - Cloud Run: run/docs/reference/iam/permissions and iam/docs/roles-permissions/run
@@ -132,7 +132,8 @@ class Call:
 def _regex(pattern: str) -> str:
     parts = re.split(r"(\{[a-z_]+\})", pattern)
     return "".join(
-        ((".+" if p == "{object}" else "[^/]+") if p.startswith("{") else re.escape(p))
+        # A segment's id stops at a colon: ``{version}:access`` is a custom verb on it.
+        ((".+" if p == "{object}" else "[^/:]+") if p.startswith("{") else re.escape(p))
         for p in parts
     )
 

@@ -64,6 +64,12 @@ def test_every_row_is_distinct_and_well_formed() -> None:
         assert call.method in {"GET", "POST", "PUT", "PATCH", "DELETE"}
 
 
+def test_each_row_is_the_only_row_its_own_calls_match() -> None:
+    for call in CALLS:
+        path = re.sub(r"\{object\}", "a/b.json", re.sub(r"\{(?!object)[a-z_]+\}", "x1", call.path))
+        assert [c for c in CALLS if c.matches(call.api, call.method, path)] == [call], path
+
+
 def test_a_logged_path_finds_its_row_and_a_placeholder_is_one_segment() -> None:
     service = "/v2/projects/p/locations/us-east1/services/auth-service"
     assert find("run", "PATCH", service) is not None
@@ -74,6 +80,9 @@ def test_a_logged_path_finds_its_row_and_a_placeholder_is_one_segment() -> None:
     assert find("storage", "GET", "/storage/v1/b/varai-backups/o/cloudsql/a/b.json")
     assert find("run", "GET", service + "/extra/segment") is None
     assert find("dns", "DELETE", "/dns/v1/projects/p/managedZones/z") is None
+    # A custom verb is not part of the id before it.
+    access = find("secretmanager", "GET", "/v1/projects/p/secrets/s/versions/latest:access")
+    assert access is not None and access.permissions == ("secretmanager.versions.access",)
 
 
 def test_non_obvious_permissions_are_in_the_rows_that_need_them() -> None:
