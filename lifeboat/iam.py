@@ -4,13 +4,13 @@ Each row is one distinct call as the lab's request log sees it (API, HTTP method
 pattern), the permissions Google documents for it, the flows that make it, and where it
 lands in the topology (which project). ``lifeboat iam`` prints it per flow and project;
 ``tests/flows/test_iam_table.py`` runs flows against the lab and fails on any logged call
-that no row matches, or whose row does not name the flow, so the table cannot drift from
-the code.
+that no row matches, whose row does not name the flow, or whose project is not where the
+row lands, so the table cannot drift from the code.
 
 A path pattern's ``{name}`` is one path segment up to any ``:verb``; ``{object}`` (a
 Cloud Storage object name) is the rest of the path, slashes included.
 
-Where the permissions come from (Google's documentation):
+Where the permissions come from (Google's documentation, under https://cloud.google.com/):
 - Cloud Run: run/docs/reference/iam/permissions and iam/docs/roles-permissions/run
   (roles/run.developer holds ``run.operations.*``); updating a service needs
   ``iam.serviceAccounts.actAs`` on its runtime service account
@@ -47,7 +47,8 @@ set and adds one of the same name and type (Lifeboat's switch): all three are li
 
 Not the worker's permissions, so not in the table: a Cloud SQL export writes its object
 with the *instance's* service account, which needs ``storage.objects.create`` on the
-backup bucket; MongoDB and PostgreSQL are reached over their own protocols.
+backup bucket; MongoDB and PostgreSQL are reached over their own protocols. The operator's
+``lifeboat discover`` has rows (``COMMANDS``) but is left out of the worker's roles.
 """
 
 from __future__ import annotations
