@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from commands import discover
+from commands import discover, iam
 from lifeboat.discovery import DiscoveryError
 from lifeboat.endpoints import lab_dir
 from lifeboat.topology import ENVIRONMENTS_DIR, TopologyError, load_topology
@@ -64,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     validate = sub.add_parser("validate", help="check an environment's topology file")
     validate.add_argument("--env", required=True)
     discover.add_parser(sub)
+    iam.add_parser(sub)
     args = parser.parse_args(argv)
 
     try:
@@ -73,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
             return _backup_or_restore(args)
         if args.command == "discover":
             return discover.run(args)
+        if args.command == "iam":
+            return iam.run(args)
         if args.command == "validate":
             topology = load_topology(args.env)
             print(f"{args.env}: valid ({len(topology.services)} services)")

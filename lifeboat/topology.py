@@ -217,6 +217,12 @@ class Staleness(Strict):
 class Backups(Strict):
     bucket: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$")
     records_bucket: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$")
+    project: str | None = Field(
+        None,
+        pattern=r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$",
+        description="project that holds both buckets (default: the primary region's); "
+        "only `lifeboat iam` reads it, to say where to grant Cloud Storage permissions",
+    )
     schedule: str = "0 */6 * * *"
     retention: Retention = Retention()
     staleness: Staleness = Staleness()
