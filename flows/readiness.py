@@ -3,7 +3,8 @@
 Like AWS ARC's readiness checks, every 30 minutes: each resource the failover names
 exists; the replica is RUNNABLE and within the critical RPO; the secondary's services
 are deployable (they exist and their latest revision is Ready); the DNS zone and the
-url-map answer; the newest verified backup of each source and the newest passed drill
+url-map answer; the buckets and the apps' database secret outlive the primary region
+(lifeboat/independence.py); the newest verified backup of each source and the newest passed drill
 (a verified restore) are young enough. One row per check, green or red; any red row
 fails the run after the table is published. A check that errors is a red row naming
 the error, never a crash that hides the other rows.
@@ -24,6 +25,7 @@ from pydantic import BaseModel
 from flows.evidence import published
 from flows.launch import ENVIRONMENT_FIELD, SwitchRequest
 from lifeboat import runtime
+from lifeboat.independence import bucket_independence, secret_independence
 from lifeboat.manifest import Source
 from lifeboat.record import RunRecord
 from lifeboat.topology import Topology
@@ -39,6 +41,7 @@ from tasks.inventory import (
     inventory_url_map,
 )
 from tasks.records import artifact_key
+from tasks.secret_manager import secret_manager_replication
 
 SOURCES: list[Source] = ["mongodb", "cloudsql"]
 
@@ -160,8 +163,33 @@ def _simple(call: Callable[[], str]) -> Check:
     return check
 
 
-def _bucket(environment: str, bucket: str) -> Check:
-    return _simple(lambda: inventory_bucket(environment, bucket))
+def _bucket(topo: Topology, bucket: str) -> Check:
+    """The bucket exists, and outlives the primary region (a failover takes its lease and
+    writes its record there while that region is down)."""
+
+    def check(row: Row) -> None:
+        got = inventory_bucket(topo.environment, bucket)
+        row.green, row.detail = bucket_independence(
+            bucket, got.location, got.location_type, topo.regions.primary.name
+        )
+        row.measured = got.location_type
+
+    return check
+
+
+def _secret_replication(topo: Topology) -> Check:
+    def check(row: Row) -> None:
+        replicas = secret_manager_replication(topo.environment)
+        row.green, row.detail = secret_independence(
+            topo.cloud_sql.app_secret.name,
+            replicas,
+            topo.regions.primary.name,
+            topo.regions.secondary.name,
+        )
+        row.measured = "automatic" if replicas is None else ", ".join(replicas)
+        row.limit = f"includes {topo.regions.secondary.name}"
+
+    return check
 
 
 def _backup_age(topo: Topology, source: Source, now: datetime) -> Check:
@@ -204,9 +232,10 @@ def checks(topo: Topology, now: datetime) -> list[tuple[Row, Check]]:
         (Row(check="dns", target=topo.dns.zone), _dns_records(topo)),
         (Row(check="url-map", target=topo.cdn.url_map), _simple(lambda: inventory_url_map(env))),
         *[
-            (Row(check="bucket", target=b), _bucket(env, b))
+            (Row(check="bucket", target=b), _bucket(topo, b))
             for b in (topo.backups.bucket, topo.backups.records_bucket)
         ],
+        (Row(check="secret-replication", target=sql.app_secret.name), _secret_replication(topo)),
         *[(Row(check="backup-age", target=s), _backup_age(topo, s, now)) for s in SOURCES],
         (Row(check="verified-restore-age", target="recovery-drill"), _restore_age(topo, now)),
     ]

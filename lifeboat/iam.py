@@ -442,6 +442,15 @@ CALLS: tuple[Call, ...] = (
         (Place.app_secret,),
         "read which version is latest (metadata, not the value)",
     ),
+    Call(
+        "secretmanager",
+        "GET",
+        _SECRET,
+        ("secretmanager.secrets.get",),
+        _flows("readiness"),
+        (Place.app_secret,),
+        "read where the secret is replicated (metadata, not the value)",
+    ),
     # --- Cloud Storage (the backup and records buckets) ---
     Call(
         "storage",

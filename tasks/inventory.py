@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from pydantic import BaseModel
+
 from lifeboat import runtime
 from lifeboat.record import RunRecord
 from tasks.errors import PermanentError
@@ -39,15 +41,29 @@ def inventory_dns_zone(environment: str) -> str:
     return f"zone {topo.dns.zone} ({topo.dns.dns_name}) reachable"
 
 
+class BucketLocation(BaseModel):
+    """Where a bucket keeps its data (Cloud Storage ``location`` and ``locationType``)."""
+
+    bucket: str
+    location: str
+    location_type: str
+
+
 @cloud_task(timeout_seconds=60, task_run_name="inventory-bucket-{bucket}")
-def inventory_bucket(environment: str, bucket: str) -> str:
-    """A bucket. Idempotent: a read."""
+def inventory_bucket(environment: str, bucket: str) -> BucketLocation:
+    """A bucket and where it keeps its data. Idempotent: a read."""
+    from google.api_core import exceptions as gexc
+
     topo = runtime.topology(environment)
     client = runtime.clients(environment).storage(topo.regions.primary.project)
     with calling("inventory-bucket", f"gs://{bucket}"):
-        if not client.bucket(bucket).exists():
-            raise PermanentError(f"inventory-bucket: gs://{bucket} does not exist")
-    return f"gs://{bucket} exists"
+        try:
+            got = client.get_bucket(bucket, timeout=runtime.call_timeout(environment))
+        except gexc.NotFound as exc:
+            raise PermanentError(f"inventory-bucket: gs://{bucket} does not exist") from exc
+    return BucketLocation(
+        bucket=bucket, location=str(got.location), location_type=str(got.location_type)
+    )
 
 
 @cloud_task(timeout_seconds=120, task_run_name="inventory-newest-drill")

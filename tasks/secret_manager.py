@@ -123,3 +123,23 @@ def secret_manager_latest_version(environment: str) -> str | None:
             raise PermanentError(missing) from exc
     name: str = got.name
     return name
+
+
+@cloud_task(timeout_seconds=60, task_run_name="secret-replication")
+def secret_manager_replication(environment: str) -> list[str] | None:
+    """Where the apps' database secret is replicated: the user-managed replica locations,
+    or None for automatic replication. Reads the secret's metadata (GetSecret), never a
+    value. Idempotent: a read.
+    """
+    target = runtime.topology(environment).cloud_sql.app_secret
+    factory = runtime.clients(environment)
+    with calling("secret-replication", target.resource):
+        try:
+            got = factory.secret_manager.get_secret(
+                name=target.resource, timeout=runtime.call_timeout(environment)
+            )
+        except gexc.NotFound as exc:
+            raise PermanentError(f"secret-replication: {target.resource} does not exist") from exc
+    if "user_managed" in got.replication:
+        return [replica.location for replica in got.replication.user_managed.replicas]
+    return None

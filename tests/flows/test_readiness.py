@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 from datetime import timedelta
+from typing import Any
 
 from lab.prefect_api import PrefectApi, iso_ago
 from tests.backup.backup_checks import write_synthetic
@@ -24,7 +25,7 @@ def test_green_when_ready_and_read_only(fresh_lab: Lab, api: PrefectApi) -> None
     final, rows = readiness(api, fresh_lab)
     assert final["state"]["type"] == "COMPLETED", (final["state"], rows)
     assert red(rows) == set()
-    assert len(rows) == 11
+    assert len(rows) == 12
     assert rows[("replica", REPLICA.instance)]["limit"] == "300 s"
     assert rows[("verified-restore-age", "recovery-drill")]["measured"] == "3.0 days"
     # A plan evaluation changes nothing: every call it made was a read.
@@ -32,6 +33,42 @@ def test_green_when_ready_and_read_only(fresh_lab: Lab, api: PrefectApi) -> None
         e for e in fresh_lab.requests(since=since) if e["api"] in ("dns", "run", "sql", "compute")
     ]
     assert calls and {e["method"] for e in calls} <= READ_METHODS, {e["method"] for e in calls}
+
+
+def test_red_when_a_bucket_or_the_secret_lives_only_in_the_primary_region(
+    fresh_lab: Lab, api: PrefectApi
+) -> None:
+    """Issue 16 §4: a failover reads both while the primary region is down. Made with the
+    real clients, as an operator's project could hold them: a bucket located in
+    us-central1 and a secret replicated there only."""
+    fresh_backups(fresh_lab)
+    passed_drill(fresh_lab, timedelta(days=3))
+    primary, secret = TOPOLOGY.regions.primary, TOPOLOGY.cloud_sql.app_secret
+    clients = fresh_lab.clients()
+    clients.storage(primary.project).create_bucket("varai-backups-regional", location=primary.name)
+    clients.secret_manager.create_secret(
+        parent=f"projects/{secret.project}",
+        secret_id="prod-database-url-one-region",
+        secret={"replication": {"user_managed": {"replicas": [{"location": primary.name}]}}},
+    )
+
+    def regional(data: dict[str, Any]) -> None:
+        data["backups"]["bucket"] = "varai-backups-regional"
+        data["cloud_sql"]["app_secret"]["name"] = "prod-database-url-one-region"
+
+    with fresh_lab.topology_edited(regional):
+        final, rows = readiness(api, fresh_lab)
+
+    assert final["state"]["type"] == "FAILED"
+    bucket = ("bucket", "varai-backups-regional")
+    one_region = ("secret-replication", "prod-database-url-one-region")
+    # The new bucket holds no backup yet: the two ages are red as well.
+    assert red(rows) == {bucket, one_region, ("backup-age", "mongodb"), ("backup-age", "cloudsql")}
+    assert "only in the primary region" in rows[bucket]["detail"]
+    assert rows[bucket]["measured"] == "region"
+    assert "every replica is in the primary region" in rows[one_region]["detail"]
+    assert rows[one_region]["measured"] == primary.name
+    assert rows[("bucket", TOPOLOGY.backups.records_bucket)]["measured"] == "multi-region"
 
 
 def test_red_when_the_replica_is_stopped(fresh_lab: Lab, api: PrefectApi) -> None:

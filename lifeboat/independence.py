@@ -1,0 +1,50 @@
+"""Region independence: does something a failover needs live only in the primary region?
+
+AWS ARC runs a plan from the region being activated, never from the failing one. The same
+holds for what Lifeboat reads during a failover: the lease and records bucket, the backup
+bucket and the apps' database-URL secret must survive the primary region's loss.
+
+Google's terms (cloud.google.com/storage/docs/locations): a bucket's ``locationType`` is
+``region``, ``dual-region`` or ``multi-region``; a dual- or multi-region bucket keeps its
+data in more than one region, so it outlives any single one. Secret Manager
+(cloud.google.com/secret-manager/docs/choosing-replication): ``automatic`` replication is
+Google-managed across regions; ``userManaged`` lists its replica locations, and a secret
+is readable while one of them is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+def bucket_independence(
+    bucket: str, location: str, location_type: str, primary_region: str
+) -> tuple[bool, str]:
+    """Whether a bucket survives the primary region's loss, and a line saying why."""
+    where = f"gs://{bucket}: {location_type} {location}"
+    if location_type in {"dual-region", "multi-region"}:
+        return True, f"{where} (more than one region)"
+    if location.lower() == primary_region.lower():
+        return False, (
+            f"{where}: only in the primary region, so a failover away from it could not "
+            "take its lease or write its record; use a dual- or multi-region bucket"
+        )
+    return True, f"{where} (not the primary region)"
+
+
+def secret_independence(
+    secret: str, replicas: Sequence[str] | None, primary_region: str, secondary_region: str
+) -> tuple[bool, str]:
+    """Whether the secret stays readable and writable in the secondary region when the
+    primary is lost. ``replicas``: the user-managed replica locations; None: automatic."""
+    if replicas is None:
+        return True, f"{secret}: automatic replication (Google-managed, multi-region)"
+    listed = ", ".join(replicas)
+    others = [r for r in replicas if r.lower() != primary_region.lower()]
+    if secondary_region.lower() in (r.lower() for r in replicas):
+        return True, f"{secret}: replicas in {listed}"
+    why = "every replica is in the primary region" if not others else "no replica there"
+    return False, (
+        f"{secret}: replicas in {listed}; {why}: a failover to {secondary_region} must add "
+        "a version the promoted database's apps read, so replicate it to the secondary region"
+    )
