@@ -3,11 +3,11 @@
 Like AWS ARC's readiness checks, every 30 minutes: each resource the failover names
 exists; the replica is RUNNABLE and within the critical RPO; the secondary's services
 are deployable (they exist and their latest revision is Ready); the DNS zone and the
-url-map answer; the buckets and the apps' database secret outlive the primary region
-(lifeboat/independence.py); the newest verified backup of each source and the newest passed drill
-(a verified restore) are young enough. One row per check, green or red; any red row
-fails the run after the table is published. A check that errors is a red row naming
-the error, never a crash that hides the other rows.
+url-map answer; the buckets and the apps' database secret outlive the primary region and
+the Prefect worker is not in it (lifeboat/independence.py); the newest verified backup
+of each source and the newest passed drill (a verified restore) are young enough. One
+row per check, green or red; any red row fails the run after the table is published. A
+check that errors is a red row naming the error, never a crash that hides the other rows.
 """
 
 from __future__ import annotations
@@ -25,7 +25,11 @@ from pydantic import BaseModel
 from flows.evidence import published
 from flows.launch import ENVIRONMENT_FIELD, SwitchRequest
 from lifeboat import runtime
-from lifeboat.independence import bucket_independence, secret_independence
+from lifeboat.independence import (
+    bucket_independence,
+    secret_independence,
+    worker_independence,
+)
 from lifeboat.manifest import Source
 from lifeboat.record import RunRecord
 from lifeboat.topology import Topology
@@ -177,6 +181,16 @@ def _bucket(topo: Topology, bucket: str) -> Check:
     return check
 
 
+def _worker(topo: Topology) -> Check:
+    def check(row: Row) -> None:
+        row.green, row.detail = worker_independence(
+            topo.workers.location, topo.regions.primary.name
+        )
+        row.limit = f"not {topo.regions.primary.name}"
+
+    return check
+
+
 def _secret_replication(topo: Topology) -> Check:
     def check(row: Row) -> None:
         replicas = secret_manager_replication(topo.environment)
@@ -236,6 +250,7 @@ def checks(topo: Topology, now: datetime) -> list[tuple[Row, Check]]:
             for b in (topo.backups.bucket, topo.backups.records_bucket)
         ],
         (Row(check="secret-replication", target=sql.app_secret.name), _secret_replication(topo)),
+        (Row(check="worker-location", target=topo.workers.location or "undeclared"), _worker(topo)),
         *[(Row(check="backup-age", target=s), _backup_age(topo, s, now)) for s in SOURCES],
         (Row(check="verified-restore-age", target="recovery-drill"), _restore_age(topo, now)),
     ]

@@ -2,7 +2,8 @@
 
 AWS ARC runs a plan from the region being activated, never from the failing one. The same
 holds for what Lifeboat reads during a failover: the lease and records bucket, the backup
-bucket and the apps' database-URL secret must survive the primary region's loss.
+bucket and the apps' database-URL secret must survive the primary region's loss, and the
+Prefect worker that runs the flows must not be in that region.
 
 Google's terms (cloud.google.com/storage/docs/locations): a bucket's ``locationType`` is
 ``region``, ``dual-region`` or ``multi-region``; a dual- or multi-region bucket keeps its
@@ -48,3 +49,18 @@ def secret_independence(
         f"{secret}: replicas in {listed}; {why}: a failover to {secondary_region} must add "
         "a version the promoted database's apps read, so replicate it to the secondary region"
     )
+
+
+def worker_independence(location: str | None, primary_region: str) -> tuple[bool, str]:
+    """Whether the flows run from outside the primary region (``workers.location``)."""
+    if location is None:
+        return False, (
+            "workers.location is not declared: say where the Prefect worker runs, so that "
+            "a failover is known to run from outside the region it leaves"
+        )
+    if location.lower() == primary_region.lower():
+        return False, (
+            f"the worker runs in {location}, the primary region: a regional outage would stop "
+            "the failover it needs; run a worker in the secondary region or outside Google"
+        )
+    return True, f"the worker runs in {location}, not the primary region"

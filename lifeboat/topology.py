@@ -318,6 +318,18 @@ class Endpoints(Strict):
         return self
 
 
+class Workers(Strict):
+    """Where the Prefect worker that runs this environment's flows is (its work pool's
+    infrastructure). A failover must run from outside the region it leaves (AWS ARC runs
+    a plan from the region being activated), so readiness is red while it is undeclared
+    or the primary region."""
+
+    location: str | None = Field(
+        None,
+        description="a region (e.g. us-east1), or a place outside Google Cloud (e.g. on-prem)",
+    )
+
+
 class Topology(Strict):
     environment: str
     regions: Regions
@@ -333,6 +345,7 @@ class Topology(Strict):
     endpoints: Endpoints = Endpoints()
     rollback_triggers: RollbackTriggers = RollbackTriggers()
     drills: Drills = Drills()
+    workers: Workers = Workers()
 
     @field_validator("objectives")
     @classmethod

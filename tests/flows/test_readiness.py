@@ -25,7 +25,8 @@ def test_green_when_ready_and_read_only(fresh_lab: Lab, api: PrefectApi) -> None
     final, rows = readiness(api, fresh_lab)
     assert final["state"]["type"] == "COMPLETED", (final["state"], rows)
     assert red(rows) == set()
-    assert len(rows) == 12
+    assert len(rows) == 13
+    assert rows[("worker-location", "lab-host")]["limit"] == "not us-central1"
     assert rows[("replica", REPLICA.instance)]["limit"] == "300 s"
     assert rows[("verified-restore-age", "recovery-drill")]["measured"] == "3.0 days"
     # A plan evaluation changes nothing: every call it made was a read.

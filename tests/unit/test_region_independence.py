@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lifeboat.independence import bucket_independence, secret_independence
+from lifeboat.independence import bucket_independence, secret_independence, worker_independence
 
 PRIMARY, SECONDARY = "us-central1", "us-east1"
 
@@ -26,3 +26,12 @@ def test_a_secret_must_have_a_replica_in_the_secondary_region() -> None:
     assert not ok and "every replica is in the primary region" in why
     ok, why = secret_independence("s", [PRIMARY, "europe-west1"], PRIMARY, SECONDARY)
     assert not ok and "no replica there" in why and SECONDARY in why
+
+
+def test_the_worker_must_be_declared_and_outside_the_primary_region() -> None:
+    ok, why = worker_independence(None, PRIMARY)
+    assert not ok and "workers.location" in why
+    ok, why = worker_independence("US-CENTRAL1", PRIMARY)
+    assert not ok and "the primary region" in why
+    assert worker_independence(SECONDARY, PRIMARY)[0]
+    assert worker_independence("on-prem", PRIMARY)[0]
