@@ -27,6 +27,15 @@ WRITABLE_FIELDS = (
     "temporaryHold",
 )
 _MULTI_REGIONS = {"US", "EU", "ASIA"}
+# Predefined dual-regions, a pair of regions each (cloud.google.com/storage/docs/locations).
+_DUAL_REGIONS = {"ASIA1", "EUR4", "EUR5", "EUR7", "EUR8", "NAM4"}
+
+
+def location_type(location: str) -> str:
+    """``locationType`` as Cloud Storage reports it for a bucket's ``location``."""
+    if location in _MULTI_REGIONS:
+        return "multi-region"
+    return "dual-region" if location in _DUAL_REGIONS else "region"
 
 
 def now() -> datetime:
@@ -171,7 +180,7 @@ class Bucket:
             "updated": rfc3339(self.updated),
             "metageneration": str(self.metageneration),
             "location": self.location,
-            "locationType": "multi-region" if self.location in _MULTI_REGIONS else "region",
+            "locationType": location_type(self.location),
             "storageClass": self.storage_class,
             "etag": _etag(self.name, self.metageneration),
             "rpo": "DEFAULT",

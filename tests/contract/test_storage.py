@@ -422,3 +422,14 @@ def test_multipart_framed_as_gcloud_frames_it(lab: StorageLab) -> None:
     assert "closing boundary" in truncated.json()["error"]["message"]
     assert [o["name"] for o in lab.backend.list_objects(BUCKET)] == ["lf.txt"]
     assert PEER_URL or list((lab.ctx.settings.root / "storage" / "staging").iterdir()) == []
+
+
+def test_a_bucket_reports_its_location_and_location_type(lab: StorageLab) -> None:
+    """Readiness's region-independence check reads these (lifeboat/independence.py)."""
+    expected = {"us-east1": "region", "nam4": "dual-region", "eu": "multi-region"}
+    for given, kind in expected.items():
+        name = f"located-{given}"
+        lab.client.create_bucket(name, location=given)
+        got = lab.client.get_bucket(name)
+        assert (got.location, got.location_type) == (given.upper(), kind)
+    assert lab.client.get_bucket(BUCKET).location_type == "region"  # us-central1
