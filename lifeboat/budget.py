@@ -3,8 +3,8 @@
 ``tasks.retrying.cloud_task(timeout_seconds=N)`` runs each attempt of a task inside
 ``step_budget(name, N)``. Prefect's own task timeout cannot interrupt a blocking call on
 a worker thread (reference/prefect.md), so the budget is enforced from inside: waits
-(``tasks.polling``) and single API calls (``runtime.call_timeout``) ask ``capped`` how long
-they may take. Outside any step nothing is capped, so a flow, a CLI or a test that calls
+(``tasks.polling``) and single API calls (``runtime.call_timeout``) ask ``remaining`` how
+long they may take. Outside any step nothing is capped, so a flow, a CLI or a test that calls
 these helpers directly behaves as before.
 
 The deadline lives in a ``ContextVar``: set inside the attempt (so on the worker thread
@@ -58,12 +58,6 @@ def remaining() -> float | None:
     """Seconds left of the running step's budget; None outside any step."""
     budget = _current.get()
     return None if budget is None else budget.remaining()
-
-
-def capped(seconds: float) -> float:
-    """``seconds``, or what is left of the running step's budget when that is less."""
-    left = remaining()
-    return seconds if left is None else min(seconds, left)
 
 
 def call_timeout(configured: float) -> float:

@@ -77,11 +77,6 @@ def list_collections(db: Database[RawBSONDocument]) -> list[CollectionSpec]:
     return specs
 
 
-def scan(db: Database[RawBSONDocument], name: str) -> Iterator[RawBSONDocument]:
-    """Every document of a collection in natural order, a batch at a time."""
-    yield from db.get_collection(name, codec_options=RAW).find(batch_size=SCAN_BATCH)
-
-
 def scan_raw_batches(db: Database[RawBSONDocument], name: str) -> Iterator[bytes]:
     """Every document of a collection in natural order, as the server's batches of
     concatenated BSON (what a `.bson` file holds): no object per document."""
@@ -123,11 +118,6 @@ class Sampler:
 
     def sample(self) -> dict[str, str]:
         return {key: digest for _, digest, key in sorted(self._heap, reverse=True)}
-
-    def watch(self, docs: Iterable[RawBSONDocument]) -> Iterator[RawBSONDocument]:
-        for doc in docs:
-            self.add(doc)
-            yield doc
 
 
 def id_key(doc_id: Any) -> str:
