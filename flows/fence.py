@@ -198,7 +198,11 @@ def _fences_held(
         for name in services
     }
     states, unread = _collect(futures, raise_failure=required)
-    return {st.service for st in states if st.fenced_by}, unread
+    unknown = {
+        name: f"could not read it, so it may still hold an earlier run's fence: {why}"
+        for name, why in unread.items()
+    }
+    return {st.service for st in states if st.fenced_by}, unknown
 
 
 def _promotion_started(topo: Topology, promoted: SqlInstanceRef, *, unknown: bool) -> bool:

@@ -28,8 +28,11 @@ def _slot_wait(lease: Lease) -> float:
     Another incident's run holding it means a second switch: refuse soon. Our own
     incident's lease found in place means this run resumes one that crashed, whose slot
     is still leased until it expires, so wait that out rather than refuse our own resume.
+    Three leases, not one and a half: the server frees an expired lease from a loop of its
+    own, which ran late on a loaded machine (the crash sweep's re-runs at two of 28 points
+    were refused after 90 s, naming the run they resumed as "another run").
     """
-    return SLOT_LEASE_S * 1.5 if lease.resumed else 15
+    return SLOT_LEASE_S * 3 if lease.resumed else 15
 
 
 def limit_name(environment: str) -> str:
@@ -59,9 +62,15 @@ def region_lock(environment: str, incident_id: str, flow: str, holder: str) -> I
                     )
                 )
             except TimeoutError as exc:
+                holder_run = (
+                    "still held by the crashed run of this incident: its slot's lease was "
+                    "not freed in time; re-run the incident"
+                    if lease.resumed
+                    else "held by another run"
+                )
                 raise LockHeld(
                     f"region lock for {environment}: the Prefect concurrency limit "
-                    f"{limit_name(environment)} is held by another run ({exc})"
+                    f"{limit_name(environment)} is {holder_run} ({exc})"
                 ) from exc
             yield lease
     finally:

@@ -10,7 +10,10 @@ Google's terms (cloud.google.com/storage/docs/locations): a bucket's ``locationT
 data in more than one region, so it outlives any single one. Secret Manager
 (cloud.google.com/secret-manager/docs/choosing-replication): ``automatic`` replication is
 Google-managed across regions; ``userManaged`` lists its replica locations, and a secret
-is readable while one of them is.
+is readable while one of them is. Lifeboat asks more of a user-managed secret than to
+outlive the primary: a replica in the secondary region, where the failover adds the
+version the promoted database's apps read (issue 16 §4), so that the failover depends on
+no third region either.
 """
 
 from __future__ import annotations
