@@ -147,10 +147,31 @@ class PgCluster:
             os.chown(path, *server_ids())
 
     def start(self) -> None:
-        run_tool(
-            ["pg_ctl", "-D", str(self.data), "-l", str(self.logfile), "-w", "-t", "60", "start"],
-            as_server_user=True,
-        )
+        try:
+            run_tool(
+                [
+                    "pg_ctl",
+                    "-D",
+                    str(self.data),
+                    "-l",
+                    str(self.logfile),
+                    "-w",
+                    "-t",
+                    "60",
+                    "start",
+                ],
+                as_server_user=True,
+            )
+        except PgError as exc:
+            # pg_ctl only says "could not start server; examine the log output", and the log
+            # goes with the instance a failed create discards: keep its last lines.
+            raise PgError(f"{exc}; the server's log ends: {self._log_tail()}") from exc
+
+    def _log_tail(self, lines: int = 6) -> str:
+        try:
+            return " | ".join(self.logfile.read_text(errors="replace").splitlines()[-lines:])
+        except OSError as exc:
+            return f"(no log: {exc})"
 
     def stop(self) -> None:
         """Stop the server; escalate to SIGKILL so no postgres process outlives the lab."""
