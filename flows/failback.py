@@ -1,13 +1,14 @@
 """failback: return an environment from its secondary region to its primary region.
 
 Runbook, after a failover: refuse while the primary region is unhealthy → region lock →
-export what the old primary may hold alone, then replace it with a replica of the promoted
-database → primary services active (those whose instances reach a later secret version
-however they start) → fence the secondary (its services' ingress internal-only: public
-traffic, and so every write, stops) → wait for zero lag → promote → point the apps at it
-→ any other primary services active → DNS back → purge → verify → lift the fence →
-secondary to standby → export the secondary's database, then rebuild it as a replica →
-record.
+roll the primary services that still name the old primary (a failover made while the
+region was down could not) → export what the old primary may hold alone, then replace it
+with a replica of the promoted database → primary services active (those whose instances
+reach a later secret version however they start) → fence the secondary (its services'
+ingress internal-only: public traffic, and so every write, stops) → wait for zero lag →
+promote → point the apps at it → any other primary services active → DNS back → purge →
+verify → lift the fence → secondary to standby → export the secondary's database, then
+rebuild it as a replica → record.
 
 Writes are fenced before the promotion so it loses nothing; the price is a short planned
 outage (the promotion, then the roll of the services that read the secret at instance
@@ -28,7 +29,7 @@ from prefect import flow, get_run_logger
 from pydantic import Field
 
 from flows.evidence import published
-from flows.failback_gate import gate_primary, hold
+from flows.failback_gate import gate_primary, hold, repoint_plan_line, stale_readers
 from flows.fence import describe_services, fence_line, fenced, lift_fences, lift_line
 from flows.launch import ENVIRONMENT_FIELD, INCIDENT_FIELD, REASON_FIELD, SwitchRequest
 from flows.plans import scale_line
@@ -52,7 +53,7 @@ from tasks.cloud_sql_wal import sql_wait_received
 from tasks.dns import dns_switch_record
 from tasks.errors import PermanentError, PreflightRefused
 from tasks.health import Target, health_verify
-from tasks.secret_manager import secret_manager_add_database_url
+from tasks.secret_manager import secret_manager_add_database_url, secret_manager_latest_version
 from tasks.storage import storage_require_object
 
 
@@ -106,10 +107,14 @@ def failback_plan(
     secondary_states: list[ServiceState],
     primary_states: list[ServiceState],
     secondary_export_uri: str,
+    repoint: list[str] | None = None,
+    version: str | None = None,
 ) -> list[str]:
     primary, secondary = topo.regions.primary, topo.regions.secondary
     old, promoted = topo.cloud_sql.primary, topo.cloud_sql.replica
     lines = []
+    if repoint and version:
+        lines.append(repoint_plan_line(primary.name, repoint, version, old.instance))
     protect = old_primary is not None and old_primary.deletion_protection
     if old_primary is not None:
         lines.append(f"export {old.project}:{old.instance} (stale primary) to {export_uri}")
@@ -200,6 +205,11 @@ def _run(topo: Topology, record: RunRecord, dry_run: bool, held: ExitStack) -> N
                 "there is no failover to undo"
             )
         primary_states = describe_services(topo, primary.project, primary.name)
+        stale = old_state is not None and not rebuilt
+        # A failover made while the primary region was down could not roll its env-var
+        # readers: they still write to the stale primary this run exports, then deletes.
+        version = secret_manager_latest_version(env) if stale else None
+        repoint = stale_readers(primary.name, primary_states, version)
         step.detail = f"primary {health}; rebuilt already: {rebuilt}"
     record.before = {
         "old_primary": old_state.model_dump() if old_state else None,
@@ -207,7 +217,6 @@ def _run(topo: Topology, record: RunRecord, dry_run: bool, held: ExitStack) -> N
         "secondary_services": [st.model_dump() for st in secondary_states],
         "primary_services": [st.model_dump() for st in primary_states],
     }
-    stale = old_state is not None and not rebuilt
     record.plan = first + failback_plan(
         topo,
         old_state if stale else None,
@@ -216,6 +225,8 @@ def _run(topo: Topology, record: RunRecord, dry_run: bool, held: ExitStack) -> N
         secondary_states,
         primary_states,
         secondary_export_uri,
+        repoint=repoint,
+        version=version,
     )
     logger.info("plan:\n%s", "\n".join(record.plan))
     if dry_run:
@@ -223,6 +234,9 @@ def _run(topo: Topology, record: RunRecord, dry_run: bool, held: ExitStack) -> N
         return
 
     take_lock()  # the region-lock step, unless the gate took the lock already
+    if repoint and version:
+        with record.step("repoint-primary-readers") as step:
+            step.detail = str(refresh_secret_readers(topo, record, version, required=[primary]))
     if not rebuilt:
         with record.step("preserve-old-primary") as step:
             if stale:

@@ -4,12 +4,13 @@ A failback is refused while the primary region is unhealthy. One cause of an unh
 primary region is Lifeboat's own doing, and the failback repairs it rather than refuse:
 a failover made while the primary region was down could not refresh the services there
 that read the database URL at instance start (flows/secret_refresh.py). When the region
-comes back they still hold the old primary's URL, and once a failback has deleted that
-instance (a resumed run finds it gone, or rebuilt as a read-only replica) their checks
-fail. So when the region fails its checks and some of its services (read once each: a
-region that is down may not answer) were not rolled for the secret's latest version,
-the failback rolls them to it (under the region lock: it is a side effect), then
-probes again until the region passes (at most ROLL_SETTLE_S). The latest version
+comes back they still hold the old primary's URL. The failback rolls them itself before
+it exports and deletes that instance (``stale_readers``); but if the instance is gone or
+broken some other way (deleted by hand, or its zone down), their checks fail. So when
+the region fails its checks and some of its services (read once each: a region that is
+down may not answer) were not rolled for the secret's latest version, the failback
+rolls them to it (under the region lock: it is a side effect), then probes again until
+the region passes (at most ROLL_SETTLE_S). The latest version
 names the database that is primary now: the promoted secondary, or, for a run resumed
 after its own database-connection step, the rebuilt primary; either way the one the
 apps must use.
@@ -59,6 +60,23 @@ def unrolled_readers(states: list[ReaderState], version: str | None) -> list[Rea
         return []
     number = split_version(version)[2]
     return [s for s in states if s.reader is not None and s.reader.behind(number)]
+
+
+def stale_readers(region: str, states: list[ServiceState], version: str | None) -> list[str]:
+    """The services of ``region`` (as preflight read them) that ``unrolled_readers`` names."""
+    readers = [
+        ReaderState(service=s.service, region=region, reader=s.secret_reader) for s in states
+    ]
+    return [s.service for s in unrolled_readers(readers, version)]
+
+
+def repoint_plan_line(region: str, services: list[str], version: str, instance: str) -> str:
+    return (
+        f"roll {region}/{{{', '.join(services)}}} for secret version {split_version(version)[2]}"
+        f" before the export: they read the database URL at instance start and still name "
+        f"{instance}, which is exported, then deleted (writes they take go to the primary "
+        "instead, and a crash after the delete leaves them working)"
+    )
 
 
 def gate_plan_line(region: str, unrolled: list[ReaderState], version: str) -> str:

@@ -165,8 +165,10 @@ def test_failback_restores_the_topology_and_loses_no_write(fresh_lab: Lab, api: 
     # The one service that reads the database URL as an env var got one new revision per
     # new secret version in each region that answered (the failover's: the secondary; the
     # failback's: both), so its running instances read it; none else did.
+    # In the primary, the failover's version was rolled first: the failover could not
+    # reach it, and its instances still named the stale primary the failback deletes.
     revisions_after = all_revisions(fresh_lab)
-    rolled = {"recommendation-service": {PRIMARY.name: 1, SECONDARY.name: 2}}
+    rolled = {"recommendation-service": {PRIMARY.name: 2, SECONDARY.name: 2}}
     for key, names in revisions_before.items():
         region_name, service_ = key.split("/")
         added = set(revisions_after[key]) - set(names)
@@ -192,12 +194,16 @@ def test_failback_restores_the_topology_and_loses_no_write(fresh_lab: Lab, api: 
     # env-var service's roll once the new version exists.
     fenced_at = min(patches)
     primary_patches = _secondary_patches(fresh_lab, since, PRIMARY.name)
-    assert len([p for p in primary_patches if p < fenced_at]) == services
+    assert len([p for p in primary_patches if p < fenced_at]) == services + 1  # + the repoint
     assert len([p for p in primary_patches if promoted_at < p < dns_at]) == 1
-    assert len(primary_patches) == services + 1
+    assert len(primary_patches) == services + 2
+    # The repoint came before the stale primary's export: what its instances wrote until
+    # then is in the export, and nothing after it reached the instance.
+    assert primary_patches[0] < _first(fresh_lab, since, "sql", "instances.export")
     for service in TOPOLOGY.services:
         assert ingress(fresh_lab, SECONDARY, service.name) == ("INGRESS_TRAFFIC_ALL", {})
     steps = [s["name"] for s in record["steps"]]
+    assert steps.index("repoint-primary-readers") < steps.index("preserve-old-primary")
     assert steps.index("fence-secondary") < steps.index("promote") < steps.index("dns-switch")
     assert (
         steps.index("verify") < steps.index("lift-fence") < steps.index("scale-secondary-standby")
@@ -344,10 +350,12 @@ def test_a_resumed_failback_rebuilds_a_protected_primary_it_had_deleted(
     first = api.wait(api.launch("failback/lab", {"reason": "one", "incident_id": inc})["id"])
     assert first["state"]["type"] == "FAILED"
     assert "sql-create-replica" in first["state"]["message"]
-    assert _sql_deletes_of(fresh_lab, since, f"instances/{OLD.instance}")  # it is gone
-    # The primary region's env-var service still holds the deleted primary's URL (the
-    # failover could not reach it): the region fails a check. A dry run plans the roll
-    # that comes first, and changes nothing.
+    (deleted_at,) = _sql_deletes_of(fresh_lab, since, f"instances/{OLD.instance}")
+    # The primary region's env-var service held the stale primary's URL (the failover
+    # could not reach it): the run rolled it before the export, so the delete left the
+    # region healthy. A dry run plans no roll, and changes nothing.
+    (repointed_at,) = _secondary_patches(fresh_lab, since, PRIMARY.name)
+    assert repointed_at < _first(fresh_lab, since, "sql", "instances.export") < deleted_at
     dry_since = fresh_lab.last_seq()
     dry = api.wait(
         api.launch("failback/lab", {"reason": "plan", "incident_id": inc, "dry_run": True})["id"]
@@ -355,7 +363,7 @@ def test_a_resumed_failback_rebuilds_a_protected_primary_it_had_deleted(
     assert dry["state"]["type"] == "COMPLETED", dry["state"]["message"]
     assert side_effects(fresh_lab, dry_since) == []
     plan = _record_of(fresh_lab, inc)["plan"]
-    assert plan[0].startswith(f"roll {PRIMARY.name}/{{recommendation-service}} for secret version")
+    assert plan[0].startswith(f"create {OLD.project}:{OLD.instance} in {PRIMARY.name}"), plan[:2]
     rerun_since = fresh_lab.last_seq()
 
     final = api.wait(
@@ -372,12 +380,11 @@ def test_a_resumed_failback_rebuilds_a_protected_primary_it_had_deleted(
     assert kinds.count(("sql", "instances.patch")) == 1  # lifted once, never re-enabled by hand
     assert kinds.count(("sql", "instances.delete")) == 2  # the stale primary, the secondary
     assert kinds.count(("sql", "instances.export")) == 2
-    # The resumed run rolled the primary's reader before anything else it changed.
+    # The resumed run's first change is the rebuild: no roll of the primary's readers.
     rerun = side_effects(fresh_lab, rerun_since)
-    assert rerun[0][:2] == ("run", "PATCH"), rerun[:4]
-    assert f"/locations/{PRIMARY.name}/services/recommendation-service" in rerun[0][2]
+    assert rerun[0][:2] == ("sql", "instances.insert"), rerun[:4]
     steps = [s["name"] for s in _record_of(fresh_lab, inc)["steps"]]
-    assert steps.index("roll-primary-readers") < steps.index("rebuild-primary-replica")
+    assert "roll-primary-readers" not in steps and "repoint-primary-readers" not in steps
 
 
 def test_the_fence_refuses_the_public_path_while_it_holds(fresh_lab: Lab, api: PrefectApi) -> None:

@@ -450,3 +450,26 @@ def test_a_best_effort_fence_says_so_in_the_plan() -> None:
         topo, None, states, "READ_REPLICA_INSTANCE", fence=PrimaryFence(primary, required=False)
     )
     assert all(line.endswith("(best effort: the primary looks down)") for line in plan[:4])
+
+
+def test_the_failback_plan_repoints_stale_env_var_readers_before_the_export() -> None:
+    topo = lab_topology()
+    secondary, primary = _failback_states()
+    plan = failback_plan(
+        topo,
+        _old_primary(protected=False),
+        promoted_protected=False,
+        export_uri="gs://varai-backups/failback/fb-1/varai-prod.sql.gz",
+        secondary_states=secondary,
+        primary_states=primary,
+        secondary_export_uri="gs://varai-backups/failback/fb-1/varai-db-secondary.sql.gz",
+        repoint=["recommendation-service"],
+        version=f"{SECRET}/versions/4",
+    )
+    assert plan[0] == (
+        "roll us-central1/{recommendation-service} for secret version 4 before the export: "
+        "they read the database URL at instance start and still name varai-prod, which is "
+        "exported, then deleted (writes they take go to the primary instead, and a crash "
+        "after the delete leaves them working)"
+    )
+    assert plan[1].startswith("export ml-datadriven-recos:varai-prod (stale primary)")
