@@ -381,7 +381,8 @@ def environment_file(environment: str) -> Path:
     directory = Path(os.environ.get(ENVIRONMENTS_DIR_ENV, ENVIRONMENTS_DIR))
     path = directory / f"{environment}.yaml"
     if not path.is_file():
-        known = sorted(p.stem for p in directory.glob("*.yaml"))
+        # prod.example.yaml is a file to copy, not an environment.
+        known = sorted(p.stem for p in directory.glob("*.yaml") if ENVIRONMENT_NAME.match(p.stem))
         raise TopologyError(f"environment: unknown environment {environment!r}; known: {known}")
     return path
 
