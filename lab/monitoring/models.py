@@ -225,11 +225,13 @@ def _aligned(raw: list[Series], spec: MetricSpec, query: Query) -> list[Series]:
             windows[window].extend(data)
             counts[window] += 1
         kind, value_type = _aligned_kind(query.aligner, spec.value_type)
-        points: dict[tuple[float, float], Window] = {}
-        for window, data in windows.items():
-            points[window] = [_align_value(query.aligner, data, counts[window], period, spec)]
-            if value_type == "DISTRIBUTION":
-                points[window] = data
+        points: dict[tuple[float, float], Window] = {
+            # A distribution stays a distribution: its samples, merged over the window.
+            window: data
+            if value_type == "DISTRIBUTION"
+            else [_align_value(query.aligner, data, counts[window], period, spec)]
+            for window, data in windows.items()
+        }
         out.append(Series(series.labels, kind, value_type, points))
     return out
 
