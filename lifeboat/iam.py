@@ -30,6 +30,8 @@ Where the permissions come from (Google's documentation, under https://cloud.goo
   storage/docs/access-control/iam-permissions; replacing an existing object needs
   ``storage.objects.delete`` as well as ``storage.objects.create``
   (storage/docs/access-control/iam-xml, note 4).
+- Cloud Monitoring: monitoring/access-control ("monitoring.timeSeries.list" for
+  projects.timeSeries.list; held by roles/monitoring.viewer).
 - Secret Manager: iam/docs/roles-permissions/secretmanager,
   secret-manager/docs/add-secret-version and secret-manager/docs/access-secret-version.
 - Custom roles: ``gcloud iam roles create ROLE_ID --project=P --file=F``
@@ -105,7 +107,7 @@ class Call:
 
     Attributes:
         api: the API as the lab's request log names it (run, sql, dns, compute, storage,
-            secretmanager).
+            secretmanager, monitoring).
         method: the HTTP method.
         path: the path pattern; ``{x}`` is one segment, ``{object}`` the rest.
         permissions: what Google checks for it, on the project it lands in.
@@ -358,9 +360,9 @@ CALLS: tuple[Call, ...] = (
         "GET",
         _ZONE + "/rrsets",
         ("dns.resourceRecordSets.list",),
-        _flows("failover", "failback", "readiness", "discover"),
+        _flows("failover", "failback", "readiness", "discover", "watch"),
         (Place.dns,),
-        "read the record the switch changes",
+        "read the record the switch changes (the watch: which region serves users)",
     ),
     Call(
         "dns",
@@ -450,6 +452,16 @@ CALLS: tuple[Call, ...] = (
         _flows("readiness"),
         (Place.app_secret,),
         "read where the secret is replicated (metadata, not the value)",
+    ),
+    # --- Cloud Monitoring (the project of the region that serves users) ---
+    Call(
+        "monitoring",
+        "GET",
+        "/v3/projects/{project}/timeSeries",
+        ("monitoring.timeSeries.list",),
+        _flows("watch"),
+        REGIONS,
+        "read Cloud Run's request count and latency in the region that serves users",
     ),
     # --- Cloud Storage (the backup and records buckets) ---
     Call(

@@ -167,10 +167,15 @@ def test_the_backup_drill_readiness_and_watch_flows_make_only_calls_the_table_li
         assert_covered(_run(fresh_lab, api, flow, {}), flow)
     _expired_drill_instance(fresh_lab)
     assert_covered(_run(fresh_lab, api, "drill-sweeper", {}), "drill-sweeper")
-    # watch reads its metrics from the lab's control API, not a Google API (yet): the
-    # table gives it nothing, and it calls nothing.
-    assert _run(fresh_lab, api, "watch", {}) == []
-    assert grants_by_flow(TOPOLOGY)["watch"] == {}
+    # watch reads which region serves users from DNS, and Cloud Run's metrics from
+    # Cloud Monitoring in that region's project.
+    watch = _run(fresh_lab, api, "watch", {})
+    assert_covered(watch, "watch")
+    assert {e["api"] for e in watch} == {"dns", "monitoring"}
+    assert grants_by_flow(TOPOLOGY)["watch"][PRIMARY.project] == (
+        "dns.resourceRecordSets.list",
+        "monitoring.timeSeries.list",
+    )
     FED.add("the-rest")
 
 
