@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lab import compute, dns, run, secretmanager, sql, storage
+from lab import compute, dns, resourcemanager, run, secretmanager, sql, storage
 from lab.control.app import create_control_app
 from lab.core import tls
 from lab.core.context import LabContext
@@ -58,6 +58,7 @@ def listener_names(topology: LabTopology) -> list[str]:
         "mongodb",
         "front_door_https",
         "secretmanager",
+        "resourcemanager",
     ]
 
 
@@ -119,6 +120,7 @@ class LabDaemon:
         _, dns_app = dns.create(ctx)
         _, run_app = run.create(ctx)
         _, secretmanager_app = secretmanager.create(ctx)
+        _, resourcemanager_app = resourcemanager.create(ctx)
         # Before seeding: the seeded services' instances read their secret as they start.
         AppInstances.attach(ctx, (self.topology.cloud_sql.primary.project,))
         compute_backend, compute_app = compute.create(ctx)
@@ -137,6 +139,7 @@ class LabDaemon:
             ("compute", compute_app, self.settings.port("compute")),
             ("storage", storage_app, self.settings.port("storage")),
             ("secretmanager", secretmanager_app, self.settings.port("secretmanager")),
+            ("resourcemanager", resourcemanager_app, self.settings.port("resourcemanager")),
         ]
         https: list[tuple[str, Any, int]] = []
         for spec in self.regions.values():
@@ -195,7 +198,16 @@ class LabDaemon:
             self.ctx.latency.reset(self.settings.time_scale)
             self.cache.clear()
             self.resolver.clear()
-            names = ("dns", "run", "compute", "storage", "sql", "secretmanager", "app_instances")
+            names = (
+                "dns",
+                "run",
+                "compute",
+                "storage",
+                "sql",
+                "secretmanager",
+                "resourcemanager",
+                "app_instances",
+            )
             for name in names:
                 self.ctx.backends[name].reset()
             self._seed()
@@ -218,6 +230,7 @@ class LabDaemon:
             "compute": s.url("compute"),
             "storage": s.url("storage"),
             "secretmanager": s.url("secretmanager"),
+            "resourcemanager": s.url("resourcemanager"),
             "front_door": s.url("front_door"),
             "control": s.url("control"),
             "mongodb_uri": self.mongo.uri,

@@ -54,11 +54,12 @@ DOCUMENTS: Mapping[str, tuple[str, ...]] = {
     "sql": ("sqladmin.v1", "sqladmin.v1beta4"),
     "run": ("run.v2",),
     "secretmanager": ("secretmanager.v1",),
+    "resourcemanager": ("cloudresourcemanager.v3",),
 }
 
 # One-platform APIs answer errors without the legacy ``errors`` list
 # (lab/secretmanager/exceptions.py says why).
-_NO_ERRORS_LIST = frozenset({"secretmanager"})
+_NO_ERRORS_LIST = frozenset({"secretmanager", "resourcemanager"})
 
 
 @dataclass(frozen=True)
