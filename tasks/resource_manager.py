@@ -48,10 +48,13 @@ def resource_manager_held_permissions(
             except gexc.Forbidden as exc:
                 if is_transient(exc):
                     raise
+                # The REST client's message starts with the method and URL: keep Google's
+                # words only, after the reason (readiness cuts a row's detail short).
+                said = str(exc.message).rpartition(": ")[2]
                 raise PermanentError(
-                    f"iam-test-permissions: Resource Manager refused to test permissions on "
-                    f"project {project} (403 {exc.message}): the project does not exist or "
-                    "the worker's identity cannot see it"
+                    f"Resource Manager refused to test permissions on project {project} "
+                    "(403): the project does not exist or the worker's identity cannot "
+                    f"see it; Google said: {said}"
                 ) from exc
             held.extend(answer.permissions)
     get_run_logger().info(
