@@ -11,7 +11,12 @@ from pathlib import Path
 from commands import discover, iam
 from lifeboat.discovery import DiscoveryError
 from lifeboat.endpoints import lab_dir
-from lifeboat.topology import ENVIRONMENTS_DIR, TopologyError, load_topology
+from lifeboat.topology import (
+    ENVIRONMENTS_DIR,
+    TopologyError,
+    load_topology,
+    parse_topology_file,
+)
 
 
 def _lab_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -62,7 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     rs.add_argument("--force", action="store_true", help="allow restoring over a live database")
     rs.add_argument("--operator", default=os.environ.get("USER", "unknown"))
     validate = sub.add_parser("validate", help="check an environment's topology file")
-    validate.add_argument("--env", required=True)
+    which = validate.add_mutually_exclusive_group(required=True)
+    which.add_argument("--env", help="deployments/environments/<env>.yaml")
+    which.add_argument("--file", type=Path, help="a topology file anywhere, e.g. prod.example.yaml")
     discover.add_parser(sub)
     iam.add_parser(sub)
     args = parser.parse_args(argv)
@@ -77,8 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "iam":
             return iam.run(args)
         if args.command == "validate":
-            topology = load_topology(args.env)
-            print(f"{args.env}: valid ({len(topology.services)} services)")
+            topology = parse_topology_file(args.file) if args.file else load_topology(args.env)
+            print(f"{args.file or args.env}: valid ({len(topology.services)} services)")
             return 0
         return _lab(args)
     except (TopologyError, DiscoveryError) as exc:

@@ -20,7 +20,6 @@ import yaml
 from lifeboat.iam import (
     CALLS,
     COMMANDS,
-    FLOWS,
     buckets_project,
     grants_by_flow,
     grants_by_project,
@@ -89,8 +88,11 @@ def _notes(topology: Topology) -> list[str]:
             f"- backups.project is not set: the buckets are taken to be in "
             f"{buckets_project(topology)} (the primary region's project)."
         )
-    if "watch" in FLOWS and not grants_by_flow(topology)["watch"]:
-        notes.append("- watch reads request metrics from the environment, not a Google API yet.")
+    notes.append(
+        "- watch reads Cloud Monitoring in the project of the region that serves users: "
+        "both regions' projects need monitoring.timeSeries.list (roles/monitoring.viewer "
+        "holds it)."
+    )
     return notes
 
 

@@ -6,6 +6,11 @@ above 5% over 10 min, a p95 latency above 5 s over 15 min (topology
 ``lifeboat.watch.threshold-crossed`` event for the environment naming the services; the
 automation on the rollback deployment (deployments/prefect.yaml) starts ``rollback``.
 
+It watches the region that serves users. Unless told, it reads the DNS records and takes
+the region whose ``rrdatas`` they hold: after a failover, the secondary. Error rate and
+latency come from Cloud Monitoring (tasks/metrics.py); failed health checks from its own
+probes of that region (tasks/health.py ``health_count_failures`` says why).
+
 It runs on a one-minute schedule rather than as a long-lived loop: each sample is a
 short run the UI shows, a crash loses one sample instead of the whole watch, and no
 worker slot stays taken.
@@ -27,6 +32,9 @@ from flows.evidence import publish_run
 from flows.launch import ENVIRONMENT_FIELD, SwitchRequest
 from lifeboat import runtime
 from lifeboat.topology import RegionRole, Topology
+from tasks.dns import RecordState, dns_get_record
+from tasks.errors import PermanentError
+from tasks.health import Target, health_count_failures
 from tasks.metrics import ServiceMetrics, metrics_sample_services
 
 EVENT = "lifeboat.watch.threshold-crossed"
@@ -50,18 +58,22 @@ class Breach(BaseModel):
 def watch(
     environment: Annotated[str, ENVIRONMENT_FIELD],
     region: Annotated[
-        RegionRole, Field(description="The region whose services serve users now")
-    ] = RegionRole.primary,
+        RegionRole | None,
+        Field(description="The region whose services serve users now; unset: read from DNS"),
+    ] = None,
 ) -> dict[str, Any]:
     request = SwitchRequest.validate_launch(
         environment, "rollback-threshold watch", None, "schedule", prefix="watch"
     )
     topo = runtime.topology(request.environment)
     record = request.record("watch", "scheduled", False)
-    region_name = topo.regions.by_role(region).name
     try:
+        with record.step("serving-region") as step:
+            role = region if region is not None else serving_role(topo, _read_records(topo))
+            region_name = topo.regions.by_role(role).name
+            step.detail = f"{role.value} ({region_name})"
         with record.step("sample") as step:
-            breaches = _breaches(topo, region_name)
+            breaches = _breaches(topo, region_name, role)
             step.detail = f"{len(breaches)} threshold(s) crossed in {region_name}"
     except BaseException as exc:
         record.finish("failed", str(exc)[:1000])
@@ -92,7 +104,7 @@ def watch(
         ],
         payload={
             "services": services,
-            "region": region.value,
+            "region": role.value,
             "summary": summary,
             "breaches": [b.model_dump() for b in breaches],
         },
@@ -100,29 +112,59 @@ def watch(
     return {"environment": environment, "breaches": [b.model_dump() for b in breaches]}
 
 
-def _breaches(topo: Topology, region: str) -> list[Breach]:
+def _read_records(topo: Topology) -> dict[str, list[str]]:
+    """The live rrdatas of every record the topology switches, read in parallel."""
+    env = topo.environment
+    futures = {r.name: dns_get_record.submit(env, r.name, r.type) for r in topo.dns.records}
+    states: dict[str, RecordState | None] = {name: f.result() for name, f in futures.items()}
+    return {name: state.rrdatas for name, state in states.items() if state is not None}
+
+
+def serving_role(topo: Topology, live: dict[str, list[str]]) -> RegionRole:
+    """The region every record points users at, by its rrdatas in the topology.
+
+    Raises:
+        PermanentError: a record is missing, matches neither region, or the records
+            disagree (a switch half done): no region can be said to serve users.
+    """
+    roles: set[RegionRole] = set()
+    for record in topo.dns.records:
+        rrdatas = live.get(record.name)
+        if rrdatas is None:
+            raise PermanentError(f"watch: DNS record {record.name} {record.type} is missing")
+        matching = [r for r, want in record.rrdatas.items() if sorted(want) == sorted(rrdatas)]
+        if not matching:
+            raise PermanentError(
+                f"watch: {record.name} points at {', '.join(rrdatas)}, "
+                "the addresses of neither region"
+            )
+        roles.update(matching)
+    if len(roles) != 1:
+        raise PermanentError("watch: the DNS records point at different regions")
+    return roles.pop()
+
+
+def _breaches(topo: Topology, region: str, role: RegionRole) -> list[Breach]:
     rules = topo.rollback_triggers
     env = topo.environment
-    windows = sorted(
-        {rules.health_check_window_s, rules.error_rate_window_s, rules.p95_latency_window_s}
-    )
+    windows = sorted({rules.error_rate_window_s, rules.p95_latency_window_s})
     futures = {w: metrics_sample_services.submit(env, region, w) for w in windows}
+    probes = health_count_failures.submit(env, Target(role.value), rules.health_check_failures)
     samples: dict[float, dict[str, ServiceMetrics]] = {w: f.result() for w, f in futures.items()}
+    failed_checks = probes.result()
     found: list[Breach] = []
     for service in topo.services:
-        health = samples[rules.health_check_window_s].get(service.name)
-        if health is not None:
-            failures = health.failures_on(service.checks)
-            if failures >= rules.health_check_failures:
-                found.append(
-                    Breach(
-                        service=service.name,
-                        metric="health_check_failures",
-                        value=failures,
-                        threshold=rules.health_check_failures,
-                        window_s=rules.health_check_window_s,
-                    )
+        failures = failed_checks.get(service.name, 0)
+        if failures >= rules.health_check_failures:
+            found.append(
+                Breach(
+                    service=service.name,
+                    metric="health_check_failures",
+                    value=failures,
+                    threshold=rules.health_check_failures,
+                    window_s=rules.health_check_window_s,
                 )
+            )
         errors = samples[rules.error_rate_window_s].get(service.name)
         if (
             errors is not None

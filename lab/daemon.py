@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lab import compute, dns, resourcemanager, run, secretmanager, sql, storage
+from lab import compute, dns, monitoring, resourcemanager, run, secretmanager, sql, storage
 from lab.control.app import create_control_app
 from lab.core import tls
 from lab.core.context import LabContext
@@ -58,6 +58,7 @@ def listener_names(topology: LabTopology) -> list[str]:
         "mongodb",
         "front_door_https",
         "secretmanager",
+        "monitoring",
         "resourcemanager",
     ]
 
@@ -126,6 +127,7 @@ class LabDaemon:
         compute_backend, compute_app = compute.create(ctx)
         compute_backend.on_invalidation(lambda host, path: void(self.cache.invalidate(host, path)))
         _, sql_app = sql.create(ctx)
+        _, monitoring_app = monitoring.create(ctx)
         self.mongo.start()
         self._seed()
         # A new CA at every start: nothing outside this lab folder ever trusts it.
@@ -139,6 +141,7 @@ class LabDaemon:
             ("compute", compute_app, self.settings.port("compute")),
             ("storage", storage_app, self.settings.port("storage")),
             ("secretmanager", secretmanager_app, self.settings.port("secretmanager")),
+            ("monitoring", monitoring_app, self.settings.port("monitoring")),
             ("resourcemanager", resourcemanager_app, self.settings.port("resourcemanager")),
         ]
         https: list[tuple[str, Any, int]] = []
@@ -230,6 +233,7 @@ class LabDaemon:
             "compute": s.url("compute"),
             "storage": s.url("storage"),
             "secretmanager": s.url("secretmanager"),
+            "monitoring": s.url("monitoring"),
             "resourcemanager": s.url("resourcemanager"),
             "front_door": s.url("front_door"),
             "control": s.url("control"),

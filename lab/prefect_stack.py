@@ -107,7 +107,9 @@ def apply_configuration(env: dict[str, str]) -> None:
     if not _gcl_exists(env):
         _run(["gcl", "create", REGION_SWITCH_LIMIT, "--limit", "1"], env)
     if has_deployments():
-        _run(["--no-prompt", "deploy", "--all", "--prefect-file", str(PREFECT_YAML)], env)
+        # The lab's deployments only: the file holds production's too (named prod). A
+        # bare deployment name selects every flow's deployment of that name, once each.
+        _run(["--no-prompt", "deploy", "--name", "lab", "--prefect-file", str(PREFECT_YAML)], env)
 
 
 def _start_the_engine_directly(env: dict[str, str]) -> None:

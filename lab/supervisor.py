@@ -138,7 +138,18 @@ def stop_leftover_clusters(root: Path) -> None:
 
 
 def _check_ports(settings: LabSettings, with_prefect: bool) -> None:
-    names = ["control", "dns", "run", "sql", "compute", "storage", "front_door", "mongodb"]
+    names = [
+        "control",
+        "dns",
+        "run",
+        "sql",
+        "compute",
+        "storage",
+        "front_door",
+        "mongodb",
+        "secretmanager",
+        "monitoring",
+    ]
     if with_prefect:
         names.append("prefect")
     try:

@@ -14,6 +14,7 @@ from google.api_core.client_options import ClientOptions
 from google.api_core.future.polling import DEFAULT_POLLING
 from google.auth.credentials import AnonymousCredentials, Credentials
 
+from lifeboat.discovery_api import DiscoveryApi
 from lifeboat.endpoints import ResolvedEndpoints
 from lifeboat.sqladmin import SqlAdmin
 
@@ -126,6 +127,16 @@ class ClientFactory:
             transport="rest",
             client_options=self._options(self.endpoints.secretmanager),
         )
+
+    @functools.cached_property
+    def monitoring(self) -> DiscoveryApi:
+        """Cloud Monitoring v3 over REST, through Google's discovery client.
+
+        google-cloud-monitoring (2.32.0) generates gRPC transports only: its
+        ``MetricServiceClient`` has no ``transport="rest"``. The discovery client speaks
+        the same REST surface Google serves (monitoring/api/ref_v3/rest) and the lab serves.
+        """
+        return DiscoveryApi("monitoring", "v3", self.endpoints.monitoring)
 
     @functools.cached_property
     def projects(self) -> resourcemanager_v3.ProjectsClient:

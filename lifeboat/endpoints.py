@@ -24,6 +24,7 @@ class ResolvedEndpoints(BaseModel):
     compute: str | None = None
     storage: str | None = None
     secretmanager: str | None = None
+    monitoring: str | None = None
     resourcemanager: str | None = None
     front_door: str | None = None
     control: str | None = None

@@ -30,6 +30,8 @@ Where the permissions come from (Google's documentation, under https://cloud.goo
   storage/docs/access-control/iam-permissions; replacing an existing object needs
   ``storage.objects.delete`` as well as ``storage.objects.create``
   (storage/docs/access-control/iam-xml, note 4).
+- Cloud Monitoring: monitoring/access-control ("monitoring.timeSeries.list" for
+  projects.timeSeries.list; held by roles/monitoring.viewer).
 - Secret Manager: iam/docs/roles-permissions/secretmanager,
   secret-manager/docs/add-secret-version and secret-manager/docs/access-secret-version.
 - Cloud Resource Manager: resource-manager/reference/rest/v1/projects/testIamPermissions
@@ -108,7 +110,7 @@ class Call:
 
     Attributes:
         api: the API as the lab's request log names it (run, sql, dns, compute, storage,
-            secretmanager, resourcemanager).
+            secretmanager, monitoring, resourcemanager).
         method: the HTTP method.
         path: the path pattern; ``{x}`` is one segment, ``{object}`` the rest.
         permissions: what Google checks for it, on the project it lands in.
@@ -361,9 +363,9 @@ CALLS: tuple[Call, ...] = (
         "GET",
         _ZONE + "/rrsets",
         ("dns.resourceRecordSets.list",),
-        _flows("failover", "failback", "readiness", "discover"),
+        _flows("failover", "failback", "readiness", "discover", "watch"),
         (Place.dns,),
-        "read the record the switch changes",
+        "read the record the switch changes (the watch: which region serves users)",
     ),
     Call(
         "dns",
@@ -453,6 +455,16 @@ CALLS: tuple[Call, ...] = (
         _flows("readiness"),
         (Place.app_secret,),
         "read where the secret is replicated (metadata, not the value)",
+    ),
+    # --- Cloud Monitoring (the project of the region that serves users) ---
+    Call(
+        "monitoring",
+        "GET",
+        "/v3/projects/{project}/timeSeries",
+        ("monitoring.timeSeries.list",),
+        _flows("watch"),
+        REGIONS,
+        "read Cloud Run's request count and latency in the region that serves users",
     ),
     # --- Cloud Resource Manager (every project the worker acts in) ---
     Call(

@@ -5,32 +5,22 @@ libraries); google-cloud-sql's gRPC clients get UNIMPLEMENTED from it. Its docum
 Python client is google-api-python-client's discovery client, built here from the
 discovery document bundled in the package, so nothing is fetched at run time.
 
-Two things the discovery client does differently from the other Google clients, and
-that this module evens out:
-- errors are ``googleapiclient.errors.HttpError``; they are turned into
-  ``google.api_core.exceptions`` so that one classification (tasks/errors.py) serves all;
-- its transport, httplib2, is not thread-safe: each thread gets its own connection,
-  with the call's timeout.
+lifeboat/discovery_api.py evens out what the discovery client does differently from the
+other Google clients (its errors, its transport's threads).
 """
 
 from __future__ import annotations
 
 import functools
-import json
-import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
-import httplib2
-from google.api_core import exceptions as gexc
-from googleapiclient.discovery import build
-from googleapiclient.errors import HttpError
 from googleapiclient.http import HttpRequest
 from pydantic import AliasGenerator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-_SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
+from lifeboat.discovery_api import DiscoveryApi
 
 
 class _Api(BaseModel):
@@ -171,39 +161,12 @@ def settings_like(source: Instance, labels: dict[str, str], *, replica: bool) ->
     return body
 
 
-class SqlAdmin:
+class SqlAdmin(DiscoveryApi):
     """The Cloud SQL Admin v1 discovery client, shared by threads, one connection each."""
 
     def __init__(self, endpoint: str | None):
         """``endpoint`` None means Google, with Application Default Credentials."""
-        self._endpoint = endpoint
-        self._local = threading.local()
-        self._credentials_lock = threading.Lock()
-        self._credentials: Any = None
-        options = {"api_endpoint": endpoint} if endpoint else None
-        # The Http given here is only a placeholder: every call passes its own.
-        self._service: Any = build(
-            "sqladmin",
-            "v1",
-            http=httplib2.Http(),
-            static_discovery=True,
-            client_options=options,
-            cache_discovery=False,
-        )
-
-    @property
-    def service(self) -> Any:
-        """The discovery ``Resource``: ``service.instances().get(project=..., instance=...)``."""
-        return self._service
-
-    def call(self, make: Callable[[Any], HttpRequest], timeout: float) -> dict[str, Any]:
-        """Build one request from the service and run it; Google's errors as api_core's."""
-        request = make(self._service)
-        try:
-            result: dict[str, Any] = request.execute(http=self._http(timeout), num_retries=0)
-        except HttpError as exc:
-            raise _api_core_error(exc) from exc
-        return result
+        super().__init__("sqladmin", "v1", endpoint)
 
     def pages(self, make: Callable[..., HttpRequest], timeout: float) -> Iterator[dict[str, Any]]:
         """Every item of a paged list: ``make(service, token=...)`` builds each request."""
@@ -214,40 +177,3 @@ class SqlAdmin:
             if not page.next_page_token:
                 return
             token = page.next_page_token
-
-    def _http(self, timeout: float) -> Any:
-        cache: dict[float, Any] | None = getattr(self._local, "http", None)
-        if cache is None:
-            cache = self._local.http = {}
-        if timeout not in cache:
-            transport = httplib2.Http(timeout=timeout)
-            cache[timeout] = transport if self._endpoint else self._authorized(transport)
-        return cache[timeout]
-
-    def _authorized(self, transport: httplib2.Http) -> Any:
-        """Application Default Credentials over ``transport`` (Google, not the lab)."""
-        import google.auth
-        import google_auth_httplib2
-
-        with self._credentials_lock:
-            if self._credentials is None:
-                self._credentials, _ = google.auth.default(scopes=_SCOPES)
-        return google_auth_httplib2.AuthorizedHttp(self._credentials, http=transport)
-
-
-def _api_core_error(exc: HttpError) -> gexc.GoogleAPICallError:
-    """The api_core exception for an HttpError, keeping Google's message and reasons."""
-    status = int(exc.resp.status)
-    message = str(exc.reason or "")
-    errors: list[dict[str, Any]] = []
-    try:
-        body = json.loads(exc.content or b"{}")
-        error = body.get("error", {}) if isinstance(body, dict) else {}
-        message = str(error.get("message") or message)
-        errors = [e for e in error.get("errors", []) if isinstance(e, dict)]
-    except ValueError:
-        pass
-    mapped: gexc.GoogleAPICallError = gexc.from_http_status(  # type: ignore[no-untyped-call]
-        status, message, errors=errors
-    )
-    return mapped

@@ -285,7 +285,16 @@ class Drills(Strict):
 
 # The Google APIs Lifeboat calls. An environment points all of them somewhere else, or
 # none: a mix would send some steps to Google and others to a lab, silently.
-API_NAMES = ("dns", "run", "sql", "compute", "storage", "secretmanager", "resourcemanager")
+API_NAMES = (
+    "dns",
+    "run",
+    "sql",
+    "compute",
+    "storage",
+    "secretmanager",
+    "monitoring",
+    "resourcemanager",
+)
 
 
 class Endpoints(Strict):
@@ -298,6 +307,7 @@ class Endpoints(Strict):
     compute: str | None = None
     storage: str | None = None
     secretmanager: str | None = None
+    monitoring: str | None = Field(None, description="Cloud Monitoring v3 REST endpoint")
     resourcemanager: str | None = Field(
         None, description="Cloud Resource Manager v3 (readiness's testIamPermissions)"
     )
@@ -384,7 +394,8 @@ def environment_file(environment: str) -> Path:
     directory = Path(os.environ.get(ENVIRONMENTS_DIR_ENV, ENVIRONMENTS_DIR))
     path = directory / f"{environment}.yaml"
     if not path.is_file():
-        known = sorted(p.stem for p in directory.glob("*.yaml"))
+        # prod.example.yaml is a file to copy, not an environment.
+        known = sorted(p.stem for p in directory.glob("*.yaml") if ENVIRONMENT_NAME.match(p.stem))
         raise TopologyError(f"environment: unknown environment {environment!r}; known: {known}")
     return path
 

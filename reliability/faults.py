@@ -69,7 +69,16 @@ PROMPT_S = 60.0
 CELL_TIMEOUT_S = 300.0
 
 # The APIs whose calls are cloud calls (the request log's ``api``).
-CLOUD_APIS = ("dns", "run", "sql", "compute", "storage", "secretmanager", "resourcemanager")
+CLOUD_APIS = (
+    "dns",
+    "run",
+    "sql",
+    "compute",
+    "storage",
+    "secretmanager",
+    "monitoring",
+    "resourcemanager",
+)
 
 # Collections whose member ids are generalised: one row per kind of call, not per resource.
 _ID_AFTER = ("services", "instances", "operations", "changes", "revisions")
@@ -509,15 +518,22 @@ def chosen(call: Call, fault: str, cells: list[str]) -> bool:
 
 
 def sweep(
-    lab: BenchLab, flow: str, call_filter: list[str], fault_names: list[str], cells: list[str]
+    lab: BenchLab,
+    flow: str,
+    call_filter: list[str],
+    fault_names: list[str],
+    cells: list[str],
+    known: frozenset[str] = frozenset(),
 ) -> tuple[list[Call], dict[tuple[str, str], str], list[str]]:
+    """``known``: call keys to leave out (``--new-only``: those a failover makes too)."""
     topo = runtime.topology("lab")
     primary = (topo.regions.primary.project, topo.regions.primary.name)
     base = baseline(lab, flow)
     calls = [
         c
         for c in base.calls
-        if (not call_filter or any(f in c.key for f in call_filter))
+        if c.key not in known
+        and (not call_filter or any(f in c.key for f in call_filter))
         and any(chosen(c, f, cells) for f in fault_names)
     ]
     figure(f"fault_{flow}_calls", len(calls))
@@ -554,6 +570,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--cells", nargs="*", default=[], help="only these: <substring of the call>@<fault>"
     )
+    parser.add_argument(
+        "--new-only",
+        action="store_true",
+        help="a failback's cells only for the calls a failover does not make (one failover "
+        "baseline gives those): the same call goes through the same classification",
+    )
     args = parser.parse_args(argv)
     # The worker the lab starts inherits this: retries wait 0.2 s, 0.4 s... instead of 1 s, 2 s.
     os.environ["LIFEBOAT_RETRY_BACKOFF_S"] = RETRY_BACKOFF_S
@@ -561,8 +583,12 @@ def main(argv: list[str] | None = None) -> int:
     verdicts: dict[tuple[str, str], str] = {}
     wrong: list[str] = []
     with bench_lab(base_port=BASE_PORT, pg_prefix=PG_PREFIX, time_scale=TIME_SCALE) as lab:
+        known: frozenset[str] = frozenset()
+        if args.new_only and "failback" in args.flows:
+            known = frozenset(c.key for c in baseline(lab, "failover").calls)
         for flow in args.flows:
-            calls, mine, details = sweep(lab, flow, args.calls, args.faults, args.cells)
+            leave_out = known if flow == "failback" else frozenset()
+            calls, mine, details = sweep(lab, flow, args.calls, args.faults, args.cells, leave_out)
             print(f"# {flow}\n" + render_table(calls, args.faults, mine), flush=True)
             verdicts |= {(f"{flow} {k}", f): v for (k, f), v in mine.items()}
             wrong += details

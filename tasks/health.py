@@ -232,3 +232,38 @@ def health_verify_service(
         timeout_s,
         f"{service} checks on {target.value}",
     )
+
+
+@cloud_task(timeout_seconds=120, retries=1, task_run_name="health-failures-{target}")
+def health_count_failures(environment: str, target: Target, rounds: int) -> dict[str, int]:
+    """Probe each service's own checks ``rounds`` times in a row; count the failures.
+
+    The watch's health-check trigger reads this, not Cloud Monitoring: Cloud Run's
+    request metrics carry no path, so they cannot tell a failed check from other traffic
+    (tasks/metrics.py says why uptime checks are not used either). The watch keeps no
+    memory between its one-minute runs, so "N failures in the window" is read as N
+    failed probes now, in a row: a check that fails ``rounds`` times in a row counts
+    ``rounds``; one that fails once, once.
+
+    Args:
+        environment: the topology to use.
+        target: the region to probe (where users are served).
+        rounds: probe rounds, one after the other.
+
+    Returns:
+        Service name → failed probes of its checks over all rounds.
+
+    Idempotent: a read.
+    """
+    services = [s.name for s in runtime.topology(environment).services]
+    failures = dict.fromkeys(services, 0)
+    for _ in range(rounds):
+        for name in services:
+            failures[name] += probe_service(environment, target, name).failed
+    get_run_logger().info(
+        "health %s over %d round(s): %s",
+        target.value,
+        rounds,
+        ", ".join(f"{name}={count}" for name, count in failures.items()),
+    )
+    return failures

@@ -165,21 +165,6 @@ def create_control_app(
         with webhook_lock:
             return JSONResponse(list(received))
 
-    def metrics(request: Request) -> Response:
-        """Per-service request metrics of one region over a window in lab seconds."""
-        q = request.query_params
-        region = q.get("region", known_regions[0])
-        if region not in known_regions:
-            return _bad(f"region: unknown region {region!r}; known: {known_regions}")
-        try:
-            window_s = float(q.get("window_s", "300"))
-        except ValueError:
-            return _bad("window_s: must be a number of seconds")
-        store = ctx.backends.get("metrics")
-        if store is None:
-            return JSONResponse({"region": region, "window_s": window_s, "services": {}})
-        return JSONResponse(store.summary(region, window_s, ctx.latency.time_scale))
-
     def get_state(request: Request) -> Response:
         return JSONResponse(state())
 
@@ -202,7 +187,6 @@ def create_control_app(
         Route("/_lab/iam", iam, methods=["GET", "POST"]),
         Route("/_lab/webhooks/{name}", webhook, methods=["POST"]),
         Route("/_lab/webhooks", webhooks, methods=["GET", "DELETE"]),
-        Route("/_lab/metrics", metrics),
         Route("/_lab/state", get_state),
         Route("/_lab/reset", do_reset, methods=["POST"]),
     ]

@@ -54,12 +54,13 @@ DOCUMENTS: Mapping[str, tuple[str, ...]] = {
     "sql": ("sqladmin.v1", "sqladmin.v1beta4"),
     "run": ("run.v2",),
     "secretmanager": ("secretmanager.v1",),
+    "monitoring": ("monitoring.v3",),
     "resourcemanager": ("cloudresourcemanager.v3",),
 }
 
 # One-platform APIs answer errors without the legacy ``errors`` list
 # (lab/secretmanager/exceptions.py says why).
-_NO_ERRORS_LIST = frozenset({"secretmanager", "resourcemanager"})
+_NO_ERRORS_LIST = frozenset({"secretmanager", "monitoring", "resourcemanager"})
 
 
 @dataclass(frozen=True)
@@ -274,7 +275,8 @@ def query_problems(method: Method, query: str) -> list[Problem]:
         seen.add(name)
         node = param.node
         if node.enum is not None:
-            ok = value in node.enum
+            # By name, or by number as the proto-generated REST clients send enums.
+            ok = value in node.enum or bool(_INTEGER.match(value))
         elif node.type == "boolean":
             ok = value in _TRUE_FALSE
         elif node.type == "integer" or node.format in {"int64", "uint64"}:

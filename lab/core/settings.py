@@ -21,7 +21,8 @@ PORT_OFFSETS: dict[str, int] = {
     "front_door_https": 30,  # the front door again, over TLS with the lab's CA
     "region_apps_https": 31,  # one port per region from here on, over TLS
     "secretmanager": 20,  # between the region apps (10+) and the HTTPS block (30+)
-    "resourcemanager": 21,
+    "monitoring": 21,
+    "resourcemanager": 22,
 }
 
 

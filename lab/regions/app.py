@@ -127,8 +127,17 @@ def create_region_app(ctx: LabContext, region: RegionSpec) -> ASGIApp:
         Route("/version", version),
         Route("/widgets/{rest:path}", widget),
     ]
-    # Every region app feeds the one store the control API's /_lab/metrics reads.
+    # Every region app feeds the one store the lab's Cloud Monitoring reads.
     metrics = ctx.backends.setdefault("metrics", RequestMetrics())
+
+    def revision_of(service: str) -> str:
+        serving = ctx.backends["run"].serving_revisions(region.project, region.name, service)
+        return max(serving, key=lambda name: serving[name]) if serving else ""
+
     return MetricsMiddleware(
-        build_app(ctx, f"region-app/{region.name}", routes), metrics, region.name
+        build_app(ctx, f"region-app/{region.name}", routes),
+        metrics,
+        region.name,
+        region.project,
+        revision_of,
     )

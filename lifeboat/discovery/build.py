@@ -85,6 +85,16 @@ def build(
     out.guesses.append(bucket_guess)
     out.data["objectives"] = DEFAULT_OBJECTIVES
     out.guesses.append(Guess("objectives", "seed 004's RTO/RPO per tier: set your own"))
+    # The cloud cannot say where the Prefect worker runs; a failover's worker belongs in
+    # the region it activates, and readiness refuses the primary region.
+    out.data["workers"] = {"location": secondary_region}
+    out.guesses.append(
+        Guess(
+            "workers",
+            f"location: {secondary_region}, where a failover's worker should run (not read "
+            "from the cloud): set where your Prefect work pool really runs",
+        )
+    )
     if endpoints is not None:
         out.data["endpoints"] = endpoints
     return out

@@ -7,6 +7,11 @@ match a row of the table, that row must name the flow, and the project (or bucke
 its path must be one the row resolves to in the lab's topology. A call with no row fails
 the test, naming the call: the table cannot drift from the code.
 
+The other direction: every (row, flow) pair of the table must be seen in one of these
+runs, or be allow-listed below with the reason no run here makes it (an error path, an
+expiry that a fresh lab never reaches). A row the code no longer needs, or a flow it no
+longer names, then fails the last test: the table grants nothing the code does not use.
+
 Left out, as the fault matrix leaves them out (reliability/faults.py): the region apps'
 and the front door's health probes and the notification webhooks. They are not Google
 API calls; ``is_cloud_call`` keeps the request log's Google APIs only.
@@ -15,16 +20,28 @@ API calls; ``is_cloud_call`` keeps the request log's Google APIs only.
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from lab.prefect_api import PrefectApi
-from lifeboat.iam import Call, Place, find, grants_by_flow, projects_of
+from lifeboat.iam import CALLS, Call, Place, find, grants_by_flow, projects_of
 from reliability.faults import is_cloud_call
-from tests.flows.lab_checks import PRIMARY, TOPOLOGY, incident
+from tests.backup.backup_checks import write_synthetic
+from tests.flows.lab_checks import PRIMARY, SECONDARY, TOPOLOGY, incident, sql_instance
 from tests.flows.rollback_helpers import deploy_new_revision
 from tests.labharness import Lab, lifeboat
+from tests.polling import wait_for
 
 BUCKETS = {TOPOLOGY.backups.bucket, TOPOLOGY.backups.records_bucket}
+OLD = TOPOLOGY.cloud_sql.primary
+
+# (row, flow) pairs the runs here have made, and the tests that fed them: the last test
+# judges the table's other direction only after every one of them ran in this process
+# (the suite keeps a module on one worker, in order).
+SEEN: set[tuple[Call, str]] = set()
+FED: set[str] = set()
 
 
 def _run(lab: Lab, api: PrefectApi, flow: str, params: dict[str, Any]) -> list[dict[str, Any]]:
@@ -64,6 +81,7 @@ def assert_covered(entries: list[dict[str, Any]], flow: str) -> None:
     assert entries, f"{flow} made no Google API call: the request log is not what is read"
     misfits = sorted({m for e in entries if (m := _misfit(e, flow)) is not None})
     assert not misfits, f"{flow}: calls the IAM table does not cover:\n" + "\n".join(misfits)
+    SEEN.update((c, flow) for e in entries if (c := find(e["api"], e["method"], e["path"])))
 
 
 def test_a_failover_and_its_failback_make_only_calls_the_table_lists(
@@ -80,6 +98,7 @@ def test_a_failover_and_its_failback_make_only_calls_the_table_lists(
     failback = _run(fresh_lab, api, "failback", {"reason": "back", "incident_id": incident("IAM")})
     assert_covered(failback, "failback")
     assert any(e["path"].endswith("/promoteReplica") for e in failback)
+    FED.add("switches")
 
 
 def test_a_rollback_and_a_backup_make_only_calls_the_table_lists(
@@ -98,6 +117,7 @@ def test_a_rollback_and_a_backup_make_only_calls_the_table_lists(
     backup = _run(fresh_lab, api, "backup", {})
     assert_covered(backup, "backup")
     assert any(e["path"].endswith("/export") for e in backup)
+    FED.add("rollback-backup")
 
 
 def test_discover_makes_only_calls_the_table_lists(fresh_lab: Lab) -> None:
@@ -117,19 +137,76 @@ def test_discover_makes_only_calls_the_table_lists(fresh_lab: Lab) -> None:
     calls = [e for e in fresh_lab.requests(since=since) if is_cloud_call(e)]
     assert_covered(calls, "discover")
     assert any(e["path"].endswith("/managedZones") for e in calls)
+    FED.add("discover")
+
+
+def _expired_drill_instance(lab: Lab) -> None:
+    """A scratch instance a drill left (a killed worker), labelled and past its expiry."""
+    past = int((datetime.now(UTC) - timedelta(hours=1)).timestamp())
+    labels = {"lifeboat-drill": "drill-iam", "lifeboat-expires": str(past)}
+    body = {
+        "name": "recovery-test-iam",
+        "region": SECONDARY.name,
+        "settings": {"userLabels": labels},
+    }
+    sql = lab.clients().sql
+    sql.call(lambda s: s.instances().insert(project=OLD.project, body=body), timeout=10)
+    wait_for(
+        lambda: sql_instance(lab, OLD.project, "recovery-test-iam").get("state") == "RUNNABLE",
+        timeout=60,
+        what="the expired scratch instance RUNNABLE",
+        interval=0.5,
+    )
 
 
 def test_the_backup_drill_readiness_and_watch_flows_make_only_calls_the_table_lists(
     fresh_lab: Lab, api: PrefectApi
 ) -> None:
     """Every other deployed flow, in the order that gives each what it reads: a backup
-    for the staleness check, the restore and the drill; a drill for readiness."""
+    for the staleness check, the restore and the drill; a drill for readiness. A backup
+    past retention gives the backup something to delete, and an expired drill instance
+    the sweeper."""
+    write_synthetic(fresh_lab, "mongodb", timedelta(days=45))
     for flow in ("backup", "backup-staleness", "restore", "recovery-drill", "readiness"):
         assert_covered(_run(fresh_lab, api, flow, {}), flow)
-    # The drill cleans up after itself, so the sweeper finds nothing to delete: its list
-    # calls are what is checked here.
+    _expired_drill_instance(fresh_lab)
     assert_covered(_run(fresh_lab, api, "drill-sweeper", {}), "drill-sweeper")
-    # watch reads its metrics from the lab's control API, not a Google API (yet): the
-    # table gives it nothing, and it calls nothing.
-    assert _run(fresh_lab, api, "watch", {}) == []
-    assert grants_by_flow(TOPOLOGY)["watch"] == {}
+    # watch reads which region serves users from DNS, and Cloud Run's metrics from
+    # Cloud Monitoring in that region's project.
+    watch = _run(fresh_lab, api, "watch", {})
+    assert_covered(watch, "watch")
+    assert {e["api"] for e in watch} == {"dns", "monitoring"}
+    assert grants_by_flow(TOPOLOGY)["watch"][PRIMARY.project] == (
+        "dns.resourceRecordSets.list",
+        "monitoring.timeSeries.list",
+    )
+    FED.add("the-rest")
+
+
+# Rows (api, method, path) and flows that no run above makes, and why. An entry that a run
+# does make fails the test too: the list holds only what must be taken on trust.
+NOT_MADE_HERE: dict[tuple[str, str, str, str], str] = {
+    ("sql", "DELETE", "/v1/projects/{project}/instances/{instance}/backupRuns/{run}", "backup"): (
+        "a backup run past retention (30 days): Cloud SQL stamps a run when it is made and no "
+        "API backdates one, so a lab run is never old enough; the decision is unit-tested "
+        "(tests/unit/test_retention_decisions.py)"
+    ),
+}
+
+
+def test_every_row_of_the_table_is_made_by_the_flows_it_names() -> None:
+    if {"switches", "rollback-backup", "discover", "the-rest"} != FED:
+        pytest.skip("judged only after this module's other tests all ran and passed")
+    key = lambda c, f: (c.api, c.method, c.path, f)  # noqa: E731
+    unseen = sorted(
+        key(c, f)
+        for c in CALLS
+        for f in c.flows
+        if (c, f) not in SEEN and key(c, f) not in NOT_MADE_HERE
+    )
+    assert not unseen, (
+        "rows no run made (drop them, or allow-list them with the reason):\n"
+        + "\n".join(" ".join(u) for u in unseen)
+    )
+    made = sorted(k for k in NOT_MADE_HERE if any(key(c, f) == k for c, f in SEEN))
+    assert not made, f"allow-listed, yet made by a run here: {made}"

@@ -1,4 +1,9 @@
-"""watch + the automation: an error storm fires exactly one automatic rollback."""
+"""watch + the automation: an error storm fires exactly one automatic rollback.
+
+The watch reads Cloud Monitoring (the lab's, fed by the region apps' real traffic), which
+shows a sample only minutes after it was taken (lab/monitoring/models.py): each test waits
+until Monitoring shows its traffic before it launches the watch, as an operator would.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +11,87 @@ import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qs
 
 import httpx
 
 from lab.prefect_api import PrefectApi, iso_ago
-from tests.flows.lab_checks import PRIMARY, TOPOLOGY, run_records
+from lifeboat import monitoring
+from tests.flows.lab_checks import PRIMARY, SECONDARY, TOPOLOGY, incident, run_records
 from tests.flows.rollback_helpers import deploy_new_revision, run_patches, serving
 from tests.labharness import Lab
 from tests.polling import wait_for
 
 REGION_APP = f"region-app/{PRIMARY.name}"
+
+
+def monitored(lab: Lab, region: str, metric: str, group_by: list[str]) -> list[dict[str, Any]]:
+    """What Monitoring shows of one metric in one region over the last 10 lab minutes."""
+    project = PRIMARY.project if region == PRIMARY.name else SECONDARY.project
+    end = datetime.now(UTC)
+    reply = lab.clients().monitoring.call(
+        lambda service: (
+            service.projects()
+            .timeSeries()
+            .list(
+                name=f"projects/{project}",
+                filter=monitoring.series_filter(metric, region),
+                interval_startTime=(end - timedelta(minutes=10)).isoformat(),
+                interval_endTime=end.isoformat(),
+                aggregation_alignmentPeriod="600s",
+                aggregation_perSeriesAligner="ALIGN_DELTA",
+                aggregation_crossSeriesReducer="REDUCE_SUM",
+                aggregation_groupByFields=group_by,
+                pageSize=100,
+            )
+        ),
+        10,
+    )
+    series: list[dict[str, Any]] = reply.get("timeSeries", [])
+    return series
+
+
+def monitored_counts(lab: Lab, region: str = PRIMARY.name) -> dict[str, tuple[int, int]]:
+    groups = ["resource.label.service_name", "metric.label.response_code_class"]
+    counts: dict[str, tuple[int, int]] = {}
+    token = None
+    # Every page: the lab serves two series a page.
+    while True:
+        project = PRIMARY.project if region == PRIMARY.name else SECONDARY.project
+        end = datetime.now(UTC)
+        params = {
+            "name": f"projects/{project}",
+            "filter": monitoring.series_filter(monitoring.REQUEST_COUNT, region),
+            "interval_startTime": (end - timedelta(minutes=10)).isoformat(),
+            "interval_endTime": end.isoformat(),
+            "aggregation_alignmentPeriod": "600s",
+            "aggregation_perSeriesAligner": "ALIGN_DELTA",
+            "aggregation_crossSeriesReducer": "REDUCE_SUM",
+            "aggregation_groupByFields": groups,
+            **({"pageToken": token} if token else {}),
+        }
+        reply = lab.clients().monitoring.call(
+            lambda service, p=params: service.projects().timeSeries().list(**p), 10
+        )
+        for name, (requests, errors) in monitoring.request_counts(
+            reply.get("timeSeries", [])
+        ).items():
+            before = counts.get(name, (0, 0))
+            counts[name] = (before[0] + requests, before[1] + errors)
+        token = reply.get("nextPageToken")
+        if not token:
+            return counts
+
+
+def time_series_calls(lab: Lab, since: int) -> list[dict[str, list[str]]]:
+    """The query of every timeSeries.list call the lab served since ``since``."""
+    return [
+        parse_qs(e["query"])
+        for e in lab.requests(api="monitoring", since=since)
+        if e["path"].endswith("/timeSeries")
+    ]
 
 
 class Storm:
@@ -79,16 +154,18 @@ def test_error_storm_fires_exactly_one_automatic_rollback(fresh_lab: Lab, api: P
     with Storm(fresh_lab) as storm:
         fresh_lab.fault(api=REGION_APP, method="GET", path="^/auth/status$", status=500)
         wait_for(lambda: storm.sent >= 30, timeout=30, what="storm traffic")
+        # Monitoring shows the errors minutes (lab time) after the replies left.
+        wait_for(
+            lambda: monitored_counts(fresh_lab).get("auth-service", (0, 0))[1] >= 20,
+            timeout=60,
+            what="5xx replies in Monitoring",
+        )
         watches = []
         for _ in range(2):  # two samples in a row, both over the thresholds
             run = api.launch("watch/lab", {})
             final = api.wait(run["id"])
             assert final["state"]["type"] == "COMPLETED", final["state"]
             watches.append(final)
-        metrics = httpx.get(
-            f"{fresh_lab.control}/_lab/metrics", params={"window_s": 600}, timeout=5
-        ).json()
-        assert metrics["services"]["auth-service"]["errors"] > 0
     fresh_lab.clear_faults()
     for final in watches:
         wait_for(
@@ -161,6 +238,21 @@ def test_slow_replies_alone_cross_the_p95_threshold(fresh_lab: Lab, api: Prefect
     ):
         fresh_lab.fault(api=REGION_APP, method="GET", path="^/ai/status$", latency_s=0.08)
         wait_for(lambda: storm.sent >= 30, timeout=30, what="slow traffic")
+        wait_for(
+            lambda: (
+                monitoring.latency_p95_ms(
+                    monitored(
+                        fresh_lab,
+                        PRIMARY.name,
+                        monitoring.REQUEST_LATENCIES,
+                        ["resource.label.service_name"],
+                    )
+                ).get("ai-service", 0.0)
+                > TOPOLOGY.rollback_triggers.p95_latency_s * 1000
+            ),
+            timeout=60,
+            what="slow replies in Monitoring",
+        )
         final = api.wait(api.launch("watch/lab", {})["id"])
         fresh_lab.clear_faults()
         assert final["state"]["type"] == "COMPLETED", final["state"]
@@ -177,3 +269,60 @@ def test_slow_replies_alone_cross_the_p95_threshold(fresh_lab: Lab, api: Prefect
     [record] = run_records(fresh_lab, "watch", final["id"])
     assert record["outcome"] == "completed"
     assert record["after"]["breaches"] == event["payload"]["breaches"]
+
+
+def test_after_a_failover_the_watch_samples_the_secondary(fresh_lab: Lab, api: PrefectApi) -> None:
+    fresh_lab.outage(PRIMARY.name, True)
+    failover = api.wait(
+        api.launch("failover/lab", {"reason": "us-central1 down", "incident_id": incident()})["id"]
+    )
+    assert failover["state"]["type"] == "COMPLETED", failover["state"]
+    since = fresh_lab.last_seq()
+
+    final = api.wait(api.launch("watch/lab", {})["id"])
+
+    assert final["state"]["type"] == "COMPLETED", final["state"]
+    calls = time_series_calls(fresh_lab, since)
+    assert calls, "the watch listed no time series"
+    for query in calls:
+        [where] = query["filter"]
+        assert f'resource.labels.location = "{SECONDARY.name}"' in where
+        assert PRIMARY.name not in where
+    paths = {e["path"] for e in fresh_lab.requests(api="monitoring", since=since)}
+    assert paths == {f"/v3/projects/{SECONDARY.project}/timeSeries"}
+    # It probed the secondary's checks, never the primary's.
+    assert fresh_lab.requests(api=f"region-app/{SECONDARY.name}", since=since)
+    assert not fresh_lab.requests(api=REGION_APP, since=since)
+
+
+def test_monitoring_throttled_or_unavailable_is_retried(fresh_lab: Lab, api: PrefectApi) -> None:
+    since = fresh_lab.last_seq()
+    fresh_lab.fault(api="monitoring", method="GET", path="/timeSeries$", status=429, count=1)
+    fresh_lab.fault(api="monitoring", method="GET", path="/timeSeries$", status=503, count=1)
+
+    final = api.wait(api.launch("watch/lab", {})["id"])
+
+    assert final["state"]["type"] == "COMPLETED", final["state"]
+    served = [e for e in fresh_lab.requests(api="monitoring", since=since)]
+    assert sorted(e["status"] for e in served if e["injected"]) == [429, 503]
+    assert any(e["status"] == 200 for e in served)
+
+
+def test_monitoring_refusing_the_worker_fails_the_run_naming_the_step(
+    fresh_lab: Lab, api: PrefectApi
+) -> None:
+    since = fresh_lab.last_seq()
+    fresh_lab.fault(api="monitoring", method="GET", path="/timeSeries$", status=403)
+    try:
+        final = api.wait(api.launch("watch/lab", {})["id"])
+    finally:
+        fresh_lab.clear_faults()
+
+    assert final["state"]["type"] == "FAILED", final["state"]
+    assert "list-time-series" in final["state"]["message"]
+    # A permission is not retried: one refused call per metric sampled at most.
+    refused = [e for e in fresh_lab.requests(api="monitoring", since=since) if e["injected"]]
+    assert 1 <= len(refused) <= 2
+    [record] = run_records(fresh_lab, "watch", final["id"])
+    assert record["outcome"] == "failed"
+    assert "list-time-series" in record["error"]

@@ -108,7 +108,9 @@ def test_a_lab_shaped_snapshot_makes_a_valid_topology_with_each_guess_said() -> 
     )
     sections = {g.section for g in discovered.guesses}
     assert {"regions", "services", "dns", "cloud_sql", "cdn", "health", "mongodb"} <= sections
-    assert {"backups", "objectives"} <= sections
+    assert {"backups", "objectives", "workers"} <= sections
+    # Not read from the cloud: the worker belongs where a failover goes.
+    assert topology.workers.location == topology.regions.secondary.name
     assert "tier critical (no tier label): auth-service" in [g.text for g in discovered.guesses]
 
 
