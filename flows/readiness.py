@@ -4,8 +4,10 @@ Like AWS ARC's readiness checks, every 30 minutes: each resource the failover na
 exists; the replica is RUNNABLE and within the critical RPO; the secondary's services
 are deployable (they exist and their latest revision is Ready); the DNS zone and the
 url-map answer; the buckets and the apps' database secret outlive the primary region and
-the Prefect worker is not in it (lifeboat/independence.py); the newest verified backup
-of each source and the newest passed drill (a verified restore) are young enough. One
+the Prefect worker is not in it (lifeboat/independence.py); the worker holds, in each
+project, every permission the flows need there (Resource Manager's testIamPermissions
+against the table in lifeboat/iam.py); the newest verified backup of each source and the
+newest passed drill (a verified restore) are young enough. One
 row per check, green or red; any red row fails the run after the table is published. A
 check that errors is a red row naming the error, never a crash that hides the other rows.
 """
@@ -25,6 +27,7 @@ from pydantic import BaseModel
 from flows.evidence import published
 from flows.launch import ENVIRONMENT_FIELD, SwitchRequest
 from lifeboat import runtime
+from lifeboat.iam_check import needs_by_project, verdict
 from lifeboat.independence import (
     bucket_independence,
     secret_independence,
@@ -45,6 +48,7 @@ from tasks.inventory import (
     inventory_url_map,
 )
 from tasks.records import artifact_key
+from tasks.resource_manager import resource_manager_held_permissions
 from tasks.secret_manager import secret_manager_replication
 
 SOURCES: list[Source] = ["mongodb", "cloudsql"]
@@ -206,6 +210,17 @@ def _secret_replication(topo: Topology) -> Check:
     return check
 
 
+def _permissions(topo: Topology, project: str, needed: dict[str, tuple[str, ...]]) -> Check:
+    """The worker holds every permission the flows need in ``project``; red names each
+    one missing and the flows that need it."""
+
+    def check(row: Row) -> None:
+        held = resource_manager_held_permissions(topo.environment, project, sorted(needed))
+        row.green, row.measured, row.detail = verdict(needed, held)
+
+    return check
+
+
 def _backup_age(topo: Topology, source: Source, now: datetime) -> Check:
     limit_h = topo.backups.staleness.alert_hours
 
@@ -251,6 +266,10 @@ def checks(topo: Topology, now: datetime) -> list[tuple[Row, Check]]:
         ],
         (Row(check="secret-replication", target=sql.app_secret.name), _secret_replication(topo)),
         (Row(check="worker-location", target=topo.workers.location or "undeclared"), _worker(topo)),
+        *[
+            (Row(check="permissions", target=project), _permissions(topo, project, needed))
+            for project, needed in needs_by_project(topo).items()
+        ],
         *[(Row(check="backup-age", target=s), _backup_age(topo, s, now)) for s in SOURCES],
         (Row(check="verified-restore-age", target="recovery-drill"), _restore_age(topo, now)),
     ]

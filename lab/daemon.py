@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lab import compute, dns, monitoring, run, secretmanager, sql, storage
+from lab import compute, dns, monitoring, resourcemanager, run, secretmanager, sql, storage
 from lab.control.app import create_control_app
 from lab.core import tls
 from lab.core.context import LabContext
@@ -59,6 +59,7 @@ def listener_names(topology: LabTopology) -> list[str]:
         "front_door_https",
         "secretmanager",
         "monitoring",
+        "resourcemanager",
     ]
 
 
@@ -120,6 +121,7 @@ class LabDaemon:
         _, dns_app = dns.create(ctx)
         _, run_app = run.create(ctx)
         _, secretmanager_app = secretmanager.create(ctx)
+        _, resourcemanager_app = resourcemanager.create(ctx)
         # Before seeding: the seeded services' instances read their secret as they start.
         AppInstances.attach(ctx, (self.topology.cloud_sql.primary.project,))
         compute_backend, compute_app = compute.create(ctx)
@@ -140,6 +142,7 @@ class LabDaemon:
             ("storage", storage_app, self.settings.port("storage")),
             ("secretmanager", secretmanager_app, self.settings.port("secretmanager")),
             ("monitoring", monitoring_app, self.settings.port("monitoring")),
+            ("resourcemanager", resourcemanager_app, self.settings.port("resourcemanager")),
         ]
         https: list[tuple[str, Any, int]] = []
         for spec in self.regions.values():
@@ -198,7 +201,16 @@ class LabDaemon:
             self.ctx.latency.reset(self.settings.time_scale)
             self.cache.clear()
             self.resolver.clear()
-            names = ("dns", "run", "compute", "storage", "sql", "secretmanager", "app_instances")
+            names = (
+                "dns",
+                "run",
+                "compute",
+                "storage",
+                "sql",
+                "secretmanager",
+                "resourcemanager",
+                "app_instances",
+            )
             for name in names:
                 self.ctx.backends[name].reset()
             self._seed()
@@ -222,6 +234,7 @@ class LabDaemon:
             "storage": s.url("storage"),
             "secretmanager": s.url("secretmanager"),
             "monitoring": s.url("monitoring"),
+            "resourcemanager": s.url("resourcemanager"),
             "front_door": s.url("front_door"),
             "control": s.url("control"),
             "mongodb_uri": self.mongo.uri,

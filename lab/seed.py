@@ -72,8 +72,19 @@ def _sql_settings(project: str, *, primary: bool) -> dict[str, object]:
     return settings
 
 
+def project_ids(topology: LabTopology) -> list[str]:
+    """Every project the topology names: the ones Resource Manager knows in the lab."""
+    sql = topology.cloud_sql
+    named = [topology.regions.by_role(role).project for role in Role]
+    named += [topology.dns.project, sql.primary.project, sql.replica.project]
+    named += [sql.app_secret.project, topology.cdn.project]
+    return list(dict.fromkeys(named))
+
+
 def seed_cloud(ctx: LabContext, topology: LabTopology) -> None:
-    """Zones, records, services, instances, url map and buckets, as before any failover."""
+    """Projects, zones, records, services, instances, url map and buckets, as before any
+    failover."""
+    ctx.backends["resourcemanager"].seed_projects(project_ids(topology))
     dns = ctx.backends["dns"]
     dns.create_zone(topology.dns.project, topology.dns.zone, topology.dns.dns_name)
     for record in topology.dns.records:

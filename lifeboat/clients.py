@@ -22,7 +22,7 @@ from lifeboat.sqladmin import SqlAdmin
 # is a new process, and google.cloud.compute_v1 alone takes about 2.5 s to import (its
 # package loads all of Compute's services). A backup or a drill never needs it.
 if TYPE_CHECKING:
-    from google.cloud import compute_v1, dns, run_v2, secretmanager_v1, storage  # type: ignore[attr-defined]
+    from google.cloud import compute_v1, dns, resourcemanager_v3, run_v2, secretmanager_v1, storage  # type: ignore[attr-defined]
 
 
 class ClientFactory:
@@ -137,3 +137,14 @@ class ClientFactory:
         the same REST surface Google serves (monitoring/api/ref_v3/rest) and the lab serves.
         """
         return DiscoveryApi("monitoring", "v3", self.endpoints.monitoring)
+
+    @functools.cached_property
+    def projects(self) -> resourcemanager_v3.ProjectsClient:
+        from google.cloud import resourcemanager_v3
+
+        # Resource Manager v3 over REST: readiness asks testIamPermissions of each project.
+        return resourcemanager_v3.ProjectsClient(
+            credentials=self._credentials(),
+            transport="rest",
+            client_options=self._options(self.endpoints.resourcemanager),
+        )

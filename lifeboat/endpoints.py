@@ -25,6 +25,7 @@ class ResolvedEndpoints(BaseModel):
     storage: str | None = None
     secretmanager: str | None = None
     monitoring: str | None = None
+    resourcemanager: str | None = None
     front_door: str | None = None
     control: str | None = None
     region_apps: dict[str, str] = {}

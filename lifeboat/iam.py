@@ -34,6 +34,9 @@ Where the permissions come from (Google's documentation, under https://cloud.goo
   projects.timeSeries.list; held by roles/monitoring.viewer).
 - Secret Manager: iam/docs/roles-permissions/secretmanager,
   secret-manager/docs/add-secret-version and secret-manager/docs/access-secret-version.
+- Cloud Resource Manager: resource-manager/reference/rest/v1/projects/testIamPermissions
+  ("There are no permissions required for making this API call"); readiness asks it, with
+  the v3 method of the same name, which of this table's permissions the worker holds.
 - Custom roles: ``gcloud iam roles create ROLE_ID --project=P --file=F``
   (sdk/gcloud/reference/iam/roles/create); the fields and limits of a role (title up to
   100 UTF-8 bytes; id of 3 to 64 letters, digits, underscores, periods):
@@ -107,7 +110,7 @@ class Call:
 
     Attributes:
         api: the API as the lab's request log names it (run, sql, dns, compute, storage,
-            secretmanager, monitoring).
+            secretmanager, monitoring, resourcemanager).
         method: the HTTP method.
         path: the path pattern; ``{x}`` is one segment, ``{object}`` the rest.
         permissions: what Google checks for it, on the project it lands in.
@@ -463,6 +466,19 @@ CALLS: tuple[Call, ...] = (
         REGIONS,
         "read Cloud Run's request count and latency in the region that serves users",
     ),
+    # --- Cloud Resource Manager (every project the worker acts in) ---
+    Call(
+        "resourcemanager",
+        "POST",
+        "/v3/projects/{project}:testIamPermissions",
+        # "There are no permissions required for making this API call"
+        # (resource-manager/reference/rest/v1/projects/testIamPermissions).
+        (),
+        _flows("readiness"),
+        tuple(Place),
+        "ask which of the permissions this table needs in a project the worker holds "
+        "(needs no permission itself)",
+    ),
     # --- Cloud Storage (the backup and records buckets) ---
     Call(
         "storage",
@@ -573,6 +589,8 @@ def grants_by_flow(topology: Topology, calls: Iterable[Call] = CALLS) -> Grants:
     """flow (or command) → project → sorted permissions; every one of ``USERS``, in order."""
     table: dict[str, dict[str, set[str]]] = {user: {} for user in USERS}
     for call in calls:
+        if not call.permissions:
+            continue  # nothing to grant (testIamPermissions): no project to list for it
         for flow in call.flows:
             for place in call.lands_on:
                 for project in projects_of(place, topology):

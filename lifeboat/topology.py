@@ -285,7 +285,16 @@ class Drills(Strict):
 
 # The Google APIs Lifeboat calls. An environment points all of them somewhere else, or
 # none: a mix would send some steps to Google and others to a lab, silently.
-API_NAMES = ("dns", "run", "sql", "compute", "storage", "secretmanager", "monitoring")
+API_NAMES = (
+    "dns",
+    "run",
+    "sql",
+    "compute",
+    "storage",
+    "secretmanager",
+    "monitoring",
+    "resourcemanager",
+)
 
 
 class Endpoints(Strict):
@@ -299,6 +308,9 @@ class Endpoints(Strict):
     storage: str | None = None
     secretmanager: str | None = None
     monitoring: str | None = Field(None, description="Cloud Monitoring v3 REST endpoint")
+    resourcemanager: str | None = Field(
+        None, description="Cloud Resource Manager v3 (readiness's testIamPermissions)"
+    )
     call_timeout_s: float = Field(
         30, gt=0, le=300, description="timeout of each single API call; retries come on top"
     )

@@ -69,7 +69,16 @@ PROMPT_S = 60.0
 CELL_TIMEOUT_S = 300.0
 
 # The APIs whose calls are cloud calls (the request log's ``api``).
-CLOUD_APIS = ("dns", "run", "sql", "compute", "storage", "secretmanager", "monitoring")
+CLOUD_APIS = (
+    "dns",
+    "run",
+    "sql",
+    "compute",
+    "storage",
+    "secretmanager",
+    "monitoring",
+    "resourcemanager",
+)
 
 # Collections whose member ids are generalised: one row per kind of call, not per resource.
 _ID_AFTER = ("services", "instances", "operations", "changes", "revisions")

@@ -1,4 +1,4 @@
-"""Outages, fault injection, the request log, state, config and reset."""
+"""Outages, fault injection, IAM grants, the request log, state, config and reset."""
 
 from __future__ import annotations
 
@@ -28,6 +28,15 @@ class OutageRequest(BaseModel):
 class ConfigRequest(BaseModel):
     time_scale: float | None = Field(None, ge=0)
     latency: dict[str, float] = Field(default_factory=dict)
+
+
+class IamGrantRequest(BaseModel):
+    """What the caller holds on one project, as testIamPermissions answers it: ``held``
+    None keeps every permission; ``revoked`` takes these away from what is held."""
+
+    project: str
+    held: list[str] | None = None
+    revoked: list[str] = Field(default_factory=list)
 
 
 class RevisionHealthRequest(BaseModel):
@@ -119,6 +128,22 @@ def create_control_app(
         )
         return JSONResponse(body.model_dump())
 
+    async def iam(request: Request) -> Response:
+        """The caller's grants per project (Resource Manager's testIamPermissions); a
+        reset gives back every permission everywhere."""
+        backend = ctx.backends["resourcemanager"]
+        if request.method == "GET":
+            return JSONResponse(backend.snapshot())
+        body = await _parse(request, IamGrantRequest)
+        if isinstance(body, Response):
+            return body
+        try:
+            grant = backend.set_grant(body.project, body.held, body.revoked)
+        except KeyError:
+            known = backend.snapshot()["projects"]
+            return _bad(f"project: unknown project {body.project!r}; known: {known}")
+        return JSONResponse({"project": body.project, **grant.to_json()})
+
     async def webhook(request: Request) -> Response:
         """A stand-in for Slack and the mail relay: keeps what was posted, for tests."""
         name = request.path_params["name"]
@@ -159,6 +184,7 @@ def create_control_app(
         Route("/_lab/schema_violations", schema_violations),
         Route("/_lab/config", config, methods=["GET", "POST"]),
         Route("/_lab/revision-health", revision_health, methods=["POST"]),
+        Route("/_lab/iam", iam, methods=["GET", "POST"]),
         Route("/_lab/webhooks/{name}", webhook, methods=["POST"]),
         Route("/_lab/webhooks", webhooks, methods=["GET", "DELETE"]),
         Route("/_lab/state", get_state),

@@ -62,6 +62,13 @@ class LabControl:
     def clear_faults(self) -> None:
         httpx.delete(f"{self.control}/_lab/faults", timeout=60).raise_for_status()
 
+    def iam(
+        self, project: str, held: list[str] | None = None, revoked: list[str] | None = None
+    ) -> dict[str, Any]:
+        """Set what the caller holds on ``project``: ``held`` None is every permission,
+        less ``revoked``. A reset gives back every permission everywhere."""
+        return dict(self.post("iam", {"project": project, "held": held, "revoked": revoked or []}))
+
     def webhooks(self) -> list[dict[str, Any]]:
         return list(self.get("webhooks"))
 

@@ -55,11 +55,12 @@ DOCUMENTS: Mapping[str, tuple[str, ...]] = {
     "run": ("run.v2",),
     "secretmanager": ("secretmanager.v1",),
     "monitoring": ("monitoring.v3",),
+    "resourcemanager": ("cloudresourcemanager.v3",),
 }
 
 # One-platform APIs answer errors without the legacy ``errors`` list
 # (lab/secretmanager/exceptions.py says why).
-_NO_ERRORS_LIST = frozenset({"secretmanager", "monitoring"})
+_NO_ERRORS_LIST = frozenset({"secretmanager", "monitoring", "resourcemanager"})
 
 
 @dataclass(frozen=True)

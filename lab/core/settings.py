@@ -22,6 +22,7 @@ PORT_OFFSETS: dict[str, int] = {
     "region_apps_https": 31,  # one port per region from here on, over TLS
     "secretmanager": 20,  # between the region apps (10+) and the HTTPS block (30+)
     "monitoring": 21,
+    "resourcemanager": 22,
 }
 
 

@@ -64,11 +64,15 @@ def _misfit(entry: dict[str, Any], flow: str) -> str | None:
         return f"{said}: no row in lifeboat/iam.py"
     if flow not in call.flows:
         return f"{said}: row {call.path} does not list {flow}"
-    project = re.search(r"/projects/([^/]+)/", entry["path"])
+    # A project id ends at a slash or at a custom verb (``projects/p:testIamPermissions``).
+    project = re.search(r"/projects/([^/:]+)[/:]", entry["path"])
     if project and project.group(1) not in _where(call):
         return f"{said}: project {project.group(1)} is not where the row lands ({_where(call)})"
     bucket = re.search(r"/b/([^/]+)", entry["path"])
-    if Place.buckets in call.lands_on and (not bucket or bucket.group(1) not in BUCKETS):
+    # Only a Cloud Storage call names its bucket; a call that asks about every project
+    # (Resource Manager's) lands on the buckets' project without naming a bucket.
+    in_bucket = call.api == "storage" and Place.buckets in call.lands_on
+    if in_bucket and (not bucket or bucket.group(1) not in BUCKETS):
         return f"{said}: not a bucket of the topology"
     return None
 

@@ -15,6 +15,8 @@ from tests.labharness import Lab
 from tests.polling import wait_for
 
 REPLICA = TOPOLOGY.cloud_sql.replica
+PROJECTS = {TOPOLOGY.regions.primary.project, TOPOLOGY.regions.secondary.project}
+PROMOTE = "cloudsql.instances.promoteReplica"
 READ_METHODS = {"GET"}  # every API Lifeboat calls is REST now, Cloud SQL included
 
 
@@ -25,7 +27,9 @@ def test_green_when_ready_and_read_only(fresh_lab: Lab, api: PrefectApi) -> None
     final, rows = readiness(api, fresh_lab)
     assert final["state"]["type"] == "COMPLETED", (final["state"], rows)
     assert red(rows) == set()
-    assert len(rows) == 13
+    assert len(rows) == 13 + len(PROJECTS)
+    for project in PROJECTS:  # an untouched lab holds every permission
+        assert rows[("permissions", project)]["detail"].startswith("the worker holds every")
     assert rows[("worker-location", "lab-host")]["limit"] == "not us-central1"
     assert rows[("replica", REPLICA.instance)]["limit"] == "300 s"
     assert rows[("verified-restore-age", "recovery-drill")]["measured"] == "3.0 days"
@@ -129,3 +133,71 @@ def test_red_when_a_fence_a_switch_kept_is_still_on_a_service(
     assert red(rows) == {("services", primary.name)}
     detail = rows[("services", primary.name)]["detail"]
     assert "fenced from public traffic: ai-service (by failover/INC-KEPT/run-1)" in detail
+
+
+def _ready_but_for(lab: Lab) -> None:
+    fresh_backups(lab)
+    passed_drill(lab, timedelta(days=3))
+
+
+def test_red_when_the_worker_lacks_a_permission_a_flow_needs(
+    fresh_lab: Lab, api: PrefectApi
+) -> None:
+    """Issue 16 §3: the lab revokes promoteReplica where the replica lives (the primary's
+    project: Cloud SQL keeps a replica in its primary's project); the row names it and the
+    flows that need it, and every other row stays green."""
+    _ready_but_for(fresh_lab)
+    project = REPLICA.project
+    fresh_lab.iam(project, revoked=[PROMOTE])
+    since = fresh_lab.last_seq()
+    final, rows = readiness(api, fresh_lab)
+    assert final["state"]["type"] == "FAILED"
+    assert red(rows) == {("permissions", project)}
+    row = rows[("permissions", project)]
+    assert row["detail"] == f"missing 1: {PROMOTE} (needed by failover, failback)"
+    assert row["measured"].endswith("held")
+    assert f"permissions {project}" in final["state"]["message"]
+    # One question per project, and a question is no write.
+    asked = fresh_lab.requests(api="resourcemanager", since=since)
+    assert {e["path"] for e in asked} == {f"/v3/projects/{p}:testIamPermissions" for p in PROJECTS}
+    assert not any(e["write"] for e in asked)
+
+
+def test_a_503_from_resource_manager_is_retried_and_a_403_is_a_red_row(
+    fresh_lab: Lab, api: PrefectApi
+) -> None:
+    """Bad paths: a 503 is retried until the answer comes (green); a 403 (the project is
+    missing or hidden from the worker) turns that project's row red with the reason,
+    and readiness still publishes every other row."""
+    _ready_but_for(fresh_lab)
+    primary = TOPOLOGY.regions.primary.project
+    # The DR project's id starts with the primary's: match the whole path segment.
+    asking = f"/v3/projects/{primary}:testIamPermissions"
+    fresh_lab.fault(api="resourcemanager", method="POST", path=f"{asking}$", status=503, count=2)
+    since = fresh_lab.last_seq()
+    final, rows = readiness(api, fresh_lab)
+    assert final["state"]["type"] == "COMPLETED", (final["state"], rows)
+    assert red(rows) == set()
+    statuses = [
+        e["status"]
+        for e in fresh_lab.requests(api="resourcemanager", since=since)
+        if e["path"] == asking
+    ]
+    assert statuses == [503, 503, 200]
+
+    fresh_lab.fault(api="resourcemanager", method="POST", path=f"{asking}$", status=403, count=10)
+    since = fresh_lab.last_seq()
+    final, rows = readiness(api, fresh_lab)
+    assert final["state"]["type"] == "FAILED"
+    assert red(rows) == {("permissions", primary)}
+    detail = rows[("permissions", primary)]["detail"]
+    assert detail.startswith(f"Resource Manager refused to test permissions on project {primary}")
+    assert "(403)" in detail
+    assert "does not exist or the worker's identity cannot see it" in detail
+    # A 403 is permanent: asked once, not retried.
+    statuses = [
+        e["status"]
+        for e in fresh_lab.requests(api="resourcemanager", since=since)
+        if e["path"] == asking
+    ]
+    assert statuses == [403]

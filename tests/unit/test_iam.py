@@ -59,9 +59,21 @@ def test_every_row_is_distinct_and_well_formed() -> None:
     keys = [(c.api, c.method, c.path) for c in CALLS]
     assert len(keys) == len(set(keys))
     for call in CALLS:
-        assert call.flows and call.lands_on and call.permissions and call.does
+        assert call.flows and call.lands_on and call.does
+        # Only a call Google documents as needing no permission has none (below).
+        assert call.permissions or call.path.endswith(":testIamPermissions"), call.path
         assert all(PERMISSION.match(p) for p in call.permissions), call.permissions
         assert call.method in {"GET", "POST", "PUT", "PATCH", "DELETE"}
+
+
+def test_test_iam_permissions_needs_no_permission() -> None:
+    """Readiness asks Resource Manager in every project; Google documents that the call
+    needs no permission, so it adds none to any role and lists no project of its own."""
+    ask = find("resourcemanager", "POST", f"/v3/projects/{DR}:testIamPermissions")
+    assert ask is not None and ask.permissions == () and ask.flows == {"readiness"}
+    assert set(ask.lands_on) == set(Place)
+    without = [c for c in CALLS if c is not ask]
+    assert grants_by_flow(LAB) == grants_by_flow(LAB, without)
 
 
 def test_each_row_is_the_only_row_its_own_calls_match() -> None:
