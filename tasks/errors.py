@@ -69,6 +69,17 @@ def _reasons(exc: gexc.GoogleAPICallError) -> set[str]:
     return reasons
 
 
+def maybe_applied(exc: BaseException) -> bool:
+    """Whether a failed write may still have been, or still be, acted on: a timeout, a
+    dropped connection, a 5xx. Such a write is checked for, not blindly sent again. A 429
+    was refused before anything was done."""
+    if isinstance(exc, gexc.TooManyRequests):
+        return False
+    if isinstance(exc, gexc.ServerError | gexc.DeadlineExceeded):
+        return True
+    return not isinstance(exc, gexc.GoogleAPICallError) and is_transient(exc)
+
+
 def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, TransientError):
         return True

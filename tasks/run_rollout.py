@@ -34,7 +34,7 @@ from prefect.exceptions import MissingContextError
 from prefect.logging import get_logger
 
 from lifeboat import budget, runtime
-from tasks.errors import PermanentError, TransientError, is_transient
+from tasks.errors import PermanentError, TransientError, is_transient, maybe_applied
 from tasks.polling import operation_result, wait_until
 
 # The longest one Cloud Run rollout is waited for. A step that waits twice (a rollout in
@@ -82,11 +82,7 @@ def outcome(intended: run_v2.Service, now: run_v2.Service, paths: list[str]) -> 
 def ambiguous(exc: BaseException) -> bool:
     """Whether a failed update may still have been (or still be) acted on: a timeout, a
     dropped connection, a 5xx, or a 409 (stale etag, or a rollout running: maybe ours)."""
-    if isinstance(exc, gexc.TooManyRequests):
-        return False  # throttled before anything was done
-    if isinstance(exc, gexc.ServerError | gexc.Conflict | gexc.DeadlineExceeded):
-        return True
-    return not isinstance(exc, gexc.GoogleAPICallError) and is_transient(exc)
+    return isinstance(exc, gexc.Conflict) or maybe_applied(exc)
 
 
 def wait_settled(environment: str, name: str) -> run_v2.Service:

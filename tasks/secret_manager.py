@@ -12,7 +12,8 @@ from pydantic import BaseModel
 from lifeboat import runtime
 from lifeboat.secrets import read_secret
 from tasks.cloud_sql import describe
-from tasks.errors import PermanentError
+from tasks.errors import PermanentError, TransientError, is_transient, maybe_applied
+from tasks.polling import wait_until
 from tasks.retrying import calling, cloud_task
 
 
@@ -67,7 +68,9 @@ def secret_manager_add_database_url(environment: str, project: str, instance: st
     added before the promotion (and before the secondary scales up).
 
     Idempotent: when the latest enabled version already holds this URL, nothing is added;
-    a re-run after a crash that added it finds it there.
+    a re-run after a crash that added it finds it there. An add that timed out is waited
+    for (up to twice the call timeout), one that got a 5xx read once, and a version it
+    made is adopted, not added again.
     """
     topo = runtime.topology(environment)
     target = topo.cloud_sql.app_secret
@@ -87,17 +90,67 @@ def secret_manager_add_database_url(environment: str, project: str, instance: st
             return SecretUpdate(
                 secret=target.resource, instance=instance, changed=False, version=name
             )
-        added = client.add_secret_version(
-            request=secretmanager_v1.AddSecretVersionRequest(
-                parent=target.resource,
-                payload=secretmanager_v1.SecretPayload(data=url),
-            ),
-            timeout=timeout,
-        )
+        try:
+            added = client.add_secret_version(
+                request=secretmanager_v1.AddSecretVersionRequest(
+                    parent=target.resource,
+                    payload=secretmanager_v1.SecretPayload(data=url),
+                ),
+                timeout=timeout,
+            )
+            version = added.name
+        except Exception as exc:
+            # AddSecretVersion takes no request id: a call that timed out may still land,
+            # after the step's retry has added another. Wait for it before sending again.
+            if not maybe_applied(exc):
+                raise
+            # A 5xx answer comes after the server acted, if it did: one read says. A
+            # timeout or a dropped connection may still be in flight: wait for it.
+            patience = 0.0 if isinstance(exc, gexc.ServerError) else 2 * timeout
+            landed = _landed(client, target.resource, name, url, timeout, patience)
+            if landed is None:
+                raise
+            get_run_logger().warning(
+                "secret %s: the add failed ambiguously (%s) but version %s names %s: adopted",
+                target.name,
+                type(exc).__name__,
+                landed,
+                instance,
+            )
+            version = landed
     get_run_logger().info(
-        "secret %s: version %s names %s (value not logged)", target.name, added.name, instance
+        "secret %s: version %s names %s (value not logged)", target.name, version, instance
     )
-    return SecretUpdate(secret=target.resource, instance=instance, changed=True, version=added.name)
+    return SecretUpdate(secret=target.resource, instance=instance, changed=True, version=version)
+
+
+def _landed(
+    client: secretmanager_v1.SecretManagerServiceClient,
+    secret: str,
+    before: str | None,
+    url: bytes,
+    timeout: float,
+    patience: float,
+) -> str | None:
+    """The version an ambiguous add made, if it shows within ``patience`` seconds (one
+    read when 0): a latest version newer than ``before`` that holds ``url``; else None."""
+
+    def check() -> str | None:
+        try:
+            name, current = _latest(client, secret, timeout)
+        except Exception as exc:
+            if is_transient(exc):
+                return None  # unreadable for now: look again
+            raise
+        fresh = name is not None and name != before
+        return name if fresh and current is not None and hmac.compare_digest(current, url) else None
+
+    if not patience:
+        return check()
+    try:
+        return wait_until(check, timeout=patience, interval=(0.25, 2.0), what="the add")
+    except TransientError:
+        return None
 
 
 @cloud_task(timeout_seconds=60, task_run_name="secret-latest-version")

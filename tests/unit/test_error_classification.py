@@ -21,6 +21,7 @@ from tasks.errors import (
     TransientError,
     classify,
     is_transient,
+    maybe_applied,
 )
 from tasks.retrying import calling, retry_unless_permanent
 
@@ -171,3 +172,13 @@ def test_every_lifeboat_error_sits_under_one_base() -> None:
     for kind in (TransientError, PermanentError, PreflightRefused, LockHeld):
         assert issubclass(kind, LifeboatError)
     assert not issubclass(TransientError, PermanentError)
+
+
+def test_a_write_that_timed_out_or_got_a_5xx_may_have_been_applied_a_429_not() -> None:
+    assert maybe_applied(gexc.DeadlineExceeded("held"))
+    assert maybe_applied(gexc.ServiceUnavailable("503"))
+    assert maybe_applied(gexc.InternalServerError("500"))
+    assert maybe_applied(TimeoutError("read timed out"))  # a dropped or timed-out socket
+    assert not maybe_applied(gexc.TooManyRequests("throttled before anything was done"))
+    assert not maybe_applied(gexc.PermissionDenied("403"))
+    assert not maybe_applied(gexc.NotFound("404"))
