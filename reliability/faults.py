@@ -394,12 +394,25 @@ def _wait(lab: BenchLab, run_id: str) -> dict[str, Any] | None:
         return None
 
 
-def _writes(entries: list[dict[str, Any]]) -> Counter[str]:
-    return Counter(
-        f"{e['api']} {e['method']} {e['path']}"
-        for e in entries
-        if e["write"] and e["status"] < 400 and is_cloud_call(e) and "dr-records" not in e["path"]
-    )
+def _writes(entries: Iterable[dict[str, Any]]) -> Counter[str]:
+    """Successful writes per call, a repeat of one ``requestId`` counted once: Compute
+    answers it with the first request's operation, so its effect happens once (the CDN
+    purge sends one stable per incident and path; the crash sweep counts purges so too)."""
+    counts: Counter[str] = Counter()
+    requests_seen: set[tuple[str, str]] = set()
+    for e in entries:
+        if not (e["write"] and e["status"] < 400 and is_cloud_call(e)):
+            continue
+        if "dr-records" in e["path"]:
+            continue
+        key = f"{e['api']} {e['method']} {e['path']}"
+        request_id = dict(parse_qsl(e.get("query") or "")).get("requestId")
+        if request_id:
+            if (key, request_id) in requests_seen:
+                continue
+            requests_seen.add((key, request_id))
+        counts[key] += 1
+    return counts
 
 
 def _exact(entries: Iterable[dict[str, Any]]) -> Counter[str]:

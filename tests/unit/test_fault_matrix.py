@@ -15,6 +15,7 @@ from reliability.faults import (
     TOLERATED,
     Call,
     Observation,
+    _writes,
     chosen,
     distinct_calls,
     expected,
@@ -237,3 +238,17 @@ def test_cells_pick_a_call_by_substring_and_a_fault_by_name() -> None:
     assert chosen(upload, "timeout", ["upload@timeout", "changes@403"])
     assert not chosen(upload, "403", ["upload@timeout"])
     assert not chosen(upload, "timeout", ["changes@timeout"])
+
+
+def test_a_repeated_request_id_is_one_write_another_call_is_two() -> None:
+    purge = "/compute/v1/projects/p/global/urlMaps/m/invalidateCache"
+    sent = [
+        _entry("compute", "POST", purge, write=True, status=200, query="requestId=a"),
+        _entry("compute", "POST", purge, write=True, status=200, query="requestId=a"),
+    ]
+    assert _writes(sent) == Counter({f"compute POST {purge}": 1})  # Compute's one operation
+    again = [*sent, _entry("compute", "POST", purge, write=True, status=200, query="requestId=b")]
+    assert _writes(again) == Counter({f"compute POST {purge}": 2})
+    added = "/v1/projects/p/secrets/s:addVersion"
+    twice = [_entry("secretmanager", "POST", added, write=True, status=200)] * 2
+    assert _writes(twice) == Counter({f"secretmanager POST {added}": 2})  # no request id
