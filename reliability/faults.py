@@ -170,9 +170,12 @@ class Fault:
         return body
 
 
+HOLD_MARGIN_S = 3.0
+
+
 def held_seconds(call_timeout_s: float) -> float:
     """How long a timeout fault holds a call: past the client's deadline, by a margin."""
-    return call_timeout_s + 3.0
+    return call_timeout_s + HOLD_MARGIN_S
 
 
 FAULTS: dict[str, Fault] = {
@@ -259,6 +262,9 @@ class Observation:
     polls: bool = False  # the call reads a long-running operation or a DNS change
     resource_ids: list[str] = field(default_factory=list)
     duplicate_writes: list[str] = field(default_factory=list)
+    # Other calls answered between the client's deadline and the held call's reply: the
+    # client gave up and went on (a write with no request id is read for, not resent).
+    read_during_hold: bool = False
 
 
 # Path segments that are collection or API words, never the resource an operator looks for.
@@ -338,10 +344,13 @@ def judge(want: str, seen: Observation, fault: Fault) -> str:
             wrong.append(f"retryable fault ended the run {seen.state}")
         # A step retried after the error may take another path (a promotion's retry reads
         # the instance, already promoted, instead of polling the operation again).
-        gave_up = seen.repeated_before_reply or bool(seen.tasks_rerun)
+        # A write with no request id (Secret Manager's addVersion) is not resent after a
+        # timeout: the client reads until the held one lands, then adopts it ("adopted").
+        adopted = fault.timeout and seen.read_during_hold and not seen.repeated
+        gave_up = seen.repeated_before_reply or bool(seen.tasks_rerun) or adopted
         if fault.timeout and not gave_up:
             wrong.append("the client waited for the held reply: no deadline under the hold")
-        elif not (seen.repeated or seen.tasks_rerun):
+        elif not (seen.repeated or seen.tasks_rerun or adopted):
             wrong.append("call not made again, no step retried")
     elif want == TOLERATED:
         if not completed:
@@ -362,6 +371,8 @@ def judge(want: str, seen: Observation, fault: Fault) -> str:
         return "WRONG:" + "; ".join(wrong)
     if want == EITHER:
         return "tolerated" if completed else FAILED_FAST
+    if want == RETRIED and fault.timeout and seen.read_during_hold and not seen.repeated:
+        return "adopted"
     return want
 
 
@@ -472,6 +483,13 @@ def observe(
     if first is not None and end:
         fault_to_end = datetime.fromisoformat(end).timestamp() - first["time"]
     repeats = _writes(entries) - base.writes
+    read_during_hold = first is not None and any(
+        first["time"] - HOLD_MARGIN_S < e["time"] < first["time"]
+        and not e["injected"]
+        and not call.matches(e)
+        for e in entries
+        if is_cloud_call(e)
+    )
     return Observation(
         ended=final is not None,
         state=str(final["state"]["type"]) if final else "RUNNING",
@@ -487,6 +505,7 @@ def observe(
             {i for e in hits for i in resource_ids(e["path"], skip_ids, e.get("query", ""))}
         ),
         duplicate_writes=sorted(repeats),
+        read_during_hold=read_during_hold,
     )
 
 

@@ -252,3 +252,14 @@ def test_a_repeated_request_id_is_one_write_another_call_is_two() -> None:
     added = "/v1/projects/p/secrets/s:addVersion"
     twice = [_entry("secretmanager", "POST", added, write=True, status=200)] * 2
     assert _writes(twice) == Counter({f"secretmanager POST {added}": 2})  # no request id
+
+
+def test_a_held_write_read_for_and_adopted_is_right_one_waited_out_is_not() -> None:
+    timeout = FAULTS["timeout"]
+    adopted = _seen(repeated=False, read_during_hold=True)
+    assert judge(RETRIED, adopted, timeout) == "adopted"
+    waited = _seen(repeated=False, read_during_hold=False)
+    assert judge(RETRIED, waited, timeout).startswith("WRONG:the client waited")
+    # Reading is no excuse for a second write: the judge still counts it.
+    twice = _seen(repeated=True, read_during_hold=True, duplicate_writes=["secretmanager POST"])
+    assert "repeated writes" in judge(RETRIED, twice, timeout)
