@@ -120,6 +120,7 @@ class SqlResponses:
             tier=str(settings.get("tier") or "") or None,
             labels={str(k): str(v) for k, v in labels.items()} or None,
             deletion_protection=_optional_bool(settings, "deletionProtectionEnabled"),
+            backup_configuration=_object(settings, "backupConfiguration") or None,
         )
         return json_response(operation_json(op))
 

@@ -177,5 +177,43 @@ def test_a_point_that_is_not_rfc_3339_names_the_field(lab: Lab) -> None:
     assert status == 400 and "cloneContext.pointInTime" in message
 
 
+def test_pitr_turned_on_by_a_patch_reaches_back_to_then_and_off_refuses_again(lab: Lab) -> None:
+    def patch(enabled: bool) -> None:
+        body = {"settings": {"backupConfiguration": {"pointInTimeRecoveryEnabled": enabled}}}
+        op = lab.run(
+            lab.api.instances().patch(project=PROJECT, instance="ledger-toggled", body=body),
+            "Operation",
+        )
+        assert "error" not in lab.wait(op, timeout=60)
+
+    lab.backend.create_instance(PROJECT, "ledger-toggled", "us-central1", databases=["ledger"])
+    _sql(lab, "ledger-toggled", "CREATE TABLE entries (id int PRIMARY KEY)")
+    before_on = _now()
+    patch(True)
+    _sql(lab, "ledger-toggled", "INSERT INTO entries VALUES (1)")
+    time.sleep(0.2)
+    point = _now()
+    time.sleep(0.2)
+    _sql(lab, "ledger-toggled", "INSERT INTO entries VALUES (2)")
+
+    early = {"destinationInstanceName": "ledger-early", "pointInTime": _rfc3339(before_on)}
+    assert _refusal(lab, "ledger-toggled", early)[1].find("before the earliest") >= 0
+    op = _clone(
+        lab,
+        "ledger-toggled",
+        {"destinationInstanceName": "ledger-on", "pointInTime": _rfc3339(point)},
+    )
+    assert "error" not in lab.wait(op, timeout=120)
+    assert _ids(lab, "ledger-on") == [1]
+
+    patch(False)
+    status, message = _refusal(
+        lab,
+        "ledger-toggled",
+        {"destinationInstanceName": "ledger-off", "pointInTime": _rfc3339(point)},
+    )
+    assert status == 400 and "pointInTimeRecoveryEnabled" in message
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
