@@ -526,7 +526,7 @@ CALLS: tuple[Call, ...] = (
         "GET",
         "/download/storage/v1/b/{bucket}/o/{object}",
         ("storage.objects.get",),
-        RECORDED - {"drill-sweeper"},
+        RECORDED - {"drill-sweeper", "restore-sql"},
         (Place.buckets,),
         "download the lease, a manifest, an archive, a drill's record",
     ),
