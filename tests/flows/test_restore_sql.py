@@ -3,13 +3,14 @@ at a moment, into a new instance; and the refusals, a retried 503, a resumed run
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from lab.prefect_api import PrefectApi
 from tests.flows.lab_checks import TOPOLOGY, run_records, sql, sql_instance, sql_method
-from tests.labharness import Lab
+from tests.labharness import Lab, lifeboat
 from tests.polling import wait_for
 
 PRIMARY = TOPOLOGY.cloud_sql.primary
@@ -183,3 +184,23 @@ def test_a_run_that_dies_mid_clone_is_resumed_without_a_second_clone(
     assert _marks(fresh_lab, "varai-prod-resumed") == list(range(1, 21))
     [record] = run_records(fresh_lab, "restore-sql", final["id"])
     assert "resuming" in record["steps"][0]["detail"]
+
+
+def test_the_cli_restores_to_a_moment(fresh_lab: Lab) -> None:
+    moment = _moment_between_writes(fresh_lab)
+
+    result = lifeboat(
+        "restore-sql",
+        "--env",
+        "lab",
+        "--point-in-time",
+        _rfc3339(moment),
+        "--target",
+        "varai-prod-cli",
+        env=dict(os.environ),
+        timeout=300,
+    )
+
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "outcome: completed" in result.stdout
+    assert _marks(fresh_lab, "varai-prod-cli") == list(range(1, 21))
