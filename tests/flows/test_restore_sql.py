@@ -85,6 +85,58 @@ def test_a_restore_to_a_moment_has_the_rows_before_it_and_none_after(
     assert [s["name"] for s in record["steps"]] == ["check", "restore", "verify"]
 
 
+def _backup_run(lab: Lab) -> int:
+    """An on-demand backup run of the primary, taken with the real client and waited for."""
+    client = lab.clients().sql
+    op = client.call(
+        lambda s: s.backupRuns().insert(project=PROJECT, instance=PRIMARY.instance, body={}),
+        timeout=10,
+    )
+    wait_for(
+        lambda: (
+            client.call(
+                lambda s: s.operations().get(project=PROJECT, operation=op["name"]), timeout=10
+            )["status"]
+            == "DONE"
+        ),
+        timeout=120,
+        what="the backup run",
+        interval=0.5,
+    )
+    return int(op["backupContext"]["backupId"])
+
+
+def test_a_restore_of_a_backup_run_goes_into_a_new_instance_like_the_source(
+    fresh_lab: Lab, api: PrefectApi
+) -> None:
+    sql(fresh_lab, PROJECT, PRIMARY.instance, "CREATE TABLE pitr_marks (id int PRIMARY KEY)")
+    _write(fresh_lab, 1, 20)
+    run_id = _backup_run(fresh_lab)
+    _write(fresh_lab, 21, 40)
+    since = fresh_lab.last_seq()
+
+    final = _restore(api, backup_run=run_id, target_instance="varai-prod-run")
+
+    assert _state(final) == "COMPLETED", final["state"]
+    assert _marks(fresh_lab, "varai-prod-run") == list(range(1, 21))
+    assert [sql_method(e["method"], e["path"]) for e in _mutations(fresh_lab, since)] == [
+        "instances.insert",
+        "instances.restoreBackup",
+    ]
+    restored = sql_instance(fresh_lab, PROJECT, "varai-prod-run")
+    source = sql_instance(fresh_lab, PROJECT, PRIMARY.instance)
+    assert restored["settings"]["ipConfiguration"] == source["settings"]["ipConfiguration"]
+    assert restored["settings"]["userLabels"]["lifeboat-restore"] == "backup-run"
+
+
+def _mutations(lab: Lab, since: int) -> list[dict[str, Any]]:
+    return [
+        e
+        for e in lab.requests(api="sql", since=since)
+        if e["method"] in ("POST", "DELETE", "PATCH") and e["status"] < 400
+    ]
+
+
 def test_a_restore_refused_before_any_change_names_the_parameter(
     fresh_lab: Lab, api: PrefectApi
 ) -> None:
