@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from commands import discover, iam
+from commands import discover, iam, restore_sql
 from lifeboat.discovery import DiscoveryError
 from lifeboat.endpoints import lab_dir
 from lifeboat.topology import (
@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     which.add_argument("--file", type=Path, help="a topology file anywhere, e.g. prod.example.yaml")
     discover.add_parser(sub)
     iam.add_parser(sub)
+    restore_sql.add_parser(sub)
     args = parser.parse_args(argv)
 
     try:
@@ -83,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
             return discover.run(args)
         if args.command == "iam":
             return iam.run(args)
+        if args.command == "restore-sql":
+            return restore_sql.run(args)
         if args.command == "validate":
             topology = parse_topology_file(args.file) if args.file else load_topology(args.env)
             print(f"{args.file or args.env}: valid ({len(topology.services)} services)")

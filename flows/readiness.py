@@ -1,7 +1,8 @@
 """readiness: could a failover succeed right now? A read-only plan evaluation.
 
 Like AWS ARC's readiness checks, every 30 minutes: each resource the failover names
-exists; the replica is RUNNABLE and within the critical RPO; the secondary's services
+exists; the live primary keeps point-in-time recovery for the seed's 7 days; the
+replica is RUNNABLE and within the critical RPO; the secondary's services
 are deployable (they exist and their latest revision is Ready); the DNS zone and the
 url-map answer; the buckets and the apps' database secret outlive the primary region and
 the Prefect worker is not in it (lifeboat/independence.py); the worker holds, in each
@@ -39,6 +40,7 @@ from lifeboat.topology import Topology
 from tasks.catalog import catalog_newest
 from tasks.cloud_run import run_describe_service
 from tasks.cloud_sql import describe, sql_live_primary, sql_replica_lag
+from tasks.cloud_sql_pitr import sql_pitr_window
 from tasks.dns import read_record
 from tasks.errors import PermanentError
 from tasks.inventory import (
@@ -129,6 +131,27 @@ def _live_primary(topo: Topology) -> Check:
             row.detail += (
                 f"; taking writes since a failover ({topo.cloud_sql.primary.instance} is stale)"
             )
+
+    return check
+
+
+def _pitr(topo: Topology) -> Check:
+    """The live primary can be restored to any moment of the last ``pitr_log_days``: PITR
+    is on and its transaction logs are kept at least that long (seed 004: 7 days)."""
+    days = topo.backups.pitr_log_days
+
+    def check(row: Row) -> None:
+        state = sql_live_primary.fn(topo.environment)
+        window = sql_pitr_window.fn(topo.environment, state.project, state.name)
+        row.target = state.name
+        row.limit = f"on, ≥ {days} days of logs"
+        row.measured = f"on, {window.retention_days} days" if window.enabled else "off"
+        row.green = window.enabled and window.retention_days >= days
+        row.detail = (
+            "settings.backupConfiguration.pointInTimeRecoveryEnabled is false"
+            if not window.enabled
+            else f"transactionLogRetentionDays {window.retention_days}"
+        )
 
     return check
 
@@ -257,6 +280,7 @@ def checks(topo: Topology, now: datetime) -> list[tuple[Row, Check]]:
         (Row(check="services", target=topo.regions.primary.name), _services(topo, "primary")),
         (Row(check="services", target=topo.regions.secondary.name), _services(topo, "secondary")),
         (Row(check="sql-instance", target="live primary"), _live_primary(topo)),
+        (Row(check="pitr", target="live primary"), _pitr(topo)),
         (Row(check="replica", target=sql.replica.instance), _replica_lag(topo)),
         (Row(check="dns", target=topo.dns.zone), _dns_records(topo)),
         (Row(check="url-map", target=topo.cdn.url_map), _simple(lambda: inventory_url_map(env))),

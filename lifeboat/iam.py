@@ -19,7 +19,8 @@ Where the permissions come from (Google's documentation, under https://cloud.goo
 - Cloud SQL: sql/docs/postgres/iam-permissions ("Get the operations of an instance:
   cloudsql.instances.get"; "List the operations of an instance: cloudsql.instances.list";
   restoring a backup to an existing instance: cloudsql.backupRuns.get and
-  cloudsql.instances.restoreBackup) and sql/docs/postgres/iam-roles.
+  cloudsql.instances.restoreBackup; a clone, point-in-time recovery included:
+  cloudsql.instances.clone) and sql/docs/postgres/iam-roles.
 - Cloud DNS: dns/docs/access-control ("dns.changes.create" plus
   ``dns.resourceRecordSets.create/update/delete`` for what the change adds, updates or
   deletes, on the project that holds the record set) and dns/docs/reference/v1/changes/create
@@ -86,6 +87,7 @@ FLOWS = (
     "backup",
     "backup-staleness",
     "restore",
+    "restore-sql",
     "recovery-drill",
     "drill-sweeper",
     "readiness",
@@ -207,7 +209,15 @@ CALLS: tuple[Call, ...] = (
         "GET",
         _SQL_INSTANCE,
         ("cloudsql.instances.get",),
-        _flows("failover", "failback", "backup", "recovery-drill", "drill-sweeper", "readiness"),
+        _flows(
+            "failover",
+            "failback",
+            "backup",
+            "recovery-drill",
+            "drill-sweeper",
+            "readiness",
+            "restore-sql",
+        ),
         (Place.cloud_sql,),
         "read an instance's role, state and address",
     ),
@@ -234,18 +244,20 @@ CALLS: tuple[Call, ...] = (
         "POST",
         "/v1/projects/{project}/instances",
         ("cloudsql.instances.create",),
-        _flows("recovery-drill", "failback"),
+        _flows("recovery-drill", "failback", "restore-sql"),
         (Place.cloud_sql,),
-        "create a drill's scratch instance; a failback's new replica",
+        "create a drill's scratch instance; a failback's new replica; the new instance a "
+        "backup run is restored into",
     ),
     Call(
         "sql",
         "DELETE",
         _SQL_INSTANCE,
         ("cloudsql.instances.delete",),
-        _flows("recovery-drill", "drill-sweeper", "failback"),
+        _flows("recovery-drill", "drill-sweeper", "failback", "restore-sql"),
         (Place.cloud_sql,),
-        "delete a scratch instance; a failback's stale former primary",
+        "delete a scratch instance; a failback's stale former primary; a forced restore's "
+        "target that no restore made",
     ),
     Call(
         "sql",
@@ -280,16 +292,25 @@ CALLS: tuple[Call, ...] = (
         "POST",
         _SQL_INSTANCE + "/restoreBackup",
         ("cloudsql.instances.restoreBackup", "cloudsql.backupRuns.get"),
-        _flows("recovery-drill"),
+        _flows("recovery-drill", "restore-sql"),
         (Place.cloud_sql,),
-        "restore a backup run into the drill's scratch instance",
+        "restore a backup run into the drill's scratch instance, or a restore's new instance",
+    ),
+    Call(
+        "sql",
+        "POST",
+        _SQL_INSTANCE + "/clone",
+        ("cloudsql.instances.clone",),
+        _flows("restore-sql"),
+        (Place.cloud_sql,),
+        "restore the primary as it was at a point in time into a new instance (PITR)",
     ),
     Call(
         "sql",
         "GET",
         "/v1/projects/{project}/operations/{operation}",
         ("cloudsql.instances.get",),
-        _flows("failover", "failback", "backup", "recovery-drill", "drill-sweeper"),
+        _flows("failover", "failback", "backup", "recovery-drill", "drill-sweeper", "restore-sql"),
         (Place.cloud_sql,),
         "wait for an admin operation (Google checks cloudsql.instances.get)",
     ),
@@ -298,7 +319,7 @@ CALLS: tuple[Call, ...] = (
         "GET",
         "/v1/projects/{project}/operations",
         ("cloudsql.instances.list",),
-        _flows("failover", "failback", "backup", "recovery-drill", "drill-sweeper"),
+        _flows("failover", "failback", "backup", "recovery-drill", "drill-sweeper", "restore-sql"),
         (Place.cloud_sql,),
         "find an operation already running before starting one (Google checks "
         "cloudsql.instances.list)",
@@ -317,9 +338,9 @@ CALLS: tuple[Call, ...] = (
         "GET",
         _SQL_INSTANCE + "/backupRuns/{run}",
         ("cloudsql.backupRuns.get",),
-        _flows("backup"),
+        _flows("backup", "restore-sql"),
         (Place.cloud_sql,),
-        "wait for a backup run",
+        "wait for a backup run; check the one a restore is asked for",
     ),
     Call(
         "sql",
@@ -521,7 +542,7 @@ CALLS: tuple[Call, ...] = (
         "GET",
         "/download/storage/v1/b/{bucket}/o/{object}",
         ("storage.objects.get",),
-        RECORDED - {"drill-sweeper"},
+        RECORDED - {"drill-sweeper", "restore-sql"},
         (Place.buckets,),
         "download the lease, a manifest, an archive, a drill's record",
     ),

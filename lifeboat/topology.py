@@ -227,6 +227,13 @@ class Backups(Strict):
     retention: Retention = Retention()
     staleness: Staleness = Staleness()
     encryption_key_secret: str = "lifeboat-backup-key"
+    pitr_log_days: int = Field(
+        7,
+        ge=1,
+        le=35,
+        description="days of point-in-time recovery the live Cloud SQL primary must keep "
+        "(seed 004: 7); readiness checks PITR is on with at least this log retention",
+    )
 
 
 class Objective(Strict):

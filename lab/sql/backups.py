@@ -24,6 +24,7 @@ class BackupRuns:
     _mutable: Callable[[str, str], Instance]
     _delay: Callable[[str], float]
     _begin: Callable[..., Operation]
+    take_base_backup: Callable[[Instance], None]
 
     def __init__(self) -> None:
         self._backups: dict[int, BackupRun] = {}
@@ -55,6 +56,7 @@ class BackupRuns:
 
             def work() -> None:
                 jobs.backup_databases(inst.cluster, run.folder)
+                self.take_base_backup(inst)  # each backup run is also a PITR starting point
                 with self._lock:
                     run.status = "SUCCESSFUL"
                     run.end_time = now()

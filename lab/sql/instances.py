@@ -14,7 +14,13 @@ from typing import Any
 from lab.core.context import LabContext
 from lab.sql import jobs
 from lab.sql.exceptions import InstanceProtected, InvalidRequest, NotAReplica
-from lab.sql.resources import DATABASE_VERSION, DEFAULT_TIER, Instance, Operation
+from lab.sql.resources import (
+    DATABASE_VERSION,
+    DEFAULT_TIER,
+    Instance,
+    Operation,
+    pitr_enabled,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +47,7 @@ class InstanceOperations:
     _discard: Callable[[Instance], None]
     _unlink_from_master: Callable[[Instance], None]
     _drop_backups_of: Callable[[str, str], None]
+    take_base_backup: Callable[[Instance], None]
 
     def insert_instance(
         self,
@@ -120,19 +127,35 @@ class InstanceOperations:
         tier: str | None,
         labels: dict[str, str] | None,
         deletion_protection: bool | None = None,
+        backup_configuration: dict[str, Any] | None = None,
     ) -> Operation:
-        """Change the tier, deletion protection, and merge labels in (a patch only names what
-        it changes)."""
+        """Change the tier, deletion protection and backup configuration, and merge labels
+        in (a patch only names what it changes).
+
+        Turning point-in-time recovery on takes a base backup, the first point a restore
+        can reach; turning it off drops them, as Cloud SQL deletes the logs ("You can
+        disable PITR if you want to delete logs", sql/docs/postgres/backup-recovery/pitr).
+        """
         with self._lock:
             inst = self._mutable(project, name)
 
             def work() -> None:
                 with self._lock:
+                    was_on = pitr_enabled(inst.settings)
                     inst.tier = tier or inst.tier
                     inst.labels.update(labels or {})
                     if deletion_protection is not None:
                         inst.settings["deletionProtectionEnabled"] = deletion_protection
+                    if backup_configuration is not None:
+                        merged = dict(inst.settings.get("backupConfiguration") or {})
+                        merged.update(backup_configuration)
+                        inst.settings["backupConfiguration"] = merged
                     inst.settings_version += 1
+                    now_on = pitr_enabled(inst.settings)
+                    if was_on and not now_on:
+                        inst.base_backups.clear()
+                if now_on and not was_on:
+                    self.take_base_backup(inst)
 
             return self._begin(inst, "UPDATE", self._delay("sql.patch"), work)
 

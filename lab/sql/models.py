@@ -19,6 +19,7 @@ from typing import Any
 from lab.core.context import LabContext
 from lab.core.errors import Unavailable
 from lab.sql.backups import BackupRuns
+from lab.sql.clones import Clones
 from lab.sql.exceptions import (
     InstanceAlreadyExists,
     InstanceNotFound,
@@ -44,7 +45,7 @@ from lab.sql.wire import instance_json
 _REGION = "us-central1"
 
 
-class SqlBackend(InstanceOperations, BackupRuns):
+class SqlBackend(InstanceOperations, BackupRuns, Clones):
     """All Cloud SQL state of one lab; thread-safe."""
 
     def __init__(self, ctx: LabContext):
@@ -251,6 +252,7 @@ class SqlBackend(InstanceOperations, BackupRuns):
             self._free_host(),
             port,
             open_to_clients=reachable(settings),
+            archive=self._home / project / name / "wal-archive",
         )
         if self._private_home:  # keep the data findable under the lab's root
             link = self._root / project / name
@@ -305,6 +307,7 @@ class SqlBackend(InstanceOperations, BackupRuns):
             inst.cluster.start()
             for database in databases if inst.master is None else []:
                 inst.cluster.create_database(database)
+            self.take_base_backup(inst)  # where point-in-time recovery can start from
         except Exception:
             self._discard(inst)
             raise

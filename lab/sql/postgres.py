@@ -11,6 +11,8 @@ import logging
 import os
 import shutil
 import signal
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,23 @@ max_wal_senders = 5
 wal_keep_size = 64MB
 hot_standby = on
 logging_collector = off
+"""
+
+# WAL archiving, as Cloud SQL archives write-ahead logs for point-in-time recovery
+# (cloud.google.com/sql/docs/postgres/backup-recovery/pitr). ``test ! -f`` keeps a segment
+# already archived from being overwritten, as PostgreSQL's docs ask of an archive_command.
+_ARCHIVE_CONF = """\
+archive_mode = on
+archive_command = 'test ! -f {archive}/%f && cp %p {archive}/%f'
+"""
+
+# A point-in-time restore: replay the archive up to, not including, the first commit at or
+# after the point ("events at or after the timestamp are not reflected"), then promote.
+_RECOVERY_CONF = """\
+restore_command = 'cp {archive}/%f %p'
+recovery_target_time = '{target}'
+recovery_target_inclusive = off
+recovery_target_action = 'promote'
 """
 
 # The lab's own sessions (seeding, dumps, health) use Cloud SQL's management superuser,
@@ -66,9 +85,19 @@ def accepts_writes(url: str, connect_timeout: int = 2) -> bool:
 class PgCluster:
     """One PostgreSQL data folder and its server on ``host:port``."""
 
-    def __init__(self, base: Path, host: str, port: int, *, open_to_clients: bool = True):
+    def __init__(
+        self,
+        base: Path,
+        host: str,
+        port: int,
+        *,
+        open_to_clients: bool = True,
+        archive: Path | None = None,
+    ):
         self.base = base
         self.open_to_clients = open_to_clients
+        # Where the server archives its WAL; None: no archiving (the initdb template).
+        self.archive = archive
         self.data = base / "data"
         self.logfile = base / "server.log"
         self.host = host
@@ -129,7 +158,79 @@ class PgCluster:
         )
         self._write_conf()
 
-    def _write_conf(self) -> None:
+    def init_copy_of(self, source: PgCluster) -> None:
+        """An independent copy of ``source``'s current state (pg_basebackup, no standby)."""
+        prepare_folder(self.base)
+        self._basebackup_from(source, self.data)
+        self._write_conf()
+
+    def base_backup(self, folder: Path) -> None:
+        """A plain-format base backup with the WAL it needs, for point-in-time restores."""
+        prepare_folder(folder)
+        self._basebackup_from(self, folder)
+
+    def _basebackup_from(self, source: PgCluster, folder: Path) -> None:
+        run_tool(
+            [
+                "pg_basebackup",
+                "-h",
+                source.host,
+                "-p",
+                str(source.port),
+                "-U",
+                "postgres",
+                "-D",
+                str(folder),
+                "-X",
+                "fetch",
+                "--checkpoint=fast",
+                "--no-sync",
+            ],
+            as_server_user=True,
+        )
+
+    def archive_now(self, timeout_s: float = 60.0) -> None:
+        """Close the current WAL segment and wait until the archiver has stored it.
+
+        A transaction id taken first puts a commit record after every point asked for so
+        far, so a replay to any earlier point finds its stop in the archive.
+        """
+        self.query("SELECT pg_current_xact_id()")
+        segment = self.query("SELECT pg_walfile_name(pg_switch_wal())")[0][0]
+        deadline = time.monotonic() + timeout_s
+        while True:
+            row = self.query("SELECT last_archived_wal, last_failed_wal FROM pg_stat_archiver")
+            archived = row[0][0] or ""
+            if archived >= segment and len(archived) == len(segment):
+                return
+            if time.monotonic() > deadline:
+                raise PgError(f"WAL segment {segment} was not archived within {timeout_s:.0f}s")
+            time.sleep(0.05)
+
+    def init_from_base_backup(self, backup: Path, archive: Path, target: datetime) -> None:
+        """Restore ``backup``, replay ``archive`` up to ``target``, promote; leave it running."""
+        prepare_folder(self.base)
+        run_tool_raw(["cp", "-a", str(backup), str(self.data)])
+        target_text = target.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f+00")
+        self._write_conf(_RECOVERY_CONF.format(archive=archive, target=target_text))
+        self._write_owned(self.data / "recovery.signal", "")
+        self.start()
+        deadline = time.monotonic() + 120
+        while self._in_recovery():
+            if time.monotonic() > deadline:
+                raise PgError(f"recovery to {target_text} did not end within 120 s")
+            time.sleep(0.05)
+        self._write_conf()  # the restore settings are spent; keep its own archiving only
+
+    def _in_recovery(self) -> bool:
+        try:
+            return bool(self.query("SELECT pg_is_in_recovery()", timeout=2)[0][0])
+        except PgError as exc:
+            if self.pid() is None or not (self.data / "postmaster.pid").exists():
+                raise PgError(f"recovery failed: {self._log_tail()}") from exc
+            return True  # still starting up
+
+    def _write_conf(self, extra: str = "") -> None:
         # The copied postgresql.conf includes lab.conf; rewriting it gives the copy its
         # own address (a base backup or template carries its source's lab.conf).
         conf = self.data / "postgresql.conf"
@@ -137,7 +238,11 @@ class PgCluster:
         if include not in conf.read_text():
             with conf.open("a") as fh:
                 fh.write("\n" + include)
-        self._write_owned(self.data / "lab.conf", _LAB_CONF.format(host=self.host, port=self.port))
+        text = _LAB_CONF.format(host=self.host, port=self.port)
+        if self.archive is not None:
+            prepare_folder(self.archive)
+            text += _ARCHIVE_CONF.format(archive=self.archive)
+        self._write_owned(self.data / "lab.conf", text + extra)
         clients = "trust" if self.open_to_clients else "reject"
         self._write_owned(self.data / "pg_hba.conf", _HBA.format(admin=ADMIN_USER, clients=clients))
 

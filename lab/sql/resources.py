@@ -47,6 +47,33 @@ def valid_instance_name(name: str) -> bool:
     return bool(_NAME.match(name))
 
 
+def pitr_enabled(settings: dict[str, Any]) -> bool:
+    """``settings.backupConfiguration.pointInTimeRecoveryEnabled``."""
+    backup = settings.get("backupConfiguration") or {}
+    return bool(backup.get("pointInTimeRecoveryEnabled"))
+
+
+def log_retention_days(settings: dict[str, Any]) -> int:
+    """Days of transaction logs kept for point-in-time recovery: as set, else Google's
+    default, 14 for Enterprise Plus and 7 for Enterprise (sql/docs/sqlserver/backup-recovery/
+    pitr, "Log storage for PITR"; the PostgreSQL page gives the same 1-7 and 1-35 ranges)."""
+    backup = settings.get("backupConfiguration") or {}
+    default = 14 if settings.get("edition") == "ENTERPRISE_PLUS" else 7
+    try:
+        return int(backup.get("transactionLogRetentionDays") or default)
+    except (TypeError, ValueError):
+        return default
+
+
+@dataclass
+class BaseBackup:
+    """A physical copy of the cluster a point-in-time restore starts from; ``taken`` is when
+    it became consistent, so it serves any point at or after that."""
+
+    taken: datetime
+    folder: Path
+
+
 @dataclass
 class Instance:
     project: str
@@ -65,6 +92,13 @@ class Instance:
     settings: dict[str, Any] = field(default_factory=dict)
     create_time: datetime = field(default_factory=now)
     busy_with: str | None = None  # the one operation allowed to run on it
+    base_backups: list[BaseBackup] = field(default_factory=list)  # oldest first
+
+    @property
+    def wal_archive(self) -> Path:
+        """Where its WAL is archived: next to its data, so it goes when the instance does."""
+        assert self.cluster.archive is not None  # every instance's cluster archives
+        return self.cluster.archive
 
     @property
     def key(self) -> tuple[str, str]:

@@ -7,6 +7,7 @@ Both prefixes reach the same backend.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -46,6 +47,7 @@ class SqlResponses:
             ("/instances/{instance}", self.patch_instance, "PATCH"),
             ("/instances/{instance}/promoteReplica", self.promote_replica, "POST"),
             ("/instances/{instance}/restoreBackup", self.restore_backup, "POST"),
+            ("/instances/{instance}/clone", self.clone, "POST"),
             ("/instances/{instance}/export", self.export, "POST"),
             ("/instances/{instance}/restart", self.restart, "POST"),
             ("/instances/{instance}/failover", self.failover, "POST"),
@@ -118,6 +120,7 @@ class SqlResponses:
             tier=str(settings.get("tier") or "") or None,
             labels={str(k): str(v) for k, v in labels.items()} or None,
             deletion_protection=_optional_bool(settings, "deletionProtectionEnabled"),
+            backup_configuration=_object(settings, "backupConfiguration") or None,
         )
         return json_response(operation_json(op))
 
@@ -132,6 +135,16 @@ class SqlResponses:
             backup_run_id=run_id,
             source_instance=str(context.get("instanceId") or ""),
             source_project=str(context.get("project") or ""),
+        )
+        return json_response(operation_json(op))
+
+    async def clone(self, request: Request) -> Response:
+        context = _object(await read_json(request), "cloneContext")
+        raw_point = context.get("pointInTime")
+        op = self.b.clone_instance(
+            *_target(request),
+            destination=str(context.get("destinationInstanceName") or ""),
+            point_in_time=_timestamp(raw_point, "cloneContext.pointInTime") if raw_point else None,
         )
         return json_response(operation_json(op))
 
@@ -209,6 +222,17 @@ def _optional_bool(body: dict[str, Any], field: str) -> bool | None:
     if value is None or isinstance(value, bool):
         return value
     raise InvalidRequest(f"Invalid value for field '{field}': {value!r} is not a boolean.")
+
+
+def _timestamp(value: object, field: str) -> datetime:
+    """A ``google-datetime`` field: RFC 3339, with a Z or an offset."""
+    try:
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidRequest(f"Invalid value for {field}: {value!r} is not RFC 3339.") from None
+    if parsed.tzinfo is None:
+        raise InvalidRequest(f"Invalid value for {field}: {value!r} has no time zone.")
+    return parsed.astimezone(UTC)
 
 
 def _int64(value: object, field: str) -> int:

@@ -183,6 +183,48 @@ def test_the_backup_drill_readiness_and_watch_flows_make_only_calls_the_table_li
     FED.add("the-rest")
 
 
+def _foreign_instance(lab: Lab, name: str) -> None:
+    """An instance no restore made, for a forced restore-sql to replace."""
+    body = {"name": name, "region": PRIMARY.name, "settings": {"userLabels": {"owner": "iam"}}}
+    sql = lab.clients().sql
+    sql.call(lambda s: s.instances().insert(project=OLD.project, body=body), timeout=10)
+    wait_for(
+        lambda: sql_instance(lab, OLD.project, name).get("state") == "RUNNABLE",
+        timeout=60,
+        what=f"{name} RUNNABLE",
+        interval=0.5,
+    )
+
+
+def test_restore_sql_makes_only_calls_the_table_lists(fresh_lab: Lab, api: PrefectApi) -> None:
+    """A restore to a point in time (a clone), and a forced one from a backup run over an
+    instance no restore made (deleted, created again, the run restored into it)."""
+    assert_covered(_run(fresh_lab, api, "backup", {}), "backup")
+    runs = fresh_lab.clients().sql.call(
+        lambda s: s.backupRuns().list(project=OLD.project, instance=OLD.instance), timeout=10
+    )
+    run_id = int(runs["items"][0]["id"])
+    point = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    pitr = _run(
+        fresh_lab,
+        api,
+        "restore-sql",
+        {"point_in_time": point, "target_instance": "iam-pitr", "reason": "iam"},
+    )
+    assert_covered(pitr, "restore-sql")
+    assert any(e["path"].endswith("/clone") for e in pitr)
+    _foreign_instance(fresh_lab, "iam-foreign")
+    forced = _run(
+        fresh_lab,
+        api,
+        "restore-sql",
+        {"backup_run": run_id, "target_instance": "iam-foreign", "force": True, "reason": "iam"},
+    )
+    assert_covered(forced, "restore-sql")
+    assert any(e["path"].endswith("/restoreBackup") for e in forced)
+    FED.add("restore-sql")
+
+
 # Rows (api, method, path) and flows that no run above makes, and why. An entry that a run
 # does make fails the test too: the list holds only what must be taken on trust.
 NOT_MADE_HERE: dict[tuple[str, str, str, str], str] = {
@@ -195,7 +237,7 @@ NOT_MADE_HERE: dict[tuple[str, str, str, str], str] = {
 
 
 def test_every_row_of_the_table_is_made_by_the_flows_it_names() -> None:
-    if {"switches", "rollback-backup", "discover", "the-rest"} != FED:
+    if {"switches", "rollback-backup", "discover", "the-rest", "restore-sql"} != FED:
         pytest.skip("judged only after this module's other tests all ran and passed")
     key = lambda c, f: (c.api, c.method, c.path, f)  # noqa: E731
     unseen = sorted(

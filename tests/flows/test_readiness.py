@@ -27,9 +27,10 @@ def test_green_when_ready_and_read_only(fresh_lab: Lab, api: PrefectApi) -> None
     final, rows = readiness(api, fresh_lab)
     assert final["state"]["type"] == "COMPLETED", (final["state"], rows)
     assert red(rows) == set()
-    assert len(rows) == 13 + len(PROJECTS)
+    assert len(rows) == 14 + len(PROJECTS)
     for project in PROJECTS:  # an untouched lab holds every permission
         assert rows[("permissions", project)]["detail"].startswith("the worker holds every")
+    assert rows[("pitr", TOPOLOGY.cloud_sql.primary.instance)]["measured"] == "on, 7 days"
     assert rows[("worker-location", "lab-host")]["limit"] == "not us-central1"
     assert rows[("replica", REPLICA.instance)]["limit"] == "300 s"
     assert rows[("verified-restore-age", "recovery-drill")]["measured"] == "3.0 days"
@@ -201,3 +202,40 @@ def test_a_503_from_resource_manager_is_retried_and_a_403_is_a_red_row(
         if e["path"] == asking
     ]
     assert statuses == [403]
+
+
+def test_red_when_the_live_primary_keeps_no_point_in_time_recovery(
+    fresh_lab: Lab, api: PrefectApi
+) -> None:
+    """Seed 004: point-in-time recovery kept 7 days. Turned off with the real client."""
+    fresh_backups(fresh_lab)
+    passed_drill(fresh_lab, timedelta(days=3))
+    primary = TOPOLOGY.cloud_sql.primary
+    sql = fresh_lab.clients().sql
+    body = {"settings": {"backupConfiguration": {"pointInTimeRecoveryEnabled": False}}}
+    op = sql.call(
+        lambda s: s.instances().patch(
+            project=primary.project, instance=primary.instance, body=body
+        ),
+        timeout=10,
+    )
+    wait_for(
+        lambda: (
+            sql.call(
+                lambda s: s.operations().get(project=primary.project, operation=op["name"]),
+                timeout=10,
+            )["status"]
+            == "DONE"
+        ),
+        timeout=60,
+        what="PITR turned off",
+        interval=0.5,
+    )
+
+    final, rows = readiness(api, fresh_lab)
+
+    assert final["state"]["type"] == "FAILED"
+    row = ("pitr", primary.instance)
+    assert red(rows) == {row}
+    assert rows[row]["measured"] == "off"
+    assert "pointInTimeRecoveryEnabled" in rows[row]["detail"]
