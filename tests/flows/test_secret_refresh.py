@@ -165,17 +165,19 @@ def test_failback_moves_the_secondarys_env_var_instances_to_the_final_primary(
 
     # One UpdateService per region for the env-var service (its roll), on top of what
     # every service gets (secondary: fence, lift, standby; primary: the service-level
-    # scale-up); none for the volume-at-latest services.
+    # scale-up); none for the volume-at-latest services. The primary's had one more, first:
+    # the failover could not reach it, so its instances still named the stale primary the
+    # failback exports and deletes, and it was rolled to the failover's version before.
     version = _latest_version(fresh_lab).rsplit("/", 1)[-1]
-    for region, baseline in ((PRIMARY, 1), (SECONDARY, 3)):
-        assert _patches(fresh_lab, since, region, ORDERS) == baseline + 1, region.name
+    for region, baseline, rolls in ((PRIMARY, 1, 2), (SECONDARY, 3, 1)):
+        assert _patches(fresh_lab, since, region, ORDERS) == baseline + rolls, region.name
         for name in VOLUME_SERVICES:
             assert _patches(fresh_lab, since, region, name) == baseline, (region.name, name)
         assert _template_annotation(fresh_lab, region, ORDERS) == version
         new = set(revisions(fresh_lab, region, ORDERS)) - set(
             revisions_before[(region.name, ORDERS)]
         )
-        assert len(new) == 1, (region.name, new)
+        assert len(new) == rolls, (region.name, new)
         for name in VOLUME_SERVICES:
             assert revisions(fresh_lab, region, name) == revisions_before[(region.name, name)]
     record = json.loads(
@@ -186,6 +188,7 @@ def test_failback_moves_the_secondarys_env_var_instances_to_the_final_primary(
     assert f"{SECONDARY.name}/{ORDERS}: read it as an env var at latest: new revision" in detail
     assert f"{PRIMARY.name}/auth-service: reads it from a volume at latest" in detail
     names = [s["name"] for s in record["steps"]]
+    assert names.index("repoint-primary-readers") < names.index("preserve-old-primary")
     # The primary scales up before the fence, outside the outage: its env-var instances
     # started then are replaced by the roll once the new version exists.
     assert names.index("scale-primary") < names.index("fence-secondary")
