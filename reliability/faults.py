@@ -324,9 +324,11 @@ _STEP_FAILED_ON = re.compile(r"\b[a-z][a-z0-9]*(?:-[a-z0-9]+)* failed on \S+")
 def names_step_and_resource(message: str, ids: Iterable[str], polls: bool = False) -> bool:
     """Whether a failure message names a step (``step failed on ...`` or ``step: ...``)
     and one of the resources of the faulted call."""
-    if polls:
-        # An operation's or a DNS change's id means nothing to an operator: the step that
-        # waits on it names the resource it works on (the instance being promoted).
+    ids = list(ids)
+    if polls or not ids:
+        # An operation's or a DNS change's id means nothing to an operator, and a create
+        # (a POST to a collection) names its resource in the body, not the path: the step
+        # names the resource it works on (the instance being promoted, or created).
         return _STEP_FAILED_ON.search(message) is not None
     return _STEP_NAMED.search(message) is not None and any(i in message for i in ids)
 

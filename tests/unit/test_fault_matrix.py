@@ -263,3 +263,12 @@ def test_a_held_write_read_for_and_adopted_is_right_one_waited_out_is_not() -> N
     # Reading is no excuse for a second write: the judge still counts it.
     twice = _seen(repeated=True, read_during_hold=True, duplicate_writes=["secretmanager POST"])
     assert "repeated writes" in judge(RETRIED, twice, timeout)
+
+
+def test_a_create_names_its_resource_through_its_step() -> None:
+    message = (
+        "PermanentError: sql-create-replica failed on ml-datadriven-recos:varai-prod ← "
+        "varai-db-secondary: 403 Forbidden"
+    )
+    assert names_step_and_resource(message, [])  # POST .../instances: no id in the path
+    assert not names_step_and_resource("PermanentError: 403 Forbidden", [])
