@@ -54,8 +54,9 @@ def wait_fence_holds(
     lab: Lab, api: PrefectApi, run_id: str, region: Any, since: int, *, promoting: bool
 ) -> None:
     """Until every service of the region is fenced (and, if ``promoting``, the slow
-    promotion has been asked for)."""
-    deadline = time.monotonic() + 180
+    promotion has been asked for). A failback gets there after a roll, an export, a
+    delete and a replica's creation: on a loaded 2-core machine that took over 180 s."""
+    deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         started = "instances.promoteReplica" in sql_requests(lab, since)
         if fenced_everywhere(lab, region) and started == promoting:
