@@ -53,6 +53,7 @@ from google.api_core import exceptions as gexc
 
 from bench.labctl import BenchLab, bench_lab, figure
 from lifeboat import runtime
+from lifeboat.topology import API_NAMES
 from reliability.crash import fresh_lab
 from tasks.errors import is_transient
 
@@ -68,17 +69,9 @@ PROMPT_S = 60.0
 # A cell whose run has not ended by then hangs.
 CELL_TIMEOUT_S = 300.0
 
-# The APIs whose calls are cloud calls (the request log's ``api``).
-CLOUD_APIS = (
-    "dns",
-    "run",
-    "sql",
-    "compute",
-    "storage",
-    "secretmanager",
-    "monitoring",
-    "resourcemanager",
-)
+# The APIs whose calls are cloud calls (the request log's ``api``): every Google API
+# Lifeboat calls.
+CLOUD_APIS = API_NAMES
 
 # Collections whose member ids are generalised: one row per kind of call, not per resource.
 _ID_AFTER = ("services", "instances", "operations", "changes", "revisions")

@@ -72,6 +72,20 @@ class ApiError(Exception):
         }
 
 
+class OnePlatformError(ApiError):
+    """An error of a one-platform API (Secret Manager, Monitoring, Resource Manager): the
+    canonical ``status`` name of its class, and no ``errors`` list (google.rpc.Status)."""
+
+    status_name: ClassVar[str] = "UNKNOWN"
+
+    @property
+    def status(self) -> str:
+        return self.status_name
+
+    def to_json(self) -> dict[str, Any]:
+        return {"error": {"code": self.code, "message": self.message, "status": self.status}}
+
+
 class BadRequest(ApiError):
     code = 400
 

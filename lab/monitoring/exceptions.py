@@ -11,20 +11,11 @@ ApiError (lab.core.errors)
 
 from __future__ import annotations
 
-from typing import Any
-
-from lab.core.errors import ApiError
+from lab.core.errors import OnePlatformError
 
 
-class MonitoringError(ApiError):
-    status_name = "UNKNOWN"
-
-    @property
-    def status(self) -> str:
-        return self.status_name
-
-    def to_json(self) -> dict[str, Any]:
-        return {"error": {"code": self.code, "message": self.message, "status": self.status}}
+class MonitoringError(OnePlatformError):
+    """This API's errors."""
 
 
 class InvalidArgument(MonitoringError):
