@@ -4,6 +4,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
+# Sweeps side by side: each has its own lab and ports, and they mostly wait.
+RELIABILITY_JOBS ?= 3
+
 .PHONY: setup demo test lint bench reliability lab-up lab-down clean
 
 $(STAMP): pyproject.toml scripts/setup.sh
@@ -36,7 +39,7 @@ bench: $(STAMP)
 
 # Issue 15's sweeps (lock storm, ...): name=value lines; not a test, not run by CI.
 reliability: $(STAMP)
-	$(BIN)/python -m reliability
+	$(BIN)/python -m reliability --jobs $(RELIABILITY_JOBS)
 
 lab-up: $(STAMP)
 	$(BIN)/lifeboat lab up
