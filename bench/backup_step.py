@@ -28,7 +28,7 @@ def run(what: str, arg: str) -> str:
     if what == "verify":
         return mongo_backup.mongo_verify_backup.fn("lab", manifest).model_dump_json()
     restored = mongo_backup.mongo_restore_from_gcs.fn("lab", manifest, RESTORE_TARGETS)
-    return json.dumps([r.model_dump() for r in restored])
+    return json.dumps([r.model_dump() for r in restored.collections])
 
 
 def main() -> int:

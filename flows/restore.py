@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import time
+from datetime import datetime
 from typing import Annotated, Any
 
 from prefect import flow, get_run_logger
@@ -24,6 +25,7 @@ from tasks.catalog import catalog_get, catalog_newest
 from tasks.errors import PermanentError
 from tasks.mongo import mongo_drop_database
 from tasks.mongo_backup import RestoredCollection, mongo_restore_from_gcs, mongo_verify_backup
+from tasks.mongo_oplog import Replayed
 
 BACKUP_ID = r"^\d{8}T\d{6}Z$"
 DATABASE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,48}$")
@@ -35,6 +37,8 @@ class RestoreReport(BaseModel):
     targets: dict[str, str]
     documents: dict[str, int]
     collections: list[RestoredCollection]
+    oplog: Replayed | None = None
+    consistent_at: datetime | None = None
     counts_match: bool
     seconds: float
 
@@ -90,7 +94,7 @@ def restore_mongodb(
             f"({checked.error}); nothing was written"
         )
     try:
-        restored = mongo_restore_from_gcs(environment, checked, targets)
+        archive = mongo_restore_from_gcs(environment, checked, targets)
     except BaseException:
         # Leave no half-restored scratch database behind; a forced restore over a live
         # database is left as it is, for a person to see.
@@ -98,6 +102,7 @@ def restore_mongodb(
             for target in targets.values():
                 mongo_drop_database(environment, target)
         raise
+    restored = archive.collections
     documents = {r.target: r.documents for r in restored}
     expected = {f"{c.database}.{c.name}" for c in manifest.collections}
     counts_match = all(r.documents == r.expected for r in restored) and expected == {
@@ -109,6 +114,8 @@ def restore_mongodb(
         targets=targets,
         documents=documents,
         collections=restored,
+        oplog=archive.oplog,
+        consistent_at=manifest.consistent_at,
         counts_match=counts_match,
         seconds=time.perf_counter() - started,
     )

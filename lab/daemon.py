@@ -155,7 +155,11 @@ class LabDaemon:
         apps.append(("front_door", front_door, self.settings.port("front_door")))
         https.append(("front_door_https", front_door, self.settings.port("front_door_https")))
         control = create_control_app(
-            ctx, [s.name for s in self.regions.values()], self.reset, self.state
+            ctx,
+            [s.name for s in self.regions.values()],
+            self.reset,
+            self.state,
+            mongo_data_dir=self.mongo.data_dir,
         )
         apps.append(("control", control, self.settings.port("control")))
         for name, app, port in apps:

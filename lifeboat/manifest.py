@@ -73,6 +73,19 @@ class CloudSqlBackup(BaseModel):
     )
 
 
+class OplogCoverage(BaseModel):
+    """The changes an `oplog.bson` holds: everything before ``until``, since the tokens
+    it resumed from (a slice) or since the dump started (a base backup)."""
+
+    entries: int
+    first_wall: datetime | None = None
+    last_wall: datetime | None = None
+    until: datetime = Field(description="every change before this moment is in the entries")
+    tokens: dict[str, str] = Field(
+        description="namespace → change-stream resume token (Extended JSON) after the last"
+    )
+
+
 class Manifest(BaseModel):
     format: int = 1
     source: Source
@@ -91,6 +104,9 @@ class Manifest(BaseModel):
     archive: StoredObject | None = None
     files: dict[str, FileDigest] = Field(default_factory=dict, description="path in the archive")
     collections: list[CollectionEntry] = Field(default_factory=list)
+    oplog: OplogCoverage | None = Field(
+        None, description="the changes made while the dump ran (oplog.bson in the archive)"
+    )
     # Cloud SQL
     cloudsql: CloudSqlBackup | None = None
 
@@ -105,6 +121,11 @@ class Manifest(BaseModel):
     @property
     def verified(self) -> bool:
         return self.status == "verified"
+
+    @property
+    def consistent_at(self) -> datetime | None:
+        """The moment a restore of this backup reflects (its oplog's end), if it has one."""
+        return self.oplog.until if self.oplog is not None else None
 
     def age_hours(self, now: datetime | None = None) -> float:
         return ((now or datetime.now(UTC)) - self.started_at).total_seconds() / 3600

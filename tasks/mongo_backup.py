@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import queue
+import tempfile
 import threading
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from importlib.metadata import version
 from typing import TypeVar
 
 from google.cloud import storage  # type: ignore[attr-defined]
 from prefect import get_run_logger
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from pymongo import MongoClient
 
 from lifeboat import runtime
@@ -36,9 +38,11 @@ from lifeboat.manifest import (
     CollectionEntry,
     FileDigest,
     Manifest,
+    OplogCoverage,
     StoredObject,
     backup_prefix,
 )
+from lifeboat.oplog import OPLOG_FILE
 from lifeboat.pipeline import Channel, Pipeline
 from lifeboat.secrets import read_secret
 from tasks.catalog import backups_bucket
@@ -52,6 +56,16 @@ from tasks.mongo import (
     list_collections,
     scan_raw_batches,
 )
+from tasks.mongo_oplog import (
+    Replayed,
+    Streams,
+    close_streams,
+    coverage,
+    drain,
+    open_streams,
+    raws,
+    replay,
+)
 from tasks.retrying import calling, cloud_task
 
 UPLOAD_CHUNK = 8 << 20  # resumable-upload chunk: a multiple of 256 KiB, held in memory once
@@ -62,6 +76,8 @@ COMPRESSLEVEL = 1
 # Sealed 1 MiB chunks queued for the upload thread: enough to cover one chunk's upload
 # while the packer goes on, bounded so that a slow upload holds the packer back.
 UPLOAD_SLOTS = 8
+# Between the cut and the drain: a write stamped just before the cut is committed by then.
+SETTLE_SECONDS = 0.5
 T = TypeVar("T")
 
 
@@ -169,6 +185,7 @@ def _dump(
     key: bytes,
     kid: str,
     readers: int,
+    finish: Callable[[ArchiveWriter], None] | None = None,
 ) -> tuple[list[CollectionEntry], ArchiveSummary]:
     """cursors (``readers`` at once) → spools → tar + gzip + AES-GCM → upload, overlapped.
 
@@ -178,7 +195,8 @@ def _dump(
     ``readers`` cursor batches (1000 documents, at most 16 MiB), ``UPLOAD_SLOTS``
     sealed chunks of 1 MiB and the upload's ``UPLOAD_CHUNK`` buffer: about 80 MiB at 4
     readers, 140 MiB at most. An exception in any stage fails the backup and cancels
-    the others, the upload session included.
+    the others, the upload session included. ``finish`` adds the last files (the oplog)
+    once every collection is in.
     """
     entries: list[tuple[int, CollectionEntry]] = []
     with Pipeline("mongo-backup") as pipeline:
@@ -204,6 +222,8 @@ def _dump(
                     samples=item.samples,
                 )
                 entries.append((item.order, entry))
+            if finish is not None:
+                finish(writer)
             summary = writer.close()
         chunks.close()
     # The archive holds collections as they finished; the manifest lists them as listed.
@@ -226,11 +246,18 @@ def mongo_backup_to_gcs(environment: str, backup_id: str) -> Manifest:
     name = backup_prefix("mongodb", backup_id) + ARCHIVE
     uri = f"gs://{bucket.name}/{name}"
     started = datetime.now(UTC)
+    oplog: list[OplogCoverage] = []
     with calling("mongo-backup", uri), client(environment) as mongo:
         specs = [s for db in topo.mongodb.databases for s in list_collections(mongo[db])]
         blob = bucket.blob(name, chunk_size=UPLOAD_CHUNK)
         readers = topo.mongodb.dump_parallel_collections
-        entries, summary = _dump(mongo, specs, blob, key, kid, readers)
+        # Opened before the first read: every change the dump may miss is in a stream.
+        streams = open_streams(mongo, specs)
+        try:
+            finish = _oplog_writer(streams, oplog)
+            entries, summary = _dump(mongo, specs, blob, key, kid, readers, finish)
+        finally:
+            close_streams(streams)
         blob.reload(timeout=runtime.call_timeout(environment))
     get_run_logger().info(
         "mongodb backup %s: %d collections, %d bytes uploaded to %s",
@@ -256,7 +283,30 @@ def mongo_backup_to_gcs(environment: str, backup_id: str) -> Manifest:
         ),
         files={p: FileDigest(bytes=f.size, sha256=f.sha256) for p, f in summary.files.items()},
         collections=entries,
+        oplog=oplog[0] if oplog else None,
     )
+
+
+def _oplog_writer(streams: Streams, into: list[OplogCoverage]) -> Callable[[ArchiveWriter], None]:
+    """After the last collection: the changes made while the dump ran, as `oplog.bson`.
+
+    The backup is consistent at the cut: the dump plus these entries, replayed, is the
+    data as it was then (mongodump --oplog).
+    """
+
+    def finish(writer: ArchiveWriter) -> None:
+        cut = datetime.now(UTC)
+        time.sleep(SETTLE_SECONDS)
+        entries, tokens = drain(streams, cut)
+        with tempfile.SpooledTemporaryFile(max_size=8 << 20) as spool:
+            size = 0
+            for raw in raws(entries):
+                size += spool.write(raw)
+            spool.seek(0)
+            writer.add_file(OPLOG_FILE, spool, size)
+        into.append(coverage(entries, tokens, cut))
+
+    return finish
 
 
 def _archive_blob(environment: str, manifest: Manifest) -> storage.Blob:
@@ -307,17 +357,24 @@ class RestoredCollection(BaseModel):
     indexes: int
 
 
+class ArchiveRestored(BaseModel):
+    collections: list[RestoredCollection]
+    oplog: Replayed | None = Field(None, description="the archive's oplog.bson, replayed")
+
+
 @cloud_task(timeout_seconds=6 * 3600, retries=0, task_run_name="mongo-restore-{manifest.backup_id}")
 def mongo_restore_from_gcs(
     environment: str, manifest: Manifest, targets: dict[str, str]
-) -> list[RestoredCollection]:
+) -> ArchiveRestored:
     """Restore a verified archive into the target databases (source db → target db).
 
     The caller verifies the archive first (``mongo_verify_backup``), so a wrong key or a
     corrupt object fails before any write. Each target collection is dropped before it is
     filled, as ``mongorestore --drop`` does, by ``mongodb.restore_insertion_workers``
-    unordered batches at once; a refused document fails the restore, named. Not retried:
-    a partial restore is dropped and re-run whole by the caller.
+    unordered batches at once; a refused document fails the restore, named. Then the
+    archive's `oplog.bson` (the changes made while the dump ran) is replayed, as
+    ``mongorestore --oplogReplay`` does: the data is then as it was at the backup's end.
+    Not retried: a partial restore is dropped and re-run whole by the caller.
     """
     key, _ = encryption_key(environment)
     workers = runtime.topology(environment).mongodb.restore_insertion_workers
@@ -326,8 +383,21 @@ def mongo_restore_from_gcs(
     restored: list[RestoredCollection] = []
     metadata: dict[tuple[str, str], bytes] = {}
     resource = manifest.archive.uri if manifest.archive else "?"
-    with calling("mongo-restore", resource), client(environment) as mongo, blob.open("rb") as src:
+    replayed: Replayed | None = None
+    with (
+        calling("mongo-restore", resource),
+        client(environment) as mongo,
+        blob.open("rb") as src,
+        tempfile.SpooledTemporaryFile(max_size=8 << 20) as oplog,
+    ):
+        has_oplog = False
         for member in read_archive(src, key):
+            if member.path == OPLOG_FILE:
+                # The last member; replayed once every collection is in.
+                has_oplog = True
+                while piece := member.stream.read(1 << 20):
+                    oplog.write(piece)
+                continue
             database, collection, kind = split_path(member.path)
             if database not in targets:
                 continue
@@ -351,4 +421,7 @@ def mongo_restore_from_gcs(
                     indexes=create_indexes(target, collection, list(meta.get("indexes", []))),
                 )
             )
-    return restored
+        if has_oplog:
+            oplog.seek(0)
+            replayed = replay(mongo, targets, iter_bson(oplog))
+    return ArchiveRestored(collections=restored, oplog=replayed)

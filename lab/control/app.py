@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError
@@ -16,6 +17,7 @@ from starlette.types import ASGIApp
 
 from lab.core.context import LabContext
 from lab.core.faults import FaultRule
+from lab.mongo.history import roll_history
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -37,6 +39,10 @@ class IamGrantRequest(BaseModel):
     project: str
     held: list[str] | None = None
     revoked: list[str] = Field(default_factory=list)
+
+
+class OplogRollRequest(BaseModel):
+    database: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
 
 
 class RevisionHealthRequest(BaseModel):
@@ -62,6 +68,7 @@ def create_control_app(
     known_regions: list[str],
     reset: Callable[[], None],
     state: Callable[[], dict[str, Any]],
+    mongo_data_dir: Path | None = None,
 ) -> ASGIApp:
     received: list[dict[str, Any]] = []
     webhook_lock = threading.Lock()
@@ -144,6 +151,16 @@ def create_control_app(
             return _bad(f"project: unknown project {body.project!r}; known: {known}")
         return JSONResponse({"project": body.project, **grant.to_json()})
 
+    async def roll_oplog(request: Request) -> Response:
+        """Drop the database's change history, as an oplog that wrapped around would: a
+        change stream resumed from before now fails with ChangeStreamHistoryLost."""
+        body = await _parse(request, OplogRollRequest)
+        if isinstance(body, Response):
+            return body
+        if mongo_data_dir is None:
+            return _bad("this lab has no MongoDB")
+        return JSONResponse({"lost_through": roll_history(mongo_data_dir, body.database)})
+
     async def webhook(request: Request) -> Response:
         """A stand-in for Slack and the mail relay: keeps what was posted, for tests."""
         name = request.path_params["name"]
@@ -185,6 +202,7 @@ def create_control_app(
         Route("/_lab/config", config, methods=["GET", "POST"]),
         Route("/_lab/revision-health", revision_health, methods=["POST"]),
         Route("/_lab/iam", iam, methods=["GET", "POST"]),
+        Route("/_lab/mongo/roll-oplog", roll_oplog, methods=["POST"]),
         Route("/_lab/webhooks/{name}", webhook, methods=["POST"]),
         Route("/_lab/webhooks", webhooks, methods=["GET", "DELETE"]),
         Route("/_lab/state", get_state),

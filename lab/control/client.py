@@ -69,6 +69,10 @@ class LabControl:
         less ``revoked``. A reset gives back every permission everywhere."""
         return dict(self.post("iam", {"project": project, "held": held, "revoked": revoked or []}))
 
+    def roll_oplog(self, database: str) -> dict[str, int]:
+        """Drop the database's change history (a wrapped oplog); see lab.mongo.history."""
+        return dict(self.post("mongo/roll-oplog", {"database": database})["lost_through"])
+
     def webhooks(self) -> list[dict[str, Any]]:
         return list(self.get("webhooks"))
 

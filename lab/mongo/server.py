@@ -37,10 +37,11 @@ class MongoServer:
                 str(self.port),
                 "--quiet",
             ]
-        # The console script sits beside this interpreter in the project's venv.
-        script = Path(sys.executable).with_name("nx-27017")
+        # nx-27017 itself, with the change-stream details MongoDB documents (nx_lab.py).
         return [
-            str(script),
+            sys.executable,
+            "-m",
+            "lab.mongo.nx_lab",
             "--data-dir",
             str(self.data_dir),
             "--host",

@@ -45,9 +45,10 @@ def test_backup_then_restore_round_trips_every_document(fresh_lab: Lab, api: Pre
     }
     assert manifest.archive is not None
     assert manifest.archive.uri.endswith(ARCHIVE)
-    assert {f"varai/{n}.bson" for n in source} | {
-        f"varai/{n}.metadata.json" for n in source
+    assert {f"varai/{n}.bson" for n in source} | {f"varai/{n}.metadata.json" for n in source} | {
+        "oplog.bson"  # the changes made while the dump ran: none here
     } == set(manifest.files)
+    assert manifest.oplog is not None and manifest.oplog.entries == 0
     assert manifest.key_id and all(len(c.samples) > 0 for c in manifest.collections)
 
     # Cloud SQL: a real backup run and an export, both named in the manifest.

@@ -1,0 +1,109 @@
+"""Change events as oplog entries: what `mongodump --oplog` writes and `--oplogReplay` reads.
+
+A change stream event (MongoDB's change events) becomes one oplog entry of the shape
+`mongodump --oplog` stores in `oplog.bson` (one BSON document after another):
+
+    {ts: Timestamp, v: 2, op: "i" | "u" | "d", ns: "<db>.<coll>", wall: Date,
+     o: <document> | {_id}, o2: {_id}}          # o2 on updates only
+
+An update is written as a replacement by the whole post-image (``fullDocument``), which
+`mongorestore --oplogReplay` applies as it applies a replacement update. Every entry is
+idempotent (an insert or an update sets the whole document, a delete removes it), so
+replaying entries over a dump taken while they happened converges on the state at the
+last entry replayed: how mongodump's own `--oplog` backups are consistent.
+
+`before(limit)` is `mongorestore --oplogLimit`: entries at or after the limit are left out.
+
+Sources: https://www.mongodb.com/docs/database-tools/mongodump/ (`--oplog`),
+https://www.mongodb.com/docs/database-tools/mongorestore/ (`--oplogReplay`, `--oplogLimit`),
+https://www.mongodb.com/docs/manual/reference/change-events/ (clusterTime, wallTime,
+documentKey, fullDocument).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import bson
+from bson.raw_bson import RawBSONDocument
+from bson.timestamp import Timestamp
+
+OPLOG_FILE = "oplog.bson"
+OPS = {"insert": "i", "update": "u", "replace": "u", "delete": "d"}
+
+
+class UnreplayableChange(ValueError):
+    """A change event that cannot become an oplog entry (no post-image, an unknown op)."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One oplog entry: its order (``ts``), its wall time and its BSON."""
+
+    ts: Timestamp
+    wall: datetime
+    raw: bytes
+
+
+def utc(at: datetime) -> datetime:
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+
+
+def entry_from_change(event: Mapping[str, Any]) -> Entry:
+    """The oplog entry that replays one change event; raises `UnreplayableChange`.
+
+    Needs the event's ``fullDocument`` on inserts and updates (a post-image): a delta
+    alone cannot be replayed over a dump taken at an unknown moment.
+    """
+    kind = str(event.get("operationType"))
+    op = OPS.get(kind)
+    if op is None:
+        raise UnreplayableChange(f"a {kind!r} change event cannot be replayed")
+    ns = event["ns"]
+    doc_key = event["documentKey"]
+    ts = event["clusterTime"]
+    wall = utc(event["wallTime"])
+    entry: dict[str, Any] = {
+        "ts": ts,
+        "v": 2,
+        "op": op,
+        "ns": f"{ns['db']}.{ns['coll']}",
+        "wall": wall,
+    }
+    if op == "d":
+        entry["o"] = {"_id": doc_key["_id"]}
+    else:
+        full = event.get("fullDocument")
+        if full is None:
+            raise UnreplayableChange(
+                f"the {kind} of {entry['ns']} {doc_key['_id']!r} has no fullDocument "
+                "(the stream needs post-images)"
+            )
+        entry["o"] = full
+        if op == "u":
+            entry["o2"] = {"_id": doc_key["_id"]}
+    return Entry(ts=ts, wall=wall, raw=bson.encode(entry))
+
+
+def ordered(entries: Iterable[Entry]) -> list[Entry]:
+    """Entries of several collections' streams in the order they happened."""
+    return sorted(entries, key=lambda e: (e.ts.time, e.ts.inc))
+
+
+def before(entries: Iterable[bytes], limit: datetime) -> Iterator[bytes]:
+    """Entries written before ``limit`` (`--oplogLimit`: the limit itself is excluded)."""
+    cut = utc(limit)
+    for raw in entries:
+        if utc(RawBSONDocument(raw)["wall"]) >= cut:
+            return
+        yield raw
+
+
+def describe(raw: bytes) -> tuple[str, str, Any]:
+    """An entry's (op, ns, _id)."""
+    entry = RawBSONDocument(raw)
+    key = entry["o2"] if entry["op"] == "u" else entry["o"]
+    return str(entry["op"]), str(entry["ns"]), key["_id"]

@@ -1,0 +1,159 @@
+"""MongoDB change streams in, oplog entries out, and oplog entries replayed into a database.
+
+The lab's MongoDB (nx-27017) is a standalone with change streams and no oplog; a replica
+set has both. Change streams work on either, so they are what Lifeboat reads: one
+stream per collection (resume tokens are per stream), opened with
+``fullDocument: "required"`` so that every insert and update carries its post-image.
+On a MongoDB replica set that needs `changeStreamPreAndPostImages` on each collection
+(https://www.mongodb.com/docs/manual/changeStreams/#change-streams-with-document-pre--and-post-images);
+without it the stream fails at the first update, loudly, instead of capturing changes
+that cannot be replayed.
+
+A resume token older than the oplog's window fails with error 286
+(ChangeStreamHistoryLost, https://www.mongodb.com/docs/manual/reference/error-codes/):
+`HistoryLost` here, never a silent restart from "now".
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from typing import Any
+
+from bson import json_util
+from bson.raw_bson import RawBSONDocument
+from pydantic import BaseModel
+from pymongo import MongoClient
+from pymongo.change_stream import CollectionChangeStream
+from pymongo.errors import OperationFailure
+
+from lifeboat.manifest import OplogCoverage
+from lifeboat.oplog import Entry, describe, entry_from_change, ordered, utc
+from tasks.errors import PermanentError
+from tasks.mongo import CollectionSpec
+
+HISTORY_LOST = 286
+Streams = dict[str, CollectionChangeStream[RawBSONDocument]]
+
+
+class HistoryLost(PermanentError):
+    """A stored resume token is no longer in the server's change history: a gap."""
+
+
+def token_text(token: Any) -> str:
+    return json_util.dumps(token, json_options=json_util.CANONICAL_JSON_OPTIONS)
+
+
+def open_streams(
+    mongo: MongoClient[RawBSONDocument],
+    specs: list[CollectionSpec],
+    tokens: dict[str, str] | None = None,
+) -> Streams:
+    """One change stream per collection, resumed from ``tokens`` when given.
+
+    A namespace without a token starts now. Raises `HistoryLost` naming the namespace
+    when a token's point is gone from the server's history.
+    """
+    streams: Streams = {}
+    try:
+        for spec in specs:
+            ns = f"{spec.database}.{spec.name}"
+            token = json_util.loads(tokens[ns]) if tokens and ns in tokens else None
+            try:
+                streams[ns] = mongo[spec.database][spec.name].watch(
+                    full_document="required", resume_after=token
+                )
+            except OperationFailure as exc:
+                if exc.code == HISTORY_LOST:
+                    raise HistoryLost(
+                        f"change stream of {ns}: its resume token is no longer in the "
+                        f"server's history (ChangeStreamHistoryLost): changes were lost"
+                    ) from None
+                raise
+    except BaseException:
+        close_streams(streams)
+        raise
+    return streams
+
+
+def close_streams(streams: Streams) -> None:
+    for stream in streams.values():
+        with contextlib.suppress(Exception):
+            stream.close()
+
+
+def drain(streams: Streams, until: datetime) -> tuple[list[Entry], dict[str, str]]:
+    """Every change before ``until``, in order, and each stream's token after its last.
+
+    Reads each stream to its end; changes at or after ``until`` are left for the next
+    drain (its token is that of the last change kept, so nothing is skipped).
+    """
+    cut = utc(until)
+    kept: list[Entry] = []
+    tokens: dict[str, str] = {}
+    for ns, stream in streams.items():
+        token = stream.resume_token
+        while True:
+            event = stream.try_next()
+            if event is None:
+                token = token if token is not None else stream.resume_token
+                break
+            entry = entry_from_change(event)
+            if entry.wall >= cut:
+                break
+            kept.append(entry)
+            token = event["_id"]
+        tokens[ns] = token_text(token)
+    return ordered(kept), tokens
+
+
+def coverage(entries: list[Entry], tokens: dict[str, str], until: datetime) -> OplogCoverage:
+    return OplogCoverage(
+        entries=len(entries),
+        first_wall=entries[0].wall if entries else None,
+        last_wall=entries[-1].wall if entries else None,
+        until=utc(until),
+        tokens=tokens,
+    )
+
+
+class Replayed(BaseModel):
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+
+
+def replay(
+    mongo: MongoClient[RawBSONDocument],
+    targets: dict[str, str],
+    entries: Iterable[bytes],
+    into: Replayed | None = None,
+) -> Replayed:
+    """Apply oplog entries in order, each idempotent; namespaces outside ``targets`` skip.
+
+    ``targets`` maps a source database to the database restored into.
+    """
+    done = into or Replayed()
+    for raw in entries:
+        op, ns, doc_id = describe(raw)
+        database, _, collection = ns.partition(".")
+        if database not in targets:
+            continue
+        coll = mongo[targets[database]][collection]
+        if op == "d":
+            coll.delete_one({"_id": doc_id})
+            done.deleted += 1
+            continue
+        document = RawBSONDocument(raw)["o"]
+        coll.replace_one({"_id": doc_id}, document, upsert=True)
+        if op == "i":
+            done.inserted += 1
+        else:
+            done.updated += 1
+    return done
+
+
+def raws(entries: list[Entry]) -> Iterator[bytes]:
+    for entry in entries:
+        yield entry.raw
