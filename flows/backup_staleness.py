@@ -1,7 +1,9 @@
 """backup-staleness: alert when the newest verified backup of a source is too old.
 
 Seed 003: RPO 12 h, alert (`AisleMartsBackupStale`) after 36 h. Every run reports the
-age of every source; past the RPO it warns, past the alert threshold it emits an event
+age of every source; once MongoDB's changes are captured (mongo-capture), also the age of
+the newest slice, against seed 004's 5-minute RPO (alert past three missed slices).
+Past the RPO it warns, past the alert threshold it emits an event
 and fails the run, so the alert is visible in the Prefect UI too; the failed run's record
 is what notifies (flows/evidence.py ``published``).
 """
@@ -21,9 +23,11 @@ from flows.launch import ENVIRONMENT_FIELD, SwitchRequest
 from lifeboat import runtime
 from lifeboat.manifest import Source
 from lifeboat.record import RunRecord
+from lifeboat.slices import RPO_MINUTES
 from lifeboat.topology import Topology
 from tasks.catalog import catalog_newest
 from tasks.errors import PermanentError
+from tasks.mongo_capture import mongo_capture_state_read
 from tasks.records import artifact_key
 
 SOURCES: list[Source] = ["mongodb", "cloudsql"]
@@ -73,6 +77,8 @@ def _ages(
                 "level": level,
             }
         )
+    if "mongodb" in sources:
+        rows.extend(_slice_age(topo.environment, now))
     record.after = {"sources": rows}
     create_table_artifact(
         table=rows,
@@ -99,9 +105,30 @@ def _ages(
         text = "; ".join(
             f"{r['source']}: "
             + ("no verified backup" if r["age_hours"] is None else f"{r['age_hours']} h old")
-            + f" (alert after {alert:g} h)"
+            + f" (alert after {r['alert_hours']:g} h)"
             for r in stale
         )
         raise PermanentError(f"backups stale — {text}")
     record.finish("completed")
     return rows
+
+
+def _slice_age(environment: str, now: datetime) -> list[dict[str, Any]]:
+    """The newest change slice's age against the 5-minute RPO; nothing while no capture
+    has run (the continuous capture is not set up)."""
+    state, _ = mongo_capture_state_read(environment)
+    if state is None:
+        return []
+    minutes = (now - state.until).total_seconds() / 60
+    rpo, alert = RPO_MINUTES, 3 * RPO_MINUTES
+    level = "alert" if minutes > alert else "warning" if minutes > rpo else "ok"
+    return [
+        {
+            "source": "mongodb-changes",
+            "newest_verified": f"slice {state.seq} after backup {state.base_backup_id}",
+            "age_hours": round(minutes / 60, 4),
+            "rpo_hours": round(rpo / 60, 4),
+            "alert_hours": round(alert / 60, 4),
+            "level": level,
+        }
+    ]

@@ -18,13 +18,16 @@ from pydantic import BaseModel, Field
 
 from flows.evidence import published
 from flows.launch import ENVIRONMENT_FIELD, SwitchRequest
+from flows.restore_point import plan_point, verify_slices
 from lifeboat import runtime
 from lifeboat.manifest import Manifest
 from lifeboat.record import RunRecord
+from lifeboat.slices import SliceManifest
 from tasks.catalog import catalog_get, catalog_newest
 from tasks.errors import PermanentError
 from tasks.mongo import mongo_drop_database
 from tasks.mongo_backup import RestoredCollection, mongo_restore_from_gcs, mongo_verify_backup
+from tasks.mongo_capture import mongo_replay_slices
 from tasks.mongo_oplog import Replayed
 
 BACKUP_ID = r"^\d{8}T\d{6}Z$"
@@ -39,6 +42,9 @@ class RestoreReport(BaseModel):
     collections: list[RestoredCollection]
     oplog: Replayed | None = None
     consistent_at: datetime | None = None
+    point_in_time: datetime | None = None
+    slices: int = 0
+    slices_replayed: Replayed | None = None
     counts_match: bool
     seconds: float
 
@@ -74,16 +80,23 @@ def restore_mongodb(
     backup_id: str | None = None,
     target_database: str | None = None,
     force: bool = False,
+    point_in_time: datetime | None = None,
 ) -> RestoreReport:
-    """Restore one backup; usable inside any flow (the drill calls it)."""
+    """Restore one backup, or the data as it was at ``point_in_time`` (a base backup and
+    the changes captured after it); usable inside any flow (the drill calls it)."""
     started = time.perf_counter()
     if backup_id is not None and not re.match(BACKUP_ID, backup_id):
         raise PermanentError(f"backup_id: {backup_id!r} is malformed (e.g. 20261122T030000Z)")
-    manifest = (
-        catalog_get(environment, "mongodb", backup_id)
-        if backup_id
-        else catalog_newest(environment, "mongodb", verified_only=True)
-    )
+    if backup_id is not None and point_in_time is not None:
+        raise PermanentError("point_in_time: give a backup_id or a point_in_time, not both")
+    slices: list[SliceManifest] = []
+    manifest: Manifest | None
+    if point_in_time is not None:
+        manifest, slices = plan_point(environment, point_in_time)
+    elif backup_id:
+        manifest = catalog_get(environment, "mongodb", backup_id)
+    else:
+        manifest = catalog_newest(environment, "mongodb", verified_only=True)
     if manifest is None:
         raise PermanentError("restore: there is no verified MongoDB backup to restore")
     targets = restore_targets(environment, manifest, target_database, force)
@@ -93,8 +106,12 @@ def restore_mongodb(
             f"restore refused: backup {manifest.backup_id} failed verification "
             f"({checked.error}); nothing was written"
         )
+    slices = verify_slices(environment, slices) if slices else []
+    replayed = None
     try:
         archive = mongo_restore_from_gcs(environment, checked, targets)
+        if point_in_time is not None:
+            replayed = mongo_replay_slices(environment, slices, targets, point_in_time)
     except BaseException:
         # Leave no half-restored scratch database behind; a forced restore over a live
         # database is left as it is, for a person to see.
@@ -116,6 +133,9 @@ def restore_mongodb(
         collections=restored,
         oplog=archive.oplog,
         consistent_at=manifest.consistent_at,
+        point_in_time=point_in_time,
+        slices=len(slices),
+        slices_replayed=replayed,
         counts_match=counts_match,
         seconds=time.perf_counter() - started,
     )
@@ -135,6 +155,13 @@ def restore(
     force: Annotated[
         bool, Field(description="Allow restoring over a live database (drops its collections)")
     ] = False,
+    point_in_time: Annotated[
+        datetime | None,
+        Field(
+            description="Restore the data as it was at this moment (RFC 3339): a base backup "
+            "and the changes captured after it, up to (not including) the moment"
+        ),
+    ] = None,
     reason: Annotated[str, Field(min_length=1, max_length=500)] = "restore a backup",
     operator: Annotated[str, Field(max_length=100, description="Who launched it")] = "unknown",
 ) -> dict[str, Any]:
@@ -142,13 +169,24 @@ def restore(
     record: RunRecord = request.record("restore", "force" if force else "scratch", False)
     with published(record, notify_success=False):
         with record.step("restore-mongodb") as step:
-            report = restore_mongodb(request.environment, backup_id, target_database, force)
+            report = restore_mongodb(
+                request.environment, backup_id, target_database, force, point_in_time
+            )
             step.detail = f"backup {report.backup_id} → {report.targets}: {report.documents}"
+            if report.point_in_time is not None:
+                step.detail += f"; to {report.point_in_time.isoformat()} ({report.slices} slices)"
         record.rto_seconds = report.seconds
         record.after = {
             "backup_id": report.backup_id,
             "targets": report.targets,
             "collections": [c.model_dump() for c in report.collections],
+            "consistent_at": report.consistent_at.isoformat() if report.consistent_at else None,
+            "oplog": report.oplog.model_dump() if report.oplog else None,
+            "point_in_time": report.point_in_time.isoformat() if report.point_in_time else None,
+            "slices": report.slices,
+            "slices_replayed": report.slices_replayed.model_dump()
+            if report.slices_replayed
+            else None,
         }
         if not report.counts_match:
             raise PermanentError(

@@ -86,6 +86,7 @@ FLOWS = (
     "rollback",
     "backup",
     "backup-staleness",
+    "mongo-capture",
     "restore",
     "restore-sql",
     "recovery-drill",
@@ -524,18 +525,21 @@ CALLS: tuple[Call, ...] = (
         "GET",
         "/storage/v1/b/{bucket}/o",
         ("storage.objects.list",),
-        _flows("backup", "backup-staleness", "restore", "recovery-drill", "readiness"),
+        _flows(
+            "backup", "backup-staleness", "mongo-capture", "restore", "recovery-drill", "readiness"
+        ),
         (Place.buckets,),
-        "list backups and run records",
+        "list backups, change slices and run records",
     ),
     Call(
         "storage",
         "GET",
         "/storage/v1/b/{bucket}/o/{object}",
         ("storage.objects.get",),
-        _flows("failover", "failback", "rollback", "backup"),
+        _flows("failover", "failback", "rollback", "backup", "mongo-capture"),
         (Place.buckets,),
-        "read an object's metadata: the lease's generation, an export's or archive's size",
+        "read an object's metadata: the lease's generation, an export's or archive's size "
+        "(mongo-capture takes a base backup when there is none, or after a gap)",
     ),
     Call(
         "storage",
@@ -561,9 +565,9 @@ CALLS: tuple[Call, ...] = (
         "PUT",
         "/upload/storage/v1/b/{bucket}/o",
         ("storage.objects.create", "storage.objects.delete"),
-        _flows("backup"),
+        _flows("backup", "mongo-capture"),
         (Place.buckets,),
-        "send the chunks of a resumable upload (a backup archive)",
+        "send the chunks of a resumable upload (a backup archive; mongo-capture's base backup)",
     ),
     Call(
         "storage",

@@ -94,12 +94,15 @@ def ordered(entries: Iterable[Entry]) -> list[Entry]:
 
 
 def before(entries: Iterable[bytes], limit: datetime) -> Iterator[bytes]:
-    """Entries written before ``limit`` (`--oplogLimit`: the limit itself is excluded)."""
+    """Entries written before ``limit`` (`--oplogLimit`: the limit itself is excluded).
+
+    Filters rather than stops at the first later entry: a write stamped just before a
+    slice's cut can be committed after it, and then sits in the next slice.
+    """
     cut = utc(limit)
     for raw in entries:
-        if utc(RawBSONDocument(raw)["wall"]) >= cut:
-            return
-        yield raw
+        if utc(RawBSONDocument(raw)["wall"]) < cut:
+            yield raw
 
 
 def describe(raw: bytes) -> tuple[str, str, Any]:

@@ -20,9 +20,10 @@ BEGIN
     SET timestamp = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = NEW.id;
 END
 """
-# Per collection: the newest change id that is gone from the log.
+# Per collection: the newest change id that is gone from the log. The _neosqlite_ prefix
+# keeps it out of listCollections, as nx-27017 keeps its own tables.
 HORIZON_TABLE = """
-CREATE TABLE IF NOT EXISTS _lab_oplog_horizon (
+CREATE TABLE IF NOT EXISTS _neosqlite_lab_oplog_horizon (
     collection_name TEXT PRIMARY KEY,
     lost_through INTEGER NOT NULL
 )
@@ -31,7 +32,8 @@ CREATE TABLE IF NOT EXISTS _lab_oplog_horizon (
 
 def lost_through(db: Any, collection: str) -> int | None:
     row = db.execute(
-        "SELECT lost_through FROM _lab_oplog_horizon WHERE collection_name = ?", (collection,)
+        "SELECT lost_through FROM _neosqlite_lab_oplog_horizon WHERE collection_name = ?",
+        (collection,),
     ).fetchone()
     return int(row[0]) if row else None
 
@@ -59,7 +61,8 @@ def roll_history(data_dir: Path, database: str) -> dict[str, int]:
         )
         for collection, rowid in newest.items():
             db.execute(
-                "INSERT INTO _lab_oplog_horizon (collection_name, lost_through) VALUES (?, ?) "
+                "INSERT INTO _neosqlite_lab_oplog_horizon (collection_name, lost_through) "
+                "VALUES (?, ?) "
                 "ON CONFLICT(collection_name) DO UPDATE SET lost_through = "
                 "MAX(lost_through, excluded.lost_through)",
                 (collection, rowid),

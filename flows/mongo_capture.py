@@ -1,0 +1,137 @@
+"""mongo-capture: MongoDB's changes shipped every 5 minutes, for a 5-minute RPO (seed 004).
+
+The runbook, each run:
+- read where the last run stopped (`mongodb-oplog/state.json`: the chain's base backup,
+  its last slice, the change streams' resume tokens);
+- start a new chain when a newer verified base backup exists (its own tokens), or take
+  a base backup when there is none;
+- resume every collection's change stream from its token, drain it up to now, and ship
+  the changes as an encrypted, checksummed slice with its manifest; read it back;
+- move the state on, only if it is still the one read (a generation precondition), so
+  two runs at once cannot both extend the chain.
+
+A gap, a token the server no longer holds (the oplog moved past it), is never skipped:
+the run records it, takes a new base backup (a new chain starts from it) and fails, so
+the gap is seen and notified. Restores to a moment inside the gap are refused.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from prefect import flow, get_run_logger
+from pydantic import Field
+
+from flows.backup import backup
+from flows.evidence import published
+from flows.launch import ENVIRONMENT_FIELD, SwitchRequest
+from lifeboat.manifest import Manifest
+from lifeboat.record import RunRecord
+from lifeboat.slices import CaptureState, SliceManifest
+from tasks.catalog import catalog_newest
+from tasks.errors import PermanentError
+from tasks.mongo_capture import (
+    mongo_capture_slice,
+    mongo_capture_state_read,
+    mongo_capture_state_write,
+)
+from tasks.mongo_oplog import HistoryLost
+
+
+@flow(name="mongo-capture", persist_result=True)
+def mongo_capture(
+    environment: Annotated[str, ENVIRONMENT_FIELD],
+    operator: Annotated[str, Field(max_length=100, description="Who launched it")] = "schedule",
+) -> dict[str, Any]:
+    request = SwitchRequest.validate_launch(
+        environment, "capture MongoDB changes", None, operator, prefix="cap"
+    )
+    env = request.environment
+    record = request.record("mongo-capture", "scheduled", False)
+    with published(record, notify_success=False):
+        state, generation = mongo_capture_state_read(env)
+        with record.step("capture-chain") as step:
+            state = _chain(env, record, state)
+            step.detail = f"base {state.base_backup_id}, after slice {state.seq}"
+        gap = None
+        with record.step("capture-slice") as step:
+            try:
+                piece = mongo_capture_slice(env, state)
+            except HistoryLost as exc:
+                gap = str(exc)
+                step.outcome, step.detail = "failed", f"gap: {gap}"
+        if gap is not None:
+            _after_gap(env, record, state, generation, gap)
+        _advance(env, record, state, generation, piece)
+    return record.model_dump(mode="json")
+
+
+def _chain(env: str, record: RunRecord, state: CaptureState | None) -> CaptureState:
+    """The chain to extend: the stored one, unless a newer base backup starts another."""
+    base = catalog_newest(env, "mongodb", verified_only=True)
+    if base is None or base.oplog is None:
+        base = _new_base(env, record, "no verified base backup with change tokens yet")
+    if state is None or base.backup_id > state.base_backup_id:
+        return _start(base)
+    return state
+
+
+def _start(base: Manifest) -> CaptureState:
+    assert base.oplog is not None
+    return CaptureState(
+        base_backup_id=base.backup_id, seq=0, until=base.oplog.until, tokens=base.oplog.tokens
+    )
+
+
+def _new_base(env: str, record: RunRecord, why: str) -> Manifest:
+    with record.step("base-backup") as step:
+        step.detail = why
+        backup(environment=env, sources=["mongodb"], retention=False, operator="mongo-capture")
+        # The same lookup as before the backup: Prefect would answer it from its cache.
+        base = catalog_newest.with_options(refresh_cache=True)(env, "mongodb", verified_only=True)
+        if base is None or base.oplog is None:
+            raise PermanentError("mongo-capture: the new base backup is not verified")
+        step.detail = f"{why}: base backup {base.backup_id}"
+    return base
+
+
+def _after_gap(env: str, record: RunRecord, state: CaptureState, generation: int, gap: str) -> None:
+    """Report the gap, start a new chain from a new base backup, and fail the run."""
+    base = _new_base(env, record, "a gap in the change capture")
+    mongo_capture_state_write(env, _start(base), generation)
+    record.after = {
+        "gap": gap,
+        "chain_ended": {"base": state.base_backup_id, "after_slice": state.seq},
+        "changes_covered_until": state.until.isoformat(),
+        "new_base": base.backup_id,
+    }
+    raise PermanentError(
+        f"mongo-capture: gap after slice {state.seq} of base {state.base_backup_id} "
+        f"(covered until {state.until.isoformat()}): {gap}; new base backup {base.backup_id}"
+    )
+
+
+def _advance(
+    env: str, record: RunRecord, state: CaptureState, generation: int, piece: SliceManifest
+) -> None:
+    record.after = {
+        "slice": piece.prefix,
+        "status": piece.status,
+        "changes": piece.oplog.entries,
+        "until": piece.until.isoformat(),
+        "base": piece.base_backup_id,
+    }
+    if piece.status != "verified":
+        # The state stays: the next run captures the same changes again, same slice name.
+        raise PermanentError(f"mongo-capture: slice {piece.prefix} not verified: {piece.error}")
+    with record.step("capture-state") as step:
+        nxt = CaptureState(
+            base_backup_id=piece.base_backup_id,
+            seq=piece.seq,
+            until=piece.until,
+            tokens=piece.oplog.tokens,
+        )
+        mongo_capture_state_write(env, nxt, generation)
+        step.detail = f"slice {piece.seq} until {piece.until.isoformat()}"
+    record.finish("completed")
+    get_run_logger().info("captured %d changes into %s", piece.oplog.entries, piece.prefix)

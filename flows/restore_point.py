@@ -1,0 +1,58 @@
+"""Which base backup and which slices restore MongoDB to a moment, refused up front.
+
+A base backup is consistent at its cut (`Manifest.consistent_at`); its chain of slices
+reaches on from there (`lifeboat.slices`). A moment is restorable when it lies between a
+verified base's cut and the end of that base's unbroken chain. Everything here reads;
+a refusal names ``point_in_time`` and happens before anything is written.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from lifeboat.manifest import Manifest
+from lifeboat.oplog import utc
+from lifeboat.slices import SliceManifest, chain, covered_until, slices_needed
+from tasks.catalog import catalog_list
+from tasks.errors import PermanentError
+from tasks.mongo_capture import mongo_list_slices, mongo_verify_slices
+
+
+def plan_point(environment: str, point_in_time: datetime) -> tuple[Manifest, list[SliceManifest]]:
+    """The base backup and the slices to replay for ``point_in_time``; refuses otherwise."""
+    point = utc(point_in_time)
+    if point > datetime.now(UTC):
+        raise PermanentError(f"point_in_time: {point.isoformat()} is in the future")
+    bases = [
+        m
+        for m in catalog_list(environment, "mongodb")
+        if m.verified and m.consistent_at is not None
+    ]
+    reached: list[str] = []
+    for base in sorted(bases, key=lambda m: m.backup_id, reverse=True):
+        start = base.consistent_at
+        assert start is not None
+        if utc(start) > point:
+            continue
+        unbroken = chain(mongo_list_slices(environment, base.backup_id))
+        reach = covered_until(utc(start), unbroken)
+        if point <= reach:
+            return base, slices_needed(unbroken, point)
+        reached.append(f"backup {base.backup_id} covers {start.isoformat()} to {reach.isoformat()}")
+    covered = "; ".join(reached[:3]) or "no verified backup with captured changes before it"
+    raise PermanentError(
+        f"point_in_time: {point.isoformat()} is not covered by a backup and its captured "
+        f"changes ({covered}); nothing was written"
+    )
+
+
+def verify_slices(environment: str, slices: list[SliceManifest]) -> list[SliceManifest]:
+    checked = mongo_verify_slices(environment, slices)
+    bad = [f"{s.prefix}: {s.error}" for s in checked if s.status != "verified"]
+    if bad:
+        raise PermanentError(
+            "point_in_time: slices failed verification ("
+            + "; ".join(bad)
+            + "); nothing was written"
+        )
+    return checked

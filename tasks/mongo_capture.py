@@ -1,0 +1,192 @@
+"""MongoDB change capture: encrypted, checksummed slices of oplog entries in Cloud Storage.
+
+Each slice resumes the collections' change streams from the tokens the previous one (or
+the base backup) ended with, drains them up to a cut, and stores the entries as one
+`oplog.bson` in the archive format of the backups (tar, gzip, AES-256-GCM; the key is
+the backup key, read from its secret and never logged), with a manifest beside it. A
+slice holds five minutes of changes, so it is built in memory.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from datetime import UTC, datetime
+
+from google.api_core import exceptions as gexc
+from prefect import get_run_logger
+
+from lifeboat import runtime
+from lifeboat.archive import ArchiveError, ArchiveWriter, iter_bson, read_archive, verify_archive
+from lifeboat.manifest import StoredObject
+from lifeboat.oplog import OPLOG_FILE, before
+from lifeboat.slices import (
+    CAPTURE_STATE,
+    SLICE_MANIFEST,
+    SLICE_OBJECT,
+    SLICES,
+    CaptureState,
+    SliceManifest,
+    slice_prefix,
+)
+from tasks.catalog import backups_bucket
+from tasks.mongo import client, list_collections
+from tasks.mongo_backup import COMPRESSLEVEL, SETTLE_SECONDS, encryption_key, tool_version
+from tasks.mongo_oplog import Replayed, close_streams, coverage, drain, open_streams, raws, replay
+from tasks.retrying import calling, cloud_task
+
+
+@cloud_task(timeout_seconds=120, task_run_name="capture-state-read")
+def mongo_capture_state_read(environment: str) -> tuple[CaptureState | None, int]:
+    """The stored capture state and its object generation (0: none yet). Read-only."""
+    blob = backups_bucket(environment).blob(CAPTURE_STATE)
+    with calling("capture-state-read", CAPTURE_STATE):
+        try:
+            data = blob.download_as_bytes(timeout=runtime.call_timeout(environment))
+        except gexc.NotFound:
+            return None, 0
+    return CaptureState.model_validate_json(data), int(blob.generation or 0)
+
+
+@cloud_task(timeout_seconds=120, task_run_name="capture-state-write")
+def mongo_capture_state_write(environment: str, state: CaptureState, generation: int) -> int:
+    """Store the state if it is still the one read (``generation``; 0: none existed).
+
+    Two captures that ran at once cannot both move the chain on: the second gets 412.
+    Idempotent per generation. Returns the new generation.
+    """
+    blob = backups_bucket(environment).blob(CAPTURE_STATE)
+    with calling("capture-state-write", CAPTURE_STATE):
+        blob.upload_from_string(
+            state.model_dump_json(),
+            content_type="application/json",
+            if_generation_match=generation,
+            timeout=runtime.call_timeout(environment),
+        )
+    return int(blob.generation or 0)
+
+
+@cloud_task(timeout_seconds=900, retries=2, task_run_name="mongo-capture-{state.base_backup_id}")
+def mongo_capture_slice(environment: str, state: CaptureState) -> SliceManifest:
+    """Resume every collection's stream from the state's tokens; ship what happened since.
+
+    Raises `HistoryLost` (not retried) when a token is gone from the server: a gap.
+    Returns the slice's manifest, verified (read back, sha256 checked, decrypted) or
+    unverified with the reason; it is written beside the slice. Idempotent: the slice's
+    name is fixed by the chain and its number, and the state moves on only afterwards.
+    """
+    topo = runtime.topology(environment)
+    key, kid = encryption_key(environment)
+    bucket = backups_bucket(environment)
+    seq = state.seq + 1
+    prefix = slice_prefix(state.base_backup_id, seq)
+    with calling("mongo-capture", f"gs://{bucket.name}/{prefix}"), client(environment) as mongo:
+        specs = [s for db in topo.mongodb.databases for s in list_collections(mongo[db])]
+        streams = open_streams(mongo, specs, state.tokens)
+        try:
+            cut = datetime.now(UTC)
+            time.sleep(SETTLE_SECONDS)
+            entries, tokens = drain(streams, cut)
+        finally:
+            close_streams(streams)
+    sink = io.BytesIO()
+    with ArchiveWriter(sink, key=key, key_id=kid, compresslevel=COMPRESSLEVEL) as writer:
+        digest = writer.add_bytes(OPLOG_FILE, b"".join(raws(entries)))
+        summary = writer.close()
+    blob = bucket.blob(prefix + SLICE_OBJECT)
+    timeout = runtime.call_timeout(environment)
+    with calling("mongo-capture-upload", prefix):
+        blob.upload_from_string(
+            sink.getvalue(), content_type="application/octet-stream", timeout=timeout
+        )
+    manifest = SliceManifest(
+        environment=environment,
+        base_backup_id=state.base_backup_id,
+        seq=seq,
+        since=state.until,
+        from_tokens=state.tokens,
+        oplog=coverage(entries, tokens, cut),
+        key_id=kid,
+        object=StoredObject(
+            uri=f"gs://{bucket.name}/{blob.name}",
+            bytes=summary.object_bytes,
+            sha256=summary.object_sha256,
+            generation=blob.generation,
+        ),
+        sha256=digest.sha256,
+        tool=tool_version(),
+    )
+    manifest = _verified(environment, manifest)
+    with calling("mongo-capture-manifest", prefix):
+        bucket.blob(prefix + SLICE_MANIFEST).upload_from_string(
+            manifest.model_dump_json(indent=2), content_type="application/json", timeout=timeout
+        )
+    get_run_logger().info(
+        "slice %s: %d changes until %s, %s", prefix, len(entries), cut.isoformat(), manifest.status
+    )
+    return manifest
+
+
+def _download(environment: str, manifest: SliceManifest) -> bytes:
+    bucket = backups_bucket(environment)
+    name = manifest.object.uri.removeprefix(f"gs://{bucket.name}/")
+    blob = bucket.blob(name, generation=manifest.object.generation)
+    with calling("mongo-slice-read", manifest.object.uri):
+        data: bytes = blob.download_as_bytes(timeout=runtime.call_timeout(environment))
+    return data
+
+
+def _verified(environment: str, manifest: SliceManifest) -> SliceManifest:
+    key, kid = encryption_key(environment)
+    try:
+        if manifest.key_id != kid:
+            raise ArchiveError(f"wrong key: the slice has key id {manifest.key_id}, not {kid}")
+        verify_archive(
+            io.BytesIO(_download(environment, manifest)),
+            key,
+            expected_object_sha256=manifest.object.sha256,
+            expected_files={OPLOG_FILE: manifest.sha256},
+        )
+    except ArchiveError as exc:
+        return manifest.model_copy(update={"status": "unverified", "error": str(exc)[:500]})
+    return manifest.model_copy(update={"status": "verified", "error": None})
+
+
+@cloud_task(timeout_seconds=300, task_run_name="mongo-slices-{base_backup_id}")
+def mongo_list_slices(environment: str, base_backup_id: str) -> list[SliceManifest]:
+    """Every slice manifest of one base backup's chain, in order. Read-only."""
+    bucket = backups_bucket(environment)
+    timeout = runtime.call_timeout(environment)
+    found = []
+    with calling("mongo-slices", f"{SLICES}{base_backup_id}/"):
+        for blob in bucket.list_blobs(prefix=f"{SLICES}{base_backup_id}/", timeout=timeout):
+            if blob.name.endswith("/" + SLICE_MANIFEST):
+                found.append(SliceManifest.model_validate_json(blob.download_as_bytes()))
+    return sorted(found, key=lambda s: s.seq)
+
+
+@cloud_task(timeout_seconds=3600, task_run_name="mongo-verify-slices")
+def mongo_verify_slices(environment: str, slices: list[SliceManifest]) -> list[SliceManifest]:
+    """Each slice read back, its sha256 checked and decrypted. Read-only."""
+    return [_verified(environment, item) for item in slices]
+
+
+@cloud_task(timeout_seconds=6 * 3600, retries=0, task_run_name="mongo-replay-slices")
+def mongo_replay_slices(
+    environment: str,
+    slices: list[SliceManifest],
+    targets: dict[str, str],
+    point_in_time: datetime,
+) -> Replayed:
+    """Replay the slices in order, each entry before ``point_in_time`` (`--oplogLimit`).
+
+    The caller verified them first. Not retried: the caller restores the base again.
+    """
+    key, _ = encryption_key(environment)
+    done = Replayed()
+    with client(environment) as mongo:
+        for item in slices:
+            for member in read_archive(io.BytesIO(_download(environment, item)), key):
+                if member.path == OPLOG_FILE:
+                    replay(mongo, targets, before(iter_bson(member.stream), point_in_time), done)
+    return done

@@ -1,0 +1,143 @@
+"""MongoDB to a point in time: a base backup, then the change slices that mongo-capture
+ships every 5 minutes, replayed up to the moment; and a gap is never skipped."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from lab.prefect_api import PrefectApi
+from lifeboat.slices import CAPTURE_STATE, CaptureState
+from tests.backup.backup_checks import (
+    BACKUPS,
+    TOPOLOGY,
+    bucket_objects,
+    documents_by_id,
+    mongo,
+    params,
+)
+from tests.flows.lab_checks import read_object
+from tests.labharness import Lab
+
+
+def run(api: PrefectApi, deployment: str, **extra: Any) -> dict[str, Any]:
+    final: dict[str, Any] = api.wait(api.launch(deployment, params(**extra))["id"], timeout=400)
+    return final
+
+
+def capture_state(lab: Lab) -> CaptureState:
+    return CaptureState.model_validate_json(read_object(lab, BACKUPS, CAPTURE_STATE))
+
+
+def base_manifests(lab: Lab) -> list[str]:
+    return [n for n in bucket_objects(lab, "mongodb/") if n.endswith("manifest.json")]
+
+
+def databases(lab: Lab) -> set[str]:
+    with mongo(lab) as client:
+        return set(client.list_database_names())
+
+
+def test_a_restore_to_a_moment_holds_exactly_what_was_there_then(
+    fresh_lab: Lab, api: PrefectApi
+) -> None:
+    # The first capture finds no base backup with change tokens: it takes one, then a slice.
+    first = run(api, "mongo-capture/lab")
+    assert first["state"]["type"] == "COMPLETED", first["state"]
+    assert len(base_manifests(fresh_lab)) == 1
+    assert capture_state(fresh_lab).seq == 1
+
+    with mongo(fresh_lab) as client:
+        sessions = client.varai.sessions
+        ids = [d["_id"] for d in sessions.find().limit(4)]
+        # Before the moment: inserts, an update, a delete.
+        sessions.insert_many([{"_id": "a1", "n": 1}, {"_id": "a2", "n": 2}])
+        sessions.update_one({"_id": ids[0]}, {"$set": {"face_shape": "before"}})
+        sessions.delete_one({"_id": ids[1]})
+        time.sleep(0.3)
+        at_the_moment = documents_by_id(fresh_lab, "varai")
+        moment = datetime.now(UTC)
+        time.sleep(0.3)
+        # After it: the same kinds again, on the documents written before it too.
+        sessions.insert_one({"_id": "b1", "n": 3})
+        sessions.update_one({"_id": "a1"}, {"$set": {"n": 10}})
+        sessions.delete_one({"_id": "a2"})
+        sessions.update_one({"_id": ids[0]}, {"$set": {"face_shape": "after"}})
+        sessions.delete_one({"_id": ids[2]})
+        product = client.varai.products.find_one()
+        assert product is not None
+        client.varai.products.update_one({"_id": product["_id"]}, {"$set": {"in_stock": False}})
+
+    second = run(api, "mongo-capture/lab")
+    assert second["state"]["type"] == "COMPLETED", second["state"]
+    state = capture_state(fresh_lab)
+    assert state.seq == 2 and state.until > moment
+    [slice_two] = [
+        n for n in bucket_objects(fresh_lab, "mongodb-oplog/") if "/000002/manifest" in n
+    ]
+    assert json.loads(read_object(fresh_lab, BACKUPS, slice_two))["oplog"]["entries"] >= 10
+
+    target = "pitr"
+    restored = run(api, "restore/lab", point_in_time=moment.isoformat(), target_database=target)
+    assert restored["state"]["type"] == "COMPLETED", restored["state"]
+    try:
+        assert documents_by_id(fresh_lab, target) == at_the_moment
+    finally:
+        with mongo(fresh_lab) as client:
+            client.drop_database(target)
+
+    # Outside what is covered: refused, naming the field, before anything is written.
+    before = databases(fresh_lab)
+    for point in (datetime.now(UTC) + timedelta(hours=1), moment - timedelta(hours=2)):
+        refused = run(api, "restore/lab", point_in_time=point.isoformat(), target_database="no")
+        assert refused["state"]["type"] == "FAILED"
+        assert "point_in_time" in refused["state"]["message"], refused["state"]["message"]
+    assert databases(fresh_lab) == before
+
+
+def test_a_gap_is_reported_and_starts_a_new_base_backup(fresh_lab: Lab, api: PrefectApi) -> None:
+    first = run(api, "mongo-capture/lab")
+    assert first["state"]["type"] == "COMPLETED", first["state"]
+    chain = capture_state(fresh_lab)
+    with mongo(fresh_lab) as client:
+        client.varai.sessions.insert_one({"_id": "lost", "n": 0})
+    # The oplog moves past the stored tokens (a capture down for longer than its window).
+    fresh_lab.roll_oplog("varai")
+
+    gap = run(api, "mongo-capture/lab")
+    assert gap["state"]["type"] == "FAILED"
+    assert "gap" in gap["state"]["message"] and "ChangeStreamHistoryLost" in gap["state"]["message"]
+    record = json.loads(
+        read_object(fresh_lab, TOPOLOGY.backups.records_bucket, _record_name(fresh_lab))
+    )
+    assert record["outcome"] == "failed" and record["after"]["chain_ended"]["after_slice"] == 1
+    assert len(base_manifests(fresh_lab)) == 2  # a new base backup was taken
+    fresh = capture_state(fresh_lab)
+    assert fresh.base_backup_id == record["after"]["new_base"] != chain.base_backup_id
+    assert fresh.seq == 0
+    assert fresh_lab.webhooks(), "the gap was not notified"
+
+    after = run(api, "mongo-capture/lab")
+    assert after["state"]["type"] == "COMPLETED", after["state"]
+    assert capture_state(fresh_lab).seq == 1
+
+    # The newest slice is minutes old at most: staleness reports it within the 5-min RPO.
+    stale = run(api, "backup-staleness/lab", sources=["mongodb"])
+    assert stale["state"]["type"] == "COMPLETED", stale["state"]
+
+
+def _record_name(lab: Lab) -> str:
+    client = lab.clients().storage(TOPOLOGY.regions.primary.project)
+    names = [
+        b.name
+        for b in client.bucket(TOPOLOGY.backups.records_bucket).list_blobs(prefix="mongo-capture/")
+    ]
+    failed = [
+        n
+        for n in names
+        if json.loads(read_object(lab, TOPOLOGY.backups.records_bucket, n))["outcome"] == "failed"
+    ]
+    [name] = failed
+    return name
