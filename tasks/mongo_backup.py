@@ -423,5 +423,6 @@ def mongo_restore_from_gcs(
             )
         if has_oplog:
             oplog.seek(0)
-            replayed = replay(mongo, targets, iter_bson(oplog))
+            samples = {f"{c.database}.{c.name}": set(c.samples) for c in manifest.collections}
+            replayed = replay(mongo, targets, iter_bson(oplog), samples=samples)
     return ArchiveRestored(collections=restored, oplog=replayed)

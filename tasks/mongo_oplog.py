@@ -23,7 +23,7 @@ from typing import Any
 
 from bson import json_util
 from bson.raw_bson import RawBSONDocument
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from pymongo import MongoClient
 from pymongo.change_stream import CollectionChangeStream
 from pymongo.errors import OperationFailure
@@ -31,7 +31,7 @@ from pymongo.errors import OperationFailure
 from lifeboat.manifest import OplogCoverage
 from lifeboat.oplog import Entry, describe, entry_from_change, ordered, utc
 from tasks.errors import PermanentError
-from tasks.mongo import CollectionSpec
+from tasks.mongo import CollectionSpec, id_key
 
 HISTORY_LOST = 286
 Streams = dict[str, CollectionChangeStream[RawBSONDocument]]
@@ -122,6 +122,10 @@ class Replayed(BaseModel):
     inserted: int = 0
     updated: int = 0
     deleted: int = 0
+    changed_samples: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="namespace → the manifest's sampled _ids a replayed entry changed",
+    )
 
 
 def replay(
@@ -129,10 +133,13 @@ def replay(
     targets: dict[str, str],
     entries: Iterable[bytes],
     into: Replayed | None = None,
+    samples: dict[str, set[str]] | None = None,
 ) -> Replayed:
     """Apply oplog entries in order, each idempotent; namespaces outside ``targets`` skip.
 
-    ``targets`` maps a source database to the database restored into.
+    ``targets`` maps a source database to the database restored into. ``samples`` (per
+    namespace, the manifest's sampled ``_id`` keys) are noted when an entry changes one:
+    the dump's hash of it no longer describes the restored document.
     """
     done = into or Replayed()
     for raw in entries:
@@ -140,6 +147,8 @@ def replay(
         database, _, collection = ns.partition(".")
         if database not in targets:
             continue
+        if samples and (key := id_key(doc_id)) in samples.get(ns, ()):
+            done.changed_samples.setdefault(ns, []).append(key)
         coll = mongo[targets[database]][collection]
         if op == "d":
             coll.delete_one({"_id": doc_id})

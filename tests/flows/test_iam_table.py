@@ -165,9 +165,11 @@ def test_the_backup_drill_readiness_and_watch_flows_make_only_calls_the_table_li
     """Every other deployed flow, in the order that gives each what it reads: a backup
     for the staleness check, the restore and the drill; a drill for readiness. A backup
     past retention gives the backup something to delete, and an expired drill instance
-    the sweeper."""
+    the sweeper. mongo-capture goes first: finding no base backup with change tokens, it
+    takes one (the backup's MongoDB calls) before its slice."""
     write_synthetic(fresh_lab, "mongodb", timedelta(days=45))
-    for flow in ("backup", "backup-staleness", "restore", "recovery-drill", "readiness"):
+    flows = ("mongo-capture", "backup", "backup-staleness", "restore", "recovery-drill")
+    for flow in (*flows, "readiness"):
         assert_covered(_run(fresh_lab, api, flow, {}), flow)
     _expired_drill_instance(fresh_lab)
     assert_covered(_run(fresh_lab, api, "drill-sweeper", {}), "drill-sweeper")

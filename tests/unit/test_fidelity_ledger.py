@@ -34,7 +34,9 @@ GOOGLE_SOURCE = re.compile(
     r"cloud\.google\.com|googleapis|discovery|gcloud|google-cloud-|google-api-python-client"
     r"|gcp-clients\.md|client-library|reference|run v2|run\.v2"
     # A cloud.google.com documentation path the ledger writes without its host.
-    r"|\b(?:run|sql|dns|compute|storage|secret-manager)/docs/",
+    r"|\b(?:run|sql|dns|compute|storage|secret-manager)/docs/"
+    # The lab's MongoDB stands in for MongoDB, not a Google API: MongoDB documents it.
+    r"|mongodb\.com/docs/",
     re.IGNORECASE,
 )
 LAB_RULE = re.compile(r"lab rule|guess", re.IGNORECASE)

@@ -1,0 +1,112 @@
+"""Change events as oplog entries, their order and `--oplogLimit` (lifeboat/oplog.py), and
+which slices a restore to a moment replays (lifeboat/slices.py): pure logic."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import bson
+import pytest
+from bson.raw_bson import RawBSONDocument
+from bson.timestamp import Timestamp
+
+from lifeboat.manifest import OplogCoverage, StoredObject
+from lifeboat.oplog import UnreplayableChange, before, describe, entry_from_change, ordered
+from lifeboat.slices import SliceManifest, chain, covered_until, slices_needed
+
+T0 = datetime(2026, 12, 5, 12, tzinfo=UTC)
+
+
+def event(kind: str, at: datetime, inc: int, doc: dict[str, Any] | None) -> dict[str, Any]:
+    found: dict[str, Any] = {
+        "_id": {"_data": f"nx:{inc}"},
+        "operationType": kind,
+        "clusterTime": Timestamp(int(at.timestamp()), inc),
+        "wallTime": at.replace(tzinfo=None),  # pymongo's default: naive UTC
+        "ns": {"db": "varai", "coll": "sessions"},
+        "documentKey": {"_id": "s1"},
+    }
+    if doc is not None:
+        found["fullDocument"] = doc
+    return found
+
+
+def test_an_insert_an_update_and_a_delete_become_mongodumps_oplog_entries() -> None:
+    insert = entry_from_change(event("insert", T0, 1, {"_id": "s1", "n": 1}))
+    update = entry_from_change(event("update", T0, 2, {"_id": "s1", "n": 2}))
+    delete = entry_from_change(event("delete", T0, 3, None))
+    assert [describe(e.raw) for e in (insert, update, delete)] == [
+        ("i", "varai.sessions", "s1"),
+        ("u", "varai.sessions", "s1"),
+        ("d", "varai.sessions", "s1"),
+    ]
+    as_written = bson.decode(update.raw)
+    assert as_written["o"] == {"_id": "s1", "n": 2} and as_written["o2"] == {"_id": "s1"}
+    assert as_written["v"] == 2 and as_written["ts"] == Timestamp(int(T0.timestamp()), 2)
+    assert bson.decode(delete.raw)["o"] == {"_id": "s1"}
+    assert insert.wall == T0  # a naive wallTime is UTC
+
+
+def test_a_change_that_cannot_be_replayed_is_refused_not_skipped() -> None:
+    with pytest.raises(UnreplayableChange, match="no fullDocument"):
+        entry_from_change(event("update", T0, 1, None))
+    with pytest.raises(UnreplayableChange, match="drop"):
+        entry_from_change(event("drop", T0, 1, None))
+
+
+def test_the_raw_post_image_goes_in_byte_for_byte() -> None:
+    doc = RawBSONDocument(bson.encode({"_id": "s1", "big": bson.int64.Int64(1)}))
+    entry = entry_from_change(event("insert", T0, 1, doc))  # type: ignore[arg-type]
+    assert RawBSONDocument(entry.raw)["o"].raw == doc.raw
+
+
+def test_entries_of_several_streams_are_ordered_by_cluster_time() -> None:
+    late = entry_from_change(event("insert", T0 + timedelta(seconds=1), 1, {"_id": "a"}))
+    early_second = entry_from_change(event("insert", T0, 7, {"_id": "b"}))
+    early_first = entry_from_change(event("insert", T0, 3, {"_id": "c"}))
+    assert ordered([late, early_second, early_first]) == [early_first, early_second, late]
+
+
+def test_the_limit_leaves_out_entries_at_or_after_it_only() -> None:
+    stamps = [T0, T0 + timedelta(milliseconds=5), T0 + timedelta(seconds=1), T0]
+    raws = [
+        entry_from_change(event("insert", at, i, {"_id": i})).raw for i, at in enumerate(stamps)
+    ]
+    kept = list(before(raws, T0 + timedelta(milliseconds=5)))
+    # The entry at the limit is out; one stamped before it after a later one is still in.
+    assert [describe(r)[2] for r in kept] == [0, 3]
+
+
+def piece(seq: int, since: datetime, until: datetime, status: str = "verified") -> SliceManifest:
+    return SliceManifest(
+        environment="lab",
+        base_backup_id="20261205T120000Z",
+        seq=seq,
+        since=since,
+        from_tokens={},
+        oplog=OplogCoverage(entries=0, until=until, tokens={}),
+        key_id="k",
+        object=StoredObject(uri="gs://b/o", bytes=1, sha256="x"),
+        sha256="y",
+        status=status,  # type: ignore[arg-type]
+        tool="test",
+    )
+
+
+def test_a_chain_ends_at_its_first_missing_or_unverified_slice() -> None:
+    m = timedelta(minutes=5)
+    one, two, four = piece(1, T0, T0 + m), piece(2, T0 + m, T0 + 2 * m), piece(4, T0, T0)
+    assert chain([two, one, four]) == [one, two]
+    assert covered_until(T0, [one, two, four]) == T0 + 2 * m
+    bad = piece(2, T0 + m, T0 + 2 * m, status="unverified")
+    assert covered_until(T0, [one, bad]) == T0 + m
+    assert covered_until(T0, []) == T0
+
+
+def test_a_restore_to_a_moment_replays_the_slices_up_to_the_one_reaching_past_it() -> None:
+    m = timedelta(minutes=5)
+    slices = [piece(n, T0 + (n - 1) * m, T0 + n * m) for n in (1, 2, 3)]
+    assert [s.seq for s in slices_needed(slices, T0 + m + timedelta(seconds=1))] == [1, 2]
+    assert [s.seq for s in slices_needed(slices, T0 + m)] == [1]
+    assert [s.seq for s in slices_needed(slices, T0)] == []
