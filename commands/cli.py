@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+from datetime import datetime
 from pathlib import Path
 
 from commands import discover, iam, restore_sql
@@ -62,7 +63,13 @@ def main(argv: list[str] | None = None) -> int:
     bk.add_argument("--no-retention", action="store_true", help="delete nothing")
     rs = sub.add_parser("restore", help="restore a MongoDB backup into a scratch database")
     rs.add_argument("--env", required=True)
-    rs.add_argument("--backup", default=None, help="backup id (default: the newest verified)")
+    rs_when = rs.add_mutually_exclusive_group()
+    rs_when.add_argument("--backup", default=None, help="backup id (default: the newest verified)")
+    rs_when.add_argument(
+        "--point-in-time",
+        default=None,
+        help="RFC 3339 moment: a base backup and the changes captured after it, up to it",
+    )
     rs.add_argument("--target", default=None, help="target database (default: restore_<id>)")
     rs.add_argument("--force", action="store_true", help="allow restoring over a live database")
     rs.add_argument("--operator", default=os.environ.get("USER", "unknown"))
@@ -173,6 +180,9 @@ def _backup_or_restore(args: argparse.Namespace) -> int:
                 backup_id=args.backup,
                 target_database=args.target,
                 force=args.force,
+                point_in_time=(
+                    datetime.fromisoformat(args.point_in_time) if args.point_in_time else None
+                ),
                 operator=args.operator,
             )
     except Exception as exc:

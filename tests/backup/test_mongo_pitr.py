@@ -141,3 +141,12 @@ def _record_name(lab: Lab) -> str:
     ]
     [name] = failed
     return name
+
+
+def test_the_capture_runs_every_five_minutes_one_at_a_time(lab: Lab, api: PrefectApi) -> None:
+    deployment = api.http.get("/deployments/name/mongo-capture/lab").json()
+    assert [s["schedule"]["interval"] for s in deployment["schedules"]] == [300.0]
+    # A second run while one captures would only be cancelled: the state's precondition
+    # already keeps two from both extending the chain.
+    assert deployment["global_concurrency_limit"]["limit"] == 1
+    assert deployment["concurrency_options"]["collision_strategy"] == "CANCEL_NEW"
