@@ -8,7 +8,8 @@ url-map answer; the buckets and the apps' database secret outlive the primary re
 the Prefect worker is not in it (lifeboat/independence.py); the worker holds, in each
 project, every permission the flows need there (Resource Manager's testIamPermissions
 against the table in lifeboat/iam.py); the newest verified backup of each source and the
-newest passed drill (a verified restore) are young enough. One
+newest passed drill (a verified restore) are young enough; once MongoDB's changes are
+captured (mongo-capture), the newest slice is within the 5-minute RPO. One
 row per check, green or red; any red row fails the run after the table is published. A
 check that errors is a red row naming the error, never a crash that hides the other rows.
 """
@@ -36,6 +37,7 @@ from lifeboat.independence import (
 )
 from lifeboat.manifest import Source
 from lifeboat.record import RunRecord
+from lifeboat.slices import RPO_MINUTES, CaptureState
 from lifeboat.topology import Topology
 from tasks.catalog import catalog_newest
 from tasks.cloud_run import run_describe_service
@@ -49,6 +51,7 @@ from tasks.inventory import (
     inventory_newest_passed_drill,
     inventory_url_map,
 )
+from tasks.mongo_capture import mongo_capture_state_read
 from tasks.records import artifact_key
 from tasks.resource_manager import resource_manager_held_permissions
 from tasks.secret_manager import secret_manager_replication
@@ -274,6 +277,19 @@ def _restore_age(topo: Topology, now: datetime) -> Check:
     return check
 
 
+def _capture_age(state: CaptureState, now: datetime) -> Check:
+    # One minute over the RPO for a capture run to start and ship its slice.
+    limit_m = RPO_MINUTES + 1
+
+    def check(row: Row) -> None:
+        age = (now - state.until).total_seconds() / 60
+        row.limit = f"{limit_m:g} min"
+        row.measured, row.green = f"{age:.1f} min", age <= limit_m
+        row.detail = f"slice {state.seq} after backup {state.base_backup_id}"
+
+    return check
+
+
 def checks(topo: Topology, now: datetime) -> list[tuple[Row, Check]]:
     env, sql = topo.environment, topo.cloud_sql
     return [
@@ -314,7 +330,13 @@ def readiness(environment: Annotated[str, ENVIRONMENT_FIELD]) -> list[dict[str, 
 def _check_all(topo: Topology, record: RunRecord) -> list[dict[str, str]]:
     now = datetime.now(UTC)
     with record.step("checks") as step:
-        futures = [evaluate.submit(row, check) for row, check in checks(topo, now)]
+        planned = checks(topo, now)
+        # No row while no capture has run: the continuous capture is not set up here.
+        capture, _ = mongo_capture_state_read(topo.environment)
+        if capture is not None:
+            row = Row(check="capture-age", target="mongodb-changes")
+            planned.append((row, _capture_age(capture, now)))
+        futures = [evaluate.submit(row, check) for row, check in planned]
         rows = [f.result() for f in futures]
         step.detail = f"{sum(r.green for r in rows)}/{len(rows)} green"
     table = [r.table() for r in rows]

@@ -18,7 +18,8 @@ from tests.backup.backup_checks import (
     mongo,
     params,
 )
-from tests.flows.lab_checks import read_object
+from tests.flows.lab_checks import read_object, run_records
+from tests.flows.readiness_checks import readiness
 from tests.labharness import Lab
 
 
@@ -123,9 +124,17 @@ def test_a_gap_is_reported_and_starts_a_new_base_backup(fresh_lab: Lab, api: Pre
     assert after["state"]["type"] == "COMPLETED", after["state"]
     assert capture_state(fresh_lab).seq == 1
 
-    # The newest slice is minutes old at most: staleness reports it within the 5-min RPO.
+    # The newest slice is minutes old at most: staleness reports it within the 5-min RPO,
+    # and so does readiness (red here for what this lab lacks: a Cloud SQL backup, a drill).
     stale = run(api, "backup-staleness/lab", sources=["mongodb"])
     assert stale["state"]["type"] == "COMPLETED", stale["state"]
+    [staleness] = run_records(fresh_lab, "backup-staleness", stale["id"])
+    rows = {r["source"]: r for r in staleness["after"]["sources"]}
+    assert rows["mongodb-changes"]["level"] == "ok"
+    assert rows["mongodb-changes"]["age_hours"] < 5 / 60
+    _, checks = readiness(api, fresh_lab)
+    capture = checks[("capture-age", "mongodb-changes")]
+    assert capture["status"] == "green", capture
 
 
 def _record_name(lab: Lab) -> str:
