@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from lifeboat import runtime
 from lifeboat.manifest import MANIFEST, Manifest, Source, backup_prefix, backup_time
+from lifeboat.slices import SLICES
 from tasks.retrying import calling, cloud_task
 
 # A backup writes its manifest last, after verification; a folder without one that is
@@ -141,15 +142,20 @@ def catalog_orphans(environment: str, source: Source) -> list[Orphan]:
 def catalog_delete(environment: str, manifest: Manifest | Orphan) -> list[str]:
     """Delete a backup's objects, the manifest last, and return the names deleted.
 
-    Deleting the manifest last means an interrupted deletion still lists the backup and
-    the next run finishes it. Idempotent: objects already gone are skipped.
+    A MongoDB base backup goes with the change slices captured after it (nothing can
+    replay them without it), and they go first. Deleting the manifest last means an
+    interrupted deletion still lists the backup and the next run finishes it.
+    Idempotent: objects already gone are skipped.
     """
     bucket = backups_bucket(environment)
     timeout = runtime.call_timeout(environment)
     deleted = []
     with calling("catalog-delete", f"gs://{bucket.name}/{manifest.prefix}"):
-        names = [b.name for b in bucket.list_blobs(prefix=manifest.prefix, timeout=timeout)]
-        names.sort(key=lambda n: n.endswith("/" + MANIFEST))
+        prefixes = [manifest.prefix]
+        if manifest.source == "mongodb":
+            prefixes.insert(0, f"{SLICES}{manifest.backup_id}/")
+        names = [b.name for p in prefixes for b in bucket.list_blobs(prefix=p, timeout=timeout)]
+        names.sort(key=lambda n: n.endswith("/" + MANIFEST) and n.startswith(manifest.prefix))
         for name in names:
             try:
                 bucket.blob(name).delete(timeout=timeout)

@@ -32,6 +32,16 @@ def test_the_backup_flow_deletes_exactly_the_expired_objects(
     fresh_lab.clients().storage(TOPOLOGY.regions.primary.project).bucket(
         TOPOLOGY.backups.bucket
     ).blob(foreign).upload_from_string(b"kept by a person")
+    # Change slices go with their base backup, and only with it.
+    slices = (
+        fresh_lab.clients()
+        .storage(TOPOLOGY.regions.primary.project)
+        .bucket(TOPOLOGY.backups.bucket)
+    )
+    old_slice = f"mongodb-oplog/{old.backup_id}/000001/manifest.json"
+    recent_slice = f"mongodb-oplog/{recent.backup_id}/000001/manifest.json"
+    for name in (old_slice, recent_slice):
+        slices.blob(name).upload_from_string(b"{}")
 
     final = api.wait(api.launch("backup/lab", params())["id"], timeout=300)
     assert final["state"]["type"] == "COMPLETED", final["state"]
@@ -41,6 +51,7 @@ def test_the_backup_flow_deletes_exactly_the_expired_objects(
     assert young_orphan + "archive.tar.gz.enc" in remaining
     assert foreign in remaining
     assert recent.manifest_name in remaining
+    assert old_slice not in remaining and recent_slice in remaining
     assert cross_region.manifest_name in remaining
     # The run says what it deleted, and why, in its record.
     [record_name] = [
