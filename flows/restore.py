@@ -27,7 +27,6 @@ from tasks.catalog import catalog_get, catalog_newest
 from tasks.errors import PermanentError
 from tasks.mongo import mongo_drop_database
 from tasks.mongo_backup import RestoredCollection, mongo_restore_from_gcs, mongo_verify_backup
-from tasks.mongo_capture import mongo_replay_slices
 from tasks.mongo_oplog import Replayed
 
 BACKUP_ID = r"^\d{8}T\d{6}Z$"
@@ -107,11 +106,8 @@ def restore_mongodb(
             f"({checked.error}); nothing was written"
         )
     slices = verify_slices(environment, slices) if slices else []
-    replayed = None
     try:
-        archive = mongo_restore_from_gcs(environment, checked, targets)
-        if point_in_time is not None:
-            replayed = mongo_replay_slices(environment, slices, targets, point_in_time)
+        archive = mongo_restore_from_gcs(environment, checked, targets, slices, point_in_time)
     except BaseException:
         # Leave no half-restored scratch database behind; a forced restore over a live
         # database is left as it is, for a person to see.
@@ -135,7 +131,7 @@ def restore_mongodb(
         consistent_at=manifest.consistent_at,
         point_in_time=point_in_time,
         slices=len(slices),
-        slices_replayed=replayed,
+        slices_replayed=archive.slices,
         counts_match=counts_match,
         seconds=time.perf_counter() - started,
     )

@@ -42,9 +42,10 @@ from lifeboat.manifest import (
     StoredObject,
     backup_prefix,
 )
-from lifeboat.oplog import OPLOG_FILE
+from lifeboat.oplog import OPLOG_FILE, before
 from lifeboat.pipeline import Channel, Pipeline
 from lifeboat.secrets import read_secret
+from lifeboat.slices import SliceManifest
 from tasks.catalog import backups_bucket
 from tasks.errors import PermanentError
 from tasks.mongo import (
@@ -66,6 +67,7 @@ from tasks.mongo_oplog import (
     raws,
     replay,
 )
+from tasks.mongo_slices import slice_entries
 from tasks.retrying import calling, cloud_task
 
 UPLOAD_CHUNK = 8 << 20  # resumable-upload chunk: a multiple of 256 KiB, held in memory once
@@ -360,20 +362,27 @@ class RestoredCollection(BaseModel):
 class ArchiveRestored(BaseModel):
     collections: list[RestoredCollection]
     oplog: Replayed | None = Field(None, description="the archive's oplog.bson, replayed")
+    slices: Replayed | None = Field(None, description="the change slices, replayed")
 
 
 @cloud_task(timeout_seconds=6 * 3600, retries=0, task_run_name="mongo-restore-{manifest.backup_id}")
 def mongo_restore_from_gcs(
-    environment: str, manifest: Manifest, targets: dict[str, str]
+    environment: str,
+    manifest: Manifest,
+    targets: dict[str, str],
+    slices: list[SliceManifest] | None = None,
+    point_in_time: datetime | None = None,
 ) -> ArchiveRestored:
     """Restore a verified archive into the target databases (source db → target db).
 
-    The caller verifies the archive first (``mongo_verify_backup``), so a wrong key or a
-    corrupt object fails before any write. Each target collection is dropped before it is
-    filled, as ``mongorestore --drop`` does, by ``mongodb.restore_insertion_workers``
-    unordered batches at once; a refused document fails the restore, named. Then the
-    archive's `oplog.bson` (the changes made while the dump ran) is replayed, as
-    ``mongorestore --oplogReplay`` does: the data is then as it was at the backup's end.
+    The caller verifies the archive (and the slices) first (``mongo_verify_backup``), so
+    a wrong key or a corrupt object fails before any write. Each target collection is
+    dropped before it is filled, as ``mongorestore --drop`` does, by
+    ``mongodb.restore_insertion_workers`` unordered batches at once; a refused document
+    fails the restore, named. Then the archive's `oplog.bson` (the changes made while the
+    dump ran) is replayed, as ``mongorestore --oplogReplay`` does, and the ``slices``
+    after it up to ``point_in_time`` (``--oplogLimit``). Secondary indexes come last: a
+    unique index holds for the end state, not for every state a replay passes through.
     Not retried: a partial restore is dropped and re-run whole by the caller.
     """
     key, _ = encryption_key(environment)
@@ -384,6 +393,7 @@ def mongo_restore_from_gcs(
     metadata: dict[tuple[str, str], bytes] = {}
     resource = manifest.archive.uri if manifest.archive else "?"
     replayed: Replayed | None = None
+    replayed_slices: Replayed | None = None
     with (
         calling("mongo-restore", resource),
         client(environment) as mongo,
@@ -403,7 +413,7 @@ def mongo_restore_from_gcs(
                 continue
             target = mongo[targets[database]]
             if kind == "metadata":
-                # mongodump writes the metadata first; indexes go in after the documents.
+                # mongodump writes the metadata first; indexes go in at the very end.
                 metadata[(database, collection)] = member.stream.read()
                 continue
             target.drop_collection(collection)
@@ -411,18 +421,27 @@ def mongo_restore_from_gcs(
             docs = iter_bson(member.stream)
             source = f"{database}.{collection}"
             count = insert_raw(target, collection, docs, workers, source=source)
-            meta = parse_metadata(metadata.get((database, collection), b"{}"))
             restored.append(
                 RestoredCollection(
-                    source=f"{database}.{collection}",
+                    source=source,
                     target=f"{target.name}.{collection}",
                     documents=count,
                     expected=expected.get(f"{database}/{collection}", -1),
-                    indexes=create_indexes(target, collection, list(meta.get("indexes", []))),
+                    indexes=0,
                 )
             )
+        samples = {f"{c.database}.{c.name}": set(c.samples) for c in manifest.collections}
         if has_oplog:
             oplog.seek(0)
-            samples = {f"{c.database}.{c.name}": set(c.samples) for c in manifest.collections}
             replayed = replay(mongo, targets, iter_bson(oplog), samples=samples)
-    return ArchiveRestored(collections=restored, oplog=replayed)
+        if point_in_time is not None:
+            replayed_slices = Replayed()
+            for item in slices or []:
+                entries = before(slice_entries(environment, item, key), point_in_time)
+                replay(mongo, targets, entries, replayed_slices)
+        for done in restored:
+            database, collection = done.source.split(".", 1)
+            meta = parse_metadata(metadata.get((database, collection), b"{}"))
+            indexes = list(meta.get("indexes", []))
+            done.indexes = create_indexes(mongo[targets[database]], collection, indexes)
+    return ArchiveRestored(collections=restored, oplog=replayed, slices=replayed_slices)

@@ -17,9 +17,9 @@ from google.api_core import exceptions as gexc
 from prefect import get_run_logger
 
 from lifeboat import runtime
-from lifeboat.archive import ArchiveError, ArchiveWriter, iter_bson, read_archive, verify_archive
+from lifeboat.archive import ArchiveError, ArchiveWriter, verify_archive
 from lifeboat.manifest import StoredObject
-from lifeboat.oplog import OPLOG_FILE, before
+from lifeboat.oplog import OPLOG_FILE
 from lifeboat.slices import (
     CAPTURE_STATE,
     SLICE_MANIFEST,
@@ -32,7 +32,8 @@ from lifeboat.slices import (
 from tasks.catalog import backups_bucket
 from tasks.mongo import client, list_collections
 from tasks.mongo_backup import COMPRESSLEVEL, SETTLE_SECONDS, encryption_key, tool_version
-from tasks.mongo_oplog import Replayed, close_streams, coverage, drain, open_streams, raws, replay
+from tasks.mongo_oplog import close_streams, coverage, drain, open_streams, raws
+from tasks.mongo_slices import slice_bytes
 from tasks.retrying import calling, cloud_task
 
 
@@ -127,22 +128,13 @@ def mongo_capture_slice(environment: str, state: CaptureState) -> SliceManifest:
     return manifest
 
 
-def _download(environment: str, manifest: SliceManifest) -> bytes:
-    bucket = backups_bucket(environment)
-    name = manifest.object.uri.removeprefix(f"gs://{bucket.name}/")
-    blob = bucket.blob(name, generation=manifest.object.generation)
-    with calling("mongo-slice-read", manifest.object.uri):
-        data: bytes = blob.download_as_bytes(timeout=runtime.call_timeout(environment))
-    return data
-
-
 def _verified(environment: str, manifest: SliceManifest) -> SliceManifest:
     key, kid = encryption_key(environment)
     try:
         if manifest.key_id != kid:
             raise ArchiveError(f"wrong key: the slice has key id {manifest.key_id}, not {kid}")
         verify_archive(
-            io.BytesIO(_download(environment, manifest)),
+            io.BytesIO(slice_bytes(environment, manifest)),
             key,
             expected_object_sha256=manifest.object.sha256,
             expected_files={OPLOG_FILE: manifest.sha256},
@@ -169,24 +161,3 @@ def mongo_list_slices(environment: str, base_backup_id: str) -> list[SliceManife
 def mongo_verify_slices(environment: str, slices: list[SliceManifest]) -> list[SliceManifest]:
     """Each slice read back, its sha256 checked and decrypted. Read-only."""
     return [_verified(environment, item) for item in slices]
-
-
-@cloud_task(timeout_seconds=6 * 3600, retries=0, task_run_name="mongo-replay-slices")
-def mongo_replay_slices(
-    environment: str,
-    slices: list[SliceManifest],
-    targets: dict[str, str],
-    point_in_time: datetime,
-) -> Replayed:
-    """Replay the slices in order, each entry before ``point_in_time`` (`--oplogLimit`).
-
-    The caller verified them first. Not retried: the caller restores the base again.
-    """
-    key, _ = encryption_key(environment)
-    done = Replayed()
-    with client(environment) as mongo:
-        for item in slices:
-            for member in read_archive(io.BytesIO(_download(environment, item)), key):
-                if member.path == OPLOG_FILE:
-                    replay(mongo, targets, before(iter_bson(member.stream), point_in_time), done)
-    return done
