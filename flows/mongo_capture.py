@@ -51,7 +51,7 @@ def mongo_capture(
     with published(record, notify_success=False):
         state, generation = mongo_capture_state_read(env)
         with record.step("capture-chain") as step:
-            state = _chain(env, record, state)
+            state, closing_gap = _chain(env, record, state)
             step.detail = f"base {state.base_backup_id}, after slice {state.seq}"
         gap = None
         with record.step("capture-slice") as step:
@@ -62,18 +62,36 @@ def mongo_capture(
                 step.outcome, step.detail = "failed", f"gap: {gap}"
         if gap is not None:
             _after_gap(env, record, state, generation, gap)
-        _advance(env, record, state, generation, piece)
+        _advance(env, record, state, generation, piece, closing_gap)
     return record.model_dump(mode="json")
 
 
-def _chain(env: str, record: RunRecord, state: CaptureState | None) -> CaptureState:
-    """The chain to extend: the stored one, unless a newer base backup starts another."""
+def _chain(
+    env: str, record: RunRecord, state: CaptureState | None
+) -> tuple[CaptureState, str | None]:
+    """The chain to extend, and a gap met while closing the previous one (or None).
+
+    A newer verified base backup starts a new chain. The old one first gets a last
+    slice, up to now: the new base is consistent at its end, and the moments between the
+    old chain's last slice and that end would otherwise be in neither chain.
+    """
     base = catalog_newest(env, "mongodb", verified_only=True)
     if base is None or base.oplog is None:
         base = _new_base(env, record, "no verified base backup with change tokens yet")
-    if state is None or base.backup_id > state.base_backup_id:
-        return _start(base)
-    return state
+    if state is None:
+        return _start(base), None
+    if base.backup_id <= state.base_backup_id:
+        return state, None
+    with record.step("close-chain") as step:
+        try:
+            last = mongo_capture_slice(env, state)
+        except HistoryLost as exc:
+            step.outcome, step.detail = "failed", f"gap: {exc}"
+            return _start(base), f"closing the chain of base {state.base_backup_id}: {exc}"
+        step.detail = (
+            f"slice {last.seq} of base {state.base_backup_id} until {last.until.isoformat()}"
+        )
+    return _start(base), None
 
 
 def _start(base: Manifest) -> CaptureState:
@@ -112,7 +130,12 @@ def _after_gap(env: str, record: RunRecord, state: CaptureState, generation: int
 
 
 def _advance(
-    env: str, record: RunRecord, state: CaptureState, generation: int, piece: SliceManifest
+    env: str,
+    record: RunRecord,
+    state: CaptureState,
+    generation: int,
+    piece: SliceManifest,
+    closing_gap: str | None,
 ) -> None:
     record.after = {
         "slice": piece.prefix,
@@ -120,6 +143,7 @@ def _advance(
         "changes": piece.oplog.entries,
         "until": piece.until.isoformat(),
         "base": piece.base_backup_id,
+        "gap": closing_gap,
     }
     if piece.status != "verified":
         # The state stays: the next run captures the same changes again, same slice name.
@@ -133,5 +157,8 @@ def _advance(
         )
         mongo_capture_state_write(env, nxt, generation)
         step.detail = f"slice {piece.seq} until {piece.until.isoformat()}"
+    if closing_gap is not None:
+        # The new chain goes on; the hole before its base is reported, never skipped.
+        raise PermanentError(f"mongo-capture: gap: {closing_gap}")
     record.finish("completed")
     get_run_logger().info("captured %d changes into %s", piece.oplog.entries, piece.prefix)

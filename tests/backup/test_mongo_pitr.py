@@ -17,6 +17,7 @@ from tests.backup.backup_checks import (
     documents_by_id,
     mongo,
     params,
+    read_manifest,
 )
 from tests.flows.lab_checks import read_object, run_records
 from tests.flows.readiness_checks import readiness
@@ -150,6 +151,30 @@ def _record_name(lab: Lab) -> str:
     ]
     [name] = failed
     return name
+
+
+def test_a_newer_base_backup_starts_a_new_chain_after_closing_the_old_one(
+    fresh_lab: Lab, api: PrefectApi
+) -> None:
+    first = run(api, "mongo-capture/lab")
+    assert first["state"]["type"] == "COMPLETED", first["state"]
+    old = capture_state(fresh_lab)
+    backed_up = run(api, "backup/lab", sources=["mongodb"], retention=False)
+    assert backed_up["state"]["type"] == "COMPLETED", backed_up["state"]
+    [newer] = [n for n in base_manifests(fresh_lab) if old.base_backup_id not in n]
+    base_end = read_manifest(fresh_lab, newer).consistent_at
+    assert base_end is not None
+
+    second = run(api, "mongo-capture/lab")
+    assert second["state"]["type"] == "COMPLETED", second["state"]
+    state = capture_state(fresh_lab)
+    assert state.base_backup_id != old.base_backup_id and state.seq == 1
+    # The old chain got a last slice reaching past the new base's end: no moment between
+    # the two is in neither chain.
+    closing = json.loads(
+        read_object(fresh_lab, BACKUPS, f"mongodb-oplog/{old.base_backup_id}/000002/manifest.json")
+    )
+    assert datetime.fromisoformat(closing["oplog"]["until"]) >= base_end
 
 
 def test_the_capture_runs_every_five_minutes_one_at_a_time(lab: Lab, api: PrefectApi) -> None:
