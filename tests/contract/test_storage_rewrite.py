@@ -104,6 +104,10 @@ def test_max_bytes_rewritten_per_call_is_honoured_and_must_stay_the_same(lab: Re
         rewriteToken=body["rewriteToken"],
     )
     assert changed.status_code == 400 and "rewriteToken" in changed.json()["error"]["message"]
+    unknown = lab.rewrite_raw(
+        "copies-europe-west1", "big.bin", maxBytesRewrittenPerCall=2 * MiB, rewriteToken="nope"
+    )
+    assert unknown.status_code == 400
     last = lab.rewrite_raw(
         "copies-europe-west1",
         "big.bin",

@@ -81,6 +81,25 @@ def test_red_when_a_bucket_or_the_secret_lives_only_in_the_primary_region(
     assert rows[("bucket", TOPOLOGY.backups.records_bucket)]["measured"] == "multi-region"
 
 
+def test_red_when_a_copy_bucket_is_not_where_the_topology_says(
+    fresh_lab: Lab, api: PrefectApi
+) -> None:
+    """Issue 17 §3: a copy counts for a region only if its bucket is really there."""
+    fresh_backups(fresh_lab)
+    passed_drill(fresh_lab, timedelta(days=3))
+
+    def elsewhere(data: dict[str, Any]) -> None:
+        data["backups"]["copies"][1]["location"] = "us-west1"  # it is in europe-west1
+
+    with fresh_lab.topology_edited(elsewhere):
+        final, rows = readiness(api, fresh_lab)
+    assert final["state"]["type"] == "FAILED"
+    assert red(rows) == {("backup-copy", "us-west1")}
+    row = rows[("backup-copy", "us-west1")]
+    assert row["detail"] == "located in EUROPE-WEST1, the topology says us-west1", row
+    assert rows[("backup-copy", "us-east1")]["status"] == "green"
+
+
 def test_red_when_the_replica_is_stopped(fresh_lab: Lab, api: PrefectApi) -> None:
     fresh_backups(fresh_lab)
     passed_drill(fresh_lab, timedelta(days=3))
