@@ -350,6 +350,18 @@ def _publish_summary(record: RunRecord, manifests: dict[str, Manifest]) -> None:
                 }
                 for name, n in m.cloudsql.integrity.items()
             ]
+    rows += [
+        {
+            "source": source,
+            "item": f"copy in {c.location}",
+            "documents": None,
+            "bytes": sum(o.bytes for o in c.objects.values()),
+            "sha256": "",
+            "status": c.status if c.verified else f"{c.status}: {c.error}",
+        }
+        for source, m in manifests.items()
+        for c in m.copies.values()
+    ]
     try:
         create_table_artifact(
             table=rows,

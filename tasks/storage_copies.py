@@ -6,6 +6,9 @@ answering ``done: false`` with a ``rewriteToken`` to send back until it is done
 (https://cloud.google.com/storage/docs/json_api/v1/objects/rewrite); google-cloud-storage's
 ``Blob.rewrite`` makes one call and returns the token, so the loop is here. The copy is
 then checked by the checksums Cloud Storage reports for both objects (``lifeboat.copies``).
+Each call gets the environment's call timeout (``endpoints.call_timeout_s``, 30 s by
+default): Google asks that "any timeout logic ... with using this method should be at
+least 30 seconds".
 """
 
 from __future__ import annotations
