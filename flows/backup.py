@@ -51,7 +51,7 @@ from tasks.cloud_sql_backups import (
     BackupRunInfo,
     sql_delete_backup_run,
     sql_insert_backup_run,
-    sql_integrity_counts,
+    sql_integrity_snapshot,
     sql_list_backup_runs,
 )
 from tasks.errors import PermanentError
@@ -173,10 +173,13 @@ def _cloudsql(topo: Topology, record: RunRecord, bid: str, started: datetime) ->
     assert manifest.cloudsql is not None
     try:
         with record.step("cloudsql-backup-run") as step:
-            # The counts the drill compares a restore with: taken just before the backup.
-            manifest.cloudsql.integrity = sql_integrity_counts(
+            # The counts the drill compares a restore with: taken just before the backup,
+            # with their moment, which the drill also restores to (PITR).
+            counted = sql_integrity_snapshot(
                 env, primary.project, primary.instance, sql.databases[0]
             )
+            manifest.cloudsql.integrity = counted.counts
+            manifest.cloudsql.counted_at = counted.at
             run = sql_insert_backup_run(
                 env, primary.project, primary.instance, RUN_DESCRIPTION + bid
             )

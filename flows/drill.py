@@ -6,6 +6,8 @@ Seed 004's recovery-testing.sh, done so that it measures and always cleans up:
 2. Cloud SQL: a scratch instance ``recovery-test-<date>-<id>`` in the secondary region,
    labelled with the drill id and an expiry; the newest verified backup run restored into
    it; the topology's integrity queries against the counts recorded at backup time;
+   and point-in-time recovery: the backup's instance cloned as it was at the moment those
+   counts were taken (``recovery-test-<date>-<id>-pitr``), which must give the same counts;
 3. application: the secondary's idle services in a test configuration (one instance),
    checked on the regional path only, so nothing depends on the primary;
 4. RTO per data set (drill start → restored and verified) and in total, RPO (the age of
@@ -18,7 +20,7 @@ Seed 004's recovery-testing.sh, done so that it measures and always cleans up:
 6. report: table + markdown artifacts, ``gs://<records>/drills/<drill id>.json``, event
    ``lifeboat.recovery-drill.<outcome>``, notification. A failed drill fails the run.
 
-MongoDB and Cloud SQL are restored at once; the app check waits for the scratch
+MongoDB and both Cloud SQL restores run at once; the app check waits for the scratch
 instance, because the secondary's apps need a writable database in their region.
 """
 
@@ -42,6 +44,7 @@ from flows.drill_steps import (
     application_check,
     cleanup,
     drill_cloudsql,
+    drill_cloudsql_pitr,
     drill_mongodb,
 )
 from flows.evidence import publish_run
@@ -139,6 +142,7 @@ def _restore_and_check(
         futures = {
             "mongodb": drill_mongodb.submit(topo, scratch, started, expires, bucket),
             "cloudsql": drill_cloudsql.submit(topo, scratch, started, labels, bucket),
+            "cloudsql-pitr": drill_cloudsql_pitr.submit(topo, scratch, started, labels, bucket),
         }
         for name, future in futures.items():
             results.append(_settle(topo, name, future.result))
@@ -172,8 +176,11 @@ def _settle(topo: Topology, name: str, outcome: Any) -> DataSetResult:
         return result
     except Exception as exc:
         get_run_logger().error("%s failed: %s", name, exc)
+        objectives = topo.drills.objectives
         return DataSetResult(
-            data_set=name, objective=topo.drills.objectives[name], detail=str(exc)[:500]
+            data_set=name,
+            objective=objectives.get(name) or objectives["cloudsql"],
+            detail=str(exc)[:500],
         )
 
 

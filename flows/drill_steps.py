@@ -22,8 +22,10 @@ from tasks.catalog import catalog_newest
 from tasks.cloud_run import run_describe_service, run_scale_service
 from tasks.cloud_sql import sql_delete_instance
 from tasks.cloud_sql_backups import sql_integrity_counts
+from tasks.cloud_sql_pitr import rfc3339, sql_clone_to_point
 from tasks.cloud_sql_scratch import (
     DRILL_LABEL,
+    sql_claim_scratch,
     sql_create_scratch_instance,
     sql_list_scratch_instances,
     sql_restore_backup_run,
@@ -36,6 +38,7 @@ from tasks.storage import read_lease, storage_require_object
 
 # The secondary's services run with this many instances during the drill's app check.
 TEST_INSTANCES = 1
+PITR_SUFFIX = "-pitr"
 
 
 class DataSetResult(BaseModel):
@@ -78,6 +81,12 @@ class Scratch(BaseModel):
     instance: str
     project: str
     region: str
+
+    @property
+    def pitr_instance(self) -> str:
+        """The clone a point-in-time restore makes (in its source's project and region:
+        a clone cannot be placed elsewhere)."""
+        return f"{self.instance}{PITR_SUFFIX}"
 
     @classmethod
     def for_drill(cls, topo: Topology, drill_id: str, started: datetime) -> Scratch:
@@ -188,6 +197,47 @@ def _copy_note(topo: Topology, bucket: str | None) -> str:
     return f" (copy in {copy.location})" if copy else ""
 
 
+@task(task_run_name="drill-cloudsql-pitr")
+def drill_cloudsql_pitr(
+    topo: Topology,
+    scratch: Scratch,
+    started: datetime,
+    labels: dict[str, str],
+    bucket: str | None = None,
+) -> DataSetResult:
+    """The newest verified backup's instance (its manifest read from ``bucket``), cloned
+    as it was when the backup took its counts (point-in-time recovery) → claimed as
+    scratch → the integrity queries, which must give those counts: the logs replayed to a
+    moment hold exactly that moment."""
+    env = topo.environment
+    objectives = topo.drills.objectives
+    objective = objectives.get("cloudsql-pitr") or DrillObjective(
+        rto_minutes=objectives["cloudsql"].rto_minutes
+    )
+    result = DataSetResult(data_set="cloudsql-pitr", objective=objective)
+    manifest = catalog_newest(env, "cloudsql", True, bucket)
+    source = None if manifest is None else manifest.cloudsql
+    if source is None or source.counted_at is None:
+        raise PermanentError(
+            "cloudsql-pitr: no verified backup says when its counts were taken (backups "
+            "made before this version do not): the next backup will"
+        )
+    point = rfc3339(source.counted_at)
+    result.backup = f"{source.instance} at {point}"
+    clone = scratch.pitr_instance
+    sql_clone_to_point(env, source.project, source.instance, clone, point)
+    sql_claim_scratch(env, source.project, clone, labels)
+    counts = sql_integrity_counts(env, source.project, clone, topo.cloud_sql.databases[0])
+    expected = source.integrity
+    differ = {k: f"{counts.get(k)} ≠ {v}" for k, v in expected.items() if counts.get(k) != v}
+    result.rto_s = time.time() - started.timestamp()
+    result.checks_passed = bool(expected) and not differ
+    result.detail = ", ".join(f"{k}={v}" for k, v in counts.items()) + (
+        f"; differ from the counts at that moment: {differ}" if differ else ""
+    )
+    return result
+
+
 def _bounds(topo: Topology, service: str) -> tuple[int, int] | None:
     region = topo.regions.secondary
     state = run_describe_service(topo.environment, region.project, region.name, service)
@@ -245,8 +295,15 @@ def cleanup(topo: Topology, drill_id: str) -> list[str]:
             done.append(f"FAILED {what}: {str(exc)[:200]}")
 
     def instances() -> None:
+        suffix = drill_id.rsplit("-", 1)[-1]
         for inst in sql_list_scratch_instances(env, projects):
-            if inst.labels.get(DRILL_LABEL) == drill_id:
+            ours = inst.labels.get(DRILL_LABEL) == drill_id
+            # A clone the run had no time to claim: named for this drill, still carrying
+            # its source's labels and deletion protection.
+            unclaimed = not ours and inst.name.endswith(f"-{suffix}{PITR_SUFFIX}")
+            if unclaimed:
+                sql_claim_scratch(env, inst.project, inst.name, {DRILL_LABEL: drill_id})
+            if ours or unclaimed:
                 sql_delete_instance(env, inst.project, inst.name)
                 done.append(f"deleted instance {inst.name}")
 

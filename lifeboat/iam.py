@@ -267,9 +267,10 @@ CALLS: tuple[Call, ...] = (
         "PATCH",
         _SQL_INSTANCE,
         ("cloudsql.instances.update",),
-        _flows("failback"),
+        _flows("failover", "failback", "recovery-drill"),
         (Place.cloud_sql,),
-        "set deletion protection on a promoted instance",
+        "turn on backups and point-in-time recovery on a promoted replica; set deletion "
+        "protection on a promoted instance; label a drill's clone as its scratch",
     ),
     Call(
         "sql",
@@ -304,9 +305,10 @@ CALLS: tuple[Call, ...] = (
         "POST",
         _SQL_INSTANCE + "/clone",
         ("cloudsql.instances.clone",),
-        _flows("restore-sql"),
+        _flows("restore-sql", "recovery-drill"),
         (Place.cloud_sql,),
-        "restore the primary as it was at a point in time into a new instance (PITR)",
+        "restore the primary as it was at a point in time into a new instance (PITR); a "
+        "drill's clone to the moment of the newest backup's counts",
     ),
     Call(
         "sql",

@@ -112,6 +112,11 @@ class CloudSqlBackup(BaseModel):
     integrity: dict[str, int] = Field(
         default_factory=dict, description="the topology's integrity queries at backup time"
     )
+    counted_at: datetime | None = Field(
+        None,
+        description="the database's clock when the integrity queries took their snapshot; "
+        "a restore to this moment (PITR) must give the same counts (None: an older backup)",
+    )
 
 
 class Manifest(BaseModel):

@@ -332,6 +332,8 @@ class Drills(Strict):
     objectives: dict[str, DrillObjective] = Field(
         default_factory=lambda: {
             "cloudsql": DrillObjective(rto_minutes=30, rpo_minutes=720),
+            # The clone to a moment the drill chooses: no RPO to judge, the same RTO.
+            "cloudsql-pitr": DrillObjective(rto_minutes=30),
             "mongodb": DrillObjective(rto_minutes=240, rpo_minutes=720),
             "application": DrillObjective(rto_minutes=20),
             "total": DrillObjective(rto_minutes=30),

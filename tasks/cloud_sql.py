@@ -257,6 +257,17 @@ def running_operation(
     return None
 
 
+def wait_idle(environment: str, project: str, instance: str, before: str) -> None:
+    """Wait out an operation running on the instance (a restore or clone a cancelled run
+    left): Cloud SQL refuses another while one runs. One that fails leaves the instance
+    there all the same, to be changed or deleted."""
+    busy = running_operation(environment, project, instance, None)
+    if busy is not None:
+        get_run_logger().info("waiting for operation %s before %s %s", busy, before, instance)
+        with contextlib.suppress(PermanentError):
+            wait_operation(environment, project, busy, timeout=850)
+
+
 def join_or_start(
     environment: str,
     project: str,
@@ -384,13 +395,8 @@ def sql_delete_instance(environment: str, project: str, instance: str) -> bool:
             describe(environment, project, instance)
         except gexc.NotFound:
             return False
-        deleting = running_operation(environment, project, instance, "DELETE")
-        busy = None if deleting else running_operation(environment, project, instance, None)
-        if busy is not None:
-            get_run_logger().info("waiting for operation %s before deleting %s", busy, instance)
-            # A failed operation leaves the instance there to delete all the same.
-            with contextlib.suppress(PermanentError):
-                wait_operation(environment, project, busy, timeout=850)
+        if running_operation(environment, project, instance, "DELETE") is None:
+            wait_idle(environment, project, instance, "deleting")
         join_or_start(
             environment,
             project,
