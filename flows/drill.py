@@ -12,6 +12,9 @@ Seed 004's recovery-testing.sh, done so that it measures and always cleans up:
    checked on the regional path only, so nothing depends on the primary;
 4. RTO per data set (drill start → restored and verified) and in total, RPO (the age of
    the backup restored), each judged against ``drills.objectives``;
+   With ``source_bucket`` (the monthly schedule: europe-west1) both restores read from
+   that cross-region copy: the copy's manifests, the Mongo archive's copy, and the Cloud
+   SQL export's copy checked present; restoring from it proves it restorable;
 5. cleanup in a finally path, and again from the cancellation and crash hooks; the daily
    ``drill-sweeper`` catches anything a ``kill -9`` leaves;
 6. report: table + markdown artifacts, ``gs://<records>/drills/<drill id>.json``, event
@@ -46,6 +49,7 @@ from flows.drill_steps import (
 )
 from flows.evidence import publish_run
 from flows.launch import ENVIRONMENT_FIELD, SwitchRequest
+from flows.restore import SOURCE_BUCKET, source_bucket_of
 from lifeboat import runtime
 from lifeboat.record import RunRecord
 from lifeboat.topology import Topology
@@ -79,6 +83,15 @@ def recovery_drill(
         bool, Field(description="Also bring the secondary's services up and check them")
     ] = True,
     operator: Annotated[str, Field(max_length=100, description="Who launched it")] = "schedule",
+    source_bucket: Annotated[
+        str | None,
+        Field(
+            pattern=SOURCE_BUCKET,
+            description="Restore from this cross-region copy (its bucket or its location, "
+            "e.g. europe-west1; the monthly schedule names europe-west1); default the "
+            "backups bucket",
+        ),
+    ] = None,
 ) -> dict[str, Any]:
     started = datetime.now(UTC)
     run_id = flow_run.get_id()
@@ -86,13 +99,15 @@ def recovery_drill(
     request = SwitchRequest.validate_launch(
         environment, "monthly recovery drill", drill_id, operator, prefix="drill"
     )
+    # Refused before the record or any scratch resource exists.
+    bucket = source_bucket_of(request.environment, source_bucket)
     topo = runtime.topology(request.environment)
     record = request.record("recovery-drill", "scheduled", False)
     scratch = Scratch.for_drill(topo, drill_id, started)
-    record.before = {"scratch": scratch.model_dump()}
+    record.before = {"scratch": scratch.model_dump(), "source_bucket": bucket}
     results: list[DataSetResult] = []
     try:
-        results = _restore_and_check(topo, record, scratch, started, application)
+        results = _restore_and_check(topo, record, scratch, started, application, bucket)
     except BaseException as exc:
         record.finish("failed", str(exc)[:1000])
         raise
@@ -113,16 +128,21 @@ def recovery_drill(
 
 
 def _restore_and_check(
-    topo: Topology, record: RunRecord, scratch: Scratch, started: datetime, application: bool
+    topo: Topology,
+    record: RunRecord,
+    scratch: Scratch,
+    started: datetime,
+    application: bool,
+    bucket: str,
 ) -> list[DataSetResult]:
     expires = started + timedelta(hours=topo.drills.scratch_ttl_hours)
     labels = scratch_labels(scratch.drill_id, expires)
     results: list[DataSetResult] = []
     with record.step("restore") as step:
         futures = {
-            "mongodb": drill_mongodb.submit(topo, scratch, started, expires),
-            "cloudsql": drill_cloudsql.submit(topo, scratch, started, labels),
-            "cloudsql-pitr": drill_cloudsql_pitr.submit(topo, scratch, started, labels),
+            "mongodb": drill_mongodb.submit(topo, scratch, started, expires, bucket),
+            "cloudsql": drill_cloudsql.submit(topo, scratch, started, labels, bucket),
+            "cloudsql-pitr": drill_cloudsql_pitr.submit(topo, scratch, started, labels, bucket),
         }
         for name, future in futures.items():
             results.append(_settle(topo, name, future.result))

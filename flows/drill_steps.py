@@ -34,7 +34,7 @@ from tasks.errors import PermanentError
 from tasks.health import Target, health_verify
 from tasks.mongo import mongo_drop_database, mongo_sample_hashes
 from tasks.mongo_scratch import mongo_list_scratch, mongo_mark_scratch
-from tasks.storage import read_lease
+from tasks.storage import read_lease, storage_require_object
 
 # The secondary's services run with this many instances during the drill's app check.
 TEST_INSTANCES = 1
@@ -104,18 +104,23 @@ class Scratch(BaseModel):
 
 @task(task_run_name="drill-mongodb")
 def drill_mongodb(
-    topo: Topology, scratch: Scratch, started: datetime, expires_at: datetime
+    topo: Topology,
+    scratch: Scratch,
+    started: datetime,
+    expires_at: datetime,
+    bucket: str | None = None,
 ) -> DataSetResult:
-    """Newest verified archive → scratch database → counts and sampled documents by hash."""
+    """Newest verified archive (in ``bucket``: the backups bucket or a copy) → scratch
+    database → counts and sampled documents by hash."""
     env = topo.environment
     result = DataSetResult(data_set="mongodb", objective=topo.drills.objectives["mongodb"])
-    manifest = catalog_newest(env, "mongodb", verified_only=True)
+    manifest = catalog_newest(env, "mongodb", True, bucket)
     if manifest is None:
-        raise PermanentError("mongodb: there is no verified backup to restore")
-    result.backup = manifest.backup_id
+        raise PermanentError(f"mongodb: there is no verified backup to restore in {bucket}")
+    result.backup = manifest.backup_id + _copy_note(topo, bucket)
     result.rpo_s = (started - manifest.started_at).total_seconds()
     mongo_mark_scratch(env, scratch.database, scratch.drill_id, expires_at)
-    report = restore_mongodb(env, manifest.backup_id, scratch.database)
+    report = restore_mongodb(env, manifest.backup_id, scratch.database, source_bucket=bucket)
     wrong = [
         f"{c.source} {c.documents}/{c.expected}"
         for c in report.collections
@@ -143,16 +148,28 @@ def drill_mongodb(
 
 @task(task_run_name="drill-cloudsql")
 def drill_cloudsql(
-    topo: Topology, scratch: Scratch, started: datetime, labels: dict[str, str]
+    topo: Topology,
+    scratch: Scratch,
+    started: datetime,
+    labels: dict[str, str],
+    bucket: str | None = None,
 ) -> DataSetResult:
-    """Newest verified backup run → labelled scratch instance → the integrity queries."""
+    """Newest verified backup run (its manifest read from ``bucket``) → labelled scratch
+    instance → the integrity queries. Read from a copy, the copy's SQL exports must be
+    there too: they are what outlives the instance and its backup runs."""
     env, sql = topo.environment, topo.cloud_sql
     result = DataSetResult(data_set="cloudsql", objective=topo.drills.objectives["cloudsql"])
-    manifest = catalog_newest(env, "cloudsql", verified_only=True)
+    manifest = catalog_newest(env, "cloudsql", True, bucket)
     if manifest is None or manifest.cloudsql is None or manifest.cloudsql.backup_run_id is None:
-        raise PermanentError("cloudsql: there is no verified backup run to restore")
+        raise PermanentError(f"cloudsql: there is no verified backup run to restore in {bucket}")
+    if bucket not in (None, topo.backups.bucket):
+        for export in manifest.cloudsql.exports.values():
+            storage_require_object(env, export.uri)
     run_id = manifest.cloudsql.backup_run_id
-    result.backup = f"{manifest.cloudsql.instance} run {run_id} ({manifest.backup_id})"
+    result.backup = (
+        f"{manifest.cloudsql.instance} run {run_id} ({manifest.backup_id})"
+        + _copy_note(topo, bucket)
+    )
     result.rpo_s = (started - manifest.started_at).total_seconds()
     # The backup's own instance is the source: after a failover it is not the topology's
     # primary, and the scratch copies its live settings (version, network, flags).
@@ -175,20 +192,30 @@ def drill_cloudsql(
     return result
 
 
+def _copy_note(topo: Topology, bucket: str | None) -> str:
+    copy = topo.backups.copy_named(bucket) if bucket else None
+    return f" (copy in {copy.location})" if copy else ""
+
+
 @task(task_run_name="drill-cloudsql-pitr")
 def drill_cloudsql_pitr(
-    topo: Topology, scratch: Scratch, started: datetime, labels: dict[str, str]
+    topo: Topology,
+    scratch: Scratch,
+    started: datetime,
+    labels: dict[str, str],
+    bucket: str | None = None,
 ) -> DataSetResult:
-    """The newest verified backup's instance, cloned as it was when the backup took its
-    counts (point-in-time recovery) → claimed as scratch → the integrity queries, which
-    must give those counts: the logs replayed to a moment hold exactly that moment."""
+    """The newest verified backup's instance (its manifest read from ``bucket``), cloned
+    as it was when the backup took its counts (point-in-time recovery) → claimed as
+    scratch → the integrity queries, which must give those counts: the logs replayed to a
+    moment hold exactly that moment."""
     env = topo.environment
     objectives = topo.drills.objectives
     objective = objectives.get("cloudsql-pitr") or DrillObjective(
         rto_minutes=objectives["cloudsql"].rto_minutes
     )
     result = DataSetResult(data_set="cloudsql-pitr", objective=objective)
-    manifest = catalog_newest(env, "cloudsql", verified_only=True)
+    manifest = catalog_newest(env, "cloudsql", True, bucket)
     source = None if manifest is None else manifest.cloudsql
     if source is None or source.counted_at is None:
         raise PermanentError(

@@ -4,6 +4,10 @@ The runbook (seed 000's restore-database.sh and seed 001's `mongorestore --drop`
 right): pick the backup (named, or the newest verified) → verify the whole archive
 (sha256, decryption, every member) before writing anything → restore in streaming
 batches → compare the counts with the manifest → record.
+
+``source_bucket`` reads the backup from one of the topology's cross-region copies (a copy
+bucket, or its location such as ``europe-west1``) instead of the backups bucket: the copy's
+manifest, pointing at the copy's objects, verified there in full as any other.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from tasks.mongo import mongo_drop_database
 from tasks.mongo_backup import RestoredCollection, mongo_restore_from_gcs, mongo_verify_backup
 
 BACKUP_ID = r"^\d{8}T\d{6}Z$"
+SOURCE_BUCKET = r"^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$"
 DATABASE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,48}$")
 
 
@@ -65,23 +70,42 @@ def restore_targets(
     return targets
 
 
+def source_bucket_of(environment: str, source_bucket: str | None) -> str:
+    """The bucket a restore reads from; an unknown one is refused, naming the field.
+
+    Raises:
+        PermanentError: ``source_bucket`` is neither a backup bucket of the topology nor
+            the location of one of its copies.
+    """
+    backups = runtime.topology(environment).backups
+    bucket = backups.source_bucket(source_bucket)
+    if bucket is None:
+        raise PermanentError(
+            f"source_bucket: {source_bucket!r} is not a backup bucket of {environment}; "
+            f"known: {backups.describe_sources()}"
+        )
+    return bucket
+
+
 def restore_mongodb(
     environment: str,
     backup_id: str | None = None,
     target_database: str | None = None,
     force: bool = False,
+    source_bucket: str | None = None,
 ) -> RestoreReport:
     """Restore one backup; usable inside any flow (the drill calls it)."""
     started = time.perf_counter()
     if backup_id is not None and not re.match(BACKUP_ID, backup_id):
         raise PermanentError(f"backup_id: {backup_id!r} is malformed (e.g. 20261122T030000Z)")
+    bucket = source_bucket_of(environment, source_bucket)
     manifest = (
-        catalog_get(environment, "mongodb", backup_id)
+        catalog_get(environment, "mongodb", backup_id, bucket)
         if backup_id
-        else catalog_newest(environment, "mongodb", verified_only=True)
+        else catalog_newest(environment, "mongodb", True, bucket)
     )
     if manifest is None:
-        raise PermanentError("restore: there is no verified MongoDB backup to restore")
+        raise PermanentError(f"restore: there is no verified MongoDB backup in {bucket}")
     targets = restore_targets(environment, manifest, target_database, force)
     checked = mongo_verify_backup(environment, manifest)
     if not checked.verified:
@@ -130,16 +154,29 @@ def restore(
     ] = False,
     reason: Annotated[str, Field(min_length=1, max_length=500)] = "restore a backup",
     operator: Annotated[str, Field(max_length=100, description="Who launched it")] = "unknown",
+    source_bucket: Annotated[
+        str | None,
+        Field(
+            pattern=SOURCE_BUCKET,
+            description="Read the backup from this bucket: a cross-region copy's bucket or "
+            "its location (e.g. europe-west1); default the backups bucket",
+        ),
+    ] = None,
 ) -> dict[str, Any]:
     request = SwitchRequest.validate_launch(environment, reason, None, operator, prefix="rs")
+    # Refused before the record exists: a bucket the topology does not name changes nothing.
+    bucket = source_bucket_of(request.environment, source_bucket)
     record: RunRecord = request.record("restore", "force" if force else "scratch", False)
     with published(record, notify_success=False):
         with record.step("restore-mongodb") as step:
-            report = restore_mongodb(request.environment, backup_id, target_database, force)
-            step.detail = f"backup {report.backup_id} → {report.targets}: {report.documents}"
+            report = restore_mongodb(request.environment, backup_id, target_database, force, bucket)
+            step.detail = (
+                f"backup {report.backup_id} from {bucket} → {report.targets}: {report.documents}"
+            )
         record.rto_seconds = report.seconds
         record.after = {
             "backup_id": report.backup_id,
+            "source_bucket": bucket,
             "targets": report.targets,
             "collections": [c.model_dump() for c in report.collections],
         }

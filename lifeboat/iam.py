@@ -30,7 +30,10 @@ Where the permissions come from (Google's documentation, under https://cloud.goo
 - Cloud Storage: storage/docs/access-control/iam-json (per JSON method) and
   storage/docs/access-control/iam-permissions; replacing an existing object needs
   ``storage.objects.delete`` as well as ``storage.objects.create``
-  (storage/docs/access-control/iam-xml, note 4).
+  (storage/docs/access-control/iam-xml, note 4). A rewrite (the cross-region copies)
+  needs "storage.objects.create on the destination bucket", "storage.objects.delete on
+  the destination bucket, if overwriting an existing object" and "storage.objects.get on
+  the source bucket" (storage/docs/json_api/v1/objects/rewrite).
 - Cloud Monitoring: monitoring/access-control ("monitoring.timeSeries.list" for
   projects.timeSeries.list; held by roles/monitoring.viewer).
 - Secret Manager: iam/docs/roles-permissions/secretmanager,
@@ -75,7 +78,7 @@ class Place(StrEnum):
     cloud_sql = "Cloud SQL"  # the primary and replica instances (one project)
     dns = "DNS zone"
     cdn = "CDN url-map"
-    buckets = "buckets"  # the backup and records buckets
+    buckets = "buckets"  # the backup, records and cross-region copy buckets
     app_secret = "app secret"  # the apps' database-URL secret
 
 
@@ -535,9 +538,20 @@ CALLS: tuple[Call, ...] = (
         "GET",
         "/storage/v1/b/{bucket}/o/{object}",
         ("storage.objects.get",),
-        _flows("failover", "failback", "rollback", "backup"),
+        _flows("failover", "failback", "rollback", "backup", "recovery-drill"),
         (Place.buckets,),
-        "read an object's metadata: the lease's generation, an export's or archive's size",
+        "read an object's metadata: the lease's generation, an export's or archive's size "
+        "and checksums (a copy's against its source's), a copied export before a drill",
+    ),
+    Call(
+        "storage",
+        "POST",
+        "/storage/v1/b/{bucket}/o/{object}/rewriteTo/b/{dest_bucket}/o/{object}",
+        ("storage.objects.get", "storage.objects.create", "storage.objects.delete"),
+        _flows("backup"),
+        (Place.buckets,),
+        "copy a verified backup's objects server-side into each cross-region copy bucket "
+        "(get on the source; create, and delete to replace a bad copy, on the destination)",
     ),
     Call(
         "storage",

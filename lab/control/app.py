@@ -15,6 +15,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from lab.core.context import LabContext
+from lab.core.errors import ApiError
 from lab.core.faults import FaultRule
 
 M = TypeVar("M", bound=BaseModel)
@@ -37,6 +38,15 @@ class IamGrantRequest(BaseModel):
     project: str
     held: list[str] | None = None
     revoked: list[str] = Field(default_factory=list)
+
+
+class StorageRewritesRequest(BaseModel):
+    """How the Cloud Storage emulator's rewrites behave from now until a reset: the bytes
+    a call moves across locations when the caller sets no maximum (a multiple of 1 MiB),
+    and how many of the next copies into each bucket land with a byte flipped."""
+
+    step_bytes: int | None = Field(None, gt=0)
+    corrupt: dict[str, int] = Field(default_factory=dict)
 
 
 class RevisionHealthRequest(BaseModel):
@@ -144,6 +154,18 @@ def create_control_app(
             return _bad(f"project: unknown project {body.project!r}; known: {known}")
         return JSONResponse({"project": body.project, **grant.to_json()})
 
+    async def storage_rewrites(request: Request) -> Response:
+        rewrites = ctx.backends["storage"].rewrites
+        if request.method == "POST":
+            body = await _parse(request, StorageRewritesRequest)
+            if isinstance(body, Response):
+                return body
+            try:
+                rewrites.configure(body.step_bytes, body.corrupt)
+            except ApiError as exc:
+                return _bad(exc.message)
+        return JSONResponse(rewrites.snapshot())
+
     async def webhook(request: Request) -> Response:
         """A stand-in for Slack and the mail relay: keeps what was posted, for tests."""
         name = request.path_params["name"]
@@ -185,6 +207,7 @@ def create_control_app(
         Route("/_lab/config", config, methods=["GET", "POST"]),
         Route("/_lab/revision-health", revision_health, methods=["POST"]),
         Route("/_lab/iam", iam, methods=["GET", "POST"]),
+        Route("/_lab/storage/rewrites", storage_rewrites, methods=["GET", "POST"]),
         Route("/_lab/webhooks/{name}", webhook, methods=["POST"]),
         Route("/_lab/webhooks", webhooks, methods=["GET", "DELETE"]),
         Route("/_lab/state", get_state),
