@@ -182,14 +182,7 @@ def drill_cloudsql(
         env, scratch.project, scratch.instance, source.project, source.instance, run_id
     )
     counts = sql_integrity_counts(env, scratch.project, scratch.instance, sql.databases[0])
-    expected = manifest.cloudsql.integrity
-    differ = {k: f"{counts.get(k)} ≠ {v}" for k, v in expected.items() if counts.get(k) != v}
-    result.rto_s = time.time() - started.timestamp()
-    result.checks_passed = bool(expected) and not differ
-    result.detail = ", ".join(f"{k}={v}" for k, v in counts.items()) + (
-        f"; differ from the backup's: {differ}" if differ else ""
-    )
-    return result
+    return _judged(result, counts, manifest.cloudsql.integrity, started, "the backup's")
 
 
 def _copy_note(topo: Topology, bucket: str | None) -> str:
@@ -228,12 +221,22 @@ def drill_cloudsql_pitr(
     sql_clone_to_point(env, source.project, source.instance, clone, point)
     sql_claim_scratch(env, source.project, clone, labels)
     counts = sql_integrity_counts(env, source.project, clone, topo.cloud_sql.databases[0])
-    expected = source.integrity
+    return _judged(result, counts, source.integrity, started, "the counts at that moment")
+
+
+def _judged(
+    result: DataSetResult,
+    counts: dict[str, int],
+    expected: dict[str, int],
+    started: datetime,
+    against: str,
+) -> DataSetResult:
+    """A restore's integrity counts against the ones recorded: all equal, or it fails."""
     differ = {k: f"{counts.get(k)} ≠ {v}" for k, v in expected.items() if counts.get(k) != v}
     result.rto_s = time.time() - started.timestamp()
     result.checks_passed = bool(expected) and not differ
     result.detail = ", ".join(f"{k}={v}" for k, v in counts.items()) + (
-        f"; differ from the counts at that moment: {differ}" if differ else ""
+        f"; differ from {against}: {differ}" if differ else ""
     )
     return result
 

@@ -292,6 +292,23 @@ def join_or_start(
     return wait_operation(environment, project, name, timeout=timeout)
 
 
+def patch_and_wait(
+    environment: str, project: str, instance: str, settings: dict[str, Any]
+) -> sqladmin.Operation:
+    """Patch the instance's settings (only the fields named) and wait; an update already
+    running on it (a retried call) is joined, not started twice. The caller checks that
+    the joined update was its own."""
+    body = {"settings": settings}
+    return join_or_start(
+        environment,
+        project,
+        instance,
+        "UPDATE",
+        lambda s: s.instances().patch(project=project, instance=instance, body=body),
+        timeout=850,
+    )
+
+
 def insert_and_wait(
     environment: str,
     project: str,

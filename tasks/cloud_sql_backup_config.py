@@ -17,7 +17,7 @@ from google.api_core import exceptions as gexc
 from prefect import get_run_logger
 from pydantic import BaseModel
 
-from tasks.cloud_sql import join_or_start, read_instance
+from tasks.cloud_sql import patch_and_wait, read_instance
 from tasks.errors import TransientError
 from tasks.retrying import calling, cloud_task
 
@@ -104,15 +104,7 @@ def sql_keep_backups(
         wanted = wanted_backups(like, pitr_log_days)
         if has_backups(_configuration(environment, project, instance), wanted):
             return BackupsKept(instance=instance, changed=False, like=origin, configuration=wanted)
-        body = {"settings": {"backupConfiguration": wanted}}
-        join_or_start(
-            environment,
-            project,
-            instance,
-            "UPDATE",
-            lambda s: s.instances().patch(project=project, instance=instance, body=body),
-            timeout=850,
-        )
+        patch_and_wait(environment, project, instance, {"backupConfiguration": wanted})
         # The operation joined may have been another update: check that ours took.
         if not has_backups(_configuration(environment, project, instance), wanted):
             raise TransientError(f"sql-keep-backups: {resource} has no PITR yet")

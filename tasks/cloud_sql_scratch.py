@@ -20,6 +20,7 @@ from tasks.cloud_sql import (
     insert_and_wait,
     instance_state,
     join_or_start,
+    patch_and_wait,
     read_instance,
     running_operation,
     wait_idle,
@@ -166,14 +167,5 @@ def sql_claim_scratch(
             current = describe(environment, project, instance)
         # userLabels is one map that a patch replaces: the source's labels are kept.
         settings = {"userLabels": {**current.labels, **labels}, "deletionProtectionEnabled": False}
-        join_or_start(
-            environment,
-            project,
-            instance,
-            "UPDATE",
-            lambda s: s.instances().patch(
-                project=project, instance=instance, body={"settings": settings}
-            ),
-            timeout=850,
-        )
+        patch_and_wait(environment, project, instance, settings)
     return True
