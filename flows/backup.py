@@ -102,9 +102,9 @@ def _run(
 ) -> None:
     """Each source's backup into ``manifests`` as it ends, then retention; any unverified fails."""
     if "cloudsql" in sources:
-        manifests["cloudsql"] = copy_backup(topo, record, _cloudsql(topo, record, bid, started))
+        manifests["cloudsql"] = _copied(topo, record, _cloudsql(topo, record, bid, started))
     if "mongodb" in sources:
-        manifests["mongodb"] = copy_backup(topo, record, _mongodb(topo, record, bid))
+        manifests["mongodb"] = _copied(topo, record, _mongodb(topo, record, bid))
     record.after["backups"] = {
         s: {
             "status": m.status,
@@ -153,6 +153,19 @@ def _mongodb(topo: Topology, record: RunRecord, bid: str) -> Manifest:
         step.outcome = "done" if manifest.verified else "failed"
         step.detail = manifest.error or f"verified; manifest {manifest.manifest_name}"
     return manifest
+
+
+def _copied(topo: Topology, record: RunRecord, manifest: Manifest) -> Manifest:
+    """The backup's cross-region copies; a copy step that fails (its catalog write) is
+    recorded and stops neither the other source nor retention, like a source that fails."""
+    try:
+        return copy_backup(topo, record, manifest)
+    except Exception as exc:
+        get_run_logger().error("copies of %s failed: %s", manifest.backup_id, exc)
+        # Not recorded, so not restorable from: the run fails, naming them.
+        for copy in manifest.copies.values():
+            copy.status, copy.error = "failed", f"recording the copies: {exc}"[:500]
+        return manifest
 
 
 def _cloudsql(topo: Topology, record: RunRecord, bid: str, started: datetime) -> Manifest:

@@ -109,14 +109,23 @@ def copy_retention(topo: Topology, sources: list[Source], now: datetime) -> list
     with ``cross_region_days``. Only manifests there count (each one is a verified copy)."""
     env, keep_days = topo.environment, topo.backups.retention.cross_region_days
     report: list[dict[str, Any]] = []
-    for copy in topo.backups.copies:
-        for source in sources:
+    for source in sources:
+        newest = next(iter(catalog_list(env, source)), None)
+        for copy in topo.backups.copies:
             history = catalog_list(env, source, copy.bucket)
             by_id = {m.backup_id: m for m in history}
             candidates = [
                 Candidate(m.backup_id, m.started_at, _verified_here(m, copy.bucket), m.status)
                 for m in history
             ]
+            # Only verified copies reach a copy bucket: a newest copy that failed is seen
+            # in the backups bucket's manifest, and stops deletion here as it does there.
+            if newest is not None and newest.backup_id not in by_id:
+                here = newest.copies.get(copy.bucket)
+                if here is not None and not here.verified:
+                    candidates.append(
+                        Candidate(newest.backup_id, newest.started_at, False, "copy failed")
+                    )
             for d in decide(candidates, keep_days, now):
                 gone = (
                     catalog_delete(env, by_id[d.key], copy.bucket) if d.action == "delete" else []

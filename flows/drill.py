@@ -12,9 +12,11 @@ Seed 004's recovery-testing.sh, done so that it measures and always cleans up:
    checked on the regional path only, so nothing depends on the primary;
 4. RTO per data set (drill start → restored and verified) and in total, RPO (the age of
    the backup restored), each judged against ``drills.objectives``;
-   With ``source_bucket`` (the monthly schedule: europe-west1) both restores read from
-   that cross-region copy: the copy's manifests, the Mongo archive's copy, and the Cloud
-   SQL export's copy checked present; restoring from it proves it restorable;
+   With ``source_bucket`` (the monthly schedule: europe-west1) the manifests are read
+   from that cross-region copy: MongoDB is restored from the archive's copy there, which
+   proves it restorable; Cloud SQL still restores its backup run (an instance's backup
+   runs are Cloud SQL's, not the bucket's), and the copy's SQL exports are only checked
+   present, not restored;
 5. cleanup in a finally path, and again from the cancellation and crash hooks; the daily
    ``drill-sweeper`` catches anything a ``kill -9`` leaves;
 6. report: table + markdown artifacts, ``gs://<records>/drills/<drill id>.json``, event

@@ -215,26 +215,40 @@ def _run(
             record.rto_seconds = time.perf_counter() - started
             if held_fence is not None and held_fence.results:  # a fence set: a planned outage
                 record.outage_seconds = held_fence.seconds_held()
+        record.after = {
+            "dns": [s.after.model_dump() for s in switched],
+            "replica": promoted.after.model_dump(),
+            "services": [r.model_dump() for r in results],
+        }
+        _backups_on_new_primary(topo, record)
+    record.finish("completed")
+
+
+def _backups_on_new_primary(topo: Topology, record: RunRecord) -> None:
+    """After the verification, outside the RTO: the new primary serves already, but until
+    this it cannot be restored to any moment (a replica keeps no backups). A failure here
+    fails the run, saying that the switch itself is done: a re-run of the incident resumes
+    at this step alone."""
+    replica, old = topo.cloud_sql.replica, topo.cloud_sql.primary
+    try:
         with record.step("backups-on-new-primary") as step:
-            # After the verification, outside the RTO: the new primary serves already, but
-            # until this it cannot be restored to any moment (a replica keeps no backups).
             kept = resumable(sql_keep_backups, record, "backups")(
-                env,
+                topo.environment,
                 replica.project,
                 replica.instance,
-                topo.cloud_sql.primary.project,
-                topo.cloud_sql.primary.instance,
+                old.project,
+                old.instance,
                 topo.backups.pitr_log_days,
             )
             step.detail = kept.describe()
             if not kept.changed:
                 step.outcome = "unchanged"
-    record.after = {
-        "dns": [s.after.model_dump() for s in switched],
-        "replica": promoted.after.model_dump(),
-        "services": [r.model_dump() for r in results],
-    }
-    record.finish("completed")
+    except Exception as exc:
+        raise PermanentError(
+            f"the switch is done and verified (RTO {record.rto_seconds or 0:.1f} s), but "
+            f"{replica.instance} has no backups or point-in-time recovery yet: {exc}. "
+            "Re-run the incident to retry that step alone"
+        ) from exc
 
 
 def _fence_primary(topo: Topology, record: RunRecord, held: ExitStack, plan: PrimaryFence) -> Fence:

@@ -22,12 +22,13 @@ from tasks.errors import TransientError
 from tasks.retrying import calling, cloud_task
 
 # The fields of BackupConfiguration a patch may set (sql/docs/postgres/admin-api/rest/v1/
-# instances#backupconfiguration); the others (kind, backupTier,
-# transactionalLogStorageState) are Google's output.
+# instances#backupconfiguration) that a new primary should share with the old one; the
+# others (kind, backupTier, transactionalLogStorageState) are Google's output. Not
+# ``location``: pinned to the old primary's region, it would keep the new primary's
+# backups in the region that failed; left out, Cloud SQL picks the multi-region nearest it.
 WRITABLE = (
     "enabled",
     "startTime",
-    "location",
     "pointInTimeRecoveryEnabled",
     "transactionLogRetentionDays",
     "backupRetentionSettings",
@@ -50,7 +51,7 @@ class BackupsKept(BaseModel):
 
 def wanted_backups(like: dict[str, Any] | None, pitr_log_days: int) -> dict[str, Any]:
     """The backup configuration a new primary gets: the old one's writable settings (its
-    backup window, location and retention), with backups and PITR on and at least
+    backup window and retention, not its location), with backups and PITR on and at least
     ``pitr_log_days`` of logs, however the old one was set."""
     wanted = {k: v for k, v in (like or {}).items() if k in WRITABLE}
     kept = int(wanted.get("transactionLogRetentionDays") or 0)

@@ -167,7 +167,10 @@ def _integrity(environment: str, project: str, instance: str, database: str) -> 
         ) as conn:
             conn.execute("SET default_transaction_read_only = on")
             # Repeatable read: every query sees the snapshot the first one took, so the
-            # counts belong to one moment, the first statement's.
+            # counts belong to one moment, the first statement's. Its timestamp is read as
+            # that statement starts, a moment before the snapshot: a commit landing in
+            # between is counted but not in a restore to that moment. On a busy primary a
+            # PITR check can so differ by a row or two: approximate by microseconds.
             with conn.transaction():
                 conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                 moment = conn.execute("SELECT statement_timestamp()").fetchone()

@@ -25,7 +25,7 @@ from tasks.cloud_sql import (
     running_operation,
     wait_idle,
 )
-from tasks.errors import PermanentError
+from tasks.errors import PermanentError, TransientError
 from tasks.retrying import calling, cloud_task
 
 DRILL_LABEL = "lifeboat-drill"
@@ -168,4 +168,8 @@ def sql_claim_scratch(
         # userLabels is one map that a patch replaces: the source's labels are kept.
         settings = {"userLabels": {**current.labels, **labels}, "deletionProtectionEnabled": False}
         patch_and_wait(environment, project, instance, settings)
+        # The update joined may have been another one: check that ours took.
+        now = describe(environment, project, instance)
+        if now.deletion_protection or any(now.labels.get(k) != v for k, v in labels.items()):
+            raise TransientError(f"sql-claim-scratch: {resource} is not claimed yet")
     return True

@@ -175,16 +175,21 @@ def test_a_corrupted_copy_is_detected_reported_and_not_counted(
 def test_retention_per_copy_keeps_each_regions_newest_verified_copy(
     fresh_lab: Lab, api: PrefectApi
 ) -> None:
-    """A 120-day-old backup copied to both regions; today's copy to europe-west1 fails.
-    In us-east1 today's copy is the newest verified one, so the old copy goes (past 90
-    days); in europe-west1 the old copy is still the newest verified one: it stays."""
+    """Backups 120 and 100 days old, copied to both regions; today's copy to europe-west1
+    fails. In us-east1 today's copy is the newest verified one, so both old copies go
+    (past 90 days). In europe-west1 the newest copy failed: as in the backups bucket,
+    nothing is deleted there (the 120-day one would go if the failure were not seen: the
+    100-day one is that bucket's newest verified copy)."""
     old = write_synthetic(fresh_lab, "mongodb", timedelta(days=120))
+    older_kept = write_synthetic(fresh_lab, "mongodb", timedelta(days=100))
     fresh_lab.storage_rewrites(corrupt={EUROPE.bucket: 1})
     final = run(api, sources=["mongodb"])
     assert final["state"]["type"] == "FAILED"  # the failed copy fails the run...
     assert old.manifest_name not in bucket_objects(fresh_lab, "mongodb/")  # ...not retention
     assert objects_in(fresh_lab, EAST.bucket, old.prefix) == {}
+    assert objects_in(fresh_lab, EAST.bucket, older_kept.prefix) == {}
     assert old.manifest_name in objects_in(fresh_lab, EUROPE.bucket, old.prefix)
+    assert older_kept.manifest_name in objects_in(fresh_lab, EUROPE.bucket, older_kept.prefix)
     bid = newest_manifest(fresh_lab, "mongodb").backup_id
     record = json.loads(
         read_object(fresh_lab, TOPOLOGY.backups.records_bucket, f"backup/bk-{bid}.json")
@@ -192,10 +197,11 @@ def test_retention_per_copy_keeps_each_regions_newest_verified_copy(
     decisions = {r["what"]: (r["action"], r["reason"]) for r in record["after"]["retention"]}
     assert decisions[f"mongodb {old.backup_id} in us-east1"][0] == "delete"
     assert "> 90 days" in decisions[f"mongodb {old.backup_id} in us-east1"][1]
-    assert decisions[f"mongodb {old.backup_id} in europe-west1"] == (
-        "keep",
-        "newest verified backup",
-    )
+    for kept in (old, older_kept):
+        assert decisions[f"mongodb {kept.backup_id} in europe-west1"] == (
+            "keep",
+            f"newest backup {bid} is copy failed: no deletion",
+        )
 
 
 def test_a_restore_from_an_unknown_bucket_is_refused_naming_the_field(

@@ -20,11 +20,11 @@ OLD_PRIMARY = {
 }
 
 
-def test_the_new_primary_gets_the_old_ones_writable_settings() -> None:
+def test_the_new_primary_gets_the_old_ones_writable_settings_but_not_its_location() -> None:
+    # A location pinned to the old primary's region would keep the backups where it failed.
     assert wanted_backups(OLD_PRIMARY, 7) == {
         "enabled": True,
         "startTime": "03:00",
-        "location": "us",
         "pointInTimeRecoveryEnabled": True,
         "transactionLogRetentionDays": 7,
         "backupRetentionSettings": {"retentionUnit": "COUNT", "retainedBackups": 30},
