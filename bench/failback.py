@@ -17,27 +17,16 @@ Usage: ``python -m bench.failback``.
 from __future__ import annotations
 
 import argparse
-import json
 from datetime import datetime
 from typing import Any
 
-from bench.failover import run_failover
+from bench.failover import run_failover, run_record
 from bench.labctl import BenchLab, bench_lab, figure
-from lifeboat import runtime
 from lifeboat.topology import load_topology
 
 
 def failback_record(incident: str) -> dict[str, Any]:
-    topo = runtime.topology("lab")
-    bucket = (
-        runtime.clients("lab")
-        .storage(topo.regions.primary.project)
-        .bucket(topo.backups.records_bucket)
-    )
-    record: dict[str, Any] = json.loads(
-        bucket.blob(f"failback/{incident}.json").download_as_bytes()
-    )
-    return record
+    return run_record("failback", incident)
 
 
 def _at(timestamp: str) -> datetime:

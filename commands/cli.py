@@ -72,6 +72,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     rs.add_argument("--target", default=None, help="target database (default: restore_<id>)")
     rs.add_argument("--force", action="store_true", help="allow restoring over a live database")
+    rs.add_argument(
+        "--from",
+        dest="source_bucket",
+        default=None,
+        help="read from a cross-region copy: its bucket or location (e.g. europe-west1)",
+    )
     rs.add_argument("--operator", default=os.environ.get("USER", "unknown"))
     validate = sub.add_parser("validate", help="check an environment's topology file")
     which = validate.add_mutually_exclusive_group(required=True)
@@ -184,6 +190,7 @@ def _backup_or_restore(args: argparse.Namespace) -> int:
                     datetime.fromisoformat(args.point_in_time) if args.point_in_time else None
                 ),
                 operator=args.operator,
+                source_bucket=args.source_bucket,
             )
     except Exception as exc:
         print(f"{args.command} failed: {exc}", file=sys.stderr)

@@ -6,8 +6,10 @@ The runbook (seeds 000, 001, 003 and 004 did it with mongodump, tar, gsutil and
   check the sha256, decrypt and walk it → manifest;
 - cloudsql: integrity counts → on-demand backup run → SQL export of each database to the
   backups bucket (the cross-region copy) → read the dump back → manifest;
-- retention per source, never deleting the newest verified backup, nothing at all when
-  the newest one failed;
+- cross-region copies (``backups.copies``): each verified backup rewritten server-side
+  into every copy bucket, checked by checksum, its manifest last (flows/backup_copies.py);
+- retention per source and per copy bucket, never deleting the newest verified backup,
+  nothing at all when the newest one failed;
 - record, artifacts, event; a notification only when something failed.
 
 A source that fails does not stop the other; the run fails at the end if either did.
@@ -22,6 +24,7 @@ from prefect import flow, get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
+from flows.backup_copies import copy_backup, copy_retention, log_copies
 from flows.evidence import published
 from flows.launch import ENVIRONMENT_FIELD, SwitchRequest
 from lifeboat import runtime
@@ -48,7 +51,7 @@ from tasks.cloud_sql_backups import (
     BackupRunInfo,
     sql_delete_backup_run,
     sql_insert_backup_run,
-    sql_integrity_counts,
+    sql_integrity_snapshot,
     sql_list_backup_runs,
 )
 from tasks.errors import PermanentError
@@ -99,16 +102,22 @@ def _run(
 ) -> None:
     """Each source's backup into ``manifests`` as it ends, then retention; any unverified fails."""
     if "cloudsql" in sources:
-        manifests["cloudsql"] = _cloudsql(topo, record, bid, started)
+        manifests["cloudsql"] = _copied(topo, record, _cloudsql(topo, record, bid, started))
     if "mongodb" in sources:
-        manifests["mongodb"] = _mongodb(topo, record, bid)
+        manifests["mongodb"] = _copied(topo, record, _mongodb(topo, record, bid))
     record.after["backups"] = {
-        s: {"status": m.status, "manifest": m.manifest_name, "error": m.error}
+        s: {
+            "status": m.status,
+            "manifest": m.manifest_name,
+            "error": m.error,
+            "copies": {c.location: c.status for c in m.copies.values()},
+        }
         for s, m in manifests.items()
     }
     if retention:
         _retention(topo, record, [s for s in sources if manifests[s].verified])
     failed = [f"{s}: {m.error or m.status}" for s, m in manifests.items() if not m.verified]
+    failed += log_copies(manifests)
     if failed:
         raise PermanentError("backup not verified — " + "; ".join(failed))
     record.finish("completed")
@@ -146,6 +155,19 @@ def _mongodb(topo: Topology, record: RunRecord, bid: str) -> Manifest:
     return manifest
 
 
+def _copied(topo: Topology, record: RunRecord, manifest: Manifest) -> Manifest:
+    """The backup's cross-region copies; a copy step that fails (its catalog write) is
+    recorded and stops neither the other source nor retention, like a source that fails."""
+    try:
+        return copy_backup(topo, record, manifest)
+    except Exception as exc:
+        get_run_logger().error("copies of %s failed: %s", manifest.backup_id, exc)
+        # Not recorded, so not restorable from: the run fails, naming them.
+        for copy in manifest.copies.values():
+            copy.status, copy.error = "failed", f"recording the copies: {exc}"[:500]
+        return manifest
+
+
 def _cloudsql(topo: Topology, record: RunRecord, bid: str, started: datetime) -> Manifest:
     env, sql = topo.environment, topo.cloud_sql
     # After a failover the topology's primary is stale: back up what takes writes now.
@@ -164,10 +186,13 @@ def _cloudsql(topo: Topology, record: RunRecord, bid: str, started: datetime) ->
     assert manifest.cloudsql is not None
     try:
         with record.step("cloudsql-backup-run") as step:
-            # The counts the drill compares a restore with: taken just before the backup.
-            manifest.cloudsql.integrity = sql_integrity_counts(
+            # The counts the drill compares a restore with: taken just before the backup,
+            # with their moment, which the drill also restores to (PITR).
+            counted = sql_integrity_snapshot(
                 env, primary.project, primary.instance, sql.databases[0]
             )
+            manifest.cloudsql.integrity = counted.counts
+            manifest.cloudsql.counted_at = counted.at
             run = sql_insert_backup_run(
                 env, primary.project, primary.instance, RUN_DESCRIPTION + bid
             )
@@ -232,6 +257,7 @@ def _retention(topo: Topology, record: RunRecord, verified_sources: list[Source]
             report += _orphan_retention(env, source, now)
         if "cloudsql" in verified_sources:
             report += _backup_run_retention(topo, now)
+        report += copy_retention(topo, verified_sources, now)
         gone = [r for r in report if r["action"] == "delete"]
         record.after["retention"] = report
         step.detail = f"deleted {len(gone)}: " + (
@@ -340,6 +366,18 @@ def _publish_summary(record: RunRecord, manifests: dict[str, Manifest]) -> None:
                 }
                 for name, n in m.cloudsql.integrity.items()
             ]
+    rows += [
+        {
+            "source": source,
+            "item": f"copy in {c.location}",
+            "documents": None,
+            "bytes": sum(o.bytes for o in c.objects.values()),
+            "sha256": "",
+            "status": c.status if c.verified else f"{c.status}: {c.error}",
+        }
+        for source, m in manifests.items()
+        for c in m.copies.values()
+    ]
     try:
         create_table_artifact(
             table=rows,

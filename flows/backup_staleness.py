@@ -6,6 +6,9 @@ the newest slice, against seed 004's 5-minute RPO (alert past three missed slice
 Past the RPO it warns, past the alert threshold it emits an event
 and fails the run, so the alert is visible in the Prefect UI too; the failed run's record
 is what notifies (flows/evidence.py ``published``).
+
+Each region's copy (``backups.copies``) is judged by the same thresholds: a source's row
+reports the newest verified copy in every copy bucket, and takes the worst level.
 """
 
 from __future__ import annotations
@@ -66,12 +69,28 @@ def _ages(
     for source in sources:
         newest = catalog_newest(topo.environment, source, verified_only=True)
         age = newest.age_hours(now) if newest else None
-        level = "alert" if age is None or age > alert else "warning" if age > rpo else "ok"
+        # Each region's newest verified copy is judged by the same thresholds.
+        copies = {
+            c.location: catalog_newest(topo.environment, source, True, c.bucket)
+            for c in topo.backups.copies
+        }
+        copy_ages = {loc: m.age_hours(now) if m else None for loc, m in copies.items()}
+        levels = [_level(a, rpo, alert) for a in (age, *copy_ages.values())]
+        level = "alert" if "alert" in levels else "warning" if "warning" in levels else "ok"
         rows.append(
             {
                 "source": source,
                 "newest_verified": newest.backup_id if newest else None,
                 "age_hours": None if age is None else round(age, 2),
+                "copies": {
+                    loc: {
+                        "newest_verified": m.backup_id if m else None,
+                        "age_hours": None if a is None else round(a, 2),
+                        "level": _level(a, rpo, alert),
+                    }
+                    for loc, m in copies.items()
+                    for a in [copy_ages[loc]]
+                },
                 "rpo_hours": rpo,
                 "alert_hours": alert,
                 "level": level,
@@ -83,7 +102,8 @@ def _ages(
     create_table_artifact(
         table=rows,
         key=artifact_key("backup-staleness", topo.environment),
-        description="age of the newest verified backup of each source",
+        description="age of the newest verified backup of each source, and of its "
+        "newest verified copy in each region",
     )
     logger = get_run_logger()
     for row in rows:
@@ -102,12 +122,7 @@ def _ages(
             )
     stale = [r for r in rows if r["level"] == "alert"]
     if stale:
-        text = "; ".join(
-            f"{r['source']}: "
-            + ("no verified backup" if r["age_hours"] is None else f"{r['age_hours']} h old")
-            + f" (alert after {r['alert_hours']:g} h)"
-            for r in stale
-        )
+        text = "; ".join(_stale_text(r) for r in stale)
         raise PermanentError(f"backups stale — {text}")
     record.finish("completed")
     return rows
@@ -130,5 +145,30 @@ def _slice_age(environment: str, now: datetime) -> list[dict[str, Any]]:
             "rpo_hours": round(rpo / 60, 4),
             "alert_hours": round(alert / 60, 4),
             "level": level,
+            "copies": {},  # slices stay in the backups bucket: no cross-region copies
         }
     ]
+
+
+def _level(age: float | None, rpo: float, alert: float) -> str:
+    return "alert" if age is None or age > alert else "warning" if age > rpo else "ok"
+
+
+def _stale_text(row: dict[str, Any]) -> str:
+    """``mongodb: 40.0 h old (alert after 36 h)``, and each region's copy that is stale."""
+    alert = row["alert_hours"]
+    parts = []
+    # Rounded ages sit on the threshold at worst: a row that alerted names its age anyway.
+    if _level(row["age_hours"], 0, alert) == "alert" or not any(
+        c["level"] == "alert" for c in row["copies"].values()
+    ):
+        age = row["age_hours"]
+        parts.append("no verified backup" if age is None else f"{age} h old")
+    for location, copy in row["copies"].items():
+        if copy["level"] == "alert":
+            age = copy["age_hours"]
+            parts.append(
+                f"copy in {location} "
+                + ("missing: no verified copy" if age is None else f"{age} h old")
+            )
+    return f"{row['source']}: " + ", ".join(parts) + f" (alert after {alert:g} h)"

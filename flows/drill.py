@@ -6,16 +6,23 @@ Seed 004's recovery-testing.sh, done so that it measures and always cleans up:
 2. Cloud SQL: a scratch instance ``recovery-test-<date>-<id>`` in the secondary region,
    labelled with the drill id and an expiry; the newest verified backup run restored into
    it; the topology's integrity queries against the counts recorded at backup time;
+   and point-in-time recovery: the backup's instance cloned as it was at the moment those
+   counts were taken (``recovery-test-<date>-<id>-pitr``), which must give the same counts;
 3. application: the secondary's idle services in a test configuration (one instance),
    checked on the regional path only, so nothing depends on the primary;
 4. RTO per data set (drill start → restored and verified) and in total, RPO (the age of
    the backup restored), each judged against ``drills.objectives``;
+   With ``source_bucket`` (the monthly schedule: europe-west1) the manifests are read
+   from that cross-region copy: MongoDB is restored from the archive's copy there, which
+   proves it restorable; Cloud SQL still restores its backup run (an instance's backup
+   runs are Cloud SQL's, not the bucket's), and the copy's SQL exports are only checked
+   present, not restored;
 5. cleanup in a finally path, and again from the cancellation and crash hooks; the daily
    ``drill-sweeper`` catches anything a ``kill -9`` leaves;
 6. report: table + markdown artifacts, ``gs://<records>/drills/<drill id>.json``, event
    ``lifeboat.recovery-drill.<outcome>``, notification. A failed drill fails the run.
 
-MongoDB and Cloud SQL are restored at once; the app check waits for the scratch
+MongoDB and both Cloud SQL restores run at once; the app check waits for the scratch
 instance, because the secondary's apps need a writable database in their region.
 """
 
@@ -39,10 +46,12 @@ from flows.drill_steps import (
     application_check,
     cleanup,
     drill_cloudsql,
+    drill_cloudsql_pitr,
     drill_mongodb,
 )
 from flows.evidence import publish_run
 from flows.launch import ENVIRONMENT_FIELD, SwitchRequest
+from flows.restore import SOURCE_BUCKET, source_bucket_of
 from lifeboat import runtime
 from lifeboat.record import RunRecord
 from lifeboat.topology import Topology
@@ -76,6 +85,15 @@ def recovery_drill(
         bool, Field(description="Also bring the secondary's services up and check them")
     ] = True,
     operator: Annotated[str, Field(max_length=100, description="Who launched it")] = "schedule",
+    source_bucket: Annotated[
+        str | None,
+        Field(
+            pattern=SOURCE_BUCKET,
+            description="Restore from this cross-region copy (its bucket or its location, "
+            "e.g. europe-west1; the monthly schedule names europe-west1); default the "
+            "backups bucket",
+        ),
+    ] = None,
 ) -> dict[str, Any]:
     started = datetime.now(UTC)
     run_id = flow_run.get_id()
@@ -83,13 +101,15 @@ def recovery_drill(
     request = SwitchRequest.validate_launch(
         environment, "monthly recovery drill", drill_id, operator, prefix="drill"
     )
+    # Refused before the record or any scratch resource exists.
+    bucket = source_bucket_of(request.environment, source_bucket)
     topo = runtime.topology(request.environment)
     record = request.record("recovery-drill", "scheduled", False)
     scratch = Scratch.for_drill(topo, drill_id, started)
-    record.before = {"scratch": scratch.model_dump()}
+    record.before = {"scratch": scratch.model_dump(), "source_bucket": bucket}
     results: list[DataSetResult] = []
     try:
-        results = _restore_and_check(topo, record, scratch, started, application)
+        results = _restore_and_check(topo, record, scratch, started, application, bucket)
     except BaseException as exc:
         record.finish("failed", str(exc)[:1000])
         raise
@@ -110,15 +130,21 @@ def recovery_drill(
 
 
 def _restore_and_check(
-    topo: Topology, record: RunRecord, scratch: Scratch, started: datetime, application: bool
+    topo: Topology,
+    record: RunRecord,
+    scratch: Scratch,
+    started: datetime,
+    application: bool,
+    bucket: str,
 ) -> list[DataSetResult]:
     expires = started + timedelta(hours=topo.drills.scratch_ttl_hours)
     labels = scratch_labels(scratch.drill_id, expires)
     results: list[DataSetResult] = []
     with record.step("restore") as step:
         futures = {
-            "mongodb": drill_mongodb.submit(topo, scratch, started, expires),
-            "cloudsql": drill_cloudsql.submit(topo, scratch, started, labels),
+            "mongodb": drill_mongodb.submit(topo, scratch, started, expires, bucket),
+            "cloudsql": drill_cloudsql.submit(topo, scratch, started, labels, bucket),
+            "cloudsql-pitr": drill_cloudsql_pitr.submit(topo, scratch, started, labels, bucket),
         }
         for name, future in futures.items():
             results.append(_settle(topo, name, future.result))
@@ -152,8 +178,11 @@ def _settle(topo: Topology, name: str, outcome: Any) -> DataSetResult:
         return result
     except Exception as exc:
         get_run_logger().error("%s failed: %s", name, exc)
+        objectives = topo.drills.objectives
         return DataSetResult(
-            data_set=name, objective=topo.drills.objectives[name], detail=str(exc)[:500]
+            data_set=name,
+            objective=objectives.get(name) or objectives["cloudsql"],
+            detail=str(exc)[:500],
         )
 
 

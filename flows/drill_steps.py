@@ -22,8 +22,10 @@ from tasks.catalog import catalog_newest
 from tasks.cloud_run import run_describe_service, run_scale_service
 from tasks.cloud_sql import sql_delete_instance
 from tasks.cloud_sql_backups import sql_integrity_counts
+from tasks.cloud_sql_pitr import rfc3339, sql_clone_to_point
 from tasks.cloud_sql_scratch import (
     DRILL_LABEL,
+    sql_claim_scratch,
     sql_create_scratch_instance,
     sql_list_scratch_instances,
     sql_restore_backup_run,
@@ -32,10 +34,11 @@ from tasks.errors import PermanentError
 from tasks.health import Target, health_verify
 from tasks.mongo import mongo_drop_database, mongo_sample_hashes
 from tasks.mongo_scratch import mongo_list_scratch, mongo_mark_scratch
-from tasks.storage import read_lease
+from tasks.storage import read_lease, storage_require_object
 
 # The secondary's services run with this many instances during the drill's app check.
 TEST_INSTANCES = 1
+PITR_SUFFIX = "-pitr"
 
 
 class DataSetResult(BaseModel):
@@ -79,6 +82,12 @@ class Scratch(BaseModel):
     project: str
     region: str
 
+    @property
+    def pitr_instance(self) -> str:
+        """The clone a point-in-time restore makes (in its source's project and region:
+        a clone cannot be placed elsewhere)."""
+        return f"{self.instance}{PITR_SUFFIX}"
+
     @classmethod
     def for_drill(cls, topo: Topology, drill_id: str, started: datetime) -> Scratch:
         suffix = drill_id.rsplit("-", 1)[-1]
@@ -95,18 +104,23 @@ class Scratch(BaseModel):
 
 @task(task_run_name="drill-mongodb")
 def drill_mongodb(
-    topo: Topology, scratch: Scratch, started: datetime, expires_at: datetime
+    topo: Topology,
+    scratch: Scratch,
+    started: datetime,
+    expires_at: datetime,
+    bucket: str | None = None,
 ) -> DataSetResult:
-    """Newest verified archive → scratch database → counts and sampled documents by hash."""
+    """Newest verified archive (in ``bucket``: the backups bucket or a copy) → scratch
+    database → counts and sampled documents by hash."""
     env = topo.environment
     result = DataSetResult(data_set="mongodb", objective=topo.drills.objectives["mongodb"])
-    manifest = catalog_newest(env, "mongodb", verified_only=True)
+    manifest = catalog_newest(env, "mongodb", True, bucket)
     if manifest is None:
-        raise PermanentError("mongodb: there is no verified backup to restore")
-    result.backup = manifest.backup_id
+        raise PermanentError(f"mongodb: there is no verified backup to restore in {bucket}")
+    result.backup = manifest.backup_id + _copy_note(topo, bucket)
     result.rpo_s = (started - manifest.started_at).total_seconds()
     mongo_mark_scratch(env, scratch.database, scratch.drill_id, expires_at)
-    report = restore_mongodb(env, manifest.backup_id, scratch.database)
+    report = restore_mongodb(env, manifest.backup_id, scratch.database, source_bucket=bucket)
     wrong = [
         f"{c.source} {c.documents}/{c.expected}"
         for c in report.collections
@@ -137,16 +151,28 @@ def drill_mongodb(
 
 @task(task_run_name="drill-cloudsql")
 def drill_cloudsql(
-    topo: Topology, scratch: Scratch, started: datetime, labels: dict[str, str]
+    topo: Topology,
+    scratch: Scratch,
+    started: datetime,
+    labels: dict[str, str],
+    bucket: str | None = None,
 ) -> DataSetResult:
-    """Newest verified backup run → labelled scratch instance → the integrity queries."""
+    """Newest verified backup run (its manifest read from ``bucket``) → labelled scratch
+    instance → the integrity queries. Read from a copy, the copy's SQL exports must be
+    there too: they are what outlives the instance and its backup runs."""
     env, sql = topo.environment, topo.cloud_sql
     result = DataSetResult(data_set="cloudsql", objective=topo.drills.objectives["cloudsql"])
-    manifest = catalog_newest(env, "cloudsql", verified_only=True)
+    manifest = catalog_newest(env, "cloudsql", True, bucket)
     if manifest is None or manifest.cloudsql is None or manifest.cloudsql.backup_run_id is None:
-        raise PermanentError("cloudsql: there is no verified backup run to restore")
+        raise PermanentError(f"cloudsql: there is no verified backup run to restore in {bucket}")
+    if bucket not in (None, topo.backups.bucket):
+        for export in manifest.cloudsql.exports.values():
+            storage_require_object(env, export.uri)
     run_id = manifest.cloudsql.backup_run_id
-    result.backup = f"{manifest.cloudsql.instance} run {run_id} ({manifest.backup_id})"
+    result.backup = (
+        f"{manifest.cloudsql.instance} run {run_id} ({manifest.backup_id})"
+        + _copy_note(topo, bucket)
+    )
     result.rpo_s = (started - manifest.started_at).total_seconds()
     # The backup's own instance is the source: after a failover it is not the topology's
     # primary, and the scratch copies its live settings (version, network, flags).
@@ -159,12 +185,61 @@ def drill_cloudsql(
         env, scratch.project, scratch.instance, source.project, source.instance, run_id
     )
     counts = sql_integrity_counts(env, scratch.project, scratch.instance, sql.databases[0])
-    expected = manifest.cloudsql.integrity
+    return _judged(result, counts, manifest.cloudsql.integrity, started, "the backup's")
+
+
+def _copy_note(topo: Topology, bucket: str | None) -> str:
+    copy = topo.backups.copy_named(bucket) if bucket else None
+    return f" (copy in {copy.location})" if copy else ""
+
+
+@task(task_run_name="drill-cloudsql-pitr")
+def drill_cloudsql_pitr(
+    topo: Topology,
+    scratch: Scratch,
+    started: datetime,
+    labels: dict[str, str],
+    bucket: str | None = None,
+) -> DataSetResult:
+    """The newest verified backup's instance (its manifest read from ``bucket``), cloned
+    as it was when the backup took its counts (point-in-time recovery) → claimed as
+    scratch → the integrity queries, which must give those counts: the logs replayed to a
+    moment hold exactly that moment."""
+    env = topo.environment
+    objectives = topo.drills.objectives
+    objective = objectives.get("cloudsql-pitr") or DrillObjective(
+        rto_minutes=objectives["cloudsql"].rto_minutes
+    )
+    result = DataSetResult(data_set="cloudsql-pitr", objective=objective)
+    manifest = catalog_newest(env, "cloudsql", True, bucket)
+    source = None if manifest is None else manifest.cloudsql
+    if source is None or source.counted_at is None:
+        raise PermanentError(
+            "cloudsql-pitr: no verified backup says when its counts were taken (backups "
+            "made before this version do not): the next backup will"
+        )
+    point = rfc3339(source.counted_at)
+    result.backup = f"{source.instance} at {point}"
+    clone = scratch.pitr_instance
+    sql_clone_to_point(env, source.project, source.instance, clone, point)
+    sql_claim_scratch(env, source.project, clone, labels)
+    counts = sql_integrity_counts(env, source.project, clone, topo.cloud_sql.databases[0])
+    return _judged(result, counts, source.integrity, started, "the counts at that moment")
+
+
+def _judged(
+    result: DataSetResult,
+    counts: dict[str, int],
+    expected: dict[str, int],
+    started: datetime,
+    against: str,
+) -> DataSetResult:
+    """A restore's integrity counts against the ones recorded: all equal, or it fails."""
     differ = {k: f"{counts.get(k)} ≠ {v}" for k, v in expected.items() if counts.get(k) != v}
     result.rto_s = time.time() - started.timestamp()
     result.checks_passed = bool(expected) and not differ
     result.detail = ", ".join(f"{k}={v}" for k, v in counts.items()) + (
-        f"; differ from the backup's: {differ}" if differ else ""
+        f"; differ from {against}: {differ}" if differ else ""
     )
     return result
 
@@ -226,8 +301,15 @@ def cleanup(topo: Topology, drill_id: str) -> list[str]:
             done.append(f"FAILED {what}: {str(exc)[:200]}")
 
     def instances() -> None:
+        suffix = drill_id.rsplit("-", 1)[-1]
         for inst in sql_list_scratch_instances(env, projects):
-            if inst.labels.get(DRILL_LABEL) == drill_id:
+            ours = inst.labels.get(DRILL_LABEL) == drill_id
+            # A clone the run had no time to claim: named for this drill, still carrying
+            # its source's labels and deletion protection.
+            unclaimed = not ours and inst.name.endswith(f"-{suffix}{PITR_SUFFIX}")
+            if unclaimed:
+                sql_claim_scratch(env, inst.project, inst.name, {DRILL_LABEL: drill_id})
+            if ours or unclaimed:
                 sql_delete_instance(env, inst.project, inst.name)
                 done.append(f"deleted instance {inst.name}")
 

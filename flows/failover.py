@@ -52,6 +52,7 @@ from tasks.cloud_sql import (
     sql_promote_replica,
     sql_replica_lag,
 )
+from tasks.cloud_sql_backup_config import sql_keep_backups
 from tasks.cloud_sql_wal import sql_wait_received
 from tasks.dns import dns_get_record, dns_switch_record
 from tasks.errors import PermanentError, PreflightRefused
@@ -158,68 +159,101 @@ def _run(
             step.detail = f"approved by {record.approval['approver']}"
     with ExitStack() as held:
         lock_step(held, record)
-        held_fence = None if fence is None else _fence_primary(topo, record, held, fence)
-        # The promotion is the longest step and needs nothing below, so it starts now:
-        # the run waits max(promotion, secret + refresh + scale-up), not their sum. The
-        # preflight has just read the secondary's services, so its Run API answers.
-        if held_fence is not None:
-            held_fence.promotion_started = True
-        promote = resumable(sql_promote_replica, record, "promote").submit(
-            env, replica.project, replica.instance
-        )
-        try:
-            results, promoted, refreshed = _connect_scale_and_promote(topo, record, mode, promote)
+        # The fence is lifted (or kept, saying why) once the switch is verified; the
+        # lock is held until the new primary has its backups too.
+        with ExitStack() as fencing:
+            held_fence = None if fence is None else _fence_primary(topo, record, fencing, fence)
+            # The promotion is the longest step and needs nothing below, so it starts now:
+            # the run waits max(promotion, secret + refresh + scale-up), not their sum. The
+            # preflight has just read the secondary's services, so its Run API answers.
             if held_fence is not None:
-                names = [s.name for s in topo.services]
-                held_fence.repointed = refreshed.repointed(topo.regions.primary, names)
-        except Exception:
-            # Never release the region lock while the promotion runs, and say how it
-            # ended in the failed step, where an operator looks first.
-            record.steps[-1].detail += f"; {_settled(promote)}"
-            raise
-        with record.step("dns-switch") as step:
-            # Record sets switch concurrently: 50 of them one by one would take 50 changes.
-            switches = [
-                resumable(dns_switch_record, record, "dns").submit(
-                    env, rec.name, rec.rrdatas[RegionRole.secondary], rec.failover_ttl, rec.type
+                held_fence.promotion_started = True
+            promote = resumable(sql_promote_replica, record, "promote").submit(
+                env, replica.project, replica.instance
+            )
+            try:
+                results, promoted, refreshed = _connect_scale_and_promote(
+                    topo, record, mode, promote
                 )
-                for rec in topo.dns.records
-            ]
-            wait(switches)
-            switched = [f.result() for f in switches]
-            step.detail = "; ".join(
-                f"{s.after.name} → {','.join(s.after.rrdatas)} ttl {s.after.ttl}"
-                + ("" if s.changed else " (already)")
-                for s in switched
-            )
-        with record.step("cdn-purge") as step:
-            purges = [
-                cdn_invalidate(env, topo.cdn.host, path, request_id=request_id(record, path))
-                for path in topo.cdn.paths
-            ]
-            step.detail = ", ".join(f"{p.path} ({p.operation})" for p in purges)
-        with record.step("verify") as step:
-            verified = health_verify(
-                env,
-                Target.public,
-                timeout_s=topo.health.verify_timeout_s,
-                expect_region=secondary.name,
-            )
-            step.detail = verified.summary()
-        record.rto_seconds = time.perf_counter() - started
-        if held_fence is not None and held_fence.results:  # a fence set: a planned outage
-            record.outage_seconds = held_fence.seconds_held()
-    record.after = {
-        "dns": [s.after.model_dump() for s in switched],
-        "replica": promoted.after.model_dump(),
-        "services": [r.model_dump() for r in results],
-    }
+                if held_fence is not None:
+                    names = [s.name for s in topo.services]
+                    held_fence.repointed = refreshed.repointed(topo.regions.primary, names)
+            except Exception:
+                # Never release the region lock while the promotion runs, and say how it
+                # ended in the failed step, where an operator looks first.
+                record.steps[-1].detail += f"; {_settled(promote)}"
+                raise
+            with record.step("dns-switch") as step:
+                # Record sets switch concurrently: 50 of them one by one would take 50 changes.
+                switches = [
+                    resumable(dns_switch_record, record, "dns").submit(
+                        env, rec.name, rec.rrdatas[RegionRole.secondary], rec.failover_ttl, rec.type
+                    )
+                    for rec in topo.dns.records
+                ]
+                wait(switches)
+                switched = [f.result() for f in switches]
+                step.detail = "; ".join(
+                    f"{s.after.name} → {','.join(s.after.rrdatas)} ttl {s.after.ttl}"
+                    + ("" if s.changed else " (already)")
+                    for s in switched
+                )
+            with record.step("cdn-purge") as step:
+                purges = [
+                    cdn_invalidate(env, topo.cdn.host, path, request_id=request_id(record, path))
+                    for path in topo.cdn.paths
+                ]
+                step.detail = ", ".join(f"{p.path} ({p.operation})" for p in purges)
+            with record.step("verify") as step:
+                verified = health_verify(
+                    env,
+                    Target.public,
+                    timeout_s=topo.health.verify_timeout_s,
+                    expect_region=secondary.name,
+                )
+                step.detail = verified.summary()
+            record.rto_seconds = time.perf_counter() - started
+            if held_fence is not None and held_fence.results:  # a fence set: a planned outage
+                record.outage_seconds = held_fence.seconds_held()
+        record.after = {
+            "dns": [s.after.model_dump() for s in switched],
+            "replica": promoted.after.model_dump(),
+            "services": [r.model_dump() for r in results],
+        }
+        _backups_on_new_primary(topo, record)
     record.finish("completed")
 
 
+def _backups_on_new_primary(topo: Topology, record: RunRecord) -> None:
+    """After the verification, outside the RTO: the new primary serves already, but until
+    this it cannot be restored to any moment (a replica keeps no backups). A failure here
+    fails the run, saying that the switch itself is done: a re-run of the incident resumes
+    at this step alone."""
+    replica, old = topo.cloud_sql.replica, topo.cloud_sql.primary
+    try:
+        with record.step("backups-on-new-primary") as step:
+            kept = resumable(sql_keep_backups, record, "backups")(
+                topo.environment,
+                replica.project,
+                replica.instance,
+                old.project,
+                old.instance,
+                topo.backups.pitr_log_days,
+            )
+            step.detail = kept.describe()
+            if not kept.changed:
+                step.outcome = "unchanged"
+    except Exception as exc:
+        raise PermanentError(
+            f"the switch is done and verified (RTO {record.rto_seconds or 0:.1f} s), but "
+            f"{replica.instance} has no backups or point-in-time recovery yet: {exc}. "
+            "Re-run the incident to retry that step alone"
+        ) from exc
+
+
 def _fence_primary(topo: Topology, record: RunRecord, held: ExitStack, plan: PrimaryFence) -> Fence:
-    """Fence the primary's services for the rest of the lock (lifted before it is
-    released), then wait for the replica to receive what the primary wrote until then."""
+    """Fence the primary's services until the switch is verified (``held`` lifts them, or
+    keeps them saying why), then wait for the replica to receive what the primary wrote."""
     replica = topo.cloud_sql.replica
     try:
         fence = held.enter_context(

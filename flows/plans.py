@@ -85,7 +85,20 @@ def failover_plan(
             lift_line(primary.name, st) + " (once it names the promoted database; else kept)"
             for st in fence.states
         ]
+    lines.append(backups_line(topo, replica.instance, topo.cloud_sql.primary.instance))
     return lines
+
+
+def backups_line(topo: Topology, instance: str, like: str) -> str:
+    """The plan's line for the backups a promoted replica needs (it has none). Turning
+    PITR on restarts the instance (sql/docs/postgres/backup-recovery/configure-pitr): a
+    short outage of the new primary, so the plan says it, and it comes after the
+    verification."""
+    return (
+        f"turn on backups and point-in-time recovery on {instance}, as {like} had them, "
+        f"with at least {topo.backups.pitr_log_days} days of logs, unless on already "
+        "(Cloud SQL restarts it to turn PITR on: its connections drop for a moment)"
+    )
 
 
 def scale_line(region: str, service: str, state: ServiceState | None, target: Scaling) -> str:

@@ -8,8 +8,10 @@ url-map answer; the buckets and the apps' database secret outlive the primary re
 the Prefect worker is not in it (lifeboat/independence.py); the worker holds, in each
 project, every permission the flows need there (Resource Manager's testIamPermissions
 against the table in lifeboat/iam.py); the newest verified backup of each source and the
-newest passed drill (a verified restore) are young enough; once MongoDB's changes are
-captured (mongo-capture), the newest slice is within the 5-minute RPO. One
+newest passed drill (a verified restore) are young enough; each cross-region copy bucket
+(``backups.copies``) is where the topology says and holds a young enough verified copy of
+each source; once MongoDB's changes are captured (mongo-capture), the newest slice is
+within the 5-minute RPO. One
 row per check, green or red; any red row fails the run after the table is published. A
 check that errors is a red row naming the error, never a crash that hides the other rows.
 """
@@ -32,13 +34,14 @@ from lifeboat import runtime
 from lifeboat.iam_check import needs_by_project, verdict
 from lifeboat.independence import (
     bucket_independence,
+    copy_bucket_problems,
     secret_independence,
     worker_independence,
 )
 from lifeboat.manifest import Source
 from lifeboat.record import RunRecord
 from lifeboat.slices import RPO_MINUTES, CaptureState
-from lifeboat.topology import Topology
+from lifeboat.topology import BackupCopy, Topology
 from tasks.catalog import catalog_newest
 from tasks.cloud_run import run_describe_service
 from tasks.cloud_sql import describe, sql_live_primary, sql_replica_lag
@@ -262,6 +265,32 @@ def _backup_age(topo: Topology, source: Source, now: datetime) -> Check:
     return check
 
 
+def _backup_copy(topo: Topology, copy: BackupCopy, now: datetime) -> Check:
+    """A copy bucket is where the topology says, not in the primary region, and holds a
+    verified copy of each source younger than the staleness alert."""
+    limit_h = topo.backups.staleness.alert_hours
+
+    def check(row: Row) -> None:
+        got = inventory_bucket(topo.environment, copy.bucket)
+        row.limit = f"{copy.location}, {limit_h:g} h"
+        problems = copy_bucket_problems(copy.location, got.location, topo.regions.primary.name)
+        ages = []
+        for source in SOURCES:
+            newest = catalog_newest(topo.environment, source, True, copy.bucket)
+            if newest is None:
+                problems.append(f"no verified {source} copy")
+                continue
+            age = newest.age_hours(now)
+            ages.append(f"{source} {age:.1f} h")
+            if age > limit_h:
+                problems.append(f"{source} copy {newest.backup_id} is {age:.1f} h old")
+        row.measured = f"{got.location.lower()}; " + ", ".join(ages)
+        row.green = not problems
+        row.detail = "; ".join(problems) or f"{copy.bucket}: verified copies of every source"
+
+    return check
+
+
 def _restore_age(topo: Topology, now: datetime) -> Check:
     limit_d = topo.drills.verified_restore_max_age_days
 
@@ -311,6 +340,10 @@ def checks(topo: Topology, now: datetime) -> list[tuple[Row, Check]]:
             for project, needed in needs_by_project(topo).items()
         ],
         *[(Row(check="backup-age", target=s), _backup_age(topo, s, now)) for s in SOURCES],
+        *[
+            (Row(check="backup-copy", target=c.location), _backup_copy(topo, c, now))
+            for c in topo.backups.copies
+        ],
         (Row(check="verified-restore-age", target="recovery-drill"), _restore_age(topo, now)),
     ]
 

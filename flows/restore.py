@@ -4,6 +4,13 @@ The runbook (seed 000's restore-database.sh and seed 001's `mongorestore --drop`
 right): pick the backup (named, or the newest verified) → verify the whole archive
 (sha256, decryption, every member) before writing anything → restore in streaming
 batches → compare the counts with the manifest → record.
+
+``source_bucket`` reads the backup from one of the topology's cross-region copies (a copy
+bucket, or its location such as ``europe-west1``) instead of the backups bucket: the copy's
+manifest, pointing at the copy's objects, verified there in full as any other. A restore
+to ``point_in_time`` reads the backups bucket only (the change slices are not copied
+across regions), so a copy's ``source_bucket`` with it is refused before anything is
+written, naming the field.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from tasks.mongo_backup import RestoredCollection, mongo_restore_from_gcs, mongo
 from tasks.mongo_oplog import Replayed
 
 BACKUP_ID = r"^\d{8}T\d{6}Z$"
+SOURCE_BUCKET = r"^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$"
 DATABASE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,48}$")
 
 
@@ -74,12 +82,43 @@ def restore_targets(
     return targets
 
 
+def source_bucket_of(
+    environment: str, source_bucket: str | None, point_in_time: datetime | None = None
+) -> str:
+    """The bucket a restore reads from; an unknown one is refused, naming the field.
+
+    A restore to a point in time reads the backups bucket only: the change slices are
+    captured there every few minutes, long after a base backup's copies were made, and
+    are not copied across regions.
+
+    Raises:
+        PermanentError: ``source_bucket`` is neither a backup bucket of the topology nor
+            the location of one of its copies, or is a copy bucket while
+            ``point_in_time`` is given.
+    """
+    backups = runtime.topology(environment).backups
+    bucket = backups.source_bucket(source_bucket)
+    if bucket is None:
+        raise PermanentError(
+            f"source_bucket: {source_bucket!r} is not a backup bucket of {environment}; "
+            f"known: {backups.describe_sources()}"
+        )
+    if point_in_time is not None and bucket != backups.bucket:
+        raise PermanentError(
+            f"source_bucket: {source_bucket!r} is a cross-region copy, and a restore to a "
+            f"point_in_time reads the change slices, which only the backups bucket "
+            f"({backups.bucket}) holds; restore a backup_id from the copy instead"
+        )
+    return bucket
+
+
 def restore_mongodb(
     environment: str,
     backup_id: str | None = None,
     target_database: str | None = None,
     force: bool = False,
     point_in_time: datetime | None = None,
+    source_bucket: str | None = None,
 ) -> RestoreReport:
     """Restore one backup, or the data as it was at ``point_in_time`` (a base backup and
     the changes captured after it); usable inside any flow (the drill calls it)."""
@@ -88,16 +127,17 @@ def restore_mongodb(
         raise PermanentError(f"backup_id: {backup_id!r} is malformed (e.g. 20261122T030000Z)")
     if backup_id is not None and point_in_time is not None:
         raise PermanentError("point_in_time: give a backup_id or a point_in_time, not both")
+    bucket = source_bucket_of(environment, source_bucket, point_in_time)
     slices: list[SliceManifest] = []
     manifest: Manifest | None
     if point_in_time is not None:
         manifest, slices = plan_point(environment, point_in_time)
     elif backup_id:
-        manifest = catalog_get(environment, "mongodb", backup_id)
+        manifest = catalog_get(environment, "mongodb", backup_id, bucket)
     else:
-        manifest = catalog_newest(environment, "mongodb", verified_only=True)
+        manifest = catalog_newest(environment, "mongodb", True, bucket)
     if manifest is None:
-        raise PermanentError("restore: there is no verified MongoDB backup to restore")
+        raise PermanentError(f"restore: there is no verified MongoDB backup in {bucket}")
     targets = restore_targets(environment, manifest, target_database, force)
     checked = mongo_verify_backup(environment, manifest)
     if not checked.verified:
@@ -160,20 +200,33 @@ def restore(
     ] = None,
     reason: Annotated[str, Field(min_length=1, max_length=500)] = "restore a backup",
     operator: Annotated[str, Field(max_length=100, description="Who launched it")] = "unknown",
+    source_bucket: Annotated[
+        str | None,
+        Field(
+            pattern=SOURCE_BUCKET,
+            description="Read the backup from this bucket: a cross-region copy's bucket or "
+            "its location (e.g. europe-west1); default the backups bucket",
+        ),
+    ] = None,
 ) -> dict[str, Any]:
     request = SwitchRequest.validate_launch(environment, reason, None, operator, prefix="rs")
+    # Refused before the record exists: a bucket the topology does not name changes nothing.
+    bucket = source_bucket_of(request.environment, source_bucket, point_in_time)
     record: RunRecord = request.record("restore", "force" if force else "scratch", False)
     with published(record, notify_success=False):
         with record.step("restore-mongodb") as step:
             report = restore_mongodb(
-                request.environment, backup_id, target_database, force, point_in_time
+                request.environment, backup_id, target_database, force, point_in_time, bucket
             )
-            step.detail = f"backup {report.backup_id} → {report.targets}: {report.documents}"
+            step.detail = (
+                f"backup {report.backup_id} from {bucket} → {report.targets}: {report.documents}"
+            )
             if report.point_in_time is not None:
                 step.detail += f"; to {report.point_in_time.isoformat()} ({report.slices} slices)"
         record.rto_seconds = report.seconds
         record.after = {
             "backup_id": report.backup_id,
+            "source_bucket": bucket,
             "targets": report.targets,
             "collections": [c.model_dump() for c in report.collections],
             "consistent_at": report.consistent_at.isoformat() if report.consistent_at else None,

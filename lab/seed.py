@@ -166,6 +166,10 @@ def seed_cloud(ctx: LabContext, topology: LabTopology) -> None:
     storage = ctx.backends["storage"]
     for bucket in (topology.backups.bucket, topology.backups.records_bucket):
         storage.create_bucket(topology.regions.primary.project, bucket, location="US")
+    # The cross-region copies' buckets, each in its own region (a bucket's location is
+    # fixed at creation: cloud.google.com/storage/docs/locations).
+    for copy in topology.backups.copies:
+        storage.create_bucket(topology.regions.primary.project, copy.bucket, location=copy.location)
 
 
 def seed_mongo(uri: str, topology: LabTopology) -> dict[str, int]:

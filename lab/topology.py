@@ -104,9 +104,15 @@ class Mongo(_Read):
     databases: list[str]
 
 
+class BackupCopy(_Read):
+    bucket: str
+    location: str
+
+
 class Backups(_Read):
     bucket: str
     records_bucket: str
+    copies: list[BackupCopy] = []
 
 
 class LabTopology(_Read):

@@ -30,7 +30,10 @@ Where the permissions come from (Google's documentation, under https://cloud.goo
 - Cloud Storage: storage/docs/access-control/iam-json (per JSON method) and
   storage/docs/access-control/iam-permissions; replacing an existing object needs
   ``storage.objects.delete`` as well as ``storage.objects.create``
-  (storage/docs/access-control/iam-xml, note 4).
+  (storage/docs/access-control/iam-xml, note 4). A rewrite (the cross-region copies)
+  needs "storage.objects.create on the destination bucket", "storage.objects.delete on
+  the destination bucket, if overwriting an existing object" and "storage.objects.get on
+  the source bucket" (storage/docs/json_api/v1/objects/rewrite).
 - Cloud Monitoring: monitoring/access-control ("monitoring.timeSeries.list" for
   projects.timeSeries.list; held by roles/monitoring.viewer).
 - Secret Manager: iam/docs/roles-permissions/secretmanager,
@@ -75,7 +78,7 @@ class Place(StrEnum):
     cloud_sql = "Cloud SQL"  # the primary and replica instances (one project)
     dns = "DNS zone"
     cdn = "CDN url-map"
-    buckets = "buckets"  # the backup and records buckets
+    buckets = "buckets"  # the backup, records and cross-region copy buckets
     app_secret = "app secret"  # the apps' database-URL secret
 
 
@@ -265,9 +268,10 @@ CALLS: tuple[Call, ...] = (
         "PATCH",
         _SQL_INSTANCE,
         ("cloudsql.instances.update",),
-        _flows("failback"),
+        _flows("failover", "failback", "recovery-drill"),
         (Place.cloud_sql,),
-        "set deletion protection on a promoted instance",
+        "turn on backups and point-in-time recovery on a promoted replica; set deletion "
+        "protection on a promoted instance; label a drill's clone as its scratch",
     ),
     Call(
         "sql",
@@ -302,9 +306,10 @@ CALLS: tuple[Call, ...] = (
         "POST",
         _SQL_INSTANCE + "/clone",
         ("cloudsql.instances.clone",),
-        _flows("restore-sql"),
+        _flows("restore-sql", "recovery-drill"),
         (Place.cloud_sql,),
-        "restore the primary as it was at a point in time into a new instance (PITR)",
+        "restore the primary as it was at a point in time into a new instance (PITR); a "
+        "drill's clone to the moment of the newest backup's counts",
     ),
     Call(
         "sql",
@@ -536,10 +541,22 @@ CALLS: tuple[Call, ...] = (
         "GET",
         "/storage/v1/b/{bucket}/o/{object}",
         ("storage.objects.get",),
-        _flows("failover", "failback", "rollback", "backup", "mongo-capture"),
+        _flows("failover", "failback", "rollback", "backup", "recovery-drill", "mongo-capture"),
         (Place.buckets,),
         "read an object's metadata: the lease's generation, an export's or archive's size "
+        "and checksums (a copy's against its source's), a copied export before a drill "
         "(mongo-capture takes a base backup when there is none, or after a gap)",
+    ),
+    Call(
+        "storage",
+        "POST",
+        "/storage/v1/b/{bucket}/o/{object}/rewriteTo/b/{dest_bucket}/o/{object}",
+        ("storage.objects.get", "storage.objects.create", "storage.objects.delete"),
+        _flows("backup", "mongo-capture"),
+        (Place.buckets,),
+        "copy a verified backup's objects server-side into each cross-region copy bucket "
+        "(get on the source; create, and delete to replace a bad copy, on the destination; "
+        "mongo-capture's base backup is copied too)",
     ),
     Call(
         "storage",

@@ -67,3 +67,15 @@ def worker_independence(location: str | None, primary_region: str) -> tuple[bool
             "the failover it needs; run a worker in the secondary region or outside Google"
         )
     return True, f"the worker runs in {location}, not the primary region"
+
+
+def copy_bucket_problems(declared: str, location: str, primary_region: str) -> list[str]:
+    """What is wrong with a cross-region copy's bucket: not where the topology says (Cloud
+    Storage reports locations upper-case, e.g. ``EUROPE-WEST1``), or in the primary
+    region, where a copy would share the fate of what it copies."""
+    problems = []
+    if location.lower() != declared.lower():
+        problems.append(f"located in {location}, the topology says {declared}")
+    if location.lower() == primary_region.lower():
+        problems.append(f"in the primary region {primary_region}: not a cross-region copy")
+    return problems

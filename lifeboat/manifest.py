@@ -8,6 +8,12 @@ Layout in the backups bucket (one folder per backup, named by its start time):
     cloudsql/<YYYY>/<MM>/<backup_id>/manifest.json
 
 The manifest is written last, so a folder without one is an upload that never finished.
+
+Each of the topology's copy buckets (``backups.copies``) holds the same layout: every
+object of a verified backup rewritten server-side under the same name, then its
+manifest, copied last and only once every object of that copy matched its source's
+checksums. ``copies`` in the manifest records each copy: bucket, location, each object's
+generation and checksums there, verified or failed and why.
 """
 
 from __future__ import annotations
@@ -61,6 +67,41 @@ class StoredObject(BaseModel):
     generation: int | None = None
 
 
+class CopiedObject(BaseModel):
+    """One object of a cross-region copy, as the copy bucket reported it."""
+
+    generation: int
+    bytes: int
+    crc32c: str
+    md5_hash: str | None = None
+
+
+CopyStatus = Literal["verified", "failed"]
+
+
+class BackupCopy(BaseModel):
+    """A backup's copy in another region's bucket."""
+
+    bucket: str
+    location: str
+    status: CopyStatus
+    copied_at: datetime | None = None
+    error: str | None = None
+    objects: dict[str, CopiedObject] = Field(
+        default_factory=dict, description="object name (the same in every bucket) → the copy"
+    )
+
+    @property
+    def verified(self) -> bool:
+        return self.status == "verified"
+
+
+def object_name(uri: str) -> tuple[str, str]:
+    """``gs://bucket/name`` → (bucket, name)."""
+    bucket, _, name = uri.removeprefix("gs://").partition("/")
+    return bucket, name
+
+
 class CloudSqlBackup(BaseModel):
     project: str
     instance: str
@@ -70,6 +111,11 @@ class CloudSqlBackup(BaseModel):
     exports: dict[str, StoredObject] = Field(default_factory=dict, description="database → dump")
     integrity: dict[str, int] = Field(
         default_factory=dict, description="the topology's integrity queries at backup time"
+    )
+    counted_at: datetime | None = Field(
+        None,
+        description="the database's clock when the integrity queries took their snapshot; "
+        "a restore to this moment (PITR) must give the same counts (None: an older backup)",
     )
 
 
@@ -109,6 +155,8 @@ class Manifest(BaseModel):
     )
     # Cloud SQL
     cloudsql: CloudSqlBackup | None = None
+    # Cross-region copies, by bucket
+    copies: dict[str, BackupCopy] = Field(default_factory=dict)
 
     @property
     def prefix(self) -> str:
@@ -126,6 +174,42 @@ class Manifest(BaseModel):
     def consistent_at(self) -> datetime | None:
         """The moment a restore of this backup reflects (its oplog's end), if it has one."""
         return self.oplog.until if self.oplog is not None else None
+
+    def payload(self) -> list[StoredObject]:
+        """Every object the backup holds besides its manifest: what a copy must carry."""
+        objects = [self.archive] if self.archive else []
+        if self.cloudsql:
+            objects += list(self.cloudsql.exports.values())
+        return objects
+
+    def stored_in(self, bucket: str) -> Manifest:
+        """This manifest with its objects read from ``bucket``: the backup's own bucket, or
+        one of its verified copies (same names, the copy's generations).
+
+        Raises:
+            ValueError: the backup has no verified copy in ``bucket``.
+        """
+        if all(object_name(o.uri)[0] == bucket for o in self.payload()):
+            return self
+        copy = self.copies.get(bucket)
+        if copy is None or not copy.verified:
+            raise ValueError(f"backup {self.backup_id} has no verified copy in {bucket}")
+
+        def moved(obj: StoredObject) -> StoredObject:
+            name = object_name(obj.uri)[1]
+            if name not in copy.objects:
+                raise ValueError(f"backup {self.backup_id}: {name} is missing from the copy")
+            return obj.model_copy(
+                update={"uri": f"gs://{bucket}/{name}", "generation": copy.objects[name].generation}
+            )
+
+        update: dict[str, object] = {}
+        if self.archive:
+            update["archive"] = moved(self.archive)
+        if self.cloudsql:
+            exports = {db: moved(o) for db, o in self.cloudsql.exports.items()}
+            update["cloudsql"] = self.cloudsql.model_copy(update={"exports": exports})
+        return self.model_copy(update=update)
 
     def age_hours(self, now: datetime | None = None) -> float:
         return ((now or datetime.now(UTC)) - self.started_at).total_seconds() / 3600

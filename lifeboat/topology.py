@@ -214,9 +214,28 @@ class Staleness(Strict):
     alert_hours: float = Field(36, gt=0)
 
 
+BUCKET_NAME = r"^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$"
+
+
+class BackupCopy(Strict):
+    """A bucket in another region that holds a server-side copy of every verified backup."""
+
+    bucket: str = Field(pattern=BUCKET_NAME)
+    location: str = Field(
+        pattern=r"^[A-Za-z0-9-]{2,40}$",
+        description="the bucket's location as Cloud Storage reports it (e.g. europe-west1); "
+        "readiness checks the bucket really is there",
+    )
+
+
 class Backups(Strict):
-    bucket: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$")
-    records_bucket: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$")
+    bucket: str = Field(pattern=BUCKET_NAME)
+    records_bucket: str = Field(pattern=BUCKET_NAME)
+    copies: list[BackupCopy] = Field(
+        default_factory=list,
+        description="cross-region copies (seed 004: daily to us-east1 and europe-west1, "
+        "kept retention.cross_region_days); none by default",
+    )
     project: str | None = Field(
         None,
         pattern=r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$",
@@ -234,6 +253,37 @@ class Backups(Strict):
         description="days of point-in-time recovery the live Cloud SQL primary must keep "
         "(seed 004: 7); readiness checks PITR is on with at least this log retention",
     )
+
+    @model_validator(mode="after")
+    def _distinct_copy_buckets(self) -> Backups:
+        names = [self.bucket, self.records_bucket, *(c.bucket for c in self.copies)]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"copies: bucket(s) {', '.join(dupes)} named twice")
+        return self
+
+    @property
+    def backup_buckets(self) -> list[str]:
+        """Every bucket a backup can be restored from: the primary one, then each copy."""
+        return [self.bucket, *(c.bucket for c in self.copies)]
+
+    def source_bucket(self, value: str | None) -> str | None:
+        """The backup bucket ``value`` names: a bucket of the topology, or the location of
+        one of its copies (``europe-west1``, the same in every environment). None for an
+        unset value (the backups bucket) and for one that names nothing here."""
+        if value is None:
+            return self.bucket
+        if value in self.backup_buckets:
+            return value
+        located = [c.bucket for c in self.copies if c.location.lower() == value.lower()]
+        return located[0] if len(located) == 1 else None
+
+    def copy_named(self, bucket: str) -> BackupCopy | None:
+        return next((c for c in self.copies if c.bucket == bucket), None)
+
+    def describe_sources(self) -> str:
+        copies = ", ".join(f"{c.bucket} ({c.location})" for c in self.copies)
+        return self.bucket + (f", or a copy: {copies}" if copies else " (no copies)")
 
 
 class Objective(Strict):
@@ -282,6 +332,8 @@ class Drills(Strict):
     objectives: dict[str, DrillObjective] = Field(
         default_factory=lambda: {
             "cloudsql": DrillObjective(rto_minutes=30, rpo_minutes=720),
+            # The clone to a moment the drill chooses: no RPO to judge, the same RTO.
+            "cloudsql-pitr": DrillObjective(rto_minutes=30),
             "mongodb": DrillObjective(rto_minutes=240, rpo_minutes=720),
             "application": DrillObjective(rto_minutes=20),
             "total": DrillObjective(rto_minutes=30),

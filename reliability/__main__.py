@@ -10,8 +10,10 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 # The longest first, so that side by side (--jobs) the short ones share the third lane.
 SWEEPS = {
@@ -26,20 +28,22 @@ SWEEPS = {
 }
 
 
-def run_sweep(name: str, *, buffered: bool) -> tuple[str, int, str]:
+def run_sweep(name: str, logs: Path | None) -> tuple[str, int, str]:
     """One sweep in its own process with its own lab, so a failure in one still lets the
-    others report. Buffered when sweeps run side by side: their lines must not interleave."""
+    others report. With ``logs`` (sweeps side by side) its output goes to ``<name>.log``
+    there as it runs, to be followed live, and is returned whole at its end: lines of
+    several sweeps must not interleave."""
     started = time.monotonic()
     command = [sys.executable, "-m", *SWEEPS[name]]
-    if not buffered:
+    if logs is None:
         print(f"# {name}", flush=True)
         code = subprocess.run(command, check=False).returncode
         return name, code, f"# {name} took {time.monotonic() - started:.0f} s\n"
-    done = subprocess.run(
-        command, check=False, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+    log = logs / f"{name}.log"
+    with log.open("w") as out:
+        code = subprocess.run(command, check=False, stdout=out, stderr=subprocess.STDOUT).returncode
     took = time.monotonic() - started
-    return name, done.returncode, f"# {name}\n{done.stdout}# {name} took {took:.0f} s\n"
+    return name, code, f"# {name}\n{log.read_text()}# {name} took {took:.0f} s (rc {code})\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,9 +53,9 @@ def main(argv: list[str] | None = None) -> int:
         "--jobs",
         type=int,
         default=1,
-        help="sweeps run side by side (each has its own ports); each one's output is "
-        "printed whole, in order. They mostly wait on the lab's modelled latencies, so 3 on two "
-        "cores takes about as long as the longest",
+        help="sweeps run side by side (each has its own ports); each one's output goes to a "
+        "log file as it runs, and is printed whole, in order. They mostly wait on the lab's "
+        "modelled latencies, so 3 on two cores take about as long as the longest",
     )
     args = parser.parse_args(argv)
     unknown = [n for n in args.names if n not in SWEEPS]
@@ -62,8 +66,12 @@ def main(argv: list[str] | None = None) -> int:
     names = args.names or list(SWEEPS)
     started = time.monotonic()
     failed = []
+    logs = None
+    if args.jobs > 1:
+        logs = Path(tempfile.mkdtemp(prefix="lifeboat-reliability-"))
+        print(f"# each sweep's output, live: {logs}/<sweep>.log", flush=True)
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        futures = [pool.submit(run_sweep, n, buffered=args.jobs > 1) for n in names]
+        futures = [pool.submit(run_sweep, n, logs) for n in names]
         for future in futures:
             name, code, output = future.result()
             print(output, end="", flush=True)

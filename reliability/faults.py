@@ -438,7 +438,9 @@ class Baseline:
 def baseline(lab: BenchLab, flow: str) -> Baseline:
     fresh_lab(lab, flow)
     since = lab.last_seq()
-    final = _wait(lab, _launch(lab, flow, f"FAULTS-{flow}-BASE"))
+    # An incident of its own: a second baseline under the same id would resume the first
+    # (its steps are cached by incident) on a lab reset since, and switch nothing.
+    final = _wait(lab, _launch(lab, flow, f"FAULTS-{flow}-BASE-{time.time_ns()}"))
     if final is None or final["state"]["type"] != "COMPLETED":
         raise RuntimeError(f"the baseline {flow} did not complete: {final and final['state']}")
     entries = lab.requests(since=since)
@@ -551,11 +553,13 @@ def sweep(
     fault_names: list[str],
     cells: list[str],
     known: frozenset[str] = frozenset(),
+    base: Baseline | None = None,
 ) -> tuple[list[Call], dict[tuple[str, str], str], list[str]]:
-    """``known``: call keys to leave out (``--new-only``: those a failover makes too)."""
+    """``known``: call keys to leave out (``--new-only``: those a failover makes too);
+    ``base``: the flow's baseline, if one was already taken."""
     topo = runtime.topology("lab")
     primary = (topo.regions.primary.project, topo.regions.primary.name)
-    base = baseline(lab, flow)
+    base = base or baseline(lab, flow)
     calls = [
         c
         for c in base.calls
@@ -611,11 +615,16 @@ def main(argv: list[str] | None = None) -> int:
     wrong: list[str] = []
     with bench_lab(base_port=BASE_PORT, pg_prefix=PG_PREFIX, time_scale=TIME_SCALE) as lab:
         known: frozenset[str] = frozenset()
+        failover_base = None
         if args.new_only and "failback" in args.flows:
-            known = frozenset(c.key for c in baseline(lab, "failover").calls)
+            failover_base = baseline(lab, "failover")
+            known = frozenset(c.key for c in failover_base.calls)
         for flow in args.flows:
             leave_out = known if flow == "failback" else frozenset()
-            calls, mine, details = sweep(lab, flow, args.calls, args.faults, args.cells, leave_out)
+            base = failover_base if flow == "failover" else None
+            calls, mine, details = sweep(
+                lab, flow, args.calls, args.faults, args.cells, leave_out, base
+            )
             print(f"# {flow}\n" + render_table(calls, args.faults, mine), flush=True)
             verdicts |= {(f"{flow} {k}", f): v for (k, f), v in mine.items()}
             wrong += details

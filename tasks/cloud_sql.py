@@ -257,6 +257,17 @@ def running_operation(
     return None
 
 
+def wait_idle(environment: str, project: str, instance: str, before: str) -> None:
+    """Wait out an operation running on the instance (a restore or clone a cancelled run
+    left): Cloud SQL refuses another while one runs. One that fails leaves the instance
+    there all the same, to be changed or deleted."""
+    busy = running_operation(environment, project, instance, None)
+    if busy is not None:
+        get_run_logger().info("waiting for operation %s before %s %s", busy, before, instance)
+        with contextlib.suppress(PermanentError):
+            wait_operation(environment, project, busy, timeout=850)
+
+
 def join_or_start(
     environment: str,
     project: str,
@@ -279,6 +290,23 @@ def join_or_start(
             "%s on %s:%s is already running (%s); waiting", kind, project, instance, name
         )
     return wait_operation(environment, project, name, timeout=timeout)
+
+
+def patch_and_wait(
+    environment: str, project: str, instance: str, settings: dict[str, Any]
+) -> sqladmin.Operation:
+    """Patch the instance's settings (only the fields named) and wait; an update already
+    running on it (a retried call) is joined, not started twice. The caller checks that
+    the joined update was its own."""
+    body = {"settings": settings}
+    return join_or_start(
+        environment,
+        project,
+        instance,
+        "UPDATE",
+        lambda s: s.instances().patch(project=project, instance=instance, body=body),
+        timeout=850,
+    )
 
 
 def insert_and_wait(
@@ -384,13 +412,8 @@ def sql_delete_instance(environment: str, project: str, instance: str) -> bool:
             describe(environment, project, instance)
         except gexc.NotFound:
             return False
-        deleting = running_operation(environment, project, instance, "DELETE")
-        busy = None if deleting else running_operation(environment, project, instance, None)
-        if busy is not None:
-            get_run_logger().info("waiting for operation %s before deleting %s", busy, instance)
-            # A failed operation leaves the instance there to delete all the same.
-            with contextlib.suppress(PermanentError):
-                wait_operation(environment, project, busy, timeout=850)
+        if running_operation(environment, project, instance, "DELETE") is None:
+            wait_idle(environment, project, instance, "deleting")
         join_or_start(
             environment,
             project,

@@ -145,14 +145,16 @@ def sql_delete_backup_run(environment: str, project: str, instance: str, run_id:
     return True
 
 
-@cloud_task(timeout_seconds=300, task_run_name="sql-integrity-{instance}")
-def sql_integrity_counts(
-    environment: str, project: str, instance: str, database: str
-) -> dict[str, int]:
-    """Run the topology's integrity queries (seed 004: row counts) on a live instance.
+class IntegrityCounts(BaseModel):
+    """The integrity queries' results, all from one snapshot, and its moment."""
 
-    Idempotent: read-only, in a read-only transaction.
-    """
+    counts: dict[str, int]
+    # The database's clock as the snapshot was taken: a restore of the instance to this
+    # moment (PITR) must give the same counts.
+    at: datetime
+
+
+def _integrity(environment: str, project: str, instance: str, database: str) -> IntegrityCounts:
     sql = runtime.topology(environment).cloud_sql
     with calling("sql-integrity", f"{project}:{instance}/{database}"):
         state = describe(environment, project, instance)
@@ -164,8 +166,40 @@ def sql_integrity_counts(
             environment, state.address, password, timeout_s=10, database=database
         ) as conn:
             conn.execute("SET default_transaction_read_only = on")
-            for name, query in sql.integrity_queries.items():
-                row = conn.execute(query).fetchone()
-                counts[name] = int(row[0]) if row else 0
+            # Repeatable read: every query sees the snapshot the first one took, so the
+            # counts belong to one moment, the first statement's. Its timestamp is read as
+            # that statement starts, a moment before the snapshot: a commit landing in
+            # between is counted but not in a restore to that moment. On a busy primary a
+            # PITR check can so differ by a row or two: approximate by microseconds.
+            with conn.transaction():
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                moment = conn.execute("SELECT statement_timestamp()").fetchone()
+                for name, query in sql.integrity_queries.items():
+                    row = conn.execute(query).fetchone()
+                    counts[name] = int(row[0]) if row else 0
+    assert moment is not None
     get_run_logger().info("integrity of %s:%s/%s: %s", project, instance, database, counts)
-    return counts
+    return IntegrityCounts(counts=counts, at=moment[0])
+
+
+@cloud_task(timeout_seconds=300, task_run_name="sql-integrity-{instance}")
+def sql_integrity_counts(
+    environment: str, project: str, instance: str, database: str
+) -> dict[str, int]:
+    """Run the topology's integrity queries (seed 004: row counts) on a live instance.
+
+    Idempotent: read-only, in a read-only transaction.
+    """
+    return _integrity(environment, project, instance, database).counts
+
+
+@cloud_task(timeout_seconds=300, task_run_name="sql-integrity-at-{instance}")
+def sql_integrity_snapshot(
+    environment: str, project: str, instance: str, database: str
+) -> IntegrityCounts:
+    """The integrity queries and the moment they saw, for a backup's manifest: the drill
+    restores that moment and compares.
+
+    Idempotent: read-only, in a read-only transaction.
+    """
+    return _integrity(environment, project, instance, database)

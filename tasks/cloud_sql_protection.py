@@ -11,7 +11,7 @@ from __future__ import annotations
 from google.api_core import exceptions as gexc
 from prefect import get_run_logger
 
-from tasks.cloud_sql import describe, join_or_start
+from tasks.cloud_sql import describe, patch_and_wait
 from tasks.errors import TransientError
 from tasks.retrying import calling, cloud_task
 
@@ -33,15 +33,7 @@ def sql_set_deletion_protection(
             return False
         if current.deletion_protection == enabled:
             return False
-        body = {"settings": {"deletionProtectionEnabled": enabled}}
-        join_or_start(
-            environment,
-            project,
-            instance,
-            "UPDATE",
-            lambda s: s.instances().patch(project=project, instance=instance, body=body),
-            timeout=850,
-        )
+        patch_and_wait(environment, project, instance, {"deletionProtectionEnabled": enabled})
         # The operation joined may have been someone else's update: check ours took.
         if describe(environment, project, instance).deletion_protection != enabled:
             raise TransientError(f"sql-deletion-protection: {resource} did not change yet")

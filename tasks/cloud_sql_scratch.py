@@ -20,9 +20,12 @@ from tasks.cloud_sql import (
     insert_and_wait,
     instance_state,
     join_or_start,
+    patch_and_wait,
     read_instance,
+    running_operation,
+    wait_idle,
 )
-from tasks.errors import PermanentError
+from tasks.errors import PermanentError, TransientError
 from tasks.retrying import calling, cloud_task
 
 DRILL_LABEL = "lifeboat-drill"
@@ -139,3 +142,34 @@ def sql_list_scratch_instances(environment: str, projects: list[str]) -> list[In
 
 def _list_instances(api: sqladmin.SqlAdmin, project: str, timeout: float) -> Iterator[Any]:
     return api.pages(lambda s, token: s.instances().list(project=project, pageToken=token), timeout)
+
+
+@cloud_task(timeout_seconds=900, task_run_name="sql-claim-scratch-{instance}")
+def sql_claim_scratch(
+    environment: str, project: str, instance: str, labels: dict[str, str]
+) -> bool:
+    """Make a clone a drill's scratch: its labels, so that cleanup and the sweeper find it,
+    and no deletion protection, so that they can delete it. A clone takes its source's
+    settings, labels and protection included (gcloud sql instances clone: "the same data
+    and settings"). Returns whether this call changed anything.
+
+    Idempotent: a clone already claimed is not written again; an update already running
+    on it (a retried call) is waited for, not started twice.
+    """
+    resource = f"{project}:{instance}"
+    with calling("sql-claim-scratch", resource):
+        current = describe(environment, project, instance)
+        labelled = all(current.labels.get(k) == v for k, v in labels.items())
+        if labelled and not current.deletion_protection:
+            return False
+        if running_operation(environment, project, instance, "UPDATE") is None:
+            wait_idle(environment, project, instance, "claiming")  # its clone, still running
+            current = describe(environment, project, instance)
+        # userLabels is one map that a patch replaces: the source's labels are kept.
+        settings = {"userLabels": {**current.labels, **labels}, "deletionProtectionEnabled": False}
+        patch_and_wait(environment, project, instance, settings)
+        # The update joined may have been another one: check that ours took.
+        now = describe(environment, project, instance)
+        if now.deletion_protection or any(now.labels.get(k) != v for k, v in labels.items()):
+            raise TransientError(f"sql-claim-scratch: {resource} is not claimed yet")
+    return True

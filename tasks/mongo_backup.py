@@ -41,6 +41,7 @@ from lifeboat.manifest import (
     OplogCoverage,
     StoredObject,
     backup_prefix,
+    object_name,
 )
 from lifeboat.oplog import OPLOG_FILE, before
 from lifeboat.pipeline import Channel, Pipeline
@@ -314,9 +315,10 @@ def _oplog_writer(streams: Streams, into: list[OplogCoverage]) -> Callable[[Arch
 def _archive_blob(environment: str, manifest: Manifest) -> storage.Blob:
     if manifest.archive is None:
         raise PermanentError(f"backup {manifest.backup_id} has no archive in its manifest")
-    bucket = backups_bucket(environment)
-    name = manifest.archive.uri.removeprefix(f"gs://{bucket.name}/")
-    # Pinned to the generation the backup wrote: a replaced object is not this backup.
+    # The backups bucket or a copy bucket (``Manifest.stored_in``), as the URI says.
+    bucket_name, name = object_name(manifest.archive.uri)
+    bucket = backups_bucket(environment, bucket_name)
+    # Pinned to the generation the backup (or its copy) wrote: a replaced object is not it.
     return bucket.blob(name, generation=manifest.archive.generation, chunk_size=READ_CHUNK)
 
 

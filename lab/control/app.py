@@ -16,6 +16,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from lab.core.context import LabContext
+from lab.core.errors import ApiError
 from lab.core.faults import FaultRule
 from lab.mongo.history import roll_history
 
@@ -43,6 +44,15 @@ class IamGrantRequest(BaseModel):
 
 class OplogRollRequest(BaseModel):
     database: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+
+
+class StorageRewritesRequest(BaseModel):
+    """How the Cloud Storage emulator's rewrites behave from now until a reset: the bytes
+    a call moves across locations when the caller sets no maximum (a multiple of 1 MiB),
+    and how many of the next copies into each bucket land with a byte flipped."""
+
+    step_bytes: int | None = Field(None, gt=0)
+    corrupt: dict[str, int] = Field(default_factory=dict)
 
 
 class RevisionHealthRequest(BaseModel):
@@ -161,6 +171,18 @@ def create_control_app(
             return _bad("this lab has no MongoDB")
         return JSONResponse({"lost_through": roll_history(mongo_data_dir, body.database)})
 
+    async def storage_rewrites(request: Request) -> Response:
+        rewrites = ctx.backends["storage"].rewrites
+        if request.method == "POST":
+            body = await _parse(request, StorageRewritesRequest)
+            if isinstance(body, Response):
+                return body
+            try:
+                rewrites.configure(body.step_bytes, body.corrupt)
+            except ApiError as exc:
+                return _bad(exc.message)
+        return JSONResponse(rewrites.snapshot())
+
     async def webhook(request: Request) -> Response:
         """A stand-in for Slack and the mail relay: keeps what was posted, for tests."""
         name = request.path_params["name"]
@@ -203,6 +225,7 @@ def create_control_app(
         Route("/_lab/revision-health", revision_health, methods=["POST"]),
         Route("/_lab/iam", iam, methods=["GET", "POST"]),
         Route("/_lab/mongo/roll-oplog", roll_oplog, methods=["POST"]),
+        Route("/_lab/storage/rewrites", storage_rewrites, methods=["GET", "POST"]),
         Route("/_lab/webhooks/{name}", webhook, methods=["POST"]),
         Route("/_lab/webhooks", webhooks, methods=["GET", "DELETE"]),
         Route("/_lab/state", get_state),

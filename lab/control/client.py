@@ -73,6 +73,15 @@ class LabControl:
         """Drop the database's change history (a wrapped oplog); see lab.mongo.history."""
         return dict(self.post("mongo/roll-oplog", {"database": database})["lost_through"])
 
+    def storage_rewrites(
+        self, step_bytes: int | None = None, corrupt: dict[str, int] | None = None
+    ) -> dict[str, Any]:
+        """Rewrites across locations move ``step_bytes`` a call (a multiple of 1 MiB); the
+        next ``corrupt[bucket]`` copies into each bucket land with one byte flipped."""
+        return dict(
+            self.post("storage/rewrites", {"step_bytes": step_bytes, "corrupt": corrupt or {}})
+        )
+
     def webhooks(self) -> list[dict[str, Any]]:
         return list(self.get("webhooks"))
 

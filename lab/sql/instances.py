@@ -132,9 +132,11 @@ class InstanceOperations:
         """Change the tier, deletion protection and backup configuration, and merge labels
         in (a patch only names what it changes).
 
-        Turning point-in-time recovery on takes a base backup, the first point a restore
-        can reach; turning it off drops them, as Cloud SQL deletes the logs ("You can
-        disable PITR if you want to delete logs", sql/docs/postgres/backup-recovery/pitr).
+        Turning point-in-time recovery on restarts the instance ("If you enable PITR on an
+        existing instance, the instance restarts", sql/docs/postgres/backup-recovery/
+        configure-pitr) and takes a base backup, the first point a restore can reach;
+        turning it off drops them, as Cloud SQL deletes the logs ("You can disable PITR if
+        you want to delete logs", sql/docs/postgres/backup-recovery/pitr).
         """
         with self._lock:
             inst = self._mutable(project, name)
@@ -155,6 +157,8 @@ class InstanceOperations:
                     if was_on and not now_on:
                         inst.base_backups.clear()
                 if now_on and not was_on:
+                    inst.cluster.stop()
+                    inst.cluster.start()
                     self.take_base_backup(inst)
 
             return self._begin(inst, "UPDATE", self._delay("sql.patch"), work)

@@ -38,6 +38,7 @@ from lab.storage.resources import (
     patched_fields,
     writable_fields,
 )
+from lab.storage.rewrites import RewriteSessions
 from lab.storage.uploads import HashingWriter, ResumableSession, UploadSessions
 
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$")
@@ -53,6 +54,7 @@ class StorageBackend:
         self._lock = threading.RLock()
         self._buckets: dict[str, Bucket] = {}
         self.uploads = UploadSessions()
+        self.rewrites = RewriteSessions()
         self._last_generation = 0
         self.reset()
 
@@ -62,6 +64,7 @@ class StorageBackend:
         with self._lock:
             self._buckets.clear()
             self.uploads.clear()
+            self.rewrites.clear()
             shutil.rmtree(self.root, ignore_errors=True)
             (self.root / "data").mkdir(parents=True)
             (self.root / "staging").mkdir(parents=True)

@@ -11,7 +11,14 @@ from typing import Any
 from bson.raw_bson import RawBSONDocument
 from pymongo import MongoClient
 
-from lifeboat.manifest import Manifest, Source, backup_id, backup_prefix
+from lifeboat.manifest import (
+    BackupCopy,
+    CopiedObject,
+    Manifest,
+    Source,
+    backup_id,
+    backup_prefix,
+)
 from lifeboat.topology import load_topology
 from tests.labharness import Lab
 
@@ -49,8 +56,11 @@ def read_manifest(lab: Lab, name: str) -> Manifest:
     return Manifest.model_validate_json(client.bucket(BACKUPS).blob(name).download_as_bytes())
 
 
-def write_synthetic(lab: Lab, source: Source, age: timedelta, status: str = "verified") -> Manifest:
-    """A past backup: a manifest plus one payload object, as the flow would leave them."""
+def write_synthetic(
+    lab: Lab, source: Source, age: timedelta, status: str = "verified", copies: bool = True
+) -> Manifest:
+    """A past backup: a manifest plus one payload object, as the flow would leave them;
+    a verified one (with ``copies``) also copied into each copy bucket, as recorded."""
     taken = datetime.now(UTC) - age
     manifest = Manifest(
         source=source,
@@ -62,10 +72,30 @@ def write_synthetic(lab: Lab, source: Source, age: timedelta, status: str = "ver
         verified_at=taken + timedelta(minutes=3) if status == "verified" else None,
         tool="synthetic",
     )
-    bucket = lab.clients().storage(TOPOLOGY.regions.primary.project).bucket(BACKUPS)
+    client = lab.clients().storage(TOPOLOGY.regions.primary.project)
     payload = b"synthetic backup " + manifest.backup_id.encode()
-    bucket.blob(manifest.prefix + "payload.bin").upload_from_string(payload)
-    bucket.blob(manifest.manifest_name).upload_from_string(manifest.model_dump_json())
+    client.bucket(BACKUPS).blob(manifest.prefix + "payload.bin").upload_from_string(payload)
+    targets = TOPOLOGY.backups.copies if copies and status == "verified" else []
+    for copy in targets:
+        blob = client.bucket(copy.bucket).blob(manifest.prefix + "payload.bin")
+        blob.upload_from_string(payload)
+        manifest.copies[copy.bucket] = BackupCopy(
+            bucket=copy.bucket,
+            location=copy.location,
+            status="verified",
+            copied_at=taken + timedelta(minutes=4),
+            objects={
+                blob.name: CopiedObject(
+                    generation=blob.generation,
+                    bytes=len(payload),
+                    crc32c=blob.crc32c,
+                    md5_hash=blob.md5_hash,
+                )
+            },
+        )
+    body = manifest.model_dump_json()
+    for name in [BACKUPS, *(c.bucket for c in targets)]:
+        client.bucket(name).blob(manifest.manifest_name).upload_from_string(body)
     return manifest
 
 

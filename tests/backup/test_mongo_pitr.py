@@ -96,6 +96,16 @@ def test_a_restore_to_a_moment_holds_exactly_what_was_there_then(
         refused = run(api, "restore/lab", point_in_time=point.isoformat(), target_database="no")
         assert refused["state"]["type"] == "FAILED"
         assert "point_in_time" in refused["state"]["message"], refused["state"]["message"]
+    # The slices are in the backups bucket only: a copy's bucket with a moment is refused.
+    refused = run(
+        api,
+        "restore/lab",
+        point_in_time=moment.isoformat(),
+        source_bucket="europe-west1",
+        target_database="no",
+    )
+    assert refused["state"]["type"] == "FAILED"
+    assert "source_bucket: 'europe-west1'" in refused["state"]["message"]
     assert databases(fresh_lab) == before
 
 

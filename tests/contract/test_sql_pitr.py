@@ -188,8 +188,15 @@ def test_pitr_turned_on_by_a_patch_reaches_back_to_then_and_off_refuses_again(la
 
     lab.backend.create_instance(PROJECT, "ledger-toggled", "us-central1", databases=["ledger"])
     _sql(lab, "ledger-toggled", "CREATE TABLE entries (id int PRIMARY KEY)")
+    started = "SELECT pg_postmaster_start_time()"
+    [(up_since,)] = _sql(lab, "ledger-toggled", started)
     before_on = _now()
     patch(True)
+    # "If you enable PITR on an existing instance, the instance restarts" (configure-pitr).
+    [(restarted,)] = _sql(lab, "ledger-toggled", started)
+    assert restarted > up_since
+    patch(True)  # already on: no second restart
+    assert _sql(lab, "ledger-toggled", started) == [(restarted,)]
     _sql(lab, "ledger-toggled", "INSERT INTO entries VALUES (1)")
     time.sleep(0.2)
     point = _now()

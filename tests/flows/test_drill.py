@@ -72,7 +72,7 @@ def test_a_drill_restores_checks_measures_and_cleans_up(fresh_lab: Lab, api: Pre
     record = drill_record(fresh_lab, final["id"])
     assert record["outcome"] == "completed" and record["after"]["verdict"] == "pass"
     rows = {r["data set"]: r for r in record["after"]["data_sets"]}
-    assert list(rows) == ["mongodb", "cloudsql", "application", "total"]
+    assert list(rows) == ["mongodb", "cloudsql", "cloudsql-pitr", "application", "total"]
     assert all(r["verdict"] == "pass" for r in rows.values())
     [mongo_manifest] = [n for n in bucket_objects(fresh_lab, "mongodb/") if n.endswith(".json")]
     assert rows["mongodb"]["backup used"] == read_manifest(fresh_lab, mongo_manifest).backup_id
@@ -80,6 +80,13 @@ def test_a_drill_restores_checks_measures_and_cleans_up(fresh_lab: Lab, api: Pre
         rows["mongodb"]["detail"]
     )
     assert "users=500" in rows["cloudsql"]["detail"]
+    # The backup's instance cloned to the moment its counts were taken gives those counts.
+    [sql_manifest] = [n for n in bucket_objects(fresh_lab, "cloudsql/") if n.endswith(".json")]
+    counted_at = read_manifest(fresh_lab, sql_manifest).cloudsql.counted_at  # type: ignore[union-attr]
+    assert counted_at is not None
+    pitr = rows["cloudsql-pitr"]
+    assert pitr["backup used"].startswith(f"{TOPOLOGY.cloud_sql.primary.instance} at "), pitr
+    assert "users=500" in pitr["detail"] and "differ" not in pitr["detail"], pitr
     assert (
         0 < rows["cloudsql"]["RPO s"] < 600 and rows["total"]["RTO s"] >= rows["cloudsql"]["RTO s"]
     )
@@ -88,13 +95,19 @@ def test_a_drill_restores_checks_measures_and_cleans_up(fresh_lab: Lab, api: Pre
         or abs(record["rto_seconds"] - rows["total"]["RTO s"]) < 0.1
     )
 
-    # One scratch instance, labelled, in the secondary region; created, restored, deleted once.
+    # One scratch instance, labelled, in the secondary region; created, restored, deleted
+    # once. One clone, claimed (labelled, unprotected) once, deleted once.
     inserts = sql_calls(fresh_lab, since, "instances.insert")
     assert len(inserts) == 1
     assert len(sql_calls(fresh_lab, since, "instances.restoreBackup")) == 1
+    [clone] = sql_calls(fresh_lab, since, "instances.clone")
+    assert clone["path"].endswith(f"/instances/{TOPOLOGY.cloud_sql.primary.instance}/clone")
+    [claim] = sql_calls(fresh_lab, since, "instances.patch")
+    assert claim["path"].endswith("-pitr"), claim
     cleaned = record["after"]["cleanup"]
-    assert any("deleted instance recovery-test-" in line for line in cleaned), cleaned
-    assert len(sql_calls(fresh_lab, since, "instances.delete")) == 1
+    assert sum("deleted instance recovery-test-" in line for line in cleaned) == 2, cleaned
+    assert any(line.endswith("-pitr") for line in cleaned), cleaned
+    assert len(sql_calls(fresh_lab, since, "instances.delete")) == 2
     assert scratch_left(fresh_lab) == ([], [])
     # The app check used the secondary only, and the secondary is back at standby.
     apps = {e["api"] for e in fresh_lab.requests(since=since) if e["api"].startswith("region-app")}
@@ -135,6 +148,8 @@ def test_a_drill_whose_restore_is_corrupted_fails_and_still_cleans_up(
     rows = {r["data set"]: r for r in record["after"]["data_sets"]}
     assert rows["mongodb"]["verdict"] == "FAIL" and "verification" in rows["mongodb"]["detail"]
     assert rows["cloudsql"]["verdict"] == "pass"  # one failure does not hide the others
+    # A clone of the live primary needs its region: with it down, that row fails, and says so.
+    assert rows["cloudsql-pitr"]["verdict"] == "FAIL", rows["cloudsql-pitr"]
     assert record["outcome"] == "failed"
     assert scratch_left(fresh_lab) == ([], [])
 

@@ -45,7 +45,15 @@ def _failed_over(lab: Lab, api: PrefectApi) -> None:
 def _settings_that_matter(lab: Lab, name: str) -> dict[str, object]:
     """What makes a rebuilt instance reachable and sized like the one it replaces."""
     settings = sql_instance(lab, OLD.project, name)["settings"]
-    keys = ("tier", "edition", "ipConfiguration", "databaseFlags", "deletionProtectionEnabled")
+    keys = (
+        "tier",
+        "edition",
+        "ipConfiguration",
+        "databaseFlags",
+        "deletionProtectionEnabled",
+        # Backups and PITR on the primary, none on the replica (Cloud SQL keeps none there).
+        "backupConfiguration",
+    )
     return {k: settings.get(k) for k in keys}
 
 
@@ -141,8 +149,9 @@ def test_failback_restores_the_topology_and_loses_no_write(fresh_lab: Lab, api: 
     kinds = [(a, m) for a, m, _ in side_effects(fresh_lab, since)]
     assert kinds.count(("sql", "instances.promoteReplica")) == 1
     # The stale primary's protection was lifted once, after its export was seen in GCS and
-    # before its delete; nothing else was patched.
-    (unprotected_at,) = [
+    # before its delete; the rebuilt primary got its backups once, after the switch was
+    # verified; nothing else was patched.
+    unprotected_at, backups_at = [
         e["seq"]
         for e in fresh_lab.requests(api="sql", since=since)
         if sql_method(e["method"], e["path"]) == "instances.patch" and e["status"] < 400
@@ -151,6 +160,7 @@ def test_failback_restores_the_topology_and_loses_no_write(fresh_lab: Lab, api: 
     old_export = f"failback/{inc}/{OLD.instance}.sql"
     assert any(seq < unprotected_at for seq in _object_reads(fresh_lab, since, old_export))
     assert unprotected_at < old_deleted_at
+    assert _first(fresh_lab, since, "dns", "POST") < backups_at
     # The stale old primary and the secondary that served until the fence, both kept in GCS.
     assert kinds.count(("sql", "instances.export")) == 2
     assert kinds.count(("dns", "POST")) == 1
@@ -377,7 +387,8 @@ def test_a_resumed_failback_rebuilds_a_protected_primary_it_had_deleted(
         "deletionProtectionEnabled"
     ), "the rebuilt primary lost the stale primary's deletion protection"
     kinds = [(a, m) for a, m, _ in side_effects(fresh_lab, since)]
-    assert kinds.count(("sql", "instances.patch")) == 1  # lifted once, never re-enabled by hand
+    # Protection lifted once, never re-enabled by hand; backups turned on once.
+    assert kinds.count(("sql", "instances.patch")) == 2
     assert kinds.count(("sql", "instances.delete")) == 2  # the stale primary, the secondary
     assert kinds.count(("sql", "instances.export")) == 2
     # The resumed run's first change is the rebuild: no roll of the primary's readers.

@@ -29,6 +29,8 @@ from tests.flows.lab_checks import (
 )
 from tests.labharness import Lab
 
+PRIMARY_DB = TOPOLOGY.cloud_sql.primary.instance
+
 
 def test_failover_end_to_end_after_a_primary_outage(fresh_lab: Lab, api: PrefectApi) -> None:
     # The zone also holds a geo routing-policy set (no rrdatas), as real zones do; it
@@ -89,13 +91,17 @@ def test_failover_end_to_end_after_a_primary_outage(fresh_lab: Lab, api: Prefect
     assert kinds.index(("sql", "instances.promoteReplica")) < dns_at
     assert max(i for i, k in enumerate(kinds) if k == ("run", "PATCH")) < dns_at
     assert dns_at < kinds.index(("compute", "POST"))
+    # After the switch, the new primary gets the backups a replica does not keep, once.
+    assert kinds.count(("sql", "instances.patch")) == 1
+    assert kinds.index(("compute", "POST")) < kinds.index(("sql", "instances.patch"))
 
     record = json.loads(
         read_object(fresh_lab, TOPOLOGY.backups.records_bucket, f"failover/{inc}.json")
     )
     assert record["outcome"] == "completed"
-    # The RTO is the time from the run's first step to the end of the verification.
-    first, last = record["steps"][0], record["steps"][-1]
+    # The RTO is the time from the run's first step to the end of the verification (the
+    # backups turned on after it are not part of it).
+    first, last = record["steps"][0], record["steps"][-2]
     assert last["name"] == "verify"
     span = (
         datetime.fromisoformat(last["ended_at"]) - datetime.fromisoformat(first["started_at"])
@@ -112,7 +118,11 @@ def test_failover_end_to_end_after_a_primary_outage(fresh_lab: Lab, api: Prefect
         "dns-switch",
         "cdn-purge",
         "verify",
+        "backups-on-new-primary",
     ]
+    assert record["steps"][-1]["detail"] == (
+        f"backups and PITR on {REPLICA.instance}, 7 days of logs (as {PRIMARY_DB} had)"
+    )
     assert record["before"]["dns"]["rrdatas"] == RECORD.rrdatas[RegionRole.primary]
     # The primary region is down: its services could not be refreshed, and the run went on.
     steps = {s["name"]: s for s in record["steps"]}

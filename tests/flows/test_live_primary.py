@@ -22,6 +22,15 @@ def test_after_a_failover_backups_and_readiness_follow_the_promoted_instance(
     failover = api.launch("failover/lab", {"reason": "outage", "incident_id": incident("LIVE")})
     assert api.wait(failover["id"])["state"]["type"] == "COMPLETED"
     since = fresh_lab.last_seq()
+    # A promoted replica keeps no backups: the failover turned them on, once, after the
+    # switch (its only Cloud SQL write besides the promotion).
+    failover_writes = [
+        (sql_method(e["method"], e["path"]), e["path"])
+        for e in fresh_lab.requests(api="sql")
+        if e["write"] and e["status"] < 400
+    ]
+    assert [m for m, _ in failover_writes] == ["instances.promoteReplica", "instances.patch"]
+    assert all(f"/instances/{REPLICA.instance}" in path for _, path in failover_writes)
 
     final = api.wait(api.launch("backup/lab", params())["id"], timeout=300)
 
@@ -47,5 +56,8 @@ def test_after_a_failover_backups_and_readiness_follow_the_promoted_instance(
     row = rows[("sql-instance", REPLICA.instance)]
     assert row["status"] == "green", row
     assert f"{STALE.instance} is stale" in row["detail"]
+    # The promoted instance can be restored to any moment of the seed's 7 days again.
+    pitr = rows[("pitr", REPLICA.instance)]
+    assert (pitr["status"], pitr["measured"]) == ("green", "on, 7 days"), pitr
     # No replica protects the promoted instance until a failback: readiness says so.
     assert rows[("replica", REPLICA.instance)]["status"] != "green"

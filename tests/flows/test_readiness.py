@@ -17,6 +17,7 @@ from tests.polling import wait_for
 REPLICA = TOPOLOGY.cloud_sql.replica
 PROJECTS = {TOPOLOGY.regions.primary.project, TOPOLOGY.regions.secondary.project}
 PROMOTE = "cloudsql.instances.promoteReplica"
+COPIES = TOPOLOGY.backups.copies
 READ_METHODS = {"GET"}  # every API Lifeboat calls is REST now, Cloud SQL included
 
 
@@ -27,7 +28,10 @@ def test_green_when_ready_and_read_only(fresh_lab: Lab, api: PrefectApi) -> None
     final, rows = readiness(api, fresh_lab)
     assert final["state"]["type"] == "COMPLETED", (final["state"], rows)
     assert red(rows) == set()
-    assert len(rows) == 14 + len(PROJECTS)
+    assert len(rows) == 14 + len(PROJECTS) + len(COPIES)
+    for copy in COPIES:  # each region's copy bucket is where the topology says, and fresh
+        row = rows[("backup-copy", copy.location)]
+        assert row["measured"].startswith(f"{copy.location}; mongodb 1.0 h"), row
     for project in PROJECTS:  # an untouched lab holds every permission
         assert rows[("permissions", project)]["detail"].startswith("the worker holds every")
     assert rows[("pitr", TOPOLOGY.cloud_sql.primary.instance)]["measured"] == "on, 7 days"
@@ -77,6 +81,25 @@ def test_red_when_a_bucket_or_the_secret_lives_only_in_the_primary_region(
     assert rows[("bucket", TOPOLOGY.backups.records_bucket)]["measured"] == "multi-region"
 
 
+def test_red_when_a_copy_bucket_is_not_where_the_topology_says(
+    fresh_lab: Lab, api: PrefectApi
+) -> None:
+    """Issue 17 §3: a copy counts for a region only if its bucket is really there."""
+    fresh_backups(fresh_lab)
+    passed_drill(fresh_lab, timedelta(days=3))
+
+    def elsewhere(data: dict[str, Any]) -> None:
+        data["backups"]["copies"][1]["location"] = "us-west1"  # it is in europe-west1
+
+    with fresh_lab.topology_edited(elsewhere):
+        final, rows = readiness(api, fresh_lab)
+    assert final["state"]["type"] == "FAILED"
+    assert red(rows) == {("backup-copy", "us-west1")}
+    row = rows[("backup-copy", "us-west1")]
+    assert row["detail"] == "located in EUROPE-WEST1, the topology says us-west1", row
+    assert rows[("backup-copy", "us-east1")]["status"] == "green"
+
+
 def test_red_when_the_replica_is_stopped(fresh_lab: Lab, api: PrefectApi) -> None:
     fresh_backups(fresh_lab)
     passed_drill(fresh_lab, timedelta(days=3))
@@ -99,8 +122,14 @@ def test_red_when_the_newest_backup_is_stale_or_no_restore_was_verified(
     write_synthetic(fresh_lab, "cloudsql", timedelta(hours=2))
     final, rows = readiness(api, fresh_lab)  # and no drill record at all
     assert final["state"]["type"] == "FAILED"
-    assert red(rows) == {("backup-age", "mongodb"), ("verified-restore-age", "recovery-drill")}
+    copies = {("backup-copy", c.location) for c in COPIES}  # their mongodb copies are 40 h old
+    assert red(rows) == {
+        ("backup-age", "mongodb"),
+        ("verified-restore-age", "recovery-drill"),
+        *copies,
+    }
     assert rows[("backup-age", "mongodb")]["measured"].startswith("40.")
+    assert all("mongodb copy" in rows[c]["detail"] for c in copies)
     assert (
         "no recovery drill has passed" in rows[("verified-restore-age", "recovery-drill")]["detail"]
     )

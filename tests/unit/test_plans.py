@@ -16,6 +16,12 @@ from tasks.errors import PermanentError
 from tests.unit.builders import SECRET, lab_topology, service_state
 
 SERVICES = ["auth-service", "ai-service", "recommendation-service", "face-service"]
+# A promoted replica has no backups: every failover ends by turning them on.
+BACKUPS_ON_SECONDARY = (
+    "turn on backups and point-in-time recovery on varai-db-secondary, as varai-prod had "
+    "them, with at least 7 days of logs, unless on already (Cloud SQL restarts it to turn "
+    "PITR on: its connections drop for a moment)"
+)
 
 
 def test_scale_line_says_scale_or_keep_with_both_levels_now() -> None:
@@ -71,6 +77,7 @@ def test_the_failover_plan_from_a_primary_outage() -> None:
         "DNS api.varai.ai. A: 34.120.10.10 (ttl 300) → 34.140.20.20 (ttl 60)",
         "invalidate varai-cdn-lb api.varai.ai/*",
         "verify 5 health check(s) via api.varai.ai reach us-east1",
+        BACKUPS_ON_SECONDARY,
     ]
 
 
@@ -163,17 +170,21 @@ def test_the_failback_plan_exports_a_protected_stale_primary_before_it_deletes_i
         plan[18] == f"us-east1/auth-service reads {SECRET} from a volume at latest: follows at once"
     )
     assert not any(line.startswith("scale us-central1") for line in plan[8:])
-    assert plan[22:25] == [
+    assert plan[22:26] == [
         "DNS api.varai.ai. A → 34.120.10.10 (ttl 300)",
         "invalidate varai-cdn-lb api.varai.ai/*",
         "verify 5 health check(s) reach us-central1",
+        # Before the promoted secondary, whose settings it copies, is replaced.
+        "turn on backups and point-in-time recovery on varai-prod, as varai-db-secondary had "
+        "them, with at least 7 days of logs, unless on already (Cloud SQL restarts it to "
+        "turn PITR on: its connections drop for a moment)",
     ]
-    assert plan[25] == "lift the fence: us-east1/auth-service ingress → INGRESS_TRAFFIC_ALL"
-    assert plan[29] == (
+    assert plan[26] == "lift the fence: us-east1/auth-service ingress → INGRESS_TRAFFIC_ALL"
+    assert plan[30] == (
         "scale us-east1/auth-service: 3..50 (service-level 3..50, revision 0..-)"
         " → service-level 0..10"
     )
-    assert plan[33:] == [
+    assert plan[34:] == [
         "export ml-datadriven-recos:varai-db-secondary to "
         "gs://varai-backups/failback/fb-1/varai-db-secondary.sql.gz"
         " (it took writes until the fence)",
@@ -430,7 +441,7 @@ def test_the_graceful_failover_plan_fences_the_primary_waits_then_lifts() -> Non
     ]
     assert plan[5].startswith("promote ml-datadriven-recos:varai-db-secondary (read replica")
     assert "after the fence and the wait" in plan[5]
-    assert plan[-4:] == [
+    assert plan[-5:] == [
         *[
             f"lift the fence: us-central1/{name} ingress → INGRESS_TRAFFIC_ALL (once it names"
             " the promoted database; else kept)"
@@ -438,8 +449,10 @@ def test_the_graceful_failover_plan_fences_the_primary_waits_then_lifts() -> Non
         ],
         "lift the fence: us-central1/face-service ingress → "
         "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER (once it names the promoted database; else kept)",
+        # After the fence is lifted, inside the lock.
+        BACKUPS_ON_SECONDARY,
     ]
-    assert plan[-5].startswith("verify ")
+    assert plan[-6].startswith("verify ")
 
 
 def test_a_best_effort_fence_says_so_in_the_plan() -> None:
