@@ -4,7 +4,8 @@ The runbook, each run:
 - read where the last run stopped (`mongodb-oplog/state.json`: the chain's base backup,
   its last slice, the change streams' resume tokens);
 - start a new chain when a newer verified base backup exists (its own tokens), or take
-  a base backup when there is none;
+  a base backup when there is none (a verified base starts the chain even when one of
+  its cross-region copies failed: that backup run fails and notifies on its own);
 - resume every collection's change stream from its token, drain it up to now, and ship
   the changes as an encrypted, checksummed slice with its manifest; read it back;
 - move the state on, only if it is still the one read (a generation precondition), so
@@ -77,7 +78,8 @@ def _chain(
     """
     base = catalog_newest(env, "mongodb", verified_only=True)
     if base is None or base.oplog is None:
-        base = _new_base(env, record, "no verified base backup with change tokens yet")
+        why = "no verified base backup with change tokens yet"
+        base = _new_base(env, record, why, base.backup_id if base else None)
     if state is None:
         return _start(base), None
     if base.backup_id <= state.base_backup_id:
@@ -101,21 +103,36 @@ def _start(base: Manifest) -> CaptureState:
     )
 
 
-def _new_base(env: str, record: RunRecord, why: str) -> Manifest:
+def _new_base(env: str, record: RunRecord, why: str, after: str | None) -> Manifest:
+    """A base backup newer than ``after``, verified, to start a chain from.
+
+    Its run may fail after the base verified, when a cross-region copy fails: that run's
+    own record reports the copy, and the chain starts from the verified base all the same.
+    """
     with record.step("base-backup") as step:
         step.detail = why
-        backup(environment=env, sources=["mongodb"], retention=False, operator="mongo-capture")
+        run = backup(
+            environment=env,
+            sources=["mongodb"],
+            retention=False,
+            operator="mongo-capture",
+            return_state=True,
+        )
         # The same lookup as before the backup: Prefect would answer it from its cache.
         base = catalog_newest.with_options(refresh_cache=True)(env, "mongodb", verified_only=True)
-        if base is None or base.oplog is None:
-            raise PermanentError("mongo-capture: the new base backup is not verified")
+        if base is None or base.oplog is None or (after is not None and base.backup_id <= after):
+            raise PermanentError(
+                f"mongo-capture: the new base backup is not verified ({run.message or run.name})"
+            )
         step.detail = f"{why}: base backup {base.backup_id}"
+        if not run.is_completed():
+            step.detail += f" (its backup run {run.name}: {run.message})"
     return base
 
 
 def _after_gap(env: str, record: RunRecord, state: CaptureState, generation: int, gap: str) -> None:
     """Report the gap, start a new chain from a new base backup, and fail the run."""
-    base = _new_base(env, record, "a gap in the change capture")
+    base = _new_base(env, record, "a gap in the change capture", state.base_backup_id)
     mongo_capture_state_write(env, _start(base), generation)
     record.after = {
         "gap": gap,

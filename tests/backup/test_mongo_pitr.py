@@ -187,6 +187,23 @@ def test_a_newer_base_backup_starts_a_new_chain_after_closing_the_old_one(
     assert datetime.fromisoformat(closing["oplog"]["until"]) >= base_end
 
 
+def test_a_base_backup_whose_copy_fails_still_starts_the_chain(
+    fresh_lab: Lab, api: PrefectApi
+) -> None:
+    europe = next(c.bucket for c in TOPOLOGY.backups.copies if c.location == "europe-west1")
+    fresh_lab.storage_rewrites(corrupt={europe: 1})  # the base's archive lands damaged there
+
+    first = run(api, "mongo-capture/lab")
+
+    assert first["state"]["type"] == "COMPLETED", first["state"]
+    assert capture_state(fresh_lab).seq == 1
+    [name] = base_manifests(fresh_lab)
+    base = read_manifest(fresh_lab, name)
+    assert base.verified and base.consistent_at is not None
+    assert not base.copies[europe].verified  # reported by the backup run, which notified
+    assert fresh_lab.webhooks()
+
+
 def test_the_capture_runs_every_five_minutes_one_at_a_time(lab: Lab, api: PrefectApi) -> None:
     deployment = api.http.get("/deployments/name/mongo-capture/lab").json()
     assert [s["schedule"]["interval"] for s in deployment["schedules"]] == [300.0]
