@@ -421,8 +421,18 @@ def _writes(entries: Iterable[dict[str, Any]]) -> Counter[str]:
     return counts
 
 
+# The incident ids this sweep launches (``_launch``): a path that holds one (the failback's
+# export object) is the same call in the baseline and in a cell.
+_INCIDENT = re.compile(r"FAULTS-[a-z]+-(?:BASE-)?\d+")
+
+
 def _exact(entries: Iterable[dict[str, Any]]) -> Counter[str]:
-    return Counter(f"{e['method']} {e['path']}" for e in entries if is_cloud_call(e))
+    """How often each exact call was made, the run's incident id left out of its path."""
+    return Counter(
+        f"{e['method']} {_INCIDENT.sub('FAULTS-<incident>', e['path'])}"
+        for e in entries
+        if is_cloud_call(e)
+    )
 
 
 @dataclass(frozen=True)
