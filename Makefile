@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 # Sweeps side by side: each has its own lab and ports, and they mostly wait.
-RELIABILITY_JOBS ?= 3
+RELIABILITY_JOBS ?= 5
 
 .PHONY: setup demo test lint bench reliability lab-up lab-down clean
 

@@ -32,6 +32,7 @@ from flows.evidence import published
 from flows.failback_gate import gate_primary, hold, repoint_plan_line, stale_readers
 from flows.fence import describe_services, fence_line, fenced, lift_fences, lift_line
 from flows.launch import ENVIRONMENT_FIELD, INCIDENT_FIELD, REASON_FIELD, SwitchRequest
+from flows.new_primary import backups_on_new_primary
 from flows.plans import backups_line, scale_line
 from flows.resume import request_id, resumable
 from flows.secret_refresh import reader_lines, refresh_secret_readers
@@ -48,7 +49,6 @@ from tasks.cloud_sql import (
     sql_export_database,
     sql_promote_replica,
 )
-from tasks.cloud_sql_backup_config import sql_keep_backups
 from tasks.cloud_sql_protection import sql_set_deletion_protection
 from tasks.cloud_sql_wal import sql_wait_received
 from tasks.dns import dns_switch_record
@@ -331,20 +331,9 @@ def _run(topo: Topology, record: RunRecord, dry_run: bool, held: ExitStack) -> N
             step.detail = verified.summary()
         record.outage_seconds = fence.seconds_held()
         record.rto_seconds = time.perf_counter() - started
-    with record.step("backups-on-new-primary") as step:
-        # Outside the outage, and before the promoted secondary, whose settings it copies,
-        # is replaced by a replica.
-        kept = resumable(sql_keep_backups, record, "backups")(
-            env,
-            old.project,
-            old.instance,
-            promoted.project,
-            promoted.instance,
-            topo.backups.pitr_log_days,
-        )
-        step.detail = kept.describe()
-        if not kept.changed:
-            step.outcome = "unchanged"
+    # Outside the outage, and before the promoted secondary, whose settings it copies,
+    # is replaced by a replica.
+    backups_on_new_primary(topo, record, old, promoted)
     with record.step("scale-secondary-standby") as step:
         everyone = [s.name for s in topo.services]
         standby = _scale(record, env, secondary.project, secondary.name, topo, False, everyone)

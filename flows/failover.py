@@ -35,6 +35,7 @@ from pydantic import Field
 from flows.evidence import published
 from flows.fence import Fence, fenced
 from flows.launch import ENVIRONMENT_FIELD, INCIDENT_FIELD, REASON_FIELD, SwitchRequest
+from flows.new_primary import backups_on_new_primary
 from flows.plans import RECEIVE_WAIT_S, PrimaryFence, failover_plan
 from flows.region_lock import lock_step
 from flows.resume import request_id, resumable
@@ -52,7 +53,6 @@ from tasks.cloud_sql import (
     sql_promote_replica,
     sql_replica_lag,
 )
-from tasks.cloud_sql_backup_config import sql_keep_backups
 from tasks.cloud_sql_wal import sql_wait_received
 from tasks.dns import dns_get_record, dns_switch_record
 from tasks.errors import PermanentError, PreflightRefused
@@ -231,18 +231,7 @@ def _backups_on_new_primary(topo: Topology, record: RunRecord) -> None:
     at this step alone."""
     replica, old = topo.cloud_sql.replica, topo.cloud_sql.primary
     try:
-        with record.step("backups-on-new-primary") as step:
-            kept = resumable(sql_keep_backups, record, "backups")(
-                topo.environment,
-                replica.project,
-                replica.instance,
-                old.project,
-                old.instance,
-                topo.backups.pitr_log_days,
-            )
-            step.detail = kept.describe()
-            if not kept.changed:
-                step.outcome = "unchanged"
+        backups_on_new_primary(topo, record, replica, old)
     except Exception as exc:
         raise PermanentError(
             f"the switch is done and verified (RTO {record.rto_seconds or 0:.1f} s), but "

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,8 +11,14 @@ from pydantic import BaseModel
 
 from lifeboat import runtime, sqladmin
 from lifeboat.secrets import read_secret
+from tasks.cloud_sql_operations import (
+    join_or_start,
+    running_operation,
+    sql_call,
+    wait_idle,
+    wait_operation,
+)
 from tasks.errors import PermanentError, TransientError
-from tasks.polling import wait_until
 from tasks.retrying import calling, cloud_task
 
 
@@ -50,11 +54,6 @@ class PromoteResult(BaseModel):
     operation: str | None
     before: InstanceState
     after: InstanceState
-
-
-def sql_call(environment: str, make: Callable[[Any], Any]) -> dict[str, Any]:
-    """One Cloud SQL Admin call, built from the discovery service, with the call timeout."""
-    return runtime.clients(environment).sql.call(make, runtime.call_timeout(environment))
 
 
 def read_instance(environment: str, project: str, instance: str) -> sqladmin.Instance:
@@ -215,98 +214,6 @@ def _unreplayed_bytes(
     except Exception:
         return 0
     return max(0, int(row[0])) if row else 0
-
-
-def wait_operation(
-    environment: str, project: str, operation: str, timeout: float
-) -> sqladmin.Operation:
-    """Poll a Cloud SQL operation to DONE and raise if it finished with errors."""
-    factory = runtime.clients(environment)
-
-    def done() -> sqladmin.Operation | None:
-        got = sql_call(
-            environment, lambda s: s.operations().get(project=project, operation=operation)
-        )
-        op = sqladmin.Operation.model_validate(got)
-        return op if op.status == "DONE" else None
-
-    op = wait_until(
-        done, timeout=timeout, interval=factory.poll_interval, what=f"SQL operation {operation}"
-    )
-    # A DONE operation with errors does not raise in the client; check it here.
-    if op.failure:
-        raise PermanentError(
-            f"Cloud SQL operation {operation} ({op.operation_type}) failed: {op.failure}"
-        )
-    return op
-
-
-def running_operation(
-    environment: str, project: str, instance: str, kind: str | None
-) -> str | None:
-    """The name of an unfinished operation of this kind (None: any) on the instance."""
-    factory = runtime.clients(environment)
-    items = factory.sql.pages(
-        lambda s, token: s.operations().list(project=project, instance=instance, pageToken=token),
-        runtime.call_timeout(environment),
-    )
-    for item in items:
-        op = sqladmin.Operation.model_validate(item)
-        if kind in (None, op.operation_type) and op.status != "DONE":
-            return op.name
-    return None
-
-
-def wait_idle(environment: str, project: str, instance: str, before: str) -> None:
-    """Wait out an operation running on the instance (a restore or clone a cancelled run
-    left): Cloud SQL refuses another while one runs. One that fails leaves the instance
-    there all the same, to be changed or deleted."""
-    busy = running_operation(environment, project, instance, None)
-    if busy is not None:
-        get_run_logger().info("waiting for operation %s before %s %s", busy, before, instance)
-        with contextlib.suppress(PermanentError):
-            wait_operation(environment, project, busy, timeout=850)
-
-
-def join_or_start(
-    environment: str,
-    project: str,
-    instance: str,
-    kind: str,
-    start: Callable[[Any], Any],
-    timeout: float,
-) -> sqladmin.Operation:
-    """Wait for a running operation of ``kind`` on the instance, else start one and wait.
-
-    This is how every Cloud SQL mutation stays single: a retried or resumed step finds
-    the operation its first try started instead of starting a second one.
-    """
-    name = running_operation(environment, project, instance, kind)
-    if name is None:
-        name = sqladmin.Operation.model_validate(sql_call(environment, start)).name
-        get_run_logger().info("started %s on %s:%s (operation %s)", kind, project, instance, name)
-    else:
-        get_run_logger().info(
-            "%s on %s:%s is already running (%s); waiting", kind, project, instance, name
-        )
-    return wait_operation(environment, project, name, timeout=timeout)
-
-
-def patch_and_wait(
-    environment: str, project: str, instance: str, settings: dict[str, Any]
-) -> sqladmin.Operation:
-    """Patch the instance's settings (only the fields named) and wait; an update already
-    running on it (a retried call) is joined, not started twice. The caller checks that
-    the joined update was its own."""
-    body = {"settings": settings}
-    return join_or_start(
-        environment,
-        project,
-        instance,
-        "UPDATE",
-        lambda s: s.instances().patch(project=project, instance=instance, body=body),
-        timeout=850,
-    )
 
 
 def insert_and_wait(

@@ -17,7 +17,8 @@ from google.api_core import exceptions as gexc
 from prefect import get_run_logger
 from pydantic import BaseModel
 
-from tasks.cloud_sql import patch_and_wait, read_instance
+from tasks.cloud_sql import read_instance
+from tasks.cloud_sql_operations import patch_and_wait
 from tasks.errors import TransientError
 from tasks.retrying import calling, cloud_task
 

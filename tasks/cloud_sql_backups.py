@@ -9,7 +9,8 @@ from pydantic import BaseModel
 
 from lifeboat import runtime, sqladmin
 from lifeboat.secrets import read_secret
-from tasks.cloud_sql import describe, monitor_connection, sql_call, wait_operation
+from tasks.cloud_sql import describe, monitor_connection
+from tasks.cloud_sql_operations import sql_call, wait_operation
 from tasks.errors import PermanentError
 from tasks.polling import wait_until
 from tasks.retrying import calling, cloud_task

@@ -24,15 +24,8 @@ from prefect import get_run_logger
 from pydantic import BaseModel
 
 from lifeboat import runtime, sqladmin
-from tasks.cloud_sql import (
-    InstanceState,
-    describe,
-    insert_and_wait,
-    read_instance,
-    running_operation,
-    sql_call,
-    wait_operation,
-)
+from tasks.cloud_sql import InstanceState, describe, insert_and_wait, read_instance
+from tasks.cloud_sql_operations import running_operation, sql_call, wait_operation
 from tasks.errors import PermanentError
 from tasks.retrying import calling, cloud_task
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 from google.api_core import exceptions as gexc
 from prefect import get_run_logger
 
-from tasks.cloud_sql import describe, patch_and_wait
+from tasks.cloud_sql import describe
+from tasks.cloud_sql_operations import patch_and_wait
 from tasks.errors import TransientError
 from tasks.retrying import calling, cloud_task
 

@@ -14,17 +14,8 @@ from google.api_core import exceptions as gexc
 from prefect import get_run_logger
 
 from lifeboat import runtime, sqladmin
-from tasks.cloud_sql import (
-    InstanceState,
-    describe,
-    insert_and_wait,
-    instance_state,
-    join_or_start,
-    patch_and_wait,
-    read_instance,
-    running_operation,
-    wait_idle,
-)
+from tasks.cloud_sql import InstanceState, describe, insert_and_wait, instance_state, read_instance
+from tasks.cloud_sql_operations import join_or_start, patch_and_wait, running_operation, wait_idle
 from tasks.errors import PermanentError, TransientError
 from tasks.retrying import calling, cloud_task
 

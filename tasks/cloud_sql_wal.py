@@ -18,7 +18,8 @@ from pydantic import BaseModel
 
 from lifeboat import runtime
 from lifeboat.secrets import read_secret
-from tasks.cloud_sql import describe, monitor_connection, running_operation
+from tasks.cloud_sql import describe, monitor_connection
+from tasks.cloud_sql_operations import running_operation
 from tasks.errors import TransientError
 from tasks.polling import wait_until
 from tasks.retrying import calling, cloud_task

@@ -94,7 +94,8 @@ def test_launch_with_idempotency_key_poll_and_read_artifacts(fresh_lab: Lab) -> 
     assert inc in summary["data"] and "completed" in summary["data"]
     steps = artifacts[f"failover-{inc.lower()}-steps"]["data"]
     steps = json.loads(steps) if isinstance(steps, str) else steps
-    assert [row["step"] for row in steps][-1] == "verify"
+    # The switch's last step, then the new primary's backups (outside the RTO).
+    assert [row["step"] for row in steps][-2:] == ["verify", "backups-on-new-primary"]
 
 
 def test_bad_parameters_are_refused_before_any_run(lab: Lab) -> None:

@@ -101,11 +101,16 @@ def test_dry_run_prints_the_exact_plan_and_changes_nothing(fresh_lab: Lab, api: 
     # The secret's new version comes next, before the scale-up, and the plan says why.
     assert add.startswith(f"add a version of secret {secret} naming {REPLICA.instance}")
     assert "before the scale-up" in add
-    assert plan[-len(services) :] == [
+    assert plan[-len(services) - 1 : -1] == [
         f"lift the fence: {PRIMARY.name}/{name} ingress → INGRESS_TRAFFIC_ALL (once it names"
         " the promoted database; else kept)"
         for name in services
     ]
+    # Last, after the fence is lifted: the backups a promoted replica does not keep.
+    assert plan[-1].startswith(
+        f"turn on backups and point-in-time recovery on {REPLICA.instance}"
+    ), plan[-1]
+    assert "Cloud SQL restarts it to turn PITR on" in plan[-1]
     markdown = [a for a in api.artifacts(run["id"]) if a["type"] == "markdown"]
     assert markdown and "34.140.20.20 (ttl 60)" in markdown[0]["data"]
 

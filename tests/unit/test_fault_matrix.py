@@ -15,6 +15,7 @@ from reliability.faults import (
     TOLERATED,
     Call,
     Observation,
+    _exact,
     _writes,
     chosen,
     distinct_calls,
@@ -222,6 +223,18 @@ def test_a_retry_shows_as_a_task_run_again_or_a_call_beyond_the_baselines_count(
     again = [{"name": "sql-describe", "run_count": 2}]
     assert retry_evidence([hit], Counter(), again) == ["task sql-describe ran 2x"]
     assert retry_evidence([hit, hit], Counter(), once) == [f"GET {path} hit 2x"]
+
+
+def test_a_call_naming_the_incident_is_the_same_call_in_the_baseline_and_in_a_cell() -> None:
+    # The failback's export object is named by its incident: checked absent, then present.
+    obj = "/storage/v1/b/varai-backups/o/failback/{}/varai-prod.sql"
+    base = _exact(
+        [_entry("storage", "GET", obj.format(f"FAULTS-failback-BASE-{n}")) for n in (1, 1)]
+    )
+    hit = _entry("storage", "GET", obj.format("FAULTS-failback-012"), status=404, injected=True)
+    once = [{"name": "sql-export", "run_count": 1}]
+    assert retry_evidence([hit, hit], base, once) == []
+    assert retry_evidence([hit, hit, hit], base, once) != []
 
 
 def test_the_storage_librarys_own_bucket_read_must_not_matter() -> None:

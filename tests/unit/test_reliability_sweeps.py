@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from reliability.__main__ import SWEEPS, closing_figures
 from reliability.crash import duplicates, effect, groups, refences
 
 
@@ -66,3 +67,26 @@ def test_a_fence_set_again_after_a_kill_before_the_promotion_is_no_duplicate() -
     assert duplicates(base, seen, promotion_started=False) == 0
     assert duplicates(base, seen, promotion_started=True) == 2  # after it, a fence is a repeat
     assert duplicates(base, [*seen, "run PATCH /a"], promotion_started=False) == 1
+
+
+def test_the_closing_figures_merge_two_lanes_of_one_sweep() -> None:
+    failover = "# faults\nfault_cells=121\nfault_cells_wrong=1\nfault_matrix_s=4561.2\n"
+    failback = "fault_cells=48\nfault_cells_wrong=0\nfault_matrix_s=4800.5\nnote=a b\n"
+    crash = "crash_points=14\ncrash_rerun_max_s=61.0\n"
+    crash_failback = "crash_points=15\ncrash_rerun_max_s=75.5\nstorm_winners=1\n"
+    merged = closing_figures([failover, failback, crash, crash_failback])
+    assert merged["fault_cells"] == "169"
+    assert merged["fault_cells_wrong"] == "1"
+    assert merged["fault_matrix_s"] == "4800.5"  # lanes run side by side: the longer
+    assert merged["crash_points"] == "29"
+    assert merged["crash_rerun_max_s"] == "75.5"
+    assert merged["storm_winners"] == "1"
+    assert "note" not in merged  # a value with a space is no figure
+
+
+def test_every_sweep_lane_has_ports_of_its_own() -> None:
+    lanes = [tuple(sorted(env.items())) for _, env in SWEEPS.values() if env]
+    assert len(lanes) == len(set(lanes)) == 2
+    ports = {v for lane in lanes for k, v in lane if k.endswith("_PORT")}
+    # Apart from the benches' labs and the other sweeps' own.
+    assert ports.isdisjoint({"21780", "22780", "24780", "25780", "26780", "28780", "29780"})
