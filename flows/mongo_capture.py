@@ -28,7 +28,7 @@ from flows.evidence import published
 from flows.launch import ENVIRONMENT_FIELD, SwitchRequest
 from lifeboat.manifest import Manifest
 from lifeboat.record import RunRecord
-from lifeboat.slices import CaptureState, SliceManifest
+from lifeboat.slices import CaptureState, SliceManifest, closing_gap
 from tasks.catalog import catalog_newest
 from tasks.errors import PermanentError
 from tasks.mongo_capture import (
@@ -70,7 +70,8 @@ def mongo_capture(
 def _chain(
     env: str, record: RunRecord, state: CaptureState | None
 ) -> tuple[CaptureState, str | None]:
-    """The chain to extend, and a gap met while closing the previous one (or None).
+    """The chain to extend, and a gap met while closing the previous one (or None): the
+    server lost its history, or the closing slice is not verified.
 
     A newer verified base backup starts a new chain. The old one first gets a last
     slice, up to now: the new base is consistent at its end, and the moments between the
@@ -93,7 +94,11 @@ def _chain(
         step.detail = (
             f"slice {last.seq} of base {state.base_backup_id} until {last.until.isoformat()}"
         )
-    return _start(base), None
+        assert base.oplog is not None
+        gap = closing_gap(last, base.oplog.until)
+        if gap is not None:
+            step.outcome, step.detail = "failed", f"gap: {gap}"
+    return _start(base), gap
 
 
 def _start(base: Manifest) -> CaptureState:

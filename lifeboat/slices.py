@@ -81,6 +81,27 @@ def covered_until(base_until: datetime, slices: list[SliceManifest]) -> datetime
     return unbroken[-1].until if unbroken else base_until
 
 
+def closing_gap(last: SliceManifest, new_base_until: datetime) -> str | None:
+    """Why the old chain's closing slice does not reach the new base, or None when it does.
+
+    Only a verified slice counts: an unverified one cannot be replayed (`chain` stops
+    before it), so the moments from its ``since`` to the new base are in neither chain.
+    """
+    head = f"closing the chain of base {last.base_backup_id}"
+    if last.status != "verified":
+        return (
+            f"{head}: its last slice {last.seq} is {last.status} ({last.error}); "
+            f"changes from {last.since.isoformat()} to {new_base_until.isoformat()} "
+            "are in no verified slice"
+        )
+    if last.until < new_base_until:
+        return (
+            f"{head}: its last slice {last.seq} ends at {last.until.isoformat()}, "
+            f"before the new base's end {new_base_until.isoformat()}"
+        )
+    return None
+
+
 def slices_needed(unbroken: list[SliceManifest], point: datetime) -> list[SliceManifest]:
     """The slices a restore to ``point`` replays: up to the first that reaches past it."""
     needed = []

@@ -13,7 +13,7 @@ from bson.timestamp import Timestamp
 
 from lifeboat.manifest import OplogCoverage, StoredObject
 from lifeboat.oplog import UnreplayableChange, before, describe, entry_from_change, ordered
-from lifeboat.slices import SliceManifest, chain, covered_until, slices_needed
+from lifeboat.slices import SliceManifest, chain, closing_gap, covered_until, slices_needed
 
 T0 = datetime(2026, 12, 5, 12, tzinfo=UTC)
 
@@ -110,3 +110,15 @@ def test_a_restore_to_a_moment_replays_the_slices_up_to_the_one_reaching_past_it
     assert [s.seq for s in slices_needed(slices, T0 + m + timedelta(seconds=1))] == [1, 2]
     assert [s.seq for s in slices_needed(slices, T0 + m)] == [1]
     assert [s.seq for s in slices_needed(slices, T0)] == []
+
+
+def test_an_old_chain_reaches_a_new_base_only_through_a_verified_closing_slice() -> None:
+    m = timedelta(minutes=5)
+    base_end = T0 + m
+    assert closing_gap(piece(3, T0, T0 + 2 * m), base_end) is None
+    bad = piece(3, T0, T0 + 2 * m, status="unverified").model_copy(update={"error": "sha256"})
+    gap = closing_gap(bad, base_end)
+    assert gap is not None and "slice 3 is unverified (sha256)" in gap
+    assert T0.isoformat() in gap and base_end.isoformat() in gap
+    short = closing_gap(piece(3, T0, T0 + m / 2), base_end)
+    assert short is not None and "before the new base's end" in short
