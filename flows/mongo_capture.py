@@ -11,9 +11,11 @@ The runbook, each run:
 - move the state on, only if it is still the one read (a generation precondition), so
   two runs at once cannot both extend the chain.
 
-A gap, a token the server no longer holds (the oplog moved past it), is never skipped:
-the run records it, takes a new base backup (a new chain starts from it) and fails, so
-the gap is seen and notified. Restores to a moment inside the gap are refused.
+A gap is never skipped: a token the server no longer holds (the oplog moved past it), a
+collection created since the chain's base (it has no token), a token whose collection is
+gone, a drop, rename or invalidate event. The run records it, takes a new base backup
+(a new chain starts from it) and fails, so the gap is seen and notified. Restores to a
+moment inside the gap are refused.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from tasks.mongo_capture import (
     mongo_capture_state_read,
     mongo_capture_state_write,
 )
-from tasks.mongo_oplog import HistoryLost
+from tasks.mongo_oplog import CaptureGap
 
 
 @flow(name="mongo-capture", persist_result=True)
@@ -58,7 +60,7 @@ def mongo_capture(
         with record.step("capture-slice") as step:
             try:
                 piece = mongo_capture_slice(env, state)
-            except HistoryLost as exc:
+            except CaptureGap as exc:
                 gap = str(exc)
                 step.outcome, step.detail = "failed", f"gap: {gap}"
         if gap is not None:
@@ -88,7 +90,7 @@ def _chain(
     with record.step("close-chain") as step:
         try:
             last = mongo_capture_slice(env, state)
-        except HistoryLost as exc:
+        except CaptureGap as exc:
             step.outcome, step.detail = "failed", f"gap: {exc}"
             return _start(base), f"closing the chain of base {state.base_backup_id}: {exc}"
         step.detail = (

@@ -71,7 +71,8 @@ def mongo_capture_state_write(environment: str, state: CaptureState, generation:
 def mongo_capture_slice(environment: str, state: CaptureState) -> SliceManifest:
     """Resume every collection's stream from the state's tokens; ship what happened since.
 
-    Raises `HistoryLost` (not retried) when a token is gone from the server: a gap.
+    Raises `CaptureGap` (not retried) on a gap: a token gone from the server, a
+    collection created or dropped since the chain's base, a drop, rename or invalidate.
     Returns the slice's manifest, verified (read back, sha256 checked, decrypted) or
     unverified with the reason; it is written beside the slice. Idempotent: the slice's
     name is fixed by the chain and its number, and the state moves on only afterwards.

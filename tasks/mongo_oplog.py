@@ -37,8 +37,18 @@ HISTORY_LOST = 286
 Streams = dict[str, CollectionChangeStream[RawBSONDocument]]
 
 
-class HistoryLost(PermanentError):
+class CaptureGap(PermanentError):
+    """Changes the capture cannot carry on from: the chain ends, a new base starts one."""
+
+
+class HistoryLost(CaptureGap):
     """A stored resume token is no longer in the server's change history: a gap."""
+
+
+# Events after which a collection's stream carries no more of its changes: MongoDB
+# sends `invalidate` after a drop or a rename of the watched collection, or a drop of its
+# database (https://www.mongodb.com/docs/manual/reference/change-events/invalidate/).
+STREAM_ENDS = frozenset({"drop", "rename", "dropDatabase", "invalidate"})
 
 
 def token_text(token: Any) -> str:
@@ -52,9 +62,14 @@ def open_streams(
 ) -> Streams:
     """One change stream per collection, resumed from ``tokens`` when given.
 
-    A namespace without a token starts now. Raises `HistoryLost` naming the namespace
-    when a token's point is gone from the server's history.
+    Without ``tokens`` (a base backup) every stream starts now. With them (a chain going
+    on), every namespace needs its token: a collection created since the chain's base
+    has none (its writes so far are in no slice), and a token whose collection is gone
+    (dropped, renamed) resumes nothing; both raise `CaptureGap`, as a token whose point
+    is gone from the server's history raises `HistoryLost`, naming the namespace.
     """
+    if tokens is not None:
+        _check_namespaces({f"{s.database}.{s.name}" for s in specs}, tokens)
     streams: Streams = {}
     try:
         for spec in specs:
@@ -77,6 +92,21 @@ def open_streams(
     return streams
 
 
+def _check_namespaces(listed: set[str], tokens: dict[str, str]) -> None:
+    new = sorted(listed - tokens.keys())
+    gone = sorted(tokens.keys() - listed)
+    if new:
+        raise CaptureGap(
+            f"collection(s) {', '.join(new)} created since the chain's base: "
+            "their changes until now are in no slice"
+        )
+    if gone:
+        raise CaptureGap(
+            f"collection(s) {', '.join(gone)} of the chain's tokens are gone "
+            "(dropped or renamed): their last changes cannot be read"
+        )
+
+
 def close_streams(streams: Streams) -> None:
     for stream in streams.values():
         with contextlib.suppress(Exception):
@@ -87,7 +117,8 @@ def drain(streams: Streams, until: datetime) -> tuple[list[Entry], dict[str, str
     """Every change before ``until``, in order, and each stream's token after its last.
 
     Reads each stream to its end; changes at or after ``until`` are left for the next
-    drain (its token is that of the last change kept, so nothing is skipped).
+    drain (its token is that of the last change kept, so nothing is skipped). A drop,
+    rename or invalidate event before ``until`` ends the stream: `CaptureGap`.
     """
     cut = utc(until)
     kept: list[Entry] = []
@@ -99,6 +130,13 @@ def drain(streams: Streams, until: datetime) -> tuple[list[Entry], dict[str, str
             if event is None:
                 token = token if token is not None else stream.resume_token
                 break
+            if event.get("operationType") in STREAM_ENDS:
+                if "wallTime" in event and utc(event["wallTime"]) >= cut:
+                    break
+                raise CaptureGap(
+                    f"change stream of {ns}: a {event['operationType']} event: the "
+                    "collection's changes after it are not in this stream"
+                )
             entry = entry_from_change(event)
             if entry.wall >= cut:
                 break

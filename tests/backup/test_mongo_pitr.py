@@ -148,6 +148,32 @@ def test_a_gap_is_reported_and_starts_a_new_base_backup(fresh_lab: Lab, api: Pre
     assert capture["status"] == "green", capture
 
 
+def test_a_collection_created_or_dropped_since_the_base_is_a_gap(
+    fresh_lab: Lab, api: PrefectApi
+) -> None:
+    first = run(api, "mongo-capture/lab")
+    assert first["state"]["type"] == "COMPLETED", first["state"]
+    with mongo(fresh_lab) as client:
+        client.varai.wishlists.insert_one({"_id": "w1"})  # no token: in no slice
+
+    created = run(api, "mongo-capture/lab")
+    assert created["state"]["type"] == "FAILED"
+    assert "varai.wishlists created since the chain's base" in created["state"]["message"]
+    fresh = capture_state(fresh_lab)
+    assert fresh.seq == 0 and "varai.wishlists" in fresh.tokens  # the new base has it
+
+    with mongo(fresh_lab) as client:
+        client.varai.wishlists.drop()
+    dropped = run(api, "mongo-capture/lab")
+    assert dropped["state"]["type"] == "FAILED"
+    assert "varai.wishlists of the chain's tokens are gone" in dropped["state"]["message"]
+    assert "varai.wishlists" not in capture_state(fresh_lab).tokens
+    assert len(base_manifests(fresh_lab)) == 3
+
+    after = run(api, "mongo-capture/lab")
+    assert after["state"]["type"] == "COMPLETED", after["state"]
+
+
 def _record_name(lab: Lab) -> str:
     client = lab.clients().storage(TOPOLOGY.regions.primary.project)
     names = [
