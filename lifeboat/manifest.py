@@ -130,6 +130,11 @@ class OplogCoverage(BaseModel):
     tokens: dict[str, str] = Field(
         description="namespace → change-stream resume token (Extended JSON) after the last"
     )
+    ended: list[str] = Field(
+        default_factory=list,
+        description="namespaces dropped or renamed while the dump ran: their capture ended, "
+        "the backup leaves them out and a restore does not create them",
+    )
 
 
 class Manifest(BaseModel):

@@ -15,6 +15,7 @@ from google.cloud import storage  # type: ignore[attr-defined]
 from prefect import get_run_logger
 from pydantic import BaseModel, Field
 from pymongo import MongoClient
+from pymongo.errors import OperationFailure
 
 from lifeboat import runtime
 from lifeboat.archive import (
@@ -43,7 +44,7 @@ from lifeboat.manifest import (
     backup_prefix,
     object_name,
 )
-from lifeboat.oplog import OPLOG_FILE, before
+from lifeboat.oplog import OPLOG_FILE, before, describe
 from lifeboat.pipeline import Channel, Pipeline
 from lifeboat.secrets import read_secret
 from lifeboat.slices import SliceManifest
@@ -122,7 +123,14 @@ def _cancellable(pipeline: Pipeline, batches: Iterable[T]) -> Iterator[T]:
 def _spool(pipeline: Pipeline, mongo: MongoClient, order: int, spec: CollectionSpec) -> Spooled:  # type: ignore[type-arg]
     sampler = Sampler()
     batches = _cancellable(pipeline, scan_raw_batches(mongo[spec.database], spec.name))
-    data = spool_raw_batches(batches, each=sampler.add_raw)
+    try:
+        data = spool_raw_batches(batches, each=sampler.add_raw)
+    except OperationFailure:
+        # A drop kills the collection's cursors (QueryPlanKilled): not a failed backup,
+        # the collection is left out (`_oplog_writer` finds it gone). Anything else is.
+        if spec.name in mongo[spec.database].list_collection_names():
+            raise
+        sampler, data = Sampler(), spool_raw_batches(iter(()), each=None)
     return Spooled(order=order, spec=spec, data=data, samples=sampler.sample())
 
 
@@ -257,11 +265,20 @@ def mongo_backup_to_gcs(environment: str, backup_id: str) -> Manifest:
         # Opened before the first read: every change the dump may miss is in a stream.
         streams = open_streams(mongo, specs)
         try:
-            finish = _oplog_writer(streams, oplog)
+            finish = _oplog_writer(streams, oplog, lambda: _listed(mongo, topo.mongodb.databases))
             entries, summary = _dump(mongo, specs, blob, key, kid, readers, finish)
         finally:
             close_streams(streams)
         blob.reload(timeout=runtime.call_timeout(environment))
+    ended = set(oplog[0].ended) if oplog else set()
+    if ended:
+        # In the archive as far as it was read, left out of the backup everywhere else.
+        entries = [e for e in entries if f"{e.database}.{e.name}" not in ended]
+        get_run_logger().warning(
+            "mongodb backup %s: %s dropped while the dump ran; left out, their capture ended",
+            backup_id,
+            ", ".join(sorted(ended)),
+        )
     get_run_logger().info(
         "mongodb backup %s: %d collections, %d bytes uploaded to %s",
         backup_id,
@@ -290,24 +307,38 @@ def mongo_backup_to_gcs(environment: str, backup_id: str) -> Manifest:
     )
 
 
-def _oplog_writer(streams: Streams, into: list[OplogCoverage]) -> Callable[[ArchiveWriter], None]:
+def _listed(mongo: MongoClient, databases: list[str]) -> set[str]:  # type: ignore[type-arg]
+    return {f"{db}.{name}" for db in databases for name in mongo[db].list_collection_names()}
+
+
+def _oplog_writer(
+    streams: Streams, into: list[OplogCoverage], listed: Callable[[], set[str]]
+) -> Callable[[ArchiveWriter], None]:
     """After the last collection: the changes made while the dump ran, as `oplog.bson`.
 
     The backup is consistent at the cut: the dump plus these entries, replayed, is the
-    data as it was then (mongodump --oplog).
+    data as it was then (mongodump --oplog). A collection dropped or renamed while the
+    dump ran (its stream ended, or it is no longer listed) is not in the backup: its
+    capture ends there (`OplogCoverage.ended`), and a restore leaves it out.
     """
 
     def finish(writer: ArchiveWriter) -> None:
         cut = datetime.now(UTC)
         time.sleep(SETTLE_SECONDS)
-        entries, tokens = drain(streams, cut)
+        ended: list[str] = []
+        entries, tokens = drain(streams, cut, ended)
+        gone = sorted(tokens.keys() - listed())
+        if gone:
+            ended += gone
+            tokens = {ns: t for ns, t in tokens.items() if ns not in gone}
+            entries = [e for e in entries if describe(e.raw)[1] not in gone]
         with tempfile.SpooledTemporaryFile(max_size=8 << 20) as spool:
             size = 0
             for raw in raws(entries):
                 size += spool.write(raw)
             spool.seek(0)
             writer.add_file(OPLOG_FILE, spool, size)
-        into.append(coverage(entries, tokens, cut))
+        into.append(coverage(entries, tokens, cut).model_copy(update={"ended": sorted(ended)}))
 
     return finish
 
@@ -403,6 +434,7 @@ def mongo_restore_from_gcs(
         tempfile.SpooledTemporaryFile(max_size=8 << 20) as oplog,
     ):
         has_oplog = False
+        left_out = frozenset(manifest.oplog.ended if manifest.oplog else ())
         for member in read_archive(src, key):
             if member.path == OPLOG_FILE:
                 # The last member; replayed once every collection is in.
@@ -411,7 +443,7 @@ def mongo_restore_from_gcs(
                     oplog.write(piece)
                 continue
             database, collection, kind = split_path(member.path)
-            if database not in targets:
+            if database not in targets or f"{database}.{collection}" in left_out:
                 continue
             target = mongo[targets[database]]
             if kind == "metadata":
@@ -435,12 +467,12 @@ def mongo_restore_from_gcs(
         samples = {f"{c.database}.{c.name}": set(c.samples) for c in manifest.collections}
         if has_oplog:
             oplog.seek(0)
-            replayed = replay(mongo, targets, iter_bson(oplog), samples=samples)
+            replayed = replay(mongo, targets, iter_bson(oplog), samples=samples, leave_out=left_out)
         if point_in_time is not None:
             replayed_slices = Replayed()
             for item in slices or []:
                 entries = before(slice_entries(environment, item, key), point_in_time)
-                replay(mongo, targets, entries, replayed_slices)
+                replay(mongo, targets, entries, replayed_slices, leave_out=left_out)
         for done in restored:
             database, collection = done.source.split(".", 1)
             meta = parse_metadata(metadata.get((database, collection), b"{}"))

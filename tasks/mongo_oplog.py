@@ -113,12 +113,16 @@ def close_streams(streams: Streams) -> None:
             stream.close()
 
 
-def drain(streams: Streams, until: datetime) -> tuple[list[Entry], dict[str, str]]:
+def drain(
+    streams: Streams, until: datetime, ended: list[str] | None = None
+) -> tuple[list[Entry], dict[str, str]]:
     """Every change before ``until``, in order, and each stream's token after its last.
 
     Reads each stream to its end; changes at or after ``until`` are left for the next
     drain (its token is that of the last change kept, so nothing is skipped). A drop,
-    rename or invalidate event before ``until`` ends the stream: `CaptureGap`.
+    rename or invalidate event before ``until`` ends the stream: `CaptureGap`, unless
+    ``ended`` is given (a base backup's dump): then the namespace goes there and has no
+    token, and its changes are left out (the backup leaves the collection out).
     """
     cut = utc(until)
     kept: list[Entry] = []
@@ -133,6 +137,10 @@ def drain(streams: Streams, until: datetime) -> tuple[list[Entry], dict[str, str
             if event.get("operationType") in STREAM_ENDS:
                 if "wallTime" in event and utc(event["wallTime"]) >= cut:
                     break
+                if ended is not None:
+                    ended.append(ns)
+                    token = None
+                    break
                 raise CaptureGap(
                     f"change stream of {ns}: a {event['operationType']} event: the "
                     "collection's changes after it are not in this stream"
@@ -142,7 +150,11 @@ def drain(streams: Streams, until: datetime) -> tuple[list[Entry], dict[str, str
                 break
             kept.append(entry)
             token = event["_id"]
+        if ended is not None and ns in ended:
+            continue
         tokens[ns] = token_text(token)
+    if ended:
+        kept = [e for e in kept if describe(e.raw)[1] not in ended]
     return ordered(kept), tokens
 
 
@@ -172,8 +184,10 @@ def replay(
     entries: Iterable[bytes],
     into: Replayed | None = None,
     samples: dict[str, set[str]] | None = None,
+    leave_out: frozenset[str] = frozenset(),
 ) -> Replayed:
-    """Apply oplog entries in order, each idempotent; namespaces outside ``targets`` skip.
+    """Apply oplog entries in order, each idempotent; namespaces outside ``targets`` (or
+    in ``leave_out``, collections the backup left out) skip.
 
     ``targets`` maps a source database to the database restored into. ``samples`` (per
     namespace, the manifest's sampled ``_id`` keys) are noted when an entry changes one:
@@ -183,7 +197,7 @@ def replay(
     for raw in entries:
         op, ns, doc_id = describe(raw)
         database, _, collection = ns.partition(".")
-        if database not in targets:
+        if database not in targets or ns in leave_out:
             continue
         if samples and (key := id_key(doc_id)) in samples.get(ns, ()):
             done.changed_samples.setdefault(ns, []).append(key)

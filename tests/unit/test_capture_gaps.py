@@ -31,13 +31,13 @@ class ListedStream:
         return event
 
 
-def change(kind: str, at: datetime, inc: int) -> dict[str, Any]:
+def change(kind: str, at: datetime, inc: int, coll: str = "sessions") -> dict[str, Any]:
     event: dict[str, Any] = {
         "_id": {"_data": f"nx:{inc}"},
         "operationType": kind,
         "clusterTime": Timestamp(int(at.timestamp()), inc),
         "wallTime": at.replace(tzinfo=None),
-        "ns": {"db": "varai", "coll": "sessions"},
+        "ns": {"db": "varai", "coll": coll},
     }
     if kind in ("insert", "update", "delete"):
         event["documentKey"] = {"_id": inc}
@@ -77,3 +77,14 @@ def test_a_token_whose_collection_is_gone_is_a_gap() -> None:
     tokens = {"varai.sessions": '{"_data": "a"}', "varai.carts": '{"_data": "b"}'}
     with pytest.raises(CaptureGap, match=r"varai\.carts of the chain's tokens are gone"):
         open_streams(cast(Any, None), [spec("sessions")], tokens)
+
+
+def test_in_a_base_backups_dump_a_dropped_collections_capture_ends_and_is_left_out() -> None:
+    dropped = ListedStream([change("insert", T0, 1), change("drop", T0, 2)])
+    kept = ListedStream([change("insert", T0, 3, coll="products")])
+    both = cast(Streams, {"varai.sessions": dropped, "varai.products": kept})
+    ended: list[str] = []
+    entries, tokens = drain(both, T0 + timedelta(minutes=5), ended)
+    assert ended == ["varai.sessions"]
+    assert tokens.keys() == {"varai.products"}  # no token: its chain does not go on
+    assert len(entries) == 1  # the dropped collection's changes are left out with it
