@@ -75,21 +75,29 @@ def open_streams(
         for spec in specs:
             ns = f"{spec.database}.{spec.name}"
             token = json_util.loads(tokens[ns]) if tokens and ns in tokens else None
-            try:
+            with _history_lost(ns):
                 streams[ns] = mongo[spec.database][spec.name].watch(
                     full_document="required", resume_after=token
                 )
-            except OperationFailure as exc:
-                if exc.code == HISTORY_LOST:
-                    raise HistoryLost(
-                        f"change stream of {ns}: its resume token is no longer in the "
-                        f"server's history (ChangeStreamHistoryLost): changes were lost"
-                    ) from None
-                raise
     except BaseException:
         close_streams(streams)
         raise
     return streams
+
+
+@contextlib.contextmanager
+def _history_lost(ns: str) -> Iterator[None]:
+    """Error 286 as `HistoryLost`: from `watch()`, or from a `try_next` that resumes the
+    stream itself (after a network error) at a point the oplog has moved past."""
+    try:
+        yield
+    except OperationFailure as exc:
+        if exc.code == HISTORY_LOST:
+            raise HistoryLost(
+                f"change stream of {ns}: its resume token is no longer in the "
+                f"server's history (ChangeStreamHistoryLost): changes were lost"
+            ) from None
+        raise
 
 
 def _check_namespaces(listed: set[str], tokens: dict[str, str]) -> None:
@@ -130,7 +138,8 @@ def drain(
     for ns, stream in streams.items():
         token = stream.resume_token
         while True:
-            event = stream.try_next()
+            with _history_lost(ns):
+                event = stream.try_next()
             if event is None:
                 token = token if token is not None else stream.resume_token
                 break

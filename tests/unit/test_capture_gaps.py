@@ -9,9 +9,10 @@ from typing import Any, cast
 
 import pytest
 from bson.timestamp import Timestamp
+from pymongo.errors import OperationFailure
 
 from tasks.mongo import CollectionSpec
-from tasks.mongo_oplog import CaptureGap, Streams, drain, open_streams
+from tasks.mongo_oplog import CaptureGap, HistoryLost, Streams, drain, open_streams
 
 T0 = datetime(2026, 12, 5, 12, tzinfo=UTC)
 
@@ -88,3 +89,15 @@ def test_in_a_base_backups_dump_a_dropped_collections_capture_ends_and_is_left_o
     assert ended == ["varai.sessions"]
     assert tokens.keys() == {"varai.products"}  # no token: its chain does not go on
     assert len(entries) == 1  # the dropped collection's changes are left out with it
+
+
+class LostStream(ListedStream):
+    """A stream whose own resume, inside ``try_next``, finds its point gone (error 286)."""
+
+    def try_next(self) -> dict[str, Any] | None:
+        raise OperationFailure("Resume of change stream was not possible", code=286)
+
+
+def test_history_lost_while_draining_is_a_gap_as_it_is_when_opening() -> None:
+    with pytest.raises(HistoryLost, match=r"varai\.sessions.*ChangeStreamHistoryLost"):
+        drain(cast(Streams, {"varai.sessions": LostStream([])}), T0)
