@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from prefect import get_run_logger
+
 from lifeboat.manifest import Manifest
 from lifeboat.oplog import utc
-from lifeboat.slices import SliceManifest, chain, covered_until, slices_needed
+from lifeboat.slices import SliceManifest, chain, covered_until, has_guard, slices_needed
 from tasks.catalog import catalog_list
 from tasks.errors import PermanentError
 from tasks.mongo_capture import mongo_list_slices, mongo_verify_slices
@@ -37,7 +39,17 @@ def plan_point(environment: str, point_in_time: datetime) -> tuple[Manifest, lis
         unbroken = chain(mongo_list_slices(environment, base.backup_id))
         reach = covered_until(utc(start), unbroken)
         if point <= reach:
-            return base, slices_needed(unbroken, point)
+            needed = slices_needed(unbroken, point)
+            if not has_guard(needed, point):
+                get_run_logger().warning(
+                    "point_in_time %s: no slice after it yet (the chain of backup %s reaches "
+                    "%s); a write stamped before it but committed after that is not replayed; "
+                    "restoring with what there is",
+                    point.isoformat(),
+                    base.backup_id,
+                    reach.isoformat(),
+                )
+            return base, needed
         reached.append(f"backup {base.backup_id} covers {start.isoformat()} to {reach.isoformat()}")
     covered = "; ".join(reached[:3]) or "no verified backup with captured changes before it"
     raise PermanentError(

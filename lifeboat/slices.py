@@ -103,12 +103,22 @@ def closing_gap(last: SliceManifest, new_base_until: datetime) -> str | None:
 
 
 def slices_needed(unbroken: list[SliceManifest], point: datetime) -> list[SliceManifest]:
-    """The slices a restore to ``point`` replays: up to the first that reaches past it."""
+    """The slices a restore to ``point`` replays: up to the first that reaches past it,
+    and the one after as a guard.
+
+    A write stamped before slice n's cut but visible only after it lands in slice n+1;
+    the replay keeps only entries before the point (`before`), so reading n+1 too is
+    safe. The guard is the first slice that starts at or after the point; when it does
+    not exist yet, `has_guard` says so.
+    """
     needed = []
     for item in unbroken:
+        needed.append(item)
         if item.since >= point:
             break
-        needed.append(item)
-        if item.until >= point:
-            break
     return needed
+
+
+def has_guard(needed: list[SliceManifest], point: datetime) -> bool:
+    """Whether ``slices_needed`` found a slice after the point (see there)."""
+    return bool(needed) and needed[-1].since >= point

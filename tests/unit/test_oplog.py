@@ -13,7 +13,14 @@ from bson.timestamp import Timestamp
 
 from lifeboat.manifest import OplogCoverage, StoredObject
 from lifeboat.oplog import UnreplayableChange, before, describe, entry_from_change, ordered
-from lifeboat.slices import SliceManifest, chain, closing_gap, covered_until, slices_needed
+from lifeboat.slices import (
+    SliceManifest,
+    chain,
+    closing_gap,
+    covered_until,
+    has_guard,
+    slices_needed,
+)
 
 T0 = datetime(2026, 12, 5, 12, tzinfo=UTC)
 
@@ -104,12 +111,18 @@ def test_a_chain_ends_at_its_first_missing_or_unverified_slice() -> None:
     assert covered_until(T0, []) == T0
 
 
-def test_a_restore_to_a_moment_replays_the_slices_up_to_the_one_reaching_past_it() -> None:
+def test_a_restore_to_a_moment_replays_up_to_the_slice_reaching_past_it_and_one_more() -> None:
     m = timedelta(minutes=5)
-    slices = [piece(n, T0 + (n - 1) * m, T0 + n * m) for n in (1, 2, 3)]
-    assert [s.seq for s in slices_needed(slices, T0 + m + timedelta(seconds=1))] == [1, 2]
-    assert [s.seq for s in slices_needed(slices, T0 + m)] == [1]
-    assert [s.seq for s in slices_needed(slices, T0)] == []
+    slices = [piece(n, T0 + (n - 1) * m, T0 + n * m) for n in (1, 2, 3, 4)]
+    # A write stamped before slice n's cut may land in n+1: n+1 is read as a guard.
+    assert [s.seq for s in slices_needed(slices, T0 + m + timedelta(seconds=1))] == [1, 2, 3]
+    assert [s.seq for s in slices_needed(slices, T0 + m)] == [1, 2]
+    assert [s.seq for s in slices_needed(slices, T0)] == [1]
+    assert has_guard(slices_needed(slices, T0 + m), T0 + m)
+    # The last slice reaches past the point and has no successor yet: the restore goes on.
+    last = slices_needed(slices, T0 + 3 * m + timedelta(seconds=1))
+    assert [s.seq for s in last] == [1, 2, 3, 4]
+    assert not has_guard(last, T0 + 3 * m + timedelta(seconds=1))
 
 
 def test_an_old_chain_reaches_a_new_base_only_through_a_verified_closing_slice() -> None:
