@@ -12,12 +12,21 @@ from pathlib import Path
 from commands import discover, iam, restore_sql
 from lifeboat.discovery import DiscoveryError
 from lifeboat.endpoints import lab_dir
+from lifeboat.oplog import parse_moment
 from lifeboat.topology import (
     ENVIRONMENTS_DIR,
     TopologyError,
     load_topology,
     parse_topology_file,
 )
+
+
+def _moment(text: str) -> datetime:
+    """``--point-in-time``: an RFC 3339 time with its UTC offset, else a usage error."""
+    try:
+        return parse_moment(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _lab_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -68,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     rs_when.add_argument(
         "--point-in-time",
         default=None,
+        type=_moment,
         help="RFC 3339 moment: a base backup and the changes captured after it, up to it",
     )
     rs.add_argument("--target", default=None, help="target database (default: restore_<id>)")
@@ -186,9 +196,7 @@ def _backup_or_restore(args: argparse.Namespace) -> int:
                 backup_id=args.backup,
                 target_database=args.target,
                 force=args.force,
-                point_in_time=(
-                    datetime.fromisoformat(args.point_in_time) if args.point_in_time else None
-                ),
+                point_in_time=args.point_in_time,
                 operator=args.operator,
                 source_bucket=args.source_bucket,
             )

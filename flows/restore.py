@@ -25,7 +25,7 @@ from pydantic import BaseModel, Field
 
 from flows.evidence import published
 from flows.launch import ENVIRONMENT_FIELD, SwitchRequest
-from flows.restore_point import plan_point, verify_slices
+from flows.restore_point import check_point, plan_point, verify_slices
 from lifeboat import runtime
 from lifeboat.manifest import Manifest
 from lifeboat.record import RunRecord
@@ -125,8 +125,7 @@ def restore_mongodb(
     started = time.perf_counter()
     if backup_id is not None and not re.match(BACKUP_ID, backup_id):
         raise PermanentError(f"backup_id: {backup_id!r} is malformed (e.g. 20261122T030000Z)")
-    if backup_id is not None and point_in_time is not None:
-        raise PermanentError("point_in_time: give a backup_id or a point_in_time, not both")
+    point_in_time = check_point(backup_id, point_in_time)
     bucket = source_bucket_of(environment, source_bucket, point_in_time)
     slices: list[SliceManifest] = []
     manifest: Manifest | None
@@ -210,7 +209,9 @@ def restore(
     ] = None,
 ) -> dict[str, Any]:
     request = SwitchRequest.validate_launch(environment, reason, None, operator, prefix="rs")
-    # Refused before the record exists: a bucket the topology does not name changes nothing.
+    # Refused before the record exists: a bucket the topology does not name, a moment
+    # without a UTC offset, in the future or beside a backup_id, change nothing.
+    point_in_time = check_point(backup_id, point_in_time)
     bucket = source_bucket_of(request.environment, source_bucket, point_in_time)
     record: RunRecord = request.record("restore", "force" if force else "scratch", False)
     with published(record, notify_success=False):

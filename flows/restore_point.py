@@ -13,18 +13,34 @@ from datetime import UTC, datetime
 from prefect import get_run_logger
 
 from lifeboat.manifest import Manifest
-from lifeboat.oplog import utc
+from lifeboat.oplog import utc, utc_moment
 from lifeboat.slices import SliceManifest, chain, covered_until, has_guard, slices_needed
 from tasks.catalog import catalog_list
 from tasks.errors import PermanentError
 from tasks.mongo_capture import mongo_list_slices, mongo_verify_slices
 
 
-def plan_point(environment: str, point_in_time: datetime) -> tuple[Manifest, list[SliceManifest]]:
-    """The base backup and the slices to replay for ``point_in_time``; refuses otherwise."""
-    point = utc(point_in_time)
+def check_point(backup_id: str | None, point_in_time: datetime | None) -> datetime | None:
+    """``point_in_time`` in UTC, or None; refused, naming it, when it has no UTC offset, is
+    in the future, or comes with a ``backup_id``. Reads nothing: a restore calls it before
+    its run record exists."""
+    if point_in_time is None:
+        return None
+    if backup_id is not None:
+        raise PermanentError("point_in_time: give a backup_id or a point_in_time, not both")
+    try:
+        point = utc_moment(point_in_time)
+    except ValueError as exc:
+        raise PermanentError(str(exc)) from None
     if point > datetime.now(UTC):
         raise PermanentError(f"point_in_time: {point.isoformat()} is in the future")
+    return point
+
+
+def plan_point(environment: str, point_in_time: datetime) -> tuple[Manifest, list[SliceManifest]]:
+    """The base backup and the slices to replay for ``point_in_time``; refuses otherwise."""
+    point = check_point(None, point_in_time)
+    assert point is not None
     bases = [
         m
         for m in catalog_list(environment, "mongodb")

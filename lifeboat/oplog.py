@@ -52,6 +52,27 @@ def utc(at: datetime) -> datetime:
     return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
 
+def utc_moment(at: datetime, field: str = "point_in_time") -> datetime:
+    """A moment a person gave, in UTC; without a UTC offset it is refused (ValueError
+    naming ``field``): read as UTC, a local time would be off by hours, in silence."""
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise ValueError(
+            f"{field}: {at.isoformat()} has no UTC offset; give one, e.g. 2026-12-05T14:30:00Z"
+        )
+    return at.astimezone(UTC)
+
+
+def parse_moment(text: str, field: str = "point_in_time") -> datetime:
+    """`utc_moment` of an RFC 3339 string; a malformed one is refused the same way."""
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            f"{field}: {text!r} is not an RFC 3339 time, e.g. 2026-12-05T14:30:00Z"
+        ) from None
+    return utc_moment(at, field)
+
+
 def entry_from_change(event: Mapping[str, Any]) -> Entry:
     """The oplog entry that replays one change event; raises `UnreplayableChange`.
 
