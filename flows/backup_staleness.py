@@ -130,12 +130,27 @@ def _ages(
 
 def _slice_age(environment: str, now: datetime) -> list[dict[str, Any]]:
     """The newest change slice's age against the 5-minute RPO; nothing while no capture
-    has run (the continuous capture is not set up)."""
-    state, _ = mongo_capture_state_read(environment)
+    has run (the continuous capture is not set up); an alert when the capture state cannot
+    be read (corrupt, refused)."""
+    rpo, alert = RPO_MINUTES, 3 * RPO_MINUTES
+    try:
+        state, _ = mongo_capture_state_read(environment)
+    except Exception as exc:
+        return [
+            {
+                "source": "mongodb-changes",
+                "newest_verified": None,
+                "age_hours": None,
+                "rpo_hours": round(rpo / 60, 4),
+                "alert_hours": round(alert / 60, 4),
+                "level": "alert",
+                "copies": {},
+                "error": f"capture state unreadable: {exc}"[:300],
+            }
+        ]
     if state is None:
         return []
     minutes = (now - state.until).total_seconds() / 60
-    rpo, alert = RPO_MINUTES, 3 * RPO_MINUTES
     level = "alert" if minutes > alert else "warning" if minutes > rpo else "ok"
     return [
         {
@@ -163,7 +178,7 @@ def _stale_text(row: dict[str, Any]) -> str:
         c["level"] == "alert" for c in row["copies"].values()
     ):
         age = row["age_hours"]
-        parts.append("no verified backup" if age is None else f"{age} h old")
+        parts.append(row.get("error") or ("no verified backup" if age is None else f"{age} h old"))
     for location, copy in row["copies"].items():
         if copy["level"] == "alert":
             age = copy["age_hours"]

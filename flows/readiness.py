@@ -306,6 +306,24 @@ def _restore_age(topo: Topology, now: datetime) -> Check:
     return check
 
 
+def _capture_row(environment: str, now: datetime) -> list[tuple[Row, Check]]:
+    """The capture-age row; none while no capture has run (the continuous capture is not
+    set up here). A state that cannot be read (corrupt, refused) is a red row."""
+    row = Row(check="capture-age", target="mongodb-changes")
+    try:
+        capture, _ = mongo_capture_state_read(environment)
+    except Exception as exc:
+        return [(row, _unreadable(f"capture state unreadable: {exc}"))]
+    return [] if capture is None else [(row, _capture_age(capture, now))]
+
+
+def _unreadable(why: str) -> Check:
+    def check(row: Row) -> None:
+        raise PermanentError(why)
+
+    return check
+
+
 def _capture_age(state: CaptureState, now: datetime) -> Check:
     # One minute over the RPO for a capture run to start and ship its slice.
     limit_m = RPO_MINUTES + 1
@@ -363,12 +381,7 @@ def readiness(environment: Annotated[str, ENVIRONMENT_FIELD]) -> list[dict[str, 
 def _check_all(topo: Topology, record: RunRecord) -> list[dict[str, str]]:
     now = datetime.now(UTC)
     with record.step("checks") as step:
-        planned = checks(topo, now)
-        # No row while no capture has run: the continuous capture is not set up here.
-        capture, _ = mongo_capture_state_read(topo.environment)
-        if capture is not None:
-            row = Row(check="capture-age", target="mongodb-changes")
-            planned.append((row, _capture_age(capture, now)))
+        planned = checks(topo, now) + _capture_row(topo.environment, now)
         futures = [evaluate.submit(row, check) for row, check in planned]
         rows = [f.result() for f in futures]
         step.detail = f"{sum(r.green for r in rows)}/{len(rows)} green"

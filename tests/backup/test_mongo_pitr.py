@@ -174,6 +174,25 @@ def test_a_collection_created_or_dropped_since_the_base_is_a_gap(
     assert after["state"]["type"] == "COMPLETED", after["state"]
 
 
+def test_an_unreadable_capture_state_is_a_red_row_not_a_crash(
+    fresh_lab: Lab, api: PrefectApi
+) -> None:
+    storage = fresh_lab.clients().storage(TOPOLOGY.regions.primary.project)
+    storage.bucket(BACKUPS).blob(CAPTURE_STATE).upload_from_string("{not json")
+
+    stale = run(api, "backup-staleness/lab", sources=["mongodb"])
+    assert stale["state"]["type"] == "FAILED"  # an alert, with every row recorded
+    [staleness] = run_records(fresh_lab, "backup-staleness", stale["id"])
+    rows = {r["source"]: r for r in staleness["after"]["sources"]}
+    assert rows["mongodb-changes"]["level"] == "alert"
+    assert "capture state unreadable" in rows["mongodb-changes"]["error"]
+    assert "capture state unreadable" in stale["state"]["message"]
+
+    _, checks = readiness(api, fresh_lab)
+    capture = checks[("capture-age", "mongodb-changes")]
+    assert capture["status"] == "RED" and "capture state unreadable" in capture["detail"]
+
+
 def _record_name(lab: Lab) -> str:
     client = lab.clients().storage(TOPOLOGY.regions.primary.project)
     names = [
