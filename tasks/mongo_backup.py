@@ -16,11 +16,9 @@ from pymongo import MongoClient
 
 from lifeboat import runtime
 from lifeboat.archive import (
-    ArchiveError,
     ArchiveSummary,
     ArchiveWriter,
     SpooledCollection,
-    WrongKey,
     collection_metadata,
     iter_bson,
     key_id,
@@ -29,7 +27,6 @@ from lifeboat.archive import (
     read_archive,
     split_path,
     spool_raw_batches,
-    verify_archive,
 )
 from lifeboat.manifest import (
     ARCHIVE,
@@ -42,6 +39,7 @@ from lifeboat.manifest import (
 )
 from lifeboat.pipeline import Channel, Pipeline
 from lifeboat.secrets import read_secret
+from tasks.archive_check import checked
 from tasks.catalog import backups_bucket
 from tasks.errors import PermanentError
 from tasks.mongo import (
@@ -279,26 +277,8 @@ def mongo_verify_backup(environment: str, manifest: Manifest) -> Manifest:
     """
     key, kid = encryption_key(environment)
     blob = _archive_blob(environment, manifest)
-    now = datetime.now(UTC)
     with calling("mongo-verify", manifest.archive.uri if manifest.archive else "?"):
-        try:
-            if manifest.key_id and manifest.key_id != kid:
-                raise WrongKey(
-                    f"wrong key: the backup was encrypted with key id {manifest.key_id}, "
-                    f"the secret holds key id {kid}"
-                )
-            with blob.open("rb") as source:
-                verify_archive(
-                    source,
-                    key,
-                    expected_object_sha256=manifest.archive.sha256 if manifest.archive else None,
-                    expected_files={p: f.sha256 for p, f in manifest.files.items()},
-                )
-        except ArchiveError as exc:
-            return manifest.model_copy(
-                update={"status": "unverified", "error": str(exc)[:500], "verified_at": None}
-            )
-    return manifest.model_copy(update={"status": "verified", "error": None, "verified_at": now})
+        return checked(manifest, blob, key, kid)
 
 
 class RestoredCollection(BaseModel):
