@@ -12,7 +12,6 @@ import io
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
-from google.cloud import storage  # type: ignore[attr-defined]
 from prefect import get_run_logger
 
 from lifeboat import runtime
@@ -25,13 +24,12 @@ from lifeboat.manifest import (
     Manifest,
     StoredObject,
     backup_prefix,
-    object_name,
 )
 from tasks import config_read
 from tasks.archive_check import checked
 from tasks.catalog import backups_bucket
 from tasks.errors import PermanentError
-from tasks.mongo_backup import encryption_key, tool_version
+from tasks.mongo_backup import archive_blob, encryption_key, tool_version
 from tasks.retrying import calling, cloud_task
 
 # What each archived kind holds, read in this order.
@@ -96,16 +94,6 @@ def config_backup_to_gcs(environment: str, source: ConfigSource, backup_id: str)
         ),
         files={p: FileDigest(bytes=f.size, sha256=f.sha256) for p, f in summary.files.items()},
         items=items,
-    )
-
-
-def archive_blob(environment: str, manifest: Manifest) -> storage.Blob:
-    """The manifest's archive object, pinned to the generation the backup wrote."""
-    if manifest.archive is None:
-        raise PermanentError(f"backup {manifest.backup_id} has no archive in its manifest")
-    bucket_name, name = object_name(manifest.archive.uri)
-    return backups_bucket(environment, bucket_name).blob(
-        name, generation=manifest.archive.generation
     )
 
 

@@ -258,7 +258,8 @@ def mongo_backup_to_gcs(environment: str, backup_id: str) -> Manifest:
     )
 
 
-def _archive_blob(environment: str, manifest: Manifest) -> storage.Blob:
+def archive_blob(environment: str, manifest: Manifest) -> storage.Blob:
+    """The manifest's archive object, pinned to the generation its backup wrote."""
     if manifest.archive is None:
         raise PermanentError(f"backup {manifest.backup_id} has no archive in its manifest")
     # The backups bucket or a copy bucket (``Manifest.stored_in``), as the URI says.
@@ -276,7 +277,7 @@ def mongo_verify_backup(environment: str, manifest: Manifest) -> Manifest:
     mismatch is a result here, not a retry. Idempotent: read-only.
     """
     key, kid = encryption_key(environment)
-    blob = _archive_blob(environment, manifest)
+    blob = archive_blob(environment, manifest)
     with calling("mongo-verify", manifest.archive.uri if manifest.archive else "?"):
         return checked(manifest, blob, key, kid)
 
@@ -303,7 +304,7 @@ def mongo_restore_from_gcs(
     """
     key, _ = encryption_key(environment)
     workers = runtime.topology(environment).mongodb.restore_insertion_workers
-    blob = _archive_blob(environment, manifest)
+    blob = archive_blob(environment, manifest)
     expected = {f"{c.database}/{c.name}": c.documents for c in manifest.collections}
     restored: list[RestoredCollection] = []
     metadata: dict[tuple[str, str], bytes] = {}
