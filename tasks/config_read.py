@@ -121,9 +121,12 @@ def secrets(environment: str) -> Iterator[Captured]:
             document: dict[str, Any] = {
                 "secret": json.loads(secretmanager_v1.Secret.to_json(secret))
             }
+            # Secret Manager names a listed secret by project number; the IAM table and
+            # the rest of Lifeboat name it by project id, which the API takes as well.
+            named = f"projects/{project}/secrets/{secret.name.rsplit('/', 1)[-1]}"
             try:
                 got = client.access_secret_version(
-                    name=f"{secret.name}/versions/latest", retry=None, timeout=timeout
+                    name=f"{named}/versions/latest", retry=None, timeout=timeout
                 )
             except (gexc.NotFound, gexc.FailedPrecondition) as exc:
                 document["latest"] = None
