@@ -24,7 +24,8 @@ from prefect import flow, get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
-from flows.backup_copies import copy_backup, copy_retention, log_copies
+from flows.backup_copies import copy_or_mark_failed, copy_retention, log_copies
+from flows.backup_retention import source_retention
 from flows.evidence import published
 from flows.launch import ENVIRONMENT_FIELD, SwitchRequest
 from lifeboat import runtime
@@ -39,13 +40,7 @@ from lifeboat.manifest import (
 from lifeboat.record import RunRecord
 from lifeboat.retention import Candidate, decide
 from lifeboat.topology import SqlInstanceRef, Topology
-from tasks.catalog import (
-    ORPHAN_GRACE,
-    catalog_delete,
-    catalog_list,
-    catalog_orphans,
-    catalog_write,
-)
+from tasks.catalog import catalog_write, catalog_write_quietly
 from tasks.cloud_sql import sql_export_database, sql_live_primary
 from tasks.cloud_sql_backups import (
     BackupRunInfo,
@@ -102,9 +97,11 @@ def _run(
 ) -> None:
     """Each source's backup into ``manifests`` as it ends, then retention; any unverified fails."""
     if "cloudsql" in sources:
-        manifests["cloudsql"] = _copied(topo, record, _cloudsql(topo, record, bid, started))
+        manifests["cloudsql"] = copy_or_mark_failed(
+            topo, record, _cloudsql(topo, record, bid, started)
+        )
     if "mongodb" in sources:
-        manifests["mongodb"] = _copied(topo, record, _mongodb(topo, record, bid))
+        manifests["mongodb"] = copy_or_mark_failed(topo, record, _mongodb(topo, record, bid))
     record.after["backups"] = {
         s: {
             "status": m.status,
@@ -142,7 +139,7 @@ def _mongodb(topo: Topology, record: RunRecord, bid: str) -> Manifest:
                 flow_run_id=record.flow_run_id,
             )
             step.outcome, step.detail = "failed", failed.error or ""
-            _write_quietly(env, failed)
+            catalog_write_quietly(env, failed)
             return failed
         size = manifest.archive.bytes if manifest.archive else 0
         step.detail = f"{len(manifest.collections)} collections, {size} bytes"
@@ -153,19 +150,6 @@ def _mongodb(topo: Topology, record: RunRecord, bid: str) -> Manifest:
         step.outcome = "done" if manifest.verified else "failed"
         step.detail = manifest.error or f"verified; manifest {manifest.manifest_name}"
     return manifest
-
-
-def _copied(topo: Topology, record: RunRecord, manifest: Manifest) -> Manifest:
-    """The backup's cross-region copies; a copy step that fails (its catalog write) is
-    recorded and stops neither the other source nor retention, like a source that fails."""
-    try:
-        return copy_backup(topo, record, manifest)
-    except Exception as exc:
-        get_run_logger().error("copies of %s failed: %s", manifest.backup_id, exc)
-        # Not recorded, so not restorable from: the run fails, naming them.
-        for copy in manifest.copies.values():
-            copy.status, copy.error = "failed", f"recording the copies: {exc}"[:500]
-        return manifest
 
 
 def _cloudsql(topo: Topology, record: RunRecord, bid: str, started: datetime) -> Manifest:
@@ -217,44 +201,17 @@ def _cloudsql(topo: Topology, record: RunRecord, bid: str, started: datetime) ->
     except Exception as exc:
         manifest.status, manifest.error = "failed", str(exc)[:500]
     manifest.ended_at = datetime.now(UTC)
-    _write_quietly(env, manifest)
+    catalog_write_quietly(env, manifest)
     return manifest
-
-
-def _write_quietly(environment: str, manifest: Manifest) -> None:
-    try:
-        catalog_write(environment, manifest)
-    except Exception as exc:
-        get_run_logger().error("could not write %s: %s", manifest.manifest_name, exc)
 
 
 def _retention(topo: Topology, record: RunRecord, verified_sources: list[Source]) -> None:
     """Apply retention to each source whose backup just verified."""
-    env, now = topo.environment, datetime.now(UTC)
-    keep_days: dict[Source, int] = {
-        "mongodb": topo.backups.retention.database_days,
-        # The exports in the backups bucket are the cross-region copies.
-        "cloudsql": topo.backups.retention.cross_region_days,
-    }
+    now = datetime.now(UTC)
     report: list[dict[str, Any]] = []
     with record.step("retention") as step:
         for source in verified_sources:
-            history = catalog_list(env, source)
-            by_id = {m.backup_id: m for m in history}
-            candidates = [
-                Candidate(m.backup_id, m.started_at, m.verified, m.status) for m in history
-            ]
-            for d in decide(candidates, keep_days[source], now):
-                objects = catalog_delete(env, by_id[d.key]) if d.action == "delete" else []
-                report.append(
-                    {
-                        "what": f"{source} {d.key}",
-                        "action": d.action,
-                        "reason": d.reason,
-                        "objects": len(objects),
-                    }
-                )
-            report += _orphan_retention(env, source, now)
+            report += source_retention(topo, source, now)
         if "cloudsql" in verified_sources:
             report += _backup_run_retention(topo, now)
         report += copy_retention(topo, verified_sources, now)
@@ -264,33 +221,6 @@ def _retention(topo: Topology, record: RunRecord, verified_sources: list[Source]
             "; ".join(f"{r['what']} ({r['reason']})" for r in gone) or "nothing expired"
         )
         get_run_logger().info("retention: %s", step.detail)
-
-
-def _orphan_retention(env: str, source: Source, now: datetime) -> list[dict[str, Any]]:
-    """Folders a crashed run left without a manifest: deleted once past the grace period."""
-    report = []
-    grace_days = ORPHAN_GRACE.total_seconds() / 86400
-    for orphan in catalog_orphans(env, source):
-        age_days = (now - orphan.started_at).total_seconds() / 86400
-        if age_days > grace_days:
-            objects = catalog_delete(env, orphan)
-            action = "delete"
-            reason = (
-                f"no manifest (an interrupted backup), {age_days:.1f} days old, "
-                f"past the {grace_days:g}-day grace"
-            )
-        else:
-            objects, action = [], "keep"
-            reason = f"no manifest yet, {age_days:.1f} days old: it may still be writing"
-        report.append(
-            {
-                "what": f"{source} {orphan.backup_id}",
-                "action": action,
-                "reason": reason,
-                "objects": len(objects),
-            }
-        )
-    return report
 
 
 def _live_primary(topo: Topology) -> SqlInstanceRef:

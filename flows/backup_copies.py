@@ -19,12 +19,13 @@ backups bucket only (``flows.restore.source_bucket_of``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from prefect import get_run_logger
 
-from lifeboat.manifest import BackupCopy, Manifest, Source, object_name
+from lifeboat.manifest import AnySource, BackupCopy, Manifest, object_name
 from lifeboat.record import RunRecord
 from lifeboat.retention import Candidate, decide
 from lifeboat.topology import Topology
@@ -69,6 +70,19 @@ def copy_backup(topo: Topology, record: RunRecord, manifest: Manifest) -> Manife
     return manifest
 
 
+def copy_or_mark_failed(topo: Topology, record: RunRecord, manifest: Manifest) -> Manifest:
+    """The backup's cross-region copies; a copy step that fails (its catalog write) is
+    recorded and stops neither the other sources nor retention, like a source that fails."""
+    try:
+        return copy_backup(topo, record, manifest)
+    except Exception as exc:
+        get_run_logger().error("copies of %s failed: %s", manifest.backup_id, exc)
+        # Not recorded, so not restorable from: the run fails, naming them.
+        for copy in manifest.copies.values():
+            copy.status, copy.error = "failed", f"recording the copies: {exc}"[:500]
+        return manifest
+
+
 def _result(key: tuple[str, str], future: Any) -> CopyResult:
     """A copy task's result; a task that raised is a failed copy, named."""
     bucket, name = key
@@ -109,12 +123,16 @@ def _describe(copy: BackupCopy, results: dict[tuple[str, str], CopyResult]) -> s
     )
 
 
-def copy_retention(topo: Topology, sources: list[Source], now: datetime) -> list[dict[str, Any]]:
+def copy_retention(
+    topo: Topology, sources: Sequence[AnySource], now: datetime
+) -> list[dict[str, Any]]:
     """Retention in every copy bucket, per source: the same rules as the backups bucket's,
-    with ``cross_region_days``. Only manifests there count (each one is a verified copy)."""
-    env, keep_days = topo.environment, topo.backups.retention.cross_region_days
+    with the source's ``copy_days``. Only manifests there count (each one is a verified
+    copy)."""
+    env = topo.environment
     report: list[dict[str, Any]] = []
     for source in sources:
+        keep_days = topo.backups.retention.copy_days(source)
         newest = next(iter(catalog_list(env, source)), None)
         for copy in topo.backups.copies:
             history = catalog_list(env, source, copy.bucket)
@@ -147,7 +165,7 @@ def _verified_here(manifest: Manifest, bucket: str) -> bool:
 
 
 def _orphans(
-    env: str, source: Source, bucket: str, location: str, now: datetime
+    env: str, source: AnySource, bucket: str, location: str, now: datetime
 ) -> list[dict[str, Any]]:
     """Copies without a manifest (a failed or interrupted copy): deleted after the grace."""
     report = []

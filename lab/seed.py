@@ -170,6 +170,18 @@ def seed_cloud(ctx: LabContext, topology: LabTopology) -> None:
     # fixed at creation: cloud.google.com/storage/docs/locations).
     for copy in topology.backups.copies:
         storage.create_bucket(topology.regions.primary.project, copy.bucket, location=copy.location)
+    # The static assets the CDN serves (seed 004's widget assets), a few small files.
+    if topology.cdn.assets_bucket:
+        storage.create_bucket(topology.cdn.project, topology.cdn.assets_bucket, location="US")
+        for name, body, kind in ASSETS:
+            storage.insert_object(topology.cdn.assets_bucket, name, body, content_type=kind)
+
+
+ASSETS = [
+    ("widget/v1/widget.js", b"window.varai={load:function(){}};\n", "text/javascript"),
+    ("widget/v1/widget.css", b".varai-widget{display:block}\n", "text/css"),
+    ("img/logo.svg", b'<svg xmlns="http://www.w3.org/2000/svg"/>\n', "image/svg+xml"),
+]
 
 
 def seed_mongo(uri: str, topology: LabTopology) -> dict[str, int]:

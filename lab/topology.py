@@ -94,6 +94,7 @@ class Cdn(_Read):
     project: str
     url_map: str
     host: str
+    assets_bucket: str | None = None
 
 
 class Health(_Read):

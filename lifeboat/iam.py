@@ -79,6 +79,7 @@ class Place(StrEnum):
     dns = "DNS zone"
     cdn = "CDN url-map"
     buckets = "buckets"  # the backup, records and cross-region copy buckets
+    assets = "CDN assets bucket"  # what the config backup copies (cdn.assets_bucket)
     app_secret = "app secret"  # the apps' database-URL secret
 
 
@@ -90,6 +91,7 @@ FLOWS = (
     "backup",
     "backup-staleness",
     "mongo-capture",
+    "config-backup",
     "restore",
     "restore-sql",
     "recovery-drill",
@@ -123,6 +125,9 @@ class Call:
         flows: the flows that make it.
         lands_on: where in the topology its resource lives.
         does: what Lifeboat uses it for, and why a permission beyond the obvious is listed.
+        narrow: places of ``lands_on`` that only some of the flows reach, with those
+            flows: a call one flow makes on more resources than another (the config
+            backup reads every secret and the CDN's assets) grants the others no more.
     """
 
     api: str
@@ -132,6 +137,12 @@ class Call:
     flows: frozenset[str]
     lands_on: tuple[Place, ...]
     does: str
+    narrow: tuple[tuple[Place, frozenset[str]], ...] = ()
+
+    def places(self, flow: str) -> tuple[Place, ...]:
+        """Where this call lands when ``flow`` makes it."""
+        only = dict(self.narrow)
+        return tuple(p for p in self.lands_on if p not in only or flow in only[p])
 
     def matches(self, api: str, method: str, path: str) -> bool:
         return (
@@ -153,6 +164,11 @@ def _regex(pattern: str) -> str:
 def _flows(*names: str) -> frozenset[str]:
     return frozenset(names)
 
+
+# The config backup reads what no other flow does: every secret of the regions' projects,
+# and the CDN's assets bucket (flows/config_backup.py).
+_ASSETS_FOR_CONFIG = ((Place.assets, frozenset({"config-backup"})),)
+_REGIONS_FOR_CONFIG = tuple((p, frozenset({"config-backup"})) for p in REGIONS)
 
 _RUN_SERVICE = "/v2/projects/{project}/locations/{location}/services/{service}"
 _SQL_INSTANCE = "/v1/projects/{project}/instances/{instance}"
@@ -194,7 +210,7 @@ CALLS: tuple[Call, ...] = (
         "GET",
         "/v2/projects/{project}/locations/{location}/services",
         ("run.services.list",),
-        _flows("discover"),
+        _flows("discover", "config-backup"),
         REGIONS,
         "discover the services of both regions",
     ),
@@ -390,7 +406,7 @@ CALLS: tuple[Call, ...] = (
         "GET",
         _ZONE + "/rrsets",
         ("dns.resourceRecordSets.list",),
-        _flows("failover", "failback", "readiness", "discover", "watch"),
+        _flows("failover", "failback", "readiness", "discover", "watch", "config-backup"),
         (Place.dns,),
         "read the record the switch changes (the watch: which region serves users)",
     ),
@@ -433,7 +449,7 @@ CALLS: tuple[Call, ...] = (
         "GET",
         "/compute/v1/projects/{project}/global/urlMaps/{url_map}",
         ("compute.urlMaps.get",),
-        _flows("readiness"),
+        _flows("readiness", "config-backup"),
         (Place.cdn,),
         "check the url-map exists",
     ),
@@ -446,15 +462,26 @@ CALLS: tuple[Call, ...] = (
         (Place.cdn,),
         "purge the CDN after the switch",
     ),
-    # --- Secret Manager (the app secret's project) ---
+    # --- Secret Manager (the app secret's project; every secret of the regions' projects
+    # for the config backup) ---
+    Call(
+        "secretmanager",
+        "GET",
+        "/v1/projects/{project}/secrets",
+        ("secretmanager.secrets.list",),
+        _flows("config-backup"),
+        (Place.app_secret, *REGIONS),
+        "list the secrets the weekly secrets backup keeps",
+    ),
     Call(
         "secretmanager",
         "GET",
         _SECRET + "/versions/{version}:access",
         ("secretmanager.versions.access",),
-        SWITCHES,
-        (Place.app_secret,),
+        SWITCHES | {"config-backup"},
+        (Place.app_secret, *REGIONS),
         "compare the latest database URL before adding one (the value is never logged)",
+        narrow=_REGIONS_FOR_CONFIG,
     ),
     Call(
         "secretmanager",
@@ -522,8 +549,9 @@ CALLS: tuple[Call, ...] = (
         "/storage/v1/b/{bucket}",
         ("storage.buckets.get",),
         RECORDED,
-        (Place.buckets,),
+        (Place.buckets, Place.assets),
         "check a bucket exists; google-cloud-storage also reads it around uploads",
+        narrow=_ASSETS_FOR_CONFIG,
     ),
     Call(
         "storage",
@@ -531,32 +559,50 @@ CALLS: tuple[Call, ...] = (
         "/storage/v1/b/{bucket}/o",
         ("storage.objects.list",),
         _flows(
-            "backup", "backup-staleness", "mongo-capture", "restore", "recovery-drill", "readiness"
+            "backup",
+            "backup-staleness",
+            "mongo-capture",
+            "restore",
+            "recovery-drill",
+            "readiness",
+            "config-backup",
         ),
-        (Place.buckets,),
-        "list backups, change slices and run records",
+        (Place.buckets, Place.assets),
+        "list backups, change slices, run records and the CDN's assets",
+        narrow=_ASSETS_FOR_CONFIG,
     ),
     Call(
         "storage",
         "GET",
         "/storage/v1/b/{bucket}/o/{object}",
         ("storage.objects.get",),
-        _flows("failover", "failback", "rollback", "backup", "recovery-drill", "mongo-capture"),
-        (Place.buckets,),
+        _flows(
+            "failover",
+            "failback",
+            "rollback",
+            "backup",
+            "recovery-drill",
+            "mongo-capture",
+            "config-backup",
+        ),
+        (Place.buckets, Place.assets),
         "read an object's metadata: the lease's generation, an export's or archive's size "
         "and checksums (a copy's against its source's), a copied export before a drill "
-        "(mongo-capture takes a base backup when there is none, or after a gap)",
+        "(mongo-capture takes a base backup when there is none, or after a gap), an asset",
+        narrow=_ASSETS_FOR_CONFIG,
     ),
     Call(
         "storage",
         "POST",
         "/storage/v1/b/{bucket}/o/{object}/rewriteTo/b/{dest_bucket}/o/{object}",
         ("storage.objects.get", "storage.objects.create", "storage.objects.delete"),
-        _flows("backup", "mongo-capture"),
-        (Place.buckets,),
-        "copy a verified backup's objects server-side into each cross-region copy bucket "
-        "(get on the source; create, and delete to replace a bad copy, on the destination; "
-        "mongo-capture's base backup is copied too)",
+        _flows("backup", "mongo-capture", "config-backup"),
+        (Place.buckets, Place.assets),
+        "copy a verified backup's objects server-side into each cross-region copy bucket, "
+        "and the CDN's assets into the backups bucket (get on the source; create, and "
+        "delete to replace a bad copy, on the destination: the table grants all three "
+        "where it lands; mongo-capture's base backup is copied too)",
+        narrow=_ASSETS_FOR_CONFIG,
     ),
     Call(
         "storage",
@@ -591,7 +637,7 @@ CALLS: tuple[Call, ...] = (
         "DELETE",
         "/storage/v1/b/{bucket}/o/{object}",
         ("storage.objects.delete",),
-        _flows("failover", "failback", "rollback", "backup"),
+        _flows("failover", "failback", "rollback", "backup", "config-backup"),
         (Place.buckets,),
         "release the lease; retention deletes expired backups",
     ),
@@ -613,6 +659,7 @@ def projects_of(place: Place, topology: Topology) -> tuple[str, ...]:
         Place.dns: (topology.dns.project,),
         Place.cdn: (topology.cdn.project,),
         Place.buckets: (buckets_project(topology),),
+        Place.assets: (topology.cdn.project,),
         Place.app_secret: (sql.app_secret.project,),
     }
     return tuple(dict.fromkeys(by_place[place]))
@@ -634,7 +681,7 @@ def grants_by_flow(topology: Topology, calls: Iterable[Call] = CALLS) -> Grants:
         if not call.permissions:
             continue  # nothing to grant (testIamPermissions): no project to list for it
         for flow in call.flows:
-            for place in call.lands_on:
+            for place in call.places(flow):
                 for project in projects_of(place, topology):
                     table[flow].setdefault(project, set()).update(call.permissions)
     return {

@@ -31,11 +31,11 @@ def needs_by_project(topology: Topology, calls: Iterable[Call] = CALLS) -> Needs
     """
     found: dict[str, dict[str, set[str]]] = {}
     for call in calls:
-        flows = [f for f in call.flows if f in FLOWS]
-        for place in call.lands_on:
-            for project in projects_of(place, topology):
-                for permission in call.permissions:
-                    found.setdefault(project, {}).setdefault(permission, set()).update(flows)
+        for flow in (f for f in call.flows if f in FLOWS):
+            for place in call.places(flow):
+                for project in projects_of(place, topology):
+                    for permission in call.permissions:
+                        found.setdefault(project, {}).setdefault(permission, set()).add(flow)
     order = {flow: i for i, flow in enumerate(FLOWS)}
     return {
         project: {

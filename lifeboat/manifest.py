@@ -24,6 +24,10 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 Source = Literal["mongodb", "cloudsql"]
+# What the config-backup flow keeps (seed 004's configuration, secrets and CDN assets
+# backups), in the same layout: <kind>/<YYYY>/<MM>/<backup_id>/, manifest last.
+ConfigSource = Literal["config", "secrets", "assets"]
+AnySource = Source | ConfigSource
 Status = Literal["verified", "unverified", "failed"]
 MANIFEST = "manifest.json"
 ARCHIVE = "archive.tar.gz.enc"
@@ -38,7 +42,7 @@ def backup_time(identifier: str) -> datetime:
     return datetime.strptime(identifier, BACKUP_ID_FORMAT).replace(tzinfo=UTC)
 
 
-def backup_prefix(source: Source, identifier: str) -> str:
+def backup_prefix(source: AnySource, identifier: str) -> str:
     at = backup_time(identifier)
     return f"{source}/{at:%Y}/{at:%m}/{identifier}/"
 
@@ -137,9 +141,17 @@ class OplogCoverage(BaseModel):
     )
 
 
+class ConfigItem(BaseModel):
+    """One configuration item of a config or secrets backup: a member of its archive."""
+
+    kind: str = Field(description="run-service, dns-record-set, url-map or secret")
+    name: str = Field(description="the item's full resource name")
+    path: str = Field(description="its member in the archive (see ``Manifest.files``)")
+
+
 class Manifest(BaseModel):
     format: int = 1
-    source: Source
+    source: AnySource
     backup_id: str
     environment: str
     started_at: datetime
@@ -160,6 +172,12 @@ class Manifest(BaseModel):
     )
     # Cloud SQL
     cloudsql: CloudSqlBackup | None = None
+    # Configuration and secrets (in ``archive``), CDN assets (server-side copies)
+    items: list[ConfigItem] = Field(default_factory=list)
+    assets: dict[str, CopiedObject] = Field(
+        default_factory=dict,
+        description="assets bucket object name → its copy, ``<prefix>objects/<name>`` here",
+    )
     # Cross-region copies, by bucket
     copies: dict[str, BackupCopy] = Field(default_factory=dict)
 

@@ -154,6 +154,12 @@ class Cdn(Strict):
     url_map: str
     host: str
     paths: list[str] = Field(default_factory=lambda: ["/*"])
+    assets_bucket: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$",
+        description="the bucket the CDN serves static assets from; the config backup "
+        "copies it (none: no assets to keep)",
+    )
 
 
 class HealthCheck(Strict):
@@ -205,8 +211,32 @@ class Mongo(Strict):
 
 
 class Retention(Strict):
+    """Days each kind of backup is kept (seed 004's backup strategy)."""
+
     database_days: int = Field(30, ge=1)
     cross_region_days: int = Field(90, ge=1)
+    config_days: int = Field(90, ge=1, description="service specs, DNS, url-maps")
+    secrets_days: int = Field(30, ge=1)
+    assets_days: int = Field(180, ge=1, description="the CDN assets bucket's copies")
+
+    def days(self, source: str) -> int:
+        """How long a backup of ``source`` stays in the backups bucket."""
+        return {
+            "mongodb": self.database_days,
+            # The exports in the backups bucket are the cross-region copies.
+            "cloudsql": self.cross_region_days,
+            "config": self.config_days,
+            "secrets": self.secrets_days,
+            "assets": self.assets_days,
+        }[source]
+
+    def copy_days(self, source: str) -> int:
+        """How long its copies stay in the copy buckets: the data's ``cross_region_days``;
+        a configuration or secrets copy no longer than the backup itself (seed 004 keeps
+        secrets 30 days, and a copy must not keep them longer)."""
+        if source in ("mongodb", "cloudsql"):
+            return self.cross_region_days
+        return self.days(source)
 
 
 class Staleness(Strict):

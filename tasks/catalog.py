@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from lifeboat import runtime
 from lifeboat.copies import verified_copy
-from lifeboat.manifest import MANIFEST, Manifest, Source, backup_prefix, backup_time
+from lifeboat.manifest import MANIFEST, AnySource, Manifest, backup_prefix, backup_time
 from lifeboat.slices import SLICES
 from tasks.errors import PermanentError
 from tasks.retrying import calling, cloud_task
@@ -28,7 +28,7 @@ ORPHAN_GRACE = timedelta(days=1)
 class Orphan(BaseModel):
     """A backup folder with objects but no manifest: nothing can restore from it."""
 
-    source: Source
+    source: AnySource
     backup_id: str
 
     @property
@@ -57,7 +57,7 @@ def backups_bucket(environment: str, name: str | None = None) -> storage.Bucket:
 
 
 def list_manifests(
-    environment: str, source: Source, bucket_name: str | None = None
+    environment: str, source: AnySource, bucket_name: str | None = None
 ) -> list[Manifest]:
     """Every readable manifest of a source, newest first; unreadable ones are logged."""
     bucket = backups_bucket(environment, bucket_name)
@@ -74,12 +74,12 @@ def list_manifests(
     return sorted(found, key=lambda m: m.backup_id, reverse=True)
 
 
-def _where(environment: str, bucket: str | None, source: Source) -> str:
+def _where(environment: str, bucket: str | None, source: AnySource) -> str:
     return f"gs://{bucket or runtime.topology(environment).backups.bucket}/{source}/"
 
 
 @cloud_task(timeout_seconds=120, task_run_name="catalog-list-{source}")
-def catalog_list(environment: str, source: Source, bucket: str | None = None) -> list[Manifest]:
+def catalog_list(environment: str, source: AnySource, bucket: str | None = None) -> list[Manifest]:
     """All backups of a source in a backup bucket, newest first.
 
     Idempotent: read-only.
@@ -90,7 +90,7 @@ def catalog_list(environment: str, source: Source, bucket: str | None = None) ->
 
 @cloud_task(timeout_seconds=120, task_run_name="catalog-newest-{source}")
 def catalog_newest(
-    environment: str, source: Source, verified_only: bool = True, bucket: str | None = None
+    environment: str, source: AnySource, verified_only: bool = True, bucket: str | None = None
 ) -> Manifest | None:
     """The newest backup of a source (by default the newest that passed verification).
 
@@ -118,7 +118,7 @@ def _readable_from(environment: str, manifest: Manifest, bucket: str | None) -> 
 
 @cloud_task(timeout_seconds=120, task_run_name="catalog-get-{source}-{backup_id}")
 def catalog_get(
-    environment: str, source: Source, backup_id: str, bucket: str | None = None
+    environment: str, source: AnySource, backup_id: str, bucket: str | None = None
 ) -> Manifest:
     """One backup's manifest; a missing one is a permanent error naming it.
 
@@ -153,8 +153,17 @@ def catalog_write(environment: str, manifest: Manifest) -> str:
     return f"gs://{bucket.name}/{manifest.manifest_name}"
 
 
+def catalog_write_quietly(environment: str, manifest: Manifest) -> None:
+    """Write a manifest, logging a failure instead of raising it: for a backup already
+    failed, whose own error is the one to report."""
+    try:
+        catalog_write(environment, manifest)
+    except Exception as exc:
+        get_run_logger().error("could not write %s: %s", manifest.manifest_name, exc)
+
+
 @cloud_task(timeout_seconds=120, task_run_name="catalog-orphans-{source}")
-def catalog_orphans(environment: str, source: Source, bucket: str | None = None) -> list[Orphan]:
+def catalog_orphans(environment: str, source: AnySource, bucket: str | None = None) -> list[Orphan]:
     """Backup folders of a source that hold objects but no manifest, oldest first.
 
     Only folders named as Lifeboat names them (``<source>/<YYYY>/<MM>/<backup id>/``)

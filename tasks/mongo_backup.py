@@ -19,11 +19,9 @@ from pymongo.errors import OperationFailure
 
 from lifeboat import runtime
 from lifeboat.archive import (
-    ArchiveError,
     ArchiveSummary,
     ArchiveWriter,
     SpooledCollection,
-    WrongKey,
     collection_metadata,
     iter_bson,
     key_id,
@@ -32,7 +30,6 @@ from lifeboat.archive import (
     read_archive,
     split_path,
     spool_raw_batches,
-    verify_archive,
 )
 from lifeboat.manifest import (
     ARCHIVE,
@@ -48,6 +45,7 @@ from lifeboat.oplog import OPLOG_FILE, before, describe
 from lifeboat.pipeline import Channel, Pipeline
 from lifeboat.secrets import read_secret
 from lifeboat.slices import SliceManifest
+from tasks.archive_check import checked
 from tasks.catalog import backups_bucket
 from tasks.errors import PermanentError
 from tasks.mongo import (
@@ -343,7 +341,8 @@ def _oplog_writer(
     return finish
 
 
-def _archive_blob(environment: str, manifest: Manifest) -> storage.Blob:
+def archive_blob(environment: str, manifest: Manifest) -> storage.Blob:
+    """The manifest's archive object, pinned to the generation its backup wrote."""
     if manifest.archive is None:
         raise PermanentError(f"backup {manifest.backup_id} has no archive in its manifest")
     # The backups bucket or a copy bucket (``Manifest.stored_in``), as the URI says.
@@ -361,27 +360,9 @@ def mongo_verify_backup(environment: str, manifest: Manifest) -> Manifest:
     mismatch is a result here, not a retry. Idempotent: read-only.
     """
     key, kid = encryption_key(environment)
-    blob = _archive_blob(environment, manifest)
-    now = datetime.now(UTC)
+    blob = archive_blob(environment, manifest)
     with calling("mongo-verify", manifest.archive.uri if manifest.archive else "?"):
-        try:
-            if manifest.key_id and manifest.key_id != kid:
-                raise WrongKey(
-                    f"wrong key: the backup was encrypted with key id {manifest.key_id}, "
-                    f"the secret holds key id {kid}"
-                )
-            with blob.open("rb") as source:
-                verify_archive(
-                    source,
-                    key,
-                    expected_object_sha256=manifest.archive.sha256 if manifest.archive else None,
-                    expected_files={p: f.sha256 for p, f in manifest.files.items()},
-                )
-        except ArchiveError as exc:
-            return manifest.model_copy(
-                update={"status": "unverified", "error": str(exc)[:500], "verified_at": None}
-            )
-    return manifest.model_copy(update={"status": "verified", "error": None, "verified_at": now})
+        return checked(manifest, blob, key, kid)
 
 
 class RestoredCollection(BaseModel):
@@ -420,7 +401,7 @@ def mongo_restore_from_gcs(
     """
     key, _ = encryption_key(environment)
     workers = runtime.topology(environment).mongodb.restore_insertion_workers
-    blob = _archive_blob(environment, manifest)
+    blob = archive_blob(environment, manifest)
     expected = {f"{c.database}/{c.name}": c.documents for c in manifest.collections}
     restored: list[RestoredCollection] = []
     metadata: dict[tuple[str, str], bytes] = {}

@@ -35,6 +35,7 @@ class CopyResult(BaseModel):
 
     name: str
     dest_bucket: str
+    dest_name: str = ""
     copied: CopiedObject | None = None
     calls: int = 0
     reused: bool = False
@@ -60,9 +61,14 @@ def _copied(blob: storage.Blob) -> CopiedObject:
 
 @cloud_task(timeout_seconds=3600, task_run_name="copy-{name}-to-{dest_bucket}")
 def storage_copy_object(
-    environment: str, source_bucket: str, name: str, dest_bucket: str
+    environment: str,
+    source_bucket: str,
+    name: str,
+    dest_bucket: str,
+    dest_name: str | None = None,
 ) -> CopyResult:
-    """Rewrite one object into ``dest_bucket`` under the same name, then check its checksums.
+    """Rewrite one object into ``dest_bucket`` under the same name (or ``dest_name``), then
+    check its checksums.
 
     Returns:
         The copy, verified or with the reason it does not match its source. A copy that
@@ -79,17 +85,18 @@ def storage_copy_object(
     topo = runtime.topology(environment)
     client = runtime.clients(environment).storage(topo.regions.primary.project)
     timeout = runtime.call_timeout(environment)
-    uri = f"gs://{source_bucket}/{name} → gs://{dest_bucket}/{name}"
-    result = CopyResult(name=name, dest_bucket=dest_bucket)
+    target = dest_name or name
+    uri = f"gs://{source_bucket}/{name} → gs://{dest_bucket}/{target}"
+    result = CopyResult(name=name, dest_bucket=dest_bucket, dest_name=target)
     with calling("copy-object", uri):
         source = client.bucket(source_bucket).get_blob(name, timeout=timeout)
         if source is None:
             raise PermanentError(f"copy-object: gs://{source_bucket}/{name} does not exist")
-        existing = client.bucket(dest_bucket).get_blob(name, timeout=timeout)
+        existing = client.bucket(dest_bucket).get_blob(target, timeout=timeout)
         if existing is not None and mismatch(_checksums(source), _checksums(existing)) is None:
             result.copied, result.reused = _copied(existing), True
             return result
-        dest = client.bucket(dest_bucket).blob(name)
+        dest = client.bucket(dest_bucket).blob(target)
         pinned = client.bucket(source_bucket).blob(name, generation=source.generation)
         token: str | None = None
         try:
@@ -116,7 +123,7 @@ def storage_copy_object(
     get_run_logger().error("%s; deleting it", result.error)
     # Gone already, or replaced by a newer copy: either way not this bad one any more.
     with (
-        calling("copy-object-discard", f"gs://{dest_bucket}/{name}"),
+        calling("copy-object-discard", f"gs://{dest_bucket}/{target}"),
         contextlib.suppress(gexc.NotFound, gexc.PreconditionFailed),
     ):
         dest.delete(if_generation_match=dest.generation, timeout=timeout)

@@ -12,6 +12,7 @@ from bson.raw_bson import RawBSONDocument
 from pymongo import MongoClient
 
 from lifeboat.manifest import (
+    AnySource,
     BackupCopy,
     CopiedObject,
     Manifest,
@@ -57,7 +58,7 @@ def read_manifest(lab: Lab, name: str) -> Manifest:
 
 
 def write_synthetic(
-    lab: Lab, source: Source, age: timedelta, status: str = "verified", copies: bool = True
+    lab: Lab, source: AnySource, age: timedelta, status: str = "verified", copies: bool = True
 ) -> Manifest:
     """A past backup: a manifest plus one payload object, as the flow would leave them;
     a verified one (with ``copies``) also copied into each copy bucket, as recorded."""

@@ -34,7 +34,11 @@ from tests.flows.rollback_helpers import deploy_new_revision
 from tests.labharness import Lab, lifeboat
 from tests.polling import wait_for
 
-BUCKETS = {TOPOLOGY.backups.records_bucket, *TOPOLOGY.backups.backup_buckets}
+BUCKETS = {
+    TOPOLOGY.backups.records_bucket,
+    *TOPOLOGY.backups.backup_buckets,
+    *([TOPOLOGY.cdn.assets_bucket] if TOPOLOGY.cdn.assets_bucket else []),
+}
 OLD = TOPOLOGY.cloud_sql.primary
 
 # (row, flow) pairs the runs here have made, and the tests that fed them: the last test
@@ -52,8 +56,8 @@ def _run(lab: Lab, api: PrefectApi, flow: str, params: dict[str, Any]) -> list[d
     return [e for e in lab.requests(since=since) if is_cloud_call(e)]
 
 
-def _where(call: Call) -> set[str]:
-    return {p for place in call.lands_on for p in projects_of(place, TOPOLOGY)}
+def _where(call: Call, flow: str) -> set[str]:
+    return {p for place in call.places(flow) for p in projects_of(place, TOPOLOGY)}
 
 
 def _misfit(entry: dict[str, Any], flow: str) -> str | None:
@@ -66,12 +70,13 @@ def _misfit(entry: dict[str, Any], flow: str) -> str | None:
         return f"{said}: row {call.path} does not list {flow}"
     # A project id ends at a slash or at a custom verb (``projects/p:testIamPermissions``).
     project = re.search(r"/projects/([^/:]+)[/:]", entry["path"])
-    if project and project.group(1) not in _where(call):
-        return f"{said}: project {project.group(1)} is not where the row lands ({_where(call)})"
+    if project and project.group(1) not in _where(call, flow):
+        where = _where(call, flow)
+        return f"{said}: project {project.group(1)} is not where the row lands ({where})"
     bucket = re.search(r"/b/([^/]+)", entry["path"])
     # Only a Cloud Storage call names its bucket; a call that asks about every project
     # (Resource Manager's) lands on the buckets' project without naming a bucket.
-    in_bucket = call.api == "storage" and Place.buckets in call.lands_on
+    in_bucket = call.api == "storage" and Place.buckets in call.places(flow)
     if in_bucket and (not bucket or bucket.group(1) not in BUCKETS):
         return f"{said}: not a bucket of the topology"
     return None
@@ -175,6 +180,11 @@ def test_the_backup_drill_readiness_and_watch_flows_make_only_calls_the_table_li
         assert_covered(_run(fresh_lab, api, flow, params), flow)
     _expired_drill_instance(fresh_lab)
     assert_covered(_run(fresh_lab, api, "drill-sweeper", {}), "drill-sweeper")
+    # Every kind the config backup keeps, the weekly secrets included; a config backup
+    # past retention gives it something to delete.
+    write_synthetic(fresh_lab, "config", timedelta(days=120))
+    kinds = {"kinds": ["config", "secrets", "assets"]}
+    assert_covered(_run(fresh_lab, api, "config-backup", kinds), "config-backup")
     # watch reads which region serves users from DNS, and Cloud Run's metrics from
     # Cloud Monitoring in that region's project.
     watch = _run(fresh_lab, api, "watch", {})
