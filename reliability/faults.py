@@ -482,12 +482,19 @@ def observe(
     mine = [e for e in entries if call.matches(e)]
     hits = [e for e in mine if e["injected"]]
     first = hits[0] if hits else None
-    later = [e for e in mine if first is not None and e["seq"] > first["seq"] and not e["injected"]]
+    # The faulted call made again: the same method and path. The pattern's other calls (a
+    # failback deletes two instances, exports two databases) are other resources.
+    again = [
+        e
+        for e in mine
+        if first is not None
+        and not e["injected"]
+        and (e["method"], e["path"]) == (first["method"], first["path"])
+    ]
+    later = [e for e in again if first is not None and e["seq"] > first["seq"]]
     # A held call is logged when the lab answers it: a repeat logged earlier came from a
     # client that had given up.
-    before_reply = (
-        any(e["time"] < first["time"] for e in mine if not e["injected"]) if first else False
-    )
+    before_reply = any(e["time"] < first["time"] for e in again) if first else False
     end = final.get("end_time") if final else None
     fault_to_end = 0.0
     if first is not None and end:

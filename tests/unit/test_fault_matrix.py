@@ -13,6 +13,7 @@ from reliability.faults import (
     FAULTS,
     RETRIED,
     TOLERATED,
+    Baseline,
     Call,
     Observation,
     _exact,
@@ -23,6 +24,7 @@ from reliability.faults import (
     generalise,
     judge,
     names_step_and_resource,
+    observe,
     render_table,
     resource_ids,
     retry_evidence,
@@ -276,6 +278,25 @@ def test_a_held_write_read_for_and_adopted_is_right_one_waited_out_is_not() -> N
     # Reading is no excuse for a second write: the judge still counts it.
     twice = _seen(repeated=True, read_during_hold=True, duplicate_writes=["secretmanager POST"])
     assert "repeated writes" in judge(RETRIED, twice, timeout)
+
+
+def test_the_patterns_other_resources_are_no_repeat_of_the_faulted_call() -> None:
+    # A failback deletes the stale primary (held past the deadline, then joined) and, later,
+    # the secondary: the second DELETE is another instance, not the first one sent again.
+    call = Call("sql", "DELETE", "/v1/projects/p/instances/{instance}")
+    old, other = "/v1/projects/p/instances/varai-prod", "/v1/projects/p/instances/varai-db-sec"
+    entries = [
+        _entry("sql", "GET", "/v1/projects/p/operations", seq=1, time=10.5, write=False),
+        _entry("sql", "DELETE", old, injected=True, seq=2, time=11.0, write=True),
+        _entry("sql", "DELETE", other, write=True, seq=3, time=40.0),
+    ]
+    base = Baseline([call], Counter({f"sql DELETE {old}": 1, f"sql DELETE {other}": 1}), Counter())
+    seen = observe(call, {"state": {"type": "COMPLETED"}}, entries, base, [], ["p"])
+    assert not seen.repeated and seen.read_during_hold
+    assert judge(RETRIED, seen, FAULTS["timeout"]) == "adopted"
+    # The same instance deleted again is a repeat.
+    again = [*entries, _entry("sql", "DELETE", old, write=True, seq=4, time=41.0)]
+    assert observe(call, {"state": {"type": "COMPLETED"}}, again, base, [], ["p"]).repeated
 
 
 def test_a_create_names_its_resource_through_its_step() -> None:
