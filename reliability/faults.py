@@ -258,6 +258,7 @@ class Observation:
     # Other calls answered between the client's deadline and the held call's reply: the
     # client gave up and went on (a write with no request id is read for, not resent).
     read_during_hold: bool = False
+    write: bool = False  # the faulted call is a write (the lab's log says)
 
 
 # Path segments that are collection or API words, never the resource an operator looks for.
@@ -341,7 +342,7 @@ def judge(want: str, seen: Observation, fault: Fault) -> str:
         # the instance, already promoted, instead of polling the operation again).
         # A write with no request id (Secret Manager's addVersion) is not resent after a
         # timeout: the client reads until the held one lands, then adopts it ("adopted").
-        adopted = fault.timeout and seen.read_during_hold and not seen.repeated
+        adopted = _adopted(seen, fault)
         gave_up = seen.repeated_before_reply or bool(seen.tasks_rerun) or adopted
         if fault.timeout and not gave_up:
             wrong.append("the client waited for the held reply: no deadline under the hold")
@@ -366,9 +367,18 @@ def judge(want: str, seen: Observation, fault: Fault) -> str:
         return "WRONG:" + "; ".join(wrong)
     if want == EITHER:
         return "tolerated" if completed else FAILED_FAST
-    if want == RETRIED and fault.timeout and seen.read_during_hold and not seen.repeated:
+    if want == RETRIED and _adopted(seen, fault):
         return "adopted"
     return want
+
+
+def _adopted(seen: Observation, fault: Fault) -> bool:
+    """A held call the client gave up on at its deadline (it read something else while
+    the call was held) and did not send again: for a write, no more writes than the
+    baseline (a failback's second create, of another instance, has the same path); for a
+    read, the same call not made again."""
+    resent = bool(seen.duplicate_writes) if seen.write else seen.repeated
+    return fault.timeout and seen.read_during_hold and not resent
 
 
 def render_table(calls: list[Call], faults: list[str], verdicts: dict[tuple[str, str], str]) -> str:
@@ -523,6 +533,7 @@ def observe(
         ),
         duplicate_writes=sorted(repeats),
         read_during_hold=read_during_hold,
+        write=bool(first and first.get("write")),
     )
 
 

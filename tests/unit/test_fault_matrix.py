@@ -294,6 +294,21 @@ def test_the_patterns_other_resources_are_no_repeat_of_the_faulted_call() -> Non
     seen = observe(call, {"state": {"type": "COMPLETED"}}, entries, base, [], ["p"])
     assert not seen.repeated and seen.read_during_hold
     assert judge(RETRIED, seen, FAULTS["timeout"]) == "adopted"
+    # A failback creates two instances by one path (POST .../instances): the second is no
+    # resend of the held first one when the writes are the baseline's.
+    path = "/v1/projects/p/instances"
+    create = Call("sql", "POST", path)
+    two = [
+        _entry("sql", "GET", "/v1/projects/p/operations", seq=1, time=10.5, write=False),
+        _entry("sql", "POST", path, injected=True, seq=2, time=11.0, write=True),
+        _entry("sql", "POST", path, write=True, seq=3, time=40.0),
+    ]
+    made = Baseline([create], Counter({f"sql POST {path}": 2}), Counter())
+    created = observe(create, {"state": {"type": "COMPLETED"}}, two, made, [], ["p"])
+    assert created.repeated and created.write  # the same path again...
+    assert judge(RETRIED, created, FAULTS["timeout"]) == "adopted"  # ...yet no resend
+    resent = observe(create, {"state": {"type": "COMPLETED"}}, [*two, two[2]], made, [], ["p"])
+    assert judge(RETRIED, resent, FAULTS["timeout"]).startswith("WRONG")
     # The same instance deleted again is a repeat.
     again = [*entries, _entry("sql", "DELETE", old, write=True, seq=4, time=41.0)]
     assert observe(call, {"state": {"type": "COMPLETED"}}, again, base, [], ["p"]).repeated
