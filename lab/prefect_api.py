@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -101,7 +102,25 @@ class PrefectApi:
             time.sleep(0.25)
         raise AssertionError(f"flow run {run_id} not in {states} after {timeout} s: {run['state']}")
 
+    def input_schema(self, run_id: str, timeout: float = 60) -> dict[str, Any]:
+        """The paused run's input form (JSON schema). Prefect 3.8 sets PAUSED first and
+        saves the schema after (prefect/flow_runs.py ``pause_flow_run``): a resume sent in
+        between is refused, and the run stays paused. So wait for it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            response = self.http.post(
+                f"/flow_runs/{run_id}/input/filter", json={"prefix": "paused"}
+            )
+            response.raise_for_status()
+            for row in response.json():
+                if row["key"].endswith("-schema"):
+                    return dict(json.loads(row["value"]))
+            if time.monotonic() > deadline:
+                raise AssertionError(f"flow run {run_id}: no input schema after {timeout} s")
+            time.sleep(0.25)
+
     def resume(self, run_id: str, run_input: dict[str, Any]) -> dict[str, Any]:
+        self.input_schema(run_id)  # a resume before the form exists is refused
         response = self.http.post(f"/flow_runs/{run_id}/resume", json={"run_input": run_input})
         response.raise_for_status()
         return dict(response.json())

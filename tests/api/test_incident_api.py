@@ -24,6 +24,7 @@ import pytest
 
 from tests.flows.lab_checks import PRIMARY, TOPOLOGY, incident, read_object
 from tests.labharness import Lab
+from tests.polling import wait_for
 
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
@@ -133,9 +134,16 @@ def test_resume_a_paused_failover_with_run_input(fresh_lab: Lab) -> None:
 
         # The primary is healthy, so the run waits for an operator.
         assert _poll(http, run_id, {"PAUSED", *FINAL})["state"]["type"] == "PAUSED"
-        keys = http.post(f"/flow_runs/{run_id}/input/filter", json={"prefix": "paused"})
-        form = {row["key"].rsplit("-", 1)[-1]: row["value"] for row in keys.json()}
-        assert set(json.loads(form["schema"])["properties"]) == {"approved", "approver", "note"}
+
+        # Prefect sets PAUSED, then saves the form: tooling waits for the form before it
+        # resumes (a resume in between is refused and the run stays paused).
+        def form() -> dict[str, str]:
+            keys = http.post(f"/flow_runs/{run_id}/input/filter", json={"prefix": "paused"})
+            found = {row["key"].rsplit("-", 1)[-1]: row["value"] for row in keys.json()}
+            return found if "schema" in found else {}
+
+        schema = json.loads(wait_for(form, timeout=60, what="the pause's input form")["schema"])
+        assert set(schema["properties"]) == {"approved", "approver", "note"}
 
         rejected = resume({"approved": "maybe", "approver": "alice"})
         assert rejected["status"] == "REJECT"
