@@ -92,9 +92,12 @@ def validate(
         settle_s = MONITORING_SETTLE_S * scale
         get_run_logger().info("waiting %.1f s for Monitoring to show the period", settle_s)
         time.sleep(settle_s)
-        # Exactly the time since the period began, in the world's seconds: traffic from
-        # before the switch (the errors that started the rollback) stays out of it.
-        window_s = round((time.monotonic() - started) / scale, 1)
+        # The time since the period began, in the world's seconds, less one sample
+        # period: Monitoring counts a 60-s sample in a window when the sample ends inside
+        # it, so the sample the period began in (with the errors that started the
+        # rollback, or the verify step's cold start) stays out.
+        elapsed_s = (time.monotonic() - started) / scale
+        window_s = round(max(monitoring.MIN_ALIGNMENT_S, elapsed_s - monitoring.MIN_ALIGNMENT_S), 1)
         figures = metrics_sample_services(env, region, window_s)
         verdict = judge_validation(
             criteria,

@@ -56,13 +56,14 @@ def test_the_topology_defaults_are_the_seeds_numbers() -> None:
     strategies = RollbackStrategies()
     assert (strategies.traffic.execution_s, strategies.traffic.validation_period_s) == (30, 300)
     assert (strategies.service.execution_s, strategies.service.validation_period_s) == (120, 600)
-    criteria = lab_topology().rollback_validation
+    criteria = RollbackValidation()
     assert (criteria.health_success_rate, criteria.error_rate, criteria.p95_latency_s) == (
         1.0,
         0.01,
         2.0,
     )
-    assert [j.path for j in criteria.journeys], "the lab names its user journeys"
+    assert criteria.journey_success_rate == 0.95
+    assert [j.path for j in lab_topology().rollback_validation.journeys], "the lab's journeys"
 
 
 def test_each_window_is_read_once() -> None:
