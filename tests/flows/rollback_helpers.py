@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from reliability.releases import release
+from reliability.releases import blue_green_release, release
 from tests.flows.lab_checks import PRIMARY
 from tests.labharness import Lab
 
@@ -59,34 +59,10 @@ def run_patches(lab: Lab, since: int, service: str | None = None) -> list[str]:
 def deploy_blue_green(
     lab: Lab, service: str, image_tag: str = "v2", region: Any = PRIMARY
 ) -> tuple[str, str]:
-    """Seed 004's blue/green release through the real Run API; returns (blue, green).
-
-    The revision serving now becomes ``blue``; the new image deploys as a ``green``
-    revision at 0% (named by the template, so the traffic can tag it in the same update);
-    then green takes 100% and both tags stay, as the seed's deploy leaves them.
-    """
-    from google.cloud import run_v2
-
-    pinned = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION
-    client = lab.clients().run_services
-    name = service_name(service, region)
-    (blue,) = serving(lab, service, region)
-    green = f"{service}-green-{image_tag}"
-    current = client.get_service(name=name)
-    image = current.template.containers[0].image.rsplit(":", 1)[0]
-    current.template.containers[0].image = f"{image}:{image_tag}"
-    current.template.revision = green
-    current.traffic = [
-        run_v2.TrafficTarget(type_=pinned, revision=blue, percent=100, tag="blue"),
-        run_v2.TrafficTarget(type_=pinned, revision=green, percent=0, tag="green"),
-    ]
-    client.update_service(service=current).result(timeout=60)  # type: ignore[no-untyped-call]
-    current = client.get_service(name=name)
-    current.traffic = [
-        run_v2.TrafficTarget(type_=pinned, revision=green, percent=100, tag="green"),
-        run_v2.TrafficTarget(type_=pinned, revision=blue, percent=0, tag="blue"),
-    ]
-    client.update_service(service=current).result(timeout=60)  # type: ignore[no-untyped-call]
+    """Seed 004's blue/green release (reliability/releases.py); returns (blue, green)."""
+    blue, green = blue_green_release(
+        lab.clients().run_services, service_name(service, region), image_tag, timeout_s=60
+    )
     assert serving(lab, service, region) == {green: 100}
     return blue, green
 
