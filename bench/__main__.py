@@ -13,6 +13,7 @@ import sys
 BENCHES = {
     "failover": ["bench.failover"],
     "failback": ["bench.failback"],
+    "rollback": ["bench.rollback"],
     "overhead": ["bench.failover", "--sqlite", "--no-purge-wait"],
     "sequential": ["bench.sequential"],
     "scale": ["bench.scale"],

@@ -1,22 +1,32 @@
-"""rollback: move Cloud Run services back to their previous (or a chosen) revision.
+"""rollback: move Cloud Run services back, by one of seed 004's two strategies.
 
-Seed 004's blue/green rollback, in order: validate the request → for each service, read
-the revision serving now and the previous one and check that the target is Ready → the
-plan (dry run stops here) → region lock → move 100% of traffic, services concurrently →
-verify each moved service with its own checks → record, artifacts, event, notifications.
+- ``traffic`` (seed 004 ``traffic_rollback``, blue_green_switch, budget 30 s): 100% of
+  traffic to the revision under the other colour tag (``blue`` ↔ ``green``);
+- ``service`` (``service_rollback``, previous_revision, budget 2 min): 100% to the newest
+  older revision that runs another image.
+
+In order: validate the request → for each service, read the revision serving now and the
+strategy's target and check that the target is Ready → the plan (dry run stops here) →
+region lock → move 100% of traffic, services concurrently, timed against the strategy's
+budget → verify each moved service with its own checks → release the lock → purge the
+CDN, run the integrity queries, watch the validation period against the success criteria
+(flows/rollback_checks.py) → record, artifacts, event, notifications.
 
 A service that fails does not stop the others; the run reports both lists and fails if
-any service failed. A service already on its target is left alone, and re-running an
-incident resumes it: the plan is the one that incident first made.
+any service failed, or if the validation period fails. A service already on its target is
+left alone, and re-running an incident resumes it: the plan is the one that incident first
+made.
 """
 
 from __future__ import annotations
 
+import time
 from contextlib import ExitStack
 from typing import Annotated, Any, Literal
 
 from prefect import flow, get_run_logger
 from prefect.client.schemas.objects import State
+from prefect.runtime import flow_run
 from prefect.states import Completed
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, Field
@@ -25,10 +35,12 @@ from flows.evidence import publish_run, published
 from flows.launch import ENVIRONMENT_FIELD, INCIDENT_FIELD, REASON_FIELD, SwitchRequest
 from flows.region_lock import lock_step
 from flows.resume import resumable
+from flows.rollback_checks import check_integrity, purge_cdn, validate
 from flows.rollback_cooldown import COOLDOWN_STATE, recent_automatic_run
 from lifeboat import runtime
 from lifeboat.record import RunRecord
-from lifeboat.topology import RegionRole, Topology
+from lifeboat.rollback_rules import Validation
+from lifeboat.topology import RegionRole, RollbackStrategy, Topology
 from tasks.cloud_run import RevisionSet, run_list_revisions, run_set_traffic
 from tasks.errors import PermanentError
 from tasks.health import Target, health_verify_service
@@ -57,8 +69,19 @@ class ServicePlan(BaseModel):
         return f"refuse {self.service}: {self.why}"
 
 
+def run_name() -> str:
+    """``rollback-<strategy>``, and the watch's trigger when one started it: the UI's run
+    list then says why each automatic rollback ran."""
+    params = flow_run.get_parameters()
+    strategy = params.get("strategy", RollbackStrategy.service)
+    name = f"rollback-{RollbackStrategy(strategy).value}"
+    trigger = params.get("trigger")
+    return f"{name}: {trigger}" if trigger else name
+
+
 @flow(
     name="rollback",
+    flow_run_name=run_name,
     task_runner=ThreadPoolTaskRunner(max_workers=MAX_PARALLEL),  # type: ignore[arg-type]
     persist_result=True,
 )
@@ -82,11 +105,27 @@ def rollback(
     automatic: Annotated[
         bool, Field(description="Started by the watch automation; honours the minimum delay")
     ] = False,
+    strategy: Annotated[
+        RollbackStrategy,
+        Field(
+            description="traffic: switch to the other blue/green tagged revision (budget 30 s); "
+            "service: to the previous revision that runs another image (budget 2 min)"
+        ),
+    ] = RollbackStrategy.service,
+    trigger: Annotated[
+        str | None,
+        Field(
+            max_length=300,
+            description="The watch's trigger that fired, with its figure against the threshold",
+        ),
+    ] = None,
 ) -> dict[str, Any] | State:
     request = SwitchRequest.validate_launch(environment, reason, incident_id, operator, "rb")
     topo = runtime.topology(request.environment)
     names = _chosen_services(topo, services, target_revisions)
+    strategy = RollbackStrategy(strategy)
     record = request.record("rollback", "automatic" if automatic else "manual", dry_run)
+    record.cause = trigger
     if automatic and not dry_run:
         why = recent_automatic_run(topo.environment, topo.rollback_triggers.min_interval_s)
         if why:
@@ -95,7 +134,7 @@ def rollback(
             publish_run(record, notify=False)
             return Completed(name=COOLDOWN_STATE, message=why)
     with published(record):
-        _run(topo, record, names, target_revisions or {}, region, dry_run)
+        _run(topo, record, names, target_revisions or {}, region, strategy, dry_run)
     return record.model_dump(mode="json")
 
 
@@ -120,16 +159,29 @@ def _chosen_services(
     return [n for n in known if n in chosen]
 
 
-def _plan(state: RevisionSet, wanted: str | None) -> ServicePlan:
+def _plan(
+    state: RevisionSet, wanted: str | None, strategy: RollbackStrategy = RollbackStrategy.service
+) -> ServicePlan:
+    """What to do with one service: its target (the one asked for, else the strategy's)
+    and whether to switch, keep or refuse. Pure."""
     current = state.current()
-    target = wanted or state.previous()
+    if wanted:
+        target: str | None = wanted
+    elif strategy is RollbackStrategy.traffic:
+        target, why = state.blue_green_partner()
+        if target is None:
+            return ServicePlan(
+                service=state.service, current=current, target=None, action="refuse", why=why
+            )
+    else:
+        target = state.previous()
     if target is None:
         return ServicePlan(
             service=state.service,
             current=current,
             target=None,
             action="refuse",
-            why=f"no revision older than {current} to roll back to",
+            why=f"no revision older than {current} runs another image",
         )
     info = state.get(target)
     if info is None:
@@ -158,6 +210,7 @@ def _run(
     names: list[str],
     targets: dict[str, str],
     role: RegionRole,
+    strategy: RollbackStrategy,
     dry_run: bool,
 ) -> None:
     logger = get_run_logger()
@@ -173,14 +226,14 @@ def _run(
         plans = []
         for future, name in zip(futures, names, strict=True):
             try:
-                plans.append(_plan(future.result(), targets.get(name)))
+                plans.append(_plan(future.result(), targets.get(name), strategy))
             except Exception as exc:
                 plans.append(
                     ServicePlan(
                         service=name, current=None, target=None, action="refuse", why=str(exc)
                     )
                 )
-        step.detail = "; ".join(p.line() for p in plans)
+        step.detail = f"{strategy.value} rollback: " + "; ".join(p.line() for p in plans)
     record.before = {p.service: {"serving": p.current, "target": p.target} for p in plans}
     record.plan = [p.line() for p in plans]
     logger.info("plan:\n%s", "\n".join(record.plan))
@@ -195,6 +248,7 @@ def _run(
     with ExitStack() as held:
         lock_step(held, record)
         with record.step("traffic") as step:
+            switch_started = time.perf_counter()
             switches = {
                 p.service: run_set_traffic.submit(
                     env, region.project, region.name, p.service, str(p.target)
@@ -214,6 +268,9 @@ def _run(
             )
             if not moving:
                 step.outcome = "unchanged"
+            record.execution = _against_budget(
+                topo, strategy, time.perf_counter() - switch_started, moved
+            )
         with record.step("verify") as step:
             checks = {
                 service: health_verify_service.submit(
@@ -230,6 +287,12 @@ def _run(
             step.detail = f"verified {len(rolled_back)}/{len(checks)}"
             if not checks:
                 step.outcome = "skipped"
+    verdict: Validation | None = None
+    if rolled_back:
+        # The lock is released: none of these changes what serves.
+        purge_cdn(topo, record)
+        check_integrity(topo, record)
+        verdict = validate(topo, record, role, strategy, rolled_back)
     record.after = {
         "rolled_back": rolled_back,
         "unchanged": unchanged,
@@ -243,4 +306,40 @@ def _run(
         )
         record.finish("failed", message[:1000])
         raise PermanentError(f"rollback: {message}"[:2000])
+    if verdict is not None and not verdict.passed:
+        message = (
+            f"validation failed after the {strategy.value} rollback of "
+            f"{', '.join(rolled_back)}: {'; '.join(verdict.failures())}"
+        )
+        record.finish("failed", message[:1000])
+        raise PermanentError(f"rollback: {message}"[:2000])
     record.finish("completed")
+
+
+def _against_budget(
+    topo: Topology, strategy: RollbackStrategy, seconds: float, moved: list[str]
+) -> dict[str, Any]:
+    """The switch's measured time against the strategy's budget (seed 004 execution_time).
+
+    Measured in wall seconds; a lab's clock runs ``time_scale`` times faster than the
+    world its delays model, so its budget shrinks by that factor too.
+    """
+    budget_s = topo.rollback_strategies.of(strategy).execution_s
+    scale = runtime.clock_scale(topo.environment)
+    within = seconds <= budget_s * scale
+    if not within and moved:
+        get_run_logger().warning(
+            "%s rollback took %.2f s, over its budget of %g s (time scale %g)",
+            strategy.value,
+            seconds,
+            budget_s,
+            scale,
+        )
+    return {
+        "strategy": strategy.value,
+        "budget_s": budget_s,
+        "measured_s": round(seconds, 3),
+        "time_scale": scale,
+        "within_budget": within,
+        "services": moved,
+    }

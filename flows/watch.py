@@ -1,15 +1,20 @@
 """watch: sample each service's health, error rate and latency; say when a rollback is due.
 
-Seed 004's automatic rollback triggers: 3 health-check failures in 5 min, an error rate
-above 5% over 10 min, a p95 latency above 5 s over 15 min (topology
-``rollback_triggers``). When any is crossed, the flow emits one
-``lifeboat.watch.threshold-crossed`` event for the environment naming the services; the
-automation on the rollback deployment (deployments/prefect.yaml) starts ``rollback``.
+Seed 004's automatic rollback triggers, each on its own window and with its own strategy
+(topology ``rollback_triggers``): 3 health-check failures in 5 min → traffic rollback, an
+error rate above 5% over 10 min → service rollback, a p95 latency above 5 s over 15 min →
+traffic rollback, availability under 99% over 30 min → service rollback
+(lifeboat/rollback_rules.py decides). When any is crossed, the flow emits one
+``lifeboat.watch.threshold-crossed`` event for the environment naming the services, the
+strategy, and the trigger that decided it with its figure against the threshold; the
+automation on the rollback deployment (deployments/prefect.yaml) starts ``rollback`` with
+that strategy.
 
 It watches the region that serves users. Unless told, it reads the DNS records and takes
-the region whose ``rrdatas`` they hold: after a failover, the secondary. Error rate and
-latency come from Cloud Monitoring (tasks/metrics.py); failed health checks from its own
-probes of that region (tasks/health.py ``health_count_failures`` says why).
+the region whose ``rrdatas`` they hold: after a failover, the secondary. Error rate,
+availability and latency come from Cloud Monitoring (tasks/metrics.py); failed health
+checks from its own probes of that region (tasks/health.py ``health_count_failures`` says
+why).
 
 It runs on a one-minute schedule rather than as a long-lived loop: each sample is a
 short run the UI shows, a crash loses one sample instead of the whole watch, and no
@@ -26,11 +31,12 @@ from typing import Annotated, Any
 
 from prefect import flow, get_run_logger
 from prefect.events import emit_event
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from flows.evidence import publish_run
 from flows.launch import ENVIRONMENT_FIELD, SwitchRequest
 from lifeboat import runtime
+from lifeboat.rollback_rules import Breach, chosen_action, find_breaches, windows
 from lifeboat.topology import RegionRole, Topology
 from tasks.dns import RecordState, dns_get_record
 from tasks.errors import PermanentError
@@ -38,20 +44,6 @@ from tasks.health import Target, health_count_failures
 from tasks.metrics import ServiceMetrics, metrics_sample_services
 
 EVENT = "lifeboat.watch.threshold-crossed"
-
-
-class Breach(BaseModel):
-    service: str
-    metric: str
-    value: float
-    threshold: float
-    window_s: float
-
-    def describe(self) -> str:
-        return (
-            f"{self.service} {self.metric} {self.value:g} > {self.threshold:g} "
-            f"over {self.window_s:.0f} s"
-        )
 
 
 @flow(name="watch")
@@ -83,12 +75,24 @@ def watch(
     if not breaches:
         logger.info("all services of %s within thresholds", environment)
         return {"environment": environment, "breaches": []}
-    record.after = {"region": region_name, "breaches": [b.model_dump() for b in breaches]}
+    strategy, decisive = chosen_action(breaches)
+    dumped = [b.model_dump(mode="json") for b in breaches]
+    record.after = {
+        "region": region_name,
+        "breaches": dumped,
+        "strategy": strategy.value,
+        "trigger": decisive.describe(),
+    }
     record.finish("completed")
     publish_run(record, notify=False)
     summary = "; ".join(b.describe() for b in breaches)
     services = list(dict.fromkeys(b.service for b in breaches))
-    logger.warning("rollback thresholds crossed: %s", summary)
+    logger.warning(
+        "rollback thresholds crossed: %s; %s rollback for %s",
+        summary,
+        strategy.value,
+        decisive.describe(),
+    )
     emit_event(
         event=EVENT,
         resource={
@@ -106,10 +110,17 @@ def watch(
             "services": services,
             "region": role.value,
             "summary": summary,
-            "breaches": [b.model_dump() for b in breaches],
+            "strategy": strategy.value,
+            "trigger": decisive.describe(),
+            "breaches": dumped,
         },
     )
-    return {"environment": environment, "breaches": [b.model_dump() for b in breaches]}
+    return {
+        "environment": environment,
+        "breaches": dumped,
+        "strategy": strategy.value,
+        "trigger": decisive.describe(),
+    }
 
 
 def _read_records(topo: Topology) -> dict[str, list[str]]:
@@ -145,54 +156,10 @@ def serving_role(topo: Topology, live: dict[str, list[str]]) -> RegionRole:
 
 
 def _breaches(topo: Topology, region: str, role: RegionRole) -> list[Breach]:
+    """Sample every window the triggers need (in parallel) and the checks, then judge."""
     rules = topo.rollback_triggers
     env = topo.environment
-    windows = sorted({rules.error_rate_window_s, rules.p95_latency_window_s})
-    futures = {w: metrics_sample_services.submit(env, region, w) for w in windows}
+    futures = {w: metrics_sample_services.submit(env, region, w) for w in windows(rules)}
     probes = health_count_failures.submit(env, Target(role.value), rules.health_check_failures)
     samples: dict[float, dict[str, ServiceMetrics]] = {w: f.result() for w, f in futures.items()}
-    failed_checks = probes.result()
-    found: list[Breach] = []
-    for service in topo.services:
-        failures = failed_checks.get(service.name, 0)
-        if failures >= rules.health_check_failures:
-            found.append(
-                Breach(
-                    service=service.name,
-                    metric="health_check_failures",
-                    value=failures,
-                    threshold=rules.health_check_failures,
-                    window_s=rules.health_check_window_s,
-                )
-            )
-        errors = samples[rules.error_rate_window_s].get(service.name)
-        if (
-            errors is not None
-            and errors.requests >= rules.min_requests
-            and errors.error_rate > rules.error_rate
-        ):
-            found.append(
-                Breach(
-                    service=service.name,
-                    metric="error_rate",
-                    value=round(errors.error_rate, 4),
-                    threshold=rules.error_rate,
-                    window_s=rules.error_rate_window_s,
-                )
-            )
-        latency = samples[rules.p95_latency_window_s].get(service.name)
-        if (
-            latency is not None
-            and latency.requests >= rules.min_requests
-            and latency.p95_s > rules.p95_latency_s
-        ):
-            found.append(
-                Breach(
-                    service=service.name,
-                    metric="p95_latency_s",
-                    value=round(latency.p95_s, 3),
-                    threshold=rules.p95_latency_s,
-                    window_s=rules.p95_latency_window_s,
-                )
-            )
-    return found
+    return find_breaches(rules, [s.name for s in topo.services], probes.result(), samples)

@@ -33,6 +33,10 @@ class ResolvedEndpoints(BaseModel):
     front_door_https: str | None = None
     region_apps_https: dict[str, str] = {}
     tls_ca: str | None = None
+    # How much faster than the world the lab's clock runs (its Monitoring windows and
+    # modelled delays); Google's runs at 1. Waits the product measures in the world's
+    # seconds (a rollback's validation period) are scaled by it.
+    time_scale: float = 1.0
 
     @property
     def is_google(self) -> bool:

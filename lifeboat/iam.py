@@ -237,9 +237,11 @@ CALLS: tuple[Call, ...] = (
             "drill-sweeper",
             "readiness",
             "restore-sql",
+            "rollback",
         ),
         (Place.cloud_sql,),
-        "read an instance's role, state and address",
+        "read an instance's role, state and address (a rollback: the live primary's, for "
+        "its integrity queries)",
     ),
     Call(
         "sql",
@@ -458,9 +460,9 @@ CALLS: tuple[Call, ...] = (
         "POST",
         "/compute/v1/projects/{project}/global/urlMaps/{url_map}/invalidateCache",
         ("compute.urlMaps.invalidateCache",),
-        SWITCHES,
+        SWITCHES | {"rollback"},
         (Place.cdn,),
-        "purge the CDN after the switch",
+        "purge the CDN after the switch (a rollback: after its traffic moved)",
     ),
     # --- Secret Manager (the app secret's project; every secret of the regions' projects
     # for the config backup) ---
@@ -516,9 +518,10 @@ CALLS: tuple[Call, ...] = (
         "GET",
         "/v3/projects/{project}/timeSeries",
         ("monitoring.timeSeries.list",),
-        _flows("watch"),
+        _flows("watch", "rollback"),
         REGIONS,
-        "read Cloud Run's request count and latency in the region that serves users",
+        "read Cloud Run's request count and latency in the region that serves users (a "
+        "rollback: over its validation period)",
     ),
     # --- Cloud Resource Manager (every project the worker acts in) ---
     Call(

@@ -22,11 +22,30 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from pydantic import BaseModel
+
 REQUEST_COUNT = "run.googleapis.com/request_count"
 REQUEST_LATENCIES = "run.googleapis.com/request_latencies"
 RESOURCE_TYPE = "cloud_run_revision"
 # "The value must be at least 60 seconds" (Aggregation.alignmentPeriod).
 MIN_ALIGNMENT_S = 60
+
+
+class ServiceMetrics(BaseModel):
+    """One service's request figures over one window, as Monitoring shows them."""
+
+    requests: int = 0
+    errors: int = 0
+    p95_s: float = 0.0
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.requests if self.requests else 0.0
+
+    @property
+    def availability(self) -> float:
+        """The share of replies that are not 5xx; 1.0 with no traffic (nothing failed)."""
+        return 1.0 - self.error_rate
 
 
 def series_filter(metric_type: str, location: str) -> str:

@@ -59,6 +59,11 @@ class RunRecord(BaseModel):
     # A fence a run holds on live traffic (failback, graceful failover): what was set,
     # what was lifted, and what was kept (and why).
     fence: dict[str, Any] | None = None
+    # A rollback: the watch's trigger that started it (its figure against the threshold),
+    # the switch's measured time against its strategy's budget, and the validation period.
+    cause: str | None = None
+    execution: dict[str, Any] | None = None
+    validation: dict[str, Any] | None = None
     plan: list[str] = Field(default_factory=list)
     before: dict[str, Any] = Field(default_factory=dict)
     after: dict[str, Any] = Field(default_factory=dict)

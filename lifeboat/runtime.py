@@ -28,6 +28,12 @@ def call_timeout(environment: str) -> float:
     return budget.call_timeout(topology(environment).endpoints.call_timeout_s)
 
 
+def clock_scale(environment: str) -> float:
+    """Wall seconds per second of the world the APIs model: 1 on Google, the lab's
+    ``time_scale`` on a lab (lifeboat/endpoints.py)."""
+    return clients(environment).endpoints.time_scale
+
+
 def forget() -> None:
     """Drop cached topologies and clients (a lab restarted on new ports, tests)."""
     topology.cache_clear()

@@ -326,19 +326,74 @@ class Notifications(Strict):
     email_webhook_secret: str | None = "lifeboat-email-webhook"
 
 
+class RollbackStrategy(StrEnum):
+    """Seed 004's ``rollback_strategies`` that Lifeboat runs."""
+
+    traffic = "traffic"  # traffic_rollback: the blue/green switch between tagged revisions
+    service = "service"  # service_rollback: the previous revision that runs another image
+
+
 class RollbackTriggers(Strict):
-    """Seed 004's automatic rollback thresholds, and the pause between automatic runs."""
+    """Seed 004's ``automatic_triggers``: each threshold, its window and the strategy it
+    calls for; the pause between automatic runs."""
 
     health_check_failures: int = Field(3, ge=1, description="failed checks in the window")
     health_check_window_s: float = Field(300, gt=0)
+    health_check_action: RollbackStrategy = RollbackStrategy.traffic
     error_rate: float = Field(0.05, gt=0, le=1, description="5xx share above which to act")
     error_rate_window_s: float = Field(600, gt=0)
+    error_rate_action: RollbackStrategy = RollbackStrategy.service
     p95_latency_s: float = Field(5.0, gt=0)
     p95_latency_window_s: float = Field(900, gt=0)
+    p95_latency_action: RollbackStrategy = RollbackStrategy.traffic
+    availability: float = Field(
+        0.99, gt=0, le=1, description="share of replies that are not 5xx, below which to act"
+    )
+    availability_window_s: float = Field(1800, gt=0)
+    availability_action: RollbackStrategy = RollbackStrategy.service
     min_requests: int = Field(20, ge=1, description="fewer requests than this prove nothing")
     min_interval_s: float = Field(
         1800, ge=0, description="minimum delay between two automatic rollbacks"
     )
+
+
+class StrategyBudget(Strict):
+    execution_s: float = Field(
+        gt=0, le=3600, description="seed 004 execution_time: the switch's budget"
+    )
+    validation_period_s: float = Field(
+        gt=0, le=3600, description="seed 004 validation_period: how long to watch after the switch"
+    )
+
+
+class RollbackStrategies(Strict):
+    """Seed 004's ``rollback_strategies``: each one's execution budget and validation period."""
+
+    traffic: StrategyBudget = StrategyBudget(execution_s=30, validation_period_s=300)
+    service: StrategyBudget = StrategyBudget(execution_s=120, validation_period_s=600)
+
+    def of(self, strategy: RollbackStrategy) -> StrategyBudget:
+        return self.traffic if strategy is RollbackStrategy.traffic else self.service
+
+
+class Journey(Strict):
+    """A user-journey smoke check: a path and the status a user must get."""
+
+    path: str = Field(pattern=r"^/")
+    expected_status: int = Field(200, ge=100, le=599)
+
+
+class RollbackValidation(Strict):
+    """Seed 004's ``success_criteria`` for the validation period after a rollback."""
+
+    health_success_rate: float = Field(1.0, gt=0, le=1, description="share of checks that pass")
+    error_rate: float = Field(0.01, gt=0, le=1, description="5xx share below which it passes")
+    p95_latency_s: float = Field(2.0, gt=0, description="p95 below which it passes")
+    journeys: list[Journey] = Field(
+        default_factory=list, description="user-journey smoke checks, probed in each round"
+    )
+    journey_success_rate: float = Field(0.95, gt=0, le=1, description="seed 004: > 95%")
+    rounds: int = Field(5, ge=1, le=100, description="probe rounds spread over the period")
 
 
 class DrillObjective(Strict):
@@ -446,6 +501,8 @@ class Topology(Strict):
     notifications: Notifications = Notifications()
     endpoints: Endpoints = Endpoints()
     rollback_triggers: RollbackTriggers = RollbackTriggers()
+    rollback_strategies: RollbackStrategies = RollbackStrategies()
+    rollback_validation: RollbackValidation = RollbackValidation()
     drills: Drills = Drills()
     workers: Workers = Workers()
 

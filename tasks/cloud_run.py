@@ -167,11 +167,15 @@ class RevisionInfo(BaseModel):
     rolled_for: str = ""  # the secret version Lifeboat rolled it for (tasks/cloud_run_secrets)
 
 
+BLUE_GREEN = ("blue", "green")
+
+
 class RevisionSet(BaseModel):
     service: str
     region: str
     serving: dict[str, int]  # revision → percent of traffic it serves now
     revisions: list[RevisionInfo]  # newest first
+    tags: dict[str, str] = {}  # traffic tag → the revision it addresses (blue, green, ...)
 
     def current(self) -> str | None:
         """The revision serving the most traffic (100% after a completed rollout)."""
@@ -180,30 +184,42 @@ class RevisionSet(BaseModel):
         return max(self.serving.items(), key=lambda item: item[1])[0]
 
     def previous(self) -> str | None:
-        """The newest revision created before the current one: the blue/green partner.
+        """Seed 004's service rollback target: the newest revision created before the
+        current one that runs another image, the release before this one.
 
-        A revision Lifeboat rolled so that new instances read a new secret version is no
-        release: it runs the image of the revision before it. The partner is looked for
-        before the release it copies, not in that copy.
+        A revision that runs the current image is no release to go back to: a scaling or
+        configuration change, or a revision Lifeboat rolled so that new instances read a
+        new secret version (tasks/cloud_run_secrets.py), copies the release it follows.
         """
         current = self.current()
         names = [r.name for r in self.revisions]
         if current not in names:
             return None
-        index = names.index(current)
-        while index + 1 < len(self.revisions) and self._rolled(index):
-            index += 1
-        older = names[index + 1 :]
-        return older[0] if older else None
+        image = self.revisions[names.index(current)].image
+        older = self.revisions[names.index(current) + 1 :]
+        return next((r.name for r in older if r.image != image), None)
 
-    def _rolled(self, index: int) -> bool:
-        """Whether revision ``index`` is a Lifeboat roll of the revision just before it."""
-        rev, before = self.revisions[index], self.revisions[index + 1]
-        return (
-            bool(rev.rolled_for)
-            and rev.rolled_for != before.rolled_for
-            and (rev.image == before.image)
-        )
+    def blue_green_partner(self) -> tuple[str | None, str]:
+        """Seed 004's traffic rollback target: the revision under the other colour.
+
+        The seed's blue/green deploy keeps two revisions addressed by the traffic tags
+        ``blue`` and ``green`` (its ``-blue-`` and ``-green-`` revisions); the one that
+        serves is live, the other the way back. Returns (target, why not) where the
+        target is None when the tags do not make a pair around the serving revision.
+        """
+        current = self.current()
+        colours = {tag: rev for tag, rev in self.tags.items() if tag in BLUE_GREEN}
+        live = [tag for tag, rev in colours.items() if rev == current]
+        if not live:
+            tagged = ", ".join(f"{t}={r}" for t, r in sorted(colours.items()))
+            return None, (
+                f"no blue/green pair: {current} carries neither tag blue nor green"
+                + (f" ({tagged})" if tagged else "")
+            )
+        other = "green" if live[0] == "blue" else "blue"
+        if other not in colours:
+            return None, f"no blue/green pair: {current} is {live[0]} and no revision is {other}"
+        return colours[other], ""
 
     def get(self, name: str) -> RevisionInfo | None:
         return next((r for r in self.revisions if r.name == name), None)
@@ -218,7 +234,9 @@ def run_list_revisions(environment: str, project: str, region: str, service: str
     """Read which revision serves a service now and every revision it has, newest first.
 
     A revision counts as ready when its Ready condition has succeeded, as Cloud Run
-    reports it; that is the health a rollback target must have.
+    reports it; that is the health a rollback target must have. Traffic tags come from
+    ``trafficStatuses`` (run v2 ``TrafficTargetStatus.tag``), which resolve a tag on
+    LATEST to the revision it reaches.
 
     Idempotent: a read.
     """
@@ -229,10 +247,13 @@ def run_list_revisions(environment: str, project: str, region: str, service: str
         got = factory.run_services.get_service(name=name, timeout=timeout)
         listed = list(factory.run_revisions.list_revisions(parent=name, timeout=timeout))
     serving: dict[str, int] = {}
+    tags: dict[str, str] = {}
     for status in got.traffic_statuses:
         if status.percent and status.revision:
             key = _short(status.revision)
             serving[key] = serving.get(key, 0) + status.percent
+        if status.tag and status.revision:
+            tags[status.tag] = _short(status.revision)
     revisions = []
     for rev in listed:
         ready = next((c for c in rev.conditions if c.type_ == "Ready"), None)
@@ -249,7 +270,9 @@ def run_list_revisions(environment: str, project: str, region: str, service: str
         )
     # Newest first by creation time; the name (it carries the generation) breaks ties.
     revisions.sort(key=lambda r: (r.created, r.name), reverse=True)
-    return RevisionSet(service=service, region=region, serving=serving, revisions=revisions)
+    return RevisionSet(
+        service=service, region=region, serving=serving, revisions=revisions, tags=tags
+    )
 
 
 class TrafficResult(BaseModel):

@@ -267,3 +267,69 @@ def health_count_failures(environment: str, target: Target, rounds: int) -> dict
         ", ".join(f"{name}={count}" for name, count in failures.items()),
     )
     return failures
+
+
+class RoundsTally(BaseModel):
+    """What a validation period's probe rounds saw: passes out of probes, per kind."""
+
+    checks_passed: int = 0
+    checks_run: int = 0
+    journeys_passed: int = 0
+    journeys_run: int = 0
+    failures: list[str] = []  # "path → status", the first few, for the record
+
+
+# A validation period may last as long as a valid topology allows (lifeboat/topology.py
+# StrategyBudget: at most 3600 s), plus a last round in flight.
+ROUNDS_BUDGET_S = 3600 + 300
+
+
+@cloud_task(timeout_seconds=ROUNDS_BUDGET_S, retries=0, task_run_name="validate-{target}")
+def health_probe_rounds(
+    environment: str,
+    target: Target,
+    services: list[str],
+    journeys: list[tuple[str, int]],
+    rounds: int,
+    interval_s: float,
+) -> RoundsTally:
+    """Probe the services' own checks and the user journeys ``rounds`` times, one round
+    every ``interval_s`` (the first at once): a rollback's validation period.
+
+    Args:
+        environment: the topology to use.
+        target: the region rolled back.
+        services: whose checks (topology ``services[].checks``) to probe.
+        journeys: (path, expected status) of the user-journey smoke checks.
+        rounds: how many rounds over the period.
+        interval_s: wall seconds between two rounds.
+
+    Returns:
+        Passed and run probes of each kind, and the first failures.
+
+    Idempotent: a read.
+    """
+    tally = RoundsTally()
+    for index in range(rounds):
+        if index:
+            time.sleep(interval_s)
+        for service in services:
+            report = probe_service(environment, target, service)
+            tally.checks_run += len(report.checks)
+            tally.checks_passed += len(report.checks) - report.failed
+            tally.failures += [f"{c.path} → {c.status}" for c in report.checks if not c.ok]
+        if journeys:
+            report = probe_paths(environment, target, journeys)
+            tally.journeys_run += len(report.checks)
+            tally.journeys_passed += len(report.checks) - report.failed
+            tally.failures += [f"journey {c.path} → {c.status}" for c in report.checks if not c.ok]
+    tally.failures = tally.failures[:10]
+    get_run_logger().info(
+        "validation rounds on %s: checks %d/%d, journeys %d/%d",
+        target.value,
+        tally.checks_passed,
+        tally.checks_run,
+        tally.journeys_passed,
+        tally.journeys_run,
+    )
+    return tally

@@ -22,22 +22,13 @@ import functools
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel
-
 from lifeboat import monitoring, runtime
+from lifeboat.monitoring import ServiceMetrics
 from lifeboat.topology import Topology
 from tasks.errors import PermanentError
 from tasks.retrying import calling, cloud_task
 
-
-class ServiceMetrics(BaseModel):
-    requests: int = 0
-    errors: int = 0
-    p95_s: float = 0.0
-
-    @property
-    def error_rate(self) -> float:
-        return self.errors / self.requests if self.requests else 0.0
+__all__ = ["ServiceMetrics", "list_series", "metrics_sample_services"]
 
 
 def _project_of(topo: Topology, region: str) -> str:

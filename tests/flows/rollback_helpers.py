@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from reliability.releases import release
+from reliability.releases import blue_green_release, release
 from tests.flows.lab_checks import PRIMARY
 from tests.labharness import Lab
 
@@ -54,3 +54,19 @@ def run_patches(lab: Lab, since: int, service: str | None = None) -> list[str]:
         for e in lab.requests(api="run", method="PATCH", since=since)
         if e["status"] < 400 and (service is None or e["path"].endswith(f"/services/{service}"))
     ]
+
+
+def deploy_blue_green(
+    lab: Lab, service: str, image_tag: str = "v2", region: Any = PRIMARY
+) -> tuple[str, str]:
+    """Seed 004's blue/green release (reliability/releases.py); returns (blue, green)."""
+    blue, green = blue_green_release(
+        lab.clients().run_services, service_name(service, region), image_tag, timeout_s=60
+    )
+    assert serving(lab, service, region) == {green: 100}
+    return blue, green
+
+
+def tags(lab: Lab, service: str, region: Any = PRIMARY) -> dict[str, str]:
+    got = lab.clients().run_services.get_service(name=service_name(service, region))
+    return {t.tag: t.revision.rsplit("/", 1)[-1] for t in got.traffic_statuses if t.tag}

@@ -19,8 +19,14 @@ import httpx
 
 from lab.prefect_api import PrefectApi, iso_ago
 from lifeboat import monitoring
+from lifeboat.rollback_rules import windows
 from tests.flows.lab_checks import PRIMARY, SECONDARY, TOPOLOGY, incident, run_records
-from tests.flows.rollback_helpers import deploy_new_revision, run_patches, serving
+from tests.flows.rollback_helpers import (
+    deploy_blue_green,
+    deploy_new_revision,
+    run_patches,
+    serving,
+)
 from tests.labharness import Lab
 from tests.polling import wait_for
 
@@ -184,6 +190,12 @@ def test_error_storm_fires_exactly_one_automatic_rollback(fresh_lab: Lab, api: P
     assert done["state"]["type"] == "COMPLETED", done["state"]
     assert fired[0]["parameters"]["services"] == ["auth-service"]
     assert fired[0]["parameters"]["operator"] == "lifeboat-watch"
+    # The storm failed the checks (traffic) and the error rate (service): one rollback,
+    # the service one, named after the error rate against its threshold.
+    assert fired[0]["parameters"]["strategy"] == "service"
+    trigger = fired[0]["parameters"]["trigger"]
+    assert trigger.startswith("auth-service error_rate ") and "> 0.05 over 600 s" in trigger
+    assert done["name"] == f"rollback-service: {trigger}"
 
     # A second automatic launch inside the minimum delay stands down and changes nothing.
     patches_before = run_patches(fresh_lab, since)
@@ -264,11 +276,77 @@ def test_slow_replies_alone_cross_the_p95_threshold(fresh_lab: Lab, api: Prefect
         TOPOLOGY.rollback_triggers.p95_latency_s,
     )
     assert breach["value"] > TOPOLOGY.rollback_triggers.p95_latency_s
+    assert (breach["window_s"], breach["action"]) == (900, "traffic")
     assert event["payload"]["services"] == ["ai-service"]
+    assert event["payload"]["strategy"] == "traffic"
+    assert event["payload"]["trigger"].startswith("ai-service p95_latency_s ")
     # The sample that crossed a threshold is on record: the rollback's evidence.
     [record] = run_records(fresh_lab, "watch", final["id"])
     assert record["outcome"] == "completed"
     assert record["after"]["breaches"] == event["payload"]["breaches"]
+
+
+def test_health_check_failures_call_for_a_traffic_rollback_and_two_stay_quiet(
+    fresh_lab: Lab, api: PrefectApi
+) -> None:
+    blue, green = deploy_blue_green(fresh_lab, "auth-service")
+    rules = TOPOLOGY.rollback_triggers
+    with automation_disabled(api, "lifeboat-auto-rollback-lab"):
+        # Just under: two failed probes of the three rounds.
+        since = iso_ago(5)
+        fresh_lab.fault(
+            api=REGION_APP,
+            method="GET",
+            path="^/auth/status$",
+            status=500,
+            count=rules.health_check_failures - 1,
+        )
+        quiet = api.wait(api.launch("watch/lab", {})["id"])
+        assert quiet["state"]["type"] == "COMPLETED", quiet["state"]
+        wait_for(
+            lambda: any("within thresholds" in line for line in api.logs(quiet["id"])),
+            timeout=30,
+            what="quiet log line",
+        )
+        assert run_records(fresh_lab, "watch", quiet["id"]) == []
+        fresh_lab.clear_faults()
+
+        # At the threshold: every round fails.
+        fresh_lab.fault(api=REGION_APP, method="GET", path="^/auth/status$", status=500)
+        final = api.wait(api.launch("watch/lab", {})["id"])
+        fresh_lab.clear_faults()
+        assert final["state"]["type"] == "COMPLETED", final["state"]
+        [event] = api.wait_event("lifeboat.watch.threshold-crossed", since)
+    payload = event["payload"]
+    [breach] = payload["breaches"]
+    assert (breach["metric"], breach["value"], breach["threshold"], breach["window_s"]) == (
+        "health_check_failures",
+        rules.health_check_failures,
+        rules.health_check_failures,
+        rules.health_check_window_s,
+    )
+    assert payload["strategy"] == "traffic"
+    assert payload["trigger"] == (
+        "auth-service health_check_failures 3 ≥ 3 over 300 s → traffic rollback"
+    )
+
+    # What the automation passes on (deployments/prefect.yaml): the traffic rollback, the
+    # blue/green switch back to blue.
+    run = api.launch(
+        "rollback/lab",
+        {
+            "reason": f"automatic: {payload['summary']}",
+            "services": payload["services"],
+            "strategy": payload["strategy"],
+            "trigger": payload["trigger"],
+            "operator": "lifeboat-watch",
+        },
+    )
+    done = api.wait(run["id"])
+    assert done["state"]["type"] == "COMPLETED", done["state"]
+    assert done["name"] == f"rollback-traffic: {payload['trigger']}"
+    assert serving(fresh_lab, "auth-service") == {blue: 100}
+    assert green != blue
 
 
 def test_after_a_failover_the_watch_samples_the_secondary(fresh_lab: Lab, api: PrefectApi) -> None:
@@ -320,9 +398,10 @@ def test_monitoring_refusing_the_worker_fails_the_run_naming_the_step(
 
     assert final["state"]["type"] == "FAILED", final["state"]
     assert "list-time-series" in final["state"]["message"]
-    # A permission is not retried: one refused call per metric sampled at most.
+    # A permission is not retried: one refused call per window sampled at most (each
+    # window's first call is refused; its second metric is never asked for).
     refused = [e for e in fresh_lab.requests(api="monitoring", since=since) if e["injected"]]
-    assert 1 <= len(refused) <= 2
+    assert 1 <= len(refused) <= len(windows(TOPOLOGY.rollback_triggers)) == 3
     [record] = run_records(fresh_lab, "watch", final["id"])
     assert record["outcome"] == "failed"
     assert "list-time-series" in record["error"]

@@ -49,6 +49,10 @@ def test_every_environment_has_an_automatic_rollback_trigger() -> None:
         assert trigger["expect"] == ["lifeboat.watch.threshold-crossed"]
         assert trigger["match"] == {"prefect.resource.id": f"lifeboat.environment.{environment}"}
         assert trigger["parameters"]["automatic"] is True
+        # The strategy the watch's trigger calls for, and the trigger for the run's name
+        # (flows/watch.py puts both in the event's payload).
+        assert trigger["parameters"]["strategy"] == "{{ event.payload.strategy }}"
+        assert trigger["parameters"]["trigger"] == "{{ event.payload.trigger }}"
 
 
 def test_the_automation_waits_as_long_as_the_flow_does() -> None:

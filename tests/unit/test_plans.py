@@ -8,7 +8,7 @@ import pytest
 from flows.failback import failback_plan, scales_early
 from flows.plans import RECEIVE_WAIT_S, PrimaryFence, failover_plan, scale_line
 from flows.rollback import ServicePlan, _chosen_services, _plan
-from lifeboat.topology import Scaling
+from lifeboat.topology import RollbackStrategy, Scaling
 from tasks.cloud_run import RevisionInfo, RevisionSet, ServiceState
 from tasks.cloud_sql import InstanceState
 from tasks.dns import RecordState
@@ -322,8 +322,8 @@ def test_rollback_keeps_a_target_already_serving_everything() -> None:
 def test_rollback_switches_a_target_that_serves_only_part_of_the_traffic() -> None:
     state = _revisions(
         {"auth-service-00003-c": 60, "auth-service-00002-b": 40},
-        _rev("auth-service-00003-c"),
-        _rev("auth-service-00002-b"),
+        _rev("auth-service-00003-c", image="v2"),
+        _rev("auth-service-00002-b", image="v1"),
     )
     plan = _plan(state, None)
     assert (plan.action, plan.target) == ("switch", "auth-service-00002-b")
@@ -336,7 +336,7 @@ def test_rollback_switches_a_target_that_serves_only_part_of_the_traffic() -> No
         (
             _revisions({"auth-service-00001-a": 100}, _rev("auth-service-00001-a")),
             None,
-            "refuse auth-service: no revision older than auth-service-00001-a to roll back to",
+            "refuse auth-service: no revision older than auth-service-00001-a runs another image",
         ),
         (
             _revisions({"auth-service-00002-b": 100}, _rev("auth-service-00002-b")),
@@ -346,7 +346,7 @@ def test_rollback_switches_a_target_that_serves_only_part_of_the_traffic() -> No
         (
             _revisions(
                 {"auth-service-00002-b": 100},
-                _rev("auth-service-00002-b"),
+                _rev("auth-service-00002-b", image="v2"),
                 _rev("auth-service-00001-a", ready=False, reason="ContainerMissing"),
             ),
             None,
@@ -356,10 +356,25 @@ def test_rollback_switches_a_target_that_serves_only_part_of_the_traffic() -> No
         (
             _revisions({}, _rev("auth-service-00001-a")),
             None,
-            "refuse auth-service: no revision older than None to roll back to",
+            "refuse auth-service: no revision older than None runs another image",
+        ),
+        (
+            _revisions(
+                {"auth-service-00003-c": 100},
+                _rev("auth-service-00003-c", image="v2"),
+                _rev("auth-service-00002-b", image="v2"),  # a configuration change
+            ),
+            None,
+            "refuse auth-service: no revision older than auth-service-00003-c runs another image",
         ),
     ],
-    ids=["no-older-revision", "unknown-target", "target-not-ready", "nothing-serving"],
+    ids=[
+        "no-older-revision",
+        "unknown-target",
+        "target-not-ready",
+        "nothing-serving",
+        "same-image-only",
+    ],
 )
 def test_rollback_refuses_a_service_with_nothing_safe_to_go_to(
     state: RevisionSet, wanted: str | None, line: str
@@ -367,6 +382,61 @@ def test_rollback_refuses_a_service_with_nothing_safe_to_go_to(
     plan = _plan(state, wanted)
     assert plan.action == "refuse"
     assert plan.line() == line
+
+
+def _tagged(tags: dict[str, str], ready: bool = True) -> RevisionSet:
+    return RevisionSet(
+        service="auth-service",
+        region="us-central1",
+        serving={"auth-service-green-2": 100},
+        revisions=[
+            _rev("auth-service-green-2", image="v2"),
+            _rev("auth-service-00002-x", image="v2"),
+            _rev("auth-service-blue-1", image="v1", ready=ready, reason="HealthCheckFailed"),
+        ],
+        tags=tags,
+    )
+
+
+BLUE_GREEN = {"blue": "auth-service-blue-1", "green": "auth-service-green-2"}
+
+
+def test_a_traffic_rollback_switches_to_the_other_colour() -> None:
+    plan = _plan(_tagged(BLUE_GREEN), None, RollbackStrategy.traffic)
+    assert (plan.action, plan.target) == ("switch", "auth-service-blue-1")
+    # The service strategy on the same service goes to the previous image instead.
+    assert _plan(_tagged(BLUE_GREEN), None, RollbackStrategy.service).target == (
+        "auth-service-blue-1"
+    )
+    # Blue serving: green is the way back.
+    flipped = _tagged(BLUE_GREEN).model_copy(update={"serving": {"auth-service-blue-1": 100}})
+    assert _plan(flipped, None, RollbackStrategy.traffic).target == "auth-service-green-2"
+
+
+@pytest.mark.parametrize(
+    ("tags", "ready", "why"),
+    [
+        ({}, True, "no blue/green pair: auth-service-green-2 carries neither tag blue nor green"),
+        (
+            {"green": "auth-service-green-2"},
+            True,
+            "no blue/green pair: auth-service-green-2 is green and no revision is blue",
+        ),
+        (
+            {"blue": "auth-service-blue-1", "canary": "auth-service-green-2"},
+            True,
+            "no blue/green pair: auth-service-green-2 carries neither tag blue nor green "
+            "(blue=auth-service-blue-1)",
+        ),
+        (BLUE_GREEN, False, "target revision auth-service-blue-1 is not Ready (HealthCheckFailed)"),
+    ],
+    ids=["no-tags", "missing-partner", "serving-untagged", "partner-unhealthy"],
+)
+def test_a_traffic_rollback_refuses_a_missing_or_unhealthy_partner(
+    tags: dict[str, str], ready: bool, why: str
+) -> None:
+    plan = _plan(_tagged(tags, ready), None, RollbackStrategy.traffic)
+    assert (plan.action, plan.why) == ("refuse", why)
 
 
 def test_rollback_chooses_services_in_topology_order_without_duplicates() -> None:
