@@ -9,7 +9,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from commands import discover, iam, restore_sql
+from commands import discover, iam, restore_config, restore_sql
 from lifeboat.discovery import DiscoveryError
 from lifeboat.endpoints import lab_dir
 from lifeboat.oplog import parse_moment
@@ -96,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     discover.add_parser(sub)
     iam.add_parser(sub)
     restore_sql.add_parser(sub)
+    restore_config.add_parser(sub)
     args = parser.parse_args(argv)
 
     try:
@@ -109,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
             return iam.run(args)
         if args.command == "restore-sql":
             return restore_sql.run(args)
+        if args.command == "restore-config":
+            return restore_config.run(args)
         if args.command == "validate":
             topology = parse_topology_file(args.file) if args.file else load_topology(args.env)
             print(f"{args.file or args.env}: valid ({len(topology.services)} services)")

@@ -8,6 +8,8 @@ Seed 004's recovery-testing.sh, done so that it measures and always cleans up:
    it; the topology's integrity queries against the counts recorded at backup time;
    and point-in-time recovery: the backup's instance cloned as it was at the moment those
    counts were taken (``recovery-test-<date>-<id>-pitr``), which must give the same counts;
+   configuration: the served record set of the newest config backup, put back under a
+   scratch name (``lifeboat-drill-<date>-<id>.<zone>``) and compared with the archive;
 3. application: the secondary's idle services in a test configuration (one instance),
    checked on the regional path only, so nothing depends on the primary;
 4. RTO per data set (drill start → restored and verified) and in total, RPO (the age of
@@ -22,8 +24,9 @@ Seed 004's recovery-testing.sh, done so that it measures and always cleans up:
 6. report: table + markdown artifacts, ``gs://<records>/drills/<drill id>.json``, event
    ``lifeboat.recovery-drill.<outcome>``, notification. A failed drill fails the run.
 
-MongoDB and both Cloud SQL restores run at once; the app check waits for the scratch
-instance, because the secondary's apps need a writable database in their region.
+MongoDB, both Cloud SQL restores and the record set run at once; the app check waits for
+the scratch instance, because the secondary's apps need a writable database in their
+region.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from flows.drill_steps import (
     cleanup,
     drill_cloudsql,
     drill_cloudsql_pitr,
+    drill_config,
     drill_mongodb,
 )
 from flows.evidence import publish_run
@@ -145,6 +149,7 @@ def _restore_and_check(
             "mongodb": drill_mongodb.submit(topo, scratch, started, expires, bucket),
             "cloudsql": drill_cloudsql.submit(topo, scratch, started, labels, bucket),
             "cloudsql-pitr": drill_cloudsql_pitr.submit(topo, scratch, started, labels, bucket),
+            "config": drill_config.submit(topo, scratch, started, bucket),
         }
         for name, future in futures.items():
             results.append(_settle(topo, name, future.result))
@@ -163,7 +168,7 @@ def _restore_and_check(
                 results.append(
                     DataSetResult(
                         data_set="application",
-                        objective=topo.drills.objectives["application"],
+                        objective=topo.drills.objective("application"),
                         detail=step.detail,
                     )
                 )
@@ -178,10 +183,9 @@ def _settle(topo: Topology, name: str, outcome: Any) -> DataSetResult:
         return result
     except Exception as exc:
         get_run_logger().error("%s failed: %s", name, exc)
-        objectives = topo.drills.objectives
         return DataSetResult(
             data_set=name,
-            objective=objectives.get(name) or objectives["cloudsql"],
+            objective=topo.drills.objective(name),
             detail=str(exc)[:500],
         )
 
@@ -191,7 +195,7 @@ def _report(
 ) -> None:
     total = DataSetResult(
         data_set="total",
-        objective=topo.drills.objectives["total"],
+        objective=topo.drills.objective("total"),
         rto_s=max((r.rto_s for r in results if r.rto_s is not None), default=None),
         rpo_s=max((r.rpo_s for r in results if r.rpo_s is not None), default=None),
         checks_passed=bool(results) and all(r.passed for r in results),

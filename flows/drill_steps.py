@@ -30,6 +30,8 @@ from tasks.cloud_sql_scratch import (
     sql_list_scratch_instances,
     sql_restore_backup_run,
 )
+from tasks.config_restore import config_restore_item, find_item
+from tasks.dns_scratch import dns_delete_scratch, dns_list_scratch, scratch_record_name
 from tasks.errors import PermanentError
 from tasks.health import Target, health_verify
 from tasks.mongo import mongo_drop_database, mongo_sample_hashes
@@ -81,6 +83,7 @@ class Scratch(BaseModel):
     instance: str
     project: str
     region: str
+    record: str  # the config item's copy: a record set under a scratch name in the zone
 
     @property
     def pitr_instance(self) -> str:
@@ -99,6 +102,7 @@ class Scratch(BaseModel):
             # drill free of the primary region, as an ungraceful recovery would be.
             project=topo.cloud_sql.primary.project,
             region=topo.regions.secondary.name,
+            record=scratch_record_name(topo.dns.dns_name, started, suffix),
         )
 
 
@@ -113,7 +117,7 @@ def drill_mongodb(
     """Newest verified archive (in ``bucket``: the backups bucket or a copy) → scratch
     database → counts and sampled documents by hash."""
     env = topo.environment
-    result = DataSetResult(data_set="mongodb", objective=topo.drills.objectives["mongodb"])
+    result = DataSetResult(data_set="mongodb", objective=topo.drills.objective("mongodb"))
     manifest = catalog_newest(env, "mongodb", True, bucket)
     if manifest is None:
         raise PermanentError(f"mongodb: there is no verified backup to restore in {bucket}")
@@ -161,7 +165,7 @@ def drill_cloudsql(
     instance → the integrity queries. Read from a copy, the copy's SQL exports must be
     there too: they are what outlives the instance and its backup runs."""
     env, sql = topo.environment, topo.cloud_sql
-    result = DataSetResult(data_set="cloudsql", objective=topo.drills.objectives["cloudsql"])
+    result = DataSetResult(data_set="cloudsql", objective=topo.drills.objective("cloudsql"))
     manifest = catalog_newest(env, "cloudsql", True, bucket)
     if manifest is None or manifest.cloudsql is None or manifest.cloudsql.backup_run_id is None:
         raise PermanentError(f"cloudsql: there is no verified backup run to restore in {bucket}")
@@ -188,6 +192,37 @@ def drill_cloudsql(
     return _judged(result, counts, manifest.cloudsql.integrity, started, "the backup's")
 
 
+@task(task_run_name="drill-config")
+def drill_config(
+    topo: Topology, scratch: Scratch, started: datetime, bucket: str | None = None
+) -> DataSetResult:
+    """Newest verified config backup → the served record set, put back under a scratch
+    name → compared with the archive again: the copy must be exactly the archived set.
+
+    A record set is the item that shows a configuration backup restorable without
+    touching anything live; it is deleted in cleanup like every scratch resource.
+    """
+    env = topo.environment
+    result = DataSetResult(data_set="config", objective=topo.drills.objective("config"))
+    manifest = catalog_newest(env, "config", True, bucket)
+    if manifest is None:
+        raise PermanentError(f"config: there is no verified config backup to restore in {bucket}")
+    served = topo.dns.records[0]
+    item = find_item(manifest, f"{served.name} {served.type}")
+    if item is None:
+        raise PermanentError(f"config: backup {manifest.backup_id} holds no {served.name}")
+    result.backup = manifest.backup_id + _copy_note(topo, bucket)
+    result.rpo_s = (started - manifest.started_at).total_seconds()
+    made = config_restore_item(env, manifest, item.path, scratch.record, apply=True)
+    again = config_restore_item(env, manifest, item.path, scratch.record, apply=False)
+    result.rto_s = time.time() - started.timestamp()
+    result.checks_passed = made.applied and not again.fields
+    result.detail = f"{item.name} restored as {scratch.record}: " + (
+        "identical to the archive" if not again.fields else f"differs in {again.fields}"
+    )
+    return result
+
+
 def _copy_note(topo: Topology, bucket: str | None) -> str:
     copy = topo.backups.copy_named(bucket) if bucket else None
     return f" (copy in {copy.location})" if copy else ""
@@ -206,10 +241,7 @@ def drill_cloudsql_pitr(
     scratch → the integrity queries, which must give those counts: the logs replayed to a
     moment hold exactly that moment."""
     env = topo.environment
-    objectives = topo.drills.objectives
-    objective = objectives.get("cloudsql-pitr") or DrillObjective(
-        rto_minutes=objectives["cloudsql"].rto_minutes
-    )
+    objective = topo.drills.objective("cloudsql-pitr")
     result = DataSetResult(data_set="cloudsql-pitr", objective=objective)
     manifest = catalog_newest(env, "cloudsql", True, bucket)
     source = None if manifest is None else manifest.cloudsql
@@ -258,7 +290,7 @@ def _drill_scaling(topo: Topology, service: str) -> tuple[int, int]:
 def application_check(topo: Topology, started: datetime) -> DataSetResult:
     """The secondary's services in a test configuration, checked on the regional path only."""
     env, region = topo.environment, topo.regions.secondary
-    result = DataSetResult(data_set="application", objective=topo.drills.objectives["application"])
+    result = DataSetResult(data_set="application", objective=topo.drills.objective("application"))
     lease = read_lease(env)
     if lease is not None:
         raise PermanentError(f"application: a region switch is running ({lease.describe()})")
@@ -345,7 +377,15 @@ def cleanup(topo: Topology, drill_id: str) -> list[str]:
                 )
                 done.append(f"scaled {svc.name} back to standby")
 
+    def records() -> None:
+        suffix = drill_id.rsplit("-", 1)[-1]
+        for record in dns_list_scratch(env):
+            if record.suffix == suffix:
+                dns_delete_scratch(env, record)
+                done.append(f"deleted record set {record.name}")
+
     attempt("instances", instances)
     attempt("databases", databases)
+    attempt("record sets", records)
     attempt("scaling", scaling)
     return done

@@ -3,7 +3,8 @@
 The drill cleans up after itself, including on cancellation; this daily sweep is for what
 nothing can clean from inside, such as a ``kill -9`` of the drill's process. It deletes
 only what carries a drill label (instances) or marker (databases) with an expiry in the
-past; a scratch-looking resource without one is reported and left alone, for a person.
+past, or a record set whose scratch name says when it was made (tasks/dns_scratch.py);
+a scratch-looking resource without one is reported and left alone, for a person.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from lifeboat import runtime
 from lifeboat.record import RunRecord
 from tasks.cloud_sql import sql_delete_instance
 from tasks.cloud_sql_scratch import DRILL_LABEL, expiry, sql_list_scratch_instances
+from tasks.dns_scratch import dns_delete_scratch, dns_list_scratch
 from tasks.errors import PermanentError
 from tasks.mongo import mongo_drop_database
 from tasks.mongo_scratch import mongo_list_scratch
@@ -77,6 +79,19 @@ def _sweep(record: RunRecord, dry_run: bool) -> list[dict[str, Any]]:
                 "done": "",
             }
         )
+    scratch_records = {r.name: r for r in dns_list_scratch(env)}
+    for rec in scratch_records.values():
+        expires = rec.expires(topo.drills.scratch_ttl_hours)
+        rows.append(
+            {
+                "kind": "dns record set",
+                "name": rec.name,
+                "drill": f"drill-{rec.suffix}",
+                "expires": expires.isoformat(),
+                "verdict": _verdict(True, expires, now),
+                "done": "",
+            }
+        )
     failures = []
     for row in rows:
         if row["verdict"] != "expired: delete":
@@ -87,6 +102,8 @@ def _sweep(record: RunRecord, dry_run: bool) -> list[dict[str, Any]]:
         try:
             if row["kind"] == "mongodb database":
                 mongo_drop_database(env, row["name"])
+            elif row["kind"] == "dns record set":
+                dns_delete_scratch(env, scratch_records[row["name"]])
             else:
                 project, _, name = str(row["name"]).partition(":")
                 sql_delete_instance(env, project, name)

@@ -94,6 +94,7 @@ FLOWS = (
     "config-backup",
     "restore",
     "restore-sql",
+    "restore-config",
     "recovery-drill",
     "drill-sweeper",
     "readiness",
@@ -168,7 +169,7 @@ def _flows(*names: str) -> frozenset[str]:
 # The config backup reads what no other flow does: every secret of the regions' projects,
 # and the CDN's assets bucket (flows/config_backup.py).
 _ASSETS_FOR_CONFIG = ((Place.assets, frozenset({"config-backup"})),)
-_REGIONS_FOR_CONFIG = tuple((p, frozenset({"config-backup"})) for p in REGIONS)
+_REGIONS_FOR_CONFIG = tuple((p, frozenset({"config-backup", "restore-config"})) for p in REGIONS)
 
 _RUN_SERVICE = "/v2/projects/{project}/locations/{location}/services/{service}"
 _SQL_INSTANCE = "/v1/projects/{project}/instances/{instance}"
@@ -182,26 +183,37 @@ CALLS: tuple[Call, ...] = (
         "GET",
         _RUN_SERVICE,
         ("run.services.get",),
-        _flows("failover", "failback", "rollback", "recovery-drill", "readiness"),
+        _flows("failover", "failback", "rollback", "recovery-drill", "readiness", "restore-config"),
         REGIONS,
-        "read a service's scaling, traffic, ingress and secret references",
+        "read a service's scaling, traffic, ingress and secret references (restore-config: "
+        "its whole spec, to compare with the archived one)",
     ),
     Call(
         "run",
         "PATCH",
         _RUN_SERVICE,
         ("run.services.update", "iam.serviceAccounts.actAs"),
-        _flows("failover", "failback", "rollback", "recovery-drill"),
+        _flows("failover", "failback", "rollback", "recovery-drill", "restore-config"),
         REGIONS,
-        "scale, fence (ingress), shift traffic, roll a secret version; an update needs "
-        "actAs on the service's runtime service account",
+        "scale, fence (ingress), shift traffic, roll a secret version, send an archived spec "
+        "back; an update needs actAs on the service's runtime service account",
+    ),
+    Call(
+        "run",
+        "POST",
+        "/v2/projects/{project}/locations/{location}/services",
+        ("run.services.create", "iam.serviceAccounts.actAs"),
+        _flows("restore-config"),
+        REGIONS,
+        "create a service from an archived spec (a deleted service, or a copy under a new "
+        "name); actAs on its runtime service account, as for an update",
     ),
     Call(
         "run",
         "GET",
         "/v2/projects/{project}/locations/{location}/operations/{operation}",
         ("run.operations.get",),
-        _flows("failover", "failback", "rollback", "recovery-drill"),
+        _flows("failover", "failback", "rollback", "recovery-drill", "restore-config"),
         REGIONS,
         "wait for a service update's rollout",
     ),
@@ -408,9 +420,20 @@ CALLS: tuple[Call, ...] = (
         "GET",
         _ZONE + "/rrsets",
         ("dns.resourceRecordSets.list",),
-        _flows("failover", "failback", "readiness", "discover", "watch", "config-backup"),
+        _flows(
+            "failover",
+            "failback",
+            "readiness",
+            "discover",
+            "watch",
+            "config-backup",
+            "restore-config",
+            "recovery-drill",
+            "drill-sweeper",
+        ),
         (Place.dns,),
-        "read the record the switch changes (the watch: which region serves users)",
+        "read the record the switch changes (the watch: which region serves users; "
+        "restore-config: the set to compare; the drill and its sweeper: scratch sets)",
     ),
     Call(
         "dns",
@@ -422,17 +445,19 @@ CALLS: tuple[Call, ...] = (
             "dns.resourceRecordSets.delete",
             "dns.resourceRecordSets.update",
         ),
-        SWITCHES,
+        SWITCHES | {"restore-config", "recovery-drill", "drill-sweeper"},
         (Place.dns,),
         "point the record at the other region: one change deletes the old set and adds "
-        "the new one, so the record-set permissions for what it changes are checked too",
+        "the new one, so the record-set permissions for what it changes are checked too "
+        "(restore-config: an archived set back; the drill: its scratch copy, made and "
+        "deleted; the sweeper: one a drill left)",
     ),
     Call(
         "dns",
         "GET",
         _ZONE + "/changes/{change}",
         ("dns.changes.get",),
-        SWITCHES,
+        SWITCHES | {"restore-config", "recovery-drill", "drill-sweeper"},
         (Place.dns,),
         "wait for the change to be done",
     ),
@@ -480,7 +505,7 @@ CALLS: tuple[Call, ...] = (
         "GET",
         _SECRET + "/versions/{version}:access",
         ("secretmanager.versions.access",),
-        SWITCHES | {"config-backup"},
+        SWITCHES | {"config-backup", "restore-config"},
         (Place.app_secret, *REGIONS),
         "compare the latest database URL before adding one (the value is never logged)",
         narrow=_REGIONS_FOR_CONFIG,
@@ -490,9 +515,10 @@ CALLS: tuple[Call, ...] = (
         "POST",
         _SECRET + ":addVersion",
         ("secretmanager.versions.add",),
-        SWITCHES,
-        (Place.app_secret,),
-        "point the apps' database URL at the promoted instance",
+        SWITCHES | {"restore-config"},
+        (Place.app_secret, *REGIONS),
+        "point the apps' database URL at the promoted instance; put an archived value back",
+        narrow=_REGIONS_FOR_CONFIG,
     ),
     Call(
         "secretmanager",
@@ -508,9 +534,20 @@ CALLS: tuple[Call, ...] = (
         "GET",
         _SECRET,
         ("secretmanager.secrets.get",),
-        _flows("readiness"),
-        (Place.app_secret,),
-        "read where the secret is replicated (metadata, not the value)",
+        _flows("readiness", "restore-config"),
+        (Place.app_secret, *REGIONS),
+        "read where the secret is replicated (metadata, not the value); whether a secret "
+        "to restore exists",
+        narrow=_REGIONS_FOR_CONFIG,
+    ),
+    Call(
+        "secretmanager",
+        "POST",
+        "/v1/projects/{project}/secrets",
+        ("secretmanager.secrets.create",),
+        _flows("restore-config"),
+        (Place.app_secret, *REGIONS),
+        "create a secret from its archived metadata (a deleted secret, or a copy under a new id)",
     ),
     # --- Cloud Monitoring (the project of the region that serves users) ---
     Call(
@@ -569,6 +606,7 @@ CALLS: tuple[Call, ...] = (
             "recovery-drill",
             "readiness",
             "config-backup",
+            "restore-config",
         ),
         (Place.buckets, Place.assets),
         "list backups, change slices, run records and the CDN's assets",
@@ -587,6 +625,7 @@ CALLS: tuple[Call, ...] = (
             "recovery-drill",
             "mongo-capture",
             "config-backup",
+            "restore-config",
         ),
         (Place.buckets, Place.assets),
         "read an object's metadata: the lease's generation, an export's or archive's size "
@@ -640,7 +679,7 @@ CALLS: tuple[Call, ...] = (
         "DELETE",
         "/storage/v1/b/{bucket}/o/{object}",
         ("storage.objects.delete",),
-        _flows("failover", "failback", "rollback", "backup", "config-backup"),
+        _flows("failover", "failback", "rollback", "backup", "config-backup", "restore-config"),
         (Place.buckets,),
         "release the lease; retention deletes expired backups",
     ),

@@ -24,6 +24,7 @@ from google.cloud import compute_v1, run_v2, secretmanager_v1
 
 from lifeboat import runtime
 from lifeboat.topology import Topology
+from tasks.dns_rrsets import list_record_sets
 
 
 @dataclass(frozen=True)
@@ -65,22 +66,10 @@ def dns_record_sets(environment: str) -> Iterator[Captured]:
     topo = runtime.topology(environment)
     client = runtime.clients(environment).dns(topo.dns.project)
     timeout = runtime.call_timeout(environment)
-    token: str | None = None
-    while True:
-        params = {"pageToken": token} if token else {}
-        reply = client._connection.api_request(
-            method="GET",
-            path=f"/projects/{topo.dns.project}/managedZones/{topo.dns.zone}/rrsets",
-            query_params=params,
-            timeout=timeout,
-        )
-        for item in reply.get("rrsets", []):
-            name, rtype = item["name"], item["type"]
-            path = f"dns/{topo.dns.zone}/{rtype}/{name.rstrip('.') or '@'}.json"
-            yield Captured("dns-record-set", f"{name} {rtype}", path, _json(item))
-        token = reply.get("nextPageToken")
-        if not token:
-            return
+    for item in list_record_sets(client, topo.dns.zone, timeout):
+        name, rtype = item["name"], item["type"]
+        path = f"dns/{topo.dns.zone}/{rtype}/{name.rstrip('.') or '@'}.json"
+        yield Captured("dns-record-set", f"{name} {rtype}", path, _json(item))
 
 
 def url_maps(environment: str) -> Iterator[Captured]:

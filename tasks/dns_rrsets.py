@@ -12,10 +12,13 @@ what its own zone methods use.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from google.cloud import dns  # type: ignore[attr-defined]
 from pydantic import BaseModel, ConfigDict, Field
+
+from tasks.polling import wait_until
 
 
 class RecordSetView(BaseModel):
@@ -38,10 +41,10 @@ class RecordSetView(BaseModel):
         return kinds[0] if kinds else "unknown"
 
 
-def get_record_set(
+def record_set_document(
     client: dns.Client, zone: str, name: str, rtype: str, timeout: float
-) -> RecordSetView | None:
-    """The record set ``name``/``rtype`` of ``zone``, or None when there is none.
+) -> dict[str, Any] | None:
+    """The record set ``name``/``rtype`` of ``zone`` as Cloud DNS returns it, or None.
 
     A missing zone raises google.api_core's NotFound, as the client's own calls do.
     """
@@ -52,10 +55,17 @@ def get_record_set(
         timeout=timeout,
     )
     for item in reply.get("rrsets", []):
-        found = RecordSetView.model_validate(item)
-        if found.name.lower() == name.lower() and found.type.upper() == rtype.upper():
-            return found
+        if item["name"].lower() == name.lower() and item["type"].upper() == rtype.upper():
+            return dict(item)
     return None
+
+
+def get_record_set(
+    client: dns.Client, zone: str, name: str, rtype: str, timeout: float
+) -> RecordSetView | None:
+    """The record set ``name``/``rtype`` of ``zone``, parsed, or None when there is none."""
+    found = record_set_document(client, zone, name, rtype, timeout)
+    return None if found is None else RecordSetView.model_validate(found)
 
 
 def create_change(client: dns.Client, change: dns.Changes, timeout: float) -> None:
@@ -76,3 +86,55 @@ def reload_change(client: dns.Client, change: dns.Changes, timeout: float) -> No
     change._set_properties(
         client._connection.api_request(method="GET", path=change.path, timeout=timeout)
     )
+
+
+def list_record_sets(client: dns.Client, zone: str, timeout: float) -> Iterator[dict[str, Any]]:
+    """Every record set of the zone, routing policies included, page by page."""
+    token: str | None = None
+    while True:
+        reply = client._connection.api_request(
+            method="GET",
+            path=f"/projects/{client.project}/managedZones/{zone}/rrsets",
+            query_params={"pageToken": token} if token else {},
+            timeout=timeout,
+        )
+        yield from reply.get("rrsets", [])
+        token = reply.get("nextPageToken")
+        if not token:
+            return
+
+
+def post_change(
+    client: dns.Client,
+    zone: str,
+    additions: list[dict[str, Any]],
+    deletions: list[dict[str, Any]],
+    timeout: float,
+) -> dict[str, Any]:
+    """One atomic Cloud DNS change of whole record sets (routing policies included, which
+    the library's ``Changes`` cannot build); the change as created. A deletion that no
+    longer matches the live set exactly is refused by Cloud DNS with 412."""
+    return dict(
+        client._connection.api_request(
+            method="POST",
+            path=f"/projects/{client.project}/managedZones/{zone}/changes",
+            data={"kind": "dns#change", "additions": additions, "deletions": deletions},
+            timeout=timeout,
+        )
+    )
+
+
+def wait_done(
+    client: dns.Client, zone: str, change_id: str, timeout: float, interval: tuple[float, float]
+) -> None:
+    """Until the change is ``done`` (served), within 240 s: Cloud DNS takes seconds."""
+
+    def done() -> bool | None:
+        reply = client._connection.api_request(
+            method="GET",
+            path=f"/projects/{client.project}/managedZones/{zone}/changes/{change_id}",
+            timeout=timeout,
+        )
+        return True if reply.get("status") == "done" else None
+
+    wait_until(done, timeout=240, interval=interval, what=f"DNS change {change_id}")

@@ -227,6 +227,7 @@ def test_the_drill_restores_from_the_europe_west1_copy(fresh_lab: Lab, api: Pref
     assert schedule["parameters"] == {"source_bucket": "europe-west1"}  # the monthly drill's
 
     assert run(api)["state"]["type"] == "COMPLETED"
+    assert run(api, "config-backup/lab", kinds=["config"])["state"]["type"] == "COMPLETED"
     manifest = newest_manifest(fresh_lab, "mongodb")
     since = fresh_lab.last_seq()
     final = run(api, "recovery-drill/lab", source_bucket="europe-west1", application=False)
@@ -245,3 +246,6 @@ def test_the_drill_restores_from_the_europe_west1_copy(fresh_lab: Lab, api: Pref
     assert rows["mongodb"]["backup used"] == f"{manifest.backup_id} (copy in europe-west1)"
     assert rows["mongodb"]["verdict"] == "pass" and rows["cloudsql"]["verdict"] == "pass"
     assert "(copy in europe-west1)" in rows["cloudsql"]["backup used"]
+    # The configuration's record set, from its archive's copy there.
+    assert rows["config"]["verdict"] == "pass", rows["config"]
+    assert rows["config"]["backup used"].endswith("(copy in europe-west1)")

@@ -39,6 +39,21 @@ def dns_record(lab: Lab) -> tuple[list[str], int]:
     raise AssertionError("record missing")
 
 
+def record_sets(lab: Lab) -> list[dict[str, Any]]:
+    """Every record set of the zone, page by page (the lab caps a page, as Cloud DNS may)."""
+    zone = f"{lab.endpoints['dns']}/dns/v1/projects/{TOPOLOGY.dns.project}/managedZones"
+    found: list[dict[str, Any]] = []
+    token = None
+    while True:
+        query = {"maxResults": 1000, **({"pageToken": token} if token else {})}
+        reply = httpx.get(f"{zone}/{TOPOLOGY.dns.zone}/rrsets", params=query, timeout=10)
+        reply.raise_for_status()
+        found += reply.json()["rrsets"]
+        token = reply.json().get("nextPageToken")
+        if not token:
+            return found
+
+
 def routing_policy_sets(lab: Lab) -> dict[str, dict[str, Any]]:
     """Every routing-policy set of the zone (raw JSON: the library cannot parse them)."""
     zone = f"{lab.endpoints['dns']}/dns/v1/projects/{TOPOLOGY.dns.project}/managedZones"

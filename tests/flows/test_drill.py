@@ -6,9 +6,19 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
+
 from lab.prefect_api import PrefectApi
 from tests.backup.backup_checks import bucket_objects, mongo, params, read_manifest
-from tests.flows.lab_checks import TOPOLOGY, read_object, run_records, scaling, sql_method
+from tests.flows.lab_checks import (
+    TOPOLOGY,
+    read_object,
+    record_sets,
+    run_records,
+    scaling,
+    side_effects,
+    sql_method,
+)
 from tests.labharness import Lab
 from tests.polling import wait_for
 
@@ -18,8 +28,14 @@ PROJECT = TOPOLOGY.cloud_sql.primary.project
 
 
 def backup(api: PrefectApi) -> None:
-    final = api.wait(api.launch("backup/lab", params())["id"], timeout=300)
-    assert final["state"]["type"] == "COMPLETED", final["state"]
+    """The data backups and the configuration's, side by side as their schedules run them."""
+    runs = [
+        api.launch("backup/lab", params())["id"],
+        api.launch("config-backup/lab", params(kinds=["config"]))["id"],
+    ]
+    for run_id in runs:
+        final = api.wait(run_id, timeout=300)
+        assert final["state"]["type"] == "COMPLETED", final["state"]
 
 
 def drill(api: PrefectApi, **extra: object) -> dict[str, Any]:
@@ -50,6 +66,20 @@ def scratch_left(lab: Lab) -> tuple[list[str], list[str]]:
     return [n for n in instances(lab) if n.startswith("recovery-test-")], databases
 
 
+def scratch_records(lab: Lab) -> list[str]:
+    """The zone's drill scratch record sets."""
+    return [r["name"] for r in record_sets(lab) if r["name"].startswith("lifeboat-drill-")]
+
+
+def add_record_sets(lab: Lab, names: list[str]) -> None:
+    """Scratch-named record sets, added with one change as gcloud would."""
+    zone = f"{lab.endpoints['dns']}/dns/v1/projects/{TOPOLOGY.dns.project}/managedZones"
+    additions = [{"name": n, "type": "A", "ttl": 60, "rrdatas": ["192.0.2.1"]} for n in names]
+    httpx.post(
+        f"{zone}/{TOPOLOGY.dns.zone}/changes", json={"additions": additions}, timeout=10
+    ).raise_for_status()
+
+
 def sql_calls(lab: Lab, since: int, method: str) -> list[dict[str, Any]]:
     """Successful calls of one Cloud SQL Admin method, e.g. ``instances.restoreBackup``."""
     return [
@@ -72,7 +102,7 @@ def test_a_drill_restores_checks_measures_and_cleans_up(fresh_lab: Lab, api: Pre
     record = drill_record(fresh_lab, final["id"])
     assert record["outcome"] == "completed" and record["after"]["verdict"] == "pass"
     rows = {r["data set"]: r for r in record["after"]["data_sets"]}
-    assert list(rows) == ["mongodb", "cloudsql", "cloudsql-pitr", "application", "total"]
+    assert list(rows) == ["mongodb", "cloudsql", "cloudsql-pitr", "config", "application", "total"]
     assert all(r["verdict"] == "pass" for r in rows.values())
     [mongo_manifest] = [n for n in bucket_objects(fresh_lab, "mongodb/") if n.endswith(".json")]
     assert rows["mongodb"]["backup used"] == read_manifest(fresh_lab, mongo_manifest).backup_id
@@ -104,7 +134,15 @@ def test_a_drill_restores_checks_measures_and_cleans_up(fresh_lab: Lab, api: Pre
     assert clone["path"].endswith(f"/instances/{TOPOLOGY.cloud_sql.primary.instance}/clone")
     [claim] = sql_calls(fresh_lab, since, "instances.patch")
     assert claim["path"].endswith("-pitr"), claim
+    # The served record set, put back under the drill's scratch name, identical; deleted.
+    served = TOPOLOGY.dns.records[0]
+    assert f"{served.name} {served.type} restored as lifeboat-drill-" in rows["config"]["detail"]
+    assert "identical to the archive" in rows["config"]["detail"], rows["config"]
+    dns_writes = [e for e in side_effects(fresh_lab, since) if e[0] == "dns"]
+    assert [m for _, m, _ in dns_writes] == ["POST", "POST"]  # made, then deleted
+    assert scratch_records(fresh_lab) == []
     cleaned = record["after"]["cleanup"]
+    assert any(line.startswith("deleted record set lifeboat-drill-") for line in cleaned)
     assert sum("deleted instance recovery-test-" in line for line in cleaned) == 2, cleaned
     assert any(line.endswith("-pitr") for line in cleaned), cleaned
     assert len(sql_calls(fresh_lab, since, "instances.delete")) == 2
@@ -173,7 +211,7 @@ def test_a_drill_cancelled_mid_run_cleans_up(fresh_lab: Lab, api: PrefectApi) ->
     final = api.wait(run["id"], timeout=120)
     assert final["state"]["type"] in ("CANCELLED", "CRASHED"), final["state"]
     wait_for(
-        lambda: scratch_left(fresh_lab) == ([], []),
+        lambda: scratch_left(fresh_lab) == ([], []) and scratch_records(fresh_lab) == [],
         timeout=120,
         what="the cancelled drill's cleanup",
         interval=1,
@@ -208,7 +246,14 @@ def test_the_sweeper_deletes_expired_labelled_scratch_only(fresh_lab: Lab, api: 
         states = {i["name"]: i["state"] for i in listed(fresh_lab)}
         return all(states.get(n) == "RUNNABLE" for n in wanted)
 
+    # Record sets carry no labels: the day in a scratch name is what the sweeper reads.
+    expired_record = f"lifeboat-drill-20260101-expired.{TOPOLOGY.dns.dns_name}"
+    fresh_record = f"lifeboat-drill-{now:%Y%m%d}-fresh.{TOPOLOGY.dns.dns_name}"
+    add_record_sets(fresh_lab, [expired_record, fresh_record])
     wait_for(runnable, timeout=60, what="the scratch instances RUNNABLE", interval=0.5)
+    wait_for(
+        lambda: len(scratch_records(fresh_lab)) == 2, timeout=60, what="the scratch record sets"
+    )
     since = fresh_lab.last_seq()
     final = api.wait(api.launch("drill-sweeper/lab", params())["id"], timeout=120)
     assert final["state"]["type"] == "COMPLETED", final["state"]
@@ -221,6 +266,9 @@ def test_the_sweeper_deletes_expired_labelled_scratch_only(fresh_lab: Lab, api: 
     assert rows[f"{PROJECT}:recovery-test-by-hand"]["verdict"] == "unlabelled: left alone"
     assert rows[f"{PROJECT}:recovery-test-20260101-expired"]["done"] == "deleted"
     assert rows["drill_20260101_expired"]["done"] == "deleted"
+    assert rows[expired_record]["done"] == "deleted"
+    assert rows[fresh_record]["verdict"] == "not expired: kept"
+    assert scratch_records(fresh_lab) == [fresh_record]
     [record] = run_records(fresh_lab, "drill-sweeper", final["id"])
     assert record["outcome"] == "completed"
     assert {r["name"]: r["done"] for r in record["after"]["resources"]} == {

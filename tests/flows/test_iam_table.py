@@ -23,13 +23,21 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 
 from lab.prefect_api import PrefectApi
 from lifeboat.iam import CALLS, Call, Place, find, grants_by_flow, projects_of
 from reliability.faults import is_cloud_call
 from tests.backup.backup_checks import write_synthetic
-from tests.flows.lab_checks import PRIMARY, SECONDARY, TOPOLOGY, incident, sql_instance
+from tests.flows.lab_checks import (
+    PRIMARY,
+    SECONDARY,
+    TOPOLOGY,
+    incident,
+    set_app_secret,
+    sql_instance,
+)
 from tests.flows.rollback_helpers import deploy_new_revision
 from tests.labharness import Lab, lifeboat
 from tests.polling import wait_for
@@ -173,18 +181,19 @@ def test_the_backup_drill_readiness_and_watch_flows_make_only_calls_the_table_li
     the sweeper. mongo-capture goes first: finding no base backup with change tokens, it
     takes one (the backup's MongoDB calls) before its slice."""
     write_synthetic(fresh_lab, "mongodb", timedelta(days=45))
+    # Every kind the config backup keeps, the weekly secrets included; a config backup
+    # past retention gives it something to delete. The drill restores one of its items.
+    write_synthetic(fresh_lab, "config", timedelta(days=120))
+    kinds = {"kinds": ["config", "secrets", "assets"]}
+    assert_covered(_run(fresh_lab, api, "config-backup", kinds), "config-backup")
     flows = ("mongo-capture", "backup", "backup-staleness", "restore", "recovery-drill")
     for flow in (*flows, "readiness"):
         # The drill as its monthly schedule runs it: from the europe-west1 copy.
         params = {"source_bucket": "europe-west1"} if flow == "recovery-drill" else {}
         assert_covered(_run(fresh_lab, api, flow, params), flow)
     _expired_drill_instance(fresh_lab)
+    _expired_drill_record_set(fresh_lab)
     assert_covered(_run(fresh_lab, api, "drill-sweeper", {}), "drill-sweeper")
-    # Every kind the config backup keeps, the weekly secrets included; a config backup
-    # past retention gives it something to delete.
-    write_synthetic(fresh_lab, "config", timedelta(days=120))
-    kinds = {"kinds": ["config", "secrets", "assets"]}
-    assert_covered(_run(fresh_lab, api, "config-backup", kinds), "config-backup")
     # watch reads which region serves users from DNS, and Cloud Run's metrics from
     # Cloud Monitoring in that region's project.
     watch = _run(fresh_lab, api, "watch", {})
@@ -195,6 +204,48 @@ def test_the_backup_drill_readiness_and_watch_flows_make_only_calls_the_table_li
         "monitoring.timeSeries.list",
     )
     FED.add("the-rest")
+
+
+def _expired_drill_record_set(lab: Lab) -> None:
+    """A record set a killed drill left, named for a day long past, for the sweeper."""
+    zone = f"{lab.endpoints['dns']}/dns/v1/projects/{TOPOLOGY.dns.project}/managedZones"
+    name = f"lifeboat-drill-20260101-iam.{TOPOLOGY.dns.dns_name}"
+    addition = {"name": name, "type": "A", "ttl": 60, "rrdatas": ["192.0.2.1"]}
+    httpx.post(
+        f"{zone}/{TOPOLOGY.dns.zone}/changes", json={"additions": [addition]}, timeout=10
+    ).raise_for_status()
+
+
+def test_restore_config_makes_only_calls_the_table_lists(fresh_lab: Lab, api: PrefectApi) -> None:
+    """Each kind put back in place after a change, and into a new resource: a record set,
+    a secret, a Cloud Run service."""
+    kinds = {"kinds": ["config", "secrets"]}
+    assert_covered(_run(fresh_lab, api, "config-backup", kinds), "config-backup")
+    record = TOPOLOGY.dns.records[0]
+    secret = TOPOLOGY.cloud_sql.app_secret
+    service = TOPOLOGY.services[0].name
+    items = {
+        "record": f"dns/{TOPOLOGY.dns.zone}/{record.type}/{record.name.rstrip('.')}.json",
+        "secret": f"secrets/{secret.project}/{secret.name}.json",
+        "service": f"run/{PRIMARY.name}/{service}.json",
+    }
+    set_app_secret(lab=fresh_lab, url="postgresql://iam@192.0.2.9:5432/varai_prod")
+    client = fresh_lab.clients().run_services
+    svc = client.get_service(
+        name=f"projects/{PRIMARY.project}/locations/{PRIMARY.name}/services/{service}"
+    )
+    svc.labels["iam"] = "changed"
+    client.update_service(service=svc).result(timeout=30, polling=fresh_lab.clients().polling)
+    targets = {
+        "record": f"iam-copy.{TOPOLOGY.dns.dns_name}",
+        "secret": "iam-copy",
+        "service": "iam-copy",
+    }
+    for kind, item in items.items():
+        for target in (None, targets[kind]):
+            params = {"item": item, "dry_run": False, "reason": "iam", "target": target}
+            assert_covered(_run(fresh_lab, api, "restore-config", params), "restore-config")
+    FED.add("restore-config")
 
 
 def _foreign_instance(lab: Lab, name: str) -> None:
@@ -251,7 +302,14 @@ NOT_MADE_HERE: dict[tuple[str, str, str, str], str] = {
 
 
 def test_every_row_of_the_table_is_made_by_the_flows_it_names() -> None:
-    if {"switches", "rollback-backup", "discover", "the-rest", "restore-sql"} != FED:
+    if {
+        "switches",
+        "rollback-backup",
+        "discover",
+        "the-rest",
+        "restore-sql",
+        "restore-config",
+    } != FED:
         pytest.skip("judged only after this module's other tests all ran and passed")
     key = lambda c, f: (c.api, c.method, c.path, f)  # noqa: E731
     unseen = sorted(

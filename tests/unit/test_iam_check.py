@@ -24,7 +24,8 @@ def test_each_permission_names_the_flows_that_need_it_in_flow_order() -> None:
     # The replica lives in the primary's project (lab.yaml): promoting it is needed there.
     assert needs[PRIMARY][PROMOTE] == ("failover", "failback")
     assert PROMOTE not in needs[DR]
-    assert needs[DR]["secretmanager.versions.add"] == ("failover", "failback")
+    # The app secret lives in the DR project; restore-config puts back any region's secret.
+    assert needs[DR]["secretmanager.versions.add"] == ("failover", "failback", "restore-config")
     for permissions in needs.values():
         for flows in permissions.values():
             assert list(flows) == sorted(flows, key=FLOWS.index)
@@ -70,7 +71,7 @@ def test_red_names_each_missing_permission_and_the_flows_that_need_it() -> None:
     assert measured == f"{len(needed) - 2}/{len(needed)} held"
     assert detail == (
         f"missing 2: {PROMOTE} (needed by failover, failback); run.services.update "
-        "(needed by failover, failback, rollback, recovery-drill)"
+        "(needed by failover, failback, rollback, restore-config, recovery-drill)"
     )
     assert set(missing(needed, held)) == {PROMOTE, "run.services.update"}
 

@@ -1,0 +1,110 @@
+"""What re-applying an archived configuration item would change: pure, no network.
+
+The config backup keeps each item as the API returned it (tasks/config_read.py): a Cloud
+Run service as ``run_v2.Service.to_json`` gives it (camelCase), a record set as Cloud DNS
+v1 gives it, a secret as its metadata and its latest value. ``lifeboat restore-config``
+compares such a document with the live one and sends back only what differs; the
+functions here decide what that is, and say it in plan lines a person reads.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+ItemKind = Literal["run-service", "dns-record-set", "secret", "url-map"]
+
+# What restore-config re-applies. A url-map is kept for reference only: it names backend
+# services by link, which this backup does not hold (README, config backup).
+RESTORABLE: tuple[ItemKind, ...] = ("run-service", "dns-record-set", "secret")
+
+# The Service fields a caller sets (run v2 ``Service``: the rest are output only, such as
+# uid, generation, conditions, urls, etag). Compared and sent back one by one, so that an
+# unchanged field is not in the update mask.
+RUN_SETTABLE = (
+    "description",
+    "labels",
+    "annotations",
+    "client",
+    "clientVersion",
+    "ingress",
+    "launchStage",
+    "binaryAuthorization",
+    "template",
+    "traffic",
+    "scaling",
+    "invokerIamDisabled",
+    "defaultUriDisabled",
+    "customAudiences",
+)
+
+# A record set's content (Cloud DNS v1 ``ResourceRecordSet``): name and type identify it.
+RECORD_SET_CONTENT = ("ttl", "rrdatas", "routingPolicy", "signatureRrdatas")
+
+# Names a restore may write to (Cloud Run service ids; Secret Manager secret ids).
+RUN_SERVICE_ID = r"^[a-z]([a-z0-9-]{0,47}[a-z0-9])?$"
+SECRET_ID = r"^[A-Za-z0-9_-]{1,255}$"
+
+
+def snake(field: str) -> str:
+    """An update-mask path from a JSON field name (``launchStage`` → ``launch_stage``)."""
+    return re.sub(r"(?<!^)([A-Z])", r"_\1", field).lower()
+
+
+def runnable_spec(document: dict[str, Any]) -> dict[str, Any]:
+    """The settable part of an archived or live service, comparable and sendable.
+
+    ``template.revision`` is left out: a revision name is unique per service, and the
+    archived one usually still exists, so sending it back would be refused (409). Cloud
+    Run names the new revision itself.
+    """
+    spec = {k: document[k] for k in RUN_SETTABLE if document.get(k) not in (None, "", [], {})}
+    template = dict(spec.get("template", {}))
+    template.pop("revision", None)
+    if template:
+        spec["template"] = template
+    return spec
+
+
+def traffic_revisions(spec: dict[str, Any]) -> list[str]:
+    """The revisions a service's traffic names explicitly (not "latest")."""
+    return [t["revision"] for t in spec.get("traffic", []) if t.get("revision")]
+
+
+def run_service_changes(archived: dict[str, Any], live: dict[str, Any] | None) -> list[str]:
+    """The settable top-level fields (JSON names) in which the live service differs from
+    the archived one; every settable field of the archive when there is no live service."""
+    want = runnable_spec(archived)
+    if live is None:
+        return list(want)
+    have = runnable_spec(live)
+    return [k for k in RUN_SETTABLE if want.get(k) != have.get(k)]
+
+
+def record_set_changes(archived: dict[str, Any], live: dict[str, Any] | None) -> list[str]:
+    """The content fields in which the live record set differs from the archived one."""
+    if live is None:
+        return [k for k in RECORD_SET_CONTENT if archived.get(k) not in (None, [])]
+    return [k for k in RECORD_SET_CONTENT if archived.get(k) != live.get(k)]
+
+
+def record_set_as(archived: dict[str, Any], name: str) -> dict[str, Any]:
+    """The archived record set's content under another name (a scratch copy)."""
+    document = {k: archived[k] for k in RECORD_SET_CONTENT if archived.get(k) not in (None, [])}
+    return {"kind": "dns#resourceRecordSet", "name": name, "type": archived["type"], **document}
+
+
+def describe_value(document: dict[str, Any] | None, field: str) -> str:
+    """One field for a plan line, short: a template or a policy is named, not printed."""
+    if document is None or field not in document:
+        return "(none)"
+    value = document[field]
+    if isinstance(value, dict | list) and len(str(value)) > 80:
+        return f"({type(value).__name__}, {len(str(value))} chars)"
+    return str(value)
+
+
+def in_zone(name: str, zone_dns_name: str) -> bool:
+    """Whether a fully qualified record name lies in the zone (or is its apex)."""
+    name, zone = name.lower(), zone_dns_name.lower()
+    return name.endswith(".") and (name == zone or name.endswith("." + zone))

@@ -1,0 +1,104 @@
+"""What restore-config would send back, decided without a lab (lifeboat/config_items.py),
+and the drill's scratch record names (tasks/dns_scratch.py)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from lifeboat.config_items import (
+    in_zone,
+    record_set_as,
+    record_set_changes,
+    run_service_changes,
+    runnable_spec,
+    snake,
+    traffic_revisions,
+)
+from tasks.dns_scratch import parse_scratch, scratch_record_name
+
+SERVICE = {
+    "name": "projects/p/locations/us-central1/services/api",
+    "uid": "1",
+    "generation": "7",
+    "etag": "abc",
+    "labels": {"team": "dr"},
+    "ingress": "INGRESS_TRAFFIC_ALL",
+    "scaling": {"minInstanceCount": 1},
+    "template": {"revision": "api-00007-xyz", "containers": [{"image": "img:1"}]},
+    "traffic": [{"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST", "percent": 100}],
+    "conditions": [{"type": "Ready"}],
+}
+
+
+def test_output_only_fields_and_the_revision_name_are_not_compared() -> None:
+    live = {**SERVICE, "uid": "2", "generation": "9", "etag": "zzz", "conditions": []}
+    live["template"] = {**SERVICE["template"], "revision": "api-00009-abc"}  # type: ignore[dict-item]
+    assert run_service_changes(SERVICE, live) == []
+    assert "revision" not in runnable_spec(SERVICE)["template"]
+    assert "uid" not in runnable_spec(SERVICE) and "etag" not in runnable_spec(SERVICE)
+
+
+def test_only_the_fields_that_differ_are_sent_back() -> None:
+    live = {**SERVICE, "labels": {"team": "dr", "x": "y"}, "scaling": {"minInstanceCount": 3}}
+    assert run_service_changes(SERVICE, live) == ["labels", "scaling"]
+    # A field the archive lacks but the live service has is cleared: it differs too.
+    assert run_service_changes({**SERVICE, "labels": {}}, live) == ["labels", "scaling"]
+    image = {**SERVICE, "template": {"containers": [{"image": "img:2"}]}}
+    assert run_service_changes(SERVICE, image) == ["template"]
+
+
+def test_a_missing_service_gets_every_settable_field() -> None:
+    assert run_service_changes(SERVICE, None) == [
+        "labels",
+        "ingress",
+        "template",
+        "traffic",
+        "scaling",
+    ]
+
+
+def test_traffic_names_only_explicit_revisions_and_mask_paths_are_snake_case() -> None:
+    spec = {"traffic": [{"revision": "api-00003-aaa", "percent": 90}, {"type": "LATEST"}]}
+    assert traffic_revisions(spec) == ["api-00003-aaa"]
+    assert snake("invokerIamDisabled") == "invoker_iam_disabled"
+    assert snake("labels") == "labels"
+
+
+def test_record_sets_compare_content_not_names() -> None:
+    archived = {
+        "kind": "dns#resourceRecordSet",
+        "name": "api.x.",
+        "type": "A",
+        "ttl": 300,
+        "rrdatas": ["10.0.0.1"],
+    }
+    assert record_set_changes(archived, dict(archived)) == []
+    assert record_set_changes(archived, {**archived, "rrdatas": ["10.0.0.2"]}) == ["rrdatas"]
+    assert record_set_changes(archived, {**archived, "ttl": 60}) == ["ttl"]
+    assert record_set_changes(archived, None) == ["ttl", "rrdatas"]
+    policy = {"name": "api.x.", "type": "A", "ttl": 30, "routingPolicy": {"geo": {"items": []}}}
+    assert record_set_changes(policy, archived) == ["ttl", "rrdatas", "routingPolicy"]
+    copy = record_set_as(archived, "lifeboat-drill-20261206-ab12.x.")
+    assert copy["name"] == "lifeboat-drill-20261206-ab12.x." and copy["rrdatas"] == ["10.0.0.1"]
+    assert record_set_changes(archived, copy) == []
+
+
+def test_a_target_must_be_a_fully_qualified_name_in_the_zone() -> None:
+    assert in_zone("api.varai.ai.", "varai.ai.")
+    assert in_zone("varai.ai.", "varai.ai.")
+    assert not in_zone("api.varai.ai", "varai.ai.")  # not fully qualified
+    assert not in_zone("evilvarai.ai.", "varai.ai.")
+    assert not in_zone("api.example.org.", "varai.ai.")
+
+
+def test_scratch_record_names_carry_the_drill_and_the_day() -> None:
+    started = datetime(2026, 12, 6, 23, 59, tzinfo=UTC)
+    name = scratch_record_name("varai.ai.", started, "ab12cd34")
+    assert name == "lifeboat-drill-20261206-ab12cd34.varai.ai."
+    found = parse_scratch({"name": name, "type": "A"})
+    assert found is not None and found.suffix == "ab12cd34"
+    # Made at the latest at the day's end: it expires a day and the TTL after the day began.
+    assert found.expires(24) == datetime(2026, 12, 8, tzinfo=UTC)
+    assert found.expires(24) > started + timedelta(hours=24)
+    assert parse_scratch({"name": "api.varai.ai.", "type": "A"}) is None
+    assert parse_scratch({"name": "lifeboat-drill-soon-x.varai.ai.", "type": "A"}) is None
