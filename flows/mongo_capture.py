@@ -96,8 +96,8 @@ def _chain(
         step.detail = (
             f"slice {last.seq} of base {state.base_backup_id} until {last.until.isoformat()}"
         )
-        assert base.oplog is not None
-        gap = closing_gap(last, base.oplog.until)
+        assert base.consistent_at is not None
+        gap = closing_gap(last, base.consistent_at)
         if gap is not None:
             step.outcome, step.detail = "failed", f"gap: {gap}"
     return _start(base), gap

@@ -10,8 +10,6 @@ slice holds five minutes of changes, so it is built in memory.
 from __future__ import annotations
 
 import io
-import time
-from datetime import UTC, datetime
 
 from google.api_core import exceptions as gexc
 from prefect import get_run_logger
@@ -31,8 +29,8 @@ from lifeboat.slices import (
 )
 from tasks.catalog import backups_bucket
 from tasks.mongo import client, list_collections
-from tasks.mongo_backup import COMPRESSLEVEL, SETTLE_SECONDS, encryption_key, tool_version
-from tasks.mongo_oplog import close_streams, coverage, drain, open_streams, raws
+from tasks.mongo_backup import COMPRESSLEVEL, encryption_key, tool_version
+from tasks.mongo_oplog import close_streams, coverage, drain, open_streams, raws, server_cuts
 from tasks.mongo_slices import slice_bytes
 from tasks.retrying import calling, cloud_task
 
@@ -86,9 +84,9 @@ def mongo_capture_slice(environment: str, state: CaptureState) -> SliceManifest:
         specs = [s for db in topo.mongodb.databases for s in list_collections(mongo[db])]
         streams = open_streams(mongo, specs, state.tokens)
         try:
-            cut = datetime.now(UTC)
-            time.sleep(SETTLE_SECONDS)
-            entries, tokens = drain(streams, cut)
+            # The server's clock, after the streams opened: each is read through it.
+            cuts = server_cuts(mongo, list(topo.mongodb.databases))
+            entries, tokens = drain(streams, cuts)
         finally:
             close_streams(streams)
     sink = io.BytesIO()
@@ -107,7 +105,7 @@ def mongo_capture_slice(environment: str, state: CaptureState) -> SliceManifest:
         seq=seq,
         since=state.until,
         from_tokens=state.tokens,
-        oplog=coverage(entries, tokens, cut),
+        oplog=coverage(entries, tokens, cuts),
         key_id=kid,
         object=StoredObject(
             uri=f"gs://{bucket.name}/{blob.name}",
@@ -124,7 +122,11 @@ def mongo_capture_slice(environment: str, state: CaptureState) -> SliceManifest:
             manifest.model_dump_json(indent=2), content_type="application/json", timeout=timeout
         )
     get_run_logger().info(
-        "slice %s: %d changes until %s, %s", prefix, len(entries), cut.isoformat(), manifest.status
+        "slice %s: %d changes up to cluster time %s, %s",
+        prefix,
+        len(entries),
+        manifest.oplog.cut,
+        manifest.status,
     )
     return manifest
 

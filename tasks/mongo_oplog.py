@@ -17,28 +17,47 @@ A resume token older than the oplog's window fails with error 286
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterable, Iterator
-from datetime import datetime
 from typing import Any
 
 from bson import json_util
 from bson.raw_bson import RawBSONDocument
+from bson.timestamp import Timestamp
 from pydantic import BaseModel, Field
 from pymongo import MongoClient
 from pymongo.change_stream import CollectionChangeStream
 from pymongo.errors import OperationFailure
 
 from lifeboat.manifest import OplogCoverage
-from lifeboat.oplog import Entry, describe, entry_from_change, ordered, utc
-from tasks.errors import PermanentError
+from lifeboat.oplog import (
+    Entry,
+    cut_text,
+    describe,
+    entry_from_change,
+    ordered,
+    reached_by,
+    token_cluster_time,
+)
+from tasks.errors import PermanentError, TransientError
 from tasks.mongo import CollectionSpec, id_key
 
 HISTORY_LOST = 286
+# How long a drain waits for a stream to read through its cut. MongoDB moves a stream's
+# postBatchResumeToken on as it reads the oplog, and a replica set writes a no-op to it
+# every 10 s when idle; a stream still short after a minute is a server falling behind:
+# the task is retried.
+REACH_SECONDS = 60.0
+POLL_SECONDS = 0.05
 Streams = dict[str, CollectionChangeStream[RawBSONDocument]]
 
 
 class CaptureGap(PermanentError):
     """Changes the capture cannot carry on from: the chain ends, a new base starts one."""
+
+
+class CutNotReached(TransientError):
+    """A stream did not read through its cut in time: retried, never shipped short."""
 
 
 class HistoryLost(CaptureGap):
@@ -121,45 +140,48 @@ def close_streams(streams: Streams) -> None:
             stream.close()
 
 
-def drain(
-    streams: Streams, until: datetime, ended: list[str] | None = None
-) -> tuple[list[Entry], dict[str, str]]:
-    """Every change before ``until``, in order, and each stream's token after its last.
+def server_cuts(mongo: MongoClient[RawBSONDocument], databases: list[str]) -> dict[str, Timestamp]:
+    """Each database's cluster time now, from the server: a command reply's
+    ``operationTime``, for a read "the timestamp of the most recent entry in the oplog"
+    (https://www.mongodb.com/docs/manual/reference/method/db.runCommand/). Every change
+    committed before it is at or before it; the worker's clock decides nothing."""
+    cuts: dict[str, Timestamp] = {}
+    for database in databases:
+        reply = mongo[database].command("ping")
+        at = reply.get("operationTime")
+        if not isinstance(at, Timestamp):
+            raise PermanentError(
+                f"MongoDB gave no operationTime for {database}: change capture needs a "
+                "replica set (a standalone has neither an oplog nor change streams)"
+            )
+        cuts[database] = at
+    return cuts
 
-    Reads each stream to its end; changes at or after ``until`` are left for the next
-    drain (its token is that of the last change kept, so nothing is skipped). A drop,
-    rename or invalidate event before ``until`` ends the stream: `CaptureGap`, unless
-    ``ended`` is given (a base backup's dump): then the namespace goes there and has no
-    token, and its changes are left out (the backup leaves the collection out).
+
+def drain(
+    streams: Streams,
+    cuts: dict[str, Timestamp],
+    ended: list[str] | None = None,
+    wait_seconds: float = REACH_SECONDS,
+) -> tuple[list[Entry], dict[str, str]]:
+    """Every change at or before its database's cut, in order, and each stream's token.
+
+    Each stream is read until its postBatchResumeToken (the point it has read the oplog
+    to) is at or past the cut: a change committed before the cut but visible a moment
+    later is waited for, not left to the next slice. Changes after the cut are left for
+    the next drain (the token is that of the last change kept, or the high-water mark
+    when nothing after the cut was seen). A drop, rename or invalidate event at or before
+    the cut ends the stream: `CaptureGap`, unless ``ended`` is given (a base backup's
+    dump): then the namespace goes there and has no token, and its changes are left out
+    (the backup leaves the collection out).
     """
-    cut = utc(until)
     kept: list[Entry] = []
     tokens: dict[str, str] = {}
     for ns, stream in streams.items():
-        token = stream.resume_token
-        while True:
-            with _history_lost(ns):
-                event = stream.try_next()
-            if event is None:
-                token = token if token is not None else stream.resume_token
-                break
-            if event.get("operationType") in STREAM_ENDS:
-                if "wallTime" in event and utc(event["wallTime"]) >= cut:
-                    break
-                if ended is not None:
-                    ended.append(ns)
-                    token = None
-                    break
-                raise CaptureGap(
-                    f"change stream of {ns}: a {event['operationType']} event: the "
-                    "collection's changes after it are not in this stream"
-                )
-            entry = entry_from_change(event)
-            if entry.wall >= cut:
-                break
-            kept.append(entry)
-            token = event["_id"]
-        if ended is not None and ns in ended:
+        cut = cuts[ns.partition(".")[0]]
+        token = _drain_one(ns, stream, cut, kept, ended is not None, wait_seconds)
+        if token is None and ended is not None:
+            ended.append(ns)
             continue
         tokens[ns] = token_text(token)
     if ended:
@@ -167,13 +189,59 @@ def drain(
     return ordered(kept), tokens
 
 
-def coverage(entries: list[Entry], tokens: dict[str, str], until: datetime) -> OplogCoverage:
+def _drain_one(
+    ns: str,
+    stream: CollectionChangeStream[RawBSONDocument],
+    cut: Timestamp,
+    kept: list[Entry],
+    may_end: bool,
+    wait_seconds: float,
+) -> Any:
+    """One stream read through ``cut`` into ``kept``; its token, or None when it ended."""
+    token = stream.resume_token
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        with _history_lost(ns):
+            event = stream.try_next()
+        if event is None:
+            reached = token_cluster_time(stream.resume_token)
+            if reached is None:
+                raise PermanentError(
+                    f"change stream of {ns}: its resume token {stream.resume_token!r} "
+                    "carries no cluster time; the capture cannot tell it read through its cut"
+                )
+            if reached >= cut:
+                return stream.resume_token
+            if time.monotonic() > deadline:
+                raise CutNotReached(
+                    f"change stream of {ns}: read to {cut_text(reached)} after "
+                    f"{wait_seconds:.0f} s, short of the cut {cut_text(cut)}"
+                )
+            time.sleep(POLL_SECONDS)
+            continue
+        if event["clusterTime"] > cut:
+            return token
+        if event.get("operationType") in STREAM_ENDS:
+            if may_end:
+                return None
+            raise CaptureGap(
+                f"change stream of {ns}: a {event['operationType']} event: the "
+                "collection's changes after it are not in this stream"
+            )
+        kept.append(entry_from_change(event))
+        token = event["_id"]
+
+
+def coverage(
+    entries: list[Entry], tokens: dict[str, str], cuts: dict[str, Timestamp]
+) -> OplogCoverage:
     return OplogCoverage(
         entries=len(entries),
         first_wall=entries[0].wall if entries else None,
         last_wall=entries[-1].wall if entries else None,
-        until=utc(until),
+        until=reached_by(cuts),
         tokens=tokens,
+        cut={database: cut_text(at) for database, at in cuts.items()},
     )
 
 
