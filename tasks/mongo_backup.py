@@ -63,6 +63,7 @@ from tasks.mongo_oplog import (
     close_streams,
     coverage,
     drain,
+    enable_post_images,
     open_streams,
     raws,
     replay,
@@ -259,6 +260,15 @@ def mongo_backup_to_gcs(environment: str, backup_id: str) -> Manifest:
         specs = [s for db in topo.mongodb.databases for s in list_collections(mongo[db])]
         blob = bucket.blob(name, chunk_size=UPLOAD_CHUNK)
         readers = topo.mongodb.dump_parallel_collections
+        enabled = enable_post_images(mongo, specs)
+        if enabled:
+            get_run_logger().warning(
+                "mongodb backup %s: changeStreamPreAndPostImages turned on for %s (the "
+                "capture replays updates by their post-images)",
+                backup_id,
+                ", ".join(enabled),
+            )
+            specs = [s for db in topo.mongodb.databases for s in list_collections(mongo[db])]
         # Opened before the first read: every change the dump may miss is in a stream.
         streams = open_streams(mongo, specs)
         try:

@@ -30,7 +30,15 @@ from lifeboat.slices import (
 from tasks.catalog import backups_bucket
 from tasks.mongo import client, list_collections
 from tasks.mongo_backup import COMPRESSLEVEL, encryption_key, tool_version
-from tasks.mongo_oplog import close_streams, coverage, drain, open_streams, raws, server_cuts
+from tasks.mongo_oplog import (
+    close_streams,
+    coverage,
+    drain,
+    open_streams,
+    raws,
+    server_cuts,
+    without_post_images,
+)
 from tasks.mongo_slices import slice_bytes
 from tasks.retrying import calling, cloud_task
 
@@ -145,6 +153,15 @@ def _verified(environment: str, manifest: SliceManifest) -> SliceManifest:
     except ArchiveError as exc:
         return manifest.model_copy(update={"status": "unverified", "error": str(exc)[:500]})
     return manifest.model_copy(update={"status": "verified", "error": None})
+
+
+@cloud_task(timeout_seconds=120, task_run_name="mongo-post-images")
+def mongo_without_post_images(environment: str) -> list[str]:
+    """The captured collections whose changeStreamPreAndPostImages is off. Read-only."""
+    topo = runtime.topology(environment)
+    with calling("mongo-post-images", ",".join(topo.mongodb.databases)), client(environment) as m:
+        specs = [s for db in topo.mongodb.databases for s in list_collections(m[db])]
+    return without_post_images(specs)
 
 
 @cloud_task(timeout_seconds=300, task_run_name="mongo-slices-{base_backup_id}")

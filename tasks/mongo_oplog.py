@@ -4,10 +4,11 @@ The lab's MongoDB (nx-27017) is a standalone with change streams and no oplog; a
 set has both. Change streams work on either, so they are what Lifeboat reads: one
 stream per collection (resume tokens are per stream), opened with
 ``fullDocument: "required"`` so that every insert and update carries its post-image.
-On a MongoDB replica set that needs `changeStreamPreAndPostImages` on each collection
-(https://www.mongodb.com/docs/manual/changeStreams/#change-streams-with-document-pre--and-post-images);
-without it the stream fails at the first update, loudly, instead of capturing changes
-that cannot be replayed.
+That needs the collection option `changeStreamPreAndPostImages`
+(https://www.mongodb.com/docs/manual/changeStreams/#change-streams-with-document-pre--and-post-images):
+without it the stream fails at the first update with error 47 NoMatchingDocument. A base
+backup turns it on (`enable_post_images`) before its streams open; a slice of a chain
+finds it off (or meets error 47) as a gap: updates made meanwhile cannot be replayed.
 
 A resume token older than the oplog's window fails with error 286
 (ChangeStreamHistoryLost, https://www.mongodb.com/docs/manual/reference/error-codes/):
@@ -43,6 +44,10 @@ from tasks.errors import PermanentError, TransientError
 from tasks.mongo import CollectionSpec, id_key
 
 HISTORY_LOST = 286
+# MongoDB's answer to a getMore of a `fullDocument: "required"` stream at an update whose
+# post-image was not stored (the collection option was off when it happened).
+NO_MATCHING_DOCUMENT = 47
+POST_IMAGES = "changeStreamPreAndPostImages"
 # How long a drain waits for a stream to read through its cut. MongoDB moves a stream's
 # postBatchResumeToken on as it reads the oplog, and a replica set writes a no-op to it
 # every 10 s when idle; a stream still short after a minute is a server falling behind:
@@ -89,6 +94,7 @@ def open_streams(
     """
     if tokens is not None:
         _check_namespaces({f"{s.database}.{s.name}" for s in specs}, tokens)
+        _check_post_images(specs)
     streams: Streams = {}
     try:
         for spec in specs:
@@ -107,7 +113,8 @@ def open_streams(
 @contextlib.contextmanager
 def _history_lost(ns: str) -> Iterator[None]:
     """Error 286 as `HistoryLost`: from `watch()`, or from a `try_next` that resumes the
-    stream itself (after a network error) at a point the oplog has moved past."""
+    stream itself (after a network error) at a point the oplog has moved past; error 47
+    (an update without its post-image) as `CaptureGap`."""
     try:
         yield
     except OperationFailure as exc:
@@ -116,7 +123,43 @@ def _history_lost(ns: str) -> Iterator[None]:
                 f"change stream of {ns}: its resume token is no longer in the "
                 f"server's history (ChangeStreamHistoryLost): changes were lost"
             ) from None
+        if exc.code == NO_MATCHING_DOCUMENT:
+            raise CaptureGap(
+                f"change stream of {ns}: an update without its post-image ({POST_IMAGES} "
+                "was off when it happened): it cannot be replayed"
+            ) from None
         raise
+
+
+def without_post_images(specs: list[CollectionSpec]) -> list[str]:
+    """The namespaces whose collection option changeStreamPreAndPostImages is not on."""
+    return sorted(
+        f"{s.database}.{s.name}"
+        for s in specs
+        if not (s.options.get(POST_IMAGES) or {}).get("enabled")
+    )
+
+
+def enable_post_images(
+    mongo: MongoClient[RawBSONDocument], specs: list[CollectionSpec]
+) -> list[str]:
+    """Turn changeStreamPreAndPostImages on where it is off (``collMod``); the namespaces
+    changed. A base backup does it before its streams open: every update they carry
+    happens after, so each has its post-image. Idempotent."""
+    missing = without_post_images(specs)
+    for ns in missing:
+        database, _, name = ns.partition(".")
+        mongo[database].command({"collMod": name, POST_IMAGES: {"enabled": True}})
+    return missing
+
+
+def _check_post_images(specs: list[CollectionSpec]) -> None:
+    missing = without_post_images(specs)
+    if missing:
+        raise CaptureGap(
+            f"collection(s) {', '.join(missing)} have no {POST_IMAGES}: their updates "
+            "carry no post-image and cannot be replayed (a new base backup turns it on)"
+        )
 
 
 def _check_namespaces(listed: set[str], tokens: dict[str, str]) -> None:

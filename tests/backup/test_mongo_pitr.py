@@ -146,6 +146,20 @@ def test_a_gap_is_reported_and_starts_a_new_base_backup(fresh_lab: Lab, api: Pre
     _, checks = readiness(api, fresh_lab)
     capture = checks[("capture-age", "mongodb-changes")]
     assert capture["status"] == "green", capture
+    # The base backup turned post-images on; a collection where they are off is red.
+    assert checks[("post-images", "mongodb")]["status"] == "green", checks
+    with mongo(fresh_lab) as client:
+        client.varai.command("collMod", "sessions", changeStreamPreAndPostImages={"enabled": False})
+    _, checks = readiness(api, fresh_lab)
+    images = checks[("post-images", "mongodb")]
+    assert images["status"] == "RED" and "varai.sessions" in images["detail"], images
+    # ...and the next capture a gap, whose new base turns them on again.
+    off = run(api, "mongo-capture/lab")
+    assert off["state"]["type"] == "FAILED"
+    assert "varai.sessions have no changeStreamPreAndPostImages" in off["state"]["message"]
+    with mongo(fresh_lab) as client:
+        [info] = client.varai.list_collections(filter={"name": "sessions"})
+    assert info["options"]["changeStreamPreAndPostImages"] == {"enabled": True}
 
 
 def test_a_collection_created_or_dropped_since_the_base_is_a_gap(

@@ -21,6 +21,7 @@ from tasks.mongo_oplog import (
     drain,
     open_streams,
     token_text,
+    without_post_images,
 )
 
 T0 = datetime(2026, 12, 5, 12, tzinfo=UTC)
@@ -179,3 +180,37 @@ class LostStream(ListedStream):
 def test_history_lost_while_draining_is_a_gap_as_it_is_when_opening() -> None:
     with pytest.raises(HistoryLost, match=r"varai\.sessions.*ChangeStreamHistoryLost"):
         drain(cast(Streams, {"varai.sessions": LostStream([])}), CUTS)
+
+
+def test_a_chain_over_a_collection_without_post_images_is_a_gap() -> None:
+    tokens = {"varai.sessions": '{"_data": "a"}'}
+    with pytest.raises(CaptureGap, match=r"varai\.sessions have no changeStreamPreAndPostImages"):
+        open_streams(cast(Any, None), [spec("sessions")], tokens)
+
+
+def test_which_collections_lack_post_images() -> None:
+    on = CollectionSpec(
+        database="varai",
+        name="carts",
+        options={"changeStreamPreAndPostImages": {"enabled": True}},
+        indexes=[],
+    )
+    off = CollectionSpec(
+        database="varai",
+        name="wishes",
+        options={"changeStreamPreAndPostImages": {"enabled": False}},
+        indexes=[],
+    )
+    assert without_post_images([on, off, spec("sessions")]) == ["varai.sessions", "varai.wishes"]
+
+
+class NoImageStream(ListedStream):
+    """A `fullDocument: "required"` stream meeting an update without its post-image."""
+
+    def try_next(self) -> dict[str, Any] | None:
+        raise OperationFailure("post-image was not found", code=47)
+
+
+def test_an_update_without_its_post_image_is_a_gap() -> None:
+    with pytest.raises(CaptureGap, match=r"varai\.sessions: an update without its post-image"):
+        drain(cast(Streams, {"varai.sessions": NoImageStream([])}), CUTS)
