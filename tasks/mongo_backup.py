@@ -340,7 +340,7 @@ def _oplog_writer(
     def finish(writer: ArchiveWriter) -> None:
         cuts = cut_now()
         ended: list[str] = []
-        entries, tokens = drain(streams, cuts, ended)
+        entries, tokens, _ = drain(streams, cuts, ended)
         gone = sorted(tokens.keys() - listed())
         if gone:
             ended += gone

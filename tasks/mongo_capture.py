@@ -4,7 +4,9 @@ Each slice resumes the collections' change streams from the tokens the previous 
 the base backup) ended with, drains them up to a cut, and stores the entries as one
 `oplog.bson` in the archive format of the backups (tar, gzip, AES-256-GCM; the key is
 the backup key, read from its secret and never logged), with a manifest beside it. A
-slice holds five minutes of changes, so it is built in memory.
+slice holds five minutes of changes, so it is built in memory; after a long outage a
+slice stops at a cap in bytes and the run ships the rest as further slices
+(`lifeboat.slice_cap`).
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ import io
 
 from google.api_core import exceptions as gexc
 from prefect import get_run_logger
+from prefect.runtime import flow_run
 
 from lifeboat import runtime
 from lifeboat.archive import ArchiveError, ArchiveWriter, verify_archive
 from lifeboat.manifest import StoredObject
 from lifeboat.oplog import OPLOG_FILE
+from lifeboat.slice_cap import SLICE_MAX_BYTES
 from lifeboat.slices import (
     CAPTURE_STATE,
     SLICE_MANIFEST,
@@ -74,8 +78,12 @@ def mongo_capture_state_write(environment: str, state: CaptureState, generation:
 
 
 @cloud_task(timeout_seconds=900, retries=2, task_run_name="mongo-capture-{state.base_backup_id}")
-def mongo_capture_slice(environment: str, state: CaptureState) -> SliceManifest:
-    """Resume every collection's stream from the state's tokens; ship what happened since.
+def mongo_capture_slice(
+    environment: str, state: CaptureState, max_bytes: int = SLICE_MAX_BYTES
+) -> SliceManifest:
+    """Resume every collection's stream from the state's tokens; ship what happened since,
+    up to the server's cut, or less when the changes reach ``max_bytes`` (``capped``: the
+    slice still holds everything up to its own, lower, cut; the run goes on from there).
 
     Raises `CaptureGap` (not retried) on a gap: a token gone from the server, a
     collection created or dropped since the chain's base, a drop, rename or invalidate.
@@ -94,7 +102,7 @@ def mongo_capture_slice(environment: str, state: CaptureState) -> SliceManifest:
         try:
             # The server's clock, after the streams opened: each is read through it.
             cuts = server_cuts(mongo, list(topo.mongodb.databases))
-            entries, tokens = drain(streams, cuts)
+            entries, tokens, reached = drain(streams, cuts, max_bytes=max_bytes)
         finally:
             close_streams(streams)
     sink = io.BytesIO()
@@ -113,7 +121,8 @@ def mongo_capture_slice(environment: str, state: CaptureState) -> SliceManifest:
         seq=seq,
         since=state.until,
         from_tokens=state.tokens,
-        oplog=coverage(entries, tokens, cuts),
+        oplog=coverage(entries, tokens, reached),
+        capped=reached != cuts,
         key_id=kid,
         object=StoredObject(
             uri=f"gs://{bucket.name}/{blob.name}",
@@ -123,6 +132,7 @@ def mongo_capture_slice(environment: str, state: CaptureState) -> SliceManifest:
         ),
         sha256=digest.sha256,
         tool=tool_version(),
+        flow_run_id=flow_run.id,
     )
     manifest = _verified(environment, manifest)
     with calling("mongo-capture-manifest", prefix):

@@ -40,6 +40,7 @@ from lifeboat.oplog import (
     reached_by,
     token_cluster_time,
 )
+from lifeboat.slice_cap import Kept, StreamRead, lowered_cuts, trimmed
 from tasks.errors import PermanentError, TransientError
 from tasks.mongo import CollectionSpec, id_key
 
@@ -206,73 +207,110 @@ def drain(
     cuts: dict[str, Timestamp],
     ended: list[str] | None = None,
     wait_seconds: float = REACH_SECONDS,
-) -> tuple[list[Entry], dict[str, str]]:
-    """Every change at or before its database's cut, in order, and each stream's token.
+    max_bytes: int | None = None,
+) -> tuple[list[Entry], dict[str, str], dict[str, Timestamp]]:
+    """Every change at or before its database's cut, in order, each stream's token, and
+    the cuts the changes reach (the server's, or lower when ``max_bytes`` stopped it).
 
     Each stream is read until its postBatchResumeToken (the point it has read the oplog
     to) is at or past the cut: a change committed before the cut but visible a moment
     later is waited for, not left to the next slice. Changes after the cut are left for
     the next drain (the token is that of the last change kept, or the high-water mark
-    when nothing after the cut was seen). A drop, rename or invalidate event at or before
-    the cut ends the stream: `CaptureGap`, unless ``ended`` is given (a base backup's
-    dump): then the namespace goes there and has no token, and its changes are left out
-    (the backup leaves the collection out).
+    when nothing after the cut was seen). The streams are read in turn, one change at a
+    time, so that a cap stops them all near the same point (`lifeboat.slice_cap`). A
+    drop, rename or invalidate event at or before the cut ends the stream: `CaptureGap`,
+    unless ``ended`` is given (a base backup's dump): then the namespace goes there and
+    has no token, and its changes are left out (the backup leaves the collection out).
     """
-    kept: list[Entry] = []
-    tokens: dict[str, str] = {}
-    for ns, stream in streams.items():
-        cut = cuts[ns.partition(".")[0]]
-        token = _drain_one(ns, stream, cut, kept, ended is not None, wait_seconds)
-        if token is None and ended is not None:
-            ended.append(ns)
-            continue
-        tokens[ns] = token_text(token)
-    if ended:
-        kept = [e for e in kept if describe(e.raw)[1] not in ended]
-    return ordered(kept), tokens
-
-
-def _drain_one(
-    ns: str,
-    stream: CollectionChangeStream[RawBSONDocument],
-    cut: Timestamp,
-    kept: list[Entry],
-    may_end: bool,
-    wait_seconds: float,
-) -> Any:
-    """One stream read through ``cut`` into ``kept``; its token, or None when it ended."""
-    token = stream.resume_token
+    reads = {
+        ns: StreamRead(
+            database=ns.partition(".")[0],
+            start=stream.resume_token,
+            start_at=_stands_at(ns, stream.resume_token),
+        )
+        for ns, stream in streams.items()
+    }
+    entries: dict[str, list[Entry]] = {ns: [] for ns in streams}
+    active = list(streams)
+    size, capped = 0, False
     deadline = time.monotonic() + wait_seconds
-    while True:
-        with _history_lost(ns):
-            event = stream.try_next()
-        if event is None:
-            reached = token_cluster_time(stream.resume_token)
-            if reached is None:
-                raise PermanentError(
-                    f"change stream of {ns}: its resume token {stream.resume_token!r} "
-                    "carries no cluster time; the capture cannot tell it read through its cut"
-                )
-            if reached >= cut:
-                return stream.resume_token
+    while active:
+        moved = False
+        for ns in list(active):
+            read = reads[ns]
+            step = _step(ns, streams[ns], read, cuts[read.database], entries[ns], ended)
+            if step == "kept":
+                moved, size = True, size + read.kept[-1].size
+            elif step != "waiting":
+                active.remove(ns)
+        if active and max_bytes is not None and size >= max_bytes:
+            capped = True
+            break
+        if active and not moved:
             if time.monotonic() > deadline:
+                short = ", ".join(f"{ns} at {cut_text(reads[ns].stands_at())}" for ns in active)
                 raise CutNotReached(
-                    f"change stream of {ns}: read to {cut_text(reached)} after "
-                    f"{wait_seconds:.0f} s, short of the cut {cut_text(cut)}"
+                    f"change streams short of their cut after {wait_seconds:.0f} s: {short} "
+                    f"(cuts {', '.join(f'{d} {cut_text(c)}' for d, c in cuts.items())})"
                 )
             time.sleep(POLL_SECONDS)
+        elif moved:
+            deadline = time.monotonic() + wait_seconds
+    reached = lowered_cuts(cuts, list(reads.values())) if capped else dict(cuts)
+    kept: list[Entry] = []
+    tokens: dict[str, str] = {}
+    for ns, read in reads.items():
+        if ended is not None and ns in ended:
             continue
-        if event["clusterTime"] > cut:
-            return token
-        if event.get("operationType") in STREAM_ENDS:
-            if may_end:
-                return None
+        keep, token = trimmed(read, reached[read.database])
+        kept += entries[ns][: len(keep)]
+        tokens[ns] = token_text(token)
+    return ordered(kept), tokens, reached
+
+
+def _stands_at(ns: str, token: Any) -> Timestamp:
+    at = token_cluster_time(token)
+    if at is None:
+        raise PermanentError(
+            f"change stream of {ns}: its resume token {token!r} carries no cluster time; "
+            "the capture cannot tell it read through its cut"
+        )
+    return at
+
+
+def _step(
+    ns: str,
+    stream: CollectionChangeStream[RawBSONDocument],
+    read: StreamRead,
+    cut: Timestamp,
+    into: list[Entry],
+    ended: list[str] | None,
+) -> str:
+    """One read of a stream: "kept" a change, "waiting" short of the cut, "done" through
+    it, or "ended" (a drop, rename or invalidate in a base backup's dump)."""
+    with _history_lost(ns):
+        event = stream.try_next()
+    if event is None:
+        if _stands_at(ns, stream.resume_token) < cut:
+            return "waiting"
+        read.through, read.token = cut, stream.resume_token
+        return "done"
+    if event["clusterTime"] > cut:
+        read.through = cut
+        read.token = read.kept[-1].token if read.kept else read.start
+        return "done"
+    if event.get("operationType") in STREAM_ENDS:
+        if ended is None:
             raise CaptureGap(
                 f"change stream of {ns}: a {event['operationType']} event: the "
                 "collection's changes after it are not in this stream"
             )
-        kept.append(entry_from_change(event))
-        token = event["_id"]
+        ended.append(ns)
+        return "ended"
+    entry = entry_from_change(event)
+    into.append(entry)
+    read.kept.append(Kept(ts=entry.ts, size=len(entry.raw), token=event["_id"]))
+    return "kept"
 
 
 def coverage(

@@ -94,7 +94,7 @@ def test_a_stream_that_ends_inside_a_drain_is_a_gap(kind: str) -> None:
 
 def test_a_stream_that_ends_after_the_cut_is_left_for_the_next_drain() -> None:
     events = [change("insert", T0, 1), change("drop", T0 + timedelta(minutes=6), 2)]
-    entries, tokens = drain(streams(events), CUTS)
+    entries, tokens, _ = drain(streams(events), CUTS)
     assert len(entries) == 1 and token(ts(T0, 1))["_data"] in tokens["varai.sessions"]
 
 
@@ -111,26 +111,26 @@ def test_a_change_committed_just_before_the_cut_but_seen_later_is_waited_for() -
         return original()
 
     stream.try_next = show_late_write_on_second_read  # type: ignore[method-assign]
-    entries, tokens = drain(cast(Streams, {"varai.sessions": stream}), CUTS, wait_seconds=5)
+    entries, tokens, _ = drain(cast(Streams, {"varai.sessions": stream}), CUTS, wait_seconds=5)
     assert [e.ts for e in entries] == [late["clusterTime"]]  # in this slice, not the next
     assert tokens["varai.sessions"] == token_text(token(CUT))  # read through the cut
 
 
 def test_a_change_after_the_cut_is_left_for_the_next_slice_and_its_token_not_taken() -> None:
     events = [change("insert", T0, 1), change("insert", T0 + timedelta(minutes=5, seconds=1), 2)]
-    entries, tokens = drain(streams(events), CUTS)
+    entries, tokens, _ = drain(streams(events), CUTS)
     assert [e.ts.inc for e in entries] == [1]
     assert tokens["varai.sessions"] == token_text(token(ts(T0, 1)))
 
 
 def test_a_change_at_the_cut_itself_is_in_the_slice() -> None:
-    entries, _ = drain(streams([change("insert", T0 + timedelta(minutes=5), 0)]), CUTS)
+    entries, _, _ = drain(streams([change("insert", T0 + timedelta(minutes=5), 0)]), CUTS)
     assert [e.ts for e in entries] == [CUT]
 
 
 def test_a_stream_that_never_reads_through_its_cut_is_retried_not_shipped_short() -> None:
     stuck = ListedStream([], high_water=[ts(T0)])
-    with pytest.raises(CutNotReached, match="short of the cut"):
+    with pytest.raises(CutNotReached, match="short of their cut"):
         drain(cast(Streams, {"varai.sessions": stuck}), CUTS, wait_seconds=0.2)
 
 
@@ -164,7 +164,7 @@ def test_in_a_base_backups_dump_a_dropped_collections_capture_ends_and_is_left_o
     kept = ListedStream([change("insert", T0, 3, coll="products")])
     both = cast(Streams, {"varai.sessions": dropped, "varai.products": kept})
     ended: list[str] = []
-    entries, tokens = drain(both, CUTS, ended)
+    entries, tokens, _ = drain(both, CUTS, ended)
     assert ended == ["varai.sessions"]
     assert tokens.keys() == {"varai.products"}  # no token: its chain does not go on
     assert len(entries) == 1  # the dropped collection's changes are left out with it
