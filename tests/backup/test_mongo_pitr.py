@@ -198,8 +198,8 @@ def test_a_gap_is_reported_and_starts_a_new_base_backup(fresh_lab: Lab, api: Pre
     assert off["state"]["type"] == "FAILED"
     assert "varai.sessions have no changeStreamPreAndPostImages" in off["state"]["message"]
     with mongo(fresh_lab) as client:
-        [info] = client.varai.list_collections(filter={"name": "sessions"})
-    assert info["options"]["changeStreamPreAndPostImages"] == {"enabled": True}
+        options = {i["name"]: i["options"] for i in client.varai.list_collections()}
+    assert options["sessions"]["changeStreamPreAndPostImages"] == {"enabled": True}
 
 
 def test_a_collection_created_or_dropped_since_the_base_is_a_gap(

@@ -33,6 +33,7 @@ def db(lab: Lab) -> Iterator[Database[dict[str, object]]]:
 
 def test_events_carry_the_writes_time_order_and_bson_types(db: Database[dict[str, object]]) -> None:
     oid, at = ObjectId(), datetime(2026, 1, 2, 3, 4, 5, 123000, tzinfo=UTC)
+    db.create_collection("things", changeStreamPreAndPostImages={"enabled": True})
     with db.things.watch(full_document="required") as stream:
         before = datetime.now(UTC)
         db.things.insert_one({"_id": oid, "at": at, "n": 1})
