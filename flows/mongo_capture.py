@@ -6,8 +6,10 @@ The runbook, each run:
 - start a new chain when a newer verified base backup exists (its own tokens), or take
   a base backup when there is none (a verified base starts the chain even when one of
   its cross-region copies failed: that backup run fails and notifies on its own);
-- resume every collection's change stream from its token, drain it up to now, and ship
-  the changes as an encrypted, checksummed slice with its manifest; read it back;
+- resume every collection's change stream from its token, drain it up to the server's
+  cut, and ship the changes as an encrypted, checksummed slice with its manifest; read it
+  back; changes past the size cap (``slice_max_bytes``) go on in further slices of the
+  same run, each verified and the state moved on after each;
 - move the state on, only if it is still the one read (a generation precondition), so
   two runs at once cannot both extend the chain.
 
@@ -30,6 +32,7 @@ from flows.evidence import published
 from flows.launch import ENVIRONMENT_FIELD, SwitchRequest
 from lifeboat.manifest import Manifest
 from lifeboat.record import RunRecord
+from lifeboat.slice_cap import SLICE_MAX_BYTES
 from lifeboat.slices import CaptureState, SliceManifest, closing_gap
 from tasks.catalog import catalog_newest
 from tasks.errors import PermanentError
@@ -45,6 +48,9 @@ from tasks.mongo_oplog import CaptureGap
 def mongo_capture(
     environment: Annotated[str, ENVIRONMENT_FIELD],
     operator: Annotated[str, Field(max_length=100, description="Who launched it")] = "schedule",
+    slice_max_bytes: Annotated[
+        int, Field(ge=1024, description="A slice's changes at most (bytes); more go on in the next")
+    ] = SLICE_MAX_BYTES,
 ) -> dict[str, Any]:
     request = SwitchRequest.validate_launch(
         environment, "capture MongoDB changes", None, operator, prefix="cap"
@@ -54,23 +60,49 @@ def mongo_capture(
     with published(record, notify_success=False):
         state, generation = mongo_capture_state_read(env)
         with record.step("capture-chain") as step:
-            state, closing_gap = _chain(env, record, state)
+            state, closing_gap = _chain(env, record, state, slice_max_bytes)
             step.detail = f"base {state.base_backup_id}, after slice {state.seq}"
-        gap = None
-        with record.step("capture-slice") as step:
-            try:
-                piece = mongo_capture_slice(env, state)
-            except CaptureGap as exc:
-                gap = str(exc)
-                step.outcome, step.detail = "failed", f"gap: {gap}"
-        if gap is not None:
-            _after_gap(env, record, state, generation, gap)
-        _advance(env, record, state, generation, piece, closing_gap)
+        shipped = 0
+        while True:
+            gap = None
+            with record.step("capture-slice") as step:
+                try:
+                    piece = mongo_capture_slice(env, state, slice_max_bytes)
+                except CaptureGap as exc:
+                    gap = str(exc)
+                    step.outcome, step.detail = "failed", f"gap: {gap}"
+                else:
+                    step.detail = f"slice {piece.seq}: {piece.oplog.entries} changes" + (
+                        ", cut short by the size cap" if piece.capped else ""
+                    )
+            if gap is not None:
+                _after_gap(env, record, state, generation, gap)
+            shipped += 1
+            if not _goes_on(piece):
+                break
+            # Caught up over several slices: each one verified, and the state after it.
+            state, generation = _store(env, record, piece, generation)
+        _advance(env, record, state, generation, piece, closing_gap, shipped)
     return record.model_dump(mode="json")
 
 
+def _goes_on(piece: SliceManifest) -> bool:
+    """Whether the run ships another slice: this one was cut short by the cap, verified,
+    and moved on (a slice that kept nothing would not move the next one on)."""
+    return piece.capped and piece.status == "verified" and piece.oplog.entries > 0
+
+
+def _after(piece: SliceManifest) -> CaptureState:
+    return CaptureState(
+        base_backup_id=piece.base_backup_id,
+        seq=piece.seq,
+        until=piece.until,
+        tokens=piece.oplog.tokens,
+    )
+
+
 def _chain(
-    env: str, record: RunRecord, state: CaptureState | None
+    env: str, record: RunRecord, state: CaptureState | None, max_bytes: int
 ) -> tuple[CaptureState, str | None]:
     """The chain to extend, and a gap met while closing the previous one (or None): the
     server lost its history, or the closing slice is not verified.
@@ -89,15 +121,17 @@ def _chain(
         return state, None
     with record.step("close-chain") as step:
         try:
-            last = mongo_capture_slice(env, state)
+            last = mongo_capture_slice(env, state, max_bytes)
+            while _goes_on(last):
+                last = mongo_capture_slice(env, _after(last), max_bytes)
         except CaptureGap as exc:
             step.outcome, step.detail = "failed", f"gap: {exc}"
             return _start(base), f"closing the chain of base {state.base_backup_id}: {exc}"
         step.detail = (
             f"slice {last.seq} of base {state.base_backup_id} until {last.until.isoformat()}"
         )
-        assert base.oplog is not None
-        gap = closing_gap(last, base.oplog.until)
+        assert base.consistent_at is not None
+        gap = closing_gap(last, base.consistent_at)
         if gap is not None:
             step.outcome, step.detail = "failed", f"gap: {gap}"
     return _start(base), gap
@@ -153,6 +187,16 @@ def _after_gap(env: str, record: RunRecord, state: CaptureState, generation: int
     )
 
 
+def _store(
+    env: str, record: RunRecord, piece: SliceManifest, generation: int
+) -> tuple[CaptureState, int]:
+    with record.step("capture-state") as step:
+        nxt = _after(piece)
+        generation = mongo_capture_state_write(env, nxt, generation)
+        step.detail = f"slice {piece.seq} until {piece.until.isoformat()}"
+    return nxt, generation
+
+
 def _advance(
     env: str,
     record: RunRecord,
@@ -160,9 +204,11 @@ def _advance(
     generation: int,
     piece: SliceManifest,
     closing_gap: str | None,
+    shipped: int,
 ) -> None:
     record.after = {
         "slice": piece.prefix,
+        "slices": shipped,
         "status": piece.status,
         "changes": piece.oplog.entries,
         "until": piece.until.isoformat(),
@@ -172,17 +218,11 @@ def _advance(
     if piece.status != "verified":
         # The state stays: the next run captures the same changes again, same slice name.
         raise PermanentError(f"mongo-capture: slice {piece.prefix} not verified: {piece.error}")
-    with record.step("capture-state") as step:
-        nxt = CaptureState(
-            base_backup_id=piece.base_backup_id,
-            seq=piece.seq,
-            until=piece.until,
-            tokens=piece.oplog.tokens,
-        )
-        mongo_capture_state_write(env, nxt, generation)
-        step.detail = f"slice {piece.seq} until {piece.until.isoformat()}"
+    _store(env, record, piece, generation)
     if closing_gap is not None:
         # The new chain goes on; the hole before its base is reported, never skipped.
         raise PermanentError(f"mongo-capture: gap: {closing_gap}")
     record.finish("completed")
-    get_run_logger().info("captured %d changes into %s", piece.oplog.entries, piece.prefix)
+    get_run_logger().info(
+        "captured %d changes into %s (%d slices)", piece.oplog.entries, piece.prefix, shipped
+    )

@@ -11,7 +11,8 @@ against the table in lifeboat/iam.py); the newest verified backup of each source
 newest passed drill (a verified restore) are young enough; each cross-region copy bucket
 (``backups.copies``) is where the topology says and holds a young enough verified copy of
 each source; once MongoDB's changes are captured (mongo-capture), the newest slice is
-within the 5-minute RPO. One
+within the 5-minute RPO and every captured collection keeps changeStreamPreAndPostImages
+on (the capture replays updates by their post-images). One
 row per check, green or red; any red row fails the run after the table is published. A
 check that errors is a red row naming the error, never a crash that hides the other rows.
 """
@@ -54,7 +55,7 @@ from tasks.inventory import (
     inventory_newest_passed_drill,
     inventory_url_map,
 )
-from tasks.mongo_capture import mongo_capture_state_read
+from tasks.mongo_capture import mongo_capture_state_read, mongo_without_post_images
 from tasks.records import artifact_key
 from tasks.resource_manager import resource_manager_held_permissions
 from tasks.secret_manager import secret_manager_replication
@@ -314,12 +315,32 @@ def _capture_row(environment: str, now: datetime) -> list[tuple[Row, Check]]:
         capture, _ = mongo_capture_state_read(environment)
     except Exception as exc:
         return [(row, _unreadable(f"capture state unreadable: {exc}"))]
-    return [] if capture is None else [(row, _capture_age(capture, now))]
+    if capture is None:
+        return []
+    images = Row(check="post-images", target="mongodb")
+    return [(row, _capture_age(capture, now)), (images, _post_images(environment))]
 
 
 def _unreadable(why: str) -> Check:
     def check(row: Row) -> None:
         raise PermanentError(why)
+
+    return check
+
+
+def _post_images(environment: str) -> Check:
+    """The capture replays updates by their post-images: a collection without
+    changeStreamPreAndPostImages makes the next slice a gap."""
+
+    def check(row: Row) -> None:
+        missing = mongo_without_post_images(environment)
+        row.limit = "every captured collection"
+        row.measured, row.green = f"{len(missing)} without", not missing
+        row.detail = (
+            f"changeStreamPreAndPostImages off: {', '.join(missing)}; the next capture is a gap"
+            if missing
+            else "changeStreamPreAndPostImages on"
+        )
 
     return check
 

@@ -52,8 +52,10 @@ def plan_point(environment: str, point_in_time: datetime) -> tuple[Manifest, lis
         assert start is not None
         if utc(start) > point:
             continue
+        assert base.oplog is not None
         unbroken = chain(mongo_list_slices(environment, base.backup_id))
-        reach = covered_until(utc(start), unbroken)
+        # The base is exact from the second after its cut, its slices reach on from the cut.
+        reach = covered_until(utc(base.oplog.until), unbroken)
         if point <= reach:
             needed = slices_needed(unbroken, point)
             if not has_guard(needed, point):

@@ -139,6 +139,20 @@ class OplogCoverage(BaseModel):
         description="namespaces dropped or renamed while the dump ran: their capture ended, "
         "the backup leaves them out and a restore does not create them",
     )
+    cut: dict[str, str] = Field(
+        default_factory=dict,
+        description="database → the server's cluster time (seconds:increment) the entries "
+        "reach: every change at or before it is in them or before them, none after it",
+    )
+
+    @property
+    def exact_from(self) -> datetime:
+        """The first moment a restore of these entries is exact at: the second after the
+        cut (a cluster time counts whole seconds), or ``until`` for an older coverage."""
+        if not self.cut:
+            return self.until
+        seconds = max(int(text.partition(":")[0]) for text in self.cut.values())
+        return datetime.fromtimestamp(seconds + 1, UTC)
 
 
 class ConfigItem(BaseModel):
@@ -195,8 +209,9 @@ class Manifest(BaseModel):
 
     @property
     def consistent_at(self) -> datetime | None:
-        """The moment a restore of this backup reflects (its oplog's end), if it has one."""
-        return self.oplog.until if self.oplog is not None else None
+        """The first moment a restore of this backup is exact at (its oplog reaches the
+        server's cut; `OplogCoverage.exact_from`), if it has an oplog."""
+        return self.oplog.exact_from if self.oplog is not None else None
 
     def payload(self) -> list[StoredObject]:
         """Every object the backup holds besides its manifest: what a copy must carry."""

@@ -126,6 +126,34 @@ def before(entries: Iterable[bytes], limit: datetime) -> Iterator[bytes]:
             yield raw
 
 
+def token_cluster_time(token: Any) -> Timestamp | None:
+    """The cluster time a resume token stands at, or None when it cannot be read.
+
+    MongoDB's tokens are ``{"_data": <hex>}``: a KeyString whose first value is the
+    cluster time, type byte 0x82 then 8 bytes (seconds, increment), big-endian: the first
+    18 hex characters (jira.mongodb.org/browse/SERVER-133517). A postBatchResumeToken
+    after an empty batch is a high-water mark: the stream has read everything up to it.
+    """
+    data = token.get("_data") if isinstance(token, Mapping) else None
+    if not isinstance(data, str) or len(data) < 18 or data[:2] != "82":
+        return None
+    try:
+        return Timestamp(int(data[2:10], 16), int(data[10:18], 16))
+    except ValueError:
+        return None
+
+
+def cut_text(cut: Timestamp) -> str:
+    return f"{cut.time}:{cut.inc}"
+
+
+def reached_by(cuts: Mapping[str, Timestamp]) -> datetime:
+    """The moment every change before which is at or before the cuts: the start of the
+    earliest cut's second (a change's cluster time counts the whole seconds of its wall
+    time, so one written before that second has a cluster time before the cut)."""
+    return datetime.fromtimestamp(min(c.time for c in cuts.values()), UTC)
+
+
 def describe(raw: bytes) -> tuple[str, str, Any]:
     """An entry's (op, ns, _id)."""
     entry = RawBSONDocument(raw)

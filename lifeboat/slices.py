@@ -46,6 +46,9 @@ class SliceManifest(BaseModel):
     error: str | None = None
     tool: str
     flow_run_id: str | None = None
+    capped: bool = Field(
+        False, description="cut short by the size cap: the changes after it are in the next"
+    )
 
     @property
     def prefix(self) -> str:

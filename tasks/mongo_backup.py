@@ -5,12 +5,12 @@ from __future__ import annotations
 import queue
 import tempfile
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from importlib.metadata import version
 from typing import TypeVar
 
+from bson.timestamp import Timestamp
 from google.cloud import storage  # type: ignore[attr-defined]
 from prefect import get_run_logger
 from pydantic import BaseModel, Field
@@ -63,9 +63,11 @@ from tasks.mongo_oplog import (
     close_streams,
     coverage,
     drain,
+    enable_post_images,
     open_streams,
     raws,
     replay,
+    server_cuts,
 )
 from tasks.mongo_slices import slice_entries
 from tasks.retrying import calling, cloud_task
@@ -78,8 +80,6 @@ COMPRESSLEVEL = 1
 # Sealed 1 MiB chunks queued for the upload thread: enough to cover one chunk's upload
 # while the packer goes on, bounded so that a slow upload holds the packer back.
 UPLOAD_SLOTS = 8
-# Between the cut and the drain: a write stamped just before the cut is committed by then.
-SETTLE_SECONDS = 0.5
 T = TypeVar("T")
 
 
@@ -260,10 +260,24 @@ def mongo_backup_to_gcs(environment: str, backup_id: str) -> Manifest:
         specs = [s for db in topo.mongodb.databases for s in list_collections(mongo[db])]
         blob = bucket.blob(name, chunk_size=UPLOAD_CHUNK)
         readers = topo.mongodb.dump_parallel_collections
+        enabled = enable_post_images(mongo, specs)
+        if enabled:
+            get_run_logger().warning(
+                "mongodb backup %s: changeStreamPreAndPostImages turned on for %s (the "
+                "capture replays updates by their post-images)",
+                backup_id,
+                ", ".join(enabled),
+            )
+            specs = [s for db in topo.mongodb.databases for s in list_collections(mongo[db])]
         # Opened before the first read: every change the dump may miss is in a stream.
         streams = open_streams(mongo, specs)
         try:
-            finish = _oplog_writer(streams, oplog, lambda: _listed(mongo, topo.mongodb.databases))
+            finish = _oplog_writer(
+                streams,
+                oplog,
+                lambda: _listed(mongo, topo.mongodb.databases),
+                lambda: server_cuts(mongo, list(topo.mongodb.databases)),
+            )
             entries, summary = _dump(mongo, specs, blob, key, kid, readers, finish)
         finally:
             close_streams(streams)
@@ -310,7 +324,10 @@ def _listed(mongo: MongoClient, databases: list[str]) -> set[str]:  # type: igno
 
 
 def _oplog_writer(
-    streams: Streams, into: list[OplogCoverage], listed: Callable[[], set[str]]
+    streams: Streams,
+    into: list[OplogCoverage],
+    listed: Callable[[], set[str]],
+    cut_now: Callable[[], dict[str, Timestamp]],
 ) -> Callable[[ArchiveWriter], None]:
     """After the last collection: the changes made while the dump ran, as `oplog.bson`.
 
@@ -321,10 +338,9 @@ def _oplog_writer(
     """
 
     def finish(writer: ArchiveWriter) -> None:
-        cut = datetime.now(UTC)
-        time.sleep(SETTLE_SECONDS)
+        cuts = cut_now()
         ended: list[str] = []
-        entries, tokens = drain(streams, cut, ended)
+        entries, tokens, _ = drain(streams, cuts, ended)
         gone = sorted(tokens.keys() - listed())
         if gone:
             ended += gone
@@ -336,7 +352,7 @@ def _oplog_writer(
                 size += spool.write(raw)
             spool.seek(0)
             writer.add_file(OPLOG_FILE, spool, size)
-        into.append(coverage(entries, tokens, cut).model_copy(update={"ended": sorted(ended)}))
+        into.append(coverage(entries, tokens, cuts).model_copy(update={"ended": sorted(ended)}))
 
     return finish
 

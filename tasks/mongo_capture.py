@@ -4,22 +4,24 @@ Each slice resumes the collections' change streams from the tokens the previous 
 the base backup) ended with, drains them up to a cut, and stores the entries as one
 `oplog.bson` in the archive format of the backups (tar, gzip, AES-256-GCM; the key is
 the backup key, read from its secret and never logged), with a manifest beside it. A
-slice holds five minutes of changes, so it is built in memory.
+slice holds five minutes of changes, so it is built in memory; after a long outage a
+slice stops at a cap in bytes and the run ships the rest as further slices
+(`lifeboat.slice_cap`).
 """
 
 from __future__ import annotations
 
 import io
-import time
-from datetime import UTC, datetime
 
 from google.api_core import exceptions as gexc
 from prefect import get_run_logger
+from prefect.runtime import flow_run
 
 from lifeboat import runtime
 from lifeboat.archive import ArchiveError, ArchiveWriter, verify_archive
 from lifeboat.manifest import StoredObject
 from lifeboat.oplog import OPLOG_FILE
+from lifeboat.slice_cap import SLICE_MAX_BYTES
 from lifeboat.slices import (
     CAPTURE_STATE,
     SLICE_MANIFEST,
@@ -31,8 +33,16 @@ from lifeboat.slices import (
 )
 from tasks.catalog import backups_bucket
 from tasks.mongo import client, list_collections
-from tasks.mongo_backup import COMPRESSLEVEL, SETTLE_SECONDS, encryption_key, tool_version
-from tasks.mongo_oplog import close_streams, coverage, drain, open_streams, raws
+from tasks.mongo_backup import COMPRESSLEVEL, encryption_key, tool_version
+from tasks.mongo_oplog import (
+    close_streams,
+    coverage,
+    drain,
+    open_streams,
+    raws,
+    server_cuts,
+    without_post_images,
+)
 from tasks.mongo_slices import slice_bytes
 from tasks.retrying import calling, cloud_task
 
@@ -68,8 +78,12 @@ def mongo_capture_state_write(environment: str, state: CaptureState, generation:
 
 
 @cloud_task(timeout_seconds=900, retries=2, task_run_name="mongo-capture-{state.base_backup_id}")
-def mongo_capture_slice(environment: str, state: CaptureState) -> SliceManifest:
-    """Resume every collection's stream from the state's tokens; ship what happened since.
+def mongo_capture_slice(
+    environment: str, state: CaptureState, max_bytes: int = SLICE_MAX_BYTES
+) -> SliceManifest:
+    """Resume every collection's stream from the state's tokens; ship what happened since,
+    up to the server's cut, or less when the changes reach ``max_bytes`` (``capped``: the
+    slice still holds everything up to its own, lower, cut; the run goes on from there).
 
     Raises `CaptureGap` (not retried) on a gap: a token gone from the server, a
     collection created or dropped since the chain's base, a drop, rename or invalidate.
@@ -86,9 +100,9 @@ def mongo_capture_slice(environment: str, state: CaptureState) -> SliceManifest:
         specs = [s for db in topo.mongodb.databases for s in list_collections(mongo[db])]
         streams = open_streams(mongo, specs, state.tokens)
         try:
-            cut = datetime.now(UTC)
-            time.sleep(SETTLE_SECONDS)
-            entries, tokens = drain(streams, cut)
+            # The server's clock, after the streams opened: each is read through it.
+            cuts = server_cuts(mongo, list(topo.mongodb.databases))
+            entries, tokens, reached = drain(streams, cuts, max_bytes=max_bytes)
         finally:
             close_streams(streams)
     sink = io.BytesIO()
@@ -107,7 +121,8 @@ def mongo_capture_slice(environment: str, state: CaptureState) -> SliceManifest:
         seq=seq,
         since=state.until,
         from_tokens=state.tokens,
-        oplog=coverage(entries, tokens, cut),
+        oplog=coverage(entries, tokens, reached),
+        capped=reached != cuts,
         key_id=kid,
         object=StoredObject(
             uri=f"gs://{bucket.name}/{blob.name}",
@@ -117,6 +132,7 @@ def mongo_capture_slice(environment: str, state: CaptureState) -> SliceManifest:
         ),
         sha256=digest.sha256,
         tool=tool_version(),
+        flow_run_id=flow_run.id,
     )
     manifest = _verified(environment, manifest)
     with calling("mongo-capture-manifest", prefix):
@@ -124,7 +140,11 @@ def mongo_capture_slice(environment: str, state: CaptureState) -> SliceManifest:
             manifest.model_dump_json(indent=2), content_type="application/json", timeout=timeout
         )
     get_run_logger().info(
-        "slice %s: %d changes until %s, %s", prefix, len(entries), cut.isoformat(), manifest.status
+        "slice %s: %d changes up to cluster time %s, %s",
+        prefix,
+        len(entries),
+        manifest.oplog.cut,
+        manifest.status,
     )
     return manifest
 
@@ -143,6 +163,15 @@ def _verified(environment: str, manifest: SliceManifest) -> SliceManifest:
     except ArchiveError as exc:
         return manifest.model_copy(update={"status": "unverified", "error": str(exc)[:500]})
     return manifest.model_copy(update={"status": "verified", "error": None})
+
+
+@cloud_task(timeout_seconds=120, task_run_name="mongo-post-images")
+def mongo_without_post_images(environment: str) -> list[str]:
+    """The captured collections whose changeStreamPreAndPostImages is off. Read-only."""
+    topo = runtime.topology(environment)
+    with calling("mongo-post-images", ",".join(topo.mongodb.databases)), client(environment) as m:
+        specs = [s for db in topo.mongodb.databases for s in list_collections(m[db])]
+    return without_post_images(specs)
 
 
 @cloud_task(timeout_seconds=300, task_run_name="mongo-slices-{base_backup_id}")

@@ -1,5 +1,9 @@
 """A MongoDB backup taken while a writer inserts, updates and deletes is consistent at its
-end: the dump plus its oplog.bson, restored, is the data as it was at that moment."""
+end: the dump plus its oplog.bson, restored, is the data as it was at that moment.
+
+The end is the server's cut, a cluster time (whole seconds and an increment): in wall
+time, the data as it was just after the newest change the backup holds (``last_wall``);
+the next change is after the cut, in the capture's first slice."""
 
 from __future__ import annotations
 
@@ -45,7 +49,9 @@ def test_a_backup_under_writes_restores_the_data_as_it_was_at_its_end(
     assert restored["state"]["type"] == "COMPLETED", restored["state"]
     try:
         got = documents_by_id(fresh_lab, target)
-        expected = state_at(before["sessions"], writer.log, manifest.consistent_at)
+        assert manifest.oplog.last_wall is not None
+        assert manifest.oplog.last_wall < manifest.consistent_at
+        expected = state_at(before["sessions"], writer.log, manifest.oplog.last_wall)
         assert got["sessions"] in expected, _difference(got["sessions"], expected[0])
         for name in ("products", "analytics"):
             assert got[name] == before[name]

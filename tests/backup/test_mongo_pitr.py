@@ -109,6 +109,46 @@ def test_a_restore_to_a_moment_holds_exactly_what_was_there_then(
     assert databases(fresh_lab) == before
 
 
+def slice_manifests(lab: Lab) -> list[dict[str, Any]]:
+    names = [n for n in bucket_objects(lab, "mongodb-oplog/") if n.endswith("/manifest.json")]
+    found = [json.loads(read_object(lab, BACKUPS, n)) for n in names]
+    return sorted(found, key=lambda m: int(m["seq"]))
+
+
+def test_a_backlog_over_the_cap_ships_as_several_slices_in_one_run(
+    fresh_lab: Lab, api: PrefectApi
+) -> None:
+    first = run(api, "mongo-capture/lab")
+    assert first["state"]["type"] == "COMPLETED", first["state"]
+    with mongo(fresh_lab) as client:
+        sessions = client.varai.sessions
+        sessions.insert_many([{"_id": f"bulk{i}", "pad": "x" * 200} for i in range(60)])
+        sessions.update_one({"_id": "bulk0"}, {"$set": {"pad": "y"}})
+        time.sleep(0.3)
+        at_the_moment = documents_by_id(fresh_lab, "varai")
+        moment = datetime.now(UTC)
+        time.sleep(1.1)  # a cluster time counts whole seconds: the cut falls after the moment
+
+    # About 17 changes of ~250 bytes fit in 4 KiB: one run ships the 61 as several slices.
+    caught_up = run(api, "mongo-capture/lab", slice_max_bytes=4096)
+    assert caught_up["state"]["type"] == "COMPLETED", caught_up["state"]
+    slices = [m for m in slice_manifests(fresh_lab) if m["seq"] >= 2]
+    assert len(slices) >= 3, [m["oplog"]["entries"] for m in slices]
+    assert capture_state(fresh_lab).seq == slices[-1]["seq"]
+    assert sum(m["oplog"]["entries"] for m in slices) == 61  # none lost, none twice
+    assert all(m["status"] == "verified" for m in slices)
+    assert [m["capped"] for m in slices] == [True] * (len(slices) - 1) + [False]
+    assert all(m["flow_run_id"] == caught_up["id"] for m in slices)
+
+    restored = run(api, "restore/lab", point_in_time=moment.isoformat(), target_database="capped")
+    assert restored["state"]["type"] == "COMPLETED", restored["state"]
+    try:
+        assert documents_by_id(fresh_lab, "capped") == at_the_moment
+    finally:
+        with mongo(fresh_lab) as client:
+            client.drop_database("capped")
+
+
 def test_a_gap_is_reported_and_starts_a_new_base_backup(fresh_lab: Lab, api: PrefectApi) -> None:
     first = run(api, "mongo-capture/lab")
     assert first["state"]["type"] == "COMPLETED", first["state"]
@@ -146,6 +186,20 @@ def test_a_gap_is_reported_and_starts_a_new_base_backup(fresh_lab: Lab, api: Pre
     _, checks = readiness(api, fresh_lab)
     capture = checks[("capture-age", "mongodb-changes")]
     assert capture["status"] == "green", capture
+    # The base backup turned post-images on; a collection where they are off is red.
+    assert checks[("post-images", "mongodb")]["status"] == "green", checks
+    with mongo(fresh_lab) as client:
+        client.varai.command("collMod", "sessions", changeStreamPreAndPostImages={"enabled": False})
+    _, checks = readiness(api, fresh_lab)
+    images = checks[("post-images", "mongodb")]
+    assert images["status"] == "RED" and "varai.sessions" in images["detail"], images
+    # ...and the next capture a gap, whose new base turns them on again.
+    off = run(api, "mongo-capture/lab")
+    assert off["state"]["type"] == "FAILED"
+    assert "varai.sessions have no changeStreamPreAndPostImages" in off["state"]["message"]
+    with mongo(fresh_lab) as client:
+        options = {i["name"]: i["options"] for i in client.varai.list_collections()}
+    assert options["sessions"]["changeStreamPreAndPostImages"] == {"enabled": True}
 
 
 def test_a_collection_created_or_dropped_since_the_base_is_a_gap(

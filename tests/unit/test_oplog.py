@@ -12,7 +12,15 @@ from bson.raw_bson import RawBSONDocument
 from bson.timestamp import Timestamp
 
 from lifeboat.manifest import OplogCoverage, StoredObject
-from lifeboat.oplog import UnreplayableChange, before, describe, entry_from_change, ordered
+from lifeboat.oplog import (
+    UnreplayableChange,
+    before,
+    describe,
+    entry_from_change,
+    ordered,
+    reached_by,
+    token_cluster_time,
+)
 from lifeboat.slices import (
     SliceManifest,
     chain,
@@ -135,3 +143,24 @@ def test_an_old_chain_reaches_a_new_base_only_through_a_verified_closing_slice()
     assert T0.isoformat() in gap and base_end.isoformat() in gap
     short = closing_gap(piece(3, T0, T0 + m / 2), base_end)
     assert short is not None and "before the new base's end" in short
+
+
+def test_a_resume_tokens_cluster_time_is_read_as_mongodb_encodes_it() -> None:
+    # A token MongoDB 6.0 gave with clusterTime Timestamp(1653586297, 1)
+    # (jira.mongodb.org/browse/SERVER-66808).
+    real = {
+        "_data": "82628FB979000000012B022C0100296E5A1004EC71121BA6E44B5D97FB01ED73D7A21046"
+        "645F69640064628FB966D440719E7C9887A00004"
+    }
+    assert token_cluster_time(real) == Timestamp(1653586297, 1)
+    assert token_cluster_time({"_data": "nx:12"}) is None
+    assert token_cluster_time(None) is None
+
+
+def test_a_cut_is_reached_from_the_start_of_its_second_and_exact_from_the_next() -> None:
+    cuts = {"varai": Timestamp(1653586297, 9), "other": Timestamp(1653586299, 2)}
+    assert reached_by(cuts) == datetime.fromtimestamp(1653586297, UTC)
+    cover = OplogCoverage(
+        entries=0, until=reached_by(cuts), tokens={}, cut={"varai": "1653586297:9"}
+    )
+    assert cover.exact_from == datetime.fromtimestamp(1653586298, UTC)
