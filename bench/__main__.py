@@ -18,6 +18,7 @@ BENCHES = {
     "sequential": ["bench.sequential"],
     "scale": ["bench.scale"],
     "backup": ["bench.backup"],
+    "recovery": ["bench.recovery"],
 }
 
 

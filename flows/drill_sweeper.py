@@ -79,13 +79,13 @@ def _sweep(record: RunRecord, dry_run: bool) -> list[dict[str, Any]]:
                 "done": "",
             }
         )
-    scratch_records = {r.name: r for r in dns_list_scratch(env)}
+    scratch_records = {f"{r.name} {r.type}": r for r in dns_list_scratch(env)}
     for rec in scratch_records.values():
         expires = rec.expires(topo.drills.scratch_ttl_hours)
         rows.append(
             {
                 "kind": "dns record set",
-                "name": rec.name,
+                "name": f"{rec.name} {rec.type}",
                 "drill": f"drill-{rec.suffix}",
                 "expires": expires.isoformat(),
                 "verdict": _verdict(True, expires, now),

@@ -110,6 +110,13 @@ def restore_config(
     dry_run: Annotated[
         bool, Field(description="Show what would change and change nothing (the default)")
     ] = True,
+    force: Annotated[
+        bool,
+        Field(
+            description="Also put back what failover and failback own (the served record, "
+            "the apps' database URL, a service's scaling, ingress or traffic)"
+        ),
+    ] = False,
     reason: Annotated[str, Field(min_length=1, max_length=500)] = "restore configuration",
     operator: Annotated[str, Field(max_length=100, description="Who launched it")] = "unknown",
 ) -> dict[str, Any]:
@@ -118,7 +125,7 @@ def restore_config(
     bucket = source_bucket_of(env, source_bucket)
     record = request.record("restore-config", "scratch copy" if target else "in place", dry_run)
     with published(record, notify_success=False), ExitStack() as held:
-        _restore(record, held, item, backup_id, target, bucket)
+        _restore(record, held, item, backup_id, target, bucket, force)
     return record.model_dump(mode="json")
 
 
@@ -129,6 +136,7 @@ def _restore(
     backup_id: str | None,
     target: str | None,
     bucket: str,
+    force: bool,
 ) -> None:
     env = record.environment
     with record.step("check") as step:
@@ -137,11 +145,18 @@ def _restore(
         step.detail = f"{chosen.kind} {chosen.name} from backup {manifest.backup_id}"
     record.plan = plan.lines
     record.before = _before(manifest, plan)
+    if plan.switch_owned and not record.dry_run and not force:
+        raise PermanentError(
+            f"force: this would put back {plan.switch_owned}, from backup "
+            f"{manifest.backup_id}; an archive taken before a switch points users or apps at "
+            "the region it left. Check the plan, then launch again with force"
+        )
     if record.dry_run or not plan.fields:
         record.after = {"changed": False}
         record.finish("planned" if record.dry_run else "completed")
         return
-    lock_step(held, record)
+    if target is None:  # a copy under a new name touches nothing a switch does
+        lock_step(held, record)
     with record.step("apply") as step:
         done = config_restore_item(env, manifest, chosen.path, target, apply=True)
         step.detail = done.result or "nothing left to change"
@@ -152,6 +167,8 @@ def _restore(
             raise PermanentError(
                 f"restore-config: {again.target} still differs in {', '.join(again.fields)}"
             )
+    # What the apply itself read and replaced (the check read before the lock was held).
+    record.before |= {"live": done.before, "differs": done.fields}
     record.after = {"changed": done.applied, "target": done.target, "result": done.result}
     record.finish("completed")
     get_run_logger().info("restored %s into %s: %s", chosen.name, done.target, done.result)

@@ -71,13 +71,19 @@ class PrefectApi:
                 self.http.patch(
                     f"/deployments/{deployment['id']}", json={"paused": True}
                 ).raise_for_status()
-        scheduled = self.http.post(
-            "/flow_runs/filter",
-            json={"flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}}, "limit": 200},
-        )
-        scheduled.raise_for_status()
-        for run in scheduled.json():
-            self.http.delete(f"/flow_runs/{run['id']}").raise_for_status()
+        # Page after page: the scheduler makes runs ahead for every deployment (the
+        # every-minute watch alone, dozens), more than one page can hold; a run left here
+        # fired at the half hour in the middle of another test (CI rehearsal, session 16).
+        while True:
+            scheduled = self.http.post(
+                "/flow_runs/filter",
+                json={"flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}}, "limit": 200},
+            )
+            scheduled.raise_for_status()
+            if not scheduled.json():
+                return
+            for run in scheduled.json():
+                self.http.delete(f"/flow_runs/{run['id']}").raise_for_status()
 
     def flow_run(self, run_id: str) -> dict[str, Any]:
         response = self.http.get(f"/flow_runs/{run_id}")

@@ -9,6 +9,7 @@ functions here decide what that is, and say it in plan lines a person reads.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any, Literal
 
@@ -38,6 +39,18 @@ RUN_SETTABLE = (
     "customAudiences",
 )
 
+# What a failover or failback sets on a service: restored from an archive taken before a
+# switch, they would undo it (scaling and ingress fence or open a region; traffic).
+SWITCH_FIELDS = ("scaling", "ingress", "traffic")
+
+# All traffic to the newest revision, as ``run_v2.Service.to_json`` writes it (enums as
+# numbers, every field present), so that it compares equal with a service read back.
+LATEST_TRAFFIC: dict[str, Any] = {"type": 1, "revision": "", "percent": 100, "tag": ""}
+
+# A secret's fields a restore sends when it creates one (Secret Manager ``Secret``); the
+# rest are output only or set by the API (name, createTime, etag).
+SECRET_SETTABLE = ("replication", "labels", "annotations", "versionDestroyTtl")
+
 # A record set's content (Cloud DNS v1 ``ResourceRecordSet``): name and type identify it.
 RECORD_SET_CONTENT = ("ttl", "rrdatas", "routingPolicy", "signatureRrdatas")
 
@@ -64,6 +77,18 @@ def runnable_spec(document: dict[str, Any]) -> dict[str, Any]:
     if template:
         spec["template"] = template
     return spec
+
+
+def redacted(document: dict[str, Any]) -> dict[str, Any]:
+    """A service as read, its containers' plain environment values withheld: the record
+    keeps what a restore replaced, and an env value may be a credential set in the clear."""
+    copy = json.loads(json.dumps(document))
+    for container in copy.get("template", {}).get("containers", []):
+        for env in container.get("env", []):
+            if env.get("value"):
+                env["value"] = f"(withheld, {len(env['value'])} chars)"
+    result: dict[str, Any] = copy
+    return result
 
 
 def traffic_revisions(spec: dict[str, Any]) -> list[str]:

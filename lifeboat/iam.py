@@ -231,9 +231,10 @@ CALLS: tuple[Call, ...] = (
         "GET",
         _RUN_SERVICE + "/revisions",
         ("run.revisions.list",),
-        _flows("rollback"),
+        _flows("rollback", "restore-config"),
         REGIONS,
-        "find the revision to roll back to",
+        "find the revision to roll back to; whether the revisions an archived traffic split "
+        "names still exist",
     ),
     # --- Cloud SQL Admin (the instances' project) ---
     Call(

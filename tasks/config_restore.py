@@ -16,6 +16,7 @@ names, field names and version names only.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hmac
 import io
 import json
@@ -30,13 +31,17 @@ from pydantic import BaseModel, Field
 from lifeboat import runtime
 from lifeboat.archive import read_archive, verify_archive
 from lifeboat.config_items import (
+    LATEST_TRAFFIC,
     RESTORABLE,
     RUN_SERVICE_ID,
     SECRET_ID,
+    SECRET_SETTABLE,
+    SWITCH_FIELDS,
     describe_value,
     in_zone,
     record_set_as,
     record_set_changes,
+    redacted,
     run_service_changes,
     runnable_spec,
     snake,
@@ -62,6 +67,10 @@ class ItemRestore(BaseModel):
     before: dict[str, Any] | None = None  # the live document replaced (never a secret's)
     applied: bool = False
     result: str = ""  # the new generation, DNS change or secret version
+    # Why failover and failback own what this would change (the served record, the apps'
+    # database URL, a service's scaling, ingress or traffic): an archive taken before a
+    # switch would point users or apps back at the failed region. Empty: nothing of theirs.
+    switch_owned: str = ""
 
 
 def find_item(manifest: Manifest, wanted: str) -> ConfigItem | None:
@@ -147,9 +156,8 @@ def _run_service(
         target=name,
         exists=live is not None,
         fields=run_service_changes(archived, live),
-        before=live,
+        before=None if live is None else redacted(live),
     )
-    _scratch_refusal(result, item.name)
     # Traffic names revisions; those of another service, or deleted since, cannot be
     # sent back. The new revision then takes the traffic, as a deploy does.
     revisions = set(traffic_revisions(spec))
@@ -161,13 +169,16 @@ def _run_service(
             )
             existing = {r.name.rsplit("/", 1)[-1] for r in listed}
         if missing := sorted(revisions - existing):
-            spec["traffic"] = [{"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST", "percent": 100}]
+            spec["traffic"] = [LATEST_TRAFFIC]
             result.lines.append(
                 f"traffic not restored: it names revision(s) {', '.join(missing)}, which "
                 f"{name} does not have; the new revision takes all traffic"
             )
             if live is not None:
                 result.fields = run_service_changes({**archived, **spec}, live)
+    _scratch_refusal(result, item.name)
+    if name == item.name and (owned := sorted(set(result.fields) & set(SWITCH_FIELDS))):
+        result.switch_owned = f"{name}'s {', '.join(owned)} (set by failover and failback)"
     if live is None:
         result.lines.insert(0, f"create Cloud Run service {name} from the archived spec")
     for field in result.fields if live is not None else []:
@@ -227,6 +238,9 @@ def _record_set(
         before=live,
     )
     _scratch_refusal(result, item.name)
+    served = {(r.name.lower(), r.type.upper()) for r in topo.dns.records}
+    if result.fields and (name.lower(), rtype.upper()) in served:
+        result.switch_owned = f"the served record {name} {rtype} (switched by failover)"
     for field in result.fields:
         result.lines.append(
             f"DNS {name} {rtype} {field}: {describe_value(live, field)} → "
@@ -265,7 +279,8 @@ def _secret(
         exists = True
     except gexc.NotFound:
         exists = False
-    same = exists and value is not None and _latest_is(client, name, value, timeout)
+    latest = _latest(client, name, timeout) if exists else None
+    same = value is not None and latest is not None and hmac.compare_digest(latest, value)
     result = ItemRestore(kind=item.kind, item=original, target=name, exists=exists)
     if not exists:
         result.fields.append("secret")
@@ -280,18 +295,26 @@ def _secret(
         )
     if not result.fields:
         result.lines.append(f"{name}'s latest value is the archived one: nothing to change")
-    _scratch_refusal(result, original)
+    # A copy may go into a secret with no readable version: one this restore created
+    # before a crash, or an empty one; a version there replaces no value.
+    if latest is not None:
+        _scratch_refusal(result, original)
+    topo = runtime.topology(environment)
+    if name == original and result.fields and name == topo.cloud_sql.app_secret.resource:
+        result.switch_owned = f"the apps' database URL {name} (set by failover and failback)"
     if not apply or not result.fields:
         return result
     if not exists:
-        kept = {k: v for k, v in archived["secret"].items() if k in ("replication", "labels")}
-        client.create_secret(
-            parent=f"projects/{project}",
-            secret_id=secret_id,
-            secret=secretmanager_v1.Secret.from_json(json.dumps(kept)),
-            retry=None,
-            timeout=timeout,
-        )
+        kept = {k: v for k, v in archived["secret"].items() if k in SECRET_SETTABLE}
+        # AlreadyExists: an earlier try's create landed; the version goes into it.
+        with contextlib.suppress(gexc.AlreadyExists):
+            client.create_secret(
+                parent=f"projects/{project}",
+                secret_id=secret_id,
+                secret=secretmanager_v1.Secret.from_json(json.dumps(kept)),
+                retry=None,
+                timeout=timeout,
+            )
     if value is not None and not same:
         added = client.add_secret_version(
             parent=name,
@@ -309,14 +332,15 @@ def _archived_value(archived: dict[str, Any]) -> bytes | None:
     return None if latest is None else base64.b64decode(latest["data"])
 
 
-def _latest_is(
-    client: secretmanager_v1.SecretManagerServiceClient, name: str, value: bytes, timeout: float
-) -> bool:
-    """Whether the secret's latest version holds ``value`` (compared in constant time)."""
+def _latest(
+    client: secretmanager_v1.SecretManagerServiceClient, name: str, timeout: float
+) -> bytes | None:
+    """The secret's latest value; None when it has no version to read (none, or the
+    latest disabled or destroyed: a new version is the fix)."""
     try:
         got = client.access_secret_version(
             name=f"{name}/versions/latest", retry=None, timeout=timeout
         )
     except (gexc.NotFound, gexc.FailedPrecondition, gexc.BadRequest):
-        return False  # no version, or the latest is disabled: a new one is the fix
-    return hmac.compare_digest(bytes(got.payload.data), value)
+        return None
+    return bytes(got.payload.data)

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import base64
 from typing import Any
+from urllib.parse import parse_qs
 
 import httpx
 import pytest
+from google.cloud import run_v2
 
 from lab.prefect_api import PrefectApi
 from tests.backup.backup_checks import params
@@ -80,14 +82,23 @@ def test_a_record_set_is_planned_then_put_back_once_and_a_rerun_changes_nothing(
     record = _record(fresh_lab, planned)
     assert record["outcome"] == "planned" and record["dry_run"] is True
     assert any("203.0.113.77" in line and ",".join(archived) in line for line in record["plan"])
-    assert _writes(fresh_lab, since, "dns") == []
+    assert side_effects(fresh_lab, since) == []
+    assert [s["name"] for s in record["steps"]] == ["check"]
     assert dns_record(fresh_lab)[0] == ["203.0.113.77"]
+
+    # The served record is the failover's: put back only with force, refused before any
+    # change without it, naming the parameter.
+    since = fresh_lab.last_seq()
+    refused = _restore(api, item=RECORD_ITEM, dry_run=False)
+    assert refused["state"]["type"] == "FAILED"
+    assert "force:" in refused["state"]["message"], refused["state"]["message"]
+    assert side_effects(fresh_lab, since) == []
 
     # Applied: one change, its first send refused with a 503 and retried; the record holds
     # the set it replaced.
     fresh_lab.fault(api="dns", method="POST", path="/changes$", status=503, count=1)
     since = fresh_lab.last_seq()
-    applied = _restore(api, item=RECORD_ITEM, dry_run=False)
+    applied = _restore(api, item=RECORD_ITEM, dry_run=False, force=True)
     assert applied["state"]["type"] == "COMPLETED", "\n".join(api.logs(applied["id"]))
     assert dns_record(fresh_lab)[0] == archived
     changes = _writes(fresh_lab, since, "dns")
@@ -99,10 +110,12 @@ def test_a_record_set_is_planned_then_put_back_once_and_a_rerun_changes_nothing(
 
     # Again: already as archived, nothing sent, and no lock taken.
     since = fresh_lab.last_seq()
-    again = _restore(api, item=RECORD_ITEM, dry_run=False)
+    again = _restore(api, item=RECORD_ITEM, dry_run=False, force=True)
     assert again["state"]["type"] == "COMPLETED", again["state"]["message"]
-    assert _writes(fresh_lab, since, "dns") == []
-    assert any("nothing to change" in line for line in _record(fresh_lab, again)["plan"])
+    assert side_effects(fresh_lab, since) == []
+    again_record = _record(fresh_lab, again)
+    assert any("nothing to change" in line for line in again_record["plan"])
+    assert [s["name"] for s in again_record["steps"]] == ["check"]
 
 
 def test_a_secret_goes_back_as_a_new_version_and_its_value_is_in_no_record_or_log(
@@ -113,7 +126,7 @@ def test_a_secret_goes_back_as_a_new_version_and_its_value_is_in_no_record_or_lo
     set_app_secret(fresh_lab, "postgresql://someone-else@198.51.100.9:5432/varai_prod")
 
     since = fresh_lab.last_seq()
-    final = _restore(api, item=SECRET_ITEM, dry_run=False)
+    final = _restore(api, item=SECRET_ITEM, dry_run=False, force=True)
     assert final["state"]["type"] == "COMPLETED", final["state"]["message"]
     assert app_secret_value(fresh_lab) == archived
     adds = [p for _, m, p in _writes(fresh_lab, since, "secretmanager")]
@@ -140,8 +153,21 @@ def test_a_secret_goes_back_as_a_new_version_and_its_value_is_in_no_record_or_lo
 def test_a_run_service_spec_goes_back_and_a_copy_is_created_under_a_new_name(
     fresh_lab: Lab, api: PrefectApi
 ) -> None:
-    _backup(api, ["config"])
+    # Traffic pinned to the serving revision, as a rollback leaves it: a copy under a new
+    # name cannot have that revision, so its traffic goes to its own newest one.
     client = fresh_lab.clients().run_services
+    pinned = client.get_service(name=SERVICE_NAME)
+    serving = pinned.latest_ready_revision.rsplit("/", 1)[-1]
+    del pinned.traffic[:]
+    pinned.traffic.append(
+        run_v2.TrafficTarget(
+            type_=run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION,
+            revision=serving,
+            percent=100,
+        )
+    )
+    client.update_service(service=pinned).result(timeout=30, polling=fresh_lab.clients().polling)
+    _backup(api, ["config"])
     svc = client.get_service(name=SERVICE_NAME)
     archived_labels = dict(svc.labels)
     svc.labels["changed-by"] = "someone"
@@ -152,13 +178,15 @@ def test_a_run_service_spec_goes_back_and_a_copy_is_created_under_a_new_name(
     )
 
     since = fresh_lab.last_seq()
-    final = _restore(api, item=SERVICE_ITEM, dry_run=False)
+    final = _restore(api, item=SERVICE_ITEM, dry_run=False, force=True)
     assert final["state"]["type"] == "COMPLETED", final["state"]["message"]
     now = client.get_service(name=SERVICE_NAME)
     assert dict(now.labels) == archived_labels
     assert now.scaling.min_instance_count == svc.scaling.min_instance_count - 1
     patches = [(m, p) for _, m, p in _writes(fresh_lab, since, "run")]
     assert patches == [("PATCH", f"/v2/{SERVICE_NAME}")]
+    [patch] = [e for e in fresh_lab.requests(api="run", method="PATCH", since=since)]
+    assert parse_qs(patch["query"])["updateMask"] == ["labels,scaling"]
     # Labels and service-level scaling only: no template change, so no new revision.
     revisions = list(fresh_lab.clients().run_revisions.list_revisions(parent=SERVICE_NAME))
     assert len(revisions) == revisions_before
@@ -176,6 +204,8 @@ def test_a_run_service_spec_goes_back_and_a_copy_is_created_under_a_new_name(
     ]
     made = client.get_service(name=f"{parent}/services/{SERVICE}-restored")
     assert made.template.containers[0].image == svc.template.containers[0].image
+    assert [t.type_.name for t in made.traffic] == ["TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST"]
+    assert any(serving in line for line in _record(fresh_lab, copy)["plan"])
 
 
 BAD = [

@@ -266,8 +266,8 @@ def test_the_sweeper_deletes_expired_labelled_scratch_only(fresh_lab: Lab, api: 
     assert rows[f"{PROJECT}:recovery-test-by-hand"]["verdict"] == "unlabelled: left alone"
     assert rows[f"{PROJECT}:recovery-test-20260101-expired"]["done"] == "deleted"
     assert rows["drill_20260101_expired"]["done"] == "deleted"
-    assert rows[expired_record]["done"] == "deleted"
-    assert rows[fresh_record]["verdict"] == "not expired: kept"
+    assert rows[f"{expired_record} A"]["done"] == "deleted"
+    assert rows[f"{fresh_record} A"]["verdict"] == "not expired: kept"
     assert scratch_records(fresh_lab) == [fresh_record]
     [record] = run_records(fresh_lab, "drill-sweeper", final["id"])
     assert record["outcome"] == "completed"

@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 import pytest
+from google.cloud import run_v2
 
 from lab.prefect_api import PrefectApi
 from lifeboat.iam import CALLS, Call, Place, find, grants_by_flow, projects_of
@@ -219,21 +220,30 @@ def _expired_drill_record_set(lab: Lab) -> None:
 def test_restore_config_makes_only_calls_the_table_lists(fresh_lab: Lab, api: PrefectApi) -> None:
     """Each kind put back in place after a change, and into a new resource: a record set,
     a secret, a Cloud Run service."""
+    service = TOPOLOGY.services[0].name
+    client = fresh_lab.clients().run_services
+    name = f"projects/{PRIMARY.project}/locations/{PRIMARY.name}/services/{service}"
+    svc = client.get_service(name=name)
+    # Traffic pinned to a revision: restore-config then checks that revision still exists.
+    pinned = run_v2.TrafficTarget(
+        type_=run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION,
+        revision=svc.latest_ready_revision.rsplit("/", 1)[-1],
+        percent=100,
+    )
+    del svc.traffic[:]
+    svc.traffic.append(pinned)
+    client.update_service(service=svc).result(timeout=30, polling=fresh_lab.clients().polling)
     kinds = {"kinds": ["config", "secrets"]}
     assert_covered(_run(fresh_lab, api, "config-backup", kinds), "config-backup")
     record = TOPOLOGY.dns.records[0]
     secret = TOPOLOGY.cloud_sql.app_secret
-    service = TOPOLOGY.services[0].name
     items = {
         "record": f"dns/{TOPOLOGY.dns.zone}/{record.type}/{record.name.rstrip('.')}.json",
         "secret": f"secrets/{secret.project}/{secret.name}.json",
         "service": f"run/{PRIMARY.name}/{service}.json",
     }
     set_app_secret(lab=fresh_lab, url="postgresql://iam@192.0.2.9:5432/varai_prod")
-    client = fresh_lab.clients().run_services
-    svc = client.get_service(
-        name=f"projects/{PRIMARY.project}/locations/{PRIMARY.name}/services/{service}"
-    )
+    svc = client.get_service(name=name)
     svc.labels["iam"] = "changed"
     client.update_service(service=svc).result(timeout=30, polling=fresh_lab.clients().polling)
     targets = {
@@ -244,6 +254,7 @@ def test_restore_config_makes_only_calls_the_table_lists(fresh_lab: Lab, api: Pr
     for kind, item in items.items():
         for target in (None, targets[kind]):
             params = {"item": item, "dry_run": False, "reason": "iam", "target": target}
+            params["force"] = True
             assert_covered(_run(fresh_lab, api, "restore-config", params), "restore-config")
     FED.add("restore-config")
 

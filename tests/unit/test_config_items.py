@@ -102,3 +102,36 @@ def test_scratch_record_names_carry_the_drill_and_the_day() -> None:
     assert found.expires(24) > started + timedelta(hours=24)
     assert parse_scratch({"name": "api.varai.ai.", "type": "A"}) is None
     assert parse_scratch({"name": "lifeboat-drill-soon-x.varai.ai.", "type": "A"}) is None
+
+
+def test_the_fallback_traffic_is_what_a_service_read_back_holds() -> None:
+    """Compared with a live service's JSON, the fallback must be equal, or a copy whose
+    archived traffic named a revision would never verify (run_v2 writes enums as numbers)."""
+    import json
+
+    from google.cloud import run_v2
+
+    from lifeboat.config_items import LATEST_TRAFFIC
+
+    latest = run_v2.TrafficTarget(
+        type_=run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST,
+        percent=100,
+    )
+    read_back = json.loads(run_v2.Service.to_json(run_v2.Service(traffic=[latest])))
+    assert read_back["traffic"] == [LATEST_TRAFFIC]
+
+
+def test_plain_environment_values_are_withheld_from_what_is_recorded() -> None:
+    from lifeboat.config_items import redacted
+
+    live = {
+        "template": {
+            "containers": [
+                {"env": [{"name": "TOKEN", "value": "s3cret"}, {"name": "URL", "valueSource": {}}]}
+            ]
+        }
+    }
+    shown = redacted(live)
+    assert "s3cret" not in str(shown)
+    assert shown["template"]["containers"][0]["env"][1] == {"name": "URL", "valueSource": {}}
+    assert live["template"]["containers"][0]["env"][0]["value"] == "s3cret"  # not changed
