@@ -1,4 +1,4 @@
-"""mongo-capture: MongoDB's changes shipped every 5 minutes, for a 5-minute RPO (seed 004).
+"""mongo-capture: MongoDB's changes shipped every 4 minutes, for a 5-minute RPO (seed 004).
 
 The runbook, each run:
 - read where the last run stopped (`mongodb-oplog/state.json`: the chain's base backup,

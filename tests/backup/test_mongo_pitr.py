@@ -303,9 +303,10 @@ def test_a_base_backup_whose_copy_fails_still_starts_the_chain(
     assert fresh_lab.webhooks()
 
 
-def test_the_capture_runs_every_five_minutes_one_at_a_time(lab: Lab, api: PrefectApi) -> None:
+def test_the_capture_runs_every_four_minutes_one_at_a_time(lab: Lab, api: PrefectApi) -> None:
     deployment = api.http.get("/deployments/name/mongo-capture/lab").json()
-    assert [s["schedule"]["interval"] for s in deployment["schedules"]] == [300.0]
+    # 4 min + a slice's shipping stays under seed 004's 5-minute RPO; 5 min did not.
+    assert [s["schedule"]["interval"] for s in deployment["schedules"]] == [240.0]
     # A second run while one captures would only be cancelled: the state's precondition
     # already keeps two from both extending the chain.
     assert deployment["global_concurrency_limit"]["limit"] == 1
