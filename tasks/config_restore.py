@@ -48,8 +48,8 @@ from lifeboat.config_items import (
     traffic_revisions,
 )
 from lifeboat.manifest import ConfigItem, Manifest
-from tasks.dns_rrsets import post_change, record_set_document, wait_done
-from tasks.errors import PermanentError, TransientError
+from tasks.dns_rrsets import change_and_wait, record_set_document
+from tasks.errors import PermanentError
 from tasks.mongo_backup import archive_blob, encryption_key
 from tasks.retrying import calling, cloud_task
 from tasks.run_rollout import update_and_wait, wait_rollout, wait_settled
@@ -250,14 +250,17 @@ def _record_set(
         result.lines.append(f"DNS {name} {rtype} is already as archived: nothing to change")
     if not apply or not result.fields:
         return result
-    try:
-        change = post_change(client, topo.dns.zone, [want], [live] if live else [], timeout)
-    except gexc.PreconditionFailed as exc:
-        raise TransientError(f"restore-config: {name} changed while restoring; re-reading") from exc
-    interval = runtime.clients(environment).poll_interval
-    wait_done(client, topo.dns.zone, change["id"], timeout, interval)
+    change_id = change_and_wait(
+        client,
+        topo.dns.zone,
+        [want],
+        [live] if live else [],
+        timeout,
+        runtime.clients(environment).poll_interval,
+        f"restore-config {name}",
+    )
     result.applied = True
-    result.result = f"DNS change {change['id']}"
+    result.result = f"DNS change {change_id}"
     return result
 
 

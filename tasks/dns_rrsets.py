@@ -15,9 +15,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from google.api_core import exceptions as gexc
 from google.cloud import dns  # type: ignore[attr-defined]
 from pydantic import BaseModel, ConfigDict, Field
 
+from tasks.errors import TransientError
 from tasks.polling import wait_until
 
 
@@ -122,6 +124,28 @@ def post_change(
             timeout=timeout,
         )
     )
+
+
+def change_and_wait(
+    client: dns.Client,
+    zone: str,
+    additions: list[dict[str, Any]],
+    deletions: list[dict[str, Any]],
+    timeout: float,
+    interval: tuple[float, float],
+    what: str,
+) -> str:
+    """One atomic change of whole record sets, waited until served; its id.
+
+    A deletion that no longer matches the live set (412: someone changed it since it was
+    read) raises TransientError, so the step's retry reads it again.
+    """
+    try:
+        change = post_change(client, zone, additions, deletions, timeout)
+    except gexc.PreconditionFailed as exc:
+        raise TransientError(f"{what}: the record set changed since it was read") from exc
+    wait_done(client, zone, change["id"], timeout, interval)
+    return str(change["id"])
 
 
 def wait_done(

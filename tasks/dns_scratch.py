@@ -12,12 +12,10 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from google.api_core import exceptions as gexc
 from pydantic import BaseModel
 
 from lifeboat import runtime
-from tasks.dns_rrsets import list_record_sets, post_change, record_set_document, wait_done
-from tasks.errors import TransientError
+from tasks.dns_rrsets import change_and_wait, list_record_sets, record_set_document
 from tasks.retrying import calling, cloud_task
 
 PREFIX = "lifeboat-drill-"
@@ -80,8 +78,6 @@ def dns_delete_scratch(environment: str, record: ScratchRecord) -> None:
         now = record_set_document(client, topo.dns.zone, record.name, record.type, timeout)
         if now is None:
             return
-        try:
-            change = post_change(client, topo.dns.zone, [], [now], timeout)
-        except gexc.PreconditionFailed as exc:
-            raise TransientError(f"{record.name} changed while deleting it") from exc
-        wait_done(client, topo.dns.zone, change["id"], timeout, factory.poll_interval)
+        change_and_wait(
+            client, topo.dns.zone, [], [now], timeout, factory.poll_interval, record.name
+        )
