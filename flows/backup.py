@@ -49,6 +49,7 @@ from tasks.cloud_sql_backups import (
     sql_integrity_snapshot,
     sql_list_backup_runs,
 )
+from tasks.cloud_sql_import import sql_list_users
 from tasks.errors import PermanentError
 from tasks.mongo_backup import mongo_backup_to_gcs, mongo_verify_backup, tool_version
 from tasks.records import artifact_key
@@ -185,6 +186,7 @@ def _cloudsql(topo: Topology, record: RunRecord, bid: str, started: datetime) ->
             step.detail = f"backup run {run.id} {run.status}; counts {manifest.cloudsql.integrity}"
         with record.step("cloudsql-export") as step:
             bucket = topo.backups.bucket
+            manifest.cloudsql.users = sql_list_users(env, primary.project, primary.instance)
             for database in sql.databases:
                 uri = f"gs://{bucket}/{backup_prefix('cloudsql', bid)}{database}.sql"
                 sql_export_database(env, primary.project, primary.instance, database, uri)

@@ -17,6 +17,7 @@ from prefect.logging import get_logger
 from pydantic import BaseModel
 
 from flows.restore import restore_mongodb
+from flows.sql_exports import ExportSource, import_exports
 from lifeboat.topology import DrillObjective, Topology
 from tasks.catalog import catalog_newest
 from tasks.cloud_run import run_describe_service, run_scale_service
@@ -36,7 +37,7 @@ from tasks.errors import PermanentError
 from tasks.health import Target, health_verify
 from tasks.mongo import mongo_drop_database, mongo_sample_hashes
 from tasks.mongo_scratch import mongo_list_scratch, mongo_mark_scratch
-from tasks.storage import read_lease, storage_require_object
+from tasks.storage import read_lease
 
 # The secondary's services run with this many instances during the drill's app check.
 TEST_INSTANCES = 1
@@ -161,35 +162,42 @@ def drill_cloudsql(
     labels: dict[str, str],
     bucket: str | None = None,
 ) -> DataSetResult:
-    """Newest verified backup run (its manifest read from ``bucket``) → labelled scratch
-    instance → the integrity queries. Read from a copy, the copy's SQL exports must be
-    there too: they are what outlives the instance and its backup runs."""
+    """Newest verified backup (its manifest read from ``bucket``) → labelled scratch
+    instance → the integrity queries. From the backups bucket the backup run is restored;
+    from a copy, its SQL exports are imported: they are what outlives the instance, its
+    backup runs and its region, so they are what the copy must prove."""
     env, sql = topo.environment, topo.cloud_sql
     result = DataSetResult(data_set="cloudsql", objective=topo.drills.objective("cloudsql"))
     manifest = catalog_newest(env, "cloudsql", True, bucket)
-    if manifest is None or manifest.cloudsql is None or manifest.cloudsql.backup_run_id is None:
-        raise PermanentError(f"cloudsql: there is no verified backup run to restore in {bucket}")
-    if bucket not in (None, topo.backups.bucket):
-        for export in manifest.cloudsql.exports.values():
-            storage_require_object(env, export.uri)
-    run_id = manifest.cloudsql.backup_run_id
-    result.backup = (
-        f"{manifest.cloudsql.instance} run {run_id} ({manifest.backup_id})"
-        + _copy_note(topo, bucket)
-    )
+    from_copy = bucket not in (None, topo.backups.bucket)
+    source = manifest.cloudsql if manifest is not None else None
+    if manifest is None or source is None or (source.backup_run_id is None and not from_copy):
+        raise PermanentError(f"cloudsql: there is no verified backup to restore in {bucket}")
+    what = "its exports" if from_copy else f"run {source.backup_run_id}"
+    result.backup = f"{source.instance} {what} ({manifest.backup_id})" + _copy_note(topo, bucket)
     result.rpo_s = (started - manifest.started_at).total_seconds()
     # The backup's own instance is the source: after a failover it is not the topology's
     # primary, and the scratch copies its live settings (version, network, flags).
-    source = manifest.cloudsql
     like = f"{source.project}:{source.instance}"
     sql_create_scratch_instance(
         env, scratch.project, scratch.instance, scratch.region, labels, like=like
     )
-    sql_restore_backup_run(
-        env, scratch.project, scratch.instance, source.project, source.instance, run_id
-    )
+    if from_copy:
+        assert bucket is not None
+        exports = ExportSource.of(manifest, bucket)
+        import_exports(env, scratch.project, scratch.instance, exports)
+    else:
+        assert source.backup_run_id is not None
+        sql_restore_backup_run(
+            env,
+            scratch.project,
+            scratch.instance,
+            source.project,
+            source.instance,
+            source.backup_run_id,
+        )
     counts = sql_integrity_counts(env, scratch.project, scratch.instance, sql.databases[0])
-    return _judged(result, counts, manifest.cloudsql.integrity, started, "the backup's")
+    return _judged(result, counts, source.integrity, started, "the backup's")
 
 
 @task(task_run_name="drill-config")

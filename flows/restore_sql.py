@@ -1,15 +1,17 @@
-"""restore-sql: the live Cloud SQL primary, as it was at a moment or in a backup run, into a
-new instance.
+"""restore-sql: the live Cloud SQL primary, as it was at a moment or in a backup run, or a
+backup's SQL exports from any region's copy, into a new instance.
 
-The runbook: check the parameters (exactly one of ``point_in_time`` and ``backup_run``; the
-point within the source's PITR window) and the target (absent, or made by an earlier run
-of this restore; a live or foreign instance only with ``force``, which deletes it first)
-before any change → clone to the point (``instances.clone`` with ``pointInTime``), or
-create an instance like the source and restore the backup run into it → run the
-topology's integrity queries on the new instance → record.
+The runbook: check the parameters (exactly one of ``point_in_time``, ``backup_run`` and
+``backup_id``/``source_bucket``; the point within the source's PITR window; the backup
+verified where it is read) and the target (absent, or made by an earlier run of this
+restore; a live or foreign instance only with ``force``, which deletes it first) before any
+change → clone to the point (``instances.clone`` with ``pointInTime``), or create an
+instance like the source and restore the backup run into it, or import the exports into
+it (flows/sql_exports.py) → run the topology's integrity queries on the new instance →
+record.
 
-A re-run for the same target (after a crash) finds the clone or restore the first run
-started and waits for it, instead of starting another.
+A re-run for the same target (after a crash) finds the clone, restore or import the first
+run started and waits for it, and repeats no import that finished.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from pydantic import BaseModel, Field
 
 from flows.evidence import published
 from flows.launch import ENVIRONMENT_FIELD, SwitchRequest
+from flows.restore import BACKUP_ID, SOURCE_BUCKET
+from flows.sql_exports import ExportSource, export_source, import_exports
 from lifeboat import runtime
 from lifeboat.record import RunRecord
 from tasks.cloud_sql import (
@@ -60,6 +64,7 @@ class RestorePlan(BaseModel):
     target: RestoreTarget
     point_in_time: str | None = None  # RFC 3339, UTC
     backup_run: int | None = None
+    exports: ExportSource | None = None  # the backup whose SQL exports are imported
     delete_first: bool = False  # force: a target no restore made is deleted first
     in_place: bool = False  # force: the backup run is restored over the live source
 
@@ -70,10 +75,16 @@ def plan_restore(
     backup_run: int | None,
     target_instance: str,
     force: bool,
+    backup_id: str | None = None,
+    source_bucket: str | None = None,
 ) -> RestorePlan:
     """Refuse bad parameters (naming the field) and settle the restore; changes nothing."""
-    if (point_in_time is None) == (backup_run is None):
-        raise PermanentError("point_in_time, backup_run: give exactly one of them")
+    from_exports = backup_id is not None or source_bucket is not None
+    if [point_in_time is not None, backup_run is not None, from_exports].count(True) != 1:
+        raise PermanentError(
+            "point_in_time, backup_run, backup_id: give exactly one of them "
+            "(source_bucket reads a backup_id, default the newest, from a copy)"
+        )
     point = parse_point(point_in_time) if point_in_time is not None else None
     if point is not None and point > datetime.now(UTC):
         raise PermanentError(f"point_in_time: {rfc3339(point)} is in the future")
@@ -95,6 +106,8 @@ def plan_restore(
         status = sql_backup_run_status(environment, source.project, source.name, backup_run)
         if status != "SUCCESSFUL":
             raise PermanentError(f"backup_run: {backup_run} is {status}, not SUCCESSFUL")
+    if from_exports:
+        plan.exports = export_source(environment, backup_id, source_bucket)
     _settle_target(environment, plan, force)
     return plan
 
@@ -105,10 +118,10 @@ def _settle_target(environment: str, plan: RestorePlan, force: bool) -> None:
     recovery always creates a new instance."""
     target = plan.target
     if target.name == plan.source:
-        if plan.point_in_time is not None:
+        if plan.backup_run is None:
             raise PermanentError(
                 f"target_instance: {target.name} is the source; a point-in-time recovery "
-                "always goes into a new instance"
+                "or an import of exports always goes into a new instance"
             )
         if not force:
             raise PermanentError(
@@ -131,26 +144,33 @@ def _settle_target(environment: str, plan: RestorePlan, force: bool) -> None:
     plan.delete_first = True
 
 
-def restore_into_new_instance(environment: str, plan: RestorePlan) -> InstanceState:
-    """The one change: clone to the point, or a new instance and the backup run."""
+def restore_into_new_instance(environment: str, plan: RestorePlan) -> tuple[InstanceState, str]:
+    """The one change: clone to the point, or a new instance and the backup run or the
+    exports; the instance, and what was done."""
     target = plan.target.name
     if plan.delete_first:
         sql_delete_instance(environment, plan.project, target)
     if plan.point_in_time is not None:
-        return sql_clone_to_point(
+        state = sql_clone_to_point(
             environment, plan.project, plan.source, target, plan.point_in_time
         )
-    assert plan.backup_run is not None
+        return state, f"cloned {plan.source} at {plan.point_in_time}"
     if not plan.in_place:
+        how = "export" if plan.exports else "backup-run"
         sql_create_restore_target(
-            environment, plan.project, target, plan.region, f"{plan.project}:{plan.source}"
+            environment, plan.project, target, plan.region, f"{plan.project}:{plan.source}", how
         )
+    if plan.exports is not None:
+        done = import_exports(environment, plan.project, target, plan.exports)
+        return sql_describe_instance(environment, plan.project, target), done
+    assert plan.backup_run is not None
     # A restore an earlier run finished is not repeated: it would write the same data again.
     if plan.delete_first or plan.in_place or not plan.target.finished.get(RESTORE):
         sql_restore_backup_run(
             environment, plan.project, target, plan.project, plan.source, plan.backup_run
         )
-    return sql_describe_instance(environment, plan.project, target)
+    done = f"restored backup run {plan.backup_run}"
+    return sql_describe_instance(environment, plan.project, target), done
 
 
 @flow(name="restore-sql", persist_result=True)
@@ -167,6 +187,18 @@ def restore_sql(
     backup_run: Annotated[
         int | None, Field(ge=1, description="Backup run id to restore (instead of a moment)")
     ] = None,
+    backup_id: Annotated[
+        str | None,
+        Field(pattern=BACKUP_ID, description="Lifeboat backup whose SQL exports to import"),
+    ] = None,
+    source_bucket: Annotated[
+        str | None,
+        Field(
+            pattern=SOURCE_BUCKET,
+            description="Read the exports from this cross-region copy (bucket or location); "
+            "without backup_id, its newest verified backup",
+        ),
+    ] = None,
     force: Annotated[
         bool, Field(description="Allow a target that exists and no restore made (deleted first)")
     ] = False,
@@ -175,23 +207,30 @@ def restore_sql(
 ) -> dict[str, Any]:
     request = SwitchRequest.validate_launch(environment, reason, None, operator, prefix="rsql")
     started = time.perf_counter()
-    record: RunRecord = request.record(
-        "restore-sql", "point-in-time" if point_in_time else "backup-run", False
-    )
+    mode = "point-in-time" if point_in_time else "backup-run" if backup_run else "export"
+    record: RunRecord = request.record("restore-sql", mode, False)
     with published(record, notify_success=False):
         with record.step("check") as step:
             plan = plan_restore(
-                request.environment, point_in_time, backup_run, target_instance, force
+                request.environment,
+                point_in_time,
+                backup_run,
+                target_instance,
+                force,
+                backup_id,
+                source_bucket,
             )
             step.detail = _describe(plan)
         record.before = plan.model_dump(mode="json")
         with record.step("restore") as step:
-            state = restore_into_new_instance(request.environment, plan)
-            step.detail = f"{state.name} is {state.state}"
+            state, done = restore_into_new_instance(request.environment, plan)
+            step.detail = f"{done}: {state.name} is {state.state}"
         with record.step("verify") as step:
             database = runtime.topology(request.environment).cloud_sql.databases[0]
             counts = sql_integrity_counts(request.environment, plan.project, state.name, database)
             step.detail = ", ".join(f"{k}={v}" for k, v in counts.items()) or "no queries"
+            if plan.exports is not None:
+                step.detail += "; " + _against_backup(counts, plan.exports.expected)
         record.rto_seconds = time.perf_counter() - started
         record.after = {"instance": state.name, "state": state.state, "integrity": counts}
         if state.state != "RUNNABLE":
@@ -201,8 +240,26 @@ def restore_sql(
     return record.model_dump(mode="json")
 
 
+def _against_backup(counts: dict[str, int], expected: dict[str, int]) -> str:
+    """The counts against the backup's own, taken just before its backup run: an export
+    runs after them, so a write in between shows here, and is reported, not failed."""
+    differ = [f"{k} {counts.get(k)} ≠ {v}" for k, v in expected.items() if counts.get(k) != v]
+    if not expected:
+        return "the backup recorded no counts to compare"
+    return (
+        f"differ from the backup's counts: {', '.join(differ)}"
+        if differ
+        else "as the backup counted"
+    )
+
+
 def _describe(plan: RestorePlan) -> str:
-    what = f"at {plan.point_in_time}" if plan.point_in_time else f"backup run {plan.backup_run}"
+    if plan.exports is not None:
+        what = plan.exports.describe()
+    elif plan.point_in_time:
+        what = f"at {plan.point_in_time}"
+    else:
+        what = f"backup run {plan.backup_run}"
     if plan.in_place:
         how = "over the live source (force)"
     elif plan.delete_first:

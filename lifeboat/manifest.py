@@ -113,6 +113,11 @@ class CloudSqlBackup(BaseModel):
     backup_run_id: int | None = None
     backup_run_status: str | None = None
     exports: dict[str, StoredObject] = Field(default_factory=dict, description="database → dump")
+    users: list[str] = Field(
+        default_factory=list,
+        description="the instance's built-in users, by name: a restore from the exports "
+        "creates them first, as the dumps' grants name them (an export carries no users)",
+    )
     integrity: dict[str, int] = Field(
         default_factory=dict, description="the topology's integrity queries at backup time"
     )

@@ -103,6 +103,11 @@ class BackupContext(_Api):
     backup_id: int | None = None
 
 
+class ImportContext(_Api):
+    uri: str = ""
+    database: str = ""
+
+
 class Operation(_Api):
     name: str
     status: str = ""
@@ -110,6 +115,7 @@ class Operation(_Api):
     target_id: str = ""
     error: OperationErrors | None = None
     backup_context: BackupContext | None = None
+    import_context: ImportContext | None = None
 
     @property
     def failure(self) -> str | None:

@@ -204,10 +204,10 @@ def sql_clone_to_point(
 
 @cloud_task(timeout_seconds=1800, task_run_name="sql-create-restore-target-{instance}")
 def sql_create_restore_target(
-    environment: str, project: str, instance: str, region: str, like: str
+    environment: str, project: str, instance: str, region: str, like: str, how: str = "backup-run"
 ) -> InstanceState:
     """Create an empty instance with the settings of ``like`` (project:instance), labelled
-    as a restore's, for a backup run to be restored into.
+    as a restore's (``how``: backup-run or export), for a backup run or exports to go into.
 
     Idempotent: a labelled instance of that name (a retried call) is waited for and
     returned; an unlabelled one is refused, never written into.
@@ -225,7 +225,7 @@ def sql_create_restore_target(
         if current is None:
             like_project, _, like_name = like.rpartition(":")
             source = read_instance(environment, like_project or project, like_name)
-            labels = {RESTORE_LABEL: "backup-run"}
+            labels = {RESTORE_LABEL: how}
             body = {
                 "name": instance,
                 "region": region,

@@ -20,6 +20,7 @@ from lab.core.context import LabContext
 from lab.core.errors import Unavailable
 from lab.sql.backups import BackupRuns
 from lab.sql.clones import Clones
+from lab.sql.content import InstanceContent
 from lab.sql.exceptions import (
     InstanceAlreadyExists,
     InstanceNotFound,
@@ -45,7 +46,7 @@ from lab.sql.wire import instance_json
 _REGION = "us-central1"
 
 
-class SqlBackend(InstanceOperations, BackupRuns, Clones):
+class SqlBackend(InstanceOperations, InstanceContent, BackupRuns, Clones):
     """All Cloud SQL state of one lab; thread-safe."""
 
     def __init__(self, ctx: LabContext):

@@ -407,5 +407,28 @@ class PgCluster:
         drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database))
         self.query(drop, database="template1")
 
+    def run_script(self, database: str, script: bytes, user: str = ADMIN_USER) -> None:
+        """Feed a plain-SQL dump to ``psql``, stopping at the first error as Cloud SQL's
+        import does (a failed import reports psql's "exit status 3", ON_ERROR_STOP's code)."""
+        args = ["-h", self.host, "-p", str(self.port), "-U", user, "-d", database]
+        run_tool(
+            ["psql", *args, "-X", "-q", "-v", "ON_ERROR_STOP=1"],
+            stdin=script.decode("utf-8", errors="replace"),
+        )
+
+    def users(self) -> list[str]:
+        """Login roles a client could use: not the lab's admin, not PostgreSQL's own."""
+        rows = self.query(
+            "SELECT rolname FROM pg_roles WHERE rolcanlogin AND rolname NOT LIKE 'pg\\_%'"
+            f" AND rolname <> '{ADMIN_USER}' ORDER BY 1"
+        )
+        return [str(r[0]) for r in rows]
+
+    def create_user(self, name: str, password: str | None) -> None:
+        statement = sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(name))
+        if password:
+            statement = sql.SQL("{} PASSWORD {}").format(statement, sql.Literal(password))
+        self.query(statement)
+
     def _conn_args(self, database: str) -> list[str]:
         return ["-h", self.host, "-p", str(self.port), "-U", ADMIN_USER, "-d", database]

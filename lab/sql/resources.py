@@ -146,6 +146,8 @@ class Operation:
     # Echoed back like Google does, so a caller can tell which export or backup it was.
     export_uri: str | None = None
     export_databases: list[str] = field(default_factory=list)
+    import_uri: str | None = None
+    import_database: str | None = None
     backup_id: int | None = None
 
 

@@ -25,6 +25,7 @@ from lab.sql.wire import (
     instance_json,
     matches_filter,
     operation_json,
+    user_json,
 )
 
 PREFIXES = ("/v1/projects/{project}", "/sql/v1beta4/projects/{project}")
@@ -52,6 +53,10 @@ class SqlResponses:
             ("/instances/{instance}/restart", self.restart, "POST"),
             ("/instances/{instance}/failover", self.failover, "POST"),
             ("/instances/{instance}/databases", self.list_databases, "GET"),
+            ("/instances/{instance}/databases", self.insert_database, "POST"),
+            ("/instances/{instance}/users", self.list_users, "GET"),
+            ("/instances/{instance}/users", self.insert_user, "POST"),
+            ("/instances/{instance}/import", self.import_, "POST"),
             ("/instances/{instance}/backupRuns", self.list_backup_runs, "GET"),
             ("/instances/{instance}/backupRuns", self.insert_backup_run, "POST"),
             ("/instances/{instance}/backupRuns/{id}", self.get_backup_run, "GET"),
@@ -87,6 +92,37 @@ class SqlResponses:
         names = await run_in_threadpool(self.b.list_databases, project, instance)
         items = [database_json(project, instance, name) for name in names]
         return json_response({"kind": "sql#databasesList", "items": items})
+
+    async def insert_database(self, request: Request) -> Response:
+        body = await read_json(request)
+        op = self.b.insert_database(*_target(request), str(body.get("name") or ""))
+        return json_response(operation_json(op))
+
+    async def list_users(self, request: Request) -> Response:
+        # users.list has no pages ("nextPageToken: Unused"): every user at once.
+        project, instance = _target(request)
+        names = await run_in_threadpool(self.b.list_users, project, instance)
+        items = [user_json(project, instance, name) for name in names]
+        return json_response({"kind": "sql#usersList", "items": items})
+
+    async def insert_user(self, request: Request) -> Response:
+        body = await read_json(request)
+        password = body.get("password")
+        op = self.b.insert_user(
+            *_target(request), str(body.get("name") or ""), str(password) if password else None
+        )
+        return json_response(operation_json(op))
+
+    async def import_(self, request: Request) -> Response:
+        context = _object(await read_json(request), "importContext")
+        op = self.b.import_instance(
+            *_target(request),
+            uri=str(context.get("uri") or ""),
+            database=str(context.get("database") or ""),
+            file_type=str(context.get("fileType") or ""),
+            user=str(context.get("importUser") or ""),
+        )
+        return json_response(operation_json(op))
 
     async def get_instance(self, request: Request) -> Response:
         return json_response(instance_json(self.b.get_instance(*_target(request))))

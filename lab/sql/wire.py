@@ -91,6 +91,13 @@ def operation_json(op: Operation) -> dict[str, Any]:
             "databases": op.export_databases,
             "fileType": "SQL",
         }
+    if op.import_uri is not None:
+        body["importContext"] = {
+            "kind": "sql#importContext",
+            "uri": op.import_uri,
+            "database": op.import_database,
+            "fileType": "SQL",
+        }
     if op.backup_id is not None:
         body["backupContext"] = {"kind": "sql#backupContext", "backupId": str(op.backup_id)}
     return _compact(body)
@@ -137,6 +144,18 @@ def matches_filter(rest: dict[str, Any], expression: str) -> bool:
         if node is None or (expected != "*" and str(node) != expected):
             return False
     return True
+
+
+def user_json(project: str, instance: str, name: str) -> dict[str, Any]:
+    """A ``User`` as users.list returns it: a built-in user, never its password."""
+    return {
+        "kind": "sql#user",
+        "name": name,
+        "host": "",
+        "instance": instance,
+        "project": project,
+        "type": "BUILT_IN",
+    }
 
 
 def database_json(project: str, instance: str, name: str) -> dict[str, Any]:

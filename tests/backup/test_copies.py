@@ -26,7 +26,7 @@ from tests.backup.backup_checks import (
     read_manifest,
     write_synthetic,
 )
-from tests.flows.lab_checks import read_object
+from tests.flows.lab_checks import read_object, sql_method
 from tests.labharness import Lab
 
 MiB = 1024 * 1024
@@ -246,6 +246,13 @@ def test_the_drill_restores_from_the_europe_west1_copy(fresh_lab: Lab, api: Pref
     assert rows["mongodb"]["backup used"] == f"{manifest.backup_id} (copy in europe-west1)"
     assert rows["mongodb"]["verdict"] == "pass" and rows["cloudsql"]["verdict"] == "pass"
     assert "(copy in europe-west1)" in rows["cloudsql"]["backup used"]
+    # Cloud SQL from the copy is its exports imported, not the source's backup run.
+    sql_calls = [
+        sql_method(e["method"], e["path"]) for e in fresh_lab.requests(api="sql", since=since)
+    ]
+    assert "instances.restoreBackup" not in sql_calls
+    assert sql_calls.count("instances.import") == len(TOPOLOGY.cloud_sql.databases)
+    assert "its exports" in rows["cloudsql"]["backup used"]
     # The configuration's record set, from its archive's copy there.
     assert rows["config"]["verdict"] == "pass", rows["config"]
     assert rows["config"]["backup used"].endswith("(copy in europe-west1)")

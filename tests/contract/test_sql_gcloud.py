@@ -1,5 +1,6 @@
 """gcloud sql, Google's own CLI, against the lab's Cloud SQL and Cloud Storage: seed 004's
-recovery testing (``gcloud sql backups list / restore``) and ``gcloud sql export sql``.
+recovery testing (``gcloud sql backups list / restore``), ``gcloud sql export sql``, and an
+export imported into another instance (``databases create``, ``users create``, ``import sql``).
 Only the sql and storage APIs are overridden, so nothing reaches Google. (Describe,
 list, promote-replica, operations list and backups create are in test_sql.py.)
 """
@@ -116,6 +117,47 @@ def test_gcloud_restores_the_latest_backup_into_another_instance(cli: SqlCli) ->
     )  # fmt: skip
     assert unknown.returncode != 0
     assert cli.rows(TARGET) == 300  # a refused restore leaves the target as it was
+
+
+def test_gcloud_imports_an_export_only_into_a_database_that_exists_with_the_users_it_grants_to(
+    cli: SqlCli,
+) -> None:
+    """An export names neither its database nor the instance's users: importing it into a
+    new instance needs both made first, and the import stops at the first failing line."""
+    with psycopg.connect(cli.sql.dsn(PROJECT, PRIMARY, "orders"), autocommit=True) as conn:
+        conn.execute("CREATE ROLE reader LOGIN")
+        conn.execute("GRANT SELECT ON orders TO reader")
+    uri = f"gs://{BUCKET}/exports/granted.sql"
+    assert cli.gcloud.run("sql", "export", "sql", PRIMARY, uri, "--database=orders").returncode == 0
+    cli.sql.create_instance(PROJECT, "cli-import", "us-east1", databases=[])
+
+    def import_into(database: str) -> str:
+        done = cli.gcloud.run("sql", "import", "sql", "cli-import", uri, f"--database={database}")
+        return "" if done.returncode == 0 else done.stderr
+
+    assert 'database "orders" does not exist' in import_into("orders")
+    made = cli.gcloud.run("sql", "databases", "create", "orders", "--instance=cli-import")
+    assert made.returncode == 0, made.stderr
+    assert 'role "reader" does not exist' in import_into("orders")  # stopped at the GRANT
+
+    user = cli.gcloud.run("sql", "users", "create", "reader", "--instance=cli-import")
+    assert user.returncode == 0, user.stderr
+    assert (
+        cli.gcloud.run("sql", "databases", "create", "fresh", "--instance=cli-import").returncode
+        == 0
+    )
+    assert import_into("fresh") == ""
+    with psycopg.connect(cli.sql.dsn(PROJECT, "cli-import", "fresh")) as conn:
+        count = conn.execute("SELECT count(*) FROM orders").fetchone()
+        granted = conn.execute(
+            "SELECT has_table_privilege('reader', 'orders', 'SELECT')"
+        ).fetchone()
+    assert count == (300,) and granted == (True,)
+    assert "does not exist" in import_into("fresh-missing")
+    missing = cli.gcloud.run(
+        "sql", "import", "sql", "cli-import", f"gs://{BUCKET}/no-such.sql", "--database=fresh"
+    )
+    assert missing.returncode != 0
 
 
 def test_gcloud_never_runs_for_an_api_without_an_override(cli: SqlCli, tmp_path: Path) -> None:

@@ -110,7 +110,7 @@ def instance_type(lab: Lab, project: str, name: str) -> str:
 
 # The discovery method a Cloud SQL Admin REST call is, from its verb and path, so that
 # tests read like the API reference: ("sql", "instances.promoteReplica").
-_SQL_COLLECTIONS = {"instances", "backupRuns", "operations"}
+_SQL_COLLECTIONS = {"instances", "backupRuns", "operations", "users", "databases"}
 
 
 def sql_method(method: str, path: str) -> str:

@@ -273,8 +273,9 @@ def _foreign_instance(lab: Lab, name: str) -> None:
 
 
 def test_restore_sql_makes_only_calls_the_table_lists(fresh_lab: Lab, api: PrefectApi) -> None:
-    """A restore to a point in time (a clone), and a forced one from a backup run over an
-    instance no restore made (deleted, created again, the run restored into it)."""
+    """A restore to a point in time (a clone), a forced one from a backup run over an
+    instance no restore made (deleted, created again, the run restored into it), and one
+    from the exports of the europe-west1 copy (users, databases, imports)."""
     assert_covered(_run(fresh_lab, api, "backup", {}), "backup")
     runs = fresh_lab.clients().sql.call(
         lambda s: s.backupRuns().list(project=OLD.project, instance=OLD.instance), timeout=10
@@ -298,6 +299,14 @@ def test_restore_sql_makes_only_calls_the_table_lists(fresh_lab: Lab, api: Prefe
     )
     assert_covered(forced, "restore-sql")
     assert any(e["path"].endswith("/restoreBackup") for e in forced)
+    exported = _run(
+        fresh_lab,
+        api,
+        "restore-sql",
+        {"source_bucket": "europe-west1", "target_instance": "iam-export", "reason": "iam"},
+    )
+    assert_covered(exported, "restore-sql")
+    assert any(e["path"].endswith("/import") for e in exported)
     FED.add("restore-sql")
 
 

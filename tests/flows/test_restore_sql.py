@@ -156,7 +156,7 @@ def test_a_restore_refused_before_any_change_names_the_parameter(
 
     words = {
         "future": "point_in_time:",
-        "both": "point_in_time, backup_run:",
+        "both": "point_in_time, backup_run, backup_id:",
         "exists": "target_instance:",
         "not-a-run": "backup_run:",
     }

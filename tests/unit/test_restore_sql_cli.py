@@ -1,4 +1,5 @@
-"""`lifeboat restore-sql` asks for exactly one of a moment and a backup run, and a target."""
+"""`lifeboat restore-sql` asks for exactly one of a moment, a backup run and a backup's
+exports, and a target."""
 
 from __future__ import annotations
 
@@ -23,8 +24,9 @@ from commands.cli import main
             "t",
         ],
         ["restore-sql", "--env", "lab", "--point-in-time", "2026-12-05T14:30:00Z"],
+        ["restore-sql", "--env", "lab", "--target", "x", "--backup-id", "b", "--newest-export"],
     ],
-    ids=["neither", "both", "no-target"],
+    ids=["neither", "both", "no-target", "id-and-newest"],
 )
 def test_bad_arguments_are_refused_before_anything_runs(
     argv: list[str], capsys: pytest.CaptureFixture[str]
