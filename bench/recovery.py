@@ -10,9 +10,10 @@ Figures, measured in this run against one lab (the bench lab's time scale):
 - writer_ops_s / writer_ops_s_capturing / capture_overhead: a MongoDB writer's inserts
   per second alone, then while ``mongo-capture`` ships a slice; 1 - their ratio;
 - slice_ship_s: that capture run, start to end; capture_rpo_s: the worst age of the
-  newest shipped change, the schedule's 300 s plus slice_ship_s (seed 004: RPO 300 s).
+  newest shipped change, the deployment's schedule plus slice_ship_s (seed 004: RPO 300 s).
 
-Usage: ``python -m bench.recovery [--mb 64]``. It starts its own lab and stops it.
+Usage: ``python -m bench.recovery [--mb 64] [--only capture]``. It starts its own lab
+and stops it.
 """
 
 from __future__ import annotations
@@ -21,9 +22,12 @@ import argparse
 import json
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+import yaml
 from pymongo import MongoClient
 from pymongo.collection import Collection
 
@@ -32,7 +36,7 @@ from bench.labctl import BenchLab, bench_lab, figure
 from lifeboat import runtime
 from lifeboat.topology import load_topology
 
-CAPTURE_EVERY_S = 300  # the mongo-capture schedule (deployments/prefect.yaml)
+DEPLOYMENTS = Path(__file__).resolve().parents[1] / "deployments" / "prefect.yaml"
 WRITER_ALONE_S = 15.0
 
 
@@ -140,21 +144,41 @@ def capture(lab: BenchLab, uri: str, database: str) -> dict[str, float]:
         "writer_ops_s_capturing": capturing,
         "capture_overhead": 1 - capturing / alone,
         "slice_ship_s": final["wall_s"],
-        "capture_rpo_s": CAPTURE_EVERY_S + final["wall_s"],
+        "capture_rpo_s": capture_interval_s() + final["wall_s"],
     }
+
+
+def capture_interval_s() -> float:
+    """The lab mongo-capture deployment's schedule, as deployments/prefect.yaml sets it."""
+    spec = yaml.safe_load(DEPLOYMENTS.read_text())
+    [deployment] = [
+        d
+        for d in spec["deployments"]
+        if d["entrypoint"].endswith(":mongo_capture") and d["name"] == "lab"
+    ]
+    return float(deployment["schedules"][0]["interval"])
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=int, default=64, help="MongoDB data to back up and copy")
+    parser.add_argument(
+        "--only", choices=["copies", "restores", "capture"], help="measure one part only"
+    )
     args = parser.parse_args(argv)
     database = load_topology("lab").mongodb.databases[0]
     with bench_lab() as lab:
         uri = str(lab.endpoints["mongodb_uri"])
         generate(uri, database, args.mb)
-        for part in (copies(lab), restores(lab), capture(lab, uri, database)):
-            for name, value in part.items():
-                figure(name, value)
+        parts: dict[str, Callable[[], dict[str, float]]] = {
+            "copies": lambda: copies(lab),
+            "restores": lambda: restores(lab),
+            "capture": lambda: capture(lab, uri, database),
+        }
+        for name, measure in parts.items():
+            if args.only in (None, name):
+                for figure_name, value in measure().items():
+                    figure(figure_name, value)
     return 0
 
 
