@@ -56,10 +56,7 @@ def record_sets(lab: Lab) -> list[dict[str, Any]]:
 
 def routing_policy_sets(lab: Lab) -> dict[str, dict[str, Any]]:
     """Every routing-policy set of the zone (raw JSON: the library cannot parse them)."""
-    zone = f"{lab.endpoints['dns']}/dns/v1/projects/{TOPOLOGY.dns.project}/managedZones"
-    reply = httpx.get(f"{zone}/{TOPOLOGY.dns.zone}/rrsets", params={"maxResults": 1000}, timeout=10)
-    reply.raise_for_status()
-    return {r["name"]: r for r in reply.json()["rrsets"] if "routingPolicy" in r}
+    return {r["name"]: r for r in record_sets(lab) if "routingPolicy" in r}
 
 
 def service_name(region: Any, service: str) -> str:
