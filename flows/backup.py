@@ -49,7 +49,7 @@ from tasks.cloud_sql_backups import (
     sql_integrity_snapshot,
     sql_list_backup_runs,
 )
-from tasks.cloud_sql_import import sql_list_users
+from tasks.cloud_sql_import import sql_backup_source
 from tasks.errors import PermanentError
 from tasks.mongo_backup import mongo_backup_to_gcs, mongo_verify_backup, tool_version
 from tasks.records import artifact_key
@@ -186,7 +186,8 @@ def _cloudsql(topo: Topology, record: RunRecord, bid: str, started: datetime) ->
             step.detail = f"backup run {run.id} {run.status}; counts {manifest.cloudsql.integrity}"
         with record.step("cloudsql-export") as step:
             bucket = topo.backups.bucket
-            manifest.cloudsql.users = sql_list_users(env, primary.project, primary.instance)
+            users, spec = sql_backup_source(env, primary.project, primary.instance)
+            manifest.cloudsql.users, manifest.cloudsql.spec = users, spec
             for database in sql.databases:
                 uri = f"gs://{bucket}/{backup_prefix('cloudsql', bid)}{database}.sql"
                 sql_export_database(env, primary.project, primary.instance, database, uri)
@@ -196,6 +197,10 @@ def _cloudsql(topo: Topology, record: RunRecord, bid: str, started: datetime) ->
                 manifest.cloudsql.exports[database] = StoredObject(
                     uri=uri, bytes=got.size, sha256=got.sha256, generation=got.generation
                 )
+            # The window a restore of the run or the exports falls in ends here.
+            manifest.cloudsql.integrity_after = sql_integrity_snapshot(
+                env, primary.project, primary.instance, sql.databases[0]
+            ).counts
             step.detail = ", ".join(
                 f"{db}: {o.bytes} bytes" for db, o in manifest.cloudsql.exports.items()
             )

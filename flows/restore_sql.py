@@ -37,6 +37,7 @@ from tasks.cloud_sql import (
 )
 from tasks.cloud_sql_backups import sql_integrity_counts
 from tasks.cloud_sql_pitr import (
+    IMPORT,
     RESTORE,
     RestoreTarget,
     TargetKind,
@@ -77,6 +78,7 @@ def plan_restore(
     force: bool,
     backup_id: str | None = None,
     source_bucket: str | None = None,
+    region: str | None = None,
 ) -> RestorePlan:
     """Refuse bad parameters (naming the field) and settle the restore; changes nothing."""
     from_exports = backup_id is not None or source_bucket is not None
@@ -85,6 +87,13 @@ def plan_restore(
             "point_in_time, backup_run, backup_id: give exactly one of them "
             "(source_bucket reads a backup_id, default the newest, from a copy)"
         )
+    if region is not None and not from_exports:
+        raise PermanentError(
+            "region: only an import of exports chooses its region; a clone or a backup "
+            "run's restore goes where its source is"
+        )
+    if from_exports:
+        return plan_import(environment, backup_id, source_bucket, target_instance, force, region)
     point = parse_point(point_in_time) if point_in_time is not None else None
     if point is not None and point > datetime.now(UTC):
         raise PermanentError(f"point_in_time: {rfc3339(point)} is in the future")
@@ -106,9 +115,51 @@ def plan_restore(
         status = sql_backup_run_status(environment, source.project, source.name, backup_run)
         if status != "SUCCESSFUL":
             raise PermanentError(f"backup_run: {backup_run} is {status}, not SUCCESSFUL")
-    if from_exports:
-        plan.exports = export_source(environment, backup_id, source_bucket)
     _settle_target(environment, plan, force)
+    return plan
+
+
+def plan_import(
+    environment: str,
+    backup_id: str | None,
+    source_bucket: str | None,
+    target_instance: str,
+    force: bool,
+    region: str | None,
+) -> RestorePlan:
+    """An import of a backup's exports: nothing of the source instance or its region is
+    read (it may be gone); the new instance goes into ``region``, by default the
+    secondary region, which a disaster in the primary's leaves standing."""
+    exports = export_source(environment, backup_id, source_bucket)
+    topo = runtime.topology(environment)
+    plan = RestorePlan(
+        project=exports.project,
+        source=exports.instance,
+        region=region or topo.regions.secondary.name,
+        target=sql_restore_target(environment, exports.project, target_instance),
+        exports=exports,
+    )
+    target = plan.target
+    live = {topo.cloud_sql.primary.instance, topo.cloud_sql.replica.instance, exports.instance}
+    if target.name in live:
+        raise PermanentError(
+            f"target_instance: {target.name} is a live instance; an import of exports "
+            "always goes into a new instance"
+        )
+    resumable_here = target.kind == TargetKind.ours and target.how == "export"
+    if target.kind == TargetKind.absent or (resumable_here and not force):
+        if target.finished.get(IMPORT) is False:
+            raise PermanentError(
+                f"target_instance: an import into {target.name} failed; its databases may "
+                "be half made: restore into a new target, or replace this one with force"
+            )
+        return plan
+    if not force:
+        raise PermanentError(
+            f"target_instance: {target.name} exists and no import of exports made it; "
+            "restore over it only with force (it is deleted first)"
+        )
+    plan.delete_first = True
     return plan
 
 
@@ -121,7 +172,7 @@ def _settle_target(environment: str, plan: RestorePlan, force: bool) -> None:
         if plan.backup_run is None:
             raise PermanentError(
                 f"target_instance: {target.name} is the source; a point-in-time recovery "
-                "or an import of exports always goes into a new instance"
+                "always goes into a new instance"
             )
         if not force:
             raise PermanentError(
@@ -155,14 +206,16 @@ def restore_into_new_instance(environment: str, plan: RestorePlan) -> tuple[Inst
             environment, plan.project, plan.source, target, plan.point_in_time
         )
         return state, f"cloned {plan.source} at {plan.point_in_time}"
-    if not plan.in_place:
-        how = "export" if plan.exports else "backup-run"
-        sql_create_restore_target(
-            environment, plan.project, target, plan.region, f"{plan.project}:{plan.source}", how
-        )
     if plan.exports is not None:
+        # The spec the backup recorded: the source may be gone with its region.
+        like = plan.exports.spec or f"{plan.project}:{plan.source}"
+        sql_create_restore_target(environment, plan.project, target, plan.region, like, "export")
         done = import_exports(environment, plan.project, target, plan.exports)
         return sql_describe_instance(environment, plan.project, target), done
+    if not plan.in_place:
+        sql_create_restore_target(
+            environment, plan.project, target, plan.region, f"{plan.project}:{plan.source}"
+        )
     assert plan.backup_run is not None
     # A restore an earlier run finished is not repeated: it would write the same data again.
     if plan.delete_first or plan.in_place or not plan.target.finished.get(RESTORE):
@@ -199,6 +252,13 @@ def restore_sql(
             "without backup_id, its newest verified backup",
         ),
     ] = None,
+    region: Annotated[
+        str | None,
+        Field(
+            pattern=r"^[a-z]+-[a-z]+[0-9]+$",
+            description="Region of an import's new instance (default: the secondary region)",
+        ),
+    ] = None,
     force: Annotated[
         bool, Field(description="Allow a target that exists and no restore made (deleted first)")
     ] = False,
@@ -219,6 +279,7 @@ def restore_sql(
                 force,
                 backup_id,
                 source_bucket,
+                region,
             )
             step.detail = _describe(plan)
         record.before = plan.model_dump(mode="json")
@@ -229,28 +290,24 @@ def restore_sql(
             database = runtime.topology(request.environment).cloud_sql.databases[0]
             counts = sql_integrity_counts(request.environment, plan.project, state.name, database)
             step.detail = ", ".join(f"{k}={v}" for k, v in counts.items()) or "no queries"
+            record.after = {"instance": state.name, "state": state.state, "integrity": counts}
+            outside = plan.exports.judged(counts) if plan.exports is not None else []
             if plan.exports is not None:
-                step.detail += "; " + _against_backup(counts, plan.exports.expected)
+                step.detail += "; " + (
+                    f"outside the backup's counts: {', '.join(outside)}"
+                    if outside
+                    else "within the backup's counts"
+                )
+            if state.state != "RUNNABLE":
+                raise PermanentError(f"restore-sql: {state.name} is {state.state}, not RUNNABLE")
+            if outside:
+                raise PermanentError(
+                    f"restore-sql: {state.name} does not hold the backup: {', '.join(outside)}"
+                )
         record.rto_seconds = time.perf_counter() - started
-        record.after = {"instance": state.name, "state": state.state, "integrity": counts}
-        if state.state != "RUNNABLE":
-            raise PermanentError(f"restore-sql: {state.name} is {state.state}, not RUNNABLE")
         record.finish("completed")
         get_run_logger().info("restored %s into %s: %s", plan.source, state.name, counts)
     return record.model_dump(mode="json")
-
-
-def _against_backup(counts: dict[str, int], expected: dict[str, int]) -> str:
-    """The counts against the backup's own, taken just before its backup run: an export
-    runs after them, so a write in between shows here, and is reported, not failed."""
-    differ = [f"{k} {counts.get(k)} ≠ {v}" for k, v in expected.items() if counts.get(k) != v]
-    if not expected:
-        return "the backup recorded no counts to compare"
-    return (
-        f"differ from the backup's counts: {', '.join(differ)}"
-        if differ
-        else "as the backup counted"
-    )
 
 
 def _describe(plan: RestorePlan) -> str:

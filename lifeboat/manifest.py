@@ -19,7 +19,7 @@ generation and checksums there, verified or failed and why.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -113,13 +113,25 @@ class CloudSqlBackup(BaseModel):
     backup_run_id: int | None = None
     backup_run_status: str | None = None
     exports: dict[str, StoredObject] = Field(default_factory=dict, description="database → dump")
-    users: list[str] = Field(
-        default_factory=list,
+    users: list[str] | None = Field(
+        None,
         description="the instance's built-in users, by name: a restore from the exports "
-        "creates them first, as the dumps' grants name them (an export carries no users)",
+        "creates them first, as the dumps' grants name them (an export carries no users); "
+        "None: a backup taken before they were recorded",
+    )
+    spec: dict[str, Any] | None = Field(
+        None,
+        description="what an instance like the source is created with (region, version, "
+        "settings), as Cloud SQL described it at backup time: an import needs nothing of "
+        "the source, which may be gone with its region",
     )
     integrity: dict[str, int] = Field(
         default_factory=dict, description="the topology's integrity queries at backup time"
+    )
+    integrity_after: dict[str, int] = Field(
+        default_factory=dict,
+        description="the same queries after the last export: a restore of the backup run "
+        "or the exports holds a moment between the two counts",
     )
     counted_at: datetime | None = Field(
         None,

@@ -167,6 +167,20 @@ def settings_like(source: Instance, labels: dict[str, str], *, replica: bool) ->
     return body
 
 
+def insert_body(
+    name: str, region: str, spec: dict[str, Any], labels: dict[str, str]
+) -> dict[str, Any]:
+    """An ``instances.insert`` body from a recorded spec (``databaseVersion`` and
+    ``settings_like``'s settings), carrying ``labels`` instead of the source's."""
+    settings = {**spec.get("settings", {}), "userLabels": dict(labels)}
+    return {
+        "name": name,
+        "region": region,
+        "databaseVersion": spec.get("databaseVersion"),
+        "settings": settings,
+    }
+
+
 class SqlAdmin(DiscoveryApi):
     """The Cloud SQL Admin v1 discovery client, shared by threads, one connection each."""
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from google.api_core import exceptions as gexc
 from prefect import get_run_logger
@@ -32,6 +32,7 @@ from tasks.retrying import calling, cloud_task
 RESTORE_LABEL = "lifeboat-restore"  # on an instance a backup-run restore created
 CLONE = "CLONE"
 RESTORE = "RESTORE_VOLUME"
+IMPORT = "IMPORT"
 _DEFAULT_RETENTION = {"ENTERPRISE_PLUS": 14}  # else 7 (Enterprise)
 
 
@@ -65,12 +66,17 @@ class PitrWindow(BaseModel):
         return None
 
 
+# How a restore made its instance: its ``lifeboat-restore`` label.
+RestoreKind = Literal["backup-run", "export"]
+
+
 class RestoreTarget(BaseModel):
     name: str
     kind: TargetKind
+    how: str | None = None  # the restore label's value: backup-run, export
     # Operation types already run on it (newest first), with whether each succeeded.
     finished: dict[str, bool] = {}
-    running: str | None = None  # the unfinished CLONE or RESTORE_VOLUME operation
+    running: str | None = None  # the unfinished CLONE, RESTORE_VOLUME or IMPORT operation
 
 
 def parse_point(raw: str) -> datetime:
@@ -142,18 +148,20 @@ def sql_restore_target(environment: str, project: str, instance: str) -> Restore
     running = None
     cloned = False
     for op in operations:
-        if op.operation_type not in (CLONE, RESTORE):
-            continue
-        cloned = cloned or op.operation_type == CLONE
-        if op.status != "DONE":
-            running = running or op.name
-        else:
-            finished.setdefault(op.operation_type, op.failure is None)
+        if op.operation_type in (CLONE, RESTORE, IMPORT):
+            cloned = cloned or op.operation_type == CLONE
+            if op.status != "DONE":
+                running = running or op.name
+            else:
+                finished.setdefault(op.operation_type, op.failure is None)
+        if op.operation_type in ("CREATE", CLONE):
+            break  # its creation: older operations were an earlier instance's of that name
     # A clone made it, or a backup-run restore created it (its label): a restore's own.
     ours = cloned or RESTORE_LABEL in state.labels
     return RestoreTarget(
         name=instance,
         kind=TargetKind.ours if ours else TargetKind.other,
+        how=state.labels.get(RESTORE_LABEL),
         finished=finished,
         running=running,
     )
@@ -204,10 +212,16 @@ def sql_clone_to_point(
 
 @cloud_task(timeout_seconds=1800, task_run_name="sql-create-restore-target-{instance}")
 def sql_create_restore_target(
-    environment: str, project: str, instance: str, region: str, like: str, how: str = "backup-run"
+    environment: str,
+    project: str,
+    instance: str,
+    region: str,
+    like: str | dict[str, Any],
+    how: RestoreKind = "backup-run",
 ) -> InstanceState:
-    """Create an empty instance with the settings of ``like`` (project:instance), labelled
-    as a restore's (``how``: backup-run or export), for a backup run or exports to go into.
+    """Create an empty instance like ``like``: a live instance (project:instance) whose
+    settings are read, or a spec a backup recorded (for a source that may be gone);
+    labelled as a restore's (``how``), for a backup run or exports to go into.
 
     Idempotent: a labelled instance of that name (a retried call) is waited for and
     returned; an unlabelled one is refused, never written into.
@@ -222,10 +236,12 @@ def sql_create_restore_target(
                 f"target_instance: {project}:{instance} exists and is not a restore's"
             )
         body: dict[str, Any] = {}
-        if current is None:
+        labels: dict[str, str] = {RESTORE_LABEL: how}
+        if current is None and isinstance(like, dict):
+            body = sqladmin.insert_body(instance, region, like, labels)
+        elif current is None and isinstance(like, str):
             like_project, _, like_name = like.rpartition(":")
             source = read_instance(environment, like_project or project, like_name)
-            labels = {RESTORE_LABEL: how}
             body = {
                 "name": instance,
                 "region": region,

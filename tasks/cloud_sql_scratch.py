@@ -41,13 +41,14 @@ def sql_create_scratch_instance(
     instance: str,
     region: str,
     labels: dict[str, str],
-    like: str | None = None,
+    like: str | dict[str, Any] | None = None,
 ) -> InstanceState:
     """Create an empty primary instance carrying ``labels`` and wait until it runs.
 
     ``like`` names an instance (``project:instance``) whose live settings the scratch
-    copies (database version, tier, edition, network, flags, backups): a restore needs the
-    source's version, and the drill must reach the scratch the way it reaches the source.
+    copies (database version, tier, edition, network, flags, backups), or is the spec a
+    backup recorded of it (the source need not be there): a restore needs the source's
+    version, and the drill must reach the scratch the way it reaches the source.
 
     Idempotent: an instance of that name with the same drill label (a retried call) is
     waited for and returned; any other instance of that name is a permanent error, never
@@ -63,9 +64,11 @@ def sql_create_scratch_instance(
                 f"sql-create-scratch: {project}:{instance} exists and is not this drill's"
             )
         body: dict[str, Any] = {}
-        if current is None:
+        if current is None and isinstance(like, dict):
+            body = sqladmin.insert_body(instance, region, like, labels)
+        elif current is None:
             body = {"name": instance, "region": region}
-            if like is not None:
+            if isinstance(like, str):
                 like_project, _, like_name = like.rpartition(":")
                 source = read_instance(environment, like_project or project, like_name)
                 body["databaseVersion"] = source.database_version

@@ -1,6 +1,7 @@
 """restore-sql from a backup's SQL exports, read from a cross-region copy (issue 17 §3),
 through the real Prefect server, worker and lab: the users and databases the dumps need,
-one import per dump, what it refuses before any change, and a 503 on the import."""
+one import per dump, with the source's region down; what it refuses before any change; an
+import whose reply is lost; an import that fails, and the re-runs after it."""
 
 from __future__ import annotations
 
@@ -62,12 +63,14 @@ def _backup_with_marks(lab: Lab, api: PrefectApi) -> None:
     _mark(lab, 21, 40)
 
 
-def test_a_restore_from_the_europe_copy_imports_its_exports_into_a_new_instance(
+def test_a_restore_from_the_europe_copy_imports_its_exports_with_the_source_region_down(
     fresh_lab: Lab, api: PrefectApi
 ) -> None:
     _backup_with_marks(fresh_lab, api)
     manifest = newest_manifest(fresh_lab, "cloudsql")
-    assert manifest.cloudsql is not None and "varai_user" in manifest.cloudsql.users
+    assert manifest.cloudsql is not None and manifest.cloudsql.users == ["postgres", "varai_user"]
+    # Nothing of the source is needed: its region is down (its instance unreachable).
+    fresh_lab.outage(TOPOLOGY.regions.primary.name, True)
     since = fresh_lab.last_seq()
 
     final = _restore(api, source_bucket="europe-west1", target_instance="varai-prod-copy")
@@ -95,12 +98,16 @@ def test_a_restore_from_the_europe_copy_imports_its_exports_into_a_new_instance(
     )
     restored = sql_instance(fresh_lab, PROJECT, "varai-prod-copy")
     assert restored["settings"]["userLabels"]["lifeboat-restore"] == "export"
+    assert restored["region"] == TOPOLOGY.regions.secondary.name  # the default
+    recorded = manifest.cloudsql.spec
+    assert recorded is not None
+    assert restored["settings"]["ipConfiguration"] == recorded["settings"]["ipConfiguration"]
     [record] = run_records(fresh_lab, "restore-sql", final["id"])
     assert record["outcome"] == "completed"
     assert record["before"]["exports"]["backup_id"] == manifest.backup_id
     assert record["before"]["exports"]["bucket"] == EUROPE.bucket
     assert record["after"]["integrity"] == manifest.cloudsql.integrity
-    assert "as the backup counted" in record["steps"][2]["detail"]
+    assert "within the backup's counts" in record["steps"][2]["detail"]
 
 
 def test_a_restore_from_exports_refused_before_any_change_names_the_parameter(
@@ -118,6 +125,7 @@ def test_a_restore_from_exports_refused_before_any_change_names_the_parameter(
         "target_instance:": _restore(
             api, backup_id=manifest.backup_id, target_instance=PRIMARY.instance
         ),
+        "region:": _restore(api, backup_run=1, region="europe-west1", target_instance="x-d"),
     }
 
     for words, final in refusals.items():
@@ -126,26 +134,55 @@ def test_a_restore_from_exports_refused_before_any_change_names_the_parameter(
     assert _sql_mutations(fresh_lab, since) == []
 
 
-def test_a_503_on_an_import_is_retried_and_imports_once_and_a_rerun_imports_nothing(
+def test_an_import_whose_reply_is_lost_is_joined_and_a_rerun_imports_nothing(
     fresh_lab: Lab, api: PrefectApi
 ) -> None:
     _backup_with_marks(fresh_lab, api)
-    fresh_lab.fault(api="sql", method="POST", path="/import", status=503, count=1)
+    # The import starts, but its reply comes after the client's deadline: sent once.
+    held = TOPOLOGY.endpoints.call_timeout_s + 3
+    fresh_lab.fault(api="sql", method="POST", path="/import$", latency_s=held, count=1)
     since = fresh_lab.last_seq()
 
-    final = _restore(api, source_bucket="europe-west1", target_instance="varai-prod-503")
-    again = _restore(api, source_bucket="europe-west1", target_instance="varai-prod-503")
+    final = _restore(api, source_bucket="europe-west1", target_instance="varai-prod-held")
+    again = _restore(api, source_bucket="europe-west1", target_instance="varai-prod-held")
 
     assert final["state"]["type"] == "COMPLETED", final["state"]
     assert again["state"]["type"] == "COMPLETED", again["state"]
-    assert _marks(fresh_lab, "varai-prod-503") == list(range(1, 21))
-    assert len(_imports(fresh_lab, "varai-prod-503")) == len(DATABASES)
-    refused = [
-        e
+    assert _marks(fresh_lab, "varai-prod-held") == list(range(1, 21))
+    assert len(_imports(fresh_lab, "varai-prod-held")) == len(DATABASES)
+    sent = [
+        e["injected"]
         for e in fresh_lab.requests(api="sql", since=since)
-        if sql_method(e["method"], e["path"]) == "instances.import" and e["status"] == 503
+        if sql_method(e["method"], e["path"]) == "instances.import"
     ]
-    assert len(refused) == 1
+    assert sent == [True], sent  # the held one, never sent again
     [record] = run_records(fresh_lab, "restore-sql", again["id"])
     assert "resuming" in record["steps"][0]["detail"]
     assert "imported nothing new" in record["steps"][1]["detail"]
+
+
+def test_a_failed_import_is_reported_and_its_target_replaced_only_with_force(
+    fresh_lab: Lab, api: PrefectApi
+) -> None:
+    """A grant to a role users.list does not show (one that cannot log in) fails the
+    import at Google as in the lab: the run says so, and its half-made target is not
+    imported into again."""
+    sql(fresh_lab, PROJECT, PRIMARY.instance, "CREATE ROLE auditors NOLOGIN")
+    sql(fresh_lab, PROJECT, PRIMARY.instance, "GRANT SELECT ON orders TO auditors")
+    _backup(api)
+    target = {"source_bucket": "europe-west1", "target_instance": "varai-prod-half"}
+
+    failed = _restore(api, **target)
+    since = fresh_lab.last_seq()
+    refused = _restore(api, **target)
+    between = _sql_mutations(fresh_lab, since)
+    forced = _restore(api, **target, force=True)
+
+    assert failed["state"]["type"] == "FAILED"
+    assert "auditors" in failed["state"]["message"], failed["state"]["message"]
+    assert "does not exist" in failed["state"]["message"]
+    assert refused["state"]["type"] == "FAILED"
+    assert "target_instance: an import into varai-prod-half failed" in refused["state"]["message"]
+    assert between == []  # refused before any change
+    assert forced["state"]["type"] == "FAILED"  # the dump still grants to the role
+    assert _sql_mutations(fresh_lab, since)[:2] == ["instances.delete", "instances.insert"]
