@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from datetime import datetime
 
-from prefect import get_run_logger, task
+from prefect import get_run_logger
 from prefect.exceptions import MissingContextError
 from prefect.logging import get_logger
 from pydantic import BaseModel
@@ -38,6 +38,7 @@ from tasks.errors import PermanentError
 from tasks.health import Target, health_verify
 from tasks.mongo import mongo_drop_database, mongo_sample_hashes
 from tasks.mongo_scratch import mongo_list_scratch, mongo_mark_scratch
+from tasks.retrying import fresh_task
 from tasks.storage import read_lease
 
 # The secondary's services run with this many instances during the drill's app check.
@@ -108,7 +109,7 @@ class Scratch(BaseModel):
         )
 
 
-@task(task_run_name="drill-mongodb")
+@fresh_task(task_run_name="drill-mongodb")
 def drill_mongodb(
     topo: Topology,
     scratch: Scratch,
@@ -155,7 +156,7 @@ def drill_mongodb(
     return result
 
 
-@task(task_run_name="drill-cloudsql")
+@fresh_task(task_run_name="drill-cloudsql")
 def drill_cloudsql(
     topo: Topology,
     scratch: Scratch,
@@ -204,7 +205,7 @@ def drill_cloudsql(
     return _judged(result, counts, outside, started, "the backup's")
 
 
-@task(task_run_name="drill-config")
+@fresh_task(task_run_name="drill-config")
 def drill_config(
     topo: Topology, scratch: Scratch, started: datetime, bucket: str | None = None
 ) -> DataSetResult:
@@ -242,7 +243,7 @@ def _copy_note(topo: Topology, bucket: str | None) -> str:
     return f" (copy in {copy.location})" if copy else ""
 
 
-@task(task_run_name="drill-cloudsql-pitr")
+@fresh_task(task_run_name="drill-cloudsql-pitr")
 def drill_cloudsql_pitr(
     topo: Topology,
     scratch: Scratch,

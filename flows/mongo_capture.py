@@ -159,8 +159,8 @@ def _new_base(env: str, record: RunRecord, why: str, after: str | None) -> Manif
             operator="mongo-capture",
             return_state=True,
         )
-        # The same lookup as before the backup: Prefect would answer it from its cache.
-        base = catalog_newest.with_options(refresh_cache=True)(env, "mongodb", verified_only=True)
+        # The same lookup as before the backup, read again (cloud_task caches nothing).
+        base = catalog_newest(env, "mongodb", verified_only=True)
         if base is None or base.oplog is None or (after is not None and base.backup_id <= after):
             raise PermanentError(
                 f"mongo-capture: the new base backup is not verified ({run.message or run.name})"

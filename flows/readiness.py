@@ -23,9 +23,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
-from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 from pydantic import BaseModel
 
@@ -58,6 +57,7 @@ from tasks.inventory import (
 from tasks.mongo_capture import mongo_capture_state_read, mongo_without_post_images
 from tasks.records import artifact_key
 from tasks.resource_manager import resource_manager_held_permissions
+from tasks.retrying import fresh_task
 from tasks.secret_manager import secret_manager_replication
 
 SOURCES: list[Source] = ["mongodb", "cloudsql"]
@@ -85,7 +85,7 @@ class Row(BaseModel):
 Check = Callable[[Row], None]  # fills in the row; raising makes it red with the error
 
 
-@task(task_run_name="readiness-{row.check}-{row.target}", cache_policy=NO_CACHE)
+@fresh_task(task_run_name="readiness-{row.check}-{row.target}")
 def evaluate(row: Row, check: Check) -> Row:
     try:
         check(row)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from prefect.cache_policies import CachePolicy
+
 from lifeboat.record import RunRecord
 
 
@@ -26,4 +28,8 @@ def resumable(task: Any, record: RunRecord, step: str) -> Any:
         args = "/".join(f"{k}={v}" for k, v in sorted(parameters.items()) if k != "environment")
         return f"{record.flow}/{record.incident_id}/{step}/{args}"
 
-    return task.with_options(cache_key_fn=key, persist_result=True)
+    # The key as a policy, not as ``cache_key_fn``: ``with_options`` keeps the task's own
+    # policy (NO_CACHE, tasks.retrying.fresh_task) beside a new ``cache_key_fn`` and Prefect
+    # warns that both are set; a policy replaces it. Prefect turns a ``cache_key_fn`` into
+    # this very policy (prefect/tasks.py, Task.__init__), so the keys are the same.
+    return task.with_options(cache_policy=CachePolicy.from_cache_key_fn(key), persist_result=True)

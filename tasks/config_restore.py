@@ -25,7 +25,6 @@ from typing import Any
 
 from google.api_core import exceptions as gexc
 from google.cloud import run_v2, secretmanager_v1
-from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
 from lifeboat import runtime
@@ -101,11 +100,10 @@ def archived_document(environment: str, manifest: Manifest, path: str) -> dict[s
     raise PermanentError(f"item: {path} is in the manifest but not in the archive")
 
 
-# Not cached: the flow's check and its verification ask the same question with the same
-# inputs in one run, and each must read the live resource again (Prefect's default cache
-# policy would answer the second from the first). Every call re-reads, so a resumed run
-# repeats no change either.
-@cloud_task(timeout_seconds=900, cache_policy=NO_CACHE, task_run_name="restore-config-{path}")
+# The flow's check and its verification ask the same question with the same inputs in one
+# run, and each reads the live resource again (cloud_task caches nothing). Every call
+# re-reads, so a resumed run repeats no change either.
+@cloud_task(timeout_seconds=900, task_run_name="restore-config-{path}")
 def config_restore_item(
     environment: str, manifest: Manifest, path: str, target: str | None, apply: bool
 ) -> ItemRestore:

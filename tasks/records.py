@@ -5,12 +5,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.events import emit_event
 
 from lifeboat import runtime
 from lifeboat.record import RunRecord
+from tasks.retrying import fresh_task
 from tasks.storage import storage_write_json
 
 _KEY_SAFE = re.compile(r"[^a-z0-9-]+")
@@ -37,7 +37,7 @@ def write_record(record: RunRecord) -> str:
     )
 
 
-@task(task_run_name="publish-{record.flow}-artifacts")
+@fresh_task(task_run_name="publish-{record.flow}-artifacts")
 def publish_artifacts(record: RunRecord, markdown: str) -> None:
     """Markdown and table artifacts on the run page.
 

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from typing import Any, ParamSpec, TypeVar
 
 from prefect import Task, task
+from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 
 from lifeboat.budget import within_budget
@@ -31,6 +32,21 @@ def retry_unless_permanent(task: Any, task_run: Any, state: Any) -> bool:
     return False
 
 
+def fresh_task(**options: Any) -> Callable[[Callable[P, R]], Task[P, R]]:
+    """``@task`` whose every call runs: no cache unless the caller passes a policy or key.
+
+    Prefect's default cache policy (inputs + task source + flow run id) is live in every
+    flow with ``persist_result=True``: a second call with the same inputs in one run gets
+    the first call's result back, so a re-read after a change reads the state before it
+    (restore-config's verify once said "still differs" after a good restore). A step that
+    must not repeat when an incident is re-run says so, keyed on the incident:
+    ``flows.resume.resumable``.
+    """
+    if "cache_policy" not in options and "cache_key_fn" not in options:
+        options["cache_policy"] = NO_CACHE
+    return task(**options)
+
+
 def cloud_task(
     *, timeout_seconds: float, retries: int = 4, **options: Any
 ) -> Callable[[Callable[P, R]], Task[P, R]]:
@@ -43,10 +59,12 @@ def cloud_task(
     ``operation_result``) and every Google call's timeout (``runtime.call_timeout``) is
     capped by what is left of it, and a wait the budget cuts short raises a
     ``TransientError`` naming the step, so a retry starts with a fresh budget.
+
+    Like ``fresh_task``, every call runs (no cache).
     """
 
     def decorate(fn: Callable[P, R]) -> Task[P, R]:
-        return task(
+        return fresh_task(
             retries=retries,
             retry_delay_seconds=exponential_backoff(backoff_factor=BACKOFF_S),
             retry_jitter_factor=0.5,
