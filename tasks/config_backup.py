@@ -34,7 +34,11 @@ from tasks.retrying import calling, cloud_task
 
 # What each archived kind holds, read in this order.
 READERS: dict[ConfigSource, list[Callable[[str], Iterator[config_read.Captured]]]] = {
-    "config": [config_read.run_services, config_read.dns_record_sets, config_read.url_maps],
+    "config": [
+        config_read.run_services,
+        config_read.dns_record_sets,
+        config_read.url_map_and_backend_services,
+    ],
     "secrets": [config_read.secrets],
 }
 
