@@ -19,6 +19,34 @@ ItemKind = Literal["run-service", "dns-record-set", "secret", "url-map", "backen
 # kept whole, to be put back by hand (``gcloud compute ... import``, see BY_HAND).
 RESTORABLE: tuple[ItemKind, ...] = ("run-service", "dns-record-set", "secret")
 
+# How a person puts back what restore-config does not: gcloud's import takes the kept JSON
+# (YAML is a superset of it) as the resource's new state, fingerprint and all; backend
+# services first, as the url-map names them and Compute refuses a link to a missing one.
+BY_HAND: dict[str, str] = {
+    "backend-service": "gcloud compute backend-services import {name} --global --source={file}",
+    "url-map": "gcloud compute url-maps import {name} --global --source={file}",
+}
+
+
+def by_hand(kind: str, name: str, path: str, archive_uri: str) -> str:
+    """What to tell a person asking restore-config for an item it does not re-apply."""
+    short = name.rsplit("/", 1)[-1]
+    command = BY_HAND.get(kind)
+    if command is None:
+        return f"restore-config re-applies {', '.join(RESTORABLE)}"
+    steps = command.format(name=short, file=path.rsplit("/", 1)[-1])
+    if kind == "url-map":
+        steps = (
+            f"{BY_HAND['backend-service'].format(name='NAME', file='NAME.json')} for each "
+            f"compute/backendServices/NAME.json of the same backup first, then {steps}"
+        )
+    return (
+        f"restore-config re-applies {', '.join(RESTORABLE)}, not a {kind}: the backup holds "
+        f"it whole as {path} in {archive_uri} (encrypted with the backup key); put it back "
+        f"by hand with {steps}"
+    )
+
+
 # A global backend service's link, as a url-map names it (Compute v1 ``UrlMap``).
 BACKEND_SERVICE_LINK = re.compile(r"(?:^|/)projects/([^/]+)/global/backendServices/([^/]+)$")
 # The url-map fields that name a backend service (a backend bucket is named by the same
