@@ -24,6 +24,7 @@ from google.cloud import compute_v1, run_v2, secretmanager_v1
 
 from lifeboat import runtime
 from lifeboat.config_items import backend_service_links, backend_service_ref
+from lifeboat.secret_names import SecretName
 from lifeboat.topology import Topology
 from tasks.dns_rrsets import list_record_sets
 from tasks.errors import PermanentError
@@ -140,7 +141,11 @@ def secrets(environment: str) -> Iterator[Captured]:
             }
             # Secret Manager names a listed secret by project number; the IAM table and
             # the rest of Lifeboat name it by project id, which the API takes as well.
-            named = f"projects/{project}/secrets/{secret.name.rsplit('/', 1)[-1]}"
+            listed = SecretName.parse(secret.name)
+            if listed is None:
+                raise PermanentError(f"config-backup: Secret Manager listed {secret.name!r}")
+            short = listed.secret
+            named = SecretName(project, short).secret_resource
             try:
                 got = client.access_secret_version(
                     name=f"{named}/versions/latest", retry=None, timeout=timeout
@@ -153,7 +158,6 @@ def secrets(environment: str) -> Iterator[Captured]:
                     "name": got.name,
                     "data": base64.b64encode(got.payload.data).decode(),
                 }
-            short = secret.name.rsplit("/", 1)[-1]
             yield Captured(
                 "secret", secret.name, f"secrets/{project}/{short}.json", _json(document)
             )
