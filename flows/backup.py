@@ -26,20 +26,20 @@ from pydantic import Field
 
 from flows.backup_copies import copy_or_mark_failed, copy_retention, log_copies
 from flows.backup_retention import source_retention
+from flows.backup_run import failed_backup, open_backup_run
 from flows.evidence import published
-from flows.launch import ENVIRONMENT_FIELD, SwitchRequest
-from lifeboat import runtime
+from flows.launch import ENVIRONMENT_FIELD
 from lifeboat.manifest import (
     CloudSqlBackup,
     Manifest,
     Source,
     StoredObject,
-    backup_id,
     backup_prefix,
 )
 from lifeboat.record import RunRecord
 from lifeboat.retention import Candidate, decide
 from lifeboat.topology import SqlInstanceRef, Topology
+from tasks.backup_archive import tool_version
 from tasks.catalog import catalog_write, catalog_write_quietly
 from tasks.cloud_sql import sql_export_database, sql_live_primary
 from tasks.cloud_sql_backups import (
@@ -51,7 +51,7 @@ from tasks.cloud_sql_backups import (
 )
 from tasks.cloud_sql_import import sql_backup_source
 from tasks.errors import PermanentError
-from tasks.mongo_backup import mongo_backup_to_gcs, mongo_verify_backup, tool_version
+from tasks.mongo_backup import mongo_backup_to_gcs, mongo_verify_backup
 from tasks.records import artifact_key
 from tasks.storage import storage_digest_object
 
@@ -71,13 +71,8 @@ def backup(
     retention: Annotated[bool, Field(description="Delete expired backups afterwards")] = True,
     operator: Annotated[str, Field(max_length=100, description="Who launched it")] = "schedule",
 ) -> dict[str, Any]:
-    started = datetime.now(UTC)
-    bid = backup_id(started)
-    request = SwitchRequest.validate_launch(
-        environment, f"backup of {', '.join(sources)}", f"bk-{bid}", operator, prefix="bk"
-    )
-    topo = runtime.topology(request.environment)
-    record = request.record("backup", "scheduled", False)
+    run = open_backup_run(environment, "backup", f"backup of {', '.join(sources)}", "bk", operator)
+    topo, record, bid, started = run.topology, run.record, run.backup_id, run.started
     manifests: dict[str, Manifest] = {}
     with published(record, notify_success=False):
         try:
@@ -127,20 +122,8 @@ def _mongodb(topo: Topology, record: RunRecord, bid: str) -> Manifest:
         try:
             manifest = mongo_backup_to_gcs(env, bid)
         except Exception as exc:
-            # A failed backup is written down too: retention must see that the newest failed.
-            failed = Manifest(
-                source="mongodb",
-                backup_id=bid,
-                environment=env,
-                started_at=record.started_at,
-                ended_at=datetime.now(UTC),
-                status="failed",
-                error=str(exc)[:500],
-                tool=tool_version(),
-                flow_run_id=record.flow_run_id,
-            )
+            failed = failed_backup(env, record, "mongodb", bid, record.started_at, exc)
             step.outcome, step.detail = "failed", failed.error or ""
-            catalog_write_quietly(env, failed)
             return failed
         size = manifest.archive.bytes if manifest.archive else 0
         step.detail = f"{len(manifest.collections)} collections, {size} bytes"

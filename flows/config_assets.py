@@ -15,9 +15,9 @@ from prefect import get_run_logger
 
 from lifeboat import runtime
 from lifeboat.manifest import CopiedObject, Manifest, backup_prefix
+from tasks.backup_archive import tool_version
 from tasks.catalog import catalog_newest
 from tasks.config_assets import assets_list
-from tasks.mongo_backup import tool_version
 from tasks.storage_copies import storage_copy_object
 
 

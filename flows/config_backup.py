@@ -26,17 +26,16 @@ from pydantic import Field
 
 from flows.backup_copies import copy_or_mark_failed, copy_retention, log_copies
 from flows.backup_retention import source_retention
+from flows.backup_run import failed_backup, open_backup_run
 from flows.config_assets import assets_backup
 from flows.evidence import published
-from flows.launch import ENVIRONMENT_FIELD, SwitchRequest
-from lifeboat import runtime
-from lifeboat.manifest import ConfigSource, Manifest, backup_id
+from flows.launch import ENVIRONMENT_FIELD
+from lifeboat.manifest import ConfigSource, Manifest
 from lifeboat.record import RunRecord
 from lifeboat.topology import Topology
-from tasks.catalog import catalog_write, catalog_write_quietly
+from tasks.catalog import catalog_write
 from tasks.config_backup import config_backup_to_gcs, config_verify_backup
 from tasks.errors import PermanentError
-from tasks.mongo_backup import tool_version
 
 DAILY: list[ConfigSource] = ["config", "assets"]
 
@@ -54,13 +53,10 @@ def config_backup(
     retention: Annotated[bool, Field(description="Delete expired backups afterwards")] = True,
     operator: Annotated[str, Field(max_length=100, description="Who launched it")] = "schedule",
 ) -> dict[str, Any]:
-    started = datetime.now(UTC)
-    bid = backup_id(started)
-    request = SwitchRequest.validate_launch(
-        environment, f"config backup of {', '.join(kinds)}", f"cb-{bid}", operator, prefix="cb"
+    run = open_backup_run(
+        environment, "config-backup", f"config backup of {', '.join(kinds)}", "cb", operator
     )
-    topo = runtime.topology(request.environment)
-    record = request.record("config-backup", "scheduled", False)
+    topo, record, bid, started = run.topology, run.record, run.backup_id, run.started
     manifests: dict[str, Manifest] = {}
     with published(record, notify_success=False):
         for kind in dict.fromkeys(kinds):
@@ -106,19 +102,7 @@ def _one(
             count = len(manifest.items) or len(manifest.assets)
             step.detail = manifest.error or f"{count} items verified; {manifest.manifest_name}"
     except Exception as exc:
-        failed = Manifest(
-            source=kind,
-            backup_id=bid,
-            environment=env,
-            started_at=started,
-            ended_at=datetime.now(UTC),
-            status="failed",
-            error=str(exc)[:500],
-            tool=tool_version(),
-            flow_run_id=record.flow_run_id,
-        )
-        catalog_write_quietly(env, failed)
-        return failed
+        return failed_backup(env, record, kind, bid, started, exc)
     if kind == "assets" or not manifest.verified:
         return manifest
     return copy_or_mark_failed(topo, record, manifest)

@@ -2,7 +2,8 @@
 
 Seed 004 keeps application configuration and secrets so that they can be put back; this
 puts back one item at a time: a Cloud Run service spec, a DNS record set or a secret
-version (the backup's other kind, the url-map, is kept for reference: README).
+version (the url-map and its backend services are kept whole, to be imported by hand with
+gcloud: a request for one is refused saying how, lifeboat/config_items.by_hand).
 
 The runbook: check the parameters and find the item (in the given backup, or in the
 newest verified config, then secrets, backup; optionally in a cross-region copy) → read
@@ -27,7 +28,7 @@ from flows.evidence import published
 from flows.launch import ENVIRONMENT_FIELD, SwitchRequest
 from flows.region_lock import lock_step
 from flows.restore import SOURCE_BUCKET, source_bucket_of
-from lifeboat.config_items import RESTORABLE
+from lifeboat.config_items import RESTORABLE, by_hand
 from lifeboat.manifest import ConfigItem, ConfigSource, Manifest
 from lifeboat.record import RunRecord
 from tasks.catalog import catalog_get, catalog_newest
@@ -66,9 +67,10 @@ def locate(
                 f"backup_id: {manifest.backup_id} is {manifest.status}, not verified"
             )
         if chosen.kind not in RESTORABLE:
+            uri = manifest.archive.uri if manifest.archive else manifest.manifest_name
             raise PermanentError(
-                f"item: {chosen.name} is a {chosen.kind}; restore-config re-applies "
-                f"{', '.join(RESTORABLE)} (a url-map is kept for reference, README)"
+                f"item: {chosen.name} is a {chosen.kind}; "
+                + by_hand(chosen.kind, chosen.name, chosen.path, uri)
             )
         return manifest, chosen
     known = [i.path for m in manifests for i in m.items if i.kind in RESTORABLE]

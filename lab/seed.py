@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import psycopg
 
+from lab.compute.backend_services import serverless_backend
 from lab.core.context import LabContext
 from lab.dns.seed_data import geo_record_set
 from lab.mongo.seed_data import seed_varai
@@ -159,9 +160,7 @@ def seed_cloud(ctx: LabContext, topology: LabTopology) -> None:
                 secret_env={DATABASE_URL_ENV: reference} if as_env else None,
             )
 
-    ctx.backends["compute"].create_url_map(
-        topology.cdn.project, topology.cdn.url_map, [topology.cdn.host]
-    )
+    _seed_load_balancer(ctx, topology)
 
     storage = ctx.backends["storage"]
     for bucket in (topology.backups.bucket, topology.backups.records_bucket):
@@ -175,6 +174,23 @@ def seed_cloud(ctx: LabContext, topology: LabTopology) -> None:
         storage.create_bucket(topology.cdn.project, topology.cdn.assets_bucket, location="US")
         for name, body, kind in ASSETS:
             storage.insert_object(topology.cdn.assets_bucket, name, body, content_type=kind)
+
+
+def _seed_load_balancer(ctx: LabContext, topology: LabTopology) -> None:
+    """The CDN's url-map and the backend service it names: Cloud CDN on, one serverless
+    NEG per region in front of its Cloud Run services, as seed 004's load balancer has."""
+    compute, cdn = ctx.backends["compute"], topology.cdn
+    backends = [
+        serverless_backend(cdn.project, region.name, f"{cdn.url_map}-neg-{region.name}")
+        for region in (
+            topology.regions.by_role(Role.primary),
+            topology.regions.by_role(Role.secondary),
+        )
+    ]
+    service = compute.create_backend_service(
+        cdn.project, f"{cdn.url_map}-backend", backends, enable_cdn=True
+    )
+    compute.create_url_map(cdn.project, cdn.url_map, [cdn.host], service["selfLink"])
 
 
 ASSETS = [

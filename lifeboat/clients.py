@@ -97,6 +97,17 @@ class ClientFactory:
         )
 
     @functools.cached_property
+    def backend_services(self) -> compute_v1.BackendServicesClient:
+        from google.cloud import compute_v1
+
+        # The url-map's backend services, which the config backup keeps beside it.
+        return compute_v1.BackendServicesClient(
+            credentials=self._credentials(),
+            transport="rest",
+            client_options=self._options(self.endpoints.compute),
+        )
+
+    @functools.cached_property
     def global_operations(self) -> compute_v1.GlobalOperationsClient:
         from google.cloud import compute_v1
 

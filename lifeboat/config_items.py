@@ -13,11 +13,45 @@ import json
 import re
 from typing import Any, Literal
 
-ItemKind = Literal["run-service", "dns-record-set", "secret", "url-map"]
+ItemKind = Literal["run-service", "dns-record-set", "secret", "url-map", "backend-service"]
 
-# What restore-config re-applies. A url-map is kept for reference only: it names backend
-# services by link, which this backup does not hold (README, config backup).
+# What restore-config re-applies. The load balancer's url-map and backend services are
+# kept whole, to be put back by hand (``gcloud compute ... import``, see BY_HAND).
 RESTORABLE: tuple[ItemKind, ...] = ("run-service", "dns-record-set", "secret")
+
+# How a person puts back what restore-config does not: gcloud's import takes the kept JSON
+# (YAML is a superset of it) as the resource's new state, fingerprint and all; backend
+# services first, as the url-map names them and Compute refuses a link to a missing one.
+BY_HAND: dict[str, str] = {
+    "backend-service": "gcloud compute backend-services import {name} --global --source={file}",
+    "url-map": "gcloud compute url-maps import {name} --global --source={file}",
+}
+
+
+def by_hand(kind: str, name: str, path: str, archive_uri: str) -> str:
+    """What to tell a person asking restore-config for an item it does not re-apply."""
+    short = name.rsplit("/", 1)[-1]
+    command = BY_HAND.get(kind)
+    if command is None:
+        return f"restore-config re-applies {', '.join(RESTORABLE)}"
+    steps = command.format(name=short, file=path.rsplit("/", 1)[-1])
+    if kind == "url-map":
+        steps = (
+            f"{BY_HAND['backend-service'].format(name='NAME', file='NAME.json')} for each "
+            f"compute/backendServices/NAME.json of the same backup first, then {steps}"
+        )
+    return (
+        f"restore-config re-applies {', '.join(RESTORABLE)}, not a {kind}: the backup holds "
+        f"it whole as {path} in {archive_uri} (encrypted with the backup key); put it back "
+        f"by hand with {steps}"
+    )
+
+
+# A global backend service's link, as a url-map names it (Compute v1 ``UrlMap``).
+BACKEND_SERVICE_LINK = re.compile(r"(?:^|/)projects/([^/]+)/global/backendServices/([^/]+)$")
+# The url-map fields that name a backend service (a backend bucket is named by the same
+# fields, with ``/backendBuckets/`` in its link: it is not a backend service).
+SERVICE_FIELDS = ("defaultService", "service", "backendService")
 
 # The Service fields a caller sets (run v2 ``Service``: the rest are output only, such as
 # uid, generation, conditions, urls, etag). Compared and sent back one by one, so that an
@@ -133,3 +167,33 @@ def in_zone(name: str, zone_dns_name: str) -> bool:
     """Whether a fully qualified record name lies in the zone (or is its apex)."""
     name, zone = name.lower(), zone_dns_name.lower()
     return name.endswith(".") and (name == zone or name.endswith("." + zone))
+
+
+def backend_service_links(url_map: dict[str, Any]) -> list[str]:
+    """Every backend service link a url-map document names, once each, in the order met:
+    its default service, path matchers, path and route rules and weighted backends."""
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if (
+                    key in SERVICE_FIELDS
+                    and isinstance(value, str)
+                    and "/backendServices/" in value
+                ):
+                    found.append(value)
+                else:
+                    walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(url_map)
+    return list(dict.fromkeys(found))
+
+
+def backend_service_ref(link: str) -> tuple[str, str] | None:
+    """(project, name) of a global backend service link; None for any other link."""
+    match = BACKEND_SERVICE_LINK.search(link)
+    return (match.group(1), match.group(2)) if match else None

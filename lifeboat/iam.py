@@ -25,8 +25,8 @@ Where the permissions come from (Google's documentation, under https://cloud.goo
   ``dns.resourceRecordSets.create/update/delete`` for what the change adds, updates or
   deletes, on the project that holds the record set) and dns/docs/reference/v1/changes/create
   ("additional permissions are checked depending on the specific additions or deletions").
-- Compute (Cloud CDN): compute/docs/reference/rest/v1/urlMaps/invalidateCache and
-  load-balancing/docs/access-control.
+- Compute (Cloud CDN): compute/docs/reference/rest/v1/urlMaps/invalidateCache,
+  compute/docs/reference/rest/v1/backendServices/get and load-balancing/docs/access-control.
 - Cloud Storage: storage/docs/access-control/iam-json (per JSON method) and
   storage/docs/access-control/iam-permissions; replacing an existing object needs
   ``storage.objects.delete`` as well as ``storage.objects.create``
@@ -517,6 +517,15 @@ CALLS: tuple[Call, ...] = (
         _flows("readiness", "config-backup"),
         (Place.cdn,),
         "check the url-map exists",
+    ),
+    Call(
+        "compute",
+        "GET",
+        "/compute/v1/projects/{project}/global/backendServices/{backend_service}",
+        ("compute.backendServices.get",),
+        _flows("config-backup"),
+        (Place.cdn,),
+        "keep each backend service the url-map names, beside it",
     ),
     Call(
         "compute",

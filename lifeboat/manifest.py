@@ -175,7 +175,7 @@ class OplogCoverage(BaseModel):
 class ConfigItem(BaseModel):
     """One configuration item of a config or secrets backup: a member of its archive."""
 
-    kind: str = Field(description="run-service, dns-record-set, url-map or secret")
+    kind: str = Field(description="run-service, dns-record-set, url-map, backend-service or secret")
     name: str = Field(description="the item's full resource name")
     path: str = Field(description="its member in the archive (see ``Manifest.files``)")
 

@@ -11,22 +11,19 @@ service-level scaling and ingress (the failback's fence) are never touched.
 
 from __future__ import annotations
 
-import re
-
 from google.api_core import exceptions as gexc
 from google.cloud import run_v2
 from prefect import get_run_logger
 from pydantic import BaseModel
 
 from lifeboat import runtime
+from lifeboat.secret_names import SecretName
 from tasks.cloud_run import ServiceState, service_path
 from tasks.errors import PermanentError
 from tasks.polling import wait_until
 from tasks.retrying import calling, cloud_task
 from tasks.run_rollout import ROLLOUT_S, update_and_wait
 from tasks.run_secret_readers import SecretReader, read_secret_reader, roll_for
-
-VERSION_NAME = re.compile(r"^projects/([^/]+)/secrets/([^/]+)/versions/(\d+)$")
 
 
 class RefreshResult(BaseModel):
@@ -62,11 +59,10 @@ class ReaderState(BaseModel):
 
 def split_version(version: str) -> tuple[str, str, str]:
     """(project as Secret Manager wrote it, secret id, version number) of a version name."""
-    match = VERSION_NAME.match(version)
-    if match is None:
+    name = SecretName.parse(version)
+    if name is None or name.version is None or not name.version.isdigit():
         raise PermanentError(f"refresh-secret-readers: {version!r} is not a secret version name")
-    project, secret_id, number = match.groups()
-    return project, secret_id, number
+    return name.project, name.secret, name.version
 
 
 def _get(environment: str, name: str) -> run_v2.Service:

@@ -20,21 +20,22 @@ from lifeboat.manifest import (
     ARCHIVE,
     ConfigItem,
     ConfigSource,
-    FileDigest,
     Manifest,
-    StoredObject,
     backup_prefix,
 )
 from tasks import config_read
-from tasks.archive_check import checked
+from tasks.backup_archive import archived_manifest, encryption_key, verify_archived
 from tasks.catalog import backups_bucket
 from tasks.errors import PermanentError
-from tasks.mongo_backup import archive_blob, encryption_key, tool_version
 from tasks.retrying import calling, cloud_task
 
 # What each archived kind holds, read in this order.
 READERS: dict[ConfigSource, list[Callable[[str], Iterator[config_read.Captured]]]] = {
-    "config": [config_read.run_services, config_read.dns_record_sets, config_read.url_maps],
+    "config": [
+        config_read.run_services,
+        config_read.dns_record_sets,
+        config_read.url_map_and_backend_services,
+    ],
     "secrets": [config_read.secrets],
 }
 
@@ -78,22 +79,8 @@ def config_backup_to_gcs(environment: str, source: ConfigSource, backup_id: str)
         summary.object_bytes,
         uri,
     )
-    return Manifest(
-        source=source,
-        backup_id=backup_id,
-        environment=environment,
-        started_at=started,
-        ended_at=datetime.now(UTC),
-        tool=tool_version(),
-        key_id=kid,
-        archive=StoredObject(
-            uri=uri,
-            bytes=summary.object_bytes,
-            sha256=summary.object_sha256,
-            generation=blob.generation,
-        ),
-        files={p: FileDigest(bytes=f.size, sha256=f.sha256) for p, f in summary.files.items()},
-        items=items,
+    return archived_manifest(
+        source, backup_id, environment, started, uri, summary, blob.generation, items=items
     )
 
 
@@ -104,7 +91,4 @@ def config_verify_backup(environment: str, manifest: Manifest) -> Manifest:
     Returns the manifest marked verified, or unverified with the reason; a wrong key or a
     mismatch is a result here, not a retry. Idempotent: read-only.
     """
-    key, kid = encryption_key(environment)
-    blob = archive_blob(environment, manifest)
-    with calling(f"{manifest.source}-verify", manifest.archive.uri if manifest.archive else "?"):
-        return checked(manifest, blob, key, kid)
+    return verify_archived(environment, manifest, f"{manifest.source}-verify")

@@ -2,9 +2,9 @@
 
 What seed 004's configuration and secrets backups keep (seed 000's ``backup-config.sh``
 did it with ``gcloud ... describe > file``): each Cloud Run service of both regions, every
-record set of the DNS zone, the CDN's url-map, and each Secret Manager secret's latest
-value. Each item is one JSON document, the API's own representation, so that
-``lifeboat restore-config`` can send it back as it was.
+record set of the DNS zone, the CDN's url-map and the backend services it names, and each
+Secret Manager secret's latest value. Each item is one JSON document, the API's own
+representation, so that ``lifeboat restore-config`` can send it back as it was.
 
 Secret values are read here only to be put into the encrypted archive: they are never
 logged, returned in a task result or recorded (the items are built and archived in one
@@ -23,8 +23,11 @@ from google.api_core import exceptions as gexc
 from google.cloud import compute_v1, run_v2, secretmanager_v1
 
 from lifeboat import runtime
+from lifeboat.config_items import backend_service_links, backend_service_ref
+from lifeboat.secret_names import SecretName
 from lifeboat.topology import Topology
 from tasks.dns_rrsets import list_record_sets
+from tasks.errors import PermanentError
 
 
 @dataclass(frozen=True)
@@ -72,19 +75,45 @@ def dns_record_sets(environment: str) -> Iterator[Captured]:
         yield Captured("dns-record-set", f"{name} {rtype}", path, _json(item))
 
 
-def url_maps(environment: str) -> Iterator[Captured]:
-    """The CDN's url-map (its backend services are referenced by link, see README)."""
+def url_map_and_backend_services(environment: str) -> Iterator[Captured]:
+    """The CDN's url-map, then each backend service it names (by link), as Compute gives
+    them: without its backend services a url-map cannot be put back.
+
+    A link Compute answers 404 for fails the backup, naming it: the load balancer then
+    serves from a backend service that is gone, which is worth knowing, and a backup
+    without it could not put the url-map back either.
+    """
     topo = runtime.topology(environment)
-    client = runtime.clients(environment).url_maps
-    got = client.get(
-        project=topo.cdn.project,
-        url_map=topo.cdn.url_map,
-        retry=None,
-        timeout=runtime.call_timeout(environment),
+    factory = runtime.clients(environment)
+    timeout = runtime.call_timeout(environment)
+    got = factory.url_maps.get(
+        project=topo.cdn.project, url_map=topo.cdn.url_map, retry=None, timeout=timeout
     )
     document = json.loads(compute_v1.UrlMap.to_json(got))
     name = f"projects/{topo.cdn.project}/global/urlMaps/{topo.cdn.url_map}"
     yield Captured("url-map", name, f"compute/urlMaps/{topo.cdn.url_map}.json", _json(document))
+    for link in backend_service_links(document):
+        ref = backend_service_ref(link)
+        if ref is None:
+            raise PermanentError(
+                f"config-backup: url-map {name} names {link}, not a global backend service"
+            )
+        project, short = ref
+        try:
+            service = factory.backend_services.get(
+                project=project, backend_service=short, retry=None, timeout=timeout
+            )
+        except gexc.NotFound:
+            raise PermanentError(
+                f"config-backup: url-map {name} names backend service {link}, which Compute "
+                "answers 404 (not found) for"
+            ) from None
+        yield Captured(
+            "backend-service",
+            f"projects/{project}/global/backendServices/{short}",
+            f"compute/backendServices/{short}.json",
+            _json(json.loads(compute_v1.BackendService.to_json(service))),
+        )
 
 
 def secret_projects(topo: Topology) -> list[str]:
@@ -112,7 +141,11 @@ def secrets(environment: str) -> Iterator[Captured]:
             }
             # Secret Manager names a listed secret by project number; the IAM table and
             # the rest of Lifeboat name it by project id, which the API takes as well.
-            named = f"projects/{project}/secrets/{secret.name.rsplit('/', 1)[-1]}"
+            listed = SecretName.parse(secret.name)
+            if listed is None:
+                raise PermanentError(f"config-backup: Secret Manager listed {secret.name!r}")
+            short = listed.secret
+            named = SecretName(project, short).secret_resource
             try:
                 got = client.access_secret_version(
                     name=f"{named}/versions/latest", retry=None, timeout=timeout
@@ -125,7 +158,6 @@ def secrets(environment: str) -> Iterator[Captured]:
                     "name": got.name,
                     "data": base64.b64encode(got.payload.data).decode(),
                 }
-            short = secret.name.rsplit("/", 1)[-1]
             yield Captured(
                 "secret", secret.name, f"secrets/{project}/{short}.json", _json(document)
             )

@@ -47,9 +47,10 @@ from lifeboat.config_items import (
     traffic_revisions,
 )
 from lifeboat.manifest import ConfigItem, Manifest
+from lifeboat.secret_names import SecretName
+from tasks.backup_archive import archive_blob, encryption_key
 from tasks.dns_rrsets import change_and_wait, record_set_document
 from tasks.errors import PermanentError
-from tasks.mongo_backup import archive_blob, encryption_key
 from tasks.retrying import calling, cloud_task
 from tasks.run_rollout import update_and_wait, wait_rollout, wait_settled
 
@@ -267,11 +268,12 @@ def _secret(
 ) -> ItemRestore:
     # The archive's path names the project by id (tasks/config_read.py): secrets/<p>/<s>.json
     project = item.path.split("/")[1]
-    original = f"projects/{project}/secrets/{item.path.rsplit('/', 1)[-1].removesuffix('.json')}"
-    secret_id = target or original.rsplit("/", 1)[-1]
+    archived_id = item.path.rsplit("/", 1)[-1].removesuffix(".json")
+    original = SecretName(project, archived_id).secret_resource
+    secret_id = target or archived_id
     if not re.match(SECRET_ID, secret_id):
         raise PermanentError(f"target: {secret_id!r} is not a Secret Manager secret id")
-    name = f"projects/{project}/secrets/{secret_id}"
+    name = SecretName(project, secret_id).secret_resource
     client = runtime.clients(environment).secret_manager
     timeout = runtime.call_timeout(environment)
     value = _archived_value(archived)

@@ -7,7 +7,6 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
-from importlib.metadata import version
 from typing import TypeVar
 
 from bson.timestamp import Timestamp
@@ -24,8 +23,6 @@ from lifeboat.archive import (
     SpooledCollection,
     collection_metadata,
     iter_bson,
-    key_id,
-    parse_key,
     parse_metadata,
     read_archive,
     split_path,
@@ -34,20 +31,20 @@ from lifeboat.archive import (
 from lifeboat.manifest import (
     ARCHIVE,
     CollectionEntry,
-    FileDigest,
     Manifest,
     OplogCoverage,
-    StoredObject,
     backup_prefix,
-    object_name,
 )
 from lifeboat.oplog import OPLOG_FILE, before, describe
 from lifeboat.pipeline import Channel, Pipeline
-from lifeboat.secrets import read_secret
 from lifeboat.slices import SliceManifest
-from tasks.archive_check import checked
+from tasks.backup_archive import (
+    archive_blob,
+    archived_manifest,
+    encryption_key,
+    verify_archived,
+)
 from tasks.catalog import backups_bucket
-from tasks.errors import PermanentError
 from tasks.mongo import (
     CollectionSpec,
     Sampler,
@@ -73,7 +70,6 @@ from tasks.mongo_slices import slice_entries
 from tasks.retrying import calling, cloud_task
 
 UPLOAD_CHUNK = 8 << 20  # resumable-upload chunk: a multiple of 256 KiB, held in memory once
-READ_CHUNK = 8 << 20
 # gzip level 1: zlib is ~90% of the writer's time, and level 6 makes it the bottleneck
 # (27 vs 95 MiB/s on JSON-like documents) for 25% smaller archives.
 COMPRESSLEVEL = 1
@@ -81,16 +77,6 @@ COMPRESSLEVEL = 1
 # while the packer goes on, bounded so that a slow upload holds the packer back.
 UPLOAD_SLOTS = 8
 T = TypeVar("T")
-
-
-def tool_version() -> str:
-    return f"lifeboat {version('lifeboat')} (pymongo {version('pymongo')})"
-
-
-def encryption_key(environment: str) -> tuple[bytes, str]:
-    secret = runtime.topology(environment).backups.encryption_key_secret
-    key = parse_key(read_secret(secret))
-    return key, key_id(key)
 
 
 class Spooled(BaseModel, arbitrary_types_allowed=True):
@@ -298,22 +284,15 @@ def mongo_backup_to_gcs(environment: str, backup_id: str) -> Manifest:
         summary.object_bytes,
         uri,
     )
-    return Manifest(
-        source="mongodb",
-        backup_id=backup_id,
-        environment=environment,
-        started_at=started,
-        ended_at=datetime.now(UTC),
-        tool=tool_version(),
+    return archived_manifest(
+        "mongodb",
+        backup_id,
+        environment,
+        started,
+        uri,
+        summary,
+        blob.generation,
         databases=list(topo.mongodb.databases),
-        key_id=kid,
-        archive=StoredObject(
-            uri=uri,
-            bytes=summary.object_bytes,
-            sha256=summary.object_sha256,
-            generation=blob.generation,
-        ),
-        files={p: FileDigest(bytes=f.size, sha256=f.sha256) for p, f in summary.files.items()},
         collections=entries,
         oplog=oplog[0] if oplog else None,
     )
@@ -357,17 +336,6 @@ def _oplog_writer(
     return finish
 
 
-def archive_blob(environment: str, manifest: Manifest) -> storage.Blob:
-    """The manifest's archive object, pinned to the generation its backup wrote."""
-    if manifest.archive is None:
-        raise PermanentError(f"backup {manifest.backup_id} has no archive in its manifest")
-    # The backups bucket or a copy bucket (``Manifest.stored_in``), as the URI says.
-    bucket_name, name = object_name(manifest.archive.uri)
-    bucket = backups_bucket(environment, bucket_name)
-    # Pinned to the generation the backup (or its copy) wrote: a replaced object is not it.
-    return bucket.blob(name, generation=manifest.archive.generation, chunk_size=READ_CHUNK)
-
-
 @cloud_task(timeout_seconds=6 * 3600, retries=2, task_run_name="mongo-verify-{manifest.backup_id}")
 def mongo_verify_backup(environment: str, manifest: Manifest) -> Manifest:
     """Download the archive again, check its sha256, decrypt it and walk every member.
@@ -375,10 +343,7 @@ def mongo_verify_backup(environment: str, manifest: Manifest) -> Manifest:
     Returns the manifest marked verified, or unverified with the reason; a wrong key or a
     mismatch is a result here, not a retry. Idempotent: read-only.
     """
-    key, kid = encryption_key(environment)
-    blob = archive_blob(environment, manifest)
-    with calling("mongo-verify", manifest.archive.uri if manifest.archive else "?"):
-        return checked(manifest, blob, key, kid)
+    return verify_archived(environment, manifest, "mongo-verify")
 
 
 class RestoredCollection(BaseModel):

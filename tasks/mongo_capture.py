@@ -31,9 +31,10 @@ from lifeboat.slices import (
     SliceManifest,
     slice_prefix,
 )
+from tasks.backup_archive import encryption_key, tool_version
 from tasks.catalog import backups_bucket
 from tasks.mongo import client, list_collections
-from tasks.mongo_backup import COMPRESSLEVEL, encryption_key, tool_version
+from tasks.mongo_backup import COMPRESSLEVEL
 from tasks.mongo_oplog import (
     close_streams,
     coverage,

@@ -26,6 +26,8 @@ from enum import StrEnum
 from google.cloud import run_v2
 from pydantic import BaseModel
 
+from lifeboat.secret_names import SecretName
+
 LATEST = "latest"
 # A template annotation naming the secret version a roll was made for: rolling for a
 # version the service already carries is a no-op, which makes the roll idempotent.
@@ -161,13 +163,19 @@ def names_secret(reference: str, secret: str, service_project: str, aliases: set
     the full name otherwise; a project may be written as its id or its number
     (``aliases``: every way of writing the secret's project).
     """
-    parts = secret.split("/")
-    project, secret_id = parts[1], parts[3]
-    projects = {project, *aliases}
+    named = SecretName.parse(secret)
+    if named is None:
+        raise ValueError(f"{secret!r} is not a secret name (projects/P/secrets/S)")
+    projects = {named.project, *aliases}
     if "/" not in reference:
-        return reference == secret_id and service_project in projects
-    ref = reference.split("/")
-    return len(ref) == 4 and ref[0] == "projects" and ref[1] in projects and ref[3] == secret_id
+        return reference == named.secret and service_project in projects
+    ref = SecretName.parse(reference)
+    return (
+        ref is not None
+        and ref.version is None
+        and ref.project in projects
+        and ref.secret == named.secret
+    )
 
 
 def read_secret_reader(

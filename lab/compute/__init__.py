@@ -1,5 +1,6 @@
-"""Compute Engine emulator: url-map cache invalidation and the global operations it starts,
-also reachable through the batch endpoint ``POST /batch/compute/v1`` that gcloud uses."""
+"""Compute Engine emulator: url maps and the backend services they name (get, list), url-map
+cache invalidation and the global operations it starts, also reachable through the batch
+endpoint ``POST /batch/compute/v1`` that gcloud uses."""
 
 from __future__ import annotations
 

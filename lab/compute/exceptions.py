@@ -3,8 +3,8 @@
 ApiError (lab.core.errors)
 ├── InvalidField        400 invalid            a malformed request
 ├── RateLimitExceeded   403 rateLimitExceeded  too many invalidations (Compute's throttle)
-├── ResourceNotFound    404 notFound           url map or operation does not exist
-└── ResourceExists      409 alreadyExists      a url map of that name exists (seeding)
+├── ResourceNotFound    404 notFound           url map, backend service or operation missing
+└── ResourceExists      409 alreadyExists      a url map or backend service of that name (seeding)
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Compute Engine state: url maps, their cache invalidations and the global operations.
+"""Compute Engine state: url maps, the backend services they name, their cache
+invalidations and the global operations.
 
 An invalidation runs on two clocks, as in Cloud CDN:
 
@@ -29,6 +30,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from lab.compute.backend_services import BackendService
 from lab.compute.exceptions import InvalidField, RateLimitExceeded, ResourceExists, ResourceNotFound
 from lab.core.context import LabContext
 
@@ -134,6 +136,7 @@ class ComputeBackend:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)  # wakes operations.wait callers
         self._url_maps: dict[tuple[str, str], UrlMap] = {}
+        self._backend_services: dict[tuple[str, str], BackendService] = {}
         self._operations: dict[tuple[str, str], Operation] = {}
         self._invalidations: list[Invalidation] = []
         self._by_request_id: dict[tuple[str, str], Operation] = {}
@@ -147,6 +150,7 @@ class ComputeBackend:
     def reset(self) -> None:
         with self._lock:
             self._url_maps.clear()
+            self._backend_services.clear()
             self._operations.clear()
             self._invalidations.clear()
             self._by_request_id.clear()
@@ -184,10 +188,72 @@ class ComputeBackend:
     def list_url_maps(
         self, project: str, max_results: int | None, page_token: str | None
     ) -> dict[str, Any]:
+        return self._list_by_name(self._url_maps, "urlMap", project, max_results, page_token)
+
+    # backendServices (global) ------------------------------------------------------------
+
+    def create_backend_service(
+        self,
+        project: str,
+        name: str,
+        backends: list[dict[str, Any]],
+        *,
+        enable_cdn: bool = False,
+        cdn_policy: dict[str, Any] | None = None,
+        protocol: str = "HTTPS",
+        health_checks: Sequence[str] = (),
+    ) -> dict[str, Any]:
+        """Seed a backend service (the lab's setup and tests; not an API method here)."""
         with self._lock:
-            maps = [m for (p, _), m in sorted(self._url_maps.items()) if p == project]
-            page, token = paginate(maps, max_results, page_token, self._page_cap)
-            return _listing("compute#urlMapList", f"projects/{project}/global/urlMaps", page, token)
+            if (project, name) in self._backend_services:
+                raise ResourceExists(f"projects/{project}/global/backendServices/{name}")
+            service = BackendService(
+                project,
+                name,
+                self._next_id(),
+                rfc3339_now(),
+                [dict(b) for b in backends],
+                enable_cdn=enable_cdn,
+                cdn_policy=dict(cdn_policy or {}),
+                protocol=protocol,
+                health_checks=list(health_checks),
+            )
+            self._backend_services[(project, name)] = service
+            return service.to_json()
+
+    def delete_backend_service(self, project: str, name: str) -> None:
+        """Drop one (tests: a url-map left naming a backend service that is gone)."""
+        with self._lock:
+            if self._backend_services.pop((project, name), None) is None:
+                raise ResourceNotFound(f"projects/{project}/global/backendServices/{name}")
+
+    def get_backend_service(self, project: str, name: str) -> dict[str, Any]:
+        with self._lock:
+            found = self._backend_services.get((project, name))
+            if found is None:
+                raise ResourceNotFound(f"projects/{project}/global/backendServices/{name}")
+            return found.to_json()
+
+    def list_backend_services(
+        self, project: str, max_results: int | None, page_token: str | None
+    ) -> dict[str, Any]:
+        store = self._backend_services
+        return self._list_by_name(store, "backendService", project, max_results, page_token)
+
+    def _list_by_name(
+        self,
+        store: dict[tuple[str, str], Any],
+        kind: str,
+        project: str,
+        max_results: int | None,
+        page_token: str | None,
+    ) -> dict[str, Any]:
+        """One page of a project's global resources of ``kind`` (``urlMap``), by name."""
+        with self._lock:
+            items = [item for (p, _), item in sorted(store.items()) if p == project]
+            page, token = paginate(items, max_results, page_token, self._page_cap)
+            collection = f"projects/{project}/global/{kind}s"
+            return _listing(f"compute#{kind}List", collection, page, token)
 
     def invalidate_cache(
         self,

@@ -1,10 +1,14 @@
-"""Compute v1 routes for url maps and global operations: parse, call the backend, reply.
+"""Compute v1 routes for url maps, backend services and global operations: parse, call the
+backend, reply.
 
 The REST clients add ``$alt=json;enum-encoding=int`` to every call; replies use enum
 names, which the clients accept.
 """
 
 from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -16,6 +20,7 @@ from lab.compute.models import ComputeBackend
 from lab.core.http import json_response, read_json, reads
 
 GLOBAL = "/compute/v1/projects/{project}/global"
+Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 class ComputeResponses:
@@ -23,29 +28,29 @@ class ComputeResponses:
         self.backend = backend
 
     def routes(self) -> list[Route]:
+        backend = self.backend
         return [
-            Route(GLOBAL + "/urlMaps", self.list_url_maps, methods=["GET"]),
-            Route(GLOBAL + "/urlMaps/{url_map}", self.get_url_map, methods=["GET"]),
+            Route(GLOBAL + "/urlMaps", lists(backend.list_url_maps), methods=["GET"]),
+            Route(GLOBAL + "/urlMaps/{name}", gets(backend.get_url_map), methods=["GET"]),
             Route(
                 GLOBAL + "/urlMaps/{url_map}/invalidateCache",
                 self.invalidate_cache,
                 methods=["POST"],
             ),
-            Route(GLOBAL + "/operations", self.list_operations, methods=["GET"]),
-            Route(GLOBAL + "/operations/{operation}", self.get_operation, methods=["GET"]),
+            Route(
+                GLOBAL + "/backendServices", lists(backend.list_backend_services), methods=["GET"]
+            ),
+            Route(
+                GLOBAL + "/backendServices/{name}",
+                gets(backend.get_backend_service),
+                methods=["GET"],
+            ),
+            Route(GLOBAL + "/operations", lists(backend.list_operations), methods=["GET"]),
+            Route(GLOBAL + "/operations/{name}", gets(backend.get_operation), methods=["GET"]),
             Route(GLOBAL + "/operations/{operation}/wait", self.wait_operation, methods=["POST"]),
             # Unknown paths get Google's 404 JSON rather than Starlette's plain text.
             Route("/{path:path}", unknown_path, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
         ]
-
-    async def list_url_maps(self, request: Request) -> Response:
-        max_results, page_token = _list_params(request)
-        reply = self.backend.list_url_maps(request.path_params["project"], max_results, page_token)
-        return json_response(reply)
-
-    async def get_url_map(self, request: Request) -> Response:
-        params = request.path_params
-        return json_response(self.backend.get_url_map(params["project"], params["url_map"]))
 
     async def invalidate_cache(self, request: Request) -> Response:
         params = request.path_params
@@ -64,15 +69,6 @@ class ComputeResponses:
         )
         return json_response(operation)
 
-    async def list_operations(self, request: Request) -> Response:
-        max_results, page_token = _list_params(request)
-        project = request.path_params["project"]
-        return json_response(self.backend.list_operations(project, max_results, page_token))
-
-    async def get_operation(self, request: Request) -> Response:
-        params = request.path_params
-        return json_response(self.backend.get_operation(params["project"], params["operation"]))
-
     @reads
     async def wait_operation(self, request: Request) -> Response:
         params = request.path_params
@@ -81,6 +77,26 @@ class ComputeResponses:
             self.backend.wait_operation, params["project"], params["operation"]
         )
         return json_response(operation)
+
+
+def lists(method: Callable[[str, int | None, str | None], dict[str, Any]]) -> Endpoint:
+    """A handler for a global collection's list: project, maxResults, pageToken."""
+
+    async def handler(request: Request) -> Response:
+        max_results, page_token = _list_params(request)
+        return json_response(method(request.path_params["project"], max_results, page_token))
+
+    return handler
+
+
+def gets(method: Callable[[str, str], dict[str, Any]]) -> Endpoint:
+    """A handler for one global resource's get, by project and name."""
+
+    async def handler(request: Request) -> Response:
+        params = request.path_params
+        return json_response(method(params["project"], params["name"]))
+
+    return handler
 
 
 async def unknown_path(request: Request) -> Response:

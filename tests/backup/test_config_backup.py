@@ -75,6 +75,14 @@ def test_each_kind_is_archived_verified_and_holds_what_the_apis_say(
         assert rrset["rrdatas"] == record.rrdatas["primary"]
     url_map = members[f"compute/urlMaps/{TOPOLOGY.cdn.url_map}.json"]
     assert url_map["name"] == TOPOLOGY.cdn.url_map
+    # The backend service the url-map names, kept whole beside it (by its link's name).
+    link = url_map["defaultService"]
+    backend = members[f"compute/backendServices/{link.rsplit('/', 1)[-1]}.json"]
+    assert backend["selfLink"] == link and backend["enableCDN"] and backend["backends"]
+    assert {i.kind for i in config.items if i.path.startswith("compute/")} == {
+        "url-map",
+        "backend-service",
+    }
 
     # secrets: the apps' secret with its latest value, inside the encrypted archive only.
     secrets = _manifest(fresh_lab, "secrets")
@@ -152,9 +160,25 @@ def test_a_kind_that_fails_fails_the_run_and_not_the_others(
     assert sorted(w["name"] for w in fresh_lab.webhooks()) == ["email", "slack"]
 
 
+def test_a_backend_service_answered_404_fails_the_config_backup_naming_it(
+    fresh_lab: Lab, api: PrefectApi
+) -> None:
+    # The url-map names a backend service Compute no longer knows: the backup fails, named,
+    # rather than keep a url-map that could not be put back.
+    fresh_lab.fault(api="compute", method="GET", path="/backendServices/", status=404)
+    final = _run(api, ["config"])
+    assert final["state"]["type"] == "FAILED"
+    message = final["state"]["message"]
+    assert f"backendServices/{TOPOLOGY.cdn.url_map}-backend" in message, message
+    assert "404" in message, message
+    manifest = _manifest(fresh_lab, "config")
+    assert manifest.status == "failed" and "backendServices/" in (manifest.error or "")
+
+
 def test_transient_errors_are_retried(fresh_lab: Lab, api: PrefectApi) -> None:
     fresh_lab.fault(api="run", method="GET", path="/services$", status=503, count=1)
     fresh_lab.fault(api="dns", method="GET", path="/rrsets$", status=429, count=1)
+    fresh_lab.fault(api="compute", method="GET", path="/backendServices/", status=503, count=1)
     final = _run(api, ["config"])
     assert final["state"]["type"] == "COMPLETED", final["state"]["message"]
     assert _manifest(fresh_lab, "config").status == "verified"

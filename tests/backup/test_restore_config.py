@@ -211,6 +211,7 @@ def test_a_run_service_spec_goes_back_and_a_copy_is_created_under_a_new_name(
 BAD = [
     ({"item": "dns/nowhere/A/missing.example.com.json"}, "item"),
     ({"item": f"compute/urlMaps/{TOPOLOGY.cdn.url_map}.json"}, "item"),
+    ({"item": f"compute/backendServices/{TOPOLOGY.cdn.url_map}-backend.json"}, "item"),
     ({"item": RECORD_ITEM, "target": "elsewhere.example.org."}, "target"),
     ({"item": SERVICE_ITEM, "target": "Not_A_Service"}, "target"),
     ({"item": RECORD_ITEM, "backup_id": "19990101T000000Z"}, "backup_id"),
@@ -226,6 +227,10 @@ def test_bad_items_and_targets_are_refused_before_any_change(
         final = _restore(api, dry_run=False, **extra)
         assert final["state"]["type"] == "FAILED", extra
         assert f"{field}:" in final["state"]["message"], (extra, final["state"]["message"])
+        if extra["item"].startswith("compute/"):  # kept whole: the refusal says how to import it
+            kind = "url-maps" if "/urlMaps/" in extra["item"] else "backend-services"
+            assert f"gcloud compute {kind} import" in final["state"]["message"]
+            assert extra["item"] in final["state"]["message"]
     assert side_effects(fresh_lab, since) == []
 
 

@@ -88,6 +88,44 @@ def test_get_and_list_url_maps(cdn: CdnLab) -> None:
     assert_valid("UrlMapList", cdn.raw("urlMaps"))
 
 
+def test_get_and_list_backend_services(cdn: CdnLab) -> None:
+    neg = f"https://www.googleapis.com/compute/v1/projects/{PROJECT}/regions/us-central1/networkEndpointGroups/neg"
+    made = cdn.backend.create_backend_service(
+        PROJECT, "web-backend", [{"group": neg}], enable_cdn=True
+    )
+    health = f"https://www.googleapis.com/compute/v1/projects/{PROJECT}/global/healthChecks/hc"
+    for i in range(2):
+        cdn.backend.create_backend_service(
+            PROJECT, f"extra-{i}", [], protocol="HTTP", health_checks=[health]
+        )
+    client = compute_v1.BackendServicesClient(
+        credentials=AnonymousCredentials(),
+        transport="rest",
+        client_options=ClientOptions(api_endpoint=cdn.url),
+    )
+
+    got = client.get(project=PROJECT, backend_service="web-backend")
+    assert got.self_link == made["selfLink"] and got.enable_c_d_n
+    assert [b.group for b in got.backends] == [neg]
+    assert got.cdn_policy.cache_mode == "CACHE_ALL_STATIC" and got.fingerprint
+    extra = client.get(project=PROJECT, backend_service="extra-0")
+    assert list(extra.health_checks) == [health] and extra.protocol == "HTTP"
+    assert extra.fingerprint != got.fingerprint  # a hash of the contents
+    request = compute_v1.ListBackendServicesRequest(project=PROJECT, max_results=2)
+    pages = list(client.list(request=request).pages)
+    assert [len(page.items) for page in pages] == [2, 1]
+    assert sorted(s.name for page in pages for s in page.items) == [
+        "extra-0",
+        "extra-1",
+        "web-backend",
+    ]
+    with pytest.raises(exceptions.NotFound):
+        client.get(project=PROJECT, backend_service="gone")
+
+    assert_valid("BackendService", cdn.raw("backendServices/web-backend"))
+    assert_valid("BackendServiceList", cdn.raw("backendServices"))
+
+
 def test_purge_takes_effect_long_before_the_operation_is_done(
     lab_ctx: LabContext, cdn: CdnLab
 ) -> None:

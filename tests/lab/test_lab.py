@@ -390,6 +390,11 @@ def test_every_list_comes_in_small_pages(fresh_lab: Lab) -> None:
             "items",
             {"maxResults": "500"},
         ),
+        "compute backendServices": (
+            f"{e['compute']}/compute/v1/projects/{TOPOLOGY.cdn.project}/global/backendServices",
+            "items",
+            {"maxResults": "500"},
+        ),
         "storage buckets": (f"{e['storage']}/storage/v1/b", "items", {"project": dr}),
         "secrets": (
             f"{e['secretmanager']}/v1/projects/{dr}/secrets",

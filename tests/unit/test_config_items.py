@@ -6,6 +6,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from lifeboat.config_items import (
+    backend_service_links,
+    backend_service_ref,
+    by_hand,
     in_zone,
     record_set_as,
     record_set_changes,
@@ -135,3 +138,51 @@ def test_plain_environment_values_are_withheld_from_what_is_recorded() -> None:
     assert "s3cret" not in str(shown)
     assert shown["template"]["containers"][0]["env"][1] == {"name": "URL", "valueSource": {}}
     assert live["template"]["containers"][0]["env"][0]["value"] == "s3cret"  # not changed
+
+
+def test_every_backend_service_a_url_map_names_is_found_once_and_buckets_are_not() -> None:
+    base = "https://www.googleapis.com/compute/v1/projects/p/global/"
+    url_map = {
+        "defaultService": base + "backendServices/web",
+        "pathMatchers": [
+            {
+                "name": "m",
+                "defaultService": base + "backendServices/web",
+                "pathRules": [
+                    {"paths": ["/api/*"], "service": base + "backendServices/api"},
+                    {"paths": ["/img/*"], "service": base + "backendBuckets/assets"},
+                ],
+                "routeRules": [
+                    {
+                        "routeAction": {
+                            "weightedBackendServices": [
+                                {"backendService": base + "backendServices/canary", "weight": 5}
+                            ]
+                        }
+                    }
+                ],
+            }
+        ],
+    }
+    links = backend_service_links(url_map)
+    assert links == [base + "backendServices/" + n for n in ("web", "api", "canary")]
+    assert backend_service_ref(links[1]) == ("p", "api")
+    assert backend_service_ref("projects/q/global/backendServices/x") == ("q", "x")
+    assert backend_service_ref(base + "backendBuckets/assets") is None
+    assert backend_service_ref(base.replace("global", "regions/r") + "backendServices/x") is None
+
+
+def test_a_load_balancer_item_is_refused_with_the_gcloud_import_that_puts_it_back() -> None:
+    uri = "gs://b/config/2026/12/20261206T000000Z/archive.tar.gz.enc"
+    said = by_hand(
+        "backend-service",
+        "projects/p/global/backendServices/web",
+        "compute/backendServices/web.json",
+        uri,
+    )
+    assert "gcloud compute backend-services import web --global --source=web.json" in said
+    assert "compute/backendServices/web.json" in said and uri in said
+    said = by_hand("url-map", "projects/p/global/urlMaps/lb", "compute/urlMaps/lb.json", uri)
+    # Backend services first: the url-map names them and Compute refuses a missing one.
+    assert said.index("backend-services import") < said.index("url-maps import lb")
+    assert "re-applies run-service" in by_hand("other", "x", "x.json", uri)
