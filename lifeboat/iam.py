@@ -674,11 +674,13 @@ CALLS: tuple[Call, ...] = (
             "mongo-capture",
             "config-backup",
             "restore-config",
+            "restore-sql",
         ),
         (Place.buckets, Place.assets),
         "read an object's metadata: the lease's generation, an export's or archive's size "
-        "and checksums (a copy's against its source's), a copied export before a drill "
-        "(mongo-capture takes a base backup when there is none, or after a gap), an asset",
+        "and checksums (a copy's against its source's), a copied export before a drill or "
+        "an import (mongo-capture takes a base backup when there is none, or after a gap), "
+        "an asset",
         narrow=_ASSETS_FOR_CONFIG,
     ),
     Call(

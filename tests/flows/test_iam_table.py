@@ -318,6 +318,17 @@ NOT_MADE_HERE: dict[tuple[str, str, str, str], str] = {
         "API backdates one, so a lab run is never old enough; the decision is unit-tested "
         "(tests/unit/test_retention_decisions.py)"
     ),
+    (
+        "sql",
+        "POST",
+        "/v1/projects/{project}/instances/{instance}/restoreBackup",
+        "recovery-drill",
+    ): (
+        "the drill restores a backup run only when it reads the backups bucket; the run here "
+        "reads the europe-west1 copy, as the monthly schedule does, and imports its exports "
+        "instead (the same call is made here by restore-sql; tests/flows/test_drill.py makes "
+        "it from the drill)"
+    ),
 }
 
 
