@@ -85,6 +85,26 @@ class PrefectApi:
             for run in scheduled.json():
                 self.http.delete(f"/flow_runs/{run['id']}").raise_for_status()
 
+    def forget_runs(self, flow: str) -> int:
+        """Delete every run of ``flow`` the server holds; how many there were.
+
+        The server outlives each test's lab reset: a test whose premise is that no run of
+        a flow happened lately (the rollback's minimum delay between automatic runs reads
+        them) says so first, instead of depending on which test files ran before it on its
+        worker (CI rehearsal, session 17).
+        """
+        forgotten = 0
+        while True:
+            found = self.http.post(
+                "/flow_runs/filter", json={"flows": {"name": {"any_": [flow]}}, "limit": 200}
+            )
+            found.raise_for_status()
+            if not found.json():
+                return forgotten
+            for run in found.json():
+                self.http.delete(f"/flow_runs/{run['id']}").raise_for_status()
+                forgotten += 1
+
     def flow_run(self, run_id: str) -> dict[str, Any]:
         response = self.http.get(f"/flow_runs/{run_id}")
         response.raise_for_status()
