@@ -98,6 +98,17 @@ def snake(field: str) -> str:
     return re.sub(r"(?<!^)([A-Z])", r"_\1", field).lower()
 
 
+# INGRESS_TRAFFIC_INTERNAL_ONLY, as ``run_v2.Service.to_json`` writes enums (numbers).
+INTERNAL_ONLY = 2
+
+
+def as_copy(document: dict[str, Any]) -> dict[str, Any]:
+    """An archived service as a copy under another name is made: internal-only. The copy
+    runs production's image under production's service account; public ingress would
+    serve it to anyone with its URL, which a restore for inspection never asked for."""
+    return {**document, "ingress": INTERNAL_ONLY}
+
+
 def runnable_spec(document: dict[str, Any]) -> dict[str, Any]:
     """The settable part of an archived or live service, comparable and sendable.
 

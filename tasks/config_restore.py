@@ -36,6 +36,7 @@ from lifeboat.config_items import (
     SECRET_ID,
     SECRET_SETTABLE,
     SWITCH_FIELDS,
+    as_copy,
     describe_value,
     in_zone,
     record_set_as,
@@ -142,6 +143,9 @@ def _run_service(
     if not re.match(RUN_SERVICE_ID, service_id):
         raise PermanentError(f"target: {service_id!r} is not a Cloud Run service name")
     name = f"{parent}/services/{service_id}"
+    copy = name != item.name
+    if copy:
+        archived = as_copy(archived)
     client = runtime.clients(environment).run_services
     try:
         live_pb: run_v2.Service | None = wait_settled(environment, name)
@@ -180,6 +184,8 @@ def _run_service(
         result.switch_owned = f"{name}'s {', '.join(owned)} (set by failover and failback)"
     if live is None:
         result.lines.insert(0, f"create Cloud Run service {name} from the archived spec")
+    if copy:
+        result.lines.append(f"{name} is a copy: internal-only ingress, whatever the archive's")
     for field in result.fields if live is not None else []:
         result.lines.append(
             f"{name} {field}: {describe_value(live, field)} → {describe_value(spec, field)}"

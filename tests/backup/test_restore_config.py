@@ -205,6 +205,9 @@ def test_a_run_service_spec_goes_back_and_a_copy_is_created_under_a_new_name(
     made = client.get_service(name=f"{parent}/services/{SERVICE}-restored")
     assert made.template.containers[0].image == svc.template.containers[0].image
     assert [t.type_.name for t in made.traffic] == ["TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST"]
+    # Production's image and service account, so not production's public ingress.
+    assert made.ingress.name == "INGRESS_TRAFFIC_INTERNAL_ONLY"
+    assert client.get_service(name=SERVICE_NAME).ingress == svc.ingress  # untouched
     assert any(serving in line for line in _record(fresh_lab, copy)["plan"])
 
 

@@ -186,3 +186,14 @@ def test_a_load_balancer_item_is_refused_with_the_gcloud_import_that_puts_it_bac
     # Backend services first: the url-map names them and Compute refuses a missing one.
     assert said.index("backend-services import") < said.index("url-maps import lb")
     assert "re-applies run-service" in by_hand("other", "x", "x.json", uri)
+
+
+def test_a_copy_is_internal_only_whatever_the_archive_says() -> None:
+    from google.cloud import run_v2
+
+    from lifeboat.config_items import INTERNAL_ONLY, as_copy
+
+    archived = {"ingress": 1, "labels": {"a": "b"}}
+    assert as_copy(archived) == {"ingress": INTERNAL_ONLY, "labels": {"a": "b"}}
+    assert archived["ingress"] == 1  # the archive itself is not changed
+    assert run_v2.IngressTraffic(INTERNAL_ONLY).name == "INGRESS_TRAFFIC_INTERNAL_ONLY"
