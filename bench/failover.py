@@ -31,7 +31,7 @@ from typing import Any
 
 from google.cloud import compute_v1
 
-from bench.labctl import BenchLab, bench_lab, figure, seconds_between
+from bench.labctl import BenchLab, bench_lab, figure, records_bucket, seconds_between
 from lifeboat import runtime
 from lifeboat.topology import load_topology
 
@@ -116,13 +116,8 @@ def run_failover(lab: BenchLab, label: str = "") -> dict[str, Any]:
 
 def run_record(flow: str, incident: str) -> dict[str, Any]:
     """A run's record, as the flow wrote it to the records bucket."""
-    topo = runtime.topology("lab")
-    bucket = (
-        runtime.clients("lab")
-        .storage(topo.regions.primary.project)
-        .bucket(topo.backups.records_bucket)
-    )
-    record: dict[str, Any] = json.loads(bucket.blob(f"{flow}/{incident}.json").download_as_bytes())
+    blob = records_bucket().blob(f"{flow}/{incident}.json")
+    record: dict[str, Any] = json.loads(blob.download_as_bytes())
     return record
 
 

@@ -103,6 +103,16 @@ def bench_lab(
             print(f"# lab down failed, kept {root}: {down.stderr.strip()[-300:]}", flush=True)
 
 
+def records_bucket() -> Any:
+    """The lab's run-records bucket, through the product's own Storage client (the bench
+    process has prepared its environment: ``bench_lab``)."""
+    from lifeboat import runtime
+
+    topo = runtime.topology("lab")
+    storage = runtime.clients("lab").storage(topo.regions.primary.project)
+    return storage.bucket(topo.backups.records_bucket)
+
+
 def figure(name: str, value: float | int | str) -> None:
     """One figure, as `name=value`, flushed at once so a long run shows progress."""
     shown = f"{value:.3f}" if isinstance(value, float) else str(value)

@@ -32,7 +32,7 @@ from pymongo import MongoClient
 from pymongo.collection import Collection
 
 from bench.backup import generate
-from bench.labctl import BenchLab, bench_lab, figure
+from bench.labctl import BenchLab, bench_lab, figure, records_bucket
 from lifeboat import runtime
 from lifeboat.topology import load_topology
 
@@ -66,13 +66,7 @@ class Inserts(threading.Thread):
 
 def _records(lab: BenchLab, flow_run_id: str) -> dict[str, Any]:
     """The record a run wrote to the records bucket, found by its flow run id."""
-    topo = runtime.topology("lab")
-    bucket = (
-        runtime.clients("lab")
-        .storage(topo.regions.primary.project)
-        .bucket(topo.backups.records_bucket)
-    )
-    for blob in bucket.list_blobs():
+    for blob in records_bucket().list_blobs():
         found: dict[str, Any] = json.loads(blob.download_as_bytes())
         if found.get("flow_run_id") == flow_run_id:
             return found
