@@ -25,10 +25,9 @@ from tasks.cloud_sql_operations import (
     wait_idle,
     wait_operation,
 )
+from tasks.cloud_sql_pitr import IMPORT
 from tasks.errors import PermanentError
 from tasks.retrying import calling, cloud_task
-
-IMPORT = "IMPORT"
 
 
 @cloud_task(timeout_seconds=120, task_run_name="sql-source-of-{instance}")
