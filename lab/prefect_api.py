@@ -126,7 +126,30 @@ class PrefectApi:
             if run["state"]["type"] in states:
                 return run
             time.sleep(0.25)
-        raise AssertionError(f"flow run {run_id} not in {states} after {timeout} s: {run['state']}")
+        raise AssertionError(
+            f"flow run {run_id} not in {states} after {timeout} s: {run['state']}\n"
+            + self.where_it_stands(run_id)
+        )
+
+    def where_it_stands(self, run_id: str, lines: int = 15) -> str:
+        """What a run that did not end was doing: its task runs' states and its last log
+        lines. A CI failure is read only from its output; without these, a run stuck
+        somewhere says nothing of where."""
+        tasks = sorted(
+            self.task_runs(run_id), key=lambda t: str(t.get("start_time") or t["created"])
+        )
+        task_lines = [f"  {t['name']}: {(t.get('state') or {}).get('type')}" for t in tasks]
+        response = self.http.post(
+            "/logs/filter",
+            json={
+                "logs": {"flow_run_id": {"any_": [run_id]}},
+                "sort": "TIMESTAMP_DESC",
+                "limit": lines,
+            },
+        )
+        response.raise_for_status()
+        log_lines = [f"  {e['timestamp']} {e['message']}" for e in reversed(response.json())]
+        return "\n".join(["task runs:", *task_lines, f"last {lines} log lines:", *log_lines])
 
     def input_schema(self, run_id: str, timeout: float = 60) -> dict[str, Any]:
         """The paused run's input form (JSON schema). Prefect 3.8 sets PAUSED first and

@@ -8,6 +8,15 @@ PostgreSQL 15 docs, warm standby failover), and a promotion triggered while repl
 paused ends the pause (``pg_wal_replay_pause``). So a planned switch, once its fence has
 stopped the writes, waits for receipt: replay lag (an operator's pause, a slow replica)
 costs time at the promotion, never data.
+
+Received is read as the later of ``pg_last_wal_receive_lsn()`` and
+``pg_last_wal_replay_lsn()``: WAL replayed was received. The receive position alone can
+stay behind what the replica holds: when the walreceiver (re)starts, PostgreSQL sets it
+to the start of the segment it streams from (``RequestXLogStreaming``; the comment on
+``last_saved_restart_lsn`` in PostgreSQL's ``slot.h``: "streaming replication starts at
+the beginning of a segment"), and it moves again only when new WAL arrives. A fenced,
+idle primary writes none until its next checkpoint, so a failback waited out its whole
+300 s for 0x60 bytes its replica had already replayed (CI, stop 30).
 """
 
 from __future__ import annotations
@@ -23,6 +32,9 @@ from tasks.cloud_sql_operations import running_operation
 from tasks.errors import TransientError
 from tasks.polling import wait_until
 from tasks.retrying import calling, cloud_task
+
+# What the replica holds: GREATEST skips a NULL (nothing received since it started).
+HELD = "GREATEST(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())"
 
 
 class ReceivedWal(BaseModel):
@@ -102,12 +114,10 @@ def sql_wait_received(
         def missing() -> tuple[int, str | None]:
             with monitor_connection(environment, replica.address, password, timeout_s=5) as conn:
                 got = conn.execute(
-                    "SELECT pg_wal_lsn_diff(%s::pg_lsn, pg_last_wal_receive_lsn()),"
-                    " pg_last_wal_receive_lsn()::text",
-                    (target,),
+                    f"SELECT pg_wal_lsn_diff(%s::pg_lsn, {HELD}), {HELD}::text", (target,)
                 ).fetchone()
             assert got is not None
-            # No receive position yet (never streamed since it started): nothing received.
+            # No position at all (not in recovery): nothing received.
             return (max(0, int(got[0])) if got[0] is not None else -1), got[1]
 
         def received() -> ReceivedWal | None:

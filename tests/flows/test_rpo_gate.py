@@ -29,6 +29,7 @@ from tests.flows.lab_checks import (
 )
 from tests.flows.readiness_checks import fresh_backups, passed_drill, readiness, red
 from tests.labharness import Lab
+from tests.polling import wait_for
 
 RPO_S = 3
 OLD = TOPOLOGY.cloud_sql.primary
@@ -131,3 +132,49 @@ def test_lag_beyond_the_rpo_turns_readiness_red(
     row = rows[("replica", REPLICA.instance)]
     assert row["limit"] == f"{RPO_S} s"
     assert float(row["measured"].split(" s,")[0]) > RPO_S, row
+
+
+def _restart_replica(lab: Lab) -> None:
+    """Restart the standby through Cloud SQL (``instances.restart``) and wait until it
+    streams again."""
+    sqladmin = lab.clients().sql
+    op = sqladmin.call(
+        lambda s: s.instances().restart(project=REPLICA.project, instance=REPLICA.instance), 30
+    )
+    wait_for(
+        lambda: (
+            sqladmin.call(
+                lambda s: s.operations().get(project=REPLICA.project, operation=op["name"]), 30
+            )["status"]
+            == "DONE"
+        ),
+        timeout=60,
+        what="the replica's restart",
+    )
+    _until(lab, "SELECT EXISTS (SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming')")
+
+
+def test_a_restarted_replica_has_received_what_it_replayed(fresh_lab: Lab) -> None:
+    """A standby that starts from WAL of its own reports its receive position at the start
+    of the segment it streams from, behind what it replayed, until the primary writes again
+    (PostgreSQL's RequestXLogStreaming). A fenced primary writes nothing: the wait before a
+    promotion must count what the replica replayed as received, not wait out its time for
+    bytes the replica holds (a failback did, for 300 s, in CI at stop 30)."""
+    # A write, so that what the standby replays ends inside a segment, not at its start.
+    sql(fresh_lab, OLD.project, OLD.instance, "INSERT INTO users (email) VALUES ('mid@x.io')")
+    [(written,)] = sql(fresh_lab, OLD.project, OLD.instance, "SELECT pg_current_wal_insert_lsn()")
+    _until(fresh_lab, f"SELECT pg_last_wal_replay_lsn() >= '{written}'::pg_lsn")
+    _restart_replica(fresh_lab)
+    [(behind,)] = _on_replica(
+        fresh_lab, "SELECT pg_last_wal_receive_lsn() < pg_last_wal_replay_lsn()"
+    )
+    assert behind, _on_replica(fresh_lab, STANDBY_STATE)  # the case this test is about
+
+    # The task itself, at once: through a failover, the primary wrote WAL before the wait
+    # (a planned failover passed with the old query), and any new WAL moves the position.
+    from tasks.cloud_sql_wal import sql_wait_received  # prefect: after the lab is up
+
+    got = sql_wait_received.fn("lab", REPLICA.project, REPLICA.instance, timeout_s=10)
+
+    assert got.complete, got.describe()
+    assert got.waited_s < 5, got.describe()
