@@ -6,13 +6,13 @@ region was down could not) → export what the old primary may hold alone, then 
 with a replica of the promoted database → primary services active (those whose instances
 reach a later secret version however they start) → fence the secondary (its services'
 ingress internal-only: public traffic, and so every write, stops) → wait for zero lag →
-promote → point the apps at it → any other primary services active → DNS back → purge →
+promote, pointing the apps at it while it runs → any other primary services active → DNS back → purge →
 verify → lift the fence → secondary to standby → export the secondary's database, then
 rebuild it as a replica → record.
 
 Writes are fenced before the promotion so it loses nothing; the price is a short planned
-outage (the promotion, then the roll of the services that read the secret at instance
-start), which the record states as ``outage_seconds``. Scaling is no fence: a
+outage (the promotion, with the roll of the services that read the secret at instance
+start running beside it), which the record states as ``outage_seconds``. Scaling is no fence: a
 Cloud Run service at min 0 still serves. The fence is held only while the database and
 DNS move, and it is lifted in every outcome: at the end of the fenced steps, when one of
 them fails, by the cancellation and crash hooks, and by a resumed run of the incident
@@ -30,6 +30,7 @@ from pydantic import Field
 
 from flows.evidence import published
 from flows.failback_gate import gate_primary, hold, repoint_plan_line, stale_readers
+from flows.failback_promotion import promote_and_connect
 from flows.fence import describe_services, fence_line, fenced, lift_fences, lift_line
 from flows.launch import ENVIRONMENT_FIELD, INCIDENT_FIELD, REASON_FIELD, SwitchRequest
 from flows.new_primary import backups_on_new_primary
@@ -47,14 +48,13 @@ from tasks.cloud_sql import (
     sql_create_replica,
     sql_delete_instance,
     sql_export_database,
-    sql_promote_replica,
 )
 from tasks.cloud_sql_protection import sql_set_deletion_protection
 from tasks.cloud_sql_wal import sql_wait_received
 from tasks.dns import dns_switch_record
 from tasks.errors import PermanentError, PreflightRefused
 from tasks.health import Target, health_verify
-from tasks.secret_manager import secret_manager_add_database_url, secret_manager_latest_version
+from tasks.secret_manager import secret_manager_latest_version
 from tasks.storage import storage_require_object
 
 
@@ -286,28 +286,11 @@ def _run(topo: Topology, record: RunRecord, dry_run: bool, held: ExitStack) -> N
                 f"{promoted.instance} ({received.describe()}); not promoted, nothing lost: "
                 "re-run the incident once replication is back"
             )
-        with record.step("promote") as step:
-            fence.promotion_started = True
-            promoted_state = resumable(sql_promote_replica, record, "promote")(
-                env, old.project, old.instance
-            )
-            step.detail = (
-                f"{old.instance} is {promoted_state.after.instance_type}; {received.describe()}"
-            )
-        with record.step("database-connection") as step:
-            # Before the primary's services scale up, so instances that start find it.
-            update = resumable(secret_manager_add_database_url, record, "secret")(
-                env, old.project, old.instance
-            )
-            # Running instances that took the URL as an env var keep the old one until
-            # they restart: both regions, before the fence is lifted (stale-DNS clients
-            # still reach the secondary) and before the primary scales up.
-            refreshed = refresh_secret_readers(
-                topo, record, update.version, required=[primary, secondary]
-            )
-            fence.repointed.update(s.name for s in topo.services)
-            added = f"added {update.version}" if update.changed else f"already {update.version}"
-            step.detail = f"{added}; {refreshed}"
+        # The apps' roll runs while the promotion does (flows/failback_promotion.py):
+        # before the primary's services scale up, so instances that start find the new
+        # version, and in both regions before the fence is lifted (stale-DNS clients
+        # still reach the secondary).
+        promote_and_connect(topo, record, fence, old, promoted, received)
         lift_fences(topo, record, RegionRole.primary, primary_states, "lift-failover-fence")
         late = [s.name for s in topo.services if s.name not in early]
         if late:

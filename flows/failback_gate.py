@@ -21,6 +21,7 @@ refused if the region is still unhealthy after it.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from contextlib import ExitStack
 
@@ -33,7 +34,8 @@ from lifeboat.record import RunRecord
 from lifeboat.topology import Topology
 from tasks.cloud_run import ServiceState
 from tasks.cloud_run_secrets import ReaderState, run_describe_secret_reader, split_version
-from tasks.errors import PreflightRefused, TransientError
+from tasks.cloud_sql_operations import running_operation, wait_operation
+from tasks.errors import PermanentError, PreflightRefused, TransientError
 from tasks.health import HealthReport, Target, health_probe, health_verify
 from tasks.secret_manager import secret_manager_latest_version
 from tasks.storage import Lease
@@ -106,6 +108,35 @@ def _settled_health(topo: Topology) -> HealthReport:
     return report
 
 
+def _promotion_running(topo: Topology) -> str | None:
+    """A promotion of the rebuilt primary a killed run of the incident left running (the
+    region lock lets no other run promote it): its name, if one runs."""
+    rebuilt = topo.cloud_sql.primary
+    try:
+        return running_operation(
+            topo.environment, rebuilt.project, rebuilt.instance, "PROMOTE_REPLICA"
+        )
+    except Exception:  # the instance may not exist (the run failed before rebuilding it)
+        return None
+
+
+def _after_promotion(topo: Topology, record: RunRecord, operation: str) -> HealthReport:
+    """Wait for that promotion, then for the region to pass its checks. The killed run
+    pointed the apps at the instance while it promoted (flows/failback_promotion.py), so
+    the region fails its checks until the promotion ends: that is no reason to refuse
+    the run that finishes the switch."""
+    rebuilt = topo.cloud_sql.primary
+    with record.step("wait-running-promotion") as step:
+        with contextlib.suppress(PermanentError):  # a failed promotion: the probe judges
+            wait_operation(topo.environment, rebuilt.project, operation, timeout=1700)
+        health = _settled_health(topo)
+        step.detail = (
+            f"a promotion of {rebuilt.instance} a killed run left was running: waited for "
+            f"it; then {topo.regions.primary.name}: {health.summary()}"
+        )
+    return health
+
+
 def is_down(topo: Topology, health: HealthReport) -> bool:
     return health.failed >= topo.health.down_after_failures
 
@@ -127,6 +158,10 @@ def gate_primary(
     health = health_probe(env, Target.primary)
     if not is_down(topo, health):
         return [], f"healthy ({health.summary()})"
+    if not dry_run and (promoting := _promotion_running(topo)) is not None:
+        health = _after_promotion(topo, record, promoting)
+        if not is_down(topo, health):
+            return [], f"healthy once the running promotion ended ({health.summary()})"
     version = secret_manager_latest_version(env)
     unrolled = unrolled_readers(_readers(topo), version)
     if unrolled and version and dry_run:

@@ -32,6 +32,7 @@ from prefect.input import RunInput
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
+from flows.database_connection import connection_detail, point_apps_at, point_back
 from flows.evidence import published
 from flows.fence import Fence, fenced
 from flows.launch import ENVIRONMENT_FIELD, INCIDENT_FIELD, REASON_FIELD, SwitchRequest
@@ -39,7 +40,7 @@ from flows.new_primary import backups_on_new_primary
 from flows.plans import RECEIVE_WAIT_S, PrimaryFence, failover_plan
 from flows.region_lock import lock_step
 from flows.resume import request_id, resumable
-from flows.secret_refresh import Refreshed, reader_lines, refresh_secret_readers
+from flows.secret_refresh import Refreshed, reader_lines
 from lifeboat import runtime
 from lifeboat.record import RunRecord
 from lifeboat.topology import RegionRole, Tier, Topology
@@ -57,7 +58,6 @@ from tasks.cloud_sql_wal import sql_wait_received
 from tasks.dns import dns_get_record, dns_switch_record
 from tasks.errors import PermanentError, PreflightRefused
 from tasks.health import HealthReport, Target, health_probe, health_verify
-from tasks.secret_manager import secret_manager_add_database_url
 
 
 class Mode(StrEnum):
@@ -182,6 +182,17 @@ def _run(
                 # Never release the region lock while the promotion runs, and say how it
                 # ended in the failed step, where an operator looks first.
                 record.steps[-1].detail += f"; {_settled(promote)}"
+                if held_fence is not None:
+                    # Planned: the primary's fence is lifted on the way out, so its apps
+                    # must not be left naming a replica whose promotion never began.
+                    point_back(
+                        topo,
+                        record,
+                        promote,
+                        replica,
+                        topo.cloud_sql.primary,
+                        [topo.regions.primary, secondary],
+                    )
                 raise
             with record.step("dns-switch") as step:
                 # Record sets switch concurrently: 50 of them one by one would take 50 changes.
@@ -301,21 +312,17 @@ def _connect_scale_and_promote(
         # Before the scale-up: instances that start from zero read the secret as they
         # start, so they must find the new version. The replica keeps its IP when
         # promoted, so the URL is known now.
-        update = resumable(secret_manager_add_database_url, record, "secret")(
-            env, replica.project, replica.instance
-        )
         # Instances already running keep an env-var URL until they restart: each
         # service gets what its configuration needs. The primary's, best effort: its
         # region may be down, and a failover must not wait on it.
-        refreshed = refresh_secret_readers(
+        update, refreshed = point_apps_at(
             topo,
             record,
-            update.version,
+            replica,
             required=[secondary],
             optional=[] if mode is Mode.ungraceful else [topo.regions.primary],
         )
-        added = f"added {update.version}" if update.changed else f"already {update.version}"
-        step.detail = f"{added}; {refreshed}"
+        step.detail = connection_detail(update, refreshed)
     with record.step("scale-and-promote") as step:
         scales = [
             resumable(run_scale_service, record, "scale").submit(

@@ -15,10 +15,10 @@ what failed where without opening a stack trace. Secrets never go into these mes
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import httpx
-import pymongo.errors
 import requests
 from google.api_core import exceptions as gexc
 
@@ -56,9 +56,19 @@ _TRANSIENT_TYPES: tuple[type[Exception], ...] = (
     ConnectionError,
     httpx.TransportError,
     requests.exceptions.ConnectionError,  # the REST clients' transport: resets, timeouts
-    pymongo.errors.ConnectionFailure,  # includes server selection timeouts and reconnects
     requests.exceptions.Timeout,
 )
+
+
+def _mongo_connection_failure(exc: BaseException) -> bool:
+    """pymongo's ConnectionFailure (server selection timeouts and reconnects included).
+
+    Read from ``sys.modules``, not imported: such an error exists only once a MongoDB task
+    has imported pymongo, and the region switches, which never do, then start 0.12 s
+    sooner (issue 19: launch to first step).
+    """
+    errors = sys.modules.get("pymongo.errors")
+    return errors is not None and isinstance(exc, errors.ConnectionFailure)
 
 
 def _reasons(exc: gexc.GoogleAPICallError) -> set[str]:
@@ -85,7 +95,7 @@ def is_transient(exc: BaseException) -> bool:
         return True
     if isinstance(exc, PermanentError):
         return False
-    if isinstance(exc, _TRANSIENT_TYPES):
+    if isinstance(exc, _TRANSIENT_TYPES) or _mongo_connection_failure(exc):
         return True
     if isinstance(exc, gexc.Forbidden):
         # Compute throttles with 403 rateLimitExceeded, not 429.

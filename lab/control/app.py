@@ -55,6 +55,13 @@ class StorageRewritesRequest(BaseModel):
     corrupt: dict[str, int] = Field(default_factory=dict)
 
 
+class SqlOperationFailureRequest(BaseModel):
+    operation_type: str = Field(min_length=1)
+    code: str = Field(min_length=1)
+    message: str = Field(min_length=1)
+    count: int = Field(1, ge=1)
+
+
 class RevisionHealthRequest(BaseModel):
     project: str
     location: str
@@ -145,6 +152,15 @@ def create_control_app(
         )
         return JSONResponse(body.model_dump())
 
+    async def sql_operation_failures(request: Request) -> Response:
+        body = await _parse(request, SqlOperationFailureRequest)
+        if isinstance(body, Response):
+            return body
+        ctx.backends["sql"].fail_operations(
+            body.operation_type, body.code, body.message, body.count
+        )
+        return JSONResponse(body.model_dump(), status_code=201)
+
     async def iam(request: Request) -> Response:
         """The caller's grants per project (Resource Manager's testIamPermissions); a
         reset gives back every permission everywhere."""
@@ -224,6 +240,7 @@ def create_control_app(
         Route("/_lab/config", config, methods=["GET", "POST"]),
         Route("/_lab/revision-health", revision_health, methods=["POST"]),
         Route("/_lab/iam", iam, methods=["GET", "POST"]),
+        Route("/_lab/sql/operation-failures", sql_operation_failures, methods=["POST"]),
         Route("/_lab/mongo/roll-oplog", roll_oplog, methods=["POST"]),
         Route("/_lab/storage/rewrites", storage_rewrites, methods=["GET", "POST"]),
         Route("/_lab/webhooks/{name}", webhook, methods=["POST"]),

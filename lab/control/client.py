@@ -82,6 +82,14 @@ class LabControl:
             self.post("storage/rewrites", {"step_bytes": step_bytes, "corrupt": corrupt or {}})
         )
 
+    def fail_sql_operations(
+        self, operation_type: str, message: str, code: str = "INTERNAL_ERROR", count: int = 1
+    ) -> None:
+        """The next ``count`` Cloud SQL operations of ``operation_type`` (e.g.
+        PROMOTE_REPLICA) are accepted, then end with this error and without their change."""
+        body = {"operation_type": operation_type, "code": code, "message": message, "count": count}
+        self.post("sql/operation-failures", body)
+
     def webhooks(self) -> list[dict[str, Any]]:
         return list(self.get("webhooks"))
 

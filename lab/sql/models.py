@@ -37,6 +37,7 @@ from lab.sql.resources import (
     DEFAULT_TIER,
     Instance,
     Operation,
+    OperationError,
     reachable,
     valid_instance_name,
 )
@@ -150,6 +151,10 @@ class SqlBackend(InstanceOperations, InstanceContent, BackupRuns, Clones):
     def get_instance(self, project: str, name: str) -> Instance:
         with self._lock:
             return self._get(project, name)
+
+    def fail_operations(self, operation_type: str, code: str, message: str, count: int) -> None:
+        """Lab control: the next ``count`` operations of the type fail at their end."""
+        self._runner.arm(operation_type, OperationError(code, message), count)
 
     def list_databases(self, project: str, name: str) -> list[str]:
         """The instance's databases, read from its cluster; Cloud SQL hides ``cloudsqladmin``

@@ -22,7 +22,17 @@ log = logging.getLogger(__name__)
 Callback = Callable[[], None]
 
 
+class ArmedFailure(Exception):
+    """The error a test armed for the next operation of a type (``OperationRunner.arm``)."""
+
+    def __init__(self, error: OperationError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
 def _error_for(exc: Exception) -> OperationError:
+    if isinstance(exc, ArmedFailure):
+        return exc.error
     if isinstance(exc, PgError):
         return OperationError("ERROR_RDBMS", str(exc))
     if isinstance(exc, ApiError):
@@ -42,6 +52,15 @@ class OperationRunner:
         self._lock = lock  # the backend's lock: transitions change the backend's state
         self._generation = 0
         self._workers: set[threading.Thread] = set()
+        self._armed: dict[str, list[OperationError]] = {}
+
+    def arm(self, operation_type: str, error: OperationError, count: int) -> None:
+        """The next ``count`` operations of ``operation_type`` end DONE with ``error`` and
+        without their change, once their modelled time has passed: an operation Cloud SQL
+        accepted can still fail (``Operation.error``, "If errors occurred during
+        processing of this operation, this field will be populated")."""
+        with self._lock:
+            self._armed.setdefault(operation_type, []).extend([error] * count)
 
     def start(
         self,
@@ -55,6 +74,10 @@ class OperationRunner:
     ) -> None:
         """Schedule ``op``; ``work`` runs without the lock, the callbacks with it."""
         generation = self._generation
+        with self._lock:
+            armed = self._armed.get(op.operation_type)
+            if armed:
+                work = _failing(armed.pop(0))
 
         def mark_running() -> None:
             with self._lock:
@@ -102,6 +125,14 @@ class OperationRunner:
         """Forget scheduled transitions and wait for work already touching PostgreSQL."""
         with self._lock:
             self._generation += 1
+            self._armed.clear()
             workers = list(self._workers)
         for worker in workers:
             worker.join(timeout)
+
+
+def _failing(error: OperationError) -> Callback:
+    def work() -> None:
+        raise ArmedFailure(error)
+
+    return work

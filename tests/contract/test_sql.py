@@ -442,6 +442,30 @@ def test_a_postgres_failure_ends_the_operation_with_its_error(lab: Lab) -> None:
     assert "no_such_db" in done["error"]["errors"][0]["message"]
 
 
+def test_an_accepted_promotion_can_end_with_an_error_and_no_change(lab: Lab) -> None:
+    """The lab's control arms it (``fail_operations``): the operation is accepted and runs
+    its modelled time, then ends DONE with the error; the replica stays one. The next
+    promotion, not armed, goes through."""
+    b = lab.backend
+    b.create_instance(PROJECT, "armed-primary", "us-central1", databases=["orders"])
+    b.create_instance(PROJECT, "armed-replica", "us-east1", databases=[], master="armed-primary")
+    b.fail_operations("PROMOTE_REPLICA", "INTERNAL_ERROR", "armed by the test", 1)
+
+    op = lab.promote("armed-replica")
+    assert op["status"] in ("PENDING", "RUNNING")
+    done = lab.wait(op)
+
+    assert done["status"] == "DONE"
+    assert [(e["code"], e["message"]) for e in done["error"]["errors"]] == [
+        ("INTERNAL_ERROR", "armed by the test")
+    ]
+    assert lab.get("armed-replica")["instanceType"] == "READ_REPLICA_INSTANCE"
+    assert not b.accepts_writes(PROJECT, "armed-replica")
+    again = lab.wait(lab.promote("armed-replica"))
+    assert "error" not in again, again
+    assert lab.get("armed-replica")["instanceType"] == "CLOUD_SQL_INSTANCE"
+
+
 def test_insert_replica_keeps_the_settings_it_was_given_then_delete_leaves_nothing(
     lab: Lab,
 ) -> None:

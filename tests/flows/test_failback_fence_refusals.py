@@ -27,10 +27,14 @@ from tests.flows.fence_checks import (
 )
 from tests.flows.lab_checks import (
     PRIMARY,
+    REPLICA,
     SECONDARY,
+    app_secret_value,
     front_region,
     incident,
+    instance_address,
     instance_type,
+    post_order,
     service_name,
     side_effects,
 )
@@ -143,3 +147,47 @@ def test_a_permanent_failure_inside_the_fence_lifts_it(fresh_lab: Lab, api: Pref
     assert sorted(f["service"] for f in record["fence"]["set"]) == sorted(SERVICES)
     assert sorted(f["service"] for f in record["fence"]["lifted"]) == sorted(SERVICES)
     assert {f["after"] for f in record["fence"]["lifted"]} == {"INGRESS_TRAFFIC_ALL"}
+
+
+def test_a_promotion_that_fails_after_it_began_points_the_apps_back_before_the_lift(
+    fresh_lab: Lab, api: PrefectApi
+) -> None:
+    """Cloud SQL accepts the promotion, the apps' roll runs beside it, then the operation
+    ends in error with the instance still a replica. Lifting the fence then would send the
+    secondary's writes to a replica: the secret names the promoted secondary again and its
+    readers roll back to it first."""
+    failed_over(fresh_lab, api)
+    before = secondary_ingress(fresh_lab)
+    fresh_lab.fail_sql_operations("PROMOTE_REPLICA", "lab: the promotion failed")
+    since = fresh_lab.last_seq()
+    inc = incident("FBOPFAIL")
+
+    final = api.wait(launch_failback(api, inc), timeout=300)
+
+    assert final["state"]["type"] == "FAILED"
+    assert "lab: the promotion failed" in final["state"]["message"], final["state"]["message"]
+    assert instance_type(fresh_lab, OLD.project, OLD.instance) == "READ_REPLICA_INSTANCE"
+    assert_secondary_lifted(fresh_lab, before)
+    record = failback_record(fresh_lab, inc)
+    steps = [(s["name"], s["outcome"]) for s in record["steps"]]
+    names = [name for name, _ in steps]
+    assert ("promote", "failed") in steps and ("database-connection", "done") in steps, steps
+    assert ("database-connection-back", "done") in steps, steps
+    assert names.index("database-connection-back") < names.index("lift-fence"), names
+    # The apps name the promoted secondary again, and a write through the front door
+    # lands there, acknowledged.
+    address = instance_address(fresh_lab, REPLICA.project, REPLICA.instance)
+    assert f"@{address}:" in app_secret_value(fresh_lab)
+    order = post_order(fresh_lab, f"order-{inc}")
+    assert order.status_code == 201, order.text
+    assert order.json()["database"].startswith(f"{address}:"), order.json()
+    # The promotion, then the roll beside it (the secret, then the env-var reader of each
+    # region), the roll back, and only then the fence's lift.
+    kinds = [
+        (a, m) for a, m, _ in side_effects(fresh_lab, since) if a in ("run", "sql", "secretmanager")
+    ]
+    promote = ("sql", "instances.promoteReplica")
+    roll = [("secretmanager", "POST"), ("run", "PATCH"), ("run", "PATCH")]
+    lift = [("run", "PATCH")] * len(SERVICES)
+    assert kinds[kinds.index(promote) :] == [promote, *roll, *roll, *lift], kinds
+    assert secondary_ingress_updates(fresh_lab, since) == Counter(dict.fromkeys(SERVICES, 2))

@@ -39,9 +39,12 @@ from tests.flows.lab_checks import (
     REPLICA,
     SECONDARY,
     TOPOLOGY,
+    app_secret_value,
     front_region,
     incident,
+    instance_address,
     instance_type,
+    post_order,
     read_object,
     side_effects,
     sql,
@@ -159,6 +162,43 @@ def test_a_fence_refused_on_a_healthy_primary_stops_the_failover_before_the_prom
     record = _record(fresh_lab, inc)
     outcomes = {s["name"]: s["outcome"] for s in record["steps"]}
     assert outcomes["fence-primary"] == "failed" and outcomes["lift-fence"] == "done"
+
+
+def test_a_promotion_that_fails_after_it_began_points_the_primary_apps_back_before_the_lift(
+    fresh_lab: Lab, api: PrefectApi
+) -> None:
+    """Planned: the secret and the rolls run beside the promotion, which Cloud SQL accepts,
+    then ends in error with the replica still one. The primary's fence is lifted on the way
+    out, so first the secret names the primary again and its readers roll back to it: a
+    write through the front door lands on the primary, acknowledged."""
+    before = region_ingress(fresh_lab, PRIMARY)
+    fresh_lab.fail_sql_operations("PROMOTE_REPLICA", "lab: the promotion failed")
+    since = fresh_lab.last_seq()
+    inc = incident("FOOPFAIL")
+
+    final = api.wait(_failover(api, inc), timeout=300)
+
+    assert final["state"]["type"] == "FAILED"
+    assert "lab: the promotion failed" in final["state"]["message"], final["state"]["message"]
+    assert instance_type(fresh_lab, REPLICA.project, REPLICA.instance) == "READ_REPLICA_INSTANCE"
+    assert_lifted(fresh_lab, PRIMARY, before)
+    assert front_region(fresh_lab) == PRIMARY.name
+    address = instance_address(fresh_lab, OLD.project, OLD.instance)
+    assert f"@{address}:" in app_secret_value(fresh_lab)
+    order = post_order(fresh_lab, f"order-{inc}")
+    assert order.status_code == 201, order.text
+    assert order.json()["database"].startswith(f"{address}:"), order.json()
+    # The secret named the replica, then the primary again, before any fence was lifted.
+    order_of = _order(fresh_lab, since)
+    secrets = [i for i, kind in enumerate(order_of) if kind == "secret"]
+    lifts = [i for i, kind in enumerate(order_of) if kind == "primary-ingress"][len(SERVICES) :]
+    assert len(secrets) == 2 and len(lifts) == len(SERVICES), order_of
+    assert secrets[1] < min(lifts), order_of
+    record = _record(fresh_lab, inc)
+    outcomes = {s["name"]: s["outcome"] for s in record["steps"]}
+    assert outcomes["database-connection-back"] == "done", outcomes
+    assert outcomes["lift-fence"] == "done", outcomes
+    assert "kept" not in record["fence"]
 
 
 @contextmanager
