@@ -6,9 +6,9 @@ region was down could not) → export what the old primary may hold alone, then 
 with a replica of the promoted database → primary services active (those whose instances
 reach a later secret version however they start) → fence the secondary (its services'
 ingress internal-only: public traffic, and so every write, stops) → wait for zero lag →
-promote, pointing the apps at it while it runs → any other primary services active → DNS back → purge →
-verify → lift the fence → secondary to standby → export the secondary's database, then
-rebuild it as a replica → record.
+promote, pointing the apps at it while it runs → any other primary services active →
+DNS back → purge → verify → lift the fence → secondary to standby → export the
+secondary's database, then rebuild it as a replica → record.
 
 Writes are fenced before the promotion so it loses nothing; the price is a short planned
 outage (the promotion, with the roll of the services that read the secret at instance
