@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from prefect import get_run_logger
-from prefect.futures import PrefectFuture, wait
+from prefect.futures import PrefectFuture
 
 from flows.secret_refresh import Refreshed, refresh_secret_readers
 from lifeboat.record import RunRecord
@@ -59,7 +59,7 @@ def point_back(
     promotion has ended, if it failed before it began, point them at ``back_to`` again
     (step ``database-connection-back``). Never raises: the run's own failure is the one
     to report; this step's outcome is in the record and the log."""
-    wait([promote])
+    promote.wait()  # keeps the final state: ``state`` read from the API may lag
     if promote.state.is_completed() or promotion_began(topo.environment, replica):
         return
     try:

@@ -27,6 +27,7 @@ from contextlib import ExitStack
 
 from prefect import get_run_logger
 
+from flows.database_connection import connection_detail, point_apps_at, promotion_began
 from flows.fence import lift_stale_fences
 from flows.region_lock import lock_step
 from flows.secret_refresh import refresh_secret_readers
@@ -37,7 +38,7 @@ from tasks.cloud_run_secrets import ReaderState, run_describe_secret_reader, spl
 from tasks.cloud_sql_operations import running_operation, wait_operation
 from tasks.errors import PermanentError, PreflightRefused, TransientError
 from tasks.health import HealthReport, Target, health_probe, health_verify
-from tasks.secret_manager import secret_manager_latest_version
+from tasks.secret_manager import secret_manager_latest_version, secret_manager_names
 from tasks.storage import Lease
 
 
@@ -137,6 +138,44 @@ def _after_promotion(topo: Topology, record: RunRecord, operation: str) -> Healt
     return health
 
 
+def _apps_on_a_replica(topo: Topology) -> bool:
+    """The apps' secret names the rebuilt primary while it is a replica no promotion runs
+    on. A run whose promotion failed after its roll, and could not point the apps back
+    (killed, or the roll back failed), leaves them so, and its fence lifted: every write
+    fails, and the primary region fails its checks."""
+    rebuilt = topo.cloud_sql.primary
+    if promotion_began(topo.environment, rebuilt):  # not a replica, or promoting: fine
+        return False
+    return bool(secret_manager_names(topo.environment, rebuilt.project, rebuilt.instance))
+
+
+def _point_back(topo: Topology, record: RunRecord) -> HealthReport:
+    """Point the apps back at the promoted secondary, the primary while the rebuilt one is
+    a replica; then probe again. Before the unrolled readers are rolled to the latest
+    version: that version is the one naming the replica."""
+    promoted, rebuilt = topo.cloud_sql.replica, topo.cloud_sql.primary
+    with record.step("point-apps-back") as step:
+        get_run_logger().warning(
+            "the apps' secret names %s, a replica no promotion runs on: pointing them back at %s",
+            rebuilt.instance,
+            promoted.instance,
+        )
+        update, refreshed = point_apps_at(
+            topo,
+            record,
+            promoted,
+            required=[topo.regions.secondary],
+            optional=[topo.regions.primary],
+        )
+        health = _settled_health(topo)
+        done = connection_detail(update, refreshed)
+        step.detail = (
+            f"the secret named {rebuilt.instance}, a replica: {done}; "
+            f"then {topo.regions.primary.name}: {health.summary()}"
+        )
+    return health
+
+
 def is_down(topo: Topology, health: HealthReport) -> bool:
     return health.failed >= topo.health.down_after_failures
 
@@ -162,16 +201,22 @@ def gate_primary(
         health = _after_promotion(topo, record, promoting)
         if not is_down(topo, health):
             return [], f"healthy once the running promotion ended ({health.summary()})"
+    changed: list[str] = []
+    if not dry_run and _apps_on_a_replica(topo):
+        take_lock()
+        changed.append(f"the apps were pointed back at {topo.cloud_sql.replica.instance}")
+        health = _point_back(topo, record)
+        if not is_down(topo, health):
+            return [], f"healthy once the apps named the primary again ({health.summary()})"
     version = secret_manager_latest_version(env)
     unrolled = unrolled_readers(_readers(topo), version)
     if unrolled and version and dry_run:
         return [gate_plan_line(primary.name, unrolled, version)], (
             f"unhealthy ({health.summary()}); a run rolls its readers first"
         )
-    locked = False
     if unrolled and version:
         take_lock()
-        locked = True
+        changed.append("its services were rolled to the secret's latest version")
         with record.step("roll-primary-readers") as step:
             get_run_logger().warning(
                 "%s is unhealthy (%s) and %s read the database URL at instance start without "
@@ -189,16 +234,15 @@ def gate_primary(
         if not is_down(topo, health):
             return [], f"healthy once its readers were rolled ({health.summary()})"
     stale = lift_stale_fences(
-        topo, record, secondary_states, dry_run, topo.cloud_sql.primary, locked=locked
+        topo, record, secondary_states, dry_run, topo.cloud_sql.primary, locked=bool(changed)
     )
     raise PreflightRefused(
         f"failback refused: the primary region {primary.name} is unhealthy "
         f"({health.summary()}); "
         + (
             "nothing was changed"
-            if not locked
-            else "its services were rolled to the secret's latest version first, nothing else "
-            "was changed"
+            if not changed
+            else f"{' and '.join(changed)} first, nothing else was changed"
         )
         + (f"; {stale}" if stale else "")
     )

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import get_run_logger
-from prefect.futures import PrefectFuture, wait
+from prefect.futures import PrefectFuture
 
 from flows.database_connection import connection_detail, point_apps_at, point_back
 from flows.fence import Fence
@@ -56,11 +56,15 @@ def promote_and_connect(
                         connecting.detail = connection_detail(update, refreshed)
                 except Exception as exc:  # raised once the promotion has ended
                     roll_failure = exc
-            wait([promote])
+            promote.wait()
             result: PromoteResult = promote.result()
             step.detail = f"{old.instance} is {result.after.instance_type}; {received.describe()}"
         if roll_failure is not None:
             raise roll_failure
+        if not rolled:  # not seen begun, yet done: point the apps at it now, as before
+            with record.step("database-connection") as connecting:
+                update, refreshed = point_apps_at(topo, record, old, required=regions)
+                connecting.detail = connection_detail(update, refreshed)
     except Exception:
         if rolled:
             point_back(topo, record, promote, old, promoted, regions)
@@ -75,6 +79,9 @@ def _accepted(env: str, replica: SqlInstanceRef, promote: PrefectFuture[Any]) ->
 
     def seen() -> bool | None:
         if promote.wrapped_future.done():  # type: ignore[attr-defined]
+            # wait() first: it keeps the final state; before it, ``state`` asks the API,
+            # which records task states later (from events) and may still say Running.
+            promote.wait()
             return bool(promote.state.is_completed())
         try:
             return True if promotion_started(env, replica.project, replica.instance) else None

@@ -349,7 +349,7 @@ def _connect_scale_and_promote(
 
 def _settled(promote: PrefectFuture[PromoteResult]) -> str:
     """Wait for the promotion a failed step ran beside, and say how it ended."""
-    wait([promote])
+    promote.wait()  # keeps the final state: ``state`` read from the API may lag
     if promote.state.is_completed():
         return "the promotion, started first, completed: a re-run of the incident resumes"
     return f"the promotion, started first, failed: {promote.state.message}"

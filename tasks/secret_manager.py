@@ -153,6 +153,24 @@ def _landed(
         return None
 
 
+@cloud_task(timeout_seconds=60, task_run_name="secret-names-{instance}")
+def secret_manager_names(environment: str, project: str, instance: str) -> bool:
+    """Whether the apps' secret's latest version is the URL of ``instance``'s address.
+
+    Reads the value (AccessSecretVersion, as the add does) and compares it there: the
+    value is never returned, logged or recorded. Idempotent: a read.
+    """
+    target = runtime.topology(environment).cloud_sql.app_secret
+    with calling("secret-names", f"{target.resource} → {project}:{instance}"):
+        state = describe(environment, project, instance)
+        if not state.address:
+            return False
+        url = database_url(environment, state.address).encode()
+        client = runtime.clients(environment).secret_manager
+        _, current = _latest(client, target.resource, runtime.call_timeout(environment))
+        return current is not None and hmac.compare_digest(current, url)
+
+
 @cloud_task(timeout_seconds=60, task_run_name="secret-latest-version")
 def secret_manager_latest_version(environment: str) -> str | None:
     """The name of the apps' database secret's latest version; None when it has none.

@@ -6,6 +6,7 @@ returns an ``Operation``; the real PostgreSQL work runs when the operation's del
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable
@@ -103,13 +104,24 @@ class InstanceOperations:
                     self._unlink_from_master(inst)
                     inst.master = None
 
+            streamed_with: list[str] = []
+
+            def stop() -> None:
+                streamed_with.append(inst.cluster.receiving_from())
+                inst.cluster.stop_receiving()
+
             def stop_replicating() -> None:
                 # "Promoting a replica stops replication": from the moment the operation
                 # runs, a write the primary acknowledges no longer reaches this instance,
                 # though the promotion lands only at the operation's end.
-                threading.Thread(
-                    target=_quietly, args=(inst.cluster.stop_receiving,), daemon=True
-                ).start()
+                threading.Thread(target=_quietly, args=(stop,), daemon=True).start()
+
+            def replicate_again(message: str) -> None:
+                # A promotion that failed leaves a replica that replicates (a guess:
+                # Google documents no state after a failed promotion; lab/FIDELITY.md).
+                if streamed_with and streamed_with[0]:
+                    resume = functools.partial(inst.cluster.resume_receiving, streamed_with[0])
+                    threading.Thread(target=_quietly, args=(resume,), daemon=True).start()
 
             return self._begin(
                 inst,
@@ -117,6 +129,7 @@ class InstanceOperations:
                 self._delay("sql.promote"),
                 work,
                 on_running=stop_replicating,
+                on_failed=replicate_again,
             )
 
     def patch_instance(

@@ -348,6 +348,15 @@ class PgCluster:
         self.query("ALTER SYSTEM SET primary_conninfo = ''")
         self.query("SELECT pg_reload_conf()")
 
+    def receiving_from(self) -> str:
+        """The ``primary_conninfo`` it streams with ('' when it does not)."""
+        return str(self.query("SHOW primary_conninfo")[0][0])
+
+    def resume_receiving(self, conninfo: str) -> None:
+        """Stream from the primary again, with what ``receiving_from`` said before."""
+        self.query(sql.SQL("ALTER SYSTEM SET primary_conninfo = {}").format(sql.Literal(conninfo)))
+        self.query("SELECT pg_reload_conf()")
+
     def promote(self) -> None:
         if not self.query("SELECT pg_promote(wait => true, wait_seconds => 60)")[0][0]:
             raise PgError("pg_promote did not finish within 60 seconds")

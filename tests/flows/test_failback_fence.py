@@ -14,6 +14,7 @@ from collections import Counter
 
 from lab.prefect_api import PrefectApi
 from tests.flows.failback_fence_checks import (
+    OLD,
     assert_secondary_kept,
     assert_secondary_lifted,
     failback_record,
@@ -37,8 +38,12 @@ from tests.flows.fence_checks import (
 from tests.flows.lab_checks import (
     PRIMARY,
     SECONDARY,
+    app_secret_value,
     front_region,
     incident,
+    instance_address,
+    instance_type,
+    post_order,
 )
 from tests.labharness import Lab
 from tests.polling import wait_for
@@ -151,3 +156,46 @@ def test_a_failback_killed_while_lifting_its_fence_is_not_fenced_again_by_the_re
     assert secondary_ingress_updates(fresh_lab, since) == Counter(dict.fromkeys(SERVICES, 2))
     record = failback_record(fresh_lab, inc)
     assert not any(f["changed"] for f in record["fence"]["set"]), record["fence"]
+
+
+def test_a_killed_run_whose_promotion_then_failed_is_pointed_back_and_finished_by_the_rerun(
+    fresh_lab: Lab, api: PrefectApi
+) -> None:
+    """Killed after its roll, while the promotion runs; the promotion then fails, the
+    instance still a replica, and the apps still name it: every write fails, and the
+    primary region fails its checks. The re-run waits for that promotion, points the apps
+    back at the promoted secondary under the lock, and only then goes on to finish."""
+    failed_over(fresh_lab, api)
+    fresh_lab.post("config", SLOW_PROMOTION)
+    fresh_lab.fail_sql_operations("PROMOTE_REPLICA", "lab: the promotion failed")
+    since = fresh_lab.last_seq()
+    inc = incident("FBKILLFAIL")
+    first = launch_failback(api, inc)
+
+    def rolled() -> bool:
+        return any(
+            e["api"] == "secretmanager" and e["path"].endswith(":addVersion") and e["status"] < 400
+            for e in fresh_lab.requests(since=since)
+        )
+
+    wait_for(rolled, timeout=300, what="the roll's secret version")
+    kill(first)
+    wait_crashed(api, first)
+    wait_for(lambda: hook_finished(api, first), timeout=60, what="the crash hook's end")
+    address = instance_address(fresh_lab, OLD.project, OLD.instance)
+    assert f"@{address}:" in app_secret_value(fresh_lab)  # the apps name the replica
+    fresh_lab.configure({"sql.promote": 180.0})  # the re-run's own promotion: Google's usual
+
+    final = api.wait(launch_failback(api, inc), timeout=400)
+
+    assert final["state"]["type"] == "COMPLETED", final["state"]["message"]
+    record = failback_record(fresh_lab, inc)
+    names = [s["name"] for s in record["steps"]]
+    assert names.index("wait-running-promotion") < names.index("point-apps-back"), names
+    assert names.index("point-apps-back") < names.index("promote"), names
+    assert instance_type(fresh_lab, OLD.project, OLD.instance) == "CLOUD_SQL_INSTANCE"
+    assert front_region(fresh_lab) == PRIMARY.name
+    assert f"@{address}:" in app_secret_value(fresh_lab)  # and now it is the primary
+    order = post_order(fresh_lab, f"order-{inc}")
+    assert order.status_code == 201, order.text
+    assert order.json()["database"].startswith(f"{address}:"), order.json()
