@@ -2,10 +2,10 @@
 revision of each service that reads it only at instance start.
 
 Both switches do it while their promotion runs: the instance keeps its address when
-promoted, so the URL is known before. The cost is the case where the promotion fails before
-it began (Cloud SQL shows the instance still a replica, and no promotion running): the apps
-then name a replica, and lifting a fence would send writes to it. ``point_back`` names the
-old database again first. When Cloud SQL cannot say, nothing is pointed back: the instance
+promoted, so the URL is known before. The cost is a promotion that fails and leaves the
+instance a replica (Cloud SQL shows it one, with no promotion running): the apps then name
+a replica, and lifting a fence would send writes to it. ``point_back`` names the old
+database again first. When Cloud SQL cannot say, nothing is pointed back: the instance
 may have stopped replicating, and the fence stays (``flows/fence.py``).
 
 The add is never answered from the incident's cache: the task reads the latest version
@@ -53,10 +53,11 @@ def point_back(
     promote: PrefectFuture[Any],
     replica: SqlInstanceRef,
     back_to: SqlInstanceRef,
-    regions: Sequence[Region],
+    required: Sequence[Region],
+    optional: Sequence[Region] = (),
 ) -> None:
     """After a failed run that pointed the apps at ``replica`` while promoting it: once the
-    promotion has ended, if it failed before it began, point them at ``back_to`` again
+    promotion has ended, if it left the instance a replica, point them at ``back_to`` again
     (step ``database-connection-back``). Never raises: the run's own failure is the one
     to report; this step's outcome is in the record and the log."""
     promote.wait()  # keeps the final state: ``state`` read from the API may lag
@@ -64,14 +65,17 @@ def point_back(
         return
     try:
         with record.step("database-connection-back") as step:
-            update, refreshed = point_apps_at(topo, record, back_to, required=regions)
+            update, refreshed = point_apps_at(topo, record, back_to, required, optional)
             step.detail = (
-                f"the promotion of {replica.instance} failed before it began: the apps name "
+                f"the promotion of {replica.instance} failed, a replica still: the apps name "
                 f"{back_to.instance} again; {connection_detail(update, refreshed)}"
             )
     except Exception as exc:
         get_run_logger().error(
-            "the apps still name %s, which is not promoted: %s", replica.instance, exc
+            "the apps still name %s, which is not promoted: %s; a re-run of the incident "
+            "points them back first",
+            replica.instance,
+            exc,
         )
 
 

@@ -197,13 +197,19 @@ def gate_primary(
     health = health_probe(env, Target.primary)
     if not is_down(topo, health):
         return [], f"healthy ({health.summary()})"
+    locked = False  # the lock is taken before any wait or change, and once
+    changed: list[str] = []
     if not dry_run and (promoting := _promotion_running(topo)) is not None:
+        # Under the lock: a run of the incident still alive is refused at once, not
+        # after its promotion.
+        take_lock()
+        locked = True
         health = _after_promotion(topo, record, promoting)
         if not is_down(topo, health):
             return [], f"healthy once the running promotion ended ({health.summary()})"
-    changed: list[str] = []
     if not dry_run and _apps_on_a_replica(topo):
         take_lock()
+        locked = True
         changed.append(f"the apps were pointed back at {topo.cloud_sql.replica.instance}")
         health = _point_back(topo, record)
         if not is_down(topo, health):
@@ -216,6 +222,7 @@ def gate_primary(
         )
     if unrolled and version:
         take_lock()
+        locked = True
         changed.append("its services were rolled to the secret's latest version")
         with record.step("roll-primary-readers") as step:
             get_run_logger().warning(
@@ -234,7 +241,7 @@ def gate_primary(
         if not is_down(topo, health):
             return [], f"healthy once its readers were rolled ({health.summary()})"
     stale = lift_stale_fences(
-        topo, record, secondary_states, dry_run, topo.cloud_sql.primary, locked=bool(changed)
+        topo, record, secondary_states, dry_run, topo.cloud_sql.primary, locked=locked
     )
     raise PreflightRefused(
         f"failback refused: the primary region {primary.name} is unhealthy "

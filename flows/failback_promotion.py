@@ -5,8 +5,8 @@ The roll (``flows/database_connection.py``) took 4.85 s after an 18.5 s promotio
 promotion done, and every service that could take a write is fenced or not yet in DNS
 while it runs. So it starts as soon as Cloud SQL shows the promotion begun (a request
 refused at once touches no app), and the outage holds the longer of the two, not their
-sum. A promotion that fails after that points the apps back at the promoted secondary
-before the fence is lifted.
+sum. A promotion that then fails, leaving the instance a replica, points the apps back at
+the promoted secondary before the fence is lifted.
 """
 
 from __future__ import annotations
@@ -57,6 +57,8 @@ def promote_and_connect(
                 except Exception as exc:  # raised once the promotion has ended
                     roll_failure = exc
             promote.wait()
+            if roll_failure is not None and not promote.state.is_completed():
+                get_run_logger().error("the roll beside the promotion failed too: %s", roll_failure)
             result: PromoteResult = promote.result()
             step.detail = f"{old.instance} is {result.after.instance_type}; {received.describe()}"
         if roll_failure is not None:
@@ -67,7 +69,7 @@ def promote_and_connect(
                 connecting.detail = connection_detail(update, refreshed)
     except Exception:
         if rolled:
-            point_back(topo, record, promote, old, promoted, regions)
+            point_back(topo, record, promote, old, promoted, required=regions)
         raise
     fence.repointed.update(s.name for s in topo.services)
     return result

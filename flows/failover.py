@@ -191,7 +191,8 @@ def _run(
                         promote,
                         replica,
                         topo.cloud_sql.primary,
-                        [topo.regions.primary, secondary],
+                        required=[topo.regions.primary],  # DNS still sends users there
+                        optional=[secondary],
                     )
                 raise
             with record.step("dns-switch") as step:
