@@ -125,6 +125,24 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     ctx.scheduler.stop()
 
 
+def _orders_replicated(
+    backend: SqlBackend, primary: str, replica: str, count: int, timeout: float
+) -> None:
+    """Create ``orders`` with ``count`` rows on the primary; wait until the replica has them."""
+    with psycopg.connect(backend.dsn(PROJECT, primary, "orders"), autocommit=True) as conn:
+        conn.execute("CREATE TABLE orders (id int PRIMARY KEY)")
+        conn.execute(f"INSERT INTO orders SELECT generate_series(1, {count})".encode())
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if _rows(backend, replica) == count:
+                break
+        except psycopg.errors.UndefinedTable:  # the CREATE TABLE has not replayed yet
+            pass
+        time.sleep(0.05)
+    assert _rows(backend, replica) == count
+
+
 def _rows(backend: SqlBackend, instance: str, query: str = "SELECT count(*) FROM orders") -> int:
     with psycopg.connect(backend.dsn(PROJECT, instance, "orders")) as conn:
         row = conn.execute(query.encode()).fetchone()
@@ -324,18 +342,7 @@ def test_real_promote_makes_the_replica_writable(lab: Lab) -> None:
     b = lab.backend
     b.create_instance(PROJECT, "promo-primary", "us-central1", databases=["orders"])
     b.create_instance(PROJECT, "promo-replica", "us-east1", databases=[], master="promo-primary")
-    with psycopg.connect(b.dsn(PROJECT, "promo-primary", "orders"), autocommit=True) as conn:
-        conn.execute("CREATE TABLE orders (id int PRIMARY KEY)")
-        conn.execute("INSERT INTO orders SELECT generate_series(1, 1000)")
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            if _rows(b, "promo-replica") == 1000:
-                break
-        except psycopg.errors.UndefinedTable:  # the CREATE TABLE has not replayed yet
-            pass
-        time.sleep(0.05)
-    assert _rows(b, "promo-replica") == 1000
+    _orders_replicated(b, "promo-primary", "promo-replica", 1000, timeout=10)
     lag = b.replica_lag(PROJECT, "promo-replica")
     assert lag["streaming"] and lag["bytes"] >= 0 and lag["seconds"] >= 0
     assert not b.accepts_writes(PROJECT, "promo-replica")
@@ -462,18 +469,7 @@ def test_an_accepted_promotion_can_end_with_an_error_and_no_change(lab: Lab) -> 
     assert lab.get("armed-replica")["instanceType"] == "READ_REPLICA_INSTANCE"
     assert not b.accepts_writes(PROJECT, "armed-replica")
     # It replicates again (the lab's guess; lab/FIDELITY.md): a later write reaches it.
-    with psycopg.connect(b.dsn(PROJECT, "armed-primary", "orders"), autocommit=True) as conn:
-        conn.execute("CREATE TABLE orders (id int PRIMARY KEY)")
-        conn.execute("INSERT INTO orders SELECT generate_series(1, 10)")
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if _rows(b, "armed-replica") == 10:
-                break
-        except psycopg.errors.UndefinedTable:  # the CREATE TABLE has not replayed yet
-            pass
-        time.sleep(0.1)
-    assert _rows(b, "armed-replica") == 10
+    _orders_replicated(b, "armed-primary", "armed-replica", 10, timeout=30)
     again = lab.wait(lab.promote("armed-replica"))
     assert "error" not in again, again
     assert lab.get("armed-replica")["instanceType"] == "CLOUD_SQL_INSTANCE"
