@@ -57,6 +57,20 @@ def _latest(
     return got.name, bytes(got.payload.data)
 
 
+def _instance_url(environment: str, project: str, instance: str) -> bytes | None:
+    """The apps' URL for the instance's address now; None when it has no address."""
+    state = describe(environment, project, instance)
+    return database_url(environment, state.address).encode() if state.address else None
+
+
+def _latest_holds(
+    client: secretmanager_v1.SecretManagerServiceClient, secret: str, url: bytes, timeout: float
+) -> tuple[str | None, bool]:
+    """(latest version name, whether its value is ``url``), compared in constant time."""
+    name, current = _latest(client, secret, timeout)
+    return name, current is not None and hmac.compare_digest(current, url)
+
+
 @cloud_task(timeout_seconds=120, task_run_name="secret-database-url-{instance}")
 def secret_manager_add_database_url(environment: str, project: str, instance: str) -> SecretUpdate:
     """Add a version of the apps' database-URL secret naming ``instance``'s address.
@@ -77,13 +91,12 @@ def secret_manager_add_database_url(environment: str, project: str, instance: st
     factory = runtime.clients(environment)
     timeout = runtime.call_timeout(environment)
     with calling("secret-add-version", f"{target.resource} → {project}:{instance}"):
-        state = describe(environment, project, instance)
-        if not state.address:
+        url = _instance_url(environment, project, instance)
+        if url is None:
             raise PermanentError(f"secret-add-version: {project}:{instance} has no IP address")
-        url = database_url(environment, state.address).encode()
         client = factory.secret_manager
-        name, current = _latest(client, target.resource, timeout)
-        if current is not None and hmac.compare_digest(current, url):
+        name, holds = _latest_holds(client, target.resource, url, timeout)
+        if holds:
             get_run_logger().info(
                 "secret %s already names %s (%s); nothing added", target.name, instance, name
             )
@@ -137,13 +150,12 @@ def _landed(
 
     def check() -> str | None:
         try:
-            name, current = _latest(client, secret, timeout)
+            name, holds = _latest_holds(client, secret, url, timeout)
         except Exception as exc:
             if is_transient(exc):
                 return None  # unreadable for now: look again
             raise
-        fresh = name is not None and name != before
-        return name if fresh and current is not None and hmac.compare_digest(current, url) else None
+        return name if holds and name is not None and name != before else None
 
     if not patience:
         return check()
@@ -162,13 +174,11 @@ def secret_manager_names(environment: str, project: str, instance: str) -> bool:
     """
     target = runtime.topology(environment).cloud_sql.app_secret
     with calling("secret-names", f"{target.resource} → {project}:{instance}"):
-        state = describe(environment, project, instance)
-        if not state.address:
+        url = _instance_url(environment, project, instance)
+        if url is None:
             return False
-        url = database_url(environment, state.address).encode()
         client = runtime.clients(environment).secret_manager
-        _, current = _latest(client, target.resource, runtime.call_timeout(environment))
-        return current is not None and hmac.compare_digest(current, url)
+        return _latest_holds(client, target.resource, url, runtime.call_timeout(environment))[1]
 
 
 @cloud_task(timeout_seconds=60, task_run_name="secret-latest-version")
