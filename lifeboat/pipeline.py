@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 T = TypeVar("T")
 
@@ -114,6 +114,56 @@ class Pipeline:
         thread = threading.Thread(target=run, name=f"{self.name}-{stage}", daemon=True)
         self._threads.append(thread)
         thread.start()
+
+    def read_ahead(self, stage: str, source: Iterable[T], slots: int) -> Iterator[T]:
+        """Iterate ``source`` in a thread of its own, up to ``slots`` items ahead.
+
+        For a cursor: the next batch is already asked for while the consumer works on
+        this one, so the server is not left idle. An exception from ``source`` is raised
+        in the consumer, where its item would have been, and does not fail the pipeline
+        by itself. A consumer that stops early stops the thread too.
+        """
+        ahead: queue.Queue[tuple[bool, object]] = queue.Queue(maxsize=slots)
+        stop = threading.Event()
+
+        def wait_to_put(item: tuple[bool, object]) -> bool:
+            while not (stop.is_set() or self._cancel.is_set()):
+                try:
+                    ahead.put(item, timeout=POLL_SECONDS)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def produce() -> None:
+            items = iter(source)
+            try:
+                for item in items:
+                    if not wait_to_put((True, item)):
+                        return
+                wait_to_put((False, None))
+            except Exception as exc:
+                wait_to_put((False, exc))
+            finally:
+                close = getattr(items, "close", None)
+                if close is not None:
+                    close()
+
+        self.start(stage, produce)
+        try:
+            while True:
+                try:
+                    more, item = ahead.get(timeout=POLL_SECONDS)
+                except queue.Empty:
+                    self.check()
+                    continue
+                if not more:
+                    if isinstance(item, BaseException):
+                        raise item
+                    return
+                yield cast(T, item)
+        finally:
+            stop.set()
 
     def fail(self, exc: BaseException) -> None:
         """Record the first failure and wake every blocked stage."""

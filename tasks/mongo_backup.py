@@ -5,9 +5,8 @@ from __future__ import annotations
 import queue
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TypeVar
 
 from bson.timestamp import Timestamp
 from google.cloud import storage  # type: ignore[attr-defined]
@@ -73,10 +72,12 @@ UPLOAD_CHUNK = 8 << 20  # resumable-upload chunk: a multiple of 256 KiB, held in
 # gzip level 1: zlib is ~90% of the writer's time, and level 6 makes it the bottleneck
 # (27 vs 95 MiB/s on JSON-like documents) for 25% smaller archives.
 COMPRESSLEVEL = 1
+# Cursor batches (1000 documents, 16 MiB at most) fetched ahead of the thread that
+# spools them: the server works on the next batch while this one is walked and gzipped.
+READ_AHEAD = 2
 # Sealed 1 MiB chunks queued for the upload thread: enough to cover one chunk's upload
 # while the packer goes on, bounded so that a slow upload holds the packer back.
 UPLOAD_SLOTS = 8
-T = TypeVar("T")
 
 
 class Spooled(BaseModel, arbitrary_types_allowed=True):
@@ -97,24 +98,22 @@ class ChannelWriter:
         return len(data)
 
 
-def _cancellable(pipeline: Pipeline, batches: Iterable[T]) -> Iterator[T]:
-    """Stop a long cursor soon after another stage failed, not at its end."""
-    for batch in batches:
-        pipeline.check()
-        yield batch
-
-
 def _spool(pipeline: Pipeline, mongo: MongoClient, order: int, spec: CollectionSpec) -> Spooled:  # type: ignore[type-arg]
+    """One collection: its cursor read ahead in a thread, walked, sampled and gzipped here."""
     sampler = Sampler()
-    batches = _cancellable(pipeline, scan_raw_batches(mongo[spec.database], spec.name))
+    namespace = f"{spec.database}.{spec.name}"
+    batches = pipeline.read_ahead(
+        f"cursor-{namespace}", scan_raw_batches(mongo[spec.database], spec.name), READ_AHEAD
+    )
     try:
-        data = spool_raw_batches(batches, each=sampler.add_raw)
+        data = spool_raw_batches(batches, each=sampler.add_raw, compresslevel=COMPRESSLEVEL)
     except OperationFailure:
         # A drop kills the collection's cursors (QueryPlanKilled): not a failed backup,
         # the collection is left out (`_oplog_writer` finds it gone). Anything else is.
         if spec.name in mongo[spec.database].list_collection_names():
             raise
-        sampler, data = Sampler(), spool_raw_batches(iter(()), each=None)
+        sampler = Sampler()
+        data = spool_raw_batches(iter(()), each=None, compresslevel=COMPRESSLEVEL)
     return Spooled(order=order, spec=spec, data=data, samples=sampler.sample())
 
 
@@ -182,16 +181,19 @@ def _dump(
     readers: int,
     finish: Callable[[ArchiveWriter], None] | None = None,
 ) -> tuple[list[CollectionEntry], ArchiveSummary]:
-    """cursors (``readers`` at once) → spools → tar + gzip + AES-GCM → upload, overlapped.
+    """cursors (``readers`` at once) → gzipped spools → tar + AES-GCM → upload, overlapped.
 
-    Stages: the readers, the packer (this thread: tar, gzip and encryption) and the
-    uploader, joined by bounded channels. Memory, whatever the data's size:
-    ``(readers + 2) * SPOOL_MEMORY_BYTES`` of spools (8 MiB each, the rest on disk),
-    ``readers`` cursor batches (1000 documents, at most 16 MiB), ``UPLOAD_SLOTS``
+    Stages: the readers (each with its cursor read ahead in a thread; the reader walks,
+    samples and gzips), the packer (this thread: tar, and encryption) and the uploader,
+    joined by bounded channels. The gzip of a collection is done while it is read, by
+    its reader, so the last collection leaves no compression to wait for. Memory,
+    whatever the data's size: ``(readers + 2) * SPOOL_MEMORY_BYTES`` of spools (8 MiB
+    each, the rest on disk), ``readers * (READ_AHEAD + 1)`` cursor batches (1000
+    documents: about 1.5 MiB at 1.5 KB a document, 16 MiB at most), ``UPLOAD_SLOTS``
     sealed chunks of 1 MiB and the upload's ``UPLOAD_CHUNK`` buffer: about 80 MiB at 4
-    readers, 140 MiB at most. An exception in any stage fails the backup and cancels
-    the others, the upload session included. ``finish`` adds the last files (the oplog)
-    once every collection is in.
+    readers, 260 MiB if every batch were the largest a server sends. An exception in
+    any stage fails the backup and cancels the others, the upload session included.
+    ``finish`` adds the last files (the oplog) once every collection is in.
     """
     entries: list[tuple[int, CollectionEntry]] = []
     with Pipeline("mongo-backup") as pipeline:

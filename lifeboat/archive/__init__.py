@@ -7,7 +7,9 @@ The object in the bucket is a mongodump directory (`<db>/<coll>.bson` and
 
 (the envelope's layout is described in `lifeboat.archive.crypto`). Memory stays
 constant: each collection is spooled to a temporary file (tar needs sizes up front),
-then streamed through the pipeline in chunks.
+then streamed through the pipeline in chunks. A spool may hold its collection already
+gzipped, as one gzip member (``spool_raw_batches(..., compresslevel=1)``): the writer
+copies it between its own members, and the object is still one gzip stream.
 
 Writing:
 

@@ -72,6 +72,9 @@ class HashingWriter:
         self._target.write(data)
         return len(data)
 
+    def flush(self) -> None:
+        """For `gzip.GzipFile`, which asks its file object for it: the target's owner flushes."""
+
     def hexdigest(self) -> str:
         return self._hash.hexdigest()
 
@@ -112,6 +115,12 @@ class CountingWriter:
             self.count += len(data)
             self._target.write(data)
         return len(data)
+
+    def retarget(self, target: Writable, written: int) -> None:
+        """Go on into ``target``, counting ``written`` bytes that went around this writer."""
+        if self._target is not None:
+            self._target = target
+            self.count += written
 
     def discard(self) -> None:
         self._target = None

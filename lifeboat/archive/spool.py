@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import tempfile
 from collections.abc import Callable, Iterable
@@ -11,20 +12,40 @@ from typing import IO
 
 from bson.raw_bson import RawBSONDocument
 
+from lifeboat.archive.digests import HashingWriter
 from lifeboat.archive.errors import ArchiveError
 
 SPOOL_MEMORY_BYTES = 8 << 20
 _BATCH_BYTES = 1 << 20
 
 
+@dataclass(frozen=True)
+class GzipMember:
+    """What a spool holds when it compressed as it was written: one whole gzip member.
+
+    A gzip file is a series of members (RFC 1952 §2.2), so `ArchiveWriter` copies the
+    member into its stream as it is: the compression was done by the thread that read
+    the collection, beside the cursor, and not by the packer after it.
+    """
+
+    size: int
+    sha256: str
+    """Of the member's bytes: the packer checks it as it copies them."""
+
+
 @dataclass
 class SpooledCollection:
-    """A collection's `.bson` content, rewound and ready for `ArchiveWriter.add_file`."""
+    """A collection's `.bson` content, rewound and ready for `ArchiveWriter.add_collection`.
+
+    ``count``, ``size`` and ``sha256`` describe the BSON itself; when ``gzip`` is set the
+    file holds that BSON compressed, as one gzip member.
+    """
 
     file: IO[bytes]
     count: int
     size: int
     sha256: str
+    gzip: GzipMember | None = None
 
     def close(self) -> None:
         self.file.close()
@@ -95,15 +116,23 @@ def spool_raw_batches(
     each: Callable[[memoryview], object] | None = None,
     dir: str | None = None,
     max_memory: int = SPOOL_MEMORY_BYTES,
+    compresslevel: int | None = None,
 ) -> SpooledCollection:
     """`spool_collection` for whole cursor batches (pymongo's ``find_raw_batches``).
 
     A batch is documents concatenated, as in the `.bson` file, so it is written as it
     came: no per-document object. Each document's length prefix is still walked, so a
-    cut batch is refused here, and ``each`` (a sampler) sees every document.
+    cut batch is refused here, and ``each`` (a sampler) sees every document. With
+    ``compresslevel`` the spool holds one gzip member of the BSON (`GzipMember`).
     """
     spool: IO[bytes] = tempfile.SpooledTemporaryFile(  # noqa: SIM115 - returned to the caller
         max_size=max_memory, mode="w+b", dir=dir
+    )
+    stored = HashingWriter(spool)
+    sink = (
+        gzip.GzipFile(fileobj=stored, mode="wb", compresslevel=compresslevel, mtime=0)
+        if compresslevel is not None
+        else spool
     )
     digest = hashlib.sha256()
     count = size = 0
@@ -111,14 +140,20 @@ def spool_raw_batches(
         for batch in batches:
             count += _walk_documents(batch, count, each)
             digest.update(batch)
-            spool.write(batch)
+            sink.write(batch)
             size += len(batch)
+        member = None
+        if compresslevel is not None:
+            sink.close()  # the member's trailer (CRC-32, size); the spool stays open
+            member = GzipMember(size=stored.count, sha256=stored.hexdigest())
         spool.flush()
         spool.seek(0)
     except BaseException:
         spool.close()
         raise
-    return SpooledCollection(file=spool, count=count, size=size, sha256=digest.hexdigest())
+    return SpooledCollection(
+        file=spool, count=count, size=size, sha256=digest.hexdigest(), gzip=member
+    )
 
 
 def _walk_documents(batch: bytes, first: int, each: Callable[[memoryview], object] | None) -> int:

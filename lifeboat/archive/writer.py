@@ -1,4 +1,10 @@
-"""Write the archive: tar stream → gzip → AES-256-GCM chunks → sink, in constant memory."""
+"""Write the archive: tar stream → gzip → AES-256-GCM chunks → sink, in constant memory.
+
+The tar stream is written here, byte for byte as `tarfile` writes a PAX stream, so that
+a collection spooled as a gzip member (`GzipMember`) can go in between two members of
+the archive's own gzip stream: the result is still one gzip file (RFC 1952 §2.2: a
+series of members), and `gunzip | tar x` or `ArchiveReader` read it as one stream.
+"""
 
 from __future__ import annotations
 
@@ -23,12 +29,11 @@ from lifeboat.archive.digests import (
 )
 from lifeboat.archive.errors import ArchiveError
 from lifeboat.archive.metadata import bson_path, metadata_path
-from lifeboat.archive.spool import SpooledCollection
+from lifeboat.archive.spool import GzipMember, SpooledCollection
 
-# tar reads the source and writes its stream in pieces of this size (its defaults are
-# 16 KiB and 10 KiB): zlib, AES-GCM and hashlib release the GIL only while they work on a
-# piece, so small pieces leave the packer waiting for the GIL behind the cursor threads.
-# The tar bytes do not depend on it (tar pads to its 10 KiB record size regardless).
+# Files are copied in pieces of this size: zlib, AES-GCM and hashlib release the GIL only
+# while they work on a piece, so small pieces leave the packer waiting for the GIL behind
+# the cursor threads. The tar bytes do not depend on it.
 TAR_PIECE_BYTES = 1 << 20
 
 
@@ -69,22 +74,11 @@ class ArchiveWriter:
                 f"key id {key_id} does not belong to the key (its id is {crypto.key_id(key)})"
             )
         self._mtime = int(time.time() if mtime is None else mtime)
+        self._compresslevel = compresslevel
         self._object = HashingWriter(sink)
         self._encryptor = crypto.ChunkEncryptor(self._object, key, chunk_size)
-        self._gzip = gzip.GzipFile(
-            fileobj=cast(IO[bytes], self._encryptor),
-            mode="wb",
-            compresslevel=compresslevel,
-            mtime=self._mtime,
-        )
+        self._gzip = self._new_member()
         self._tar_stream = CountingWriter(cast(Writable, self._gzip))
-        self._tar = tarfile.open(  # noqa: SIM115 - closed by close()
-            fileobj=cast(IO[bytes], self._tar_stream),
-            mode="w|",
-            format=tarfile.PAX_FORMAT,
-            bufsize=TAR_PIECE_BYTES,
-        )
-        self._tar.copybufsize = TAR_PIECE_BYTES  # type: ignore[attr-defined]  # not in typeshed
         self._files: dict[str, FileDigest] = {}
         self._state = "open"
         self.summary: ArchiveSummary | None = None
@@ -102,32 +96,23 @@ class ArchiveWriter:
         match it, or the archive is failed: the spool changed under us.
         """
         self._check_open()
-        check_member_path(path)
-        if path in self._files:
-            raise ValueError(f"{path!r} is already in the archive")
-        if size < 0:
-            raise ValueError(f"size of {path!r} must not be negative")
-        info = tarfile.TarInfo(path)
-        info.size = size
-        info.mtime = self._mtime
-        info.mode = 0o644
+        self._check_new(path, size)
         source = HashingReader(fileobj)
         try:
-            self._tar.addfile(info, cast(IO[bytes], source))
-        except BaseException as exc:
-            self._fail()
-            if isinstance(exc, OSError) and source.short_read and source.count < size:
+            self._tar_stream.write(self._header(path, size))
+            copied = _copy(source, self._tar_stream, size)
+            if copied < size:
                 raise ArchiveError(
-                    f"{path}: expected {size} bytes, the source ended after {source.count}"
-                ) from exc
+                    f"{path}: expected {size} bytes, the source ended after {copied}"
+                )
+            self._pad(size)
+        except BaseException:
+            self._fail()
             raise
         digest = FileDigest(size=size, sha256=source.hexdigest())
         if sha256 is not None and sha256 != digest.sha256:
             self._fail()
-            raise ArchiveError(
-                f"{path}: its content changed while archiving (sha256 {digest.sha256}, "
-                f"expected {sha256}); the archive is abandoned"
-            )
+            raise _changed(path, digest.sha256, sha256)
         self._files[path] = digest
         return digest
 
@@ -140,9 +125,40 @@ class ArchiveWriter:
         """Add `<db>/<coll>.metadata.json` and `<db>/<coll>.bson`; returns the .bson digest."""
         self.add_bytes(metadata_path(database, collection), metadata)
         path = bson_path(database, collection)
-        digest = self.add_file(path, spooled.file, spooled.size, spooled.sha256)
-        self._files[path] = FileDigest(digest.size, digest.sha256, documents=spooled.count)
+        if spooled.gzip is None:
+            self.add_file(path, spooled.file, spooled.size, spooled.sha256)
+        else:
+            self._add_gzip_member(path, spooled)
+        self._files[path] = FileDigest(spooled.size, spooled.sha256, documents=spooled.count)
         return self._files[path]
+
+    def _add_gzip_member(self, path: str, spooled: SpooledCollection) -> None:
+        """The tar header, then the spool's gzip member copied as it is, then the padding.
+
+        The header ends the current member; the padding starts the next. The member is
+        checked by its sha256 as it is copied; its content was hashed as it was spooled.
+        """
+        self._check_open()
+        member = cast(GzipMember, spooled.gzip)
+        self._check_new(path, spooled.size)
+        try:
+            self._tar_stream.write(self._header(path, spooled.size))
+            self._gzip.close()  # the member's trailer; the encryptor stays open
+            source = HashingReader(spooled.file)
+            copied = _copy(source, cast(Writable, self._encryptor), member.size)
+            if copied < member.size:
+                raise ArchiveError(
+                    f"{path}: expected {member.size} compressed bytes, the spool ended "
+                    f"after {copied}"
+                )
+            if source.hexdigest() != member.sha256:
+                raise _changed(path, source.hexdigest(), member.sha256)
+            self._gzip = self._new_member()
+            self._tar_stream.retarget(cast(Writable, self._gzip), spooled.size)
+            self._pad(spooled.size)
+        except BaseException:
+            self._fail()
+            raise
 
     def close(self) -> ArchiveSummary:
         """End the tar, flush gzip, seal the final chunk; the sink stays open."""
@@ -150,7 +166,11 @@ class ArchiveWriter:
             return self.summary
         self._check_open()
         try:
-            self._tar.close()
+            # tar's end: two zero blocks, then zeros to a whole record (as tarfile does).
+            self._tar_stream.write(tarfile.NUL * (2 * tarfile.BLOCKSIZE))
+            remainder = self._tar_stream.count % tarfile.RECORDSIZE
+            if remainder:
+                self._tar_stream.write(tarfile.NUL * (tarfile.RECORDSIZE - remainder))
             self._gzip.close()
             self._encryptor.finish()
         except BaseException:
@@ -192,12 +212,57 @@ class ArchiveWriter:
         if self._state != "open":
             raise ArchiveError(f"the archive writer is {self._state}; start a new archive")
 
+    def _check_new(self, path: str, size: int) -> None:
+        check_member_path(path)
+        if path in self._files:
+            raise ValueError(f"{path!r} is already in the archive")
+        if size < 0:
+            raise ValueError(f"size of {path!r} must not be negative")
+
+    def _header(self, path: str, size: int) -> bytes:
+        """The member's tar header, as `tarfile` writes it in the PAX format."""
+        info = tarfile.TarInfo(path)
+        info.size = size
+        info.mtime = self._mtime
+        info.mode = 0o644
+        return info.tobuf(tarfile.PAX_FORMAT, tarfile.ENCODING, "surrogateescape")
+
+    def _pad(self, size: int) -> None:
+        remainder = size % tarfile.BLOCKSIZE
+        if remainder:
+            self._tar_stream.write(tarfile.NUL * (tarfile.BLOCKSIZE - remainder))
+
+    def _new_member(self) -> gzip.GzipFile:
+        return gzip.GzipFile(
+            fileobj=cast(IO[bytes], self._encryptor),
+            mode="wb",
+            compresslevel=self._compresslevel,
+            mtime=self._mtime,
+        )
+
     def _fail(self) -> None:
         self._state = "abandoned after an error"
         self._encryptor.abort()
-        # Release tar's and zlib's state; what they still write goes nowhere.
+        # Release zlib's state; what it still writes goes nowhere.
         self._tar_stream.discard()
         with contextlib.suppress(Exception):
-            self._tar.close()
-        with contextlib.suppress(Exception):
             self._gzip.close()
+
+
+def _copy(source: Readable, target: Writable, size: int) -> int:
+    """Copy up to ``size`` bytes in `TAR_PIECE_BYTES` pieces; returns how many there were."""
+    copied = 0
+    while copied < size:
+        piece = source.read(min(TAR_PIECE_BYTES, size - copied))
+        if not piece:
+            break
+        target.write(piece)
+        copied += len(piece)
+    return copied
+
+
+def _changed(path: str, actual: str, expected: str) -> ArchiveError:
+    return ArchiveError(
+        f"{path}: its content changed while archiving (sha256 {actual}, expected "
+        f"{expected}); the archive is abandoned"
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -134,3 +135,85 @@ def test_check_raises_cancelled_once_failed() -> None:
     pipeline.fail(Boom("x"))
     with pytest.raises(Cancelled):
         pipeline.check()
+
+
+def test_read_ahead_keeps_order_stays_bounded_and_runs_in_its_own_thread() -> None:
+    produced: list[int] = []
+    threads: set[str] = set()
+
+    def source() -> Iterator[int]:
+        for n in range(50):
+            threads.add(threading.current_thread().name)
+            produced.append(n)
+            yield n
+
+    seen: list[int] = []
+    most_ahead = 0
+    with Pipeline("ahead") as pipeline:
+        for n in pipeline.read_ahead("cursor", source(), 3):
+            time.sleep(0.001)  # a slow consumer: the source may run at most 3 ahead (+1 held)
+            most_ahead = max(most_ahead, len(produced) - len(seen) - 1)
+            seen.append(n)
+    assert seen == list(range(50))
+    assert 2 <= most_ahead <= 4  # it does read ahead, and no further than its slots
+    assert threads == {"ahead-cursor"}
+
+
+def test_read_ahead_raises_the_source_error_where_its_item_would_have_been() -> None:
+    def source() -> Iterator[int]:
+        yield 1
+        yield 2
+        raise Boom("cursor killed")
+
+    seen: list[int] = []
+    with Pipeline("ahead") as pipeline:
+        with pytest.raises(Boom, match="cursor killed"):
+            for n in pipeline.read_ahead("cursor", source(), 2):
+                seen.append(n)
+        # Caught by the consumer, the source's error does not fail the pipeline.
+        assert not pipeline.failed
+    assert seen == [1, 2]
+
+
+def test_a_consumer_that_stops_early_stops_and_closes_the_source() -> None:
+    closed = threading.Event()
+
+    def source() -> Iterator[int]:
+        try:
+            n = 0
+            while True:
+                yield n
+                n += 1
+        finally:
+            closed.set()
+
+    with Pipeline("ahead") as pipeline:
+        ahead = pipeline.read_ahead("cursor", source(), 2)
+        assert next(ahead) == 0
+        ahead.close()  # e.g. the consumer raised: its generator is closed
+    # Leaving the block joined the producer thread, and the source was closed in it.
+    assert closed.is_set()
+
+
+def test_a_failed_pipeline_stops_read_ahead_on_both_sides() -> None:
+    def endless() -> Iterator[int]:
+        n = 0
+        while True:
+            yield n
+            n += 1
+
+    consumer_got: list[BaseException] = []
+    with pytest.raises(Boom), Pipeline("ahead") as pipeline:
+
+        def consume() -> None:
+            try:
+                for _ in pipeline.read_ahead("cursor", endless(), 2):
+                    time.sleep(0.01)
+            except Cancelled as exc:
+                consumer_got.append(exc)
+                raise
+
+        pipeline.start("consume", consume)
+        time.sleep(0.05)
+        raise Boom("another stage")
+    assert len(consumer_got) == 1
