@@ -35,7 +35,7 @@ from flows.fence import describe_services, fence_line, fenced, lift_fences, lift
 from flows.launch import ENVIRONMENT_FIELD, INCIDENT_FIELD, REASON_FIELD, SwitchRequest
 from flows.new_primary import backups_on_new_primary
 from flows.plans import backups_line, scale_line
-from flows.resume import request_id, resumable
+from flows.resume import refuse_a_completed_incident, request_id, resumable
 from flows.secret_refresh import reader_lines, refresh_secret_readers
 from lifeboat import runtime
 from lifeboat.record import RunRecord
@@ -83,6 +83,7 @@ def failback(
     request = SwitchRequest.validate_launch(environment, reason, incident_id, operator, prefix="fb")
     topo = runtime.topology(request.environment)
     record = request.record("failback", "planned", dry_run)
+    refuse_a_completed_incident(record, incident_id)
     if not dry_run:
         cdn_import_ahead()
     with published(record), ExitStack() as held:

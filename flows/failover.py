@@ -39,7 +39,7 @@ from flows.launch import ENVIRONMENT_FIELD, INCIDENT_FIELD, REASON_FIELD, Switch
 from flows.new_primary import backups_on_new_primary
 from flows.plans import RECEIVE_WAIT_S, PrimaryFence, failover_plan
 from flows.region_lock import lock_step
-from flows.resume import request_id, resumable
+from flows.resume import refuse_a_completed_incident, request_id, resumable
 from flows.secret_refresh import Refreshed, reader_lines
 from lifeboat import runtime
 from lifeboat.record import RunRecord
@@ -106,6 +106,7 @@ def failover(
     request = SwitchRequest.validate_launch(environment, reason, incident_id, operator)
     topo = runtime.topology(request.environment)
     record = request.record("failover", mode.value, dry_run)
+    refuse_a_completed_incident(record, incident_id)
     if not dry_run:
         cdn_import_ahead()
     started = time.perf_counter()

@@ -24,7 +24,10 @@ REASON_FIELD = Field(
     min_length=1, max_length=500, description="Why; shown in the record and notifications"
 )
 INCIDENT_FIELD = Field(
-    None, pattern=INCIDENT_PATTERN, description="Incident id; re-using one resumes that run"
+    None,
+    pattern=INCIDENT_PATTERN,
+    description="Incident id; re-using one resumes a run that stopped (a completed "
+    "failover or failback is refused)",
 )
 
 

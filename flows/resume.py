@@ -5,9 +5,12 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from prefect import get_run_logger
 from prefect.cache_policies import CachePolicy
 
 from lifeboat.record import RunRecord
+from tasks.errors import PermanentError
+from tasks.records import read_record
 
 
 def request_id(record: RunRecord, path: str) -> str:
@@ -33,3 +36,35 @@ def resumable(task: Any, record: RunRecord, step: str) -> Any:
     # warns that both are set; a policy replaces it. Prefect turns a ``cache_key_fn`` into
     # this very policy (prefect/tasks.py, Task.__init__), so the keys are the same.
     return task.with_options(cache_policy=CachePolicy.from_cache_key_fn(key), persist_result=True)
+
+
+def refuse_a_completed_incident(record: RunRecord, given: str | None) -> None:
+    """A re-run resumes an incident that stopped; one that completed is not run again.
+
+    Its switch is done and the world has moved on: after a failback, a failover's steps
+    run again would point the apps at what is now a replica. Checked before any side
+    effect and before the record is written, so the completed record stays as it was
+    (a dry run would overwrite it too). ``given`` is the incident id the caller passed:
+    a generated one is new. When the record cannot be read, the run goes on, saying so:
+    the evidence store must not stop a failover.
+    """
+    if given is None:
+        return
+    try:
+        earlier = read_record(record)
+    except Exception as exc:  # logged: the switch must not wait on its records
+        get_run_logger().warning(
+            "incident %s: its earlier record could not be read (%s); a completed %s of the "
+            "same incident would not be noticed",
+            record.incident_id,
+            exc,
+            record.flow,
+        )
+        return
+    if earlier is not None and earlier.outcome == "completed":
+        ended = f"{earlier.ended_at:%Y-%m-%d %H:%M:%S} UTC" if earlier.ended_at else "earlier"
+        raise PermanentError(
+            f"incident_id: {record.incident_id} completed its {record.flow} at {ended} "
+            f"(run {earlier.flow_run_id}); a completed incident is not run again, and a new "
+            f"{record.flow} needs a new incident id"
+        )

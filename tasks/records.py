@@ -11,7 +11,7 @@ from prefect.events import emit_event
 from lifeboat import runtime
 from lifeboat.record import RunRecord
 from tasks.retrying import fresh_task
-from tasks.storage import storage_write_json
+from tasks.storage import storage_read_json, storage_write_json
 
 _KEY_SAFE = re.compile(r"[^a-z0-9-]+")
 
@@ -35,6 +35,13 @@ def write_record(record: RunRecord) -> str:
     return storage_write_json(
         record.environment, bucket, record_object(record), record.model_dump(mode="json")
     )
+
+
+def read_record(record: RunRecord) -> RunRecord | None:
+    """The record an earlier run of the same flow and incident left, if any."""
+    bucket = runtime.topology(record.environment).backups.records_bucket
+    body = storage_read_json(record.environment, bucket, record_object(record))
+    return None if body is None else RunRecord.model_validate(body)
 
 
 @fresh_task(task_run_name="publish-{record.flow}-artifacts")

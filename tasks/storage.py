@@ -158,6 +158,20 @@ def storage_write_json(environment: str, bucket: str, name: str, body: dict[str,
     return f"gs://{bucket}/{name}"
 
 
+@cloud_task(timeout_seconds=30, retries=1, task_run_name="read-record-{name}")
+def storage_read_json(environment: str, bucket: str, name: str) -> dict[str, Any] | None:
+    """A JSON object, or None when there is none. Read-only."""
+    topo = runtime.topology(environment)
+    client = runtime.clients(environment).storage(topo.regions.primary.project)
+    blob = client.bucket(bucket).blob(name)
+    with calling("read-record", f"gs://{bucket}/{name}"):
+        try:
+            body = json.loads(blob.download_as_bytes(timeout=runtime.call_timeout(environment)))
+        except gexc.NotFound:
+            return None
+    return dict(body)
+
+
 class ObjectDigest(BaseModel):
     uri: str
     size: int

@@ -230,6 +230,13 @@ def test_failback_restores_the_topology_and_loses_no_write(fresh_lab: Lab, api: 
     assert fenced - 1 < record["outage_seconds"] < fenced + 1, (record["outage_seconds"], fenced)
     assert record["outage_seconds"] < record["rto_seconds"]
 
+    # Done: the incident is not run again (its promotion, secret and rolls would repeat).
+    since = fresh_lab.last_seq()
+    again = api.wait(api.launch("failback/lab", {"reason": "again", "incident_id": inc})["id"])
+    assert again["state"]["type"] == "FAILED", again["state"]
+    assert f"incident_id: {inc} completed its failback at " in again["state"]["message"]
+    assert side_effects(fresh_lab, since) == []
+
 
 def _span(start: str, end: str) -> float:
     return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()

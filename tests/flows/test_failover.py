@@ -144,6 +144,22 @@ def test_failover_end_to_end_after_a_primary_outage(fresh_lab: Lab, api: Prefect
     channels = sorted(w["name"] for w in fresh_lab.webhooks())
     assert channels == ["email", "slack"]
 
+    # The incident is done: running it again, or even planning it, is refused before any
+    # change, and its record is kept as it was (a re-run resumes only what stopped).
+    since = fresh_lab.last_seq()
+    for dry_run in (False, True):
+        parameters = {"reason": "again", "incident_id": inc, "dry_run": dry_run}
+        again = api.wait(api.launch("failover/lab", parameters)["id"])
+        assert again["state"]["type"] == "FAILED", again["state"]
+        message = again["state"]["message"]
+        assert f"incident_id: {inc} completed its failover at " in message, message
+        assert "a new failover needs a new incident id" in message, message
+    assert side_effects(fresh_lab, since) == []
+    kept = json.loads(
+        read_object(fresh_lab, TOPOLOGY.backups.records_bucket, f"failover/{inc}.json")
+    )
+    assert kept == record
+
 
 def test_failover_env_var_apps_start_with_the_new_version(fresh_lab: Lab, api: PrefectApi) -> None:
     """Apps that take the URL as an env var read it once, when their instances start.
