@@ -4,7 +4,14 @@ Figures (``name=value``), all measured in this run against the same lab:
 - backup_mb_s: BSON megabytes per second through scan → spool → tar → gzip → AES-GCM →
   resumable upload into the lab's GCS;
 - backup_over_raw_scan: the backup's time ÷ a bare RawBSONDocument cursor scan of the
-  same collections (goal ≤ 1.15, issue 19);
+  same collections (goal ≤ 1.15, issue 19), with the environment's
+  ``dump_parallel_collections`` (backup_readers);
+- server_cpu_backup_over_scan: the MongoDB server process's CPU seconds during the
+  backup ÷ during the scan (the lab's nx-27017 only: one Python process, which spends
+  more to serve several cursors at once than one);
+- backup_one_reader_over_raw_scan / server_cpu_one_reader_over_scan: the same with one
+  collection read at a time (the environment copied with ``dump_parallel_collections:
+  1``), which is what such a server serves fastest;
 - backup_peak_rss_mb / restore_peak_rss_mb: peak resident memory of the process that
   ran it (goal < 300 whatever the size);
 - restore_mb_s and restore_over_insert_many: restore speed ÷ raw ``insert_many`` of
@@ -29,18 +36,23 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import bson
+import yaml
 from bson.raw_bson import RawBSONDocument
 from pymongo import MongoClient
+
+from lifeboat.topology import load_topology
 
 REPO = Path(__file__).resolve().parent.parent
 BASE_PORT = int(os.environ.get("LIFEBOAT_BENCH_BACKUP_PORT", "22780"))
 PG_PREFIX = os.environ.get("LIFEBOAT_BENCH_BACKUP_PG_PREFIX", "127.0.22.")
 COLLECTIONS = 4
 BATCH = 1000
+T = TypeVar("T")
 WORDS = ["frame", "lens", "acetate", "titanium", "round", "square", "aviator", "polarized"]
 
 
@@ -108,8 +120,41 @@ def child(env: dict[str, str], what: str, arg: str, checkout: Path = REPO) -> di
     return dict(json.loads(result.stdout.strip().splitlines()[-1]))
 
 
+def server_cpu_seconds(root: Path) -> float | None:
+    """CPU seconds the lab's MongoDB server has used so far (nx-27017 writes a pid file)."""
+    pid_files = list(root.rglob("nx_27017.pid"))
+    if not pid_files:
+        return None
+    pid = pid_files[0].read_text().strip()
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    # utime and stime (fields 14 and 15 of proc_pid_stat(5)), in clock ticks.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def one_reader_environments(root: Path) -> Path:
+    """A copy of the lab's environment that reads one collection at a time."""
+    folder = root / "environments-one-reader"
+    folder.mkdir()
+    topology = yaml.safe_load((REPO / "deployments" / "environments" / "lab.yaml").read_text())
+    topology["mongodb"]["dump_parallel_collections"] = 1
+    (folder / "lab.yaml").write_text(yaml.safe_dump(topology))
+    return folder
+
+
+def measured(root: Path, step: Callable[[], T]) -> tuple[T, float | None]:
+    """A step's result, and the server's CPU seconds while it ran."""
+    before = server_cpu_seconds(root)
+    result = step()
+    after = server_cpu_seconds(root)
+    return result, None if before is None or after is None else after - before
+
+
 def lab(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "commands.cli", "lab", *args], cwd=REPO, check=True)
+
+
+def ratio(part: float | None, whole: float | None) -> float | str:
+    return "n/a" if part is None or not whole else round(part / whole, 2)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,9 +181,11 @@ def main(argv: list[str] | None = None) -> int:
             PREFECT_SERVER_ALLOW_EPHEMERAL_MODE="true",
         )
         generated, insert_s = generate(uri, "varai", args.mb)
-        scanned, scan_s = raw_scan(uri, "varai")
+        (scanned, scan_s), scan_cpu = measured(root, lambda: raw_scan(uri, "varai"))
         baseline = child(env, "import", "")
-        backup = child(env, "backup", "20261122T000000Z")
+        backup, backup_cpu = measured(root, lambda: child(env, "backup", "20261122T000000Z"))
+        one_env = dict(env, LIFEBOAT_ENVIRONMENTS_DIR=str(one_reader_environments(root)))
+        one, one_cpu = measured(root, lambda: child(one_env, "backup", "20261122T020000Z"))
         manifest = backup["out"]
         verify = child(env, "verify", manifest)
         restore = child(env, "restore", manifest)
@@ -151,7 +198,11 @@ def main(argv: list[str] | None = None) -> int:
             "backup_archive_mb": round(archive_bytes / 1e6, 1),
             "raw_scan_mb_s": round(scanned / 1e6 / scan_s, 1),
             "backup_mb_s": round(mb / backup["seconds"], 1),
+            "backup_readers": load_topology("lab").mongodb.dump_parallel_collections,
             "backup_over_raw_scan": round(backup["seconds"] / scan_s, 2),
+            "server_cpu_backup_over_scan": ratio(backup_cpu, scan_cpu),
+            "backup_one_reader_over_raw_scan": round(one["seconds"] / scan_s, 2),
+            "server_cpu_one_reader_over_scan": ratio(one_cpu, scan_cpu),
             "backup_peak_rss_mb": round(backup["rss_kb"] / 1024, 1),
             # What importing prefect and the Google clients costs before any data moves.
             "import_baseline_rss_mb": round(baseline["rss_kb"] / 1024, 1),
