@@ -27,7 +27,7 @@ INCIDENT_FIELD = Field(
     None,
     pattern=INCIDENT_PATTERN,
     description="Incident id; re-using one resumes a run that stopped (a completed "
-    "failover or failback is refused)",
+    "switch is refused)",
 )
 
 

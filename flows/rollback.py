@@ -34,7 +34,7 @@ from pydantic import BaseModel, Field
 from flows.evidence import publish_run, published
 from flows.launch import ENVIRONMENT_FIELD, INCIDENT_FIELD, REASON_FIELD, SwitchRequest
 from flows.region_lock import lock_step
-from flows.resume import resumable
+from flows.resume import refuse_a_completed_incident, resumable
 from flows.rollback_checks import check_integrity, purge_cdn, validate
 from flows.rollback_cooldown import COOLDOWN_STATE, recent_automatic_run
 from lifeboat import runtime
@@ -125,6 +125,7 @@ def rollback(
     names = _chosen_services(topo, services, target_revisions)
     strategy = RollbackStrategy(strategy)
     record = request.record("rollback", "automatic" if automatic else "manual", dry_run)
+    refuse_a_completed_incident(record, incident_id)
     record.cause = trigger
     if automatic and not dry_run:
         why = recent_automatic_run(topo.environment, topo.rollback_triggers.min_interval_s)
@@ -218,9 +219,10 @@ def _run(
     region = topo.regions.by_role(role)
 
     with record.step("inspect") as step:
-        # Cached per incident: a re-run of the incident plans from the state it first saw,
-        # so it resumes (every service already on its target: no change) instead of
-        # rolling back one revision further.
+        # Cached per incident: a re-run of a run that stopped plans from the state it
+        # first saw, so it resumes instead of rolling back one revision further. A
+        # completed incident is not run again (`refuse_a_completed_incident`): its cached
+        # targets would roll back whatever was released since.
         inspect = resumable(run_list_revisions, record, "inspect")
         futures = [inspect.submit(env, region.project, region.name, name) for name in names]
         plans = []

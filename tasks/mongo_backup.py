@@ -280,9 +280,10 @@ def mongo_backup_to_gcs(environment: str, backup_id: str) -> Manifest:
             ", ".join(sorted(ended)),
         )
     get_run_logger().info(
-        "mongodb backup %s: %d collections, %d bytes uploaded to %s",
+        "mongodb backup %s: %d collections (%d read at once), %d bytes uploaded to %s",
         backup_id,
         len(entries),
+        readers,
         summary.object_bytes,
         uri,
     )

