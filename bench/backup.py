@@ -204,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
             "server_cpu_backup_over_scan": ratio(backup_cpu, scan_cpu),
             "backup_four_readers_over_raw_scan": round(four["seconds"] / scan_s, 2),
             "server_cpu_four_readers_over_scan": ratio(four_cpu, scan_cpu),
+            "backup_four_readers_peak_rss_mb": round(four["rss_kb"] / 1024, 1),
             "backup_peak_rss_mb": round(backup["rss_kb"] / 1024, 1),
             # What importing prefect and the Google clients costs before any data moves.
             "import_baseline_rss_mb": round(baseline["rss_kb"] / 1024, 1),
@@ -217,9 +218,12 @@ def main(argv: list[str] | None = None) -> int:
             "restore_documents": restored,
         }  # fmt: skip
         if args.compare_with is not None:
-            base_import = child(env, "import", "", args.compare_with)
-            base = child(env, "backup", "20261122T010000Z", args.compare_with)
-            base_restore = child(env, "restore", base["out"], args.compare_with)
+            # This checkout's environment for both sides: an A/B of the code, not of the
+            # settings each checkout's lab.yaml has.
+            same = dict(env, LIFEBOAT_ENVIRONMENTS_DIR=str(REPO / "deployments" / "environments"))
+            base_import = child(same, "import", "", args.compare_with)
+            base = child(same, "backup", "20261122T010000Z", args.compare_with)
+            base_restore = child(same, "restore", base["out"], args.compare_with)
             figures |= {
                 "base_import_baseline_rss_mb": round(base_import["rss_kb"] / 1024, 1),
                 "base_backup_over_raw_scan": round(base["seconds"] / scan_s, 2),

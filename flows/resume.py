@@ -47,7 +47,8 @@ def refuse_a_completed_incident(record: RunRecord, given: str | None) -> None:
     effect and before the record is written, so the completed record stays as it was
     (a dry run would overwrite it too). ``given`` is the incident id the caller passed:
     a generated one is new. When the record cannot be read, the run goes on, saying so:
-    the evidence store must not stop a failover.
+    the evidence store must not stop a switch (nor can it wait long on it: one attempt,
+    ``storage_read_json``'s short budget).
     """
     if given is None:
         return
@@ -62,10 +63,31 @@ def refuse_a_completed_incident(record: RunRecord, given: str | None) -> None:
             record.flow,
         )
         return
+    refusal = completed_refusal(record, earlier)
+    if refusal is not None:
+        raise PermanentError(refusal)
     if earlier is not None and earlier.outcome == "completed":
-        ended = f"{earlier.ended_at:%Y-%m-%d %H:%M:%S} UTC" if earlier.ended_at else "earlier"
-        raise PermanentError(
-            f"incident_id: {record.incident_id} completed its {record.flow} at {ended} "
-            f"(run {earlier.flow_run_id}); a completed incident is not run again, and a new "
-            f"{record.flow} needs a new incident id"
+        get_run_logger().info(
+            "incident %s completed keeping a fence (%s): this run finishes lifting it",
+            record.incident_id,
+            ", ".join(earlier.fence["kept"] if earlier.fence else []),
         )
+
+
+def completed_refusal(record: RunRecord, earlier: RunRecord | None) -> str | None:
+    """Why ``record``'s run must not go on, given the record an earlier run of the same
+    flow and incident left; None when it may (none, or it stopped before completing).
+
+    A run that completed keeping a fence (its services may still name the old database)
+    said that a re-run of the incident lifts it: that re-run goes on.
+    """
+    if earlier is None or earlier.outcome != "completed":
+        return None
+    if earlier.fence and earlier.fence.get("kept"):
+        return None
+    ended = f"{earlier.ended_at:%Y-%m-%d %H:%M:%S} UTC" if earlier.ended_at else "earlier"
+    return (
+        f"incident_id: {record.incident_id} completed its {record.flow} at {ended} "
+        f"(run {earlier.flow_run_id}); a completed incident is not run again, and a new "
+        f"{record.flow} needs a new incident id"
+    )

@@ -14,8 +14,8 @@ CDN, run the integrity queries, watch the validation period against the success 
 
 A service that fails does not stop the others; the run reports both lists and fails if
 any service failed, or if the validation period fails. A service already on its target is
-left alone, and re-running an incident resumes it: the plan is the one that incident first
-made.
+left alone, and re-running an incident that stopped resumes it: the plan is the one that
+incident first made. A completed incident is not run again (flows/resume.py).
 """
 
 from __future__ import annotations

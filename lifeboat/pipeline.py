@@ -119,10 +119,15 @@ class Pipeline:
         """Iterate ``source`` in a thread of its own, up to ``slots`` items ahead.
 
         For a cursor: the next batch is already asked for while the consumer works on
-        this one, so the server is not left idle. An exception from ``source`` is raised
-        in the consumer, where its item would have been, and does not fail the pipeline
-        by itself. A consumer that stops early stops the thread too.
+        this one, so the server is not left idle. At most ``slots + 2`` items exist at a
+        time: queued, one the thread waits to queue, one the consumer holds. An exception
+        from ``source`` is raised in the consumer, where its item would have been, and
+        does not fail the pipeline by itself. The thread starts at the first ``next()``;
+        it stops when the source ends, the pipeline fails, or the consumer closes the
+        generator (a ``for`` loop left by an exception closes it).
         """
+        if slots < 1:
+            raise ValueError("read_ahead needs at least one slot")
         ahead: queue.Queue[tuple[bool, object]] = queue.Queue(maxsize=slots)
         stop = threading.Event()
 

@@ -74,7 +74,8 @@ UPLOAD_CHUNK = 8 << 20  # resumable-upload chunk: a multiple of 256 KiB, held in
 COMPRESSLEVEL = 1
 # Cursor batches (1000 documents, 16 MiB at most) fetched ahead of the thread that
 # spools them: the server works on the next batch while this one is walked and gzipped.
-READ_AHEAD = 2
+# One is enough for that overlap (bench/backup.py) and keeps the worst case bounded.
+READ_AHEAD = 1
 # Sealed 1 MiB chunks queued for the upload thread: enough to cover one chunk's upload
 # while the packer goes on, bounded so that a slow upload holds the packer back.
 UPLOAD_SLOTS = 8
@@ -188,10 +189,11 @@ def _dump(
     joined by bounded channels. The gzip of a collection is done while it is read, by
     its reader, so the last collection leaves no compression to wait for. Memory,
     whatever the data's size: ``(readers + 2) * SPOOL_MEMORY_BYTES`` of spools (8 MiB
-    each, the rest on disk), ``readers * (READ_AHEAD + 1)`` cursor batches (1000
-    documents: about 1.5 MiB at 1.5 KB a document, 16 MiB at most), ``UPLOAD_SLOTS``
-    sealed chunks of 1 MiB and the upload's ``UPLOAD_CHUNK`` buffer: about 80 MiB at 4
-    readers, 260 MiB if every batch were the largest a server sends. An exception in
+    each, the rest on disk), ``readers * (READ_AHEAD + 2)`` cursor batches (queued,
+    held by the cursor thread waiting to queue it, and spooling; 1000 documents: about
+    1.5 MiB at 1.5 KB a document, 16 MiB at most), ``UPLOAD_SLOTS`` sealed chunks of
+    1 MiB and the upload's ``UPLOAD_CHUNK`` buffer: about 80 MiB at 4 readers, 260 MiB
+    if every batch were the largest a server sends. An exception in
     any stage fails the backup and cancels the others, the upload session included.
     ``finish`` adds the last files (the oplog) once every collection is in.
     """

@@ -158,7 +158,9 @@ def storage_write_json(environment: str, bucket: str, name: str, body: dict[str,
     return f"gs://{bucket}/{name}"
 
 
-@cloud_task(timeout_seconds=30, retries=1, task_run_name="read-record-{name}")
+# One attempt, 10 s: it stands before a switch's first step, and its caller goes on
+# without it (flows.resume.refuse_a_completed_incident).
+@cloud_task(timeout_seconds=10, retries=0, task_run_name="read-record-{name}")
 def storage_read_json(environment: str, bucket: str, name: str) -> dict[str, Any] | None:
     """A JSON object, or None when there is none. Read-only."""
     topo = runtime.topology(environment)
@@ -166,7 +168,9 @@ def storage_read_json(environment: str, bucket: str, name: str) -> dict[str, Any
     blob = client.bucket(bucket).blob(name)
     with calling("read-record", f"gs://{bucket}/{name}"):
         try:
-            body = json.loads(blob.download_as_bytes(timeout=runtime.call_timeout(environment)))
+            # retry=None: the client's own retry would wait up to 120 s on a 5xx.
+            data = blob.download_as_bytes(timeout=runtime.call_timeout(environment), retry=None)
+            body = json.loads(data)
         except gexc.NotFound:
             return None
     return dict(body)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import tempfile
@@ -149,6 +150,11 @@ def spool_raw_batches(
         spool.flush()
         spool.seek(0)
     except BaseException:
+        if sink is not spool:
+            # Its trailer would otherwise be written by the garbage collector, into a
+            # closed spool ("Exception ignored ... I/O operation on closed file").
+            with contextlib.suppress(Exception):
+                sink.close()
         spool.close()
         raise
     return SpooledCollection(
