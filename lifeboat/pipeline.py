@@ -123,8 +123,10 @@ class Pipeline:
         time: queued, one the thread waits to queue, one the consumer holds. An exception
         from ``source`` is raised in the consumer, where its item would have been, and
         does not fail the pipeline by itself. The thread starts at the first ``next()``;
-        it stops when the source ends, the pipeline fails, or the consumer closes the
-        generator (a ``for`` loop left by an exception closes it).
+        it stops when the source ends, the pipeline fails, or the generator is closed
+        (``close()``, or its collection once nothing refers to it: a ``for`` loop left
+        by an exception does not close it, so a consumer that catches such an exception
+        and goes on should close the generator itself).
         """
         if slots < 1:
             raise ValueError("read_ahead needs at least one slot")
