@@ -140,15 +140,20 @@ def read_lease(environment: str) -> Lease | None:
         return None
 
 
+def _object(environment: str, bucket: str, name: str) -> storage.Blob:
+    topo = runtime.topology(environment)
+    return (
+        runtime.clients(environment).storage(topo.regions.primary.project).bucket(bucket).blob(name)
+    )
+
+
 @cloud_task(timeout_seconds=120, task_run_name="write-record-{name}")
 def storage_write_json(environment: str, bucket: str, name: str, body: dict[str, Any]) -> str:
     """Write a JSON object and return its gs:// URI.
 
     Idempotent: the same name is overwritten with the latest record of the run.
     """
-    topo = runtime.topology(environment)
-    client = runtime.clients(environment).storage(topo.regions.primary.project)
-    blob = client.bucket(bucket).blob(name)
+    blob = _object(environment, bucket, name)
     with calling("write-record", f"gs://{bucket}/{name}"):
         blob.upload_from_string(
             json.dumps(body, indent=2, default=str, sort_keys=True),
@@ -163,9 +168,7 @@ def storage_write_json(environment: str, bucket: str, name: str, body: dict[str,
 @cloud_task(timeout_seconds=10, retries=0, task_run_name="read-record-{name}")
 def storage_read_json(environment: str, bucket: str, name: str) -> dict[str, Any] | None:
     """A JSON object, or None when there is none. Read-only."""
-    topo = runtime.topology(environment)
-    client = runtime.clients(environment).storage(topo.regions.primary.project)
-    blob = client.bucket(bucket).blob(name)
+    blob = _object(environment, bucket, name)
     with calling("read-record", f"gs://{bucket}/{name}"):
         try:
             # retry=None: the client's own retry would wait up to 120 s on a 5xx.

@@ -128,18 +128,17 @@ class ArchiveWriter:
         if spooled.gzip is None:
             self.add_file(path, spooled.file, spooled.size, spooled.sha256)
         else:
-            self._add_gzip_member(path, spooled)
+            self._add_gzip_member(path, spooled, spooled.gzip)
         self._files[path] = FileDigest(spooled.size, spooled.sha256, documents=spooled.count)
         return self._files[path]
 
-    def _add_gzip_member(self, path: str, spooled: SpooledCollection) -> None:
+    def _add_gzip_member(self, path: str, spooled: SpooledCollection, member: GzipMember) -> None:
         """The tar header, then the spool's gzip member copied as it is, then the padding.
 
         The header ends the current member; the padding starts the next. The member is
         checked by its sha256 as it is copied; its content was hashed as it was spooled.
         """
         self._check_open()
-        member = cast(GzipMember, spooled.gzip)
         self._check_new(path, spooled.size)
         try:
             self._tar_stream.write(self._header(path, spooled.size))
