@@ -16,6 +16,7 @@ import httpx
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from lab.control.client import LabControl
 from lab.prefect_api import FINAL, PrefectApi
@@ -37,7 +38,9 @@ def _tasks_table(tasks: list[dict[str, Any]]) -> Table:
         state = task["state"]["type"] if task.get("state") else "PENDING"
         seconds = task.get("total_run_time") or 0.0
         style = STATE_STYLE.get(state, "")
-        table.add_row(task["name"], f"[{style}]{state.lower()}[/]", f"{seconds:.2f}")
+        # Text, not markup: a state with no style ("running") made "[]running[/]", which
+        # rich refuses, and a name is not markup either.
+        table.add_row(Text(task["name"]), Text(state.lower(), style=style), f"{seconds:.2f}")
     return table
 
 
@@ -67,8 +70,8 @@ def report(record: dict[str, Any], time_scale: object) -> None:
         outcome = step.get("outcome", "")
         seconds = step.get("seconds")
         steps.add_row(
-            step["name"],
-            f"[{OUTCOME_STYLE.get(outcome, '')}]{outcome}[/]",
+            Text(step["name"]),
+            Text(outcome, style=OUTCOME_STYLE.get(outcome, "")),
             "" if seconds is None else f"{seconds:.2f}",
         )
     console.print(steps)
