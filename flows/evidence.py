@@ -10,6 +10,7 @@ from prefect import get_run_logger
 
 from lifeboat import runtime
 from lifeboat.record import RunRecord
+from tasks.errors import IncidentCompleted
 
 
 def run_markdown(record: RunRecord) -> str:
@@ -94,13 +95,20 @@ def publish_run(record: RunRecord, notify: bool = True) -> None:
 def published(record: RunRecord, notify_success: bool = True) -> Iterator[RunRecord]:
     """Publish the run's evidence however the block ends; what escapes it fails the record.
 
-    ``notify_success=False`` notifies only when the run did not complete.
+    ``notify_success=False`` notifies only when the run did not complete. A run refused
+    because its incident completed before publishes nothing: the record it would write is
+    the completed one's, which must stay as it was.
     """
+    publish = True
     try:
         yield record
+    except IncidentCompleted:
+        publish = False
+        raise
     except BaseException as exc:
         if record.outcome == "running":
             record.finish("failed", str(exc)[:1000])
         raise
     finally:
-        publish_run(record, notify=notify_success or record.outcome != "completed")
+        if publish:
+            publish_run(record, notify=notify_success or record.outcome != "completed")

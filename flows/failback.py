@@ -86,7 +86,9 @@ def failback(
     refuse_a_completed_incident(record, incident_id)
     if not dry_run:
         cdn_import_ahead()
-    with published(record), ExitStack() as held:
+    # The lock outlives the evidence: a duplicate launch waiting for it then reads the
+    # record this run wrote (flows.region_lock.lock_step).
+    with ExitStack() as held, published(record):
         _run(topo, record, dry_run, held)
     return record.model_dump(mode="json")
 

@@ -110,8 +110,10 @@ def failover(
     if not dry_run:
         cdn_import_ahead()
     started = time.perf_counter()
-    with published(record):
-        _run(topo, record, mode, dry_run, approve, approval_timeout_s, started)
+    # The lock outlives the evidence: a duplicate launch waiting for it then reads the
+    # record this run wrote (flows.region_lock.lock_step).
+    with ExitStack() as held, published(record):
+        _run(topo, record, mode, dry_run, approve, approval_timeout_s, started, held)
     return record.model_dump(mode="json")
 
 
@@ -123,7 +125,9 @@ def _run(
     approve: bool,
     approval_timeout_s: int,
     started: float,
+    held: ExitStack,
 ) -> None:
+    """The failover; the region lock, once taken, is held on ``held`` until it ends."""
     logger = get_run_logger()
     env = topo.environment
     secondary = topo.regions.secondary
@@ -158,82 +162,79 @@ def _run(
         with record.step("approval") as step:
             record.approval = _approval(record, reasons, approve, approval_timeout_s)
             step.detail = f"approved by {record.approval['approver']}"
-    with ExitStack() as held:
-        lock_step(held, record)
-        # The fence is lifted (or kept, saying why) once the switch is verified; the
-        # lock is held until the new primary has its backups too.
-        with ExitStack() as fencing:
-            held_fence = None if fence is None else _fence_primary(topo, record, fencing, fence)
-            # The promotion is the longest step and needs nothing below, so it starts now:
-            # the run waits max(promotion, secret + refresh + scale-up), not their sum. The
-            # preflight has just read the secondary's services, so its Run API answers.
+    lock_step(held, record)
+    # The fence is lifted (or kept, saying why) once the switch is verified; the
+    # lock is held until the new primary has its backups too.
+    with ExitStack() as fencing:
+        held_fence = None if fence is None else _fence_primary(topo, record, fencing, fence)
+        # The promotion is the longest step and needs nothing below, so it starts now:
+        # the run waits max(promotion, secret + refresh + scale-up), not their sum. The
+        # preflight has just read the secondary's services, so its Run API answers.
+        if held_fence is not None:
+            held_fence.promotion_started = True
+        promote = resumable(sql_promote_replica, record, "promote").submit(
+            env, replica.project, replica.instance
+        )
+        try:
+            results, promoted, refreshed = _connect_scale_and_promote(topo, record, mode, promote)
             if held_fence is not None:
-                held_fence.promotion_started = True
-            promote = resumable(sql_promote_replica, record, "promote").submit(
-                env, replica.project, replica.instance
+                names = [s.name for s in topo.services]
+                held_fence.repointed = refreshed.repointed(topo.regions.primary, names)
+        except Exception:
+            # Never release the region lock while the promotion runs, and say how it
+            # ended in the failed step, where an operator looks first.
+            record.steps[-1].detail += f"; {_settled(promote)}"
+            if held_fence is not None:
+                # Planned: the primary's fence is lifted on the way out, so its apps
+                # must not be left naming a replica whose promotion never began.
+                point_back(
+                    topo,
+                    record,
+                    promote,
+                    replica,
+                    topo.cloud_sql.primary,
+                    required=[topo.regions.primary],  # DNS still sends users there
+                    optional=[secondary],
+                )
+            raise
+        with record.step("dns-switch") as step:
+            # Record sets switch concurrently: 50 of them one by one would take 50 changes.
+            switches = [
+                resumable(dns_switch_record, record, "dns").submit(
+                    env, rec.name, rec.rrdatas[RegionRole.secondary], rec.failover_ttl, rec.type
+                )
+                for rec in topo.dns.records
+            ]
+            wait(switches)
+            switched = [f.result() for f in switches]
+            step.detail = "; ".join(
+                f"{s.after.name} → {','.join(s.after.rrdatas)} ttl {s.after.ttl}"
+                + ("" if s.changed else " (already)")
+                for s in switched
             )
-            try:
-                results, promoted, refreshed = _connect_scale_and_promote(
-                    topo, record, mode, promote
-                )
-                if held_fence is not None:
-                    names = [s.name for s in topo.services]
-                    held_fence.repointed = refreshed.repointed(topo.regions.primary, names)
-            except Exception:
-                # Never release the region lock while the promotion runs, and say how it
-                # ended in the failed step, where an operator looks first.
-                record.steps[-1].detail += f"; {_settled(promote)}"
-                if held_fence is not None:
-                    # Planned: the primary's fence is lifted on the way out, so its apps
-                    # must not be left naming a replica whose promotion never began.
-                    point_back(
-                        topo,
-                        record,
-                        promote,
-                        replica,
-                        topo.cloud_sql.primary,
-                        required=[topo.regions.primary],  # DNS still sends users there
-                        optional=[secondary],
-                    )
-                raise
-            with record.step("dns-switch") as step:
-                # Record sets switch concurrently: 50 of them one by one would take 50 changes.
-                switches = [
-                    resumable(dns_switch_record, record, "dns").submit(
-                        env, rec.name, rec.rrdatas[RegionRole.secondary], rec.failover_ttl, rec.type
-                    )
-                    for rec in topo.dns.records
-                ]
-                wait(switches)
-                switched = [f.result() for f in switches]
-                step.detail = "; ".join(
-                    f"{s.after.name} → {','.join(s.after.rrdatas)} ttl {s.after.ttl}"
-                    + ("" if s.changed else " (already)")
-                    for s in switched
-                )
-            with record.step("cdn-purge") as step:
-                purges = [
-                    cdn_invalidate(env, topo.cdn.host, path, request_id=request_id(record, path))
-                    for path in topo.cdn.paths
-                ]
-                step.detail = ", ".join(f"{p.path} ({p.operation})" for p in purges)
-            with record.step("verify") as step:
-                verified = health_verify(
-                    env,
-                    Target.public,
-                    timeout_s=topo.health.verify_timeout_s,
-                    expect_region=secondary.name,
-                )
-                step.detail = verified.summary()
-            record.rto_seconds = time.perf_counter() - started
-            if held_fence is not None and held_fence.results:  # a fence set: a planned outage
-                record.outage_seconds = held_fence.seconds_held()
-        record.after = {
-            "dns": [s.after.model_dump() for s in switched],
-            "replica": promoted.after.model_dump(),
-            "services": [r.model_dump() for r in results],
-        }
-        _backups_on_new_primary(topo, record)
+        with record.step("cdn-purge") as step:
+            purges = [
+                cdn_invalidate(env, topo.cdn.host, path, request_id=request_id(record, path))
+                for path in topo.cdn.paths
+            ]
+            step.detail = ", ".join(f"{p.path} ({p.operation})" for p in purges)
+        with record.step("verify") as step:
+            verified = health_verify(
+                env,
+                Target.public,
+                timeout_s=topo.health.verify_timeout_s,
+                expect_region=secondary.name,
+            )
+            step.detail = verified.summary()
+        record.rto_seconds = time.perf_counter() - started
+        if held_fence is not None and held_fence.results:  # a fence set: a planned outage
+            record.outage_seconds = held_fence.seconds_held()
+    record.after = {
+        "dns": [s.after.model_dump() for s in switched],
+        "replica": promoted.after.model_dump(),
+        "services": [r.model_dump() for r in results],
+    }
+    _backups_on_new_primary(topo, record)
     record.finish("completed")
 
 

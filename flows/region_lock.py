@@ -13,6 +13,7 @@ from contextlib import ExitStack, contextmanager
 from prefect import get_run_logger
 from prefect.concurrency.sync import concurrency
 
+from flows.resume import refuse_a_completed_incident
 from lifeboat.record import RunRecord
 from tasks.errors import LockHeld
 from tasks.storage import Lease, lease_acquire, lease_release
@@ -41,6 +42,13 @@ def limit_name(environment: str) -> str:
 
 @contextmanager
 def region_lock(environment: str, incident_id: str, flow: str, holder: str) -> Iterator[Lease]:
+    """The lease, then the slot; on the way out the lease goes first, then the slot.
+
+    The lease belongs to the incident, not to one run of it: a second run of the same
+    incident (a duplicate launch, or a re-run while the first still goes) takes it as its
+    own and waits for the slot. That order of release lets it find the lease gone once it
+    has the slot, and take it anew, instead of having its lease deleted under it.
+    """
     logger = get_run_logger()
     lease = lease_acquire(environment, incident_id, flow, holder)
     logger.info(
@@ -49,41 +57,60 @@ def region_lock(environment: str, incident_id: str, flow: str, holder: str) -> I
         lease.describe(),
         " (resuming this incident after a crash)" if lease.resumed else "",
     )
-    try:
-        with ExitStack() as stack:
-            try:
-                stack.enter_context(
-                    concurrency(
-                        limit_name(environment),
-                        occupy=1,
-                        timeout_seconds=_slot_wait(lease),
-                        strict=True,
-                        lease_duration=SLOT_LEASE_S,
-                    )
+    with ExitStack() as stack:
+        try:
+            stack.enter_context(
+                concurrency(
+                    limit_name(environment),
+                    occupy=1,
+                    timeout_seconds=_slot_wait(lease),
+                    strict=True,
+                    lease_duration=SLOT_LEASE_S,
                 )
-            except TimeoutError as exc:
-                holder_run = (
-                    "still held by the crashed run of this incident: its slot's lease was "
-                    "not freed in time; re-run the incident"
-                    if lease.resumed
-                    else "held by another run"
-                )
-                raise LockHeld(
-                    f"region lock for {environment}: the Prefect concurrency limit "
-                    f"{limit_name(environment)} is {holder_run} ({exc})"
-                ) from exc
-            yield lease
-    finally:
-        lease_release(environment, incident_id)
-        logger.info("released the region lock of %s", environment)
+            )
+        except BaseException as exc:
+            # A lease this incident held already may be a live run's: it keeps it.
+            if not lease.resumed:
+                lease_release(environment, incident_id)
+            if not isinstance(exc, TimeoutError):
+                raise
+            holder_run = (
+                "still held by another run of this incident: one still going, or a crashed "
+                "one whose slot's lease was not freed in time; re-run the incident once it "
+                "has ended"
+                if lease.resumed
+                else "held by another run"
+            )
+            raise LockHeld(
+                f"region lock for {environment}: the Prefect concurrency limit "
+                f"{limit_name(environment)} is {holder_run} ({exc})"
+            ) from exc
+        stack.callback(_release, environment, incident_id)  # before the slot: see above
+        if lease.resumed:
+            # The run that held the slot may have released the lease meanwhile.
+            lease = lease_acquire(environment, incident_id, flow, holder)
+        yield lease
 
 
-def lock_step(held: ExitStack, record: RunRecord) -> Lease:
+def _release(environment: str, incident_id: str) -> None:
+    lease_release(environment, incident_id)
+    get_run_logger().info("released the region lock of %s", environment)
+
+
+def lock_step(held: ExitStack, record: RunRecord, *, once_per_incident: bool = True) -> Lease:
     """The ``region-lock`` step a switch takes before its first change: the lock is held
-    on ``held`` for the rest of the run, and the step records who holds it."""
+    on ``held`` for the rest of the run, and the step records who holds it.
+
+    ``once_per_incident``: the incident's record is read again under the lock, and a run
+    of an incident that completed meanwhile is refused. A duplicate launch passed the
+    check at its start while the first run still went; the first run writes its record
+    before it lets the lock go, so the second sees it here.
+    """
     with record.step("region-lock") as step:
         lease = held.enter_context(
             region_lock(record.environment, record.incident_id, record.flow, record.operator)
         )
         step.detail = lease.describe()
+    if once_per_incident:
+        refuse_a_completed_incident(record, record.incident_id)
     return lease

@@ -158,7 +158,7 @@ def _restore(
         record.finish("planned" if record.dry_run else "completed")
         return
     if target is None:  # a copy under a new name touches nothing a switch does
-        lock_step(held, record)
+        lock_step(held, record, once_per_incident=False)
     with record.step("apply") as step:
         done = config_restore_item(env, manifest, chosen.path, target, apply=True)
         step.detail = done.result or "nothing left to change"

@@ -9,7 +9,7 @@ from prefect import get_run_logger
 from prefect.cache_policies import CachePolicy
 
 from lifeboat.record import RunRecord
-from tasks.errors import PermanentError
+from tasks.errors import IncidentCompleted
 from tasks.records import read_record
 
 
@@ -65,7 +65,7 @@ def refuse_a_completed_incident(record: RunRecord, given: str | None) -> None:
         return
     refusal = completed_refusal(record, earlier)
     if refusal is not None:
-        raise PermanentError(refusal)
+        raise IncidentCompleted(refusal)
     if earlier is not None and earlier.outcome == "completed":
         get_run_logger().info(
             "incident %s completed keeping a fence (%s): this run finishes lifting it",

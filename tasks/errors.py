@@ -47,6 +47,11 @@ class LockHeld(PermanentError):
     """Another region switch holds the environment's lock."""
 
 
+class IncidentCompleted(PermanentError):
+    """The incident completed in an earlier run: a run of it refuses to start again, and
+    publishes nothing (its record would overwrite the completed one)."""
+
+
 _TRANSIENT_TYPES: tuple[type[Exception], ...] = (
     gexc.TooManyRequests,
     gexc.ServerError,  # 500, 501, 502, 503, 504

@@ -214,6 +214,53 @@ def test_two_concurrent_failovers_exactly_one_runs(fresh_lab: Lab, api: PrefectA
     assert kinds.count(("dns", "POST")) == 1
 
 
+def test_a_duplicate_launch_of_an_incident_switches_once(fresh_lab: Lab, api: PrefectApi) -> None:
+    # Incident tooling that fires twice: both runs pass the completed-incident check at
+    # their start, since neither has finished. The second takes the incident's lease as
+    # its own and waits for the slot; the first writes its record before it lets the lock
+    # go, so the second reads "completed" under the lock and is refused, changing nothing.
+    fresh_lab.outage(PRIMARY.name, True)
+    since = fresh_lab.last_seq()
+    inc = incident("TWICE")
+    runs: list[dict] = []
+    lock = threading.Lock()
+
+    def launch(n: int) -> None:
+        run = api.launch("failover/lab", {"reason": f"fired twice ({n})", "incident_id": inc})
+        with lock:
+            runs.append(run)
+
+    threads = [threading.Thread(target=launch, args=(n,)) for n in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    finals = [api.wait(r["id"]) for r in runs]
+    states = sorted(f["state"]["type"] for f in finals)
+    assert states == ["COMPLETED", "FAILED"], [_message(f) for f in finals]
+    winner = next(f for f in finals if f["state"]["type"] == "COMPLETED")
+    loser = next(f for f in finals if f["state"]["type"] == "FAILED")
+    assert f"incident_id: {inc} completed its failover at " in _message(loser), _message(loser)
+    # The refusal came under the lock, not at the loser's start: it took the lock first.
+    assert any("took the region lock of lab" in line for line in api.logs(loser["id"]))
+
+    effects = side_effects(fresh_lab, since)
+    kinds = [(a, m) for a, m, _ in effects if a != "storage"]
+    assert kinds.count(("sql", "instances.promoteReplica")) == 1
+    assert kinds.count(("secretmanager", "POST")) == 1
+    assert kinds.count(("run", "PATCH")) == len(TOPOLOGY.services) + 1
+    assert kinds.count(("dns", "POST")) == 1
+    assert kinds.count(("compute", "POST")) == len(TOPOLOGY.cdn.paths)
+    assert kinds.count(("sql", "instances.patch")) == 1
+    # The record is the winner's: the loser published nothing over it.
+    record = _wait_record(fresh_lab, f"failover/{inc}.json")
+    assert record["outcome"] == "completed"
+    assert record["flow_run_id"] == winner["id"]
+    # Both runs let the lock go: the lease is gone, so the next incident may switch.
+    with pytest.raises(NotFound):
+        read_object(fresh_lab, TOPOLOGY.backups.records_bucket, "locks/lab/region-switch.json")
+
+
 def test_secrets_never_reach_logs_artifacts_records_or_notifications(
     fresh_lab: Lab, api: PrefectApi
 ) -> None:

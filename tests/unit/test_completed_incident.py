@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from prefect.logging import disable_run_logger
 
-from flows import resume
+from flows import evidence, resume
 from lifeboat.record import RunRecord
-from tasks.errors import PermanentError
+from tasks.errors import IncidentCompleted, PermanentError
 
 
 def record(outcome: str = "running", **extra: Any) -> RunRecord:
@@ -77,3 +77,20 @@ def test_a_completed_record_read_refuses_before_anything_else(
     monkeypatch.setattr(resume, "read_record", lambda _: record("completed"))
     with pytest.raises(PermanentError, match="incident_id: INC-42 completed its failover"):
         resume.refuse_a_completed_incident(record(), "INC-42")
+
+
+def test_a_run_refused_for_a_completed_incident_publishes_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Refused under the lock, inside ``published``: its record would overwrite the
+    # completed one, so nothing is published. Any other failure is published as failed.
+    published: list[RunRecord] = []
+    monkeypatch.setattr(evidence, "publish_run", lambda r, notify=True: published.append(r))
+    with pytest.raises(IncidentCompleted), evidence.published(record()):
+        raise IncidentCompleted("incident_id: INC-42 completed its failover")
+    assert published == []
+
+    failing = record()
+    with pytest.raises(PermanentError), evidence.published(failing):
+        raise PermanentError("a region is down")
+    assert published == [failing] and failing.outcome == "failed"
