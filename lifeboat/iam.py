@@ -713,7 +713,8 @@ CALLS: tuple[Call, ...] = (
         RECORDED,
         (Place.buckets,),
         "write the lease, a run record, a manifest, an archive; a write over an existing "
-        "object (the lease taken over, a manifest marked verified) needs delete too",
+        "object (the lease taken over or released, a manifest marked verified) needs "
+        "delete too",
     ),
     Call(
         "storage",
@@ -729,9 +730,9 @@ CALLS: tuple[Call, ...] = (
         "DELETE",
         "/storage/v1/b/{bucket}/o/{object}",
         ("storage.objects.delete",),
-        _flows("failover", "failback", "rollback", "backup", "config-backup", "restore-config"),
+        _flows("backup", "config-backup"),
         (Place.buckets,),
-        "release the lease; retention deletes expired backups",
+        "retention deletes expired backups (a released lease is kept, marked released)",
     ),
 )
 

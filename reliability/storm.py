@@ -37,7 +37,7 @@ from lab.prefect_api import flow_processes
 from lifeboat import runtime
 from lifeboat.topology import Topology, load_topology
 from reliability.cloud import deploy_release, read_record
-from tasks.storage import lease_object
+from tasks.storage import Lease, lease_object
 
 BASE_PORT = int(os.environ.get("LIFEBOAT_RELIABILITY_PORT", "24780"))
 PG_PREFIX = os.environ.get("LIFEBOAT_RELIABILITY_PG_PREFIX", "127.0.24.")
@@ -48,8 +48,10 @@ LOCK_WORDS = "region lock for lab is held"
 
 
 def _lease_held(topo: Topology) -> bool:
+    """Whether the lease is held: a released one stays, marked released."""
     bucket = runtime.clients("lab").storage(topo.regions.primary.project)
-    return bool(bucket.bucket(topo.backups.records_bucket).blob(lease_object("lab")).exists())
+    blob = bucket.bucket(topo.backups.records_bucket).blob(lease_object("lab"))
+    return blob.exists() and not Lease.model_validate_json(blob.download_as_bytes()).released
 
 
 def _slot_free(lab: BenchLab) -> bool:

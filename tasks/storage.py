@@ -26,6 +26,11 @@ class Lease(BaseModel):
     expires_at: datetime
     generation: int = 0
     resumed: bool = Field(False, description="the same incident held it: a resume after a crash")
+    # A released lease stays as an object that says so (a tombstone), never deleted: a
+    # create the client gave up on (ifGenerationMatch=0) can still be applied later, and
+    # into an empty name it would bring back the lease of an incident that has ended,
+    # refusing every switch until it expired. Over a tombstone it fails its precondition.
+    released: bool = False
 
     def describe(self) -> str:
         return (
@@ -83,13 +88,14 @@ def lease_acquire(
         current = Lease.model_validate_json(
             blob.download_as_bytes(if_generation_match=blob.generation, timeout=timeout)
         )
-        if current.incident_id != incident_id and current.expires_at > now:
+        free = current.released or current.expires_at <= now
+        if current.incident_id != incident_id and not free:
             raise LockHeld(
                 f"region lock for {environment} is held: {current.describe()}; "
                 "a second switch is refused, not queued"
             )
-        resumed = current.incident_id == incident_id
-        if not resumed:
+        resumed = current.incident_id == incident_id and not current.released
+        if not resumed and not current.released:
             get_run_logger().warning("taking over an expired lease: %s", current.describe())
         try:
             blob.upload_from_string(
@@ -107,9 +113,10 @@ def lease_acquire(
 
 @cloud_task(timeout_seconds=60, task_run_name="lease-release-{incident_id}")
 def lease_release(environment: str, incident_id: str) -> bool:
-    """Delete the lease if this incident still holds it.
+    """Mark the lease released if this incident still holds it (the object stays: see
+    ``Lease.released``).
 
-    Idempotent: a lease already gone, or held by someone else, is left alone.
+    Idempotent: a lease already released, or held by someone else, is left alone.
     """
     blob = _bucket(environment).blob(lease_object(environment))
     timeout = runtime.call_timeout(environment)
@@ -121,23 +128,30 @@ def lease_release(environment: str, incident_id: str) -> bool:
             )
         except gexc.NotFound:
             return False
-        if current.incident_id != incident_id:
+        if current.incident_id != incident_id or current.released:
             return False
         try:
-            blob.delete(if_generation_match=blob.generation, timeout=timeout)
+            blob.upload_from_string(
+                current.model_copy(update={"released": True}).model_dump_json(),
+                content_type="application/json",
+                if_generation_match=blob.generation,
+                timeout=timeout,
+            )
         except (gexc.NotFound, gexc.PreconditionFailed):
             return False
     return True
 
 
 def read_lease(environment: str) -> Lease | None:
+    """The lease a region switch holds, if any (expired or not); None once released."""
     blob = _bucket(environment).blob(lease_object(environment))
     try:
-        return Lease.model_validate_json(
+        lease = Lease.model_validate_json(
             blob.download_as_bytes(timeout=runtime.call_timeout(environment))
         )
     except gexc.NotFound:
         return None
+    return None if lease.released else lease
 
 
 def _object(environment: str, bucket: str, name: str) -> storage.Blob:

@@ -256,9 +256,11 @@ def test_a_duplicate_launch_of_an_incident_switches_once(fresh_lab: Lab, api: Pr
     record = _wait_record(fresh_lab, f"failover/{inc}.json")
     assert record["outcome"] == "completed"
     assert record["flow_run_id"] == winner["id"]
-    # Both runs let the lock go: the lease is gone, so the next incident may switch.
-    with pytest.raises(NotFound):
+    # Both runs let the lock go: the lease is released, so the next incident may switch.
+    lease = json.loads(
         read_object(fresh_lab, TOPOLOGY.backups.records_bucket, "locks/lab/region-switch.json")
+    )
+    assert lease["released"] is True and lease["incident_id"] == inc
 
 
 def test_secrets_never_reach_logs_artifacts_records_or_notifications(
