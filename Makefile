@@ -26,7 +26,7 @@ demo: $(STAMP)
 # .ci/run used about 12 min of CPU in 52 min of wall time on two workers).
 test: $(STAMP)
 	$(BIN)/pytest -q tests/unit
-	$(BIN)/pytest -q --durations=15 -n 4 --dist loadfile --ignore=tests/unit
+	$(BIN)/pytest -q --durations=15 -n 4 --dist loadfile --no-loadscope-reorder --ignore=tests/unit
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -76,7 +76,14 @@ def publish_run(record: RunRecord, notify: bool = True) -> None:
             record.notifications = [
                 d.model_dump() for d in notify_all(record.environment, title, text)
             ]
-        write_record(record)
+        if write_record(record) is None:
+            logger.warning(
+                "kept the record of incident %s: another run completed its %s; this run "
+                "(%s) is told by its own state, logs and artifacts",
+                record.incident_id,
+                record.flow,
+                record.outcome,
+            )
     except Exception as exc:
         logger.error("could not write the run record: %s", exc)
         record.record_uri = None

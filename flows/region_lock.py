@@ -28,7 +28,8 @@ def _slot_wait(lease: Lease) -> float:
 
     Another incident's run holding it means a second switch: refuse soon. Our own
     incident's lease found in place means this run resumes one that crashed, whose slot
-    is still leased until it expires, so wait that out rather than refuse our own resume.
+    is still leased until it expires, so wait that out rather than refuse our own resume
+    (or it duplicates a run still going, which then ends first: flows.region_lock.lock_step).
     Three leases, not one and a half: the server frees an expired lease from a loop of its
     own, which ran late on a loaded machine (the crash sweep's re-runs at two of 28 points
     were refused after 90 s, naming the run they resumed as "another run").
@@ -55,7 +56,10 @@ def region_lock(environment: str, incident_id: str, flow: str, holder: str) -> I
         "took the region lock of %s: %s%s",
         environment,
         lease.describe(),
-        " (resuming this incident after a crash)" if lease.resumed else "",
+        " (this incident held it already: a crashed run of it, or one still going; "
+        "its slot is waited for)"
+        if lease.resumed
+        else "",
     )
     with ExitStack() as stack:
         try:
@@ -87,14 +91,14 @@ def region_lock(environment: str, incident_id: str, flow: str, holder: str) -> I
             ) from exc
         stack.callback(_release, environment, incident_id)  # before the slot: see above
         if lease.resumed:
-            # The run that held the slot may have released the lease meanwhile.
-            lease = lease_acquire(environment, incident_id, flow, holder)
+            # Taken now that the slot is ours; the run that held it may have released it.
+            lease = lease_acquire(environment, incident_id, flow, holder, take_own=True)
         yield lease
 
 
 def _release(environment: str, incident_id: str) -> None:
-    lease_release(environment, incident_id)
-    get_run_logger().info("released the region lock of %s", environment)
+    if lease_release(environment, incident_id):
+        get_run_logger().info("released the region lock of %s", environment)
 
 
 def lock_step(held: ExitStack, record: RunRecord, *, once_per_incident: bool = True) -> Lease:

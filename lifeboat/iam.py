@@ -666,18 +666,15 @@ CALLS: tuple[Call, ...] = (
         "/storage/v1/b/{bucket}/o/{object}",
         ("storage.objects.get",),
         _flows(
-            "failover",
             "failback",
-            "rollback",
             "backup",
             "recovery-drill",
             "mongo-capture",
             "config-backup",
-            "restore-config",
             "restore-sql",
         ),
         (Place.buckets, Place.assets),
-        "read an object's metadata: the lease's generation, an export's or archive's size "
+        "read an object's metadata: an export's or archive's size "
         "and checksums (a copy's against its source's), a copied export before a drill or "
         "an import (mongo-capture takes a base backup when there is none, or after a gap), "
         "an asset",

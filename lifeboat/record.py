@@ -101,3 +101,27 @@ class RunRecord(BaseModel):
         finally:
             record.ended_at = now()
             record.seconds = time.perf_counter() - started
+
+
+# The flows whose incident is done once it completed: a re-run is refused
+# (flows.resume.refuse_a_completed_incident), and their completed record is final.
+ONCE_PER_INCIDENT = frozenset({"failover", "failback", "rollback"})
+
+
+def completed_refusal(record: RunRecord, earlier: RunRecord | None) -> str | None:
+    """Why ``record``'s run must not go on, given the record an earlier run of the same
+    flow and incident left; None when it may (none, or it stopped before completing).
+
+    A run that completed keeping a fence (its services may still name the old database)
+    said that a re-run of the incident lifts it: that re-run goes on.
+    """
+    if earlier is None or earlier.outcome != "completed":
+        return None
+    if earlier.fence and earlier.fence.get("kept"):
+        return None
+    ended = f"{earlier.ended_at:%Y-%m-%d %H:%M:%S} UTC" if earlier.ended_at else "earlier"
+    return (
+        f"incident_id: {record.incident_id} completed its {record.flow} at {ended} "
+        f"(run {earlier.flow_run_id}); a completed incident is not run again, and a new "
+        f"{record.flow} needs a new incident id"
+    )

@@ -209,7 +209,8 @@ def best_effort(call: Call, flow: str, primary_project: str, primary_region: str
 
 def absent_means_gone(call: Call, fault: Fault) -> bool:
     """A 404 the product may read as "not there" by design: a Cloud Storage object read or
-    deletion (the lease: tasks/storage.py; an export's copy: tasks/cloud_sql.py)."""
+    deletion (the lease, read before it is written: tasks/storage.py; an export's copy:
+    tasks/cloud_sql.py)."""
     return (
         fault.status == 404
         and call.api == "storage"

@@ -9,7 +9,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.events import emit_event
 
 from lifeboat import runtime
-from lifeboat.record import RunRecord
+from lifeboat.record import ONCE_PER_INCIDENT, RunRecord, completed_refusal
 from tasks.retrying import fresh_task
 from tasks.storage import storage_read_json, storage_write_json
 
@@ -29,9 +29,27 @@ def record_object(record: RunRecord) -> str:
     return f"{RECORD_FOLDERS.get(record.flow, record.flow)}/{record.incident_id}.json"
 
 
-def write_record(record: RunRecord) -> str:
-    """Write the run record to the records bucket; returns its gs:// URI."""
+def write_record(record: RunRecord) -> str | None:
+    """Write the run record to the records bucket; returns its gs:// URI, or None when it
+    kept the record another run of the incident completed.
+
+    A completed failover, failback or rollback is final (``ONCE_PER_INCIDENT``): a
+    duplicate launch of it that ended otherwise (rejected at its approval, refused by
+    the lock) must not write over it, or the incident would be run again later. A record
+    that cannot be read is written over, as before: the run's own evidence matters more.
+    """
     bucket = runtime.topology(record.environment).backups.records_bucket
+    if record.flow in ONCE_PER_INCIDENT and record.outcome != "completed":
+        try:
+            earlier = read_record(record)
+        except Exception:  # written over: see above
+            earlier = None
+        if (
+            earlier is not None
+            and earlier.flow_run_id != record.flow_run_id
+            and completed_refusal(record, earlier) is not None
+        ):
+            return None
     return storage_write_json(
         record.environment, bucket, record_object(record), record.model_dump(mode="json")
     )

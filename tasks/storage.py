@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,7 +26,12 @@ class Lease(BaseModel):
     acquired_at: datetime
     expires_at: datetime
     generation: int = 0
-    resumed: bool = Field(False, description="the same incident held it: a resume after a crash")
+    resumed: bool = Field(
+        False, description="this incident held it already: a crashed run of it, or one still going"
+    )
+    # Which write this is: a write the client re-sent after its first landed fails its
+    # precondition, and the lease then read back is this one, not another run's.
+    token: str = Field(default_factory=lambda: uuid.uuid4().hex)
     # A released lease stays as an object that says so (a tombstone), never deleted: a
     # create the client gave up on (ifGenerationMatch=0) can still be applied later, and
     # into an empty name it would bring back the lease of an incident that has ended,
@@ -51,17 +57,24 @@ def lease_object(environment: str) -> str:
 
 @cloud_task(timeout_seconds=60, task_run_name="lease-acquire-{incident_id}")
 def lease_acquire(
-    environment: str, incident_id: str, flow: str, holder: str, ttl_s: float = 3600
+    environment: str,
+    incident_id: str,
+    flow: str,
+    holder: str,
+    ttl_s: float = 3600,
+    take_own: bool = False,
 ) -> Lease:
     """Take the environment's region-switch lease with a generation precondition.
 
-    The object is created with ifGenerationMatch=0, so of two writers exactly one wins;
-    this fences even runs that bypass the Prefect server (break-glass).
+    Read, then written on the generation read (0: the name was never used), so of two
+    writers exactly one wins; this fences even runs that bypass the Prefect server
+    (break-glass). A released or expired lease is taken over.
 
-    Idempotent: the same incident re-takes its own lease (a resumed run); an expired
-    lease is taken over with ifGenerationMatch on the generation read.
+    A lease this incident holds already (a crashed run's, or one still going) is returned
+    as it is, ``resumed`` and unwritten, unless ``take_own``: the caller waits for the
+    Prefect slot first, and takes it then (flows.region_lock), so a run that gives up
+    waiting leaves the lease as the other run wrote it.
     """
-    blob = _bucket(environment).blob(lease_object(environment))
     now = datetime.now(UTC)
     lease = Lease(
         environment=environment,
@@ -73,42 +86,53 @@ def lease_acquire(
     )
     # Each call with the product's own timeout: the library's default is 60 s.
     timeout = runtime.call_timeout(environment)
-    with calling("lease-acquire", f"gs://{blob.bucket.name}/{blob.name}"):
-        try:
-            blob.upload_from_string(
-                lease.model_dump_json(),
-                content_type="application/json",
-                if_generation_match=0,
-                timeout=timeout,
-            )
-            return lease.model_copy(update={"generation": blob.generation})
-        except gexc.PreconditionFailed:
-            pass
-        blob.reload(timeout=timeout)
-        current = Lease.model_validate_json(
-            blob.download_as_bytes(if_generation_match=blob.generation, timeout=timeout)
-        )
-        free = current.released or current.expires_at <= now
-        if current.incident_id != incident_id and not free:
-            raise LockHeld(
-                f"region lock for {environment} is held: {current.describe()}; "
-                "a second switch is refused, not queued"
-            )
-        resumed = current.incident_id == incident_id and not current.released
-        if not resumed and not current.released:
-            get_run_logger().warning("taking over an expired lease: %s", current.describe())
-        try:
-            blob.upload_from_string(
-                lease.model_dump_json(),
-                content_type="application/json",
-                if_generation_match=blob.generation,
-                timeout=timeout,
-            )
-        except gexc.PreconditionFailed as exc:
-            raise TransientError(
-                "lease-acquire: the lease changed while taking it over; re-reading"
-            ) from exc
-        return lease.model_copy(update={"generation": blob.generation, "resumed": resumed})
+    where = f"gs://{_bucket(environment).name}/{lease_object(environment)}"
+    with calling("lease-acquire", where):
+        # Another writer between the read and the write fails its precondition: read
+        # again, once (a new Blob: a read pins the generation it saw).
+        for _ in range(2):
+            blob = _bucket(environment).blob(lease_object(environment))
+            current = _current(blob, timeout)
+            resumed = False
+            if current is not None:
+                if current.token == lease.token:  # our own write, re-sent by the client
+                    return lease.model_copy(update={"generation": blob.generation})
+                free = current.released or current.expires_at <= now
+                if current.incident_id != incident_id and not free:
+                    raise LockHeld(
+                        f"region lock for {environment} is held: {current.describe()}; "
+                        "a second switch is refused, not queued"
+                    )
+                resumed = current.incident_id == incident_id and not current.released
+                if resumed and not take_own:
+                    return current.model_copy(
+                        update={"generation": blob.generation, "resumed": True}
+                    )
+                if not resumed and not current.released:
+                    get_run_logger().warning("taking over an expired lease: %s", current.describe())
+            try:
+                blob.upload_from_string(
+                    lease.model_dump_json(),
+                    content_type="application/json",
+                    if_generation_match=0 if current is None else blob.generation,
+                    timeout=timeout,
+                )
+            except gexc.PreconditionFailed:
+                continue
+            return lease.model_copy(update={"generation": blob.generation, "resumed": resumed})
+    raise TransientError("lease-acquire: the lease changed while taking it, twice; re-reading")
+
+
+def _current(blob: storage.Blob, timeout: float) -> Lease | None:
+    """The lease object's body, and its generation on ``blob``, from one download (GCS
+    sends the generation of what it serves in ``x-goog-generation``); None if absent."""
+    try:
+        current = Lease.model_validate_json(blob.download_as_bytes(timeout=timeout))
+    except gexc.NotFound:
+        return None
+    if blob.generation is None:  # never written over unconditionally
+        raise TransientError("lease: the download named no generation; reading again")
+    return current
 
 
 @cloud_task(timeout_seconds=60, task_run_name="lease-release-{incident_id}")
@@ -121,18 +145,15 @@ def lease_release(environment: str, incident_id: str) -> bool:
     blob = _bucket(environment).blob(lease_object(environment))
     timeout = runtime.call_timeout(environment)
     with calling("lease-release", f"gs://{blob.bucket.name}/{blob.name}"):
-        try:
-            blob.reload(timeout=timeout)
-            current = Lease.model_validate_json(
-                blob.download_as_bytes(if_generation_match=blob.generation, timeout=timeout)
-            )
-        except gexc.NotFound:
-            return False
-        if current.incident_id != incident_id or current.released:
+        current = _current(blob, timeout)
+        if current is None or current.incident_id != incident_id or current.released:
             return False
         try:
             blob.upload_from_string(
-                current.model_copy(update={"released": True}).model_dump_json(),
+                # Expired too: a Lifeboat from before tombstones reads it as free.
+                current.model_copy(
+                    update={"released": True, "expires_at": datetime.now(UTC)}
+                ).model_dump_json(),
                 content_type="application/json",
                 if_generation_match=blob.generation,
                 timeout=timeout,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ from prefect.logging import disable_run_logger
 
 from flows import evidence, resume
 from lifeboat.record import RunRecord
+from tasks import records
 from tasks.errors import IncidentCompleted, PermanentError
 
 
@@ -94,3 +96,30 @@ def test_a_run_refused_for_a_completed_incident_publishes_nothing(
     with pytest.raises(PermanentError), evidence.published(failing):
         raise PermanentError("a region is down")
     assert published == [failing] and failing.outcome == "failed"
+
+
+def test_a_completed_record_is_not_written_over_by_another_run_that_did_not_complete(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A duplicate launch rejected at its approval, or refused by the lock, ends after
+    # the first run completed: its record must not replace the completed one.
+    written: list[str] = []
+    monkeypatch.setattr(records, "storage_write_json", lambda *a: written.append(a[2]) or "uri")
+    topology = SimpleNamespace(backups=SimpleNamespace(records_bucket="records"))
+    monkeypatch.setattr(records.runtime, "topology", lambda env: topology)
+    completed = record("completed")
+    monkeypatch.setattr(records, "read_record", lambda _: completed)
+
+    duplicate = record("rejected")
+    duplicate.flow_run_id = "run-2"
+    assert records.write_record(duplicate) is None and written == []
+    same_run = record("failed")  # the completed run itself, failing later: its own record
+    assert records.write_record(same_run) == "uri"
+    kept = record("completed", fence={"set": [], "lifted": [], "kept": ["auth-service"]})
+    monkeypatch.setattr(records, "read_record", lambda _: kept)
+    assert records.write_record(duplicate) == "uri"  # a kept fence: re-runs go on
+    backup = record("failed")
+    backup.flow = "backup"  # not once per incident: never read
+    monkeypatch.setattr(records, "read_record", lambda _: pytest.fail("read"))
+    assert records.write_record(backup) == "uri"
+    assert written == ["failover/INC-42.json", "failover/INC-42.json", "backup/INC-42.json"]
