@@ -255,6 +255,23 @@ def test_generation_mismatch_is_412_and_changes_nothing(lab: StorageLab) -> None
     assert replaced is not None and replaced.generation > first_generation
 
 
+def test_a_download_names_the_generation_it_served(lab: StorageLab) -> None:
+    # The region lease is read by one download and written on the generation it names
+    # (tasks/storage.py): body and generation come from the same reply.
+    lab.bucket.blob("lease.json").upload_from_string(b"v1")
+    reader = lab.bucket.blob("lease.json")
+    assert reader.download_as_bytes() == b"v1"
+    first = reader.generation
+    assert first is not None
+    lab.bucket.blob("lease.json").upload_from_string(b"v2", if_generation_match=first)
+    # The reader now asks for the generation it saw, which is gone (no versioning): 404.
+    with pytest.raises(exceptions.NotFound):
+        reader.download_as_bytes()
+    again = lab.bucket.blob("lease.json")
+    assert again.download_as_bytes() == b"v2" and again.generation is not None
+    assert again.generation > first
+
+
 def test_create_only_lease_has_exactly_one_winner(lab: StorageLab) -> None:
     def acquire(name: str, owner: str, barrier: threading.Barrier, won: list[str]) -> None:
         barrier.wait()
