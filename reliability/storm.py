@@ -34,10 +34,9 @@ from typing import Any
 
 from bench.labctl import BenchLab, bench_lab, figure, seconds_between
 from lab.prefect_api import flow_processes
-from lifeboat import runtime
-from lifeboat.topology import Topology, load_topology
+from lifeboat.topology import load_topology
 from reliability.cloud import deploy_release, read_record
-from tasks.storage import Lease, lease_object
+from tasks.storage import read_lease
 
 BASE_PORT = int(os.environ.get("LIFEBOAT_RELIABILITY_PORT", "24780"))
 PG_PREFIX = os.environ.get("LIFEBOAT_RELIABILITY_PG_PREFIX", "127.0.24.")
@@ -47,11 +46,9 @@ SLOW = {"sql.promote": 900.0, "run.update": 600.0}
 LOCK_WORDS = "region lock for lab is held"
 
 
-def _lease_held(topo: Topology) -> bool:
-    """Whether the lease is held: a released one stays, marked released."""
-    bucket = runtime.clients("lab").storage(topo.regions.primary.project)
-    blob = bucket.bucket(topo.backups.records_bucket).blob(lease_object("lab"))
-    return blob.exists() and not Lease.model_validate_json(blob.download_as_bytes()).released
+def _lease_held() -> bool:
+    """Whether the lease is held (a released one stays, marked released)."""
+    return read_lease("lab") is not None
 
 
 def _slot_free(lab: BenchLab) -> bool:
@@ -146,7 +143,7 @@ def storm(lab: BenchLab, failovers: int) -> dict[str, float | int]:
         "storm_refused_naming_holder": len(named),
         "storm_refused_before_the_lock": len(preflight),
         "storm_refusal_max_s": max(refusal_s, default=0.0),
-        "storm_lease_released": int(not _lease_held(topo)),
+        "storm_lease_released": int(not _lease_held()),
         "storm_slot_free": int(_slot_free(lab)),
     }
 
@@ -156,7 +153,6 @@ def _message(final: dict[str, Any]) -> str:
 
 
 def killed_holder(lab: BenchLab) -> dict[str, float | int]:
-    topo = load_topology("lab")
     lab.configure({"sql.promote": 600.0})  # time to kill it mid-promotion
     victim = str(
         lab.api.launch(
@@ -164,7 +160,7 @@ def killed_holder(lab: BenchLab) -> dict[str, float | int]:
         )["id"]
     )
     deadline = time.monotonic() + 300
-    while not _lease_held(topo):
+    while not _lease_held():
         if time.monotonic() > deadline:
             raise RuntimeError("the failover never took the lock")
         time.sleep(0.2)
@@ -193,7 +189,7 @@ def killed_holder(lab: BenchLab) -> dict[str, float | int]:
         "killed_holder_blocks_others": int(blocked),
         "killed_holder_resumed": int(rerun["state"]["type"] == "COMPLETED"),
         "killed_holder_resume_wait_s": time.monotonic() - started,
-        "killed_holder_lease_released": int(not _lease_held(topo)),
+        "killed_holder_lease_released": int(not _lease_held()),
     }
 
 

@@ -166,13 +166,8 @@ def lease_release(environment: str, incident_id: str) -> bool:
 def read_lease(environment: str) -> Lease | None:
     """The lease a region switch holds, if any (expired or not); None once released."""
     blob = _bucket(environment).blob(lease_object(environment))
-    try:
-        lease = Lease.model_validate_json(
-            blob.download_as_bytes(timeout=runtime.call_timeout(environment))
-        )
-    except gexc.NotFound:
-        return None
-    return None if lease.released else lease
+    lease = _current(blob, runtime.call_timeout(environment))
+    return None if lease is None or lease.released else lease
 
 
 def _object(environment: str, bucket: str, name: str) -> storage.Blob:
