@@ -86,12 +86,12 @@ def lease_acquire(
     )
     # Each call with the product's own timeout: the library's default is 60 s.
     timeout = runtime.call_timeout(environment)
-    where = f"gs://{_bucket(environment).name}/{lease_object(environment)}"
-    with calling("lease-acquire", where):
+    bucket, name = _bucket(environment), lease_object(environment)
+    with calling("lease-acquire", f"gs://{bucket.name}/{name}"):
         # Another writer between the read and the write fails its precondition: read
         # again, once (a new Blob: a read pins the generation it saw).
         for _ in range(2):
-            blob = _bucket(environment).blob(lease_object(environment))
+            blob = bucket.blob(name)
             current = _current(blob, timeout)
             resumed = False
             if current is not None:
