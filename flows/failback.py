@@ -40,7 +40,7 @@ from flows.secret_refresh import reader_lines, refresh_secret_readers
 from lifeboat import runtime
 from lifeboat.record import RunRecord
 from lifeboat.topology import RegionRole, Topology
-from tasks.cdn import cdn_import_ahead, cdn_invalidate
+from tasks.cdn import cdn_invalidate
 from tasks.cloud_run import ScaleResult, ServiceState, run_scale_service
 from tasks.cloud_sql import (
     InstanceState,
@@ -84,8 +84,6 @@ def failback(
     topo = runtime.topology(request.environment)
     record = request.record("failback", "planned", dry_run)
     refuse_a_completed_incident(record, incident_id)
-    if not dry_run:
-        cdn_import_ahead()
     # The lock outlives the evidence: a duplicate launch waiting for it then reads the
     # record this run wrote (flows.region_lock.lock_step).
     with ExitStack() as held, published(record):

@@ -44,7 +44,7 @@ from flows.secret_refresh import Refreshed, reader_lines
 from lifeboat import runtime
 from lifeboat.record import RunRecord
 from lifeboat.topology import RegionRole, Tier, Topology
-from tasks.cdn import cdn_import_ahead, cdn_invalidate
+from tasks.cdn import cdn_invalidate
 from tasks.cloud_run import ScaleResult, ServiceState, run_describe_service, run_scale_service
 from tasks.cloud_run_secrets import ReaderState, run_describe_secret_reader
 from tasks.cloud_sql import (
@@ -107,8 +107,6 @@ def failover(
     topo = runtime.topology(request.environment)
     record = request.record("failover", mode.value, dry_run)
     refuse_a_completed_incident(record, incident_id)
-    if not dry_run:
-        cdn_import_ahead()
     started = time.perf_counter()
     # The lock outlives the evidence: a duplicate launch waiting for it then reads the
     # record this run wrote (flows.region_lock.lock_step).

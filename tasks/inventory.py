@@ -19,15 +19,15 @@ from tasks.retrying import calling, cloud_task
 @cloud_task(timeout_seconds=60, task_run_name="inventory-url-map")
 def inventory_url_map(environment: str) -> str:
     """The CDN url-map. Idempotent: a read."""
-    from google.cloud import compute_v1  # slow to import: only the run that reads it pays
-
     topo = runtime.topology(environment)
     with calling("inventory-url-map", f"{topo.cdn.project}/{topo.cdn.url_map}"):
-        got = runtime.clients(environment).url_maps.get(
-            request=compute_v1.GetUrlMapRequest(project=topo.cdn.project, url_map=topo.cdn.url_map),
+        got = runtime.clients(environment).compute.call(
+            lambda service: service.urlMaps().get(
+                project=topo.cdn.project, urlMap=topo.cdn.url_map
+            ),
             timeout=runtime.call_timeout(environment),
         )
-    return f"url-map {got.name} reachable"
+    return f"url-map {got['name']} reachable"
 
 
 @cloud_task(timeout_seconds=60, task_run_name="inventory-dns-zone")

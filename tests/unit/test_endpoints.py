@@ -60,3 +60,33 @@ def test_a_lab_without_an_apis_address_is_refused_naming_it(
         resolve(Endpoints(lab_dir=".lab"))
     (tmp_path / "endpoints.json").write_text(json.dumps(LAB_ADDRESSES))
     assert resolve(Endpoints(lab_dir=".lab")).sql == LAB_ADDRESSES["sql"]
+
+
+@pytest.mark.parametrize(
+    ("compute", "base"),
+    [
+        (None, "https://compute.googleapis.com/compute/v1/"),
+        ("http://127.0.0.1:9005", "http://127.0.0.1:9005/compute/v1/"),
+        ("http://127.0.0.1:9005/", "http://127.0.0.1:9005/compute/v1/"),
+    ],
+)
+def test_the_url_map_calls_go_to_compute_v1_under_the_endpoint(
+    compute: str | None, base: str
+) -> None:
+    """An endpoint override replaces the discovery document's whole base, ``compute/v1/``
+    included: the client factory puts the path back, or every purge would be a 404."""
+    from lifeboat.clients import ClientFactory
+    from lifeboat.endpoints import ResolvedEndpoints
+
+    factory = ClientFactory(ResolvedEndpoints(compute=compute))
+    service = factory.compute.service
+    purge = service.urlMaps().invalidateCache(
+        project="p", urlMap="m", requestId="r", body={"path": "/x", "host": "h"}
+    )
+    assert (purge.method, purge.uri) == (
+        "POST",
+        f"{base}projects/p/global/urlMaps/m/invalidateCache?requestId=r&alt=json",
+    )
+    assert service.urlMaps().get(project="p", urlMap="m").uri == (
+        f"{base}projects/p/global/urlMaps/m?alt=json"
+    )
