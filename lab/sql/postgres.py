@@ -123,11 +123,6 @@ class PgCluster:
                     "--locale=C",
                     "--no-sync",
                     "--no-instructions",
-                    # 1 MB WAL segments, not 16: every replica, clone and template copy
-                    # carries at least one whole segment, and the lab makes hundreds of
-                    # them per test run (pg_basebackup alone was 9% of the suite's CPU).
-                    # The segment size is not part of Cloud SQL's API.
-                    "--wal-segsize=1",
                 ],
                 as_server_user=True,
             )
