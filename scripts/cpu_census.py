@@ -77,8 +77,9 @@ def main(command: list[str]) -> int:
     flow_runs = 0
     for key, (args, cpu) in seen.items():
         spent = cpu - before.get(key, (args, 0.0))[1]
-        by_role[role(args)] = by_role.get(role(args), 0.0) + spent
-        flow_runs += int(role(args) == "flow runs")
+        name = role(args)
+        by_role[name] = by_role.get(name, 0.0) + spent
+        flow_runs += int(name == "flow runs")
     total = sum(by_role.values())
     print(f"\n{total:.0f} CPU-s in {wall:.0f} s of wall time ({total / wall:.2f} cores)")
     for name, spent in sorted(by_role.items(), key=lambda item: -item[1]):
