@@ -83,7 +83,7 @@ def main(command: list[str]) -> int:
     total = sum(by_role.values())
     print(f"\n{total:.0f} CPU-s in {wall:.0f} s of wall time ({total / wall:.2f} cores)")
     for name, spent in sorted(by_role.items(), key=lambda item: -item[1]):
-        print(f"{spent:8.1f} CPU-s {100 * spent / total:5.1f}%  {name}")
+        print(f"{spent:8.1f} CPU-s {100 * spent / (total or 1):5.1f}%  {name}")
     if flow_runs:
         mean = by_role.get("flow runs", 0.0) / flow_runs
         print(f"{flow_runs} flow runs, {mean:.2f} CPU-s each on average")
