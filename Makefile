@@ -4,6 +4,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
+# Temporary files go to memory when the machine has room for them, unless TMPDIR is set:
+# on disk, the lab's resets made every new file slow (scripts/scratch_dir.py says why).
+TMPDIR ?= $(shell $(PYTHON) scripts/scratch_dir.py)
+export TMPDIR
+
 # Sweeps side by side: each has its own lab and ports, and they mostly wait.
 RELIABILITY_JOBS ?= 5
 
