@@ -27,8 +27,8 @@ demo: $(STAMP)
 # which must not be imported before the lab configures it), then everything else, on four
 # xdist workers with a lab each (tests/labharness.py gives each its own ports and starts
 # them one at a time), a test file per worker at a time so that a module's fixtures start
-# once. Four on two cores: the lab suite mostly waits on modelled cloud latencies (a whole
-# .ci/run used about 12 min of CPU in 52 min of wall time on two workers).
+# once. Four on two cores: they keep the CPU about three quarters busy, and six overloaded
+# it (README, "the lab suite").
 test: $(STAMP)
 	$(BIN)/pytest -q tests/unit
 	$(BIN)/pytest -q --durations=15 -n 4 --dist loadfile --no-loadscope-reorder --ignore=tests/unit
