@@ -35,7 +35,6 @@ from flows.fence import describe_services, fence_line, fenced, lift_fences, lift
 from flows.launch import ENVIRONMENT_FIELD, INCIDENT_FIELD, REASON_FIELD, SwitchRequest
 from flows.new_primary import backups_on_new_primary
 from flows.plans import backups_line, scale_line
-from flows.region_lock import free_slot_of_ended_run
 from flows.resume import refuse_a_completed_incident, request_id, resumable
 from flows.secret_refresh import reader_lines, refresh_secret_readers
 from lifeboat import runtime
@@ -65,12 +64,7 @@ def _lift_fences_on_exit(flow: Any, flow_run: Any, state: Any) -> None:
     from flows.fence import lift_fences_of_run
 
     # The rebuilt primary-region instance is the one the failback promotes.
-    try:
-        lift_fences_of_run(
-            flow_run, "failback", RegionRole.secondary, lambda t: t.cloud_sql.primary
-        )
-    finally:  # last: a resume waits for the slot, so it finds the fences settled
-        free_slot_of_ended_run(flow_run)
+    lift_fences_of_run(flow_run, "failback", RegionRole.secondary, lambda t: t.cloud_sql.primary)
 
 
 @flow(

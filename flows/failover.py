@@ -38,7 +38,7 @@ from flows.fence import Fence, fenced
 from flows.launch import ENVIRONMENT_FIELD, INCIDENT_FIELD, REASON_FIELD, SwitchRequest
 from flows.new_primary import backups_on_new_primary
 from flows.plans import RECEIVE_WAIT_S, PrimaryFence, failover_plan
-from flows.region_lock import free_slot_of_ended_run, lock_step
+from flows.region_lock import lock_step
 from flows.resume import refuse_a_completed_incident, request_id, resumable
 from flows.secret_refresh import Refreshed, reader_lines
 from lifeboat import runtime
@@ -76,10 +76,7 @@ def _lift_fences_on_exit(flow: Any, flow_run: Any, state: Any) -> None:
     primary, unless the promotion of the replica has started."""
     from flows.fence import lift_fences_of_run
 
-    try:
-        lift_fences_of_run(flow_run, "failover", RegionRole.primary, lambda t: t.cloud_sql.replica)
-    finally:  # last: a resume waits for the slot, so it finds the fences settled
-        free_slot_of_ended_run(flow_run)
+    lift_fences_of_run(flow_run, "failover", RegionRole.primary, lambda t: t.cloud_sql.replica)
 
 
 @flow(

@@ -26,8 +26,10 @@ from typing import Any, TypeVar
 
 from prefect import get_run_logger
 from prefect.futures import PrefectFuture
+from prefect.logging import get_logger
+from prefect.logging.loggers import flow_run_logger
 
-from flows.region_lock import hook_logger, region_lock
+from flows.region_lock import region_lock
 from lifeboat import runtime
 from lifeboat.record import RunRecord
 from lifeboat.topology import Region, RegionRole, SqlInstanceRef, Topology
@@ -346,7 +348,7 @@ def lift_fences_of_run(
     needs a flow's task runner and fails there), and every service is tried even when one
     fails. What it did is logged under the flow run, so the UI shows it.
     """
-    logger = hook_logger(flow_run)
+    logger = _hook_logger(flow_run)
     params = dict(getattr(flow_run, "parameters", None) or {})
     incident = params.get("incident_id")
     run_id = str(getattr(flow_run, "id", ""))
@@ -392,3 +394,15 @@ def lift_fences_of_run(
             "; ".join(failed),
         )
     return lifted
+
+
+def _hook_logger(flow_run: Any) -> Any:
+    """The flow run's logger (its lines reach the server), else a plain one."""
+    try:
+        return get_run_logger()
+    except Exception:  # hooks run outside the flow run's context
+        pass
+    try:
+        return flow_run_logger(flow_run)
+    except Exception:
+        return get_logger("lifeboat.fence")

@@ -7,18 +7,11 @@ lock in the UI and closes the gap between two runs reading the lease at the same
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from typing import Any
-from uuid import UUID
 
-from prefect import get_client, get_run_logger
-from prefect.concurrency.context import ConcurrencyContext
+from prefect import get_run_logger
 from prefect.concurrency.sync import concurrency
-from prefect.context import FlowRunContext
-from prefect.logging import get_logger
-from prefect.logging.loggers import flow_run_logger
 
 from flows.resume import refuse_a_completed_incident
 from lifeboat.record import RunRecord
@@ -26,10 +19,8 @@ from tasks.errors import LockHeld
 from tasks.storage import Lease, lease_acquire, lease_release
 
 # Prefect renews a held slot's lease while the run lives; a killed run's slot frees
-# itself after this long (60 s is Prefect's minimum), unless its hook frees it first.
+# itself after this long (60 s is Prefect's minimum).
 SLOT_LEASE_S = 60
-# The flow-run label naming the lease of the slot the run holds, for its exit hook.
-SLOT_LEASE_LABEL = "lifeboat.slot-lease"
 
 
 def _slot_wait(lease: Lease) -> float:
@@ -99,83 +90,10 @@ def region_lock(environment: str, incident_id: str, flow: str, holder: str) -> I
                 f"{limit_name(environment)} is {holder_run} ({exc})"
             ) from exc
         stack.callback(_release, environment, incident_id)  # before the slot: see above
-        _label_the_slot_lease()
         if lease.resumed:
             # Taken now that the slot is ours; the run that held it may have released it.
             lease = lease_acquire(environment, incident_id, flow, holder, take_own=True)
         yield lease
-
-
-def _label_the_slot_lease() -> None:
-    """Name the slot's lease on the flow run, so that its exit hook can free the slot.
-
-    A run killed mid-switch cannot release its slot, and Prefect lists no holders of a
-    global limit, so its resume used to wait out the lease: 60-75 s of an incident's RTO.
-    ``concurrency()`` does not return the lease; Prefect's concurrency context records
-    it, to release it if the run is cancelled. Best effort: without the label, the slot
-    frees itself when its lease expires, as before.
-    """
-    context = ConcurrencyContext.get()
-    run = FlowRunContext.get()
-    if context is None or not context.cleanup_lease_ids or run is None or run.flow_run is None:
-        return
-    try:
-        with get_client(sync_client=True) as client:
-            client.update_flow_run_labels(
-                run.flow_run.id, {SLOT_LEASE_LABEL: str(context.cleanup_lease_ids[-1])}
-            )
-    except Exception as exc:
-        get_run_logger().warning("could not label the run with its slot's lease: %s", exc)
-
-
-def hook_logger(flow_run: Any) -> Any:
-    """The flow run's logger (its lines reach the server), else a plain one."""
-    try:
-        return get_run_logger()
-    except Exception:  # hooks run outside the flow run's context
-        pass
-    try:
-        return flow_run_logger(flow_run)
-    except Exception:
-        return get_logger("lifeboat.region_lock")
-
-
-def free_slot_on_exit(flow: Any, flow_run: Any, state: Any) -> None:
-    """The hook itself, for a flow that has nothing else to do when it ends early."""
-    free_slot_of_ended_run(flow_run)
-
-
-def free_slot_of_ended_run(flow_run: Any) -> bool:
-    """Hook (cancelled, crashed): free the region-lock slot a run held when it ended.
-
-    Only from the process worker's own process, which runs the hooks once the run's
-    process has ended (killed included): so no part of the run still acts under the
-    lock. Inside the run's own process the ``with`` that took the slot releases it. The
-    incident's GCS lease stays, so a resume of the incident takes the lock at once, and
-    another incident's switch is still refused. A lease already expired or released
-    makes this a no-op. Returns whether a lease was released.
-    """
-    run_id = str(getattr(flow_run, "id", ""))
-    if not run_id or os.environ.get("PREFECT__FLOW_RUN_ID") == run_id:
-        return False
-    logger = hook_logger(flow_run)
-    try:
-        with get_client(sync_client=True) as client:
-            labels = client.read_flow_run(UUID(run_id)).labels or {}
-            lease = labels.get(SLOT_LEASE_LABEL)
-            if not lease:
-                return False
-            client.release_concurrency_slots_with_lease(UUID(str(lease)))
-    except Exception as exc:
-        logger.warning(
-            "could not free the region-lock slot of run %s (it frees itself when its "
-            "lease expires): %s",
-            run_id,
-            exc,
-        )
-        return False
-    logger.info("freed the region-lock slot run %s held (lease %s)", run_id, lease)
-    return True
 
 
 def _release(environment: str, incident_id: str) -> None:

@@ -26,7 +26,7 @@ from pydantic import Field
 
 from flows.evidence import published
 from flows.launch import ENVIRONMENT_FIELD, SwitchRequest
-from flows.region_lock import free_slot_on_exit, lock_step
+from flows.region_lock import lock_step
 from flows.restore import SOURCE_BUCKET, source_bucket_of
 from lifeboat.config_items import RESTORABLE, by_hand
 from lifeboat.manifest import ConfigItem, ConfigSource, Manifest
@@ -80,12 +80,7 @@ def locate(
     )
 
 
-@flow(
-    name="restore-config",
-    persist_result=True,
-    on_cancellation=[free_slot_on_exit],
-    on_crashed=[free_slot_on_exit],
-)
+@flow(name="restore-config", persist_result=True)
 def restore_config(
     environment: Annotated[str, ENVIRONMENT_FIELD],
     item: Annotated[

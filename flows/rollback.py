@@ -33,7 +33,7 @@ from pydantic import BaseModel, Field
 
 from flows.evidence import publish_run, published
 from flows.launch import ENVIRONMENT_FIELD, INCIDENT_FIELD, REASON_FIELD, SwitchRequest
-from flows.region_lock import free_slot_on_exit, lock_step
+from flows.region_lock import lock_step
 from flows.resume import refuse_a_completed_incident, resumable
 from flows.rollback_checks import check_integrity, purge_cdn, validate
 from flows.rollback_cooldown import COOLDOWN_STATE, recent_automatic_run
@@ -84,8 +84,6 @@ def run_name() -> str:
     flow_run_name=run_name,
     task_runner=ThreadPoolTaskRunner(max_workers=MAX_PARALLEL),  # type: ignore[arg-type]
     persist_result=True,
-    on_cancellation=[free_slot_on_exit],
-    on_crashed=[free_slot_on_exit],
 )
 def rollback(
     environment: Annotated[str, ENVIRONMENT_FIELD],

@@ -219,12 +219,6 @@ class PrefectApi:
                 raise AssertionError(f"no event {name} stored within {timeout} s")
             time.sleep(0.5)
 
-    def slots_in_use(self, limit: str) -> int:
-        """How many slots of the global concurrency limit ``limit`` are held now."""
-        response = self.http.get(f"/v2/concurrency_limits/{limit}")
-        response.raise_for_status()
-        return int(response.json()["active_slots"])
-
     def task_runs(self, run_id: str) -> list[dict[str, Any]]:
         response = self.http.post(
             "/task_runs/filter", json={"flow_runs": {"id": {"any_": [run_id]}}}

@@ -62,9 +62,6 @@ def start_server(
         )
     if auth_string:
         env["PREFECT_SERVER_API_AUTH_STRING"] = auth_string
-    # As deployments/prod/server.env.example advises: a run waiting for the region lock's
-    # slot asks again within 5 s, not 30, once a killed run's hook has freed it.
-    env["PREFECT_SERVER_CONCURRENCY_MAXIMUM_CONCURRENCY_SLOT_WAIT_SECONDS"] = "5"
     log = (lab_root / "logs" / "prefect-server.log").open("ab")
     return subprocess.Popen(
         [_prefect_bin(), "server", "start", "--host", host, "--port", str(port)],

@@ -19,7 +19,6 @@ from contextlib import contextmanager
 from typing import Any
 
 from lab.prefect_api import PrefectApi
-from lab.prefect_stack import REGION_SWITCH_LIMIT
 from reliability.writer import Writer, lost
 from tests.flows.fence_checks import (
     FENCED_BY,
@@ -247,14 +246,9 @@ def test_a_failover_killed_before_its_promotion_has_its_fence_lifted_by_the_cras
     kinds = [(a, m) for a, m, _ in side_effects(fresh_lab, since)]
     assert ("sql", "instances.promoteReplica") not in kinds
     assert front_region(fresh_lab) == PRIMARY.name  # the primary serves again
-    # The hook freed the killed run's Prefect slot, after the fence: no wait for its lease.
-    assert api.slots_in_use(REGION_SWITCH_LIMIT) == 0
-    logs = recent_logs(api, run_id)
-    freed = next(i for i, line in enumerate(logs) if line.startswith("freed the region-lock slot"))
-    lifted = next(i for i, line in enumerate(logs) if line.startswith("lifted the fence"))
-    assert freed < lifted, logs  # newest first: freed after the fence was lifted
 
-    # The stream is back: a re-run of the incident fences again, promotes once and lifts.
+    # The stream is back: a re-run of the incident (it waits out the killed run's Prefect
+    # slot) fences again, promotes once and lifts.
     final = api.wait(_failover(api, inc), timeout=400)
     assert final["state"]["type"] == "COMPLETED", final["state"]["message"]
     assert_lifted(fresh_lab, PRIMARY, before)
