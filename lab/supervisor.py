@@ -100,6 +100,8 @@ def up(options: LabOptions, say: Any = print) -> dict[str, Any]:
             env = prefect_stack.client_env(api_url, options.auth_string, root)
             prefect_stack.apply_configuration(env)
             prefect_stack.save_lab_secrets(env, endpoints)
+            if prefect_stack.forkserver_enabled():
+                pids["prefect-forkserver"] = prefect_stack.start_forkserver(root, env).pid
             pids["prefect-worker"] = prefect_stack.start_worker(root, env).pid
             endpoints["prefect_api_url"] = api_url
             endpoints["prefect_ui_url"] = api_url.removesuffix("/api")
@@ -237,7 +239,7 @@ def down(root: Path, say: Any = print) -> None:
         return
     pids: dict[str, int] = state["pids"]
     # The worker first, so it does not start runs while the rest goes away.
-    for name in ("prefect-worker", "prefect-server", "lab"):
+    for name in ("prefect-worker", "prefect-forkserver", "prefect-server", "lab"):
         pid = pids.get(name)
         if pid and _alive(pid):
             _terminate_group(pid)

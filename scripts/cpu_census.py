@@ -27,6 +27,9 @@ PROC = Path("/proc")
 # (role, pattern in the command line); the first match names the process.
 ROLES = [
     ("flow runs", "-m prefect.engine"),
+    ("flow runs", "fork_launcher.py"),  # the process the worker starts for a forked run
+    # The lab's fork server, and each run it forks (which keeps its command line).
+    ("flow runs: forked, with the fork server", "-m lab.forkserver"),
     ("Prefect server", "prefect server start"),
     ("Prefect worker", "prefect worker start"),
     ("Prefect DB backends", "postgres: postgres prefect"),
@@ -85,7 +88,8 @@ def main(command: list[str]) -> int:
     for name, spent in sorted(by_role.items(), key=lambda item: -item[1]):
         print(f"{spent:8.1f} CPU-s {100 * spent / (total or 1):5.1f}%  {name}")
     if flow_runs:
-        mean = by_role.get("flow runs", 0.0) / flow_runs
+        forked = by_role.get("flow runs: forked, with the fork server", 0.0)
+        mean = (by_role.get("flow runs", 0.0) + forked) / flow_runs
         print(f"{flow_runs} flow runs, {mean:.2f} CPU-s each on average")
     return child.returncode
 

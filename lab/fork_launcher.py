@@ -1,0 +1,112 @@
+"""The lab's flow-run command: ask the fork server for the run's process, or start it cold.
+
+The process worker starts this script as a flow run's command, with the run's environment.
+It sends the environment, the working directory and its stdin, stdout and stderr to the
+lab's fork server (`lab/forkserver.py`), which forks a process that has already imported
+Prefect and the flows. This process stays the run's process for the worker and the tests:
+- it carries `PREFECT__FLOW_RUN_ID` in its environment, where tests look for the run;
+- a SIGTERM or SIGINT it receives is passed on to the forked process (a cancellation);
+- it ends as the forked process ended, with its exit code or by its signal;
+- if it is killed, the forked process kills itself (it watches this connection).
+
+With no fork server to answer, or one that declines, it becomes the engine itself
+(`python -m prefect.engine`), as the pool's command would be without the lab's speed-up.
+
+It imports only the standard library, so that it can run under `python -S` in a few ms.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import struct
+import sys
+from typing import Any
+
+SOCKET_ENV = "LIFEBOAT_LAB_FORK_SOCKET"
+ENGINE_MODULE = "prefect.engine"
+_INT = struct.Struct("!i")
+DECLINED = 0  # the pid the server sends when it will not fork this run
+
+
+def start_cold(module: str, argv: list[str]) -> None:
+    """Replace this process with the engine, as a plain `python -m prefect.engine`."""
+    sys.stdout.flush()
+    os.execv(sys.executable, [sys.executable, "-m", module, *argv])
+
+
+def split_arguments(argv: list[str]) -> tuple[str, list[str]]:
+    """`[--module M] ARGS...`: the module to run cold (the fork server's own, which the
+    pool's command leaves at Prefect's engine), and the run's arguments."""
+    if argv[:1] == ["--module"] and len(argv) >= 2:
+        return argv[1], argv[2:]
+    return ENGINE_MODULE, argv
+
+
+def send_request(sock: socket.socket, request: dict[str, Any]) -> None:
+    """The body's length with our stdin, stdout and stderr attached, then the body."""
+    body = json.dumps(request).encode()
+    socket.send_fds(sock, [_INT.pack(len(body))], [0, 1, 2])
+    sock.sendall(body)
+
+
+def receive_int(sock: socket.socket) -> int | None:
+    """One big-endian int, or None when the other side closed first."""
+    data = b""
+    while len(data) < _INT.size:
+        chunk = sock.recv(_INT.size - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    value: int = _INT.unpack(data)[0]
+    return value
+
+
+def end_as(status: int) -> None:
+    """Exit as the forked process did: its code, or the same signal."""
+    code = os.waitstatus_to_exitcode(status)
+    if code < 0:
+        # SIGKILL and SIGSTOP take no handler to reset.
+        with contextlib.suppress(OSError, ValueError):
+            signal.signal(-code, signal.SIG_DFL)
+        os.kill(os.getpid(), -code)
+    os._exit(code & 0xFF)
+
+
+def main() -> None:
+    module, argv = split_arguments(sys.argv[1:])
+    name = os.environ.get(SOCKET_ENV)
+    if not name:
+        start_cold(module, argv)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect("\0" + str(name))
+    except OSError:
+        start_cold(module, argv)
+    send_request(
+        sock, {"module": module, "cwd": os.getcwd(), "env": dict(os.environ), "argv": argv}
+    )
+    pid = receive_int(sock)
+    if pid is None or pid == DECLINED:
+        start_cold(module, argv)
+    assert pid is not None
+
+    def pass_on(received: int, _frame: object) -> None:
+        # A ProcessLookupError: it has just ended, and its status is on the way.
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, received)
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, pass_on)
+    status = receive_int(sock)
+    if status is None:
+        print("lab fork server: lost the flow run's process", file=sys.stderr)
+        os._exit(1)
+    end_as(status)
+
+
+if __name__ == "__main__":
+    main()
