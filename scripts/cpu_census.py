@@ -77,16 +77,21 @@ def main(command: list[str]) -> int:
         _sample(seen)
     wall = time.monotonic() - started
     by_role: dict[str, float] = {}
+    others: dict[str, float] = {}  # what "other" is, by the start of its command line
     flow_runs = 0
     for key, (args, cpu) in seen.items():
         spent = cpu - before.get(key, (args, 0.0))[1]
         name = role(args)
         by_role[name] = by_role.get(name, 0.0) + spent
         flow_runs += int(name == "flow runs")
+        if name == "other":
+            others[args[:70]] = others.get(args[:70], 0.0) + spent
     total = sum(by_role.values())
     print(f"\n{total:.0f} CPU-s in {wall:.0f} s of wall time ({total / wall:.2f} cores)")
     for name, spent in sorted(by_role.items(), key=lambda item: -item[1]):
         print(f"{spent:8.1f} CPU-s {100 * spent / (total or 1):5.1f}%  {name}")
+    for args, spent in sorted(others.items(), key=lambda item: -item[1])[:5]:
+        print(f"{spent:8.1f} CPU-s in other: {args or '(no command line)'}")
     if flow_runs:
         forked = by_role.get("flow runs: forked, with the fork server", 0.0)
         mean = (by_role.get("flow runs", 0.0) + forked) / flow_runs
