@@ -77,6 +77,13 @@ def start_server(
     # zoneinfo read the tzdata package's index instead (0.6 ms), the same IANA names
     # (Python's zoneinfo docs, PYTHONTZPATH).
     env["PYTHONTZPATH"] = ""
+    # A resumed switch waits for the slot its killed run held until the lease expires
+    # (60 s). Then the repossessor frees it from a loop (15 s by default), and the waiting
+    # run asks again when its 423's Retry-After says (up to 30 s by default): 60-105 s in
+    # all. Production's server is advised the same two settings, for the same RTO
+    # (deployments/prod/server.env.example).
+    env["PREFECT_SERVER_SERVICES_REPOSSESSOR_LOOP_SECONDS"] = "5"
+    env["PREFECT_SERVER_CONCURRENCY_MAXIMUM_CONCURRENCY_SLOT_WAIT_SECONDS"] = "5"
     log = (lab_root / "logs" / "prefect-server.log").open("ab")
     return subprocess.Popen(
         [_prefect_bin(), "server", "start", "--host", host, "--port", str(port)],
