@@ -76,32 +76,65 @@ def end_as(status: int) -> None:
     os._exit(code & 0xFF)
 
 
+class Relay:
+    """Signals for the run, caught from the launcher's first instant: the worker may
+    cancel before the run's pid is known, and Python's default would end the launcher
+    alone (its run then dies by SIGKILL, with no chance to handle the cancellation)."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+    def __init__(self) -> None:
+        self.pid: int | None = None
+        self.pending: list[int] = []
+        for signum in self.SIGNALS:
+            signal.signal(signum, self.caught)
+
+    def caught(self, received: int, _frame: object) -> None:
+        if self.pid is None:
+            self.pending.append(received)
+            return
+        # A ProcessLookupError: it has just ended, and its status is on the way.
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, received)
+
+    def deliver_to(self, pid: int) -> None:
+        self.pid = pid
+        for received in self.pending:
+            self.caught(received, None)
+
+    def start_cold(self, module: str, argv: list[str]) -> None:
+        """A signal caught already ends this process, as it would have ended a cold engine
+        not yet started; otherwise it becomes the engine, with default handlers again."""
+        for signum in self.SIGNALS:
+            signal.signal(signum, signal.SIG_DFL)
+        for received in self.pending:
+            os.kill(os.getpid(), received)
+        start_cold(module, argv)
+
+
 def main() -> None:
+    relay = Relay()
     module, argv = split_arguments(sys.argv[1:])
     name = os.environ.get(SOCKET_ENV)
     if not name:
-        start_cold(module, argv)
+        relay.start_cold(module, argv)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.connect("\0" + str(name))
-    except OSError:
-        start_cold(module, argv)
-    send_request(
-        sock, {"module": module, "cwd": os.getcwd(), "env": dict(os.environ), "argv": argv}
-    )
-    pid = receive_int(sock)
+        send_request(
+            sock, {"module": module, "cwd": os.getcwd(), "env": dict(os.environ), "argv": argv}
+        )
+        pid = receive_int(sock)
+    except OSError:  # no server, or one that refused us (another user, say)
+        pid = None
     if pid is None or pid == DECLINED:
-        start_cold(module, argv)
+        relay.start_cold(module, argv)
     assert pid is not None
-
-    def pass_on(received: int, _frame: object) -> None:
-        # A ProcessLookupError: it has just ended, and its status is on the way.
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, received)
-
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(signum, pass_on)
-    status = receive_int(sock)
+    relay.deliver_to(pid)
+    try:
+        status = receive_int(sock)
+    except OSError:
+        status = None
     if status is None:
         print("lab fork server: lost the flow run's process", file=sys.stderr)
         os._exit(1)

@@ -32,6 +32,7 @@ import runpy
 import select
 import signal
 import socket
+import struct
 import sys
 import threading
 from collections.abc import Mapping
@@ -39,7 +40,10 @@ from typing import Any
 
 from lab.fork_launcher import _INT, DECLINED, ENGINE_MODULE
 
-PREFECT_PREFIX = "PREFECT_"  # Prefect's settings (re-read per run) and its run variables
+PREFECT_PREFIX = "PREFECT_"
+_CREDS = struct.Struct(
+    "3i"
+)  # SO_PEERCRED: pid, uid, gid  # Prefect's settings (re-read per run) and its run variables
 
 
 def preload(module: str, entrypoints: list[str]) -> None:
@@ -144,6 +148,14 @@ class ForkServer:
                 self.start(conn)
 
     def start(self, conn: socket.socket) -> None:
+        # An abstract socket has no file permissions: any local user could connect, and
+        # ask for a run with a PREFECT_API_URL of their own. Only our own user is served.
+        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _CREDS.size)
+        peer_pid, peer_uid, _gid = _CREDS.unpack(creds)
+        if peer_uid != os.getuid():
+            say(f"refused pid {peer_pid}: it runs as uid {peer_uid}, not {os.getuid()}")
+            conn.close()
+            return
         conn.settimeout(10)
         try:
             request, fds = receive_request(conn)
@@ -200,6 +212,7 @@ class ForkServer:
                 return
             if pid == 0:
                 return
+            say(f"run {pid} ended with {os.waitstatus_to_exitcode(status)}")
             conn = self.runs.pop(pid, None)
             if conn is not None:
                 with contextlib.suppress(OSError):

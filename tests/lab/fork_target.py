@@ -11,6 +11,8 @@ import time
 
 def main() -> None:
     command = sys.argv[1:]
+    if command[:1] == ["wait"]:  # before the report, which tells the test it may signal
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(7))
     report = {
         "pid": os.getpid(),
         "cwd": os.getcwd(),
@@ -26,7 +28,6 @@ def main() -> None:
     if command[:1] == ["die"]:
         os.kill(os.getpid(), signal.SIGKILL)
     if command[:1] == ["wait"]:
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(7))
         time.sleep(60)
 
 

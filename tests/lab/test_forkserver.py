@@ -10,6 +10,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from lab.fork_launcher import SOCKET_ENV
+from lab.fork_launcher import SOCKET_ENV, receive_int, send_request
 from tests.backup.backup_checks import params
 from tests.polling import wait_for
 
@@ -195,3 +196,51 @@ def test_the_labs_flow_runs_are_forked_and_their_launcher_is_what_tests_find(
         -2000:
     ]
     assert "declined" not in log
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root, to connect as another user")
+def test_another_user_is_refused_without_a_fork(server: Server) -> None:
+    """An abstract socket has no permissions: the server checks who connects."""
+    child = os.fork()
+    if child == 0:  # the test process's own child, as nobody: no exec, so no python needed
+        code = 3
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.connect("\0" + server.env[SOCKET_ENV])
+            try:
+                send_request(sock, {"module": TARGET, "cwd": "/", "env": server.env, "argv": []})
+                code = 0 if receive_int(sock) is None else 1  # None: closed without a fork
+            except (BrokenPipeError, ConnectionResetError):
+                code = 0  # closed before the request was even read
+        except BaseException as exc:
+            os.write(2, f"the child failed: {exc!r}\n".encode())
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert "refused pid" in server.log.read_text()
+    assert "runs as uid 65534" in server.log.read_text()
+    assert "forked" not in server.log.read_text()
+
+
+def test_a_sigterm_before_the_run_is_forked_still_ends_the_run_by_sigterm(server: Server) -> None:
+    """The worker may cancel at once. The launcher holds the signal until it knows the
+    run's pid, so the run ends by the signal or its handler, never by the SIGKILL it
+    would get if the launcher died alone."""
+    for step in range(12):  # from before the launcher's handlers to after the fork
+        proc = server.launch("wait")
+        time.sleep(step * 0.015)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) in (-signal.SIGTERM, 7)
+
+    def all_ended() -> bool:
+        lines = server.lines()
+        return sum("forked" in x for x in lines) == sum(" ended with " in x for x in lines)
+
+    wait_for(all_ended, timeout=10, what="every forked run's end in the server's log")
+    forked = sum("forked" in line for line in server.lines())
+    ends = [line.rsplit(" ", 1)[1] for line in server.lines() if " ended with " in line]
+    assert forked, "no SIGTERM came after a fork: the race was not tried"
+    assert len(ends) == forked and set(ends) <= {"-15", "7"}, server.lines()
