@@ -28,7 +28,7 @@ from typing import Any
 
 SOCKET_ENV = "LIFEBOAT_LAB_FORK_SOCKET"
 ENGINE_MODULE = "prefect.engine"
-_INT = struct.Struct("!i")
+WIRE_INT = struct.Struct("!i")  # a length, a pid or a wait status, big-endian
 DECLINED = 0  # the pid the server sends when it will not fork this run
 
 
@@ -49,19 +49,19 @@ def split_arguments(argv: list[str]) -> tuple[str, list[str]]:
 def send_request(sock: socket.socket, request: dict[str, Any]) -> None:
     """The body's length with our stdin, stdout and stderr attached, then the body."""
     body = json.dumps(request).encode()
-    socket.send_fds(sock, [_INT.pack(len(body))], [0, 1, 2])
+    socket.send_fds(sock, [WIRE_INT.pack(len(body))], [0, 1, 2])
     sock.sendall(body)
 
 
 def receive_int(sock: socket.socket) -> int | None:
     """One big-endian int, or None when the other side closed first."""
     data = b""
-    while len(data) < _INT.size:
-        chunk = sock.recv(_INT.size - len(data))
+    while len(data) < WIRE_INT.size:
+        chunk = sock.recv(WIRE_INT.size - len(data))
         if not chunk:
             return None
         data += chunk
-    value: int = _INT.unpack(data)[0]
+    value: int = WIRE_INT.unpack(data)[0]
     return value
 
 

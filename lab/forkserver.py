@@ -38,12 +38,10 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from lab.fork_launcher import _INT, DECLINED, ENGINE_MODULE
+from lab.fork_launcher import DECLINED, ENGINE_MODULE, WIRE_INT
 
-PREFECT_PREFIX = "PREFECT_"
-_CREDS = struct.Struct(
-    "3i"
-)  # SO_PEERCRED: pid, uid, gid  # Prefect's settings (re-read per run) and its run variables
+PREFECT_PREFIX = "PREFECT_"  # Prefect's settings (re-read per run) and its run variables
+PEER_CREDENTIALS = struct.Struct("3i")  # SO_PEERCRED: pid, uid, gid
 
 
 def preload(module: str, entrypoints: list[str]) -> None:
@@ -71,12 +69,12 @@ def differences(ours: Mapping[str, str], theirs: Mapping[str, str]) -> list[str]
 
 
 def receive_request(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
-    header, fds, _flags, _addr = socket.recv_fds(conn, _INT.size, 3)
-    if len(header) != _INT.size or len(fds) != 3:
+    header, fds, _flags, _addr = socket.recv_fds(conn, WIRE_INT.size, 3)
+    if len(header) != WIRE_INT.size or len(fds) != 3:
         for fd in fds:
             os.close(fd)
         raise ValueError("a malformed request")
-    length = _INT.unpack(header)[0]
+    length = WIRE_INT.unpack(header)[0]
     body = b""
     while len(body) < length:
         chunk = conn.recv(length - len(body))
@@ -150,8 +148,8 @@ class ForkServer:
     def start(self, conn: socket.socket) -> None:
         # An abstract socket has no file permissions: any local user could connect, and
         # ask for a run with a PREFECT_API_URL of their own. Only our own user is served.
-        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _CREDS.size)
-        peer_pid, peer_uid, _gid = _CREDS.unpack(creds)
+        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, PEER_CREDENTIALS.size)
+        peer_pid, peer_uid, _gid = PEER_CREDENTIALS.unpack(creds)
         if peer_uid != os.getuid():
             say(f"refused pid {peer_pid}: it runs as uid {peer_uid}, not {os.getuid()}")
             conn.close()
@@ -170,7 +168,7 @@ class ForkServer:
             for fd in fds:
                 os.close(fd)
             with contextlib.suppress(OSError):
-                conn.sendall(_INT.pack(DECLINED))
+                conn.sendall(WIRE_INT.pack(DECLINED))
             conn.close()
             return
         sys.stdout.flush()
@@ -185,7 +183,7 @@ class ForkServer:
         self.runs[pid] = conn
         say(f"forked {pid} for flow run {run_id}")
         with contextlib.suppress(OSError):  # a launcher already gone: the child follows it
-            conn.sendall(_INT.pack(pid))
+            conn.sendall(WIRE_INT.pack(pid))
 
     def reason_to_decline(self, request: dict[str, Any]) -> str | None:
         if request.get("module") != self.module:
@@ -216,7 +214,7 @@ class ForkServer:
             conn = self.runs.pop(pid, None)
             if conn is not None:
                 with contextlib.suppress(OSError):
-                    conn.sendall(_INT.pack(status))
+                    conn.sendall(WIRE_INT.pack(status))
                 conn.close()
 
 
