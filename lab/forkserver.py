@@ -119,6 +119,9 @@ def become_the_run(
 
 
 class ForkServer:
+    """One loop: accept a launcher, fork its run, and send it the run's pid, then its
+    wait status when the run ends (SIGCHLD wakes the loop through a pipe)."""
+
     def __init__(self, name: str, module: str) -> None:
         self.module = module
         self.baseline = dict(os.environ)
