@@ -198,12 +198,14 @@ class PrefectApi:
         return [entry["message"] for entry in response.json()]
 
     def wait_event(
-        self, name: str, since: str | None = None, timeout: float = 30
+        self, name: str, since: str | None = None, timeout: float = 30, run_id: str | None = None
     ) -> list[dict[str, Any]]:
-        """The events named ``name`` (since an ISO time), once at least one is stored.
+        """The events named ``name`` (since an ISO time; emitted by flow run ``run_id``),
+        once at least one is stored.
 
         The server persists events in batches after the flow that emitted them has
-        ended, so reading them at once races that flush.
+        ended, so reading them at once races that flush. ``since`` alone may reach back
+        to the previous test's run: Prefect relates an event emitted in a run to it.
         """
         query: dict[str, Any] = {"event": {"name": [name]}}
         if since:
@@ -213,6 +215,13 @@ class PrefectApi:
             response = self.http.post("/events/filter", json={"filter": query, "limit": 50})
             response.raise_for_status()
             events = list(response.json()["events"])
+            if run_id:
+                ours = f"prefect.flow-run.{run_id}"
+                events = [
+                    e
+                    for e in events
+                    if any(r.get("prefect.resource.id") == ours for r in e.get("related", []))
+                ]
             if events:
                 return events
             if time.monotonic() > deadline:

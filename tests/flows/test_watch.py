@@ -269,7 +269,7 @@ def test_slow_replies_alone_cross_the_p95_threshold(fresh_lab: Lab, api: Prefect
         final = api.wait(api.launch("watch/lab", {})["id"])
         fresh_lab.clear_faults()
         assert final["state"]["type"] == "COMPLETED", final["state"]
-        [event] = api.wait_event("lifeboat.watch.threshold-crossed", since)
+        [event] = api.wait_event("lifeboat.watch.threshold-crossed", since, run_id=final["id"])
     [breach] = event["payload"]["breaches"]
     assert (breach["service"], breach["metric"], breach["threshold"]) == (
         "ai-service",
@@ -328,7 +328,7 @@ def test_health_check_failures_call_for_a_traffic_rollback_and_two_stay_quiet(
         final = api.wait(api.launch("watch/lab", {})["id"])
         fresh_lab.clear_faults()
         assert final["state"]["type"] == "COMPLETED", final["state"]
-        [event] = api.wait_event("lifeboat.watch.threshold-crossed", since)
+        [event] = api.wait_event("lifeboat.watch.threshold-crossed", since, run_id=final["id"])
     payload = event["payload"]
     [breach] = payload["breaches"]
     assert (breach["metric"], breach["value"], breach["threshold"], breach["window_s"]) == (
