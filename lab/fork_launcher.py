@@ -29,6 +29,7 @@ from typing import Any
 SOCKET_ENV = "LIFEBOAT_LAB_FORK_SOCKET"
 ENGINE_MODULE = "prefect.engine"
 WIRE_INT = struct.Struct("!i")  # a length, a pid or a wait status, big-endian
+PEER_CREDENTIALS = struct.Struct("3i")  # SO_PEERCRED: pid, uid, gid
 DECLINED = 0  # the pid the server sends when it will not fork this run
 
 
@@ -121,6 +122,11 @@ def main() -> None:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.connect("\0" + str(name))
+        # The name is the lab's, but an abstract socket has no owner: the run's
+        # environment (its credentials) goes only to a server of our own user.
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, PEER_CREDENTIALS.size)
+        if PEER_CREDENTIALS.unpack(creds)[1] != os.getuid():
+            raise ConnectionRefusedError("the fork server runs as another user")
         send_request(
             sock, {"module": module, "cwd": os.getcwd(), "env": dict(os.environ), "argv": argv}
         )

@@ -32,16 +32,14 @@ import runpy
 import select
 import signal
 import socket
-import struct
 import sys
 import threading
 from collections.abc import Mapping
 from typing import Any
 
-from lab.fork_launcher import DECLINED, ENGINE_MODULE, WIRE_INT
+from lab.fork_launcher import DECLINED, ENGINE_MODULE, PEER_CREDENTIALS, WIRE_INT
 
 PREFECT_PREFIX = "PREFECT_"  # Prefect's settings (re-read per run) and its run variables
-PEER_CREDENTIALS = struct.Struct("3i")  # SO_PEERCRED: pid, uid, gid
 
 
 def preload(module: str, entrypoints: list[str]) -> None:
@@ -70,18 +68,24 @@ def differences(ours: Mapping[str, str], theirs: Mapping[str, str]) -> list[str]
 
 def receive_request(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
     header, fds, _flags, _addr = socket.recv_fds(conn, WIRE_INT.size, 3)
-    if len(header) != WIRE_INT.size or len(fds) != 3:
+    try:
+        if len(header) != WIRE_INT.size or len(fds) != 3:
+            raise ValueError("a malformed request")
+        length = WIRE_INT.unpack(header)[0]
+        body = b""
+        while len(body) < length:
+            chunk = conn.recv(length - len(body))
+            if not chunk:
+                raise ValueError("the launcher left mid-request")
+            body += chunk
+        request: dict[str, Any] = json.loads(body)
+        if not isinstance(request.get("env"), dict):
+            raise ValueError("a request without an environment")
+    except BaseException:
+        # Held, the worker's pipes would never reach EOF, and it would wait for ever.
         for fd in fds:
             os.close(fd)
-        raise ValueError("a malformed request")
-    length = WIRE_INT.unpack(header)[0]
-    body = b""
-    while len(body) < length:
-        chunk = conn.recv(length - len(body))
-        if not chunk:
-            raise ValueError("the launcher left mid-request")
-        body += chunk
-    request: dict[str, Any] = json.loads(body)
+        raise
     return request, fds
 
 
@@ -146,7 +150,11 @@ class ForkServer:
                 self.report_ended()
             if self.listener.fileno() in readable:
                 conn, _ = self.listener.accept()
-                self.start(conn)
+                try:
+                    self.start(conn)
+                except Exception as error:  # one launcher's trouble; the launcher goes cold
+                    say(f"could not serve a launcher: {error!r}")
+                    conn.close()
 
     def start(self, conn: socket.socket) -> None:
         # An abstract socket has no file permissions: any local user could connect, and
@@ -160,7 +168,7 @@ class ForkServer:
         conn.settimeout(10)
         try:
             request, fds = receive_request(conn)
-        except (OSError, ValueError) as error:
+        except (OSError, ValueError) as error:  # json's errors are ValueErrors
             say(f"dropped a request: {error}")
             conn.close()
             return
@@ -176,7 +184,12 @@ class ForkServer:
             return
         sys.stdout.flush()
         sys.stderr.flush()
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:
+            for fd in fds:
+                os.close(fd)
+            raise
         if pid == 0:
             self.close_in_child()
             become_the_run(conn, fds, request, self.module)
@@ -184,9 +197,11 @@ class ForkServer:
         for fd in fds:
             os.close(fd)
         self.runs[pid] = conn
-        say(f"forked {pid} for flow run {run_id}")
+        # The pid first: once the launcher has it, nothing here can make it start the
+        # same run again cold.
         with contextlib.suppress(OSError):  # a launcher already gone: the child follows it
             conn.sendall(WIRE_INT.pack(pid))
+        say(f"forked {pid} for flow run {run_id}")
 
     def reason_to_decline(self, request: dict[str, Any]) -> str | None:
         if request.get("module") != self.module:

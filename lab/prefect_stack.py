@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import os
 import secrets as tokens
@@ -174,20 +173,23 @@ def _gcl_exists(env: dict[str, str]) -> bool:
     return result.returncode == 0
 
 
-def worker_env(lab_root: Path, env: dict[str, str]) -> dict[str, str]:
-    """The worker's environment, which its flow runs inherit, and so the fork server's."""
-    name = "lifeboat-fork-" + hashlib.sha256(str(lab_root.resolve()).encode()).hexdigest()[:16]
+def worker_env(env: dict[str, str]) -> dict[str, str]:
+    """The worker's environment, which its flow runs inherit, and so the fork server's.
+
+    The fork server's socket has a name of its own at each `lab up`: a server left over
+    from an earlier one (its own session outlives a killed supervisor) is never asked,
+    and would only hold a name nobody uses."""
     return dict(
         env,
         PREFECT_WORKER_QUERY_SECONDS="1",
         PREFECT_WORKER_PREFETCH_SECONDS="5",
-        **{SOCKET_ENV: name},
+        **{SOCKET_ENV: f"lifeboat-fork-{tokens.token_hex(8)}"},
     )
 
 
-def start_forkserver(lab_root: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    """The process each flow run is forked from, with every deployment's flow imported."""
-    run_env = worker_env(lab_root, env)
+def start_forkserver(lab_root: Path, run_env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """The process each flow run is forked from, with every deployment's flow imported.
+    ``run_env``: the worker's (``worker_env``)."""
     entrypoints = sorted({str(d["entrypoint"]) for d in _deployments() if d.get("entrypoint")})
     log = (lab_root / "logs" / "prefect-forkserver.log").open("ab")
     return subprocess.Popen(
@@ -208,11 +210,12 @@ def start_forkserver(lab_root: Path, env: dict[str, str]) -> subprocess.Popen[by
     )
 
 
-def start_worker(lab_root: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+def start_worker(lab_root: Path, run_env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """``run_env``: from ``worker_env``, the same the fork server was given."""
     log = (lab_root / "logs" / "prefect-worker.log").open("ab")
     return subprocess.Popen(
         [_prefect_bin(), "worker", "start", "--pool", WORK_POOL, "--type", "process"],
-        env=worker_env(lab_root, env),
+        env=run_env,
         cwd=REPO_ROOT,
         stdout=log,
         stderr=subprocess.STDOUT,

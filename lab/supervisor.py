@@ -100,9 +100,10 @@ def up(options: LabOptions, say: Any = print) -> dict[str, Any]:
             env = prefect_stack.client_env(api_url, options.auth_string, root)
             prefect_stack.apply_configuration(env)
             prefect_stack.save_lab_secrets(env, endpoints)
+            run_env = prefect_stack.worker_env(env)
             if prefect_stack.forkserver_enabled():
-                pids["prefect-forkserver"] = prefect_stack.start_forkserver(root, env).pid
-            pids["prefect-worker"] = prefect_stack.start_worker(root, env).pid
+                pids["prefect-forkserver"] = prefect_stack.start_forkserver(root, run_env).pid
+            pids["prefect-worker"] = prefect_stack.start_worker(root, run_env).pid
             endpoints["prefect_api_url"] = api_url
             endpoints["prefect_ui_url"] = api_url.removesuffix("/api")
             if options.auth_string:

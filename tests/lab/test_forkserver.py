@@ -145,20 +145,22 @@ def test_a_sigterm_to_the_launcher_reaches_the_run_which_decides_how_it_ends(
     server: Server,
 ) -> None:
     proc = server.launch("wait")
-    report(proc)  # the run has installed its SIGTERM handler before it reports
+    assert report(proc)["forked"]  # it installed its SIGTERM handler before it reported
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=20) == 7  # the handler's exit code, through the launcher
 
 
 def test_a_run_killed_by_a_signal_ends_its_launcher_by_the_same_signal(server: Server) -> None:
     proc = server.launch("die")
-    report(proc)
+    assert report(proc)["forked"]
     assert proc.wait(timeout=20) == -signal.SIGKILL
 
 
 def test_killing_the_launcher_kills_the_run_as_a_kill_9_would(server: Server) -> None:
     proc = server.launch("wait")
-    run_pid = report(proc)["pid"]
+    got = report(proc)
+    assert got["forked"]
+    run_pid = got["pid"]
     proc.kill()
     proc.wait(timeout=5)
 
@@ -244,3 +246,37 @@ def test_a_sigterm_before_the_run_is_forked_still_ends_the_run_by_sigterm(server
     ends = [line.rsplit(" ", 1)[1] for line in server.lines() if " ended with " in line]
     assert forked, "no SIGTERM came after a fork: the race was not tried"
     assert len(ends) == forked and set(ends) <= {"-15", "7"}, server.lines()
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root, to listen as another user")
+def test_the_launcher_tells_a_server_of_another_user_nothing(server: Server) -> None:
+    """Anyone may bind an abstract name first: the run's environment, its credentials
+    included, goes only to a server of the launcher's own user; else the run starts cold."""
+    name = f"lifeboat-fork-test-{uuid.uuid4().hex[:12]}"
+    ready_r, ready_w = os.pipe()
+    told_r, told_w = os.pipe()
+    child = os.fork()
+    if child == 0:  # a squatter, as nobody: it listens, and says how many bytes it got
+        got = -1
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            squatter = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            squatter.bind("\0" + name)
+            squatter.listen(1)
+            os.write(ready_w, b"r")
+            conn, _ = squatter.accept()
+            conn.settimeout(10)
+            got = len(conn.recv(65536))
+        except BaseException as exc:
+            os.write(2, f"the squatter failed: {exc!r}\n".encode())
+        finally:
+            os.write(told_w, str(got).encode())
+            os._exit(0)
+    assert os.read(ready_r, 1) == b"r"
+    proc = server.launch("exit", "6", env={**server.env, SOCKET_ENV: name})
+    got = report(proc)
+    assert proc.wait(timeout=30) == 6
+    assert got["forked"] is False  # started cold
+    assert os.read(told_r, 16) == b"0"  # the squatter got nothing at all
+    os.waitpid(child, 0)
