@@ -191,31 +191,26 @@ def start_forkserver(lab_root: Path, run_env: dict[str, str]) -> subprocess.Pope
     """The process each flow run is forked from, with every deployment's flow imported.
     ``run_env``: the worker's (``worker_env``)."""
     entrypoints = sorted({str(d["entrypoint"]) for d in _deployments() if d.get("entrypoint")})
-    log = (lab_root / "logs" / "prefect-forkserver.log").open("ab")
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "lab.forkserver",
-            "--socket",
-            run_env[SOCKET_ENV],
-            *(arg for entrypoint in entrypoints for arg in ("--preload", entrypoint)),
-        ],
-        env=run_env,
-        cwd=REPO_ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    preloads = [arg for entrypoint in entrypoints for arg in ("--preload", entrypoint)]
+    args = [sys.executable, "-m", "lab.forkserver", "--socket", run_env[SOCKET_ENV], *preloads]
+    return _start_in_the_background(args, run_env, lab_root / "logs" / "prefect-forkserver.log")
 
 
 def start_worker(lab_root: Path, run_env: dict[str, str]) -> subprocess.Popen[bytes]:
     """``run_env``: from ``worker_env``, the same the fork server was given."""
-    log = (lab_root / "logs" / "prefect-worker.log").open("ab")
+    args = [_prefect_bin(), "worker", "start", "--pool", WORK_POOL, "--type", "process"]
+    return _start_in_the_background(args, run_env, lab_root / "logs" / "prefect-worker.log")
+
+
+def _start_in_the_background(
+    args: list[str], env: dict[str, str], log_path: Path
+) -> subprocess.Popen[bytes]:
+    """From the repository (the deployments' entrypoints are relative to it), in a
+    session of its own, so that `lab down` stops it and whatever it started."""
+    log = log_path.open("ab")
     return subprocess.Popen(
-        [_prefect_bin(), "worker", "start", "--pool", WORK_POOL, "--type", "process"],
-        env=run_env,
+        args,
+        env=env,
         cwd=REPO_ROOT,
         stdout=log,
         stderr=subprocess.STDOUT,
