@@ -54,14 +54,22 @@ def send_request(sock: socket.socket, request: dict[str, Any]) -> None:
     sock.sendall(body)
 
 
-def receive_int(sock: socket.socket) -> int | None:
-    """One big-endian int, or None when the other side closed first."""
+def receive_exactly(sock: socket.socket, size: int) -> bytes | None:
+    """``size`` bytes, or None when the other side closed first."""
     data = b""
-    while len(data) < WIRE_INT.size:
-        chunk = sock.recv(WIRE_INT.size - len(data))
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
         if not chunk:
             return None
         data += chunk
+    return data
+
+
+def receive_int(sock: socket.socket) -> int | None:
+    """One big-endian int, or None when the other side closed first."""
+    data = receive_exactly(sock, WIRE_INT.size)
+    if data is None:
+        return None
     value: int = WIRE_INT.unpack(data)[0]
     return value
 

@@ -37,7 +37,13 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from lab.fork_launcher import DECLINED, ENGINE_MODULE, PEER_CREDENTIALS, WIRE_INT
+from lab.fork_launcher import (
+    DECLINED,
+    ENGINE_MODULE,
+    PEER_CREDENTIALS,
+    WIRE_INT,
+    receive_exactly,
+)
 
 PREFECT_PREFIX = "PREFECT_"  # Prefect's settings (re-read per run) and its run variables
 
@@ -71,13 +77,9 @@ def receive_request(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
     try:
         if len(header) != WIRE_INT.size or len(fds) != 3:
             raise ValueError("a malformed request")
-        length = WIRE_INT.unpack(header)[0]
-        body = b""
-        while len(body) < length:
-            chunk = conn.recv(length - len(body))
-            if not chunk:
-                raise ValueError("the launcher left mid-request")
-            body += chunk
+        body = receive_exactly(conn, WIRE_INT.unpack(header)[0])
+        if body is None:
+            raise ValueError("the launcher left mid-request")
         request: dict[str, Any] = json.loads(body)
         if not isinstance(request.get("env"), dict):
             raise ValueError("a request without an environment")
