@@ -28,18 +28,19 @@ from typing import Annotated, Any
 from prefect import flow, get_run_logger
 from pydantic import Field
 
+from flows.database_fence import database_fenced, open_promoted
 from flows.evidence import published
 from flows.failback_gate import gate_primary, hold, repoint_plan_line, stale_readers
 from flows.failback_promotion import promote_and_connect
 from flows.fence import describe_services, fence_line, fenced, lift_fences, lift_line
 from flows.launch import ENVIRONMENT_FIELD, INCIDENT_FIELD, REASON_FIELD, SwitchRequest
 from flows.new_primary import backups_on_new_primary
-from flows.plans import backups_line, scale_line
+from flows.plans import backups_line, database_fence_line, database_open_line, scale_line
 from flows.resume import refuse_a_completed_incident, request_id, resumable
 from flows.secret_refresh import reader_lines, refresh_secret_readers
 from lifeboat import runtime
 from lifeboat.record import RunRecord
-from lifeboat.topology import RegionRole, Topology
+from lifeboat.topology import RegionRole, SqlInstanceRef, Topology
 from tasks.cdn import cdn_invalidate
 from tasks.cloud_run import ScaleResult, ServiceState, run_scale_service
 from tasks.cloud_sql import (
@@ -61,10 +62,16 @@ from tasks.storage import storage_require_object
 def _lift_fences_on_exit(flow: Any, flow_run: Any, state: Any) -> None:
     """Cancellation/crash hook: lift the fence this run (or its incident) left in place,
     unless the promotion of the rebuilt primary-region instance has started."""
+    from flows.database_fence import open_database_of_run
     from flows.fence import lift_fences_of_run
 
-    # The rebuilt primary-region instance is the one the failback promotes.
-    lift_fences_of_run(flow_run, "failback", RegionRole.secondary, lambda t: t.cloud_sql.primary)
+    # The rebuilt primary-region instance is the one the failback promotes; the fence is
+    # on the promoted secondary's.
+    def promoted(topo: Topology) -> SqlInstanceRef:
+        return topo.cloud_sql.primary
+
+    open_database_of_run(flow_run, "failback", lambda t: t.cloud_sql.replica, promoted)
+    lift_fences_of_run(flow_run, "failback", RegionRole.secondary, promoted)
 
 
 @flow(
@@ -135,8 +142,10 @@ def failback_plan(
             if scales_early(st)
         ],
         *[fence_line(secondary.name, st) for st in secondary_states],
+        database_fence_line(topo, promoted),
         f"wait for {old.instance} to receive all the WAL {promoted.instance} wrote, then "
         "promote it",
+        database_open_line(topo, old),
         f"add a version of secret {topo.cloud_sql.app_secret.resource} naming {old.instance}"
         " (apps reading it from a volume at latest follow at once; instances that start"
         " read it as they start)",
@@ -276,7 +285,10 @@ def _run(topo: Topology, record: RunRecord, dry_run: bool, held: ExitStack) -> N
         with record.step("scale-primary") as step:
             scaled += _scale(record, env, primary.project, primary.name, topo, True, early)
             step.detail = "before the fence: " + "; ".join(r.describe() for r in scaled)
-    with fenced(topo, record, RegionRole.secondary, old) as fence:
+    with (
+        fenced(topo, record, RegionRole.secondary, old) as fence,
+        database_fenced(topo, record, promoted, old),
+    ):
         received = sql_wait_received(env, old.project, old.instance, timeout_s=300)
         record.lag = received.model_dump(mode="json")
         if not received.complete:
@@ -292,6 +304,7 @@ def _run(topo: Topology, record: RunRecord, dry_run: bool, held: ExitStack) -> N
         # version, and in both regions before the fence is lifted (stale-DNS clients
         # still reach the secondary).
         promote_and_connect(topo, record, fence, old, promoted, received)
+        open_promoted(topo, record, old)
         lift_fences(topo, record, RegionRole.primary, primary_states, "lift-failover-fence")
         late = [s.name for s in topo.services if s.name not in early]
         if late:

@@ -28,6 +28,7 @@ from contextlib import ExitStack
 from prefect import get_run_logger
 
 from flows.database_connection import connection_detail, point_apps_at, promotion_began
+from flows.database_fence import open_left_fence
 from flows.fence import lift_stale_fences
 from flows.region_lock import lock_step
 from flows.secret_refresh import refresh_secret_readers
@@ -207,6 +208,18 @@ def gate_primary(
         health = _after_promotion(topo, record, promoting)
         if not is_down(topo, health):
             return [], f"healthy once the running promotion ended ({health.summary()})"
+    if not dry_run:
+        # A killed run's database fence: on the secondary (no promotion, or a failed one)
+        # or, through replication, on the rebuilt primary it promoted. Its region fails
+        # every check until it is opened.
+        sql = topo.cloud_sql
+        opened = open_left_fence(topo, record, sql.replica, sql.primary, take_lock)
+        if opened:
+            locked = True
+            changed.append("the database fence a killed run left was lifted")
+            health = health_probe(env, Target.primary)  # a role's LOGIN holds at once
+            if not is_down(topo, health):
+                return [], f"healthy once the database fence was lifted ({health.summary()})"
     if not dry_run and _apps_on_a_replica(topo):
         take_lock()
         locked = True

@@ -3,9 +3,12 @@
 The runbook, in order: preflight (primary health, secondary readiness, replica lag) →
 approval when the primary looks healthy or the lag exceeds the RPO → region lock →
 graceful only: fence the primary's services (ingress internal-only: public traffic, and
-so every write, stops) and wait for the replica to receive the WAL the primary wrote →
+so every write, stops), then the apps' database role on the primary (NOLOGIN, its sessions
+ended: the requests already admitted), and wait for the replica to receive the WAL the
+primary wrote →
 promote the replica, while the apps' database secret names it, the services that need it
-are refreshed and the secondary scales up → switch DNS, purge the CDN → verify through
+are refreshed and the secondary scales up → let the apps' role log in to the promoted
+replica (the fence replicated to it) → switch DNS, purge the CDN → verify through
 the public path → lift the primary's fence → record, artifacts, event, notifications.
 
 Why the fence: a promotion stops replication, and any write the primary takes after that
@@ -33,6 +36,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
 from flows.database_connection import connection_detail, point_apps_at, point_back
+from flows.database_fence import database_fenced, open_promoted
 from flows.evidence import published
 from flows.fence import Fence, fenced
 from flows.launch import ENVIRONMENT_FIELD, INCIDENT_FIELD, REASON_FIELD, SwitchRequest
@@ -43,7 +47,7 @@ from flows.resume import refuse_a_completed_incident, request_id, resumable
 from flows.secret_refresh import Refreshed, reader_lines
 from lifeboat import runtime
 from lifeboat.record import RunRecord
-from lifeboat.topology import RegionRole, Tier, Topology
+from lifeboat.topology import RegionRole, SqlInstanceRef, Tier, Topology
 from tasks.cdn import cdn_invalidate
 from tasks.cloud_run import ScaleResult, ServiceState, run_describe_service, run_scale_service
 from tasks.cloud_run_secrets import ReaderState, run_describe_secret_reader
@@ -74,9 +78,14 @@ class FailoverApproval(RunInput):
 def _lift_fences_on_exit(flow: Any, flow_run: Any, state: Any) -> None:
     """Cancellation/crash hook: lift the fence this run (or its incident) set on the
     primary, unless the promotion of the replica has started."""
+    from flows.database_fence import open_database_of_run
     from flows.fence import lift_fences_of_run
 
-    lift_fences_of_run(flow_run, "failover", RegionRole.primary, lambda t: t.cloud_sql.replica)
+    def promoted(topo: Topology) -> SqlInstanceRef:
+        return topo.cloud_sql.replica
+
+    open_database_of_run(flow_run, "failover", lambda t: t.cloud_sql.primary, promoted)
+    lift_fences_of_run(flow_run, "failover", RegionRole.primary, promoted)
 
 
 @flow(
@@ -175,6 +184,7 @@ def _run(
         )
         try:
             results, promoted, refreshed = _connect_scale_and_promote(topo, record, mode, promote)
+            open_promoted(topo, record, replica)
             if held_fence is not None:
                 names = [s.name for s in topo.services]
                 held_fence.repointed = refreshed.repointed(topo.regions.primary, names)
@@ -267,12 +277,18 @@ def _fence_primary(topo: Topology, record: RunRecord, held: ExitStack, plan: Pri
                 skip=_unreachable(plan),
             )
         )
+        # The ingress fence stops new requests; this ends the ones already admitted. Not
+        # when the primary looks down: its apps admit nothing, a try would cost the
+        # recovery a connection timeout, and a fence left on the stale primary would fail
+        # the primary region's checks until a failback (its stale readers are repointed).
+        if plan.required:
+            held.enter_context(database_fenced(topo, record, topo.cloud_sql.primary, replica))
     except Exception as exc:
         if not plan.required:
             raise
         raise PermanentError(
-            f"{exc}; the primary looks healthy, so the failover does not promote with its "
-            "services unfenced (their writes would be lost): nothing else was changed. Mend "
+            f"{exc}; the primary looks healthy, so the failover does not promote while it "
+            "can still take writes (they would be lost): nothing else was changed. Mend "
             "the cause and re-run, or, if the primary region is failing after all, re-run "
             "with mode=ungraceful"
         ) from exc

@@ -348,7 +348,7 @@ def lift_fences_of_run(
     needs a flow's task runner and fails there), and every service is tried even when one
     fails. What it did is logged under the flow run, so the UI shows it.
     """
-    logger = _hook_logger(flow_run)
+    logger = hook_logger(flow_run)
     params = dict(getattr(flow_run, "parameters", None) or {})
     incident = params.get("incident_id")
     run_id = str(getattr(flow_run, "id", ""))
@@ -396,7 +396,7 @@ def lift_fences_of_run(
     return lifted
 
 
-def _hook_logger(flow_run: Any) -> Any:
+def hook_logger(flow_run: Any) -> Any:
     """The flow run's logger (its lines reach the server), else a plain one."""
     try:
         return get_run_logger()

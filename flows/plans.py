@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from flows.fence import fence_line, lift_line
-from lifeboat.topology import RegionRole, Scaling, Topology
+from lifeboat.topology import RegionRole, Scaling, SqlInstanceRef, Topology
 from tasks.cloud_run import ServiceState
 from tasks.dns import RecordState
 
@@ -45,6 +45,8 @@ def failover_plan(
     if fence is not None:
         effort = "" if fence.required else " (best effort: the primary looks down)"
         lines += [fence_line(primary.name, st) + effort for st in fence.states]
+        if fence.required:
+            lines.append(database_fence_line(topo, topo.cloud_sql.primary))
         lines.append(
             f"wait for {replica.instance} to receive all the WAL {topo.cloud_sql.primary.instance}"
             f" has written (up to {RECEIVE_WAIT_S} s; what it still lacks then is recorded)"
@@ -58,6 +60,7 @@ def failover_plan(
         + "it runs while the secret, the refresh and the scale-up go on)"
         if replica_type == "READ_REPLICA_INSTANCE"
         else f"keep {replica.project}:{replica.instance} (already a primary)",
+        *([database_open_line(topo, replica)] if fence is not None and fence.required else []),
         f"add a version of secret {app_secret.resource} naming "
         f"{topo.cloud_sql.replica.instance} (before the scale-up: instances read it as they"
         " start; apps reading it from a volume at latest follow at once)",
@@ -87,6 +90,22 @@ def failover_plan(
         ]
     lines.append(backups_line(topo, replica.instance, topo.cloud_sql.primary.instance))
     return lines
+
+
+def database_fence_line(topo: Topology, fenced: SqlInstanceRef) -> str:
+    """The plan's line for the database fence (flows/database_fence.py)."""
+    role = topo.cloud_sql.app_user
+    return (
+        f"fence {role} on {fenced.project}:{fenced.instance}: NOLOGIN, its sessions ended "
+        "(a request admitted before the ingress fence commits now, or fails unacknowledged)"
+    )
+
+
+def database_open_line(topo: Topology, promoted: SqlInstanceRef) -> str:
+    return (
+        f"let {topo.cloud_sql.app_user} log in to {promoted.instance} once promoted (the "
+        "fence replicated to it; the old primary stays fenced)"
+    )
 
 
 def backups_line(topo: Topology, instance: str, like: str) -> str:

@@ -1,7 +1,8 @@
 """readiness: could a failover succeed right now? A read-only plan evaluation.
 
 Like AWS ARC's readiness checks, every 30 minutes: each resource the failover names
-exists; the live primary keeps point-in-time recovery for the seed's 7 days; the
+exists; the live primary keeps point-in-time recovery for the seed's 7 days, and the
+monitoring role could fence the apps' role on it (a planned switch's database fence); the
 replica is RUNNABLE and within the critical RPO; the secondary's services
 are deployable (they exist and their latest revision is Ready); the DNS zone and the
 url-map answer; the buckets and the apps' database secret outlive the primary region and
@@ -46,6 +47,7 @@ from tasks.catalog import catalog_newest
 from tasks.cloud_run import run_describe_service
 from tasks.cloud_sql import describe, sql_live_primary, sql_replica_lag
 from tasks.cloud_sql_pitr import sql_pitr_window
+from tasks.cloud_sql_role_fence import fence_privileges
 from tasks.dns import read_record
 from tasks.errors import PermanentError
 from tasks.inventory import (
@@ -138,6 +140,42 @@ def _live_primary(topo: Topology) -> Check:
             row.detail += (
                 f"; taking writes since a failover ({topo.cloud_sql.primary.instance} is stale)"
             )
+
+    return check
+
+
+def _database_fence(topo: Topology) -> Check:
+    """Could a planned switch fence the apps' role on the live primary (a NOLOGIN, and its
+    sessions ended: tasks/cloud_sql_role_fence.py)? Red names the grant that is missing."""
+
+    def check(row: Row) -> None:
+        state = sql_live_primary.fn(topo.environment)
+        row.target = state.name
+        may = fence_privileges(topo.environment, state.project, state.name)
+        sql = topo.cloud_sql
+        row.limit = "CREATEROLE; pg_signal_backend or membership"
+        row.measured = (
+            f"NOLOGIN {'yes' if may.alter else 'no'}; end sessions "
+            f"{'yes' if may.end_sessions else 'no'}"
+        )
+        row.green = may.ready
+        missing = []
+        if not may.app_role_exists:
+            missing.append(f"there is no role {sql.app_user} (cloud_sql.app_user)")
+        if not may.alter:
+            missing.append(f"{sql.monitor_user} lacks CREATEROLE")
+        if not may.end_sessions:
+            missing.append(
+                f"{sql.monitor_user} may not end {sql.app_user}'s sessions: GRANT "
+                f"pg_signal_backend TO {sql.monitor_user} (or GRANT {sql.app_user} TO "
+                f"{sql.monitor_user}); without it a planned switch waits 30 s for them, "
+                "then fails before the promotion"
+            )
+        row.detail = (
+            "; ".join(missing)
+            if missing
+            else f"{sql.monitor_user} can fence {sql.app_user} on {state.name}"
+        )
 
     return check
 
@@ -365,6 +403,7 @@ def checks(topo: Topology, now: datetime) -> list[tuple[Row, Check]]:
         (Row(check="services", target=topo.regions.secondary.name), _services(topo, "secondary")),
         (Row(check="sql-instance", target="live primary"), _live_primary(topo)),
         (Row(check="pitr", target="live primary"), _pitr(topo)),
+        (Row(check="database-fence", target="live primary"), _database_fence(topo)),
         (Row(check="replica", target=sql.replica.instance), _replica_lag(topo)),
         (Row(check="dns", target=topo.dns.zone), _dns_records(topo)),
         (Row(check="url-map", target=topo.cdn.url_map), _simple(lambda: inventory_url_map(env))),

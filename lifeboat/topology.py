@@ -131,7 +131,11 @@ class CloudSql(Strict):
         description="Secret Manager secret with the apps' database URL; never a Prefect block"
     )
     port: int = Field(5432, ge=1, le=65535, description="PostgreSQL port on the instance IP")
-    monitor_user: str = Field("postgres", description="role that reads replication status")
+    monitor_user: str = Field(
+        "postgres",
+        description="role that reads replication status, and fences the apps' role in a "
+        "planned switch (needs CREATEROLE; pg_signal_backend to end the apps' sessions)",
+    )
     app_user: str = Field("varai_user", description="role in the apps' database URL")
     app_password_secret: str | None = Field(None, description="secret with the app role's password")
     monitor_password_secret: str | None = Field(
@@ -145,6 +149,13 @@ class CloudSql(Strict):
             raise ValueError(
                 "replica.project must equal primary.project (Cloud SQL keeps a read replica "
                 "in its primary's project)"
+            )
+        # A planned switch fences the apps' role as the monitoring role (NOLOGIN): one
+        # role in both parts would lock the fence out of its own lift.
+        if self.monitor_user == self.app_user:
+            raise ValueError(
+                "monitor_user must differ from app_user (a planned switch keeps the apps' "
+                "role off the old primary, as the monitoring role)"
             )
         return self
 

@@ -177,6 +177,20 @@ def sql(lab: Lab, project: str, name: str, query: str, database: str = "varai_pr
         return cursor.fetchall() if cursor.description else []
 
 
+def app_role(lab: Lab, project: str, name: str) -> tuple[bool, str]:
+    """Whether the apps' role may log in to an instance, and its comment (a fence's mark)."""
+    rows = sql(
+        lab,
+        project,
+        name,
+        "SELECT rolcanlogin, COALESCE(shobj_description(oid, 'pg_authid'), '') FROM pg_roles"
+        f" WHERE rolname = '{TOPOLOGY.cloud_sql.app_user}'",
+        database="postgres",
+    )
+    assert len(rows) == 1, rows
+    return bool(rows[0][0]), str(rows[0][1])
+
+
 def app_secret_value(lab: Lab, version: str = "latest") -> str:
     """The apps' database URL as Secret Manager holds it (a secret: never print it)."""
     secret = TOPOLOGY.cloud_sql.app_secret.resource

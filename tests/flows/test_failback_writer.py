@@ -18,8 +18,10 @@ from tests.flows.lab_checks import (
     PRIMARY,
     SECONDARY,
     TOPOLOGY,
+    app_role,
     front_region,
     incident,
+    run_records,
     sql,
 )
 from tests.labharness import Lab
@@ -60,6 +62,12 @@ def test_every_write_acknowledged_during_a_failback_is_on_the_final_primary(
     regions = {on_primary[order_id] for order_id in acked}
     assert regions == {SECONDARY.name, PRIMARY.name}, regions
     assert writer.refused.get(404, 0) > 0, writer.refused  # the fence held for a while
+    # The database fence on the promoted secondary reached the rebuilt primary-region
+    # instance through replication; the run let the apps' role in again once it promoted it.
+    assert app_role(fresh_lab, OLD.project, OLD.instance) == (True, "")
+    (record,) = run_records(fresh_lab, "failback", final["id"])
+    steps = [s["name"] for s in record["steps"]]
+    assert steps.index("fence-database") < steps.index("promote") < steps.index("open-database")
     # The fence is gone: every secondary service has its ingress back.
     services = fresh_lab.clients().run_services
     for service in TOPOLOGY.services:

@@ -18,6 +18,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import psycopg
+import pytest
+
 from lab.prefect_api import PrefectApi
 from reliability.writer import Writer, lost
 from tests.flows.fence_checks import (
@@ -39,6 +42,7 @@ from tests.flows.lab_checks import (
     REPLICA,
     SECONDARY,
     TOPOLOGY,
+    app_role,
     app_secret_value,
     front_region,
     incident,
@@ -92,6 +96,15 @@ def test_every_write_acknowledged_during_a_planned_failover_is_on_the_promoted_p
     since = fresh_lab.last_seq()
     inc = incident("FOFENCE")
     writer = Writer(fresh_lab.endpoints["front_door"], TOPOLOGY.health.host, incident("W").lower())
+    # A session of the apps' role, mid-transaction when the fence comes: what a pooled
+    # connection, or a request admitted just before the ingress fence, looks like.
+    in_flight = psycopg.connect(
+        host=instance_address(fresh_lab, OLD.project, OLD.instance),
+        user=TOPOLOGY.cloud_sql.app_user,
+        dbname="varai_prod",
+        connect_timeout=5,
+    )
+    in_flight.execute("INSERT INTO orders (id, region, body) VALUES ('in-flight', 'x', '{}')")
     writer.start()
     try:
         time.sleep(1.0)  # writes land on the primary before the failover starts
@@ -101,12 +114,24 @@ def test_every_write_acknowledged_during_a_planned_failover_is_on_the_promoted_p
         writer.stop()
     assert final["state"]["type"] == "COMPLETED", final["state"]["message"]
     assert front_region(fresh_lab) == SECONDARY.name
+    # The database fence ended that session: its commit fails, unacknowledged.
+    with pytest.raises(psycopg.OperationalError):
+        in_flight.commit()
+    in_flight.close()
+    # The old primary keeps the apps' role out (a write there would be lost); the promoted
+    # replica, which the fence reached through replication, lets it in again.
+    assert app_role(fresh_lab, OLD.project, OLD.instance) == (
+        False,
+        f"lifeboat-fence: failover/{inc}/{final['id']}",
+    )
+    assert app_role(fresh_lab, REPLICA.project, REPLICA.instance) == (True, "")
 
     acked = writer.acknowledged
     rows = sql(fresh_lab, REPLICA.project, REPLICA.instance, "SELECT id, region FROM orders")
     on_replica = {order_id: region for order_id, region in rows}
     missing = lost(acked, on_replica)
-    assert missing == [], f"{len(missing)} of {len(acked)} acknowledged writes lost: {missing[:5]}"
+    assert missing == [], _lost_writes(fresh_lab, writer, missing, inc)
+    assert "in-flight" not in on_replica
     assert {on_replica[order_id] for order_id in acked} == {PRIMARY.name, SECONDARY.name}
     assert writer.refused.get(404, 0) > 0, writer.refused  # the fence held for a while
 
@@ -123,12 +148,38 @@ def test_every_write_acknowledged_during_a_planned_failover_is_on_the_promoted_p
 
     record = _record(fresh_lab, inc)
     steps = [s["name"] for s in record["steps"]]
-    assert steps.index("fence-primary") < steps.index("wait-received") < steps.index("verify")
+    assert steps.index("fence-primary") < steps.index("fence-database")
+    assert steps.index("fence-database") < steps.index("wait-received") < steps.index("verify")
+    assert steps.index("scale-and-promote") < steps.index("open-database") < steps.index("verify")
+    database = record["fence"]["database"]
+    assert database["set"]["terminated"] >= 1 and database["set"]["changed"], database
+    assert database["opened"]["changed"], database
+    assert "lift-database-fence" not in steps, steps  # opened once, by the run itself
     assert steps.index("verify") < steps.index("lift-fence"), steps
     assert record["lag"]["at_promotion"]["bytes"] == 0, record["lag"]
     assert 0 < record["outage_seconds"] <= record["rto_seconds"], record
     assert sorted(f["service"] for f in record["fence"]["lifted"]) == sorted(SERVICES)
     assert "kept" not in record["fence"]
+
+
+def _lost_writes(lab: Lab, writer: Writer, missing: list[str], inc: str) -> str:
+    """The failure's evidence: where the lost writes are, when they were sent, and when
+    each step of the run began and ended."""
+    ids = ",".join(f"'{m}'" for m in missing)
+    on_old = sql(
+        lab,
+        OLD.project,
+        OLD.instance,
+        f"SELECT id, created_at::text FROM orders WHERE id IN ({ids})",
+    )
+    sent = [a for a in writer.answers if a.order_id in missing]
+    steps = [
+        (s["name"], s.get("started_at"), s.get("ended_at")) for s in _record(lab, inc)["steps"]
+    ]
+    return (
+        f"{len(missing)} of {len(writer.acknowledged)} acknowledged writes lost: {missing[:5]}; "
+        f"on the old primary: {on_old}; sent: {sent[:5]}; steps: {steps}"
+    )
 
 
 def test_a_fence_refused_on_a_healthy_primary_stops_the_failover_before_the_promotion(
@@ -162,6 +213,40 @@ def test_a_fence_refused_on_a_healthy_primary_stops_the_failover_before_the_prom
     record = _record(fresh_lab, inc)
     outcomes = {s["name"]: s["outcome"] for s in record["steps"]}
     assert outcomes["fence-primary"] == "failed" and outcomes["lift-fence"] == "done"
+
+
+def test_a_monitoring_role_that_may_not_fence_the_apps_stops_the_failover_before_the_promotion(
+    fresh_lab: Lab, api: PrefectApi
+) -> None:
+    """The monitoring role lacks CREATEROLE, as it may on a Cloud SQL set up by hand: the
+    database fence is refused, and promoting without it could lose a write. The run fails
+    before the secret and the promotion, naming the privilege, lifts its ingress fence,
+    and the apps' role is as it was."""
+    before = region_ingress(fresh_lab, PRIMARY)
+    sql(fresh_lab, OLD.project, OLD.instance, "CREATE ROLE lifeboat_weak LOGIN")
+    since = fresh_lab.last_seq()
+    inc = incident("FOWEAK")
+
+    def weak(data: dict[str, Any]) -> None:
+        data["cloud_sql"]["monitor_user"] = "lifeboat_weak"
+
+    with fresh_lab.topology_edited(weak):
+        final = api.wait(_failover(api, inc), timeout=300)
+
+    assert final["state"]["type"] == "FAILED"
+    message = final["state"]["message"]
+    assert "the monitoring role may not alter varai_user" in message, message
+    assert "it needs CREATEROLE" in message and "does not promote while it can" in message
+    kinds = [(a, m) for a, m, _ in side_effects(fresh_lab, since)]
+    assert ("sql", "instances.promoteReplica") not in kinds
+    assert not any(a == "secretmanager" for a, _ in kinds), kinds
+    assert_lifted(fresh_lab, PRIMARY, before)
+    assert app_role(fresh_lab, OLD.project, OLD.instance) == (True, "")
+    assert front_region(fresh_lab) == PRIMARY.name
+    outcomes = {s["name"]: s["outcome"] for s in _record(fresh_lab, inc)["steps"]}
+    assert outcomes["fence-database"] == "failed" and outcomes["lift-fence"] == "done"
+    # The exit looked (a failed try may have set it) and found nothing of its own.
+    assert outcomes["lift-database-fence"] == "unchanged", outcomes
 
 
 def test_a_promotion_that_fails_after_it_began_points_the_primary_apps_back_before_the_lift(
@@ -234,11 +319,18 @@ def test_a_failover_killed_before_its_promotion_has_its_fence_lifted_by_the_cras
         since = fresh_lab.last_seq()
         run_id = _failover(api, inc)
         wait_fence_holds(fresh_lab, api, run_id, PRIMARY, since, promoting=False)
+        wait_for(
+            lambda: not app_role(fresh_lab, OLD.project, OLD.instance)[0],
+            timeout=30,
+            what="the database fence",
+        )
         kill(run_id)
         wait_crashed(api, run_id)
         wait_for(lambda: hook_finished(api, run_id), timeout=60, what="the crash hook's end")
 
     assert_lifted(fresh_lab, PRIMARY, before)
+    # The database fence too: the primary is still the primary.
+    assert app_role(fresh_lab, OLD.project, OLD.instance) == (True, "")
     assert any(
         line.startswith("lifted the fence on ['auth-service'") for line in recent_logs(api, run_id)
     ), recent_logs(api, run_id)

@@ -26,6 +26,8 @@ from tests.flows.lab_checks import (
 )
 from tests.labharness import Lab
 
+OLD = TOPOLOGY.cloud_sql.primary
+
 
 def _message(run: dict) -> str:
     return str(run["state"].get("message") or "")
@@ -92,10 +94,12 @@ def test_dry_run_prints_the_exact_plan_and_changes_nothing(fresh_lab: Lab, api: 
         " (public traffic and writes stop: the planned outage starts)"
         for name in services
     ]
-    wait, promote, add = plan[len(services) : len(services) + 3]
+    database, wait, promote, opened, add = plan[len(services) : len(services) + 5]
+    assert database.startswith(f"fence varai_user on {OLD.project}:{OLD.instance}: NOLOGIN")
     assert wait.startswith(f"wait for {REPLICA.instance} to receive all the WAL")
     assert promote.startswith(f"promote {REPLICA.project}:{REPLICA.instance} (read replica")
     assert "after the fence and the wait" in promote
+    assert opened.startswith(f"let varai_user log in to {REPLICA.instance} once promoted")
     assert "invalidate varai-cdn-lb api.varai.ai/*" in plan
     secret = TOPOLOGY.cloud_sql.app_secret.resource
     # The secret's new version comes next, before the scale-up, and the plan says why.

@@ -9,7 +9,7 @@ from typing import Any
 
 from lab.prefect_api import PrefectApi, iso_ago
 from tests.backup.backup_checks import write_synthetic
-from tests.flows.lab_checks import TOPOLOGY
+from tests.flows.lab_checks import TOPOLOGY, sql
 from tests.flows.readiness_checks import fresh_backups, passed_drill, readiness, red
 from tests.labharness import Lab
 from tests.polling import wait_for
@@ -28,7 +28,10 @@ def test_green_when_ready_and_read_only(fresh_lab: Lab, api: PrefectApi) -> None
     final, rows = readiness(api, fresh_lab)
     assert final["state"]["type"] == "COMPLETED", (final["state"], rows)
     assert red(rows) == set()
-    assert len(rows) == 14 + len(PROJECTS) + len(COPIES)
+    assert len(rows) == 15 + len(PROJECTS) + len(COPIES)
+    fence = rows[("database-fence", TOPOLOGY.cloud_sql.primary.instance)]
+    assert fence["measured"] == "NOLOGIN yes; end sessions yes", fence
+    assert fence["detail"] == "postgres can fence varai_user on varai-prod", fence
     for copy in COPIES:  # each region's copy bucket is where the topology says, and fresh
         row = rows[("backup-copy", copy.location)]
         assert row["measured"].startswith(f"{copy.location}; mongodb 1.0 h"), row
@@ -43,6 +46,33 @@ def test_green_when_ready_and_read_only(fresh_lab: Lab, api: PrefectApi) -> None
         e for e in fresh_lab.requests(since=since) if e["api"] in ("dns", "run", "sql", "compute")
     ]
     assert calls and {e["method"] for e in calls} <= READ_METHODS, {e["method"] for e in calls}
+
+
+def test_red_when_the_monitoring_role_could_not_fence_the_apps_role(
+    fresh_lab: Lab, api: PrefectApi
+) -> None:
+    """A monitoring role with no CREATEROLE and no right to end other sessions, as Cloud
+    SQL may give (lab/FIDELITY.md): a planned switch would fail at its database fence, so
+    readiness says so now, naming both grants."""
+    fresh_backups(fresh_lab)
+    passed_drill(fresh_lab, timedelta(days=3))
+    primary = TOPOLOGY.cloud_sql.primary
+    sql(fresh_lab, primary.project, primary.instance, "CREATE ROLE lifeboat_weak LOGIN")
+
+    def weak(data: dict[str, Any]) -> None:
+        data["cloud_sql"]["monitor_user"] = "lifeboat_weak"
+
+    with fresh_lab.topology_edited(weak):
+        final, rows = readiness(api, fresh_lab)
+
+    assert final["state"]["type"] == "FAILED"
+    fence = rows[("database-fence", primary.instance)]
+    assert fence["status"] == "RED" and fence["measured"] == "NOLOGIN no; end sessions no"
+    assert fence["detail"] == (
+        "lifeboat_weak lacks CREATEROLE; lifeboat_weak may not end varai_user's sessions: "
+        "GRANT pg_signal_backend TO lifeboat_weak (or GRANT varai_user TO lifeboat_weak); "
+        "without it a planned switch waits 30 s for them, then fails before the promotion"
+    ), fence
 
 
 def test_red_when_a_bucket_or_the_secret_lives_only_in_the_primary_region(

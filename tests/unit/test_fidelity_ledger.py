@@ -36,7 +36,9 @@ GOOGLE_SOURCE = re.compile(
     # A cloud.google.com documentation path the ledger writes without its host.
     r"|\b(?:run|sql|dns|compute|storage|secret-manager)/docs/"
     # The lab's MongoDB stands in for MongoDB, not a Google API: MongoDB documents it.
-    r"|mongodb\.com/docs/",
+    r"|mongodb\.com/docs/"
+    # Nor does the lab's PostgreSQL: its own documentation says how roles behave.
+    r"|postgresql\.org/docs/",
     re.IGNORECASE,
 )
 LAB_RULE = re.compile(r"lab rule|guess", re.IGNORECASE)

@@ -156,21 +156,28 @@ def test_the_failback_plan_exports_a_protected_stale_primary_before_it_deletes_i
         "fence us-east1/auth-service: ingress INGRESS_TRAFFIC_ALL → "
         "INGRESS_TRAFFIC_INTERNAL_ONLY (public traffic and writes stop: the planned outage starts)"
     )
-    assert plan[12:14] == [
+    assert plan[12:16] == [
+        # The apps' role, fenced on the database: a request admitted before the ingress
+        # fence cannot commit after the replica's target is read.
+        "fence varai_user on ml-datadriven-recos:varai-db-secondary: NOLOGIN, its sessions "
+        "ended (a request admitted before the ingress fence commits now, or fails "
+        "unacknowledged)",
         "wait for varai-prod to receive all the WAL varai-db-secondary wrote, then promote it",
+        "let varai_user log in to varai-prod once promoted (the fence replicated to it; the "
+        "old primary stays fenced)",
         f"add a version of secret {SECRET} naming varai-prod (apps reading it from a volume"
         " at latest follow at once; instances that start read it as they start)",
     ]
     # The primary's env-var readers roll; the secondary's volume readers follow at once.
-    assert plan[14] == (
+    assert plan[16] == (
         "roll a new revision of us-central1/auth-service: it reads "
         f"{SECRET} as an env var at latest, resolved at instance start"
     )
     assert (
-        plan[18] == f"us-east1/auth-service reads {SECRET} from a volume at latest: follows at once"
+        plan[20] == f"us-east1/auth-service reads {SECRET} from a volume at latest: follows at once"
     )
     assert not any(line.startswith("scale us-central1") for line in plan[8:])
-    assert plan[22:26] == [
+    assert plan[24:28] == [
         "DNS api.varai.ai. A → 34.120.10.10 (ttl 300)",
         "invalidate varai-cdn-lb api.varai.ai/*",
         "verify 5 health check(s) reach us-central1",
@@ -179,12 +186,12 @@ def test_the_failback_plan_exports_a_protected_stale_primary_before_it_deletes_i
         "them, with at least 7 days of logs, unless on already (Cloud SQL restarts it to "
         "turn PITR on: its connections drop for a moment)",
     ]
-    assert plan[26] == "lift the fence: us-east1/auth-service ingress → INGRESS_TRAFFIC_ALL"
-    assert plan[30] == (
+    assert plan[28] == "lift the fence: us-east1/auth-service ingress → INGRESS_TRAFFIC_ALL"
+    assert plan[32] == (
         "scale us-east1/auth-service: 3..50 (service-level 3..50, revision 0..-)"
         " → service-level 0..10"
     )
-    assert plan[34:] == [
+    assert plan[36:] == [
         "export ml-datadriven-recos:varai-db-secondary to "
         "gs://varai-backups/failback/fb-1/varai-db-secondary.sql.gz"
         " (it took writes until the fence)",
@@ -497,7 +504,7 @@ def test_the_graceful_failover_plan_fences_the_primary_waits_then_lifts() -> Non
     plan = failover_plan(
         topo, None, states, "READ_REPLICA_INSTANCE", fence=PrimaryFence(primary, required=True)
     )
-    assert plan[:5] == [
+    assert plan[:6] == [
         *[
             f"fence us-central1/{name}: ingress INGRESS_TRAFFIC_ALL → "
             "INGRESS_TRAFFIC_INTERNAL_ONLY (public traffic and writes stop: the planned outage "
@@ -506,11 +513,17 @@ def test_the_graceful_failover_plan_fences_the_primary_waits_then_lifts() -> Non
         ],
         "keep the fence on us-central1/face-service (set by failover/INC-1/run-1; ingress "
         "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER before it)",
+        "fence varai_user on ml-datadriven-recos:varai-prod: NOLOGIN, its sessions ended (a "
+        "request admitted before the ingress fence commits now, or fails unacknowledged)",
         "wait for varai-db-secondary to receive all the WAL varai-prod has written (up to "
         f"{RECEIVE_WAIT_S} s; what it still lacks then is recorded)",
     ]
-    assert plan[5].startswith("promote ml-datadriven-recos:varai-db-secondary (read replica")
-    assert "after the fence and the wait" in plan[5]
+    assert plan[6].startswith("promote ml-datadriven-recos:varai-db-secondary (read replica")
+    assert "after the fence and the wait" in plan[6]
+    assert plan[7] == (
+        "let varai_user log in to varai-db-secondary once promoted (the fence replicated to "
+        "it; the old primary stays fenced)"
+    )
     assert plan[-5:] == [
         *[
             f"lift the fence: us-central1/{name} ingress → INGRESS_TRAFFIC_ALL (once it names"
@@ -533,6 +546,9 @@ def test_a_best_effort_fence_says_so_in_the_plan() -> None:
         topo, None, states, "READ_REPLICA_INSTANCE", fence=PrimaryFence(primary, required=False)
     )
     assert all(line.endswith("(best effort: the primary looks down)") for line in plan[:4])
+    # No database fence: the primary's apps admit nothing, and a try would cost the
+    # recovery a connection timeout.
+    assert not any("NOLOGIN" in line or "log in" in line for line in plan), plan
 
 
 def test_the_failback_plan_repoints_stale_env_var_readers_before_the_export() -> None:

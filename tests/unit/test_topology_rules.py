@@ -37,6 +37,15 @@ def test_a_replica_in_another_project_than_its_primary_is_refused(tmp_path: Path
     )
 
 
+def test_the_apps_role_as_the_monitoring_role_is_refused(tmp_path: Path) -> None:
+    data = _lab()
+    data["cloud_sql"]["monitor_user"] = data["cloud_sql"].get("app_user", "varai_user")
+    assert _refusal(tmp_path, data) == (
+        "invalid topology: cloud_sql: Value error, monitor_user must differ from app_user (a"
+        " planned switch keeps the apps' role off the old primary, as the monitoring role)"
+    )
+
+
 def test_a_minimum_above_the_maximum_is_refused_with_both_figures(tmp_path: Path) -> None:
     data = _lab()
     data["services"][2]["standby_scaling"] = {"min": 11, "max": 10}
