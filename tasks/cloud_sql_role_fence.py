@@ -130,9 +130,10 @@ def sql_fence_app_role(environment: str, project: str, instance: str, owner: str
     Returns:
         What was done, and how long the sessions took to end.
 
-    Idempotent: a role fenced already is fenced again by its new owner, and its sessions
-    ended again. A role that cannot log in and carries no Lifeboat mark is someone
-    else's decision: refused, with nothing changed.
+    Idempotent: a role this incident fenced already (a resumed run) is fenced again by
+    its new run, and its sessions ended again. A role that cannot log in by anyone else's
+    decision (no mark, or another incident's: a switch keeps the old primary fenced) is
+    refused, with nothing changed.
     """
     role = runtime.topology(environment).cloud_sql.app_user
     resource = f"{project}:{instance}/{role}"
@@ -141,18 +142,21 @@ def sql_fence_app_role(environment: str, project: str, instance: str, owner: str
         if state is None:
             raise PermanentError(f"sql-fence-app-role: {resource}: no such role")
         can_login, comment = state
-        if not can_login and not comment.startswith(MARK):
+        incident = owner[: owner.rindex("/") + 1]  # flow/incident/, as the lifts match it
+        if not can_login and not comment.startswith(MARK + incident):
             raise PermanentError(
-                f"sql-fence-app-role: {resource} cannot log in already, and not by Lifeboat's "
-                f"fence ({comment or 'no comment'}): nothing changed"
+                f"sql-fence-app-role: {resource} cannot log in already, and not by this "
+                f"incident's fence ({comment or 'no comment'}): nothing changed"
             )
         try:
-            conn.execute(pgsql.SQL("ALTER ROLE {} NOLOGIN").format(pgsql.Identifier(role)))
-            conn.execute(
-                pgsql.SQL("COMMENT ON ROLE {} IS {}").format(
-                    pgsql.Identifier(role), pgsql.Literal(MARK + owner)
+            # One transaction: a NOLOGIN without its mark would be no one's to lift.
+            with conn.transaction():
+                conn.execute(pgsql.SQL("ALTER ROLE {} NOLOGIN").format(pgsql.Identifier(role)))
+                conn.execute(
+                    pgsql.SQL("COMMENT ON ROLE {} IS {}").format(
+                        pgsql.Identifier(role), pgsql.Literal(MARK + owner)
+                    )
                 )
-            )
         except psycopg.errors.InsufficientPrivilege as exc:
             raise PermanentError(
                 f"sql-fence-app-role: {resource}: the monitoring role may not alter {role} "
@@ -300,6 +304,7 @@ def _open(conn: psycopg.Connection[Any], instance: str, role: str, owner: str) -
     if not comment.startswith(MARK + owner):
         left = f"it cannot log in, but not by this incident's fence ({comment or 'no comment'})"
         return RoleOpened(instance=instance, role=role, changed=False, left=left)
-    conn.execute(pgsql.SQL("ALTER ROLE {} LOGIN").format(pgsql.Identifier(role)))
-    conn.execute(pgsql.SQL("COMMENT ON ROLE {} IS NULL").format(pgsql.Identifier(role)))
+    with conn.transaction():
+        conn.execute(pgsql.SQL("ALTER ROLE {} LOGIN").format(pgsql.Identifier(role)))
+        conn.execute(pgsql.SQL("COMMENT ON ROLE {} IS NULL").format(pgsql.Identifier(role)))
     return RoleOpened(instance=instance, role=role, changed=True)
