@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from prefect import get_run_logger
 
-from flows.fence import fence_owner, hook_logger
+from flows.fence import fence_owner, hook_logger, promotion_has_started
 from lifeboat import runtime
 from lifeboat.record import RunRecord
 from lifeboat.topology import SqlInstanceRef, Topology
@@ -39,7 +39,7 @@ def database_fenced(
     tried = False  # a try that failed may still have set NOLOGIN: the exit looks anyway
     try:
         with record.step("fence-database") as step:
-            if _started(topo, promoted, unknown=False):
+            if promotion_has_started(topo, promoted, unknown=False):
                 step.outcome = "unchanged"
                 step.detail = (
                     f"the promotion of {promoted.instance} has started: {primary.instance} "
@@ -103,7 +103,8 @@ def open_left_fence(
     promotion ended well, else the fenced one (still the primary). Under the region lock
     (``take_lock``), only when there is something to open; returns what was done."""
     env, owner = topo.environment, incident_owner(record)
-    where = lift_on(_started(topo, promoted, unknown=True), _is_primary(topo, promoted))
+    started = promotion_has_started(topo, promoted, unknown=True)
+    where = lift_on(started, _is_primary(topo, promoted))
     if not where:
         return ""  # still promoting: the run that waits for it opens it after
     target = promoted if where == "promoted" else fenced
@@ -128,7 +129,7 @@ def _lift_on_exit(
     is recorded and logged; a re-run of the incident lifts it (``open_left_fence``)."""
     if "opened" in fence:
         return  # the run opened the new primary after its promotion: nothing is left
-    started = _started(topo, promoted, unknown=True)
+    started = promotion_has_started(topo, promoted, unknown=True)
     if not started and not tried:
         return  # nothing set, nothing to lift
     try:
@@ -170,14 +171,6 @@ def _lift(
     )
     get_run_logger().warning("%s", detail)
     return detail
-
-
-def _started(topo: Topology, promoted: SqlInstanceRef, *, unknown: bool) -> bool:
-    try:
-        return promotion_started(topo.environment, promoted.project, promoted.instance)
-    except Exception as exc:
-        get_run_logger().warning("could not tell whether the promotion started: %s", exc)
-        return unknown
 
 
 def _is_primary(topo: Topology, ref: SqlInstanceRef) -> bool:

@@ -145,7 +145,7 @@ def fenced(
     services = [s.name for s in topo.services]
     record.fence = {"ingress": FENCE_INGRESS, "region": region.name, "set": [], "lifted": []}
     fence: Fence | None = None
-    resumed = _promotion_started(topo, promoted, unknown=False)
+    resumed = promotion_has_started(topo, promoted, unknown=False)
     asked = [name for name in services if name not in (skip or {})]
     targets = asked
     try:
@@ -184,7 +184,7 @@ def fenced(
         ours = targets if required or fence is None else [r.service for r in fence.results]
         started = fence is not None and fence.promotion_started
         if fence is not None and started and set(ours) - fence.repointed:
-            started = _promotion_started(topo, promoted, unknown=True)
+            started = promotion_has_started(topo, promoted, unknown=True)
         _lift_on_exit(topo, record, region, ours, fence, started, required)
 
 
@@ -205,7 +205,7 @@ def _fences_held(
     return {st.service for st in states if st.fenced_by}, unknown
 
 
-def _promotion_started(topo: Topology, promoted: SqlInstanceRef, *, unknown: bool) -> bool:
+def promotion_has_started(topo: Topology, promoted: SqlInstanceRef, *, unknown: bool) -> bool:
     """Whether the promotion has started, as Cloud SQL says; ``unknown`` when it cannot
     say: the safe side of the caller (fence everything: False; keep the fence: True)."""
     try:
