@@ -5,6 +5,7 @@ No Prefect here (unit tests import it before any lab starts); tasks/health.py us
 
 from __future__ import annotations
 
+import functools
 import ssl
 
 import httpx
@@ -25,9 +26,19 @@ def trust(topo: Topology) -> ssl.SSLContext:
         if bundle is None:
             raise PermanentError("health: ca_bundle is lab:ca but the lab publishes no CA")
     try:
-        return ssl.create_default_context(cafile=bundle)
+        return _context(bundle)
     except (OSError, ssl.SSLError) as exc:
         raise PermanentError(f"health: cannot load ca_bundle {bundle}: {exc}") from exc
+
+
+@functools.cache
+def _context(bundle: str | None) -> ssl.SSLContext:
+    """One context per bundle for the process: each probe round opens a client, and
+    loading a store (the system's: about 140 certificates) took 20-40 ms of CPU each
+    time, a tenth of a flow run's CPU in the lab (session 25, py-spy). A context is safe
+    to share between connections and threads; a bundle that failed to load is not kept.
+    """
+    return ssl.create_default_context(cafile=bundle)
 
 
 def tls_extensions(url: str, host: str) -> dict[str, str]:

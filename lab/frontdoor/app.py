@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 import httpx
@@ -33,7 +34,17 @@ def create_front_door(
     refuses load-balancer traffic for that path; such a request gets Google's 404 and
     never reaches the region. A cache hit is served at the edge, before any backend.
     """
-    client = httpx.AsyncClient(timeout=10.0)
+    # One client per event loop: the same app is served over http and https, by two
+    # servers on two threads, each with its own loop, and a pooled connection opened on
+    # one loop fails on the other ("bound to a different event loop": a 500 seen when a
+    # https probe followed an http one in the same lab, session 25).
+    clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
+
+    def client() -> httpx.AsyncClient:
+        loop = asyncio.get_running_loop()  # a loop is one server's thread: no race on it
+        if loop not in clients:
+            clients[loop] = httpx.AsyncClient(timeout=10.0)
+        return clients[loop]
 
     async def proxy(request: Request) -> Response:
         host = (request.headers.get("host") or "").split(":")[0].lower()
@@ -59,7 +70,7 @@ def create_front_door(
             # Cloud Run answers a request its ingress setting refuses with a plain 404.
             return _not_found(region, refused_by)
         try:
-            upstream = await client.request(
+            upstream = await client().request(
                 request.method,
                 target + path,
                 params=request.query_params,

@@ -64,6 +64,27 @@ def test_the_lab_certificate_names_the_host_not_the_address(fresh_lab: Lab) -> N
     assert named.status_code == 200
 
 
+def test_the_front_door_answers_over_http_and_https_in_turn(fresh_lab: Lab) -> None:
+    """One front door behind both listeners, as one load balancer has both: requests
+    alternating between them all reach the region. Before, a connection to the region
+    pooled by one listener's loop was reused by the other's, and failed (a 500)."""
+    context = ssl.create_default_context(cafile=fresh_lab.endpoints["tls_ca"])
+    host = TOPOLOGY.health.host
+    plain = httpx.Client(headers={"host": host})
+    tls = httpx.Client(headers={"host": host}, verify=context)
+    with plain, tls:
+        statuses = []
+        for _ in range(3):
+            statuses.append(plain.get(fresh_lab.endpoints["front_door"] + "/health").status_code)
+            statuses.append(
+                tls.get(
+                    fresh_lab.endpoints["front_door_https"] + "/health",
+                    extensions={"sni_hostname": host},
+                ).status_code
+            )
+    assert statuses == [200] * 6, statuses
+
+
 @pytest.mark.parametrize("ca_bundle", ["lab:ca", "path"])
 def test_probe_over_https_to_an_address_passes(fresh_lab: Lab, ca_bundle: str) -> None:
     bundle = fresh_lab.endpoints["tls_ca"] if ca_bundle == "path" else ca_bundle

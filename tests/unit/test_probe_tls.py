@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import ssl
+from pathlib import Path
+
+import certifi
 import pytest
 
-from tasks.probe_tls import tls_extensions
+from tasks.errors import PermanentError
+from tasks.probe_tls import tls_extensions, trust
 
 
 @pytest.mark.parametrize(
@@ -23,3 +28,26 @@ from tasks.probe_tls import tls_extensions
 )
 def test_tls_server_name_is_the_public_host(url: str, expected: dict[str, str]) -> None:
     assert tls_extensions(url, "api.varai.ai") == expected
+
+
+def test_a_bundle_is_loaded_once_per_process_and_a_bad_one_is_refused_each_time(
+    tmp_path: Path,
+) -> None:
+    """Each probe round opens a client: the trust store is loaded once, not per round.
+    A bundle that fails to load is refused with its path named, and not remembered:
+    fixed on disk, the next round loads it."""
+    from lifeboat.topology import load_topology
+
+    topo = load_topology("lab")
+    assert trust(topo) is trust(topo)
+
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("not a certificate")
+    broken = topo.model_copy(
+        update={"health": topo.health.model_copy(update={"ca_bundle": str(bundle)})}
+    )
+    for _ in range(2):
+        with pytest.raises(PermanentError, match=f"cannot load ca_bundle {bundle}"):
+            trust(broken)
+    bundle.write_text(Path(certifi.where()).read_text())  # any well-formed CA bundle
+    assert isinstance(trust(broken), ssl.SSLContext)
