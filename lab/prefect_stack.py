@@ -128,16 +128,21 @@ def has_deployments() -> bool:
 def apply_configuration(env: dict[str, str]) -> None:
     """Work pool, the region-switch concurrency limit, and every deployment."""
     _run(["work-pool", "create", WORK_POOL, "--type", "process", "--overwrite"], env)
-    _start_the_engine_directly(env)
-    if not _gcl_exists(env):
-        _run(["gcl", "create", REGION_SWITCH_LIMIT, "--limit", "1"], env)
+    api = _api(env)
+    _start_the_engine_directly(api)
+    _ensure_region_switch_limit(api)
     if has_deployments():
         # The lab's deployments only: the file holds production's too (named prod). A
         # bare deployment name selects every flow's deployment of that name, once each.
         _run(["--no-prompt", "deploy", "--name", "lab", "--prefect-file", str(PREFECT_YAML)], env)
 
 
-def _start_the_engine_directly(env: dict[str, str]) -> None:
+def _api(env: dict[str, str]) -> PrefectApi:
+    user, _, password = env.get("PREFECT_API_AUTH_STRING", "").partition(":")
+    return PrefectApi(env["PREFECT_API_URL"], auth=(user, password) if user else None)
+
+
+def _start_the_engine_directly(api: PrefectApi) -> None:
     """Give the pool's job template the engine as its default command.
 
     With no command, a Prefect 3.8 process worker starts a workspace supervisor, a
@@ -149,8 +154,6 @@ def _start_the_engine_directly(env: dict[str, str]) -> None:
     (lab/forkserver.py), and becomes the engine itself when none answers.
     The template `work-pool create` just stored is edited over REST: no second CLI.
     """
-    user, _, password = env.get("PREFECT_API_AUTH_STRING", "").partition(":")
-    api = PrefectApi(env["PREFECT_API_URL"], auth=(user, password) if user else None)
     pool = api.http.get(f"/work_pools/{WORK_POOL}")
     pool.raise_for_status()
     template = pool.json()["base_job_template"]
@@ -166,11 +169,17 @@ def _start_the_engine_directly(env: dict[str, str]) -> None:
     ).raise_for_status()
 
 
-def _gcl_exists(env: dict[str, str]) -> bool:
-    result = subprocess.run(
-        [_prefect_bin(), "gcl", "inspect", REGION_SWITCH_LIMIT], env=env, capture_output=True
-    )
-    return result.returncode == 0
+def _ensure_region_switch_limit(api: PrefectApi) -> None:
+    """The global concurrency limit region switches take a slot of (flows/region_lock.py),
+    created once. Over REST, as `prefect gcl create` does it: each CLI process costs 2 to 3
+    CPU-s of imports, and four labs start one after another beside the test suite."""
+    found = api.http.get(f"/v2/concurrency_limits/{REGION_SWITCH_LIMIT}")
+    if found.status_code == 404:
+        api.http.post(
+            "/v2/concurrency_limits/", json={"name": REGION_SWITCH_LIMIT, "limit": 1}
+        ).raise_for_status()
+    else:
+        found.raise_for_status()
 
 
 def worker_env(env: dict[str, str]) -> dict[str, str]:
