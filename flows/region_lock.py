@@ -11,8 +11,9 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
 from prefect import get_run_logger
-from prefect.concurrency.sync import concurrency
+from prefect.runtime import flow_run
 
+from flows.region_slot import region_slot
 from flows.resume import refuse_a_completed_incident
 from lifeboat.record import RunRecord
 from tasks.errors import LockHeld
@@ -27,8 +28,9 @@ def _slot_wait(lease: Lease) -> float:
     """How long to wait for the Prefect slot.
 
     Another incident's run holding it means a second switch: refuse soon. Our own
-    incident's lease found in place means this run resumes one that crashed, whose slot
-    is still leased until it expires, so wait that out rather than refuse our own resume
+    incident's lease found in place means this run resumes one that crashed. Its slot was
+    freed if Prefect has that run in a final state (flows.region_slot); otherwise it is
+    still leased until it expires, so wait that out rather than refuse our own resume
     (or it duplicates a run still going, which then ends first: flows.region_lock.lock_step).
     Three leases, not one and a half: the server frees an expired lease from a loop of its
     own, which ran late on a loaded machine (the crash sweep's re-runs at two of 28 points
@@ -42,16 +44,22 @@ def limit_name(environment: str) -> str:
 
 
 @contextmanager
-def region_lock(environment: str, incident_id: str, flow: str, holder: str) -> Iterator[Lease]:
-    """The lease, then the slot; on the way out the lease goes first, then the slot.
+def region_lock(
+    environment: str, incident_id: str, flow: str, holder: str
+) -> Iterator[tuple[Lease, str]]:
+    """The lease, then the slot, and what was freed to get it (mostly ""); on the way out
+    the lease goes first, then the slot.
 
     The lease belongs to the incident, not to one run of it: a second run of the same
     incident (a duplicate launch, or a re-run while the first still goes) takes it as its
     own and waits for the slot. That order of release lets it find the lease gone once it
-    has the slot, and take it anew, instead of having its lease deleted under it.
+    has the slot, and take it anew, instead of having its lease deleted under it. A re-run
+    after a crash frees the crashed run's slot instead of waiting for its lease to expire
+    (flows.region_slot).
     """
     logger = get_run_logger()
-    lease = lease_acquire(environment, incident_id, flow, holder)
+    run_id = flow_run.get_id()
+    lease = lease_acquire(environment, incident_id, flow, holder, flow_run_id=run_id or "")
     logger.info(
         "took the region lock of %s: %s%s",
         environment,
@@ -63,13 +71,13 @@ def region_lock(environment: str, incident_id: str, flow: str, holder: str) -> I
     )
     with ExitStack() as stack:
         try:
-            stack.enter_context(
-                concurrency(
+            freed = stack.enter_context(
+                region_slot(
                     limit_name(environment),
-                    occupy=1,
-                    timeout_seconds=_slot_wait(lease),
-                    strict=True,
-                    lease_duration=SLOT_LEASE_S,
+                    timeout_s=_slot_wait(lease),
+                    lease_s=SLOT_LEASE_S,
+                    own_run_id=run_id,
+                    holder_run_id=lease.flow_run_id if lease.resumed else "",
                 )
             )
         except BaseException as exc:
@@ -92,8 +100,10 @@ def region_lock(environment: str, incident_id: str, flow: str, holder: str) -> I
         stack.callback(_release, environment, incident_id)  # before the slot: see above
         if lease.resumed:
             # Taken now that the slot is ours; the run that held it may have released it.
-            lease = lease_acquire(environment, incident_id, flow, holder, take_own=True)
-        yield lease
+            lease = lease_acquire(
+                environment, incident_id, flow, holder, take_own=True, flow_run_id=run_id or ""
+            )
+        yield lease, freed
 
 
 def _release(environment: str, incident_id: str) -> None:
@@ -111,10 +121,10 @@ def lock_step(held: ExitStack, record: RunRecord, *, once_per_incident: bool = T
     before it lets the lock go, so the second sees it here.
     """
     with record.step("region-lock") as step:
-        lease = held.enter_context(
+        lease, freed = held.enter_context(
             region_lock(record.environment, record.incident_id, record.flow, record.operator)
         )
-        step.detail = lease.describe()
+        step.detail = "; ".join(filter(None, [lease.describe(), freed]))
     if once_per_incident:
         refuse_a_completed_incident(record, record.incident_id)
     return lease

@@ -23,6 +23,9 @@ class Lease(BaseModel):
     incident_id: str
     flow: str
     holder: str
+    # The Prefect flow run that took it: a re-run of the incident frees that run's Prefect
+    # slot when the run is over (flows.region_slot). "" for a run outside Prefect.
+    flow_run_id: str = ""
     acquired_at: datetime
     expires_at: datetime
     generation: int = 0
@@ -63,6 +66,7 @@ def lease_acquire(
     holder: str,
     ttl_s: float = 3600,
     take_own: bool = False,
+    flow_run_id: str = "",
 ) -> Lease:
     """Take the environment's region-switch lease with a generation precondition.
 
@@ -81,6 +85,7 @@ def lease_acquire(
         incident_id=incident_id,
         flow=flow,
         holder=holder,
+        flow_run_id=flow_run_id,
         acquired_at=now,
         expires_at=now + timedelta(seconds=ttl_s),
     )

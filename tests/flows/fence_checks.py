@@ -23,6 +23,7 @@ SERVICES = [s.name for s in TOPOLOGY.services]
 FENCED_BY = "lifeboat.dev/fenced-by"
 INGRESS_BEFORE = "lifeboat.dev/ingress-before"
 INTERNAL_ONLY = "INGRESS_TRAFFIC_INTERNAL_ONLY"
+SLOT_LEASE_LABEL = "lifeboat.dev/region-slot-lease"  # flows/region_slot.py
 # A promotion of 3000 s modelled (30 s at the tests' time scale): the fence holds at
 # least that long, time enough to cancel or kill the run in the middle of it.
 SLOW_PROMOTION = {"latency": {"sql.promote": 3000}}
@@ -81,6 +82,18 @@ def wait_crashed(api: PrefectApi, run_id: str) -> None:
     """The worker sees its flow process die, marks the run Crashed, then runs on_crashed."""
     final = api.wait(run_id, timeout=120)
     assert final["state"]["type"] == "CRASHED", final["state"]
+
+
+def assert_slot_freed(api: PrefectApi, record: dict[str, Any], killed: str) -> None:
+    """The re-run took the region slot from the killed run at once, not when its lease
+    expired: the killed run names its slot lease in a label, and the re-run's
+    region-lock step says it freed that lease because the run had crashed."""
+    lease_id = api.flow_run(killed)["labels"].get(SLOT_LEASE_LABEL)
+    assert lease_id, api.flow_run(killed)["labels"]
+    detail = next(s["detail"] for s in record["steps"] if s["name"] == "region-lock")
+    assert f"flow run {killed} is CRASHED: its region slot lease {lease_id} is released" in (
+        detail
+    ), detail
 
 
 def recent_logs(api: PrefectApi, run_id: str) -> list[str]:

@@ -29,6 +29,7 @@ from tests.flows.failback_fence_checks import (
 from tests.flows.fence_checks import (
     SERVICES,
     SLOW_PROMOTION,
+    assert_slot_freed,
     hook_finished,
     kill,
     recent_logs,
@@ -92,6 +93,10 @@ def test_a_failback_cancelled_while_promoting_keeps_its_fence_and_the_rerun_lift
 
     rerun_adopts_and_lifts(fresh_lab, api, inc, before, since)
     record = failback_record(fresh_lab, inc)
+    # A cancelled run unwinds: it released its lock and its slot itself, and the re-run
+    # took both anew (a killed run cannot: the tests below).
+    lock = next(s["detail"] for s in record["steps"] if s["name"] == "region-lock")
+    assert "slot lease" not in lock and "held by" in lock, lock
     assert fence_lines(record["plan"]) == [
         f"keep the fence on {SECONDARY.name}/{name} (set by failback/{inc}/{run_id}; "
         f"ingress {before[name][0]} before it)"
@@ -123,6 +128,7 @@ def test_a_failback_killed_while_promoting_keeps_its_fence_and_the_rerun_lifts_i
     assert kinds.count(("dns", "POST")) == 1
     record = failback_record(fresh_lab, inc)
     assert record["outcome"] == "completed"
+    assert_slot_freed(api, record, first)
     assert all(line.startswith("keep the fence ") for line in fence_lines(record["plan"]))
     assert sorted(f["service"] for f in record["fence"]["lifted"]) == sorted(SERVICES)
 
@@ -155,6 +161,7 @@ def test_a_failback_killed_while_lifting_its_fence_is_not_fenced_again_by_the_re
     assert front_region(fresh_lab) == PRIMARY.name
     assert secondary_ingress_updates(fresh_lab, since) == Counter(dict.fromkeys(SERVICES, 2))
     record = failback_record(fresh_lab, inc)
+    assert_slot_freed(api, record, first)
     assert not any(f["changed"] for f in record["fence"]["set"]), record["fence"]
 
 
@@ -190,6 +197,7 @@ def test_a_killed_run_whose_promotion_then_failed_is_pointed_back_and_finished_b
 
     assert final["state"]["type"] == "COMPLETED", final["state"]["message"]
     record = failback_record(fresh_lab, inc)
+    assert_slot_freed(api, record, first)
     names = [s["name"] for s in record["steps"]]
     assert names.index("wait-running-promotion") < names.index("point-apps-back"), names
     assert names.index("point-apps-back") < names.index("promote"), names

@@ -9,6 +9,7 @@ import signal
 import time
 
 from lab.prefect_api import PrefectApi, flow_processes
+from tests.flows.fence_checks import assert_slot_freed
 from tests.flows.lab_checks import (
     PRIMARY,
     REPLICA,
@@ -272,8 +273,14 @@ def test_kill_during_promote_then_resume_does_not_promote_twice(
     assert pids
     for pid in pids:
         os.kill(pid, signal.SIGKILL)
+    # Launched at once: the killed run is still Running until the worker has seen its
+    # process end, so the re-run frees its slot from the wait, not at its start.
     final = api.wait(_launch(api, inc), timeout=300)
     assert final["state"]["type"] == "COMPLETED", final["state"]["message"]
+    record = json.loads(
+        read_object(fresh_lab, TOPOLOGY.backups.records_bucket, f"failover/{inc}.json")
+    )
+    assert_slot_freed(api, record, first)
     effects = side_effects(fresh_lab, since)
     assert _count(effects, "sql", "instances.promoteReplica") == 1  # the resumed run waited for it
     assert instance_type(fresh_lab, REPLICA.project, REPLICA.instance) == "CLOUD_SQL_INSTANCE"

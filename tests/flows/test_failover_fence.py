@@ -29,6 +29,7 @@ from tests.flows.fence_checks import (
     SERVICES,
     SLOW_PROMOTION,
     assert_lifted,
+    assert_slot_freed,
     hook_finished,
     ingress_updates,
     kill,
@@ -339,10 +340,11 @@ def test_a_failover_killed_before_its_promotion_has_its_fence_lifted_by_the_cras
     assert ("sql", "instances.promoteReplica") not in kinds
     assert front_region(fresh_lab) == PRIMARY.name  # the primary serves again
 
-    # The stream is back: a re-run of the incident (it waits out the killed run's Prefect
+    # The stream is back: a re-run of the incident (it frees the killed run's Prefect
     # slot) fences again, promotes once and lifts.
     final = api.wait(_failover(api, inc), timeout=400)
     assert final["state"]["type"] == "COMPLETED", final["state"]["message"]
+    assert_slot_freed(api, _record(fresh_lab, inc), run_id)
     assert_lifted(fresh_lab, PRIMARY, before)
     assert ingress_updates(fresh_lab, PRIMARY, since) == Counter(dict.fromkeys(SERVICES, 4))
     kinds = [(a, m) for a, m, _ in side_effects(fresh_lab, since)]
@@ -379,5 +381,6 @@ def test_a_failover_killed_while_promoting_keeps_its_fence_and_the_rerun_lifts_i
     kinds = [(a, m) for a, m, _ in side_effects(fresh_lab, since)]
     assert kinds.count(("sql", "instances.promoteReplica")) == 1
     record = _record(fresh_lab, inc)
+    assert_slot_freed(api, record, first)
     assert [f["changed"] for f in record["fence"]["set"]] == [False] * len(SERVICES)
     assert sorted(f["service"] for f in record["fence"]["lifted"]) == sorted(SERVICES)
