@@ -7,8 +7,9 @@ slowed so that whichever run wins holds the lock while every other one arrives: 
 must meet the held lock, not a lock released a moment before.
 
 Then a killed holder: a failover is SIGKILLed once it holds the lock; another incident's
-failover is refused naming it; a re-run of the killed incident waits out the Prefect
-slot's lease, completes, and releases the lock.
+failover is refused naming it; a re-run of the killed incident frees the killed run's
+Prefect slot (flows/region_slot.py; it waited out the slot's lease before session 25),
+completes, and releases the lock.
 
 Figures (``name=value``):
 - storm_launches, storm_winners (goal 1), storm_winner (its incident);
