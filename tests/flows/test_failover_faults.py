@@ -273,8 +273,8 @@ def test_kill_during_promote_then_resume_does_not_promote_twice(
     assert pids
     for pid in pids:
         os.kill(pid, signal.SIGKILL)
-    # Launched at once: the killed run is still Running until the worker has seen its
-    # process end, so the re-run frees its slot from the wait, not at its start.
+    # Launched at once: the re-run frees the killed run's slot as soon as the worker has
+    # marked that run Crashed, at the re-run's start or from its wait for the slot.
     final = api.wait(_launch(api, inc), timeout=300)
     assert final["state"]["type"] == "COMPLETED", final["state"]["message"]
     record = json.loads(
