@@ -99,12 +99,27 @@ def rerun_adopts_and_lifts(
 
 
 def kill_while_promoting(lab: Lab, api: PrefectApi, inc: str) -> tuple[str, int]:
-    """Start a failback, SIGKILL its process once the fence holds and the (slow)
-    promotion has been asked for; returns (run, since)."""
+    """Start a failback, SIGKILL its process once the fence holds, the (slow) promotion
+    has been asked for and the apps' secret names the instance it promotes; returns
+    (run, since).
+
+    After the repoint, not between it and the promotion's start: a kill there leaves
+    the apps naming the secondary, which the database fence keeps NOLOGIN, and the
+    re-run's health gate then refuses the switch (a defect found in session 25, not
+    yet fixed: see its stop note). These tests are about the fence kept while
+    promoting, so they kill where the run has done all it does before waiting."""
     lab.post("config", SLOW_PROMOTION)
     since = lab.last_seq()
     run_id = launch_failback(api, inc)
     wait_fence_holds(lab, api, run_id, SECONDARY, since, promoting=True)
+    wait_for(
+        lambda: any(
+            e["api"] == "secretmanager" and e["path"].endswith(":addVersion") and e["status"] < 400
+            for e in lab.requests(since=since)
+        ),
+        timeout=120,
+        what="the apps' secret naming the instance being promoted",
+    )
     kill(run_id)
     wait_crashed(api, run_id)
     wait_for(lambda: hook_finished(api, run_id), timeout=60, what="the crash hook's end")
