@@ -98,6 +98,14 @@ def rerun_adopts_and_lifts(
     return kinds
 
 
+def secret_version_added(lab: Lab, since: int) -> bool:
+    """A version of the apps' secret was added since ``since``: the run's repoint."""
+    return any(
+        e["api"] == "secretmanager" and e["path"].endswith(":addVersion") and e["status"] < 400
+        for e in lab.requests(since=since)
+    )
+
+
 def kill_while_promoting(lab: Lab, api: PrefectApi, inc: str) -> tuple[str, int]:
     """Start a failback, SIGKILL its process once the fence holds, the (slow) promotion
     has been asked for and the apps' secret names the instance it promotes; returns
@@ -113,10 +121,7 @@ def kill_while_promoting(lab: Lab, api: PrefectApi, inc: str) -> tuple[str, int]
     run_id = launch_failback(api, inc)
     wait_fence_holds(lab, api, run_id, SECONDARY, since, promoting=True)
     wait_for(
-        lambda: any(
-            e["api"] == "secretmanager" and e["path"].endswith(":addVersion") and e["status"] < 400
-            for e in lab.requests(since=since)
-        ),
+        lambda: secret_version_added(lab, since),
         timeout=120,
         what="the apps' secret naming the instance being promoted",
     )

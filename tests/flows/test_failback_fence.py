@@ -25,6 +25,7 @@ from tests.flows.failback_fence_checks import (
     rerun_adopts_and_lifts,
     secondary_ingress,
     secondary_ingress_updates,
+    secret_version_added,
 )
 from tests.flows.fence_checks import (
     SERVICES,
@@ -179,13 +180,11 @@ def test_a_killed_run_whose_promotion_then_failed_is_pointed_back_and_finished_b
     inc = incident("FBKILLFAIL")
     first = launch_failback(api, inc)
 
-    def rolled() -> bool:
-        return any(
-            e["api"] == "secretmanager" and e["path"].endswith(":addVersion") and e["status"] < 400
-            for e in fresh_lab.requests(since=since)
-        )
-
-    wait_for(rolled, timeout=300, what="the roll's secret version")
+    wait_for(
+        lambda: secret_version_added(fresh_lab, since),
+        timeout=300,
+        what="the roll's secret version",
+    )
     kill(first)
     wait_crashed(api, first)
     wait_for(lambda: hook_finished(api, first), timeout=60, what="the crash hook's end")
