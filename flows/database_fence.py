@@ -104,7 +104,7 @@ def open_left_fence(
     (``take_lock``), only when there is something to open; returns what was done."""
     env, owner = topo.environment, incident_owner(record)
     started = promotion_has_started(topo, promoted, unknown=True)
-    where = lift_on(started, _is_primary(topo, promoted))
+    where = lift_on(started, is_primary(topo, promoted))
     if not where:
         return ""  # still promoting: the run that waits for it opens it after
     target = promoted if where == "promoted" else fenced
@@ -153,7 +153,7 @@ def _lift(
     started: bool,
 ) -> str:
     env, owner = topo.environment, incident_owner(record)
-    where = lift_on(started, started and _is_primary(topo, promoted))
+    where = lift_on(started, started and is_primary(topo, promoted))
     if where == "fenced":
         opened = sql_open_app_role(env, primary.project, primary.instance, owner)
         if opened.changed:
@@ -173,7 +173,8 @@ def _lift(
     return detail
 
 
-def _is_primary(topo: Topology, ref: SqlInstanceRef) -> bool:
+def is_primary(topo: Topology, ref: SqlInstanceRef) -> bool:
+    """Whether Cloud SQL shows ``ref`` a primary; False when it cannot say."""
     try:
         return not describe(topo.environment, ref.project, ref.instance).is_replica
     except Exception as exc:
@@ -198,7 +199,7 @@ def open_database_of_run(
         owner = f"{flow}/{params['incident_id']}/"
         fenced, promoting = primary(topo), promoted(topo)
         started = promotion_started(topo.environment, promoting.project, promoting.instance)
-        where = lift_on(started, started and _is_primary(topo, promoting))
+        where = lift_on(started, started and is_primary(topo, promoting))
         target = promoting if where == "promoted" else fenced
         if not where:
             logger.warning(

@@ -15,6 +15,11 @@ names the database that is primary now: the promoted secondary, or, for a run re
 after its own database-connection step, the rebuilt primary; either way the one the
 apps must use.
 
+A killed run of the incident may also have left its promotion running, its database fence
+set, or the apps naming an instance they cannot write to (``_repair_left_state``); those
+are repaired first, under the lock, as the killed run would have, and the region probed
+again.
+
 A dry run changes nothing: its plan says the roll would come first, and that the run is
 refused if the region is still unhealthy after it.
 """
@@ -28,7 +33,7 @@ from contextlib import ExitStack
 from prefect import get_run_logger
 
 from flows.database_connection import connection_detail, point_apps_at, promotion_began
-from flows.database_fence import open_left_fence
+from flows.database_fence import incident_owner, is_primary, open_left_fence
 from flows.fence import lift_stale_fences
 from flows.region_lock import lock_step
 from flows.secret_refresh import refresh_secret_readers
@@ -37,6 +42,7 @@ from lifeboat.topology import Topology
 from tasks.cloud_run import ServiceState
 from tasks.cloud_run_secrets import ReaderState, run_describe_secret_reader, split_version
 from tasks.cloud_sql_operations import running_operation, wait_operation
+from tasks.cloud_sql_role_fence import sql_app_role_fence
 from tasks.errors import PermanentError, PreflightRefused, TransientError
 from tasks.health import HealthReport, Target, health_probe, health_verify
 from tasks.secret_manager import secret_manager_latest_version, secret_manager_names
@@ -122,21 +128,57 @@ def _promotion_running(topo: Topology) -> str | None:
         return None
 
 
-def _after_promotion(topo: Topology, record: RunRecord, operation: str) -> HealthReport:
-    """Wait for that promotion, then for the region to pass its checks. The killed run
-    pointed the apps at the instance while it promoted (flows/failback_promotion.py), so
-    the region fails its checks until the promotion ends: that is no reason to refuse
-    the run that finishes the switch."""
+def _wait_promotion(topo: Topology, record: RunRecord, operation: str) -> None:
+    """Wait for that promotion (step ``wait-running-promotion``). The region is probed
+    once the repairs after it are made: until then it fails its checks (the apps name an
+    instance that is promoting, or one the database fence keeps them out of), and that is
+    no reason to refuse the run that finishes the switch."""
     rebuilt = topo.cloud_sql.primary
     with record.step("wait-running-promotion") as step:
         with contextlib.suppress(PermanentError):  # a failed promotion: the probe judges
             wait_operation(topo.environment, rebuilt.project, operation, timeout=1700)
-        health = _settled_health(topo)
-        step.detail = (
-            f"a promotion of {rebuilt.instance} a killed run left was running: waited for "
-            f"it; then {topo.regions.primary.name}: {health.summary()}"
+        step.detail = f"a promotion of {rebuilt.instance} a killed run left was running: waited"
+
+
+def _apps_on_the_fenced_secondary(topo: Topology, record: RunRecord) -> bool:
+    """The apps' secret names the promoted secondary, which this incident's database fence
+    keeps them out of, while the rebuilt primary is promoted. A run killed between the
+    start of its promotion and its repoint (flows/failback_promotion.py) leaves them so:
+    the old primary stays fenced once a promotion has started (a write there would be
+    lost), so every write fails and the primary region fails its checks until the apps
+    name the new primary, the step the killed run did not reach."""
+    env, promoted, rebuilt = topo.environment, topo.cloud_sql.replica, topo.cloud_sql.primary
+    if not is_primary(topo, rebuilt):
+        return False
+    owner = sql_app_role_fence(env, promoted.project, promoted.instance)
+    if not owner.startswith(incident_owner(record)):
+        return False
+    return bool(secret_manager_names(env, promoted.project, promoted.instance))
+
+
+def _point_at_rebuilt(topo: Topology, record: RunRecord) -> None:
+    """Point the apps at the promoted rebuilt primary (step ``point-apps-at-promoted``):
+    the secondary region's readers are rolled, the primary's tried once (it is the
+    region being judged). The run's own database-connection step finds it done."""
+    promoted, rebuilt = topo.cloud_sql.replica, topo.cloud_sql.primary
+    with record.step("point-apps-at-promoted") as step:
+        get_run_logger().warning(
+            "the apps' secret names %s, which the database fence keeps them out of, and %s "
+            "is promoted: pointing them at it",
+            promoted.instance,
+            rebuilt.instance,
         )
-    return health
+        update, refreshed = point_apps_at(
+            topo,
+            record,
+            rebuilt,
+            required=[topo.regions.secondary],
+            optional=[topo.regions.primary],
+        )
+        step.detail = (
+            f"the secret named {promoted.instance}, fenced since {rebuilt.instance}'s "
+            f"promotion began: {connection_detail(update, refreshed)}"
+        )
 
 
 def _apps_on_a_replica(topo: Topology) -> bool:
@@ -150,10 +192,10 @@ def _apps_on_a_replica(topo: Topology) -> bool:
     return bool(secret_manager_names(topo.environment, rebuilt.project, rebuilt.instance))
 
 
-def _point_back(topo: Topology, record: RunRecord) -> HealthReport:
+def _point_back(topo: Topology, record: RunRecord) -> None:
     """Point the apps back at the promoted secondary, the primary while the rebuilt one is
-    a replica; then probe again. Before the unrolled readers are rolled to the latest
-    version: that version is the one naming the replica."""
+    a replica (step ``point-apps-back``). Before the unrolled readers are rolled to the
+    latest version: that version is the one naming the replica."""
     promoted, rebuilt = topo.cloud_sql.replica, topo.cloud_sql.primary
     with record.step("point-apps-back") as step:
         get_run_logger().warning(
@@ -168,12 +210,71 @@ def _point_back(topo: Topology, record: RunRecord) -> HealthReport:
             required=[topo.regions.secondary],
             optional=[topo.regions.primary],
         )
-        health = _settled_health(topo)
         done = connection_detail(update, refreshed)
-        step.detail = (
-            f"the secret named {rebuilt.instance}, a replica: {done}; "
-            f"then {topo.regions.primary.name}: {health.summary()}"
+        step.detail = f"the secret named {rebuilt.instance}, a replica: {done}"
+
+
+def _repair_left_state(
+    topo: Topology, record: RunRecord, take_lock: Callable[[], Lease]
+) -> tuple[list[str], list[str], bool]:
+    """What a killed run of the incident may have left between its promotion's start and
+    its end, repaired in order under the region lock, each only when found: its running
+    promotion waited for; its database fence opened where its own exit would have; the
+    apps pointed at the database that is primary now. Returns what was done, what of it
+    changed something, and whether the region needs time to settle: a promotion ended, or
+    the apps pointed (their revisions roll); a role's LOGIN alone holds at once."""
+    done: list[str] = []
+    changed: list[str] = []
+    if (promoting := _promotion_running(topo)) is not None:
+        # Under the lock: a run of the incident still alive is refused at once, not
+        # after its promotion.
+        take_lock()
+        _wait_promotion(topo, record, promoting)
+        done.append("the running promotion ended")
+    settle = bool(done)
+    # A killed run's database fence: on the secondary (no promotion, or a failed one)
+    # or, through replication, on the rebuilt primary it promoted. Its region fails
+    # every check until it is opened.
+    sql = topo.cloud_sql
+    if open_left_fence(topo, record, sql.replica, sql.primary, take_lock):
+        changed.append("the database fence a killed run left was lifted")
+    if _apps_on_the_fenced_secondary(topo, record):
+        take_lock()
+        _point_at_rebuilt(topo, record)
+        changed.append(f"the apps were pointed at the promoted {sql.primary.instance}")
+        settle = True
+    elif _apps_on_a_replica(topo):
+        take_lock()
+        _point_back(topo, record)
+        changed.append(f"the apps were pointed back at {sql.replica.instance}")
+        settle = True
+    return done + changed, changed, settle
+
+
+def _roll_readers(
+    topo: Topology,
+    record: RunRecord,
+    health: HealthReport,
+    unrolled: list[ReaderState],
+    version: str,
+) -> HealthReport:
+    """Roll the primary region's unrolled readers to ``version`` (step
+    ``roll-primary-readers``), then give the region time to pass its checks."""
+    primary = topo.regions.primary
+    with record.step("roll-primary-readers") as step:
+        get_run_logger().warning(
+            "%s is unhealthy (%s) and %s read the database URL at instance start without "
+            "a revision for %s: rolling them first",
+            primary.name,
+            health.summary(),
+            ", ".join(s.service for s in unrolled),
+            version,
         )
+        # Tried once (a failure is reported, then the probe decides): a refusal must
+        # come soon, not after a task's retries.
+        rolled = refresh_secret_readers(topo, record, version, required=[], optional=[primary])
+        health = _settled_health(topo)
+        step.detail = f"{rolled}; then {primary.name}: {health.summary()}"
     return health
 
 
@@ -200,33 +301,15 @@ def gate_primary(
         return [], f"healthy ({health.summary()})"
     locked = False  # the lock is taken before any wait or change, and once
     changed: list[str] = []
-    if not dry_run and (promoting := _promotion_running(topo)) is not None:
-        # Under the lock: a run of the incident still alive is refused at once, not
-        # after its promotion.
-        take_lock()
-        locked = True
-        health = _after_promotion(topo, record, promoting)
-        if not is_down(topo, health):
-            return [], f"healthy once the running promotion ended ({health.summary()})"
+    done: list[str] = []
+    settle = False
     if not dry_run:
-        # A killed run's database fence: on the secondary (no promotion, or a failed one)
-        # or, through replication, on the rebuilt primary it promoted. Its region fails
-        # every check until it is opened.
-        sql = topo.cloud_sql
-        opened = open_left_fence(topo, record, sql.replica, sql.primary, take_lock)
-        if opened:
+        done, changed, settle = _repair_left_state(topo, record, take_lock)
+        if done:
             locked = True
-            changed.append("the database fence a killed run left was lifted")
-            health = health_probe(env, Target.primary)  # a role's LOGIN holds at once
+            health = health_probe(env, Target.primary)
             if not is_down(topo, health):
-                return [], f"healthy once the database fence was lifted ({health.summary()})"
-    if not dry_run and _apps_on_a_replica(topo):
-        take_lock()
-        locked = True
-        changed.append(f"the apps were pointed back at {topo.cloud_sql.replica.instance}")
-        health = _point_back(topo, record)
-        if not is_down(topo, health):
-            return [], f"healthy once the apps named the primary again ({health.summary()})"
+                return [], f"healthy once {' and '.join(done)} ({health.summary()})"
     version = secret_manager_latest_version(env)
     unrolled = unrolled_readers(_readers(topo), version)
     if unrolled and version and dry_run:
@@ -234,25 +317,17 @@ def gate_primary(
             f"unhealthy ({health.summary()}); a run rolls its readers first"
         )
     if unrolled and version:
+        # Before any settle: a killed run may have added the version and not rolled its
+        # readers, and the region passes only once they are.
         take_lock()
         locked = True
         changed.append("its services were rolled to the secret's latest version")
-        with record.step("roll-primary-readers") as step:
-            get_run_logger().warning(
-                "%s is unhealthy (%s) and %s read the database URL at instance start without "
-                "a revision for %s: rolling them first",
-                primary.name,
-                health.summary(),
-                ", ".join(s.service for s in unrolled),
-                version,
-            )
-            # Tried once (a failure is reported, then the probe decides): a refusal must
-            # come soon, not after a task's retries.
-            rolled = refresh_secret_readers(topo, record, version, required=[], optional=[primary])
-            health = _settled_health(topo)
-            step.detail = f"{rolled}; then {primary.name}: {health.summary()}"
-        if not is_down(topo, health):
-            return [], f"healthy once its readers were rolled ({health.summary()})"
+        done.append("its readers were rolled")
+        health = _roll_readers(topo, record, health, unrolled, version)
+    elif settle:  # a promotion ended, or the apps were pointed: the region may take time
+        health = _settled_health(topo)
+    if done and not is_down(topo, health):
+        return [], f"healthy once {' and '.join(done)} ({health.summary()})"
     stale = lift_stale_fences(
         topo, record, secondary_states, dry_run, topo.cloud_sql.primary, locked=locked
     )

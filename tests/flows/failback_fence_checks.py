@@ -111,11 +111,9 @@ def kill_while_promoting(lab: Lab, api: PrefectApi, inc: str) -> tuple[str, int]
     has been asked for and the apps' secret names the instance it promotes; returns
     (run, since).
 
-    After the repoint, not between it and the promotion's start: a kill there leaves
-    the apps naming the secondary, which the database fence keeps NOLOGIN, and the
-    re-run's health gate then refuses the switch (a defect found in session 25, not
-    yet fixed: see its stop note). These tests are about the fence kept while
-    promoting, so they kill where the run has done all it does before waiting."""
+    After the repoint: these tests are about the fence kept while promoting, so they
+    kill where the run has done all it does before waiting. A kill between the
+    promotion's start and the repoint is test_failback_killed_before_repoint.py's."""
     lab.post("config", SLOW_PROMOTION)
     since = lab.last_seq()
     run_id = launch_failback(api, inc)

@@ -1,0 +1,93 @@
+"""A failback killed after its promotion began and before it pointed the apps at the
+instance it promotes (flows/failback_promotion.py rolls the apps once Cloud SQL shows
+the promotion begun). The old primary stays fenced once a promotion has started, so the
+apps, still naming it, can write nowhere: the primary region fails its checks. The
+re-run's gate (flows/failback_gate.py) points them at the promoted instance under the
+region lock, then finishes the switch; before, it refused (session 25's stop note, §0).
+"""
+
+from __future__ import annotations
+
+from lab.prefect_api import PrefectApi
+from tests.flows.failback_fence_checks import (
+    OLD,
+    assert_secondary_kept,
+    assert_secondary_lifted,
+    failback_record,
+    failed_over,
+    launch_failback,
+    secondary_ingress,
+)
+from tests.flows.fence_checks import assert_slot_freed, hook_finished, kill, wait_crashed
+from tests.flows.lab_checks import (
+    PRIMARY,
+    REPLICA,
+    app_secret_value,
+    front_region,
+    incident,
+    instance_address,
+    post_order,
+    side_effects,
+)
+from tests.labharness import Lab
+from tests.polling import wait_for
+
+
+def _add_refused(lab: Lab, since: int) -> bool:
+    """The run asked to add the apps' secret version, and the lab refused it."""
+    return any(
+        e["path"].endswith(":addVersion") and e["injected"]
+        for e in lab.requests(api="secretmanager", method="POST", since=since)
+    )
+
+
+def test_a_failback_killed_before_its_repoint_is_repointed_and_finished_by_the_rerun(
+    fresh_lab: Lab, api: PrefectApi
+) -> None:
+    failed_over(fresh_lab, api)
+    before = secondary_ingress(fresh_lab)
+    secondary_address = instance_address(fresh_lab, REPLICA.project, REPLICA.instance)
+    rebuilt_address = instance_address(fresh_lab, OLD.project, OLD.instance)
+    # Every add of a secret version fails until the kill: the run is held between the
+    # promotion's start and the repoint, where a kill found it by chance in two runs of
+    # session 25.
+    fresh_lab.fault(api="secretmanager", method="POST", path=":addVersion$", status=503)
+    since = fresh_lab.last_seq()
+    inc = incident("FBKILLREPOINT")
+    first = launch_failback(api, inc)
+    wait_for(lambda: _add_refused(fresh_lab, since), timeout=300, what="the refused repoint")
+    kill(first)
+    wait_crashed(api, first)
+    wait_for(lambda: hook_finished(api, first), timeout=60, what="the crash hook's end")
+    fresh_lab.clear_faults()
+    kinds = [(a, m) for a, m, _ in side_effects(fresh_lab, since)]
+    assert ("sql", "instances.promoteReplica") in kinds  # the promotion had begun
+    assert f"@{secondary_address}:" in app_secret_value(fresh_lab)  # not repointed
+    assert_secondary_kept(fresh_lab, f"failback/{inc}/{first}")
+    rerun_since = fresh_lab.last_seq()
+
+    final = api.wait(launch_failback(api, inc), timeout=400)
+
+    assert final["state"]["type"] == "COMPLETED", final["state"]["message"]
+    record = failback_record(fresh_lab, inc)
+    assert_slot_freed(api, record, first)
+    names = [s["name"] for s in record["steps"]]
+    assert names.index("region-lock") < names.index("point-apps-at-promoted"), names
+    assert names.index("point-apps-at-promoted") < names.index("promote"), names
+    preflight = next(s["detail"] for s in record["steps"] if s["name"] == "preflight")
+    assert f"the apps were pointed at the promoted {OLD.instance}" in preflight, preflight
+    kinds = [(a, m) for a, m, _ in side_effects(fresh_lab, since)]
+    assert kinds.count(("sql", "instances.promoteReplica")) == 1  # never asked twice
+    # The gate's repoint added the one version; the run's own step found it there.
+    adds = [
+        e
+        for e in fresh_lab.requests(api="secretmanager", method="POST", since=rerun_since)
+        if e["path"].endswith(":addVersion")
+    ]
+    assert [e["status"] for e in adds] == [200], adds
+    assert f"@{rebuilt_address}:" in app_secret_value(fresh_lab)
+    assert_secondary_lifted(fresh_lab, before)
+    assert front_region(fresh_lab) == PRIMARY.name
+    order = post_order(fresh_lab, f"order-{inc}")
+    assert order.status_code == 201, order.text
+    assert order.json()["database"].startswith(f"{rebuilt_address}:"), order.json()
