@@ -78,6 +78,15 @@ def kill(run_id: str) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
+def freeze(run_id: str) -> None:
+    """SIGSTOP the flow run's process: it renews nothing and answers no one, and Prefect
+    still has it Running (a hung node, until the process is killed)."""
+    pids = flow_processes(run_id)
+    assert pids, "no process of the flow run"
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+
+
 def wait_crashed(api: PrefectApi, run_id: str) -> None:
     """The worker sees its flow process die, marks the run Crashed, then runs on_crashed."""
     final = api.wait(run_id, timeout=120)

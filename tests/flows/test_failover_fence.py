@@ -30,6 +30,7 @@ from tests.flows.fence_checks import (
     SLOW_PROMOTION,
     assert_lifted,
     assert_slot_freed,
+    freeze,
     hook_finished,
     ingress_updates,
     kill,
@@ -384,3 +385,36 @@ def test_a_failover_killed_while_promoting_keeps_its_fence_and_the_rerun_lifts_i
     assert_slot_freed(api, record, first)
     assert [f["changed"] for f in record["fence"]["set"]] == [False] * len(SERVICES)
     assert sorted(f["service"] for f in record["fence"]["lifted"]) == sorted(SERVICES)
+
+
+def test_a_rerun_waiting_for_a_hung_run_frees_its_slot_once_it_is_killed(
+    fresh_lab: Lab, api: PrefectApi
+) -> None:
+    """The holder hangs while it promotes (SIGSTOP): Prefect has it Running, so the re-run
+    of the incident waits for the slot, and asks again every 2 s. Once the hung run is
+    killed and Prefect has it Crashed, the re-run frees its slot from that wait, well
+    inside the 60 s the slot's own lease would take, and finishes the switch."""
+    fresh_lab.post("config", SLOW_PROMOTION)
+    since = fresh_lab.last_seq()
+    inc = incident("FOHUNG")
+    first = _failover(api, inc)
+    wait_fence_holds(fresh_lab, api, first, PRIMARY, since, promoting=True)
+    freeze(first)
+    fresh_lab.post("config", {"latency": {"sql.promote": 180}})
+    second = _failover(api, inc)
+    waiting = f"the region slot's holder, flow run {first}, is RUNNING: its slot is waited for"
+    wait_for(lambda: waiting in recent_logs(api, second), timeout=60, what="the re-run's wait")
+    assert api.state(second) == "RUNNING"
+    kill(first)
+    wait_crashed(api, first)
+
+    final = api.wait(second, timeout=400)
+
+    assert final["state"]["type"] == "COMPLETED", final["state"]["message"]
+    record = _record(fresh_lab, inc)
+    # Freed by the watch (the first check found the holder Running), not by the slot's
+    # lease expiring: that frees it with no word in the step.
+    assert_slot_freed(api, record, first)
+    kinds = [(a, m) for a, m, _ in side_effects(fresh_lab, since)]
+    assert kinds.count(("sql", "instances.promoteReplica")) == 1
+    assert front_region(fresh_lab) == SECONDARY.name
