@@ -39,6 +39,7 @@ from tests.flows.lab_checks import (
     side_effects,
 )
 from tests.labharness import Lab
+from tests.polling import wait_for
 
 
 def test_a_refused_rerun_keeps_the_fence_of_a_killed_promotion(
@@ -46,10 +47,19 @@ def test_a_refused_rerun_keeps_the_fence_of_a_killed_promotion(
 ) -> None:
     """The re-run is refused (the primary region is down again). The killed run's
     promotion had started: lifting its fence would send writes to a database that is no
-    longer the primary, so the refusal keeps it and says so."""
+    longer the primary, so the refusal keeps it and says so.
+
+    The re-run is launched once that promotion has ended: a re-run that waits for it
+    gives the region a minute to settle before refusing (test_failback_fence.py's kill
+    test covers that wait), and this test is about the refusal."""
     failed_over(fresh_lab, api)
     inc = incident("FBREFUSE")
     first, since = kill_while_promoting(fresh_lab, api, inc)
+    wait_for(
+        lambda: instance_type(fresh_lab, OLD.project, OLD.instance) == "CLOUD_SQL_INSTANCE",
+        timeout=120,
+        what="the killed run's promotion to end",
+    )
     fresh_lab.outage(PRIMARY.name, True)
 
     final = api.wait(launch_failback(api, inc), timeout=300)
