@@ -174,11 +174,23 @@ def test_error_storm_fires_exactly_one_automatic_rollback(fresh_lab: Lab, api: P
             assert final["state"]["type"] == "COMPLETED", final["state"]
             watches.append(final)
     fresh_lab.clear_faults()
-    for final in watches:
+    # The first sample crosses both triggers. The second crosses the health checks' in
+    # any case (the fault holds); the error rate is judged only when its window, 600 s
+    # of lab time (6 s of wall time here), holds min_requests (20) of the storm's
+    # requests. In a fresh-clone run on a loaded machine (ciH, session 26) it did not,
+    # while the automatic rollback the first sample fired was running: that sample
+    # named the health checks and availability only. The storm's rate is the machine's.
+    for final, wanted in zip(
+        watches,
+        [
+            ("auth-service error_rate", "health_check_failures"),
+            ("auth-service health_check_failures",),
+        ],
+        strict=True,
+    ):
         wait_for(
-            lambda run_id=final["id"]: (
-                "auth-service error_rate" in " ".join(api.logs(run_id))
-                and "health_check_failures" in " ".join(api.logs(run_id))
+            lambda run_id=final["id"], wanted=wanted: all(
+                w in " ".join(api.logs(run_id)) for w in wanted
             ),
             timeout=30,
             what="threshold log line",
