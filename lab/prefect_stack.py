@@ -48,6 +48,15 @@ def client_env(api_url: str, auth_string: str | None, lab_root: Path) -> dict[st
     )
     if auth_string:
         env["PREFECT_API_AUTH_STRING"] = auth_string
+    # Prefect builds a TLS context for every client it opens, even to an http:// API,
+    # from certifi's ~140 certificates unless told a file (16 ms each on this machine;
+    # a flow run opens several, and `prefect deploy` one per deployment: 1.2 of its
+    # 5.8 CPU-s). The lab's API is plain HTTP on loopback, and the one CA anything of
+    # the lab trusts is its own (lab/core/tls.py), made at each start: once it exists,
+    # it is the Prefect clients' trust store too (0.3 ms a context).
+    ca = lab_root / "tls" / "ca.pem"
+    if ca.exists():
+        env["PREFECT_API_SSL_CERT_FILE"] = str(ca)
     return env
 
 
