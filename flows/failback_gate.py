@@ -38,7 +38,7 @@ from flows.fence import lift_stale_fences
 from flows.region_lock import lock_step
 from flows.secret_refresh import refresh_secret_readers
 from lifeboat.record import RunRecord
-from lifeboat.topology import Topology
+from lifeboat.topology import SqlInstanceRef, Topology
 from tasks.cloud_run import ServiceState
 from tasks.cloud_run_secrets import ReaderState, run_describe_secret_reader, split_version
 from tasks.cloud_sql_operations import running_operation, wait_operation
@@ -156,29 +156,23 @@ def _apps_on_the_fenced_secondary(topo: Topology, record: RunRecord) -> bool:
     return bool(secret_manager_names(env, promoted.project, promoted.instance))
 
 
-def _point_at_rebuilt(topo: Topology, record: RunRecord) -> None:
-    """Point the apps at the promoted rebuilt primary (step ``point-apps-at-promoted``):
-    the secondary region's readers are rolled, the primary's tried once (it is the
-    region being judged). The run's own database-connection step finds it done."""
-    promoted, rebuilt = topo.cloud_sql.replica, topo.cloud_sql.primary
-    with record.step("point-apps-at-promoted") as step:
-        get_run_logger().warning(
-            "the apps' secret names %s, which the database fence keeps them out of, and %s "
-            "is promoted: pointing them at it",
-            promoted.instance,
-            rebuilt.instance,
-        )
+def _repoint(
+    topo: Topology, record: RunRecord, step: str, target: SqlInstanceRef, why: str
+) -> None:
+    """Point the apps at ``target`` (step ``step``; ``why`` says what the secret named, in
+    the log and the record): the secondary region's readers are rolled (a failure raises),
+    the primary's tried once (it is the region being judged). The run's own
+    database-connection step then finds the version in place."""
+    with record.step(step) as recorded:
+        get_run_logger().warning("%s: pointing the apps at %s", why, target.instance)
         update, refreshed = point_apps_at(
             topo,
             record,
-            rebuilt,
+            target,
             required=[topo.regions.secondary],
             optional=[topo.regions.primary],
         )
-        step.detail = (
-            f"the secret named {promoted.instance}, fenced since {rebuilt.instance}'s "
-            f"promotion began: {connection_detail(update, refreshed)}"
-        )
+        recorded.detail = f"{why}: {connection_detail(update, refreshed)}"
 
 
 def _apps_on_a_replica(topo: Topology) -> bool:
@@ -190,28 +184,6 @@ def _apps_on_a_replica(topo: Topology) -> bool:
     if promotion_began(topo.environment, rebuilt):  # not a replica, or promoting: fine
         return False
     return bool(secret_manager_names(topo.environment, rebuilt.project, rebuilt.instance))
-
-
-def _point_back(topo: Topology, record: RunRecord) -> None:
-    """Point the apps back at the promoted secondary, the primary while the rebuilt one is
-    a replica (step ``point-apps-back``). Before the unrolled readers are rolled to the
-    latest version: that version is the one naming the replica."""
-    promoted, rebuilt = topo.cloud_sql.replica, topo.cloud_sql.primary
-    with record.step("point-apps-back") as step:
-        get_run_logger().warning(
-            "the apps' secret names %s, a replica no promotion runs on: pointing them back at %s",
-            rebuilt.instance,
-            promoted.instance,
-        )
-        update, refreshed = point_apps_at(
-            topo,
-            record,
-            promoted,
-            required=[topo.regions.secondary],
-            optional=[topo.regions.primary],
-        )
-        done = connection_detail(update, refreshed)
-        step.detail = f"the secret named {rebuilt.instance}, a replica: {done}"
 
 
 def _repair_left_state(
@@ -240,12 +212,19 @@ def _repair_left_state(
         changed.append("the database fence a killed run left was lifted")
     if _apps_on_the_fenced_secondary(topo, record):
         take_lock()
-        _point_at_rebuilt(topo, record)
+        why = (
+            f"the secret named {sql.replica.instance}, fenced since {sql.primary.instance}'s "
+            "promotion began"
+        )
+        _repoint(topo, record, "point-apps-at-promoted", sql.primary, why)
         changed.append(f"the apps were pointed at the promoted {sql.primary.instance}")
         settle = True
     elif _apps_on_a_replica(topo):
+        # Before the unrolled readers are rolled to the latest version: that version is
+        # the one naming the replica.
         take_lock()
-        _point_back(topo, record)
+        why = f"the secret named {sql.primary.instance}, a replica no promotion runs on"
+        _repoint(topo, record, "point-apps-back", sql.replica, why)
         changed.append(f"the apps were pointed back at {sql.replica.instance}")
         settle = True
     return done + changed, changed, settle
