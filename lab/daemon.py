@@ -15,6 +15,7 @@ import signal
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -195,8 +196,12 @@ class LabDaemon:
         )
 
     def _seed(self) -> None:
-        seed_cloud(self.ctx, self.topology)
-        seed_mongo(self.mongo.uri, self.topology)
+        # The two share nothing, so MongoDB's seed runs beside the cloud's, whose Cloud SQL
+        # clusters are most of a reset (0.2 s of a reset's 0.9 s was MongoDB's, after it).
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="seed-mongo") as pool:
+            mongo = pool.submit(seed_mongo, self.mongo.uri, self.topology)
+            seed_cloud(self.ctx, self.topology)
+            mongo.result()
 
     def reset(self) -> None:
         """Back to the seeded topology: drop faults, outages, state and data, then re-seed."""

@@ -13,6 +13,7 @@ import shutil
 import socket
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -147,8 +148,9 @@ class SqlBackend(InstanceOperations, InstanceContent, BackupRuns, Clones):
             instances = list(self._instances.values())
             self._instances.clear()
             self._operations.clear()
-        for inst in instances:
-            inst.cluster.stop()
+        if instances:  # each stop waits for its own postmaster: they go together
+            with ThreadPoolExecutor(max_workers=len(instances)) as pool:
+                list(pool.map(lambda inst: inst.cluster.stop(), instances))
 
     # -- SqlInstancesService -------------------------------------------------------------------
     def get_instance(self, project: str, name: str) -> Instance:
