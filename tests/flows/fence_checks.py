@@ -70,21 +70,22 @@ def wait_fence_holds(
     raise AssertionError(f"the fence never held as expected: {api.flow_run(run_id)}")
 
 
-def kill(run_id: str) -> None:
-    """SIGKILL the flow run's process, as an OOM kill or a lost node would."""
+def _signal(run_id: str, sig: signal.Signals) -> None:
     pids = flow_processes(run_id)
     assert pids, "no process of the flow run"
     for pid in pids:
-        os.kill(pid, signal.SIGKILL)
+        os.kill(pid, sig)
+
+
+def kill(run_id: str) -> None:
+    """SIGKILL the flow run's process, as an OOM kill or a lost node would."""
+    _signal(run_id, signal.SIGKILL)
 
 
 def freeze(run_id: str) -> None:
     """SIGSTOP the flow run's process: it renews nothing and answers no one, and Prefect
     still has it Running (a hung node, until the process is killed)."""
-    pids = flow_processes(run_id)
-    assert pids, "no process of the flow run"
-    for pid in pids:
-        os.kill(pid, signal.SIGSTOP)
+    _signal(run_id, signal.SIGSTOP)
 
 
 def wait_crashed(api: PrefectApi, run_id: str) -> None:
