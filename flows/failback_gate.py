@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from contextlib import ExitStack
+from typing import Literal
 
 from prefect import get_run_logger
 
@@ -186,6 +187,14 @@ def _apps_on_a_replica(topo: Topology) -> bool:
     return bool(secret_manager_names(topo.environment, rebuilt.project, rebuilt.instance))
 
 
+def _repoint_needed(topo: Topology, record: RunRecord) -> Literal["promoted", "back", ""]:
+    """Where the apps must be pointed before the region can pass: at the promoted
+    rebuilt primary, back at the promoted secondary, or nowhere."""
+    if _apps_on_the_fenced_secondary(topo, record):
+        return "promoted"
+    return "back" if _apps_on_a_replica(topo) else ""
+
+
 def _repair_left_state(
     topo: Topology, record: RunRecord, take_lock: Callable[[], Lease]
 ) -> tuple[list[str], list[str], bool]:
@@ -210,8 +219,13 @@ def _repair_left_state(
     sql = topo.cloud_sql
     if open_left_fence(topo, record, sql.replica, sql.primary, take_lock):
         changed.append("the database fence a killed run left was lifted")
-    if _apps_on_the_fenced_secondary(topo, record):
+    needed = _repoint_needed(topo, record)
+    if needed:
         take_lock()
+        # Read again under the lock: a live run of the incident it waited for may have
+        # pointed the apps, or promoted again, meanwhile.
+        needed = _repoint_needed(topo, record)
+    if needed == "promoted":
         why = (
             f"the secret named {sql.replica.instance}, fenced since {sql.primary.instance}'s "
             "promotion began"
@@ -219,10 +233,9 @@ def _repair_left_state(
         _repoint(topo, record, "point-apps-at-promoted", sql.primary, why)
         changed.append(f"the apps were pointed at the promoted {sql.primary.instance}")
         settle = True
-    elif _apps_on_a_replica(topo):
+    elif needed == "back":
         # Before the unrolled readers are rolled to the latest version: that version is
         # the one naming the replica.
-        take_lock()
         why = f"the secret named {sql.primary.instance}, a replica no promotion runs on"
         _repoint(topo, record, "point-apps-back", sql.replica, why)
         changed.append(f"the apps were pointed back at {sql.replica.instance}")
