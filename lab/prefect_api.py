@@ -197,6 +197,27 @@ class PrefectApi:
         response.raise_for_status()
         return [entry["message"] for entry in response.json()]
 
+    def final_logs(self, run_id: str, timeout: float = 20) -> list[str]:
+        """The logs of a run that has ended, once its engine's last line is stored.
+
+        A flow run sends its logs in batches from a thread, and its state turns final
+        before the last batch leaves: logs read as soon as the state is final can lack
+        the run's last lines. Prefect's engine logs "Finished in state" last, in every
+        final state.
+        """
+        query = {"logs": {"flow_run_id": {"any_": [run_id]}}, "sort": "TIMESTAMP_DESC", "limit": 3}
+        deadline = time.monotonic() + timeout
+        while True:
+            response = self.http.post("/logs/filter", json=query)
+            response.raise_for_status()
+            if any(e["message"].startswith("Finished in state") for e in response.json()):
+                return self.logs(run_id)
+            if time.monotonic() >= deadline:
+                raise AssertionError(
+                    f"flow run {run_id}: its last log line not stored in {timeout:g} s"
+                )
+            time.sleep(0.2)
+
     def wait_event(
         self, name: str, since: str | None = None, timeout: float = 30, run_id: str | None = None
     ) -> list[dict[str, Any]]:

@@ -99,7 +99,7 @@ def test_each_kind_is_archived_verified_and_holds_what_the_apis_say(
     record = read_object(
         fresh_lab, TOPOLOGY.backups.records_bucket, f"config-backup/cb-{secrets.backup_id}.json"
     )
-    assert value not in record and value.decode() not in "\n".join(api.logs(final["id"]))
+    assert value not in record and value.decode() not in "\n".join(api.final_logs(final["id"]))
 
     # assets: each object of the assets bucket, copied and checked by checksum.
     assets = _manifest(fresh_lab, "assets")

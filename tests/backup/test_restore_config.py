@@ -99,7 +99,7 @@ def test_a_record_set_is_planned_then_put_back_once_and_a_rerun_changes_nothing(
     fresh_lab.fault(api="dns", method="POST", path="/changes$", status=503, count=1)
     since = fresh_lab.last_seq()
     applied = _restore(api, item=RECORD_ITEM, dry_run=False, force=True)
-    assert applied["state"]["type"] == "COMPLETED", "\n".join(api.logs(applied["id"]))
+    assert applied["state"]["type"] == "COMPLETED", "\n".join(api.final_logs(applied["id"]))
     assert dns_record(fresh_lab)[0] == archived
     changes = _writes(fresh_lab, since, "dns")
     assert [(m, p.rsplit("/", 1)[-1]) for _, m, p in changes] == [("POST", "changes")]
@@ -133,7 +133,7 @@ def test_a_secret_goes_back_as_a_new_version_and_its_value_is_in_no_record_or_lo
     assert adds == [f"/v1/{SECRET.resource}:addVersion"]
     record = _record(fresh_lab, final)
     assert record["before"]["live"] is None  # a secret's live value is never recorded
-    said = str(record) + "\n".join(api.logs(final["id"]))
+    said = str(record) + "\n".join(api.final_logs(final["id"]))
     assert archived not in said and base64.b64encode(archived.encode()).decode() not in said
     assert "someone-else" not in said
 

@@ -241,7 +241,7 @@ def test_a_duplicate_launch_of_an_incident_switches_once(fresh_lab: Lab, api: Pr
     assert f"incident_id: {inc} completed its failover at " in _message(loser), _message(loser)
     # It passed the check at its start and reached the lock (its log says so): the
     # refusal came under the lock.
-    assert any("took the region lock of lab" in line for line in api.logs(loser["id"]))
+    assert any("took the region lock of lab" in line for line in api.final_logs(loser["id"]))
 
     effects = side_effects(fresh_lab, since)
     kinds = [(a, m) for a, m, _ in effects if a != "storage"]
@@ -285,7 +285,7 @@ def test_secrets_never_reach_logs_artifacts_records_or_notifications(
     secrets += [database_url, seeded_url]
     evidence = "\n".join(
         [
-            *api.logs(run["id"]),
+            *api.final_logs(run["id"]),
             json.dumps(api.artifacts(run["id"])),
             json.dumps(api.flow_run(run["id"])["parameters"]),
             read_object(
@@ -294,6 +294,6 @@ def test_secrets_never_reach_logs_artifacts_records_or_notifications(
             json.dumps(fresh_lab.webhooks()),
         ]
     )
-    assert len(api.logs(run["id"])) > 10
+    assert len(api.final_logs(run["id"])) > 10
     for secret in secrets:
         assert secret not in evidence
