@@ -91,6 +91,24 @@ def open_promoted(topo: Topology, record: RunRecord, promoted: SqlInstanceRef) -
         record.fence["database"]["opened"] = opened.model_dump(exclude_none=True)
 
 
+def left_fence(
+    topo: Topology, record: RunRecord, fenced: SqlInstanceRef, promoted: SqlInstanceRef
+) -> SqlInstanceRef | None:
+    """Where an earlier run of the incident left its fence that a re-run may open now (a
+    read): the promoted instance if its promotion ended well, else the fenced one (still
+    the primary); None while a promotion runs (the run that waits for it opens it after),
+    or when no fence of the incident is found."""
+    env, owner = topo.environment, incident_owner(record)
+    started = promotion_has_started(topo, promoted, unknown=True)
+    where = lift_on(started, is_primary(topo, promoted))
+    if not where:
+        return None
+    target = promoted if where == "promoted" else fenced
+    if not sql_app_role_fence(env, target.project, target.instance).startswith(owner):
+        return None
+    return target
+
+
 def open_left_fence(
     topo: Topology,
     record: RunRecord,
@@ -98,23 +116,21 @@ def open_left_fence(
     promoted: SqlInstanceRef,
     take_lock: Callable[[], object],
 ) -> str:
-    """A re-run's preflight: open what an earlier run of the incident left fenced, as its
-    own exit would have, once no promotion is running: the promoted instance if its
-    promotion ended well, else the fenced one (still the primary). Under the region lock
-    (``take_lock``), only when there is something to open; returns what was done."""
-    env, owner = topo.environment, incident_owner(record)
-    started = promotion_has_started(topo, promoted, unknown=True)
-    where = lift_on(started, is_primary(topo, promoted))
-    if not where:
-        return ""  # still promoting: the run that waits for it opens it after
-    target = promoted if where == "promoted" else fenced
-    if not sql_app_role_fence(env, target.project, target.instance).startswith(owner):
+    """A re-run's preflight: open what an earlier run of the incident left fenced
+    (``left_fence``), as its own exit would have. Under the region lock (``take_lock``),
+    only when there is something to open; returns what it changed ("" for nothing: a run
+    of the incident the lock waited for may have opened it meanwhile)."""
+    target = left_fence(topo, record, fenced, promoted)
+    if target is None:
         return ""
     take_lock()
     with record.step("lift-database-fence") as step:
-        opened = sql_open_app_role(env, target.project, target.instance, owner)
+        owner = incident_owner(record)
+        opened = sql_open_app_role(topo.environment, target.project, target.instance, owner)
         step.detail = f"left by an earlier run of the incident: {opened.describe()}"
-    return step.detail
+        if not opened.changed:
+            step.outcome = "unchanged"
+    return step.detail if opened.changed else ""
 
 
 def _lift_on_exit(

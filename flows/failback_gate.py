@@ -20,8 +20,8 @@ set, or the apps naming an instance they cannot write to (``_repair_left_state``
 are repaired first, under the lock, as the killed run would have, and the region probed
 again.
 
-A dry run changes nothing: its plan says the roll would come first, and that the run is
-refused if the region is still unhealthy after it.
+A dry run changes nothing: its plan says which repairs and which roll would come first,
+and that the run is refused if the region is still unhealthy after them.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from typing import Literal
 from prefect import get_run_logger
 
 from flows.database_connection import connection_detail, point_apps_at, promotion_began
-from flows.database_fence import incident_owner, is_primary, open_left_fence
+from flows.database_fence import incident_owner, is_primary, left_fence, open_left_fence
 from flows.fence import lift_stale_fences
 from flows.region_lock import lock_step
 from flows.secret_refresh import refresh_secret_readers
@@ -243,6 +243,33 @@ def _repair_left_state(
     return done + changed, changed, settle
 
 
+def _left_state_plan(topo: Topology, record: RunRecord) -> list[str]:
+    """What ``_repair_left_state`` would do, read only: a dry run's plan lines."""
+    sql = topo.cloud_sql
+    lines: list[str] = []
+    if _promotion_running(topo) is not None:
+        lines.append(
+            f"wait for the promotion of {sql.primary.instance} a killed run of the incident "
+            "left running"
+        )
+    elif (fenced := left_fence(topo, record, sql.replica, sql.primary)) is not None:
+        lines.append(
+            f"lift the database fence a killed run of the incident left on {fenced.instance}"
+        )
+    needed = _repoint_needed(topo, record)
+    if needed == "promoted":
+        lines.append(
+            f"point the apps at the promoted {sql.primary.instance}: the secret names "
+            f"{sql.replica.instance}, fenced since that promotion began"
+        )
+    elif needed == "back":
+        lines.append(
+            f"point the apps back at {sql.replica.instance}: the secret names "
+            f"{sql.primary.instance}, a replica no promotion runs on"
+        )
+    return lines
+
+
 def _roll_readers(
     topo: Topology,
     record: RunRecord,
@@ -304,10 +331,21 @@ def gate_primary(
                 return [], f"healthy once {' and '.join(done)} ({health.summary()})"
     version = secret_manager_latest_version(env)
     unrolled = unrolled_readers(_readers(topo), version)
-    if unrolled and version and dry_run:
-        return [gate_plan_line(primary.name, unrolled, version)], (
-            f"unhealthy ({health.summary()}); a run rolls its readers first"
+    if dry_run:
+        # A dry run is refused only where a run would be refused at once: its plan says
+        # what a run would repair or roll first, then judge.
+        repairs = _left_state_plan(topo, record)
+        rolls = (
+            [gate_plan_line(primary.name, unrolled, version)]  # it ends with the probe
+            if unrolled and version
+            else [f"then probe {primary.name} again, and refuse if it is still unhealthy"]
         )
+        if repairs or (unrolled and version):
+            return repairs + rolls, (
+                f"unhealthy ({health.summary()}); a run "
+                + ("repairs what a killed run left" if repairs else "rolls its readers")
+                + " first"
+            )
     if unrolled and version:
         # Before any settle: a killed run may have added the version and not rolled its
         # readers, and the region passes only once they are.

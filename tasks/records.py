@@ -26,7 +26,15 @@ RECORD_FOLDERS = {"rollback": "rollbacks", "recovery-drill": "drills"}
 
 
 def record_object(record: RunRecord) -> str:
-    return f"{RECORD_FOLDERS.get(record.flow, record.flow)}/{record.incident_id}.json"
+    """Where the record of ``record``'s run goes. A dry run's plan has an object of its
+    own: an operator who plans the re-run of a stopped incident must not write over the
+    evidence of the run that stopped (the re-run itself does, with its own)."""
+    plan = ".plan" if record.dry_run else ""
+    return f"{_incident_object(record)}{plan}.json"
+
+
+def _incident_object(record: RunRecord) -> str:
+    return f"{RECORD_FOLDERS.get(record.flow, record.flow)}/{record.incident_id}"
 
 
 def write_record(record: RunRecord) -> str | None:
@@ -39,7 +47,9 @@ def write_record(record: RunRecord) -> str | None:
     that cannot be read is written over, as before: the run's own evidence matters more.
     """
     bucket = runtime.topology(record.environment).backups.records_bucket
-    if record.flow in ONCE_PER_INCIDENT and record.outcome != "completed":
+    # A dry run's plan writes over nothing but an earlier plan.
+    protect = record.flow in ONCE_PER_INCIDENT and not record.dry_run
+    if protect and record.outcome != "completed":
         try:
             earlier = read_record(record)
         except Exception:  # written over: see above
@@ -56,9 +66,10 @@ def write_record(record: RunRecord) -> str | None:
 
 
 def read_record(record: RunRecord) -> RunRecord | None:
-    """The record an earlier run of the same flow and incident left, if any."""
+    """The record an earlier run (not a dry run) of the same flow and incident left, if
+    any."""
     bucket = runtime.topology(record.environment).backups.records_bucket
-    body = storage_read_json(record.environment, bucket, record_object(record))
+    body = storage_read_json(record.environment, bucket, f"{_incident_object(record)}.json")
     return None if body is None else RunRecord.model_validate(body)
 
 

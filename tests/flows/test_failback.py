@@ -271,7 +271,7 @@ def test_failback_without_a_failover_is_refused_and_dry_run_changes_nothing(
     assert final["state"]["type"] == "COMPLETED"
     assert side_effects(fresh_lab, since) == []
     plan = json.loads(
-        read_object(fresh_lab, TOPOLOGY.backups.records_bucket, f"failback/{inc}.json")
+        read_object(fresh_lab, TOPOLOGY.backups.records_bucket, f"failback/{inc}.plan.json")
     )["plan"]
     assert f"delete {OLD.project}:{OLD.instance}" in plan
     unprotect = f"lift deletion protection on {OLD.instance} (it is exported first)"
@@ -347,9 +347,10 @@ def test_failback_that_fails_mid_way_lifts_the_fence(fresh_lab: Lab, api: Prefec
     assert fenced - 1 < record["outage_seconds"] < fenced + 1, (record["outage_seconds"], fenced)
 
 
-def _record_of(lab: Lab, inc: str) -> dict[str, Any]:
+def _record_of(lab: Lab, inc: str, kind: str = "") -> dict[str, Any]:
+    """The incident's record; ``kind=".plan"``: its dry run's."""
     record: dict[str, Any] = json.loads(
-        read_object(lab, TOPOLOGY.backups.records_bucket, f"failback/{inc}.json")
+        read_object(lab, TOPOLOGY.backups.records_bucket, f"failback/{inc}{kind}.json")
     )
     return record
 
@@ -379,7 +380,7 @@ def test_a_resumed_failback_rebuilds_a_protected_primary_it_had_deleted(
     )
     assert dry["state"]["type"] == "COMPLETED", dry["state"]["message"]
     assert side_effects(fresh_lab, dry_since) == []
-    plan = _record_of(fresh_lab, inc)["plan"]
+    plan = _record_of(fresh_lab, inc, ".plan")["plan"]
     assert plan[0].startswith(f"create {OLD.project}:{OLD.instance} in {PRIMARY.name}"), plan[:2]
     rerun_since = fresh_lab.last_seq()
 

@@ -8,6 +8,11 @@ region lock, then finishes the switch; before, it refused (session 25's stop not
 
 from __future__ import annotations
 
+import json
+
+import pytest
+from google.api_core.exceptions import NotFound
+
 from lab.prefect_api import PrefectApi
 from tests.flows.failback_fence_checks import (
     OLD,
@@ -22,15 +27,21 @@ from tests.flows.fence_checks import assert_slot_freed, hook_finished, kill, wai
 from tests.flows.lab_checks import (
     PRIMARY,
     REPLICA,
+    TOPOLOGY,
+    app_role,
     app_secret_value,
     front_region,
     incident,
     instance_address,
+    instance_type,
     post_order,
+    read_object,
     side_effects,
 )
 from tests.labharness import Lab
 from tests.polling import wait_for
+
+RECORDS = TOPOLOGY.backups.records_bucket
 
 
 def _add_refused(lab: Lab, since: int) -> bool:
@@ -64,6 +75,35 @@ def test_a_failback_killed_before_its_repoint_is_repointed_and_finished_by_the_r
     assert ("sql", "instances.promoteReplica") in kinds  # the promotion had begun
     assert f"@{secondary_address}:" in app_secret_value(fresh_lab)  # not repointed
     assert_secondary_kept(fresh_lab, f"failback/{inc}/{first}")
+    # The database fence: the apps' role may not log in on the secondary they still name.
+    can_login, mark = app_role(fresh_lab, REPLICA.project, REPLICA.instance)
+    assert not can_login and mark.startswith(f"lifeboat-fence: failback/{inc}/"), mark
+    wait_for(
+        lambda: instance_type(fresh_lab, OLD.project, OLD.instance) == "CLOUD_SQL_INSTANCE",
+        timeout=120,
+        what="the killed run's promotion to end",
+    )
+
+    # A dry run of the incident plans the repair and changes nothing.
+    dry_since = fresh_lab.last_seq()
+    dry = api.wait(
+        api.launch("failback/lab", {"reason": "plan", "incident_id": inc, "dry_run": True})["id"]
+    )
+    assert dry["state"]["type"] == "COMPLETED", dry["state"]["message"]
+    assert side_effects(fresh_lab, dry_since) == []
+    plan = json.loads(read_object(fresh_lab, RECORDS, f"failback/{inc}.plan.json"))["plan"]
+    # The promoted instance inherited the fence through replication, and the killed run
+    # did not reach its opening: the re-run opens it, then points the apps at it.
+    assert plan[:3] == [
+        f"lift the database fence a killed run of the incident left on {OLD.instance}",
+        f"point the apps at the promoted {OLD.instance}: the secret names "
+        f"{REPLICA.instance}, fenced since that promotion began",
+        f"then probe {PRIMARY.name} again, and refuse if it is still unhealthy",
+    ], plan[:4]
+    # The plan is beside the incident's record, not in it: a killed run writes none
+    # (Prefect keeps its logs), and the re-run's is the incident's.
+    with pytest.raises(NotFound):
+        failback_record(fresh_lab, inc)
     rerun_since = fresh_lab.last_seq()
 
     final = api.wait(launch_failback(api, inc), timeout=400)

@@ -75,8 +75,9 @@ def test_dry_run_prints_the_exact_plan_and_changes_nothing(fresh_lab: Lab, api: 
     assert api.wait(run["id"])["state"]["type"] == "COMPLETED"
     assert side_effects(fresh_lab, since) == []
     assert dns_record(fresh_lab) == (RECORD.rrdatas[RegionRole.primary], RECORD.ttl)
+    # The plan has an object of its own: it writes over no run's evidence.
     record = json.loads(
-        read_object(fresh_lab, TOPOLOGY.backups.records_bucket, f"failover/{inc}.json")
+        read_object(fresh_lab, TOPOLOGY.backups.records_bucket, f"failover/{inc}.plan.json")
     )
     assert record["outcome"] == "planned"
     plan = record["plan"]

@@ -28,8 +28,9 @@ SERVICES = [s.name for s in TOPOLOGY.services]
 RECORDS = TOPOLOGY.backups.records_bucket
 
 
-def record_of(lab: Lab, inc: str) -> dict[str, object]:
-    return dict(json.loads(read_object(lab, RECORDS, f"rollbacks/{inc}.json")))
+def record_of(lab: Lab, inc: str, kind: str = "") -> dict[str, object]:
+    """The incident's record; ``kind=".plan"``: its dry run's."""
+    return dict(json.loads(read_object(lab, RECORDS, f"rollbacks/{inc}{kind}.json")))
 
 
 def test_rollback_plans_switches_verifies_and_refuses_a_completed_incident(
@@ -45,7 +46,7 @@ def test_rollback_plans_switches_verifies_and_refuses_a_completed_incident(
     )
     assert api.wait(run["id"])["state"]["type"] == "COMPLETED"
     assert run_patches(fresh_lab, since) == []
-    planned = record_of(fresh_lab, plan_inc)
+    planned = record_of(fresh_lab, plan_inc, ".plan")
     assert planned["outcome"] == "planned"
     assert planned["plan"] == [f"traffic {n}: {new} → {old}" for n, (old, new) in revisions.items()]
     markdown = " ".join(str(a.get("data") or "") for a in api.artifacts(run["id"]))
@@ -193,7 +194,7 @@ def test_after_a_failover_rollback_still_picks_a_revision_with_another_image(
     )
     assert api.wait(run["id"])["state"]["type"] == "COMPLETED"
 
-    plan = record_of(fresh_lab, inc)["plan"]
+    plan = record_of(fresh_lab, inc, ".plan")["plan"]
     # The failover scaled at the service level: no scaling revision stands between the
     # release and its predecessor, so the target is the previous image, not a copy of v2.
     # The one service that reads the database URL as an env var (recommendation-service)

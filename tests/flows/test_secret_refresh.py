@@ -271,7 +271,7 @@ def test_a_service_whose_traffic_is_pinned_is_left_alone_and_the_plan_says_why(
     )
     assert final["state"]["type"] == "COMPLETED", final["state"]["message"]
     plan = json.loads(
-        read_object(fresh_lab, TOPOLOGY.backups.records_bucket, f"failover/{inc}.json")
+        read_object(fresh_lab, TOPOLOGY.backups.records_bucket, f"failover/{inc}.plan.json")
     )["plan"]
     (line,) = [p for p in plan if p.startswith(f"leave {SECONDARY.name}/{ORDERS} alone")]
     assert "its traffic is pinned to named revisions" in line

@@ -14,6 +14,7 @@ from flows.evidence import run_markdown
 from flows.launch import ENVIRONMENT_FIELD, INCIDENT_FIELD, REASON_FIELD, SwitchRequest
 from lifeboat.record import RunRecord, StepRecord
 from tasks.errors import PermanentError
+from tasks.records import record_object
 
 
 @pytest.mark.parametrize(
@@ -98,6 +99,21 @@ def test_an_absent_incident_id_is_generated_with_the_flows_prefix() -> None:
     assert before.replace(microsecond=0) <= stamp <= datetime.now(UTC)
     other = SwitchRequest.validate_launch("lab", "drill", None, "me", prefix="fb")
     assert other.incident_id != request.incident_id
+
+
+@pytest.mark.parametrize(
+    ("flow", "folder"),
+    [("failover", "failover"), ("failback", "failback"), ("rollback", "rollbacks")],
+)
+def test_a_plan_is_written_beside_the_incident_record_not_over_it(flow: str, folder: str) -> None:
+    # Planning the re-run of a stopped incident must keep the stopped run's evidence.
+    request = SwitchRequest.validate_launch("lab", "plan the re-run", "INC-2041", "oncall")
+    assert record_object(request.record(flow, "ungraceful", dry_run=False)) == (
+        f"{folder}/INC-2041.json"
+    )
+    assert record_object(request.record(flow, "ungraceful", dry_run=True)) == (
+        f"{folder}/INC-2041.plan.json"
+    )
 
 
 def test_the_record_a_switch_starts_with_carries_the_request() -> None:
