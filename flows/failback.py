@@ -36,6 +36,7 @@ from flows.fence import describe_services, fence_line, fenced, lift_fences, lift
 from flows.launch import ENVIRONMENT_FIELD, INCIDENT_FIELD, REASON_FIELD, SwitchRequest
 from flows.new_primary import backups_on_new_primary
 from flows.plans import backups_line, database_fence_line, database_open_line, scale_line
+from flows.rebuilt_label import rebuilt_by, rebuilt_label
 from flows.resume import refuse_a_completed_incident, request_id, resumable
 from flows.secret_refresh import reader_lines, refresh_secret_readers
 from lifeboat import runtime
@@ -210,7 +211,7 @@ def _run(topo: Topology, record: RunRecord, dry_run: bool, held: ExitStack) -> N
         old_state = _maybe(lambda: describe(env, old.project, old.instance))
         # The label says this incident already rebuilt the primary-region instance: a
         # resumed run must not mistake it for the stale old primary and delete it.
-        rebuilt = old_state is not None and old_state.labels.get(REBUILT_BY) == _label(record)
+        rebuilt = old_state is not None and rebuilt_by(old_state.labels, record)
         if not rebuilt and (source is None or source.is_replica):
             raise PreflightRefused(
                 f"failback refused: {promoted.instance} is not a promoted primary; "
@@ -271,7 +272,7 @@ def _run(topo: Topology, record: RunRecord, dry_run: bool, held: ExitStack) -> N
                 old.instance,
                 old.region,
                 promoted.instance,
-                {REBUILT_BY: _label(record)},
+                rebuilt_label(record),
                 deletion_protection=protected,
             )
             step.detail = f"{made.name} replicates {made.master}" + (
@@ -358,9 +359,6 @@ def _run(topo: Topology, record: RunRecord, dry_run: bool, held: ExitStack) -> N
     record.finish("completed")
 
 
-REBUILT_BY = "lifeboat-rebuilt-by"
-
-
 def _replace_secondary(record: RunRecord, topo: Topology, exists: bool, export_uri: str) -> str:
     """Export the promoted secondary (it was the primary until the fence: writes it took
     may be nowhere else), then replace it by a replica of the new primary.
@@ -403,11 +401,6 @@ def _unprotect_exported(record: RunRecord, env: str, project: str, instance: str
         env, project, instance, False
     )
     return lifted
-
-
-def _label(record: RunRecord) -> str:
-    """Label values allow lowercase letters, digits, - and _ only."""
-    return "".join(c if c.isalnum() or c in "-_" else "-" for c in record.incident_id.lower())[:63]
 
 
 def _scale(

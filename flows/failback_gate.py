@@ -34,14 +34,16 @@ from typing import Literal
 from prefect import get_run_logger
 
 from flows.database_connection import connection_detail, point_apps_at, promotion_began
-from flows.database_fence import incident_owner, is_primary, left_fence, open_left_fence
+from flows.database_fence import incident_owner, left_fence, open_left_fence
 from flows.fence import lift_stale_fences
+from flows.rebuilt_label import rebuilt_by
 from flows.region_lock import lock_step
 from flows.secret_refresh import refresh_secret_readers
 from lifeboat.record import RunRecord
 from lifeboat.topology import SqlInstanceRef, Topology
 from tasks.cloud_run import ServiceState
 from tasks.cloud_run_secrets import ReaderState, run_describe_secret_reader, split_version
+from tasks.cloud_sql import describe
 from tasks.cloud_sql_operations import running_operation, wait_operation
 from tasks.cloud_sql_role_fence import sql_app_role_fence
 from tasks.errors import PermanentError, PreflightRefused, TransientError
@@ -141,6 +143,17 @@ def _wait_promotion(topo: Topology, record: RunRecord, operation: str) -> None:
         step.detail = f"a promotion of {rebuilt.instance} a killed run left was running: waited"
 
 
+def _rebuilt_primary(topo: Topology, record: RunRecord) -> bool:
+    """Cloud SQL shows the primary-region instance a primary, and this incident rebuilt it
+    (its label): never a stale old primary that happens to be one."""
+    rebuilt = topo.cloud_sql.primary
+    try:
+        state = describe(topo.environment, rebuilt.project, rebuilt.instance)
+    except Exception:  # gone, or not readable: nothing to point the apps at
+        return False
+    return not state.is_replica and rebuilt_by(state.labels, record)
+
+
 def _apps_on_the_fenced_secondary(topo: Topology, record: RunRecord) -> bool:
     """The apps' secret names the promoted secondary, which this incident's database fence
     keeps them out of, while the rebuilt primary is promoted. A run killed between the
@@ -148,8 +161,8 @@ def _apps_on_the_fenced_secondary(topo: Topology, record: RunRecord) -> bool:
     the old primary stays fenced once a promotion has started (a write there would be
     lost), so every write fails and the primary region fails its checks until the apps
     name the new primary, the step the killed run did not reach."""
-    env, promoted, rebuilt = topo.environment, topo.cloud_sql.replica, topo.cloud_sql.primary
-    if not is_primary(topo, rebuilt):
+    env, promoted = topo.environment, topo.cloud_sql.replica
+    if not _rebuilt_primary(topo, record):
         return False
     owner = sql_app_role_fence(env, promoted.project, promoted.instance)
     if not owner.startswith(incident_owner(record)):

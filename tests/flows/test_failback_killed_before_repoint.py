@@ -37,11 +37,13 @@ from tests.flows.lab_checks import (
     post_order,
     read_object,
     side_effects,
+    sql_instance,
 )
 from tests.labharness import Lab
 from tests.polling import wait_for
 
 RECORDS = TOPOLOGY.backups.records_bucket
+REBUILT = "lifeboat-rebuilt-by"  # flows/rebuilt_label.py: the tests read the lab, not the product
 
 
 def _add_refused(lab: Lab, since: int) -> bool:
@@ -50,6 +52,39 @@ def _add_refused(lab: Lab, since: int) -> bool:
         e["path"].endswith(":addVersion") and e["injected"]
         for e in lab.requests(api="secretmanager", method="POST", since=since)
     )
+
+
+def _plan(lab: Lab, api: PrefectApi, inc: str) -> list[str]:
+    """A dry run's plan for the incident (the dry run completes)."""
+    dry = api.wait(
+        api.launch("failback/lab", {"reason": "plan", "incident_id": inc, "dry_run": True})["id"]
+    )
+    assert dry["state"]["type"] == "COMPLETED", dry["state"]["message"]
+    return list(json.loads(read_object(lab, RECORDS, f"failback/{inc}.plan.json"))["plan"])
+
+
+def _relabel(lab: Lab, value: str) -> str:
+    """Set the rebuilt instance's lifeboat-rebuilt-by label to ``value``; returns the old."""
+    labels = sql_instance(lab, OLD.project, OLD.instance)["settings"]["userLabels"]
+    old = str(labels[REBUILT])
+    client = lab.clients().sql
+    body = {"settings": {"userLabels": {**labels, REBUILT: value}}}
+    op = client.call(
+        lambda s: s.instances().patch(project=OLD.project, instance=OLD.instance, body=body),
+        timeout=10,
+    )
+    wait_for(
+        lambda: (
+            client.call(
+                lambda s: s.operations().get(project=OLD.project, operation=op["name"]), timeout=10
+            )["status"]
+            == "DONE"
+        ),
+        timeout=60,
+        what=f"the label {REBUILT}={value}",
+        interval=0.5,
+    )
+    return old
 
 
 def test_a_failback_killed_before_its_repoint_is_repointed_and_finished_by_the_rerun(
@@ -84,14 +119,16 @@ def test_a_failback_killed_before_its_repoint_is_repointed_and_finished_by_the_r
         what="the killed run's promotion to end",
     )
 
+    # The apps are pointed only at an instance this incident rebuilt (its label): an
+    # instance some other incident labelled is not one the dry run would point them at.
+    ours = _relabel(fresh_lab, "another-incident")
+    assert not any(line.startswith("point the apps") for line in _plan(fresh_lab, api, inc))
+    _relabel(fresh_lab, ours)
+
     # A dry run of the incident plans the repair and changes nothing.
     dry_since = fresh_lab.last_seq()
-    dry = api.wait(
-        api.launch("failback/lab", {"reason": "plan", "incident_id": inc, "dry_run": True})["id"]
-    )
-    assert dry["state"]["type"] == "COMPLETED", dry["state"]["message"]
+    plan = _plan(fresh_lab, api, inc)
     assert side_effects(fresh_lab, dry_since) == []
-    plan = json.loads(read_object(fresh_lab, RECORDS, f"failback/{inc}.plan.json"))["plan"]
     # The promoted instance inherited the fence through replication, and the killed run
     # did not reach its opening: the re-run opens it, then points the apps at it.
     assert plan[:3] == [
