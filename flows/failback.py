@@ -62,9 +62,11 @@ from tasks.storage import storage_require_object
 
 def _lift_fences_on_exit(flow: Any, flow_run: Any, state: Any) -> None:
     """Cancellation/crash hook: lift the fence this run (or its incident) left in place,
-    unless the promotion of the rebuilt primary-region instance has started."""
+    unless the promotion of the rebuilt primary-region instance has started; then write
+    the run's record if it could not."""
     from flows.database_fence import open_database_of_run
     from flows.fence import lift_fences_of_run
+    from flows.stopped_run import record_stopped_run
 
     # The rebuilt primary-region instance is the one the failback promotes; the fence is
     # on the promoted secondary's.
@@ -73,6 +75,8 @@ def _lift_fences_on_exit(flow: Any, flow_run: Any, state: Any) -> None:
 
     open_database_of_run(flow_run, "failback", lambda t: t.cloud_sql.replica, promoted)
     lift_fences_of_run(flow_run, "failback", RegionRole.secondary, promoted)
+    # After the lifts: traffic comes first, the evidence a moment later.
+    record_stopped_run(flow_run, "failback", state, "planned")
 
 
 @flow(

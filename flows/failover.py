@@ -77,15 +77,19 @@ class FailoverApproval(RunInput):
 
 def _lift_fences_on_exit(flow: Any, flow_run: Any, state: Any) -> None:
     """Cancellation/crash hook: lift the fence this run (or its incident) set on the
-    primary, unless the promotion of the replica has started."""
+    primary, unless the promotion of the replica has started; then write the run's
+    record if it could not."""
     from flows.database_fence import open_database_of_run
     from flows.fence import lift_fences_of_run
+    from flows.stopped_run import record_stopped_run
 
     def promoted(topo: Topology) -> SqlInstanceRef:
         return topo.cloud_sql.replica
 
     open_database_of_run(flow_run, "failover", lambda t: t.cloud_sql.primary, promoted)
     lift_fences_of_run(flow_run, "failover", RegionRole.primary, promoted)
+    # After the lifts: traffic comes first, the evidence a moment later.
+    record_stopped_run(flow_run, "failover", state, Mode.graceful.value)
 
 
 @flow(

@@ -117,8 +117,10 @@ def recent_logs(api: PrefectApi, run_id: str) -> list[str]:
 
 
 def hook_finished(api: PrefectApi, run_id: str) -> bool:
-    """The fence hook has logged what it lifted (the worker runs it, under the run's logs)."""
-    return any("after the run ended early" in line for line in recent_logs(api, run_id))
+    """The crash or cancellation hook has ended (the worker runs it, under the run's logs):
+    its last act, the stopped run's record (flows/stopped_run.py), is logged whatever its
+    outcome, after the lines saying what it lifted."""
+    return any(line.startswith("stopped-run record:") for line in recent_logs(api, run_id))
 
 
 def assert_lifted(lab: Lab, region: Any, before: dict[str, tuple[str, dict[str, str]]]) -> None:

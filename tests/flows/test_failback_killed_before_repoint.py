@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
-from google.api_core.exceptions import NotFound
-
 from lab.prefect_api import PrefectApi
 from tests.flows.failback_fence_checks import (
     OLD,
@@ -111,6 +108,13 @@ def test_a_failback_killed_before_its_repoint_is_repointed_and_finished_by_the_r
     assert f"@{secondary_address}:" in app_secret_value(fresh_lab)  # not repointed
     assert_secondary_kept(fresh_lab, f"failback/{inc}/{first}")
     # The database fence: the apps' role may not log in on the secondary they still name.
+    stopped = failback_record(fresh_lab, inc)
+    assert (stopped["flow_run_id"], stopped["outcome"], stopped["reason"]) == (
+        first,
+        "failed",
+        "fence",
+    ), stopped
+    assert "the run stopped before its end (Crashed: " in stopped["error"], stopped["error"]
     can_login, mark = app_role(fresh_lab, REPLICA.project, REPLICA.instance)
     assert not can_login and mark.startswith(f"lifeboat-fence: failback/{inc}/"), mark
     wait_for(
@@ -137,10 +141,9 @@ def test_a_failback_killed_before_its_repoint_is_repointed_and_finished_by_the_r
         f"{REPLICA.instance}, fenced since that promotion began",
         f"then probe {PRIMARY.name} again, and refuse if it is still unhealthy",
     ], plan[:4]
-    # The plan is beside the incident's record, not in it: a killed run writes none
-    # (Prefect keeps its logs), and the re-run's is the incident's.
-    with pytest.raises(NotFound):
-        failback_record(fresh_lab, inc)
+    # The plan is beside the incident's record, not over it: the record is still the
+    # killed run's, which its crash hook wrote (the run could not).
+    assert stopped == failback_record(fresh_lab, inc)
     rerun_since = fresh_lab.last_seq()
 
     final = api.wait(launch_failback(api, inc), timeout=400)

@@ -371,6 +371,14 @@ def test_a_failover_killed_while_promoting_keeps_its_fence_and_the_rerun_lifts_i
     assert any(line.startswith(f"kept the fence on {PRIMARY.name}/") for line in logs), logs
     for got, notes in region_ingress(fresh_lab, PRIMARY).values():
         assert got == INTERNAL_ONLY and notes[FENCED_BY] == f"failover/{inc}/{first}"
+    # The killed run could not write its record; its crash hook did.
+    stopped = _record(fresh_lab, inc)
+    assert (stopped["flow_run_id"], stopped["outcome"], stopped["mode"]) == (
+        first,
+        "failed",
+        "graceful",
+    ), stopped
+    assert "the run stopped before its end (Crashed: " in stopped["error"], stopped["error"]
 
     fresh_lab.post("config", {"latency": {"sql.promote": 180}})
     final = api.wait(_failover(api, inc), timeout=400)

@@ -1,0 +1,67 @@
+"""The record of a run that could not write its own.
+
+A run writes its record as it ends (flows/evidence.py, ``published``). A run whose process
+is killed, or lost with its node, never gets there: Prefect keeps its logs, but the
+records bucket, the evidence an SRE and the incident's re-run read, would hold nothing of
+it, and a dry run that planned the re-run could not say what stopped. The crash and
+cancellation hooks (run by the worker once the run's process is gone) write what is
+known instead: who, why, when it started, how Prefect saw it end, and the flow run whose
+logs hold its steps.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flows.fence import hook_logger
+from lifeboat.record import RunRecord, now
+from tasks.records import read_record, write_record
+
+# Every outcome of the hook logs a line starting so (tests wait for it: the hook's end).
+LOG_PREFIX = "stopped-run record:"
+
+
+def record_stopped_run(flow_run: Any, flow: str, state: Any, default_mode: str) -> None:
+    """Flow hook (crashed, cancelled): write the run's record unless it wrote its own (a
+    cancelled run's exit may have). Never raises: the hook's other work matters more.
+    ``default_mode``: the flow's mode when the launch did not name one.
+
+    Not written for a dry run (it changes nothing; its logs are its plan), nor when the
+    incident id was generated inside the run: the hook cannot know it.
+    """
+    logger = hook_logger(flow_run)
+    params = dict(getattr(flow_run, "parameters", None) or {})
+    incident, run_id = params.get("incident_id"), str(getattr(flow_run, "id", ""))
+    if params.get("dry_run"):
+        logger.info("%s none for a dry run", LOG_PREFIX)
+        return
+    if not incident:
+        logger.warning("%s none: the run generated its incident id and did not end", LOG_PREFIX)
+        return
+    try:
+        record = RunRecord(
+            flow=flow,
+            environment=str(params["environment"]),
+            incident_id=str(incident),
+            reason=str(params.get("reason") or ""),
+            trigger="deployment" if getattr(flow_run, "deployment_id", None) else "unknown",
+            operator=str(params.get("operator") or "unknown"),
+            mode=str(params.get("mode") or default_mode),
+            flow_run_id=run_id,
+            started_at=getattr(flow_run, "start_time", None) or now(),
+        )
+        earlier = read_record(record)
+        if earlier is not None and earlier.flow_run_id == run_id:
+            logger.info("%s the run wrote its own", LOG_PREFIX)
+            return
+        name = getattr(state, "name", None) or "stopped"
+        message = getattr(state, "message", None) or "no message"
+        record.finish(
+            "failed",
+            f"the run stopped before its end ({name}: {message}); its steps are in the "
+            f"logs of flow run {run_id}, and a re-run of the incident resumes it",
+        )
+        uri = write_record(record)
+        logger.warning("%s %s", LOG_PREFIX, uri or "kept the incident's completed record")
+    except Exception as exc:  # reported; the hook goes on
+        logger.error("%s could not be written: %s", LOG_PREFIX, exc)
