@@ -120,10 +120,14 @@ def open_left_fence(
     (``left_fence``), as its own exit would have. Under the region lock (``take_lock``),
     only when there is something to open; returns what it changed ("" for nothing: a run
     of the incident the lock waited for may have opened it meanwhile)."""
+    if left_fence(topo, record, fenced, promoted) is None:
+        return ""
+    take_lock()
+    # Decided again under the lock: a live run of the incident it waited for may have
+    # started a promotion meanwhile, and the secondary may no longer be opened.
     target = left_fence(topo, record, fenced, promoted)
     if target is None:
         return ""
-    take_lock()
     with record.step("lift-database-fence") as step:
         owner = incident_owner(record)
         opened = sql_open_app_role(topo.environment, target.project, target.instance, owner)

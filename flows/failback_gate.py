@@ -149,7 +149,8 @@ def _rebuilt_primary(topo: Topology, record: RunRecord) -> bool:
     rebuilt = topo.cloud_sql.primary
     try:
         state = describe(topo.environment, rebuilt.project, rebuilt.instance)
-    except Exception:  # gone, or not readable: nothing to point the apps at
+    except Exception as exc:  # gone, or not readable: nothing to point the apps at
+        get_run_logger().warning("could not read %s: %s", rebuilt.instance, exc)
         return False
     return not state.is_replica and rebuilt_by(state.labels, record)
 
@@ -261,10 +262,13 @@ def _left_state_plan(topo: Topology, record: RunRecord) -> list[str]:
     sql = topo.cloud_sql
     lines: list[str] = []
     if _promotion_running(topo) is not None:
+        # What comes after depends on how the promotion ends: nothing more can be said.
         lines.append(
             f"wait for the promotion of {sql.primary.instance} a killed run of the incident "
-            "left running"
+            "left running; then lift the database fence it left, and point the apps at the "
+            "instance that is primary once it ends, if they name another"
         )
+        return lines
     elif (fenced := left_fence(topo, record, sql.replica, sql.primary)) is not None:
         lines.append(
             f"lift the database fence a killed run of the incident left on {fenced.instance}"
@@ -321,9 +325,9 @@ def gate_primary(
     dry_run: bool,
     take_lock: Callable[[], Lease],
 ) -> tuple[list[str], str]:
-    """Refuse unless the primary region is healthy, rolling its unrolled readers first
-    when that may be why; returns the plan lines of what a dry run would roll first, and
-    what the gate saw.
+    """Refuse unless the primary region is healthy, repairing what a killed run of the
+    incident left and rolling its unrolled readers first when that may be why; returns
+    the plan lines of what a dry run would repair and roll first, and what the gate saw.
 
     ``take_lock`` enters the region lock for the rest of the run (a no-op if held).
     """
@@ -331,17 +335,25 @@ def gate_primary(
     health = health_probe(env, Target.primary)
     if not is_down(topo, health):
         return [], f"healthy ({health.summary()})"
-    locked = False  # the lock is taken before any wait or change, and once
+    # Whether the lock was taken, not whether something was done: a repair may take it
+    # and then find that the run it waited for made the repair already.
+    taken: list[Lease] = []
+
+    def lock() -> Lease:
+        if not taken:
+            taken.append(take_lock())
+        return taken[0]
+
     changed: list[str] = []
     done: list[str] = []
     settle = False
     if not dry_run:
-        done, changed, settle = _repair_left_state(topo, record, take_lock)
-        if done:
-            locked = True
+        done, changed, settle = _repair_left_state(topo, record, lock)
+        if taken:  # probed again: what it repaired, or the run it waited for, may do
             health = health_probe(env, Target.primary)
             if not is_down(topo, health):
-                return [], f"healthy once {' and '.join(done)} ({health.summary()})"
+                why = " and ".join(done) or "the run of the incident it waited for ended"
+                return [], f"healthy once {why} ({health.summary()})"
     version = secret_manager_latest_version(env)
     unrolled = unrolled_readers(_readers(topo), version)
     if dry_run:
@@ -362,8 +374,7 @@ def gate_primary(
     if unrolled and version:
         # Before any settle: a killed run may have added the version and not rolled its
         # readers, and the region passes only once they are.
-        take_lock()
-        locked = True
+        lock()
         changed.append("its services were rolled to the secret's latest version")
         done.append("its readers were rolled")
         health = _roll_readers(topo, record, health, unrolled, version)
@@ -372,7 +383,7 @@ def gate_primary(
     if done and not is_down(topo, health):
         return [], f"healthy once {' and '.join(done)} ({health.summary()})"
     stale = lift_stale_fences(
-        topo, record, secondary_states, dry_run, topo.cloud_sql.primary, locked=locked
+        topo, record, secondary_states, dry_run, topo.cloud_sql.primary, locked=bool(taken)
     )
     raise PreflightRefused(
         f"failback refused: the primary region {primary.name} is unhealthy "

@@ -44,11 +44,11 @@ def refuse_a_completed_incident(record: RunRecord, given: str | None) -> None:
     Its switch is done and the world has moved on: after a failback, a failover's steps
     run again would point the apps at what is now a replica, and a rollback's cached
     targets would roll back whatever was released since. Checked before any side
-    effect and before the record is written, so the completed record stays as it was
-    (a dry run would overwrite it too). ``given`` is the incident id the caller passed:
-    a generated one is new. When the record cannot be read, the run goes on, saying so:
-    the evidence store must not stop a switch (nor can it wait long on it: one attempt,
-    ``storage_read_json``'s short budget).
+    effect and before the record is written, so the completed record stays as it was (a
+    dry run of it is refused too: its plan would be of a switch that is over). ``given``
+    is the incident id the caller passed: a generated one is new. When the record cannot
+    be read, the run goes on, saying so: the evidence store must not stop a switch (nor
+    can it wait long on it: one attempt, ``storage_read_json``'s short budget).
     """
     if given is None:
         return

@@ -2,18 +2,19 @@
 
 A run writes its record as it ends (flows/evidence.py, ``published``). A run whose process
 is killed, or lost with its node, never gets there: Prefect keeps its logs, but the
-records bucket, the evidence an SRE and the incident's re-run read, would hold nothing of
-it, and a dry run that planned the re-run could not say what stopped. The crash and
-cancellation hooks (run by the worker once the run's process is gone) write what is
-known instead: who, why, when it started, how Prefect saw it end, and the flow run whose
-logs hold its steps.
+records bucket, the evidence an SRE reads after the incident, would hold nothing of it.
+The crash and cancellation hooks (run by the worker once the run's process is gone)
+write what is known instead: who, why, when it started, how Prefect saw it end, and the
+flow run whose logs hold its steps.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from flows.fence import hook_logger
+from flows.launch import INCIDENT_PATTERN
 from lifeboat.record import RunRecord, now
 from tasks.records import read_record, write_record
 
@@ -35,7 +36,7 @@ def record_stopped_run(flow_run: Any, flow: str, state: Any, default_mode: str) 
     if params.get("dry_run"):
         logger.info("%s none for a dry run", LOG_PREFIX)
         return
-    if not incident:
+    if not incident or not re.match(INCIDENT_PATTERN, str(incident)):
         logger.warning("%s none: the run generated its incident id and did not end", LOG_PREFIX)
         return
     try:
@@ -43,7 +44,7 @@ def record_stopped_run(flow_run: Any, flow: str, state: Any, default_mode: str) 
             flow=flow,
             environment=str(params["environment"]),
             incident_id=str(incident),
-            reason=str(params.get("reason") or ""),
+            reason=str(params.get("reason") or "").strip() or "not given (the flow's default)",
             trigger="deployment" if getattr(flow_run, "deployment_id", None) else "unknown",
             operator=str(params.get("operator") or "unknown"),
             mode=str(params.get("mode") or default_mode),
@@ -54,13 +55,22 @@ def record_stopped_run(flow_run: Any, flow: str, state: Any, default_mode: str) 
         if earlier is not None and earlier.flow_run_id == run_id:
             logger.info("%s the run wrote its own", LOG_PREFIX)
             return
+        if earlier is not None and (
+            earlier.outcome == "completed" or earlier.started_at > record.started_at
+        ):
+            # A later run of the incident wrote it (a re-run may start while this hook
+            # still decides on fences), or the incident completed: both say more.
+            logger.info("%s kept the incident's later record", LOG_PREFIX)
+            return
         name = getattr(state, "name", None) or "stopped"
-        message = getattr(state, "message", None) or "no message"
+        # The first line only: a crash's message can be a whole traceback.
+        message = (getattr(state, "message", None) or "no message").splitlines()[0][:300]
         record.finish(
             "failed",
             f"the run stopped before its end ({name}: {message}); its steps are in the "
             f"logs of flow run {run_id}, and a re-run of the incident resumes it",
         )
+        record.ended_at = getattr(state, "timestamp", None) or record.ended_at
         uri = write_record(record)
         logger.warning("%s %s", LOG_PREFIX, uri or "kept the incident's completed record")
     except Exception as exc:  # reported; the hook goes on

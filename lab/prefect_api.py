@@ -202,10 +202,16 @@ class PrefectApi:
 
         A flow run sends its logs in batches from a thread, and its state turns final
         before the last batch leaves: logs read as soon as the state is final can lack
-        the run's last lines. Prefect's engine logs "Finished in state" last, in every
-        final state.
+        the run's last lines. Prefect's flow engine logs "Finished in state" last, in
+        every final state it reaches itself (not for a killed run: the worker marks that
+        one Crashed).
         """
-        query = {"logs": {"flow_run_id": {"any_": [run_id]}}, "sort": "TIMESTAMP_DESC", "limit": 3}
+        # The flow engine's line, not a task engine's: they say the same words.
+        query = {
+            "logs": {"flow_run_id": {"any_": [run_id]}, "task_run_id": {"is_null_": True}},
+            "sort": "TIMESTAMP_DESC",
+            "limit": 3,
+        }
         deadline = time.monotonic() + timeout
         while True:
             response = self.http.post("/logs/filter", json=query)

@@ -23,6 +23,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 WORK_POOL = "lifeboat-lab"
 REGION_SWITCH_LIMIT = "dr-region-switch-lab"
 PREFECT_YAML = REPO_ROOT / "deployments" / "prefect.yaml"
+# The longest a task run's state takes to reach the server's database (start_server).
+TASK_RUN_FLUSH_S = 1.0
 # Set to 0 to start every flow run cold, as `python -m prefect.engine` (lab/forkserver.py).
 FORKSERVER_ENV = "LIFEBOAT_LAB_FORKSERVER"
 
@@ -97,9 +99,10 @@ def start_server(
     # about 150 for a failover. Batched (up to 200, at least every second) a failover
     # costs the server 2.2 CPU-s instead of 3.4 (medians of 8, measured A/B). Task-run
     # states then show up to a second later; nothing orchestrates on them (Prefect 3.8,
-    # ServerServicesTaskRunRecorderSettings). Production's server is advised the same.
+    # ServerServicesTaskRunRecorderSettings); a reader of them right after a run ends
+    # waits TASK_RUN_FLUSH_S. Production's server is advised the same.
     env["PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE"] = "200"
-    env["PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL"] = "1"
+    env["PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL"] = str(TASK_RUN_FLUSH_S)
     log = (lab_root / "logs" / "prefect-server.log").open("ab")
     return subprocess.Popen(
         [_prefect_bin(), "server", "start", "--host", host, "--port", str(port)],

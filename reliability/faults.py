@@ -52,6 +52,7 @@ from urllib.parse import parse_qsl
 from google.api_core import exceptions as gexc
 
 from bench.labctl import BenchLab, bench_lab, figure
+from lab.prefect_stack import TASK_RUN_FLUSH_S
 from lifeboat import runtime
 from lifeboat.topology import API_NAMES
 from reliability.crash import fresh_lab
@@ -568,6 +569,8 @@ def run_cell(
             break
         time.sleep(0.5)
         entries = lab.requests(since=since)
+    # Task-run states reach the server's database in batches (lab/prefect_stack.py).
+    time.sleep(TASK_RUN_FLUSH_S + 0.5)
     return observe(call, final, entries, base, lab.api.task_runs(run_id), skip), took
 
 

@@ -245,9 +245,15 @@ def _span(start: str, end: str) -> float:
 def test_failback_is_refused_while_the_primary_is_down(fresh_lab: Lab, api: PrefectApi) -> None:
     _failed_over(fresh_lab, api)
     since = fresh_lab.last_seq()
-    final = api.wait(api.launch("failback/lab", {"reason": "too early"})["id"])
-    assert final["state"]["type"] == "FAILED"
-    assert f"the primary region {PRIMARY.name} is unhealthy" in final["state"]["message"]
+    # A dry run too: nothing a killed run left to repair, no reader to roll; the region
+    # is down, and a dry run says so as the run does.
+    for dry_run in (False, True):
+        params = {"reason": "too early", "dry_run": dry_run}
+        final = api.wait(api.launch("failback/lab", params)["id"])
+        assert final["state"]["type"] == "FAILED", (dry_run, final["state"])
+        message = final["state"]["message"]
+        assert f"the primary region {PRIMARY.name} is unhealthy" in message, message
+        assert "nothing was changed" in message, message
     assert side_effects(fresh_lab, since) == []
 
 
