@@ -7,6 +7,7 @@ from functools import cache
 
 from google.cloud import run_v2
 
+from lifeboat.record import RunRecord
 from lifeboat.topology import Topology, load_topology
 from tasks.cloud_run import ServiceState
 from tasks.cloud_run_ingress import FENCED_BY, INGRESS_BEFORE
@@ -130,3 +131,15 @@ def reader_state(
         rolled_for=rolled_for,
     )
     return ReaderState(service=name, region=region, reader=read_secret_reader(got, SECRET))
+
+
+def run_record(incident: str = "INC-7", flow: str = "failover") -> RunRecord:
+    """A run record as a switch starts it, for ``flow`` and ``incident``."""
+    return RunRecord(
+        flow=flow,
+        environment="lab",
+        incident_id=incident,
+        reason="unit test",
+        trigger="test",
+        operator="test",
+    )

@@ -12,6 +12,7 @@ import pytest
 import flows.stopped_run as stopped_run
 from flows.rebuilt_label import REBUILT_BY, rebuilt_by, rebuilt_label
 from lifeboat.record import RunRecord
+from tests.unit.builders import run_record
 
 
 class _Said:
@@ -54,21 +55,10 @@ def test_no_record_is_written_where_the_hook_cannot_know_the_object_or_need_not(
     assert logger.lines[0].startswith(f"{stopped_run.LOG_PREFIX} {said}"), logger.lines
 
 
-def _record(incident: str) -> RunRecord:
-    return RunRecord(
-        flow="failback",
-        environment="lab",
-        incident_id=incident,
-        reason="r",
-        trigger="t",
-        operator="o",
-    )
-
-
 def test_the_rebuilt_label_names_the_incident_in_the_characters_labels_allow() -> None:
-    label = rebuilt_label(_record("INC-2041:eu.West"))
+    label = rebuilt_label(run_record("INC-2041:eu.West", "failback"))
     assert label == {REBUILT_BY: "inc-2041-eu-west"}
-    assert rebuilt_by(label, _record("INC-2041:eu.West"))
-    assert not rebuilt_by(label, _record("INC-2042"))
-    assert not rebuilt_by({}, _record("INC-2041:eu.West"))
-    assert len(rebuilt_label(_record("A" * 64))[REBUILT_BY]) == 63
+    assert rebuilt_by(label, run_record("INC-2041:eu.West", "failback"))
+    assert not rebuilt_by(label, run_record("INC-2042", "failback"))
+    assert not rebuilt_by({}, run_record("INC-2041:eu.West", "failback"))
+    assert len(rebuilt_label(run_record("A" * 64, "failback"))[REBUILT_BY]) == 63

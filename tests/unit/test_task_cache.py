@@ -32,21 +32,10 @@ from prefect.results import ResultStore
 from prefect.transactions import transaction
 
 from flows.resume import resumable
-from lifeboat.record import RunRecord
 from tasks.retrying import cloud_task
+from tests.unit.builders import run_record
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def record(incident: str = "INC-7") -> RunRecord:
-    return RunRecord(
-        flow="failover",
-        environment="lab",
-        incident_id=incident,
-        reason="cache check",
-        trigger="test",
-        operator="test",
-    )
 
 
 @pytest.fixture
@@ -95,7 +84,7 @@ def test_a_resumable_step_is_served_from_the_cache_for_its_incident(
     store: ResultStore, read_count: tuple[Task[[str, str], int], list[str]]
 ) -> None:
     task, runs = read_count
-    step = resumable(task, record(), "scale")
+    step = resumable(task, run_record(), "scale")
     first, rerun = uuid4(), uuid4()
     # Again in the same run, and in a new run of the same incident (the resume): cached.
     assert call(step, store, first, environment="lab", service="orders") is False
@@ -104,7 +93,7 @@ def test_a_resumable_step_is_served_from_the_cache_for_its_incident(
     assert runs == ["orders"]
     # Another service, or another incident, is another step: it runs.
     assert call(step, store, rerun, environment="lab", service="billing") is False
-    other = resumable(task, record("INC-8"), "scale")
+    other = resumable(task, run_record("INC-8"), "scale")
     assert call(other, store, rerun, environment="lab", service="orders") is False
     assert runs == ["orders", "billing", "orders"]
 
@@ -129,7 +118,7 @@ def test_resumable_keys_on_the_incident_and_prefect_warns_of_nothing(
     logger = logging.getLogger("prefect.tasks")
     logger.addHandler(captured)
     try:
-        step = resumable(task, record(), "scale")
+        step = resumable(task, run_record(), "scale")
         once = step.with_options(retries=0)
     finally:
         logger.removeHandler(captured)
