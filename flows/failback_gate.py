@@ -260,16 +260,15 @@ def _repair_left_state(
 def _left_state_plan(topo: Topology, record: RunRecord) -> list[str]:
     """What ``_repair_left_state`` would do, read only: a dry run's plan lines."""
     sql = topo.cloud_sql
-    lines: list[str] = []
     if _promotion_running(topo) is not None:
         # What comes after depends on how the promotion ends: nothing more can be said.
-        lines.append(
+        return [
             f"wait for the promotion of {sql.primary.instance} a killed run of the incident "
             "left running; then lift the database fence it left, and point the apps at the "
             "instance that is primary once it ends, if they name another"
-        )
-        return lines
-    elif (fenced := left_fence(topo, record, sql.replica, sql.primary)) is not None:
+        ]
+    lines: list[str] = []
+    if (fenced := left_fence(topo, record, sql.replica, sql.primary)) is not None:
         lines.append(
             f"lift the database fence a killed run of the incident left on {fenced.instance}"
         )
