@@ -116,6 +116,14 @@ def recent_logs(api: PrefectApi, run_id: str) -> list[str]:
     return [entry["message"] for entry in response.json()]
 
 
+def assert_stopped_record(record: dict[str, Any], killed: str, **fields: str) -> None:
+    """The record a crash hook wrote for the run ``killed`` (flows/stopped_run.py): that
+    flow run's, failed, naming Prefect's Crashed; ``fields`` are others it must carry."""
+    wanted = {"flow_run_id": killed, "outcome": "failed", **fields}
+    assert {key: record.get(key) for key in wanted} == wanted, record
+    assert "the run stopped before its end (Crashed: " in record["error"], record["error"]
+
+
 def hook_finished(api: PrefectApi, run_id: str) -> bool:
     """The crash or cancellation hook has ended (the worker runs it, under the run's logs):
     its last act, the stopped run's record (flows/stopped_run.py), is logged whatever its

@@ -30,6 +30,7 @@ from tests.flows.fence_checks import (
     SLOW_PROMOTION,
     assert_lifted,
     assert_slot_freed,
+    assert_stopped_record,
     freeze,
     hook_finished,
     ingress_updates,
@@ -372,13 +373,7 @@ def test_a_failover_killed_while_promoting_keeps_its_fence_and_the_rerun_lifts_i
     for got, notes in region_ingress(fresh_lab, PRIMARY).values():
         assert got == INTERNAL_ONLY and notes[FENCED_BY] == f"failover/{inc}/{first}"
     # The killed run could not write its record; its crash hook did.
-    stopped = _record(fresh_lab, inc)
-    assert (stopped["flow_run_id"], stopped["outcome"], stopped["mode"]) == (
-        first,
-        "failed",
-        "graceful",
-    ), stopped
-    assert "the run stopped before its end (Crashed: " in stopped["error"], stopped["error"]
+    assert_stopped_record(_record(fresh_lab, inc), first, mode="graceful")
 
     fresh_lab.post("config", {"latency": {"sql.promote": 180}})
     final = api.wait(_failover(api, inc), timeout=400)
