@@ -252,7 +252,12 @@ class PrefectApi:
             if events:
                 return events
             if time.monotonic() > deadline:
-                raise AssertionError(f"no event {name} stored within {timeout} s")
+                # The run's last lines say why it emitted nothing, if it did not.
+                said = "; ".join(self.logs(run_id)[-3:]) if run_id else ""
+                raise AssertionError(
+                    f"no event {name} stored within {timeout} s"
+                    + (f"; the run's last log lines: {said}" if said else "")
+                )
             time.sleep(0.5)
 
     def task_runs(self, run_id: str) -> list[dict[str, Any]]:

@@ -253,6 +253,22 @@ def automation_disabled(api: PrefectApi, name: str) -> Iterator[None]:
         ).raise_for_status()
 
 
+def slow_replies_shown(lab: Lab, service: str) -> bool:
+    """Monitoring shows ``service``'s p95 over the threshold, over enough requests to be
+    judged (the last 10 lab minutes; the watch's 15 hold them too while the storm goes on)."""
+    rules = TOPOLOGY.rollback_triggers
+    series = monitored(
+        lab, PRIMARY.name, monitoring.REQUEST_LATENCIES, ["resource.label.service_name"]
+    )
+    ours = [s for s in series if s["resource"]["labels"].get("service_name") == service]
+    dists = [p["value"]["distributionValue"] for s in ours for p in s.get("points", [])]
+    if not dists:
+        return False
+    shown = monitoring.merged(dists)
+    p95_ms = monitoring.percentile(shown, 0.95)
+    return bool(shown["count"] >= rules.min_requests and p95_ms > rules.p95_latency_s * 1000)
+
+
 def test_slow_replies_alone_cross_the_p95_threshold(fresh_lab: Lab, api: PrefectApi) -> None:
     # 0.08 wall seconds is 8 s of lab time at the suite's time_scale: over seed 004's 5 s,
     # with no error and no failed health check to cross another threshold.
@@ -263,18 +279,12 @@ def test_slow_replies_alone_cross_the_p95_threshold(fresh_lab: Lab, api: Prefect
     ):
         fresh_lab.fault(api=REGION_APP, method="GET", path="^/ai/status$", latency_s=0.08)
         wait_for(lambda: storm.sent >= 30, timeout=30, what="slow traffic")
+        # What the watch judges: a p95 over the threshold, and only once its window holds
+        # min_requests (20) requests. Monitoring shows a reply only 1.8 wall seconds
+        # later, so when the storm has sent 30 it may show 12 to 25 (rehearsed on a loaded
+        # host). Stop 38's CI launched the watch on too few; it rightly judged nothing.
         wait_for(
-            lambda: (
-                monitoring.latency_p95_ms(
-                    monitored(
-                        fresh_lab,
-                        PRIMARY.name,
-                        monitoring.REQUEST_LATENCIES,
-                        ["resource.label.service_name"],
-                    )
-                ).get("ai-service", 0.0)
-                > TOPOLOGY.rollback_triggers.p95_latency_s * 1000
-            ),
+            lambda: slow_replies_shown(fresh_lab, "ai-service"),
             timeout=60,
             what="slow replies in Monitoring",
         )
