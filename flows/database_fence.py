@@ -116,12 +116,10 @@ def open_left_fence(
     promoted: SqlInstanceRef,
     take_lock: Callable[[], object],
 ) -> str:
-    """A re-run's preflight: open what an earlier run of the incident left fenced
-    (``left_fence``), as its own exit would have. Under the region lock (``take_lock``),
-    only when there is something to open; returns what it changed ("" for nothing: a run
-    of the incident the lock waited for may have opened it meanwhile)."""
-    if left_fence(topo, record, fenced, promoted) is None:
-        return ""
+    """A re-run's preflight, once ``left_fence`` has found a fence an earlier run of the
+    incident left: open it, as that run's own exit would have, under the region lock
+    (``take_lock``). Returns what it changed ("" for nothing: a run of the incident the
+    lock waited for may have opened it meanwhile)."""
     take_lock()
     # Decided again under the lock: a live run of the incident it waited for may have
     # started a promotion meanwhile, and the secondary may no longer be opened.

@@ -16,8 +16,8 @@ after its own database-connection step, the rebuilt primary; either way the one 
 apps must use.
 
 A killed run of the incident may also have left its promotion running, its database fence
-set, or the apps naming an instance they cannot write to (``_repair_left_state``); those
-are repaired first, under the lock, as the killed run would have, and the region probed
+set, or the apps naming an instance they cannot write to (flows/left_state.py); those are
+repaired first, under the lock, as the killed run would have, and the region probed
 again.
 
 A dry run changes nothing: its plan says which repairs and which roll would come first,
@@ -26,29 +26,22 @@ and that the run is refused if the region is still unhealthy after them.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from contextlib import ExitStack
-from typing import Literal
 
 from prefect import get_run_logger
 
-from flows.database_connection import connection_detail, point_apps_at, promotion_began
-from flows.database_fence import incident_owner, left_fence, open_left_fence
 from flows.fence import lift_stale_fences
-from flows.rebuilt_label import rebuilt_by
+from flows.left_state import read_left_state, repair_left_state
 from flows.region_lock import lock_step
 from flows.secret_refresh import refresh_secret_readers
 from lifeboat.record import RunRecord
-from lifeboat.topology import SqlInstanceRef, Topology
+from lifeboat.topology import Topology
 from tasks.cloud_run import ServiceState
 from tasks.cloud_run_secrets import ReaderState, run_describe_secret_reader, split_version
-from tasks.cloud_sql import describe
-from tasks.cloud_sql_operations import running_operation, wait_operation
-from tasks.cloud_sql_role_fence import sql_app_role_fence
-from tasks.errors import PermanentError, PreflightRefused, TransientError
+from tasks.errors import PreflightRefused, TransientError
 from tasks.health import HealthReport, Target, health_probe, health_verify
-from tasks.secret_manager import secret_manager_latest_version, secret_manager_names
+from tasks.secret_manager import secret_manager_latest_version
 from tasks.storage import Lease
 
 
@@ -119,173 +112,6 @@ def _settled_health(topo: Topology) -> HealthReport:
     return report
 
 
-def _promotion_running(topo: Topology) -> str | None:
-    """A promotion of the rebuilt primary a killed run of the incident left running (the
-    region lock lets no other run promote it): its name, if one runs."""
-    rebuilt = topo.cloud_sql.primary
-    try:
-        return running_operation(
-            topo.environment, rebuilt.project, rebuilt.instance, "PROMOTE_REPLICA"
-        )
-    except Exception:  # the instance may not exist (the run failed before rebuilding it)
-        return None
-
-
-def _wait_promotion(topo: Topology, record: RunRecord, operation: str) -> None:
-    """Wait for that promotion (step ``wait-running-promotion``). The region is probed
-    once the repairs after it are made: until then it fails its checks (the apps name an
-    instance that is promoting, or one the database fence keeps them out of), and that is
-    no reason to refuse the run that finishes the switch."""
-    rebuilt = topo.cloud_sql.primary
-    with record.step("wait-running-promotion") as step:
-        with contextlib.suppress(PermanentError):  # a failed promotion: the probe judges
-            wait_operation(topo.environment, rebuilt.project, operation, timeout=1700)
-        step.detail = f"a promotion of {rebuilt.instance} a killed run left was running: waited"
-
-
-def _rebuilt_primary(topo: Topology, record: RunRecord) -> bool:
-    """Cloud SQL shows the primary-region instance a primary, and this incident rebuilt it
-    (its label): never a stale old primary that happens to be one."""
-    rebuilt = topo.cloud_sql.primary
-    try:
-        state = describe(topo.environment, rebuilt.project, rebuilt.instance)
-    except Exception as exc:  # gone, or not readable: nothing to point the apps at
-        get_run_logger().warning("could not read %s: %s", rebuilt.instance, exc)
-        return False
-    return not state.is_replica and rebuilt_by(state.labels, record)
-
-
-def _apps_on_the_fenced_secondary(topo: Topology, record: RunRecord) -> bool:
-    """The apps' secret names the promoted secondary, which this incident's database fence
-    keeps them out of, while the rebuilt primary is promoted. A run killed between the
-    start of its promotion and its repoint (flows/failback_promotion.py) leaves them so:
-    the old primary stays fenced once a promotion has started (a write there would be
-    lost), so every write fails and the primary region fails its checks until the apps
-    name the new primary, the step the killed run did not reach."""
-    env, promoted = topo.environment, topo.cloud_sql.replica
-    if not _rebuilt_primary(topo, record):
-        return False
-    owner = sql_app_role_fence(env, promoted.project, promoted.instance)
-    if not owner.startswith(incident_owner(record)):
-        return False
-    return bool(secret_manager_names(env, promoted.project, promoted.instance))
-
-
-def _repoint(
-    topo: Topology, record: RunRecord, step: str, target: SqlInstanceRef, why: str
-) -> None:
-    """Point the apps at ``target`` (step ``step``; ``why`` says what the secret named, in
-    the log and the record): the secondary region's readers are rolled (a failure raises),
-    the primary's tried once (it is the region being judged). The run's own
-    database-connection step then finds the version in place."""
-    with record.step(step) as recorded:
-        get_run_logger().warning("%s: pointing the apps at %s", why, target.instance)
-        update, refreshed = point_apps_at(
-            topo,
-            record,
-            target,
-            required=[topo.regions.secondary],
-            optional=[topo.regions.primary],
-        )
-        recorded.detail = f"{why}: {connection_detail(update, refreshed)}"
-
-
-def _apps_on_a_replica(topo: Topology) -> bool:
-    """The apps' secret names the rebuilt primary while it is a replica no promotion runs
-    on. A run whose promotion failed after its roll, and could not point the apps back
-    (killed, or the roll back failed), leaves them so, and its fence lifted: every write
-    fails, and the primary region fails its checks."""
-    rebuilt = topo.cloud_sql.primary
-    if promotion_began(topo.environment, rebuilt):  # not a replica, or promoting: fine
-        return False
-    return bool(secret_manager_names(topo.environment, rebuilt.project, rebuilt.instance))
-
-
-def _repoint_needed(topo: Topology, record: RunRecord) -> Literal["promoted", "back", ""]:
-    """Where the apps must be pointed before the region can pass: at the promoted
-    rebuilt primary, back at the promoted secondary, or nowhere."""
-    if _apps_on_the_fenced_secondary(topo, record):
-        return "promoted"
-    return "back" if _apps_on_a_replica(topo) else ""
-
-
-def _repair_left_state(
-    topo: Topology, record: RunRecord, take_lock: Callable[[], Lease]
-) -> tuple[list[str], list[str], bool]:
-    """What a killed run of the incident may have left between its promotion's start and
-    its end, repaired in order under the region lock, each only when found: its running
-    promotion waited for; its database fence opened where its own exit would have; the
-    apps pointed at the database that is primary now. Returns what was done, what of it
-    changed something, and whether the region needs time to settle: a promotion ended, or
-    the apps pointed (their revisions roll); a role's LOGIN alone holds at once."""
-    done: list[str] = []
-    changed: list[str] = []
-    if (promoting := _promotion_running(topo)) is not None:
-        # Under the lock: a run of the incident still alive is refused at once, not
-        # after its promotion.
-        take_lock()
-        _wait_promotion(topo, record, promoting)
-        done.append("the running promotion ended")
-    settle = bool(done)
-    # A killed run's database fence: on the secondary (no promotion, or a failed one)
-    # or, through replication, on the rebuilt primary it promoted. Its region fails
-    # every check until it is opened.
-    sql = topo.cloud_sql
-    if open_left_fence(topo, record, sql.replica, sql.primary, take_lock):
-        changed.append("the database fence a killed run left was lifted")
-    needed = _repoint_needed(topo, record)
-    if needed:
-        take_lock()
-        # Read again under the lock: a live run of the incident it waited for may have
-        # pointed the apps, or promoted again, meanwhile.
-        needed = _repoint_needed(topo, record)
-    if needed == "promoted":
-        why = (
-            f"the secret named {sql.replica.instance}, fenced since {sql.primary.instance}'s "
-            "promotion began"
-        )
-        _repoint(topo, record, "point-apps-at-promoted", sql.primary, why)
-        changed.append(f"the apps were pointed at the promoted {sql.primary.instance}")
-        settle = True
-    elif needed == "back":
-        # Before the unrolled readers are rolled to the latest version: that version is
-        # the one naming the replica.
-        why = f"the secret named {sql.primary.instance}, a replica no promotion runs on"
-        _repoint(topo, record, "point-apps-back", sql.replica, why)
-        changed.append(f"the apps were pointed back at {sql.replica.instance}")
-        settle = True
-    return done + changed, changed, settle
-
-
-def _left_state_plan(topo: Topology, record: RunRecord) -> list[str]:
-    """What ``_repair_left_state`` would do, read only: a dry run's plan lines."""
-    sql = topo.cloud_sql
-    if _promotion_running(topo) is not None:
-        # What comes after depends on how the promotion ends: nothing more can be said.
-        return [
-            f"wait for the promotion of {sql.primary.instance} a killed run of the incident "
-            "left running; then lift the database fence it left, and point the apps at the "
-            "instance that is primary once it ends, if they name another"
-        ]
-    lines: list[str] = []
-    if (fenced := left_fence(topo, record, sql.replica, sql.primary)) is not None:
-        lines.append(
-            f"lift the database fence a killed run of the incident left on {fenced.instance}"
-        )
-    needed = _repoint_needed(topo, record)
-    if needed == "promoted":
-        lines.append(
-            f"point the apps at the promoted {sql.primary.instance}: the secret names "
-            f"{sql.replica.instance}, fenced since that promotion began"
-        )
-    elif needed == "back":
-        lines.append(
-            f"point the apps back at {sql.replica.instance}: the secret names "
-            f"{sql.primary.instance}, a replica no promotion runs on"
-        )
-    return lines
-
-
 def _roll_readers(
     topo: Topology,
     record: RunRecord,
@@ -347,7 +173,8 @@ def gate_primary(
     done: list[str] = []
     settle = False
     if not dry_run:
-        done, changed, settle = _repair_left_state(topo, record, lock)
+        repaired = repair_left_state(topo, record, lock)
+        done, changed, settle = repaired.done, repaired.changed, repaired.settle
         if taken:  # probed again: what it repaired, or the run it waited for, may do
             health = health_probe(env, Target.primary)
             if not is_down(topo, health):
@@ -358,7 +185,7 @@ def gate_primary(
     if dry_run:
         # A dry run is refused only where a run would be refused at once: its plan says
         # what a run would repair or roll first, then judge.
-        repairs = _left_state_plan(topo, record)
+        repairs = read_left_state(topo, record).plan(topo.cloud_sql)
         rolls = (
             [gate_plan_line(primary.name, unrolled, version)]  # it ends with the probe
             if unrolled and version

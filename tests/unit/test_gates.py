@@ -1,5 +1,6 @@
 """The decisions that stop or pause a region switch: the failover's approval reasons (the
-RPO gate included) and the failback's health gate, from states as preflight reads them."""
+RPO gate included) and the failback's health gate, from states as preflight reads them,
+with the plan of its repairs of what a killed run left."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 
 from flows.failback_gate import gate_plan_line, is_down, unrolled_readers
 from flows.failover import Preflight, _approval_markdown
+from flows.left_state import LeftState, Repoint
 from lifeboat.record import RunRecord
 from lifeboat.topology import Tier
 from tasks.cloud_run_secrets import ReaderState
@@ -200,3 +202,37 @@ def test_the_gate_plan_line_names_the_services_the_version_and_the_refusal() -> 
         "revision for that version (a failover cannot refresh a region that is down); then "
         "probe us-central1 again, and refuse if it is still unhealthy"
     )
+
+
+def test_a_left_promotion_is_the_whole_plan_what_follows_depends_on_its_end() -> None:
+    sql = lab_topology().cloud_sql
+    left = LeftState(promoting="operations/promote-1", fenced=sql.replica, repoint="back")
+    [line] = left.plan(sql)
+    assert line.startswith(f"wait for the promotion of {sql.primary.instance} ")
+
+
+@pytest.mark.parametrize(
+    ("repoint", "wanted"),
+    [
+        ("promoted", "point the apps at the promoted {primary}: the secret names {replica}"),
+        ("back", "point the apps back at {replica}: the secret names {primary}"),
+    ],
+)
+def test_a_left_fence_is_lifted_before_the_apps_are_pointed(repoint: Repoint, wanted: str) -> None:
+    sql = lab_topology().cloud_sql
+    left = LeftState(fenced=sql.primary, repoint=repoint)
+    lift, point = left.plan(sql)
+    assert lift == (
+        f"lift the database fence a killed run of the incident left on {sql.primary.instance}"
+    )
+    assert point.startswith(
+        wanted.format(primary=sql.primary.instance, replica=sql.replica.instance)
+    )
+
+
+def test_nothing_left_plans_nothing() -> None:
+    sql = lab_topology().cloud_sql
+    assert LeftState().plan(sql) == []
+    assert LeftState(fenced=sql.replica).plan(sql) == [
+        f"lift the database fence a killed run of the incident left on {sql.replica.instance}"
+    ]
