@@ -151,7 +151,13 @@ def _violations_of(lab: object) -> Callable[[int], list[dict[str, Any]]] | None:
 
 
 @pytest.fixture
-def fresh_lab(lab: Lab) -> Lab:
-    """The session lab, reset to its seeded topology before the test."""
+def fresh_lab(lab: Lab, api: PrefectApi) -> Lab:
+    """The session lab, reset to its seeded topology before the test, with no region slot
+    held by a run an earlier test killed (tests/leftover_slots.py)."""
+    from tests.leftover_slots import release_leftover_slots
+
     lab.reset()
+    released = release_leftover_slots(api)
+    if released:  # shown with the test's output if it fails
+        print(f"released any region slot still held by killed runs {', '.join(released)}")
     return lab
