@@ -51,16 +51,9 @@ def record_stopped_run(flow_run: Any, flow: str, state: Any, default_mode: str) 
             flow_run_id=run_id,
             started_at=getattr(flow_run, "start_time", None) or now(),
         )
-        earlier = read_record(record)
-        if earlier is not None and earlier.flow_run_id == run_id:
-            logger.info("%s the run wrote its own", LOG_PREFIX)
-            return
-        if earlier is not None and (
-            earlier.outcome == "completed" or earlier.started_at > record.started_at
-        ):
-            # A later run of the incident wrote it (a re-run may start while this hook
-            # still decides on fences), or the incident completed: both say more.
-            logger.info("%s kept the incident's later record", LOG_PREFIX)
+        kept = kept_because(read_record(record), record)
+        if kept:
+            logger.info("%s %s", LOG_PREFIX, kept)
             return
         name = getattr(state, "name", None) or "stopped"
         # The first line only: a crash's message can be a whole traceback.
@@ -75,3 +68,17 @@ def record_stopped_run(flow_run: Any, flow: str, state: Any, default_mode: str) 
         logger.warning("%s %s", LOG_PREFIX, uri or "kept the incident's completed record")
     except Exception as exc:  # reported; the hook goes on
         logger.error("%s could not be written: %s", LOG_PREFIX, exc)
+
+
+def kept_because(earlier: RunRecord | None, stopped: RunRecord) -> str:
+    """Why the incident's record in the bucket (``earlier``) stays as it is, "" when the
+    stopped run's record replaces it."""
+    if earlier is None:
+        return ""
+    if earlier.flow_run_id == stopped.flow_run_id:
+        return "the run wrote its own"
+    if earlier.outcome == "completed" or earlier.started_at > stopped.started_at:
+        # A later run of the incident wrote it (a re-run may start while this hook still
+        # decides on fences), or the incident completed: both say more.
+        return "kept the incident's later record"
+    return ""

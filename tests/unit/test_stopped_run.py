@@ -1,9 +1,11 @@
 """What a crash or cancellation hook decides about the record of a run that stopped,
-before it reads or writes anything (flows/stopped_run.py), and the label that says which
+before it reads or writes anything, and whether it replaces the incident's record
+(flows/stopped_run.py); and the label that says which
 incident rebuilt an instance (flows/rebuilt_label.py)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
@@ -11,7 +13,7 @@ import pytest
 
 import flows.stopped_run as stopped_run
 from flows.rebuilt_label import REBUILT_BY, rebuilt_by, rebuilt_label
-from lifeboat.record import RunRecord
+from lifeboat.record import RunOutcome, RunRecord
 from tests.unit.builders import run_record
 
 
@@ -53,6 +55,30 @@ def test_no_record_is_written_where_the_hook_cannot_know_the_object_or_need_not(
     stopped_run.record_stopped_run(flow_run, "failback", SimpleNamespace(), "planned")
     assert len(logger.lines) == 1, logger.lines
     assert logger.lines[0].startswith(f"{stopped_run.LOG_PREFIX} {said}"), logger.lines
+
+
+def _ran(run_id: str, minute: int, outcome: RunOutcome) -> RunRecord:
+    record = run_record("INC-7", "failback")
+    record.flow_run_id = run_id
+    record.started_at = datetime(2026, 12, 7, 17, minute, tzinfo=UTC)
+    record.outcome = outcome
+    return record
+
+
+@pytest.mark.parametrize(
+    ("earlier", "kept"),
+    [
+        (None, ""),
+        (_ran("stopped", 10, "running"), "the run wrote its own"),
+        (_ran("rerun", 12, "running"), "kept the incident's later record"),
+        (_ran("first", 1, "completed"), "kept the incident's later record"),
+        (_ran("first", 1, "failed"), ""),  # an earlier run's failure: the stopped run says more
+    ],
+)
+def test_a_stopped_runs_record_replaces_only_an_earlier_unfinished_one(
+    earlier: RunRecord | None, kept: str
+) -> None:
+    assert stopped_run.kept_because(earlier, _ran("stopped", 10, "running")) == kept
 
 
 def test_the_rebuilt_label_names_the_incident_in_the_characters_labels_allow() -> None:
