@@ -121,10 +121,11 @@ def repair_left_state(
     ):
         changed.append("the database fence a killed run left was lifted")
     needed = left.repoint
-    if needed:
+    if needed or left.fenced is not None:
         take_lock()
-        # Read again under the lock: a live run of the incident it waited for may have
-        # pointed the apps, or promoted again, meanwhile.
+        # Read again under the lock (taken for the fence, or now): a live run of the
+        # incident it waited for may have pointed the apps, or promoted and been killed
+        # before pointing them, meanwhile.
         needed = _repoint_needed(topo, record)
     if needed == "promoted":
         why = (

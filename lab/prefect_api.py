@@ -148,16 +148,9 @@ class PrefectApi:
             self.task_runs(run_id), key=lambda t: str(t.get("start_time") or t["created"])
         )
         task_lines = [f"  {t['name']}: {(t.get('state') or {}).get('type')}" for t in tasks]
-        response = self.http.post(
-            "/logs/filter",
-            json={
-                "logs": {"flow_run_id": {"any_": [run_id]}},
-                "sort": "TIMESTAMP_DESC",
-                "limit": lines,
-            },
-        )
-        response.raise_for_status()
-        log_lines = [f"  {e['timestamp']} {e['message']}" for e in reversed(response.json())]
+        log_lines = [
+            f"  {e['timestamp']} {e['message']}" for e in self.last_log_entries(run_id, lines)
+        ]
         return "\n".join(["task runs:", *task_lines, f"last {lines} log lines:", *log_lines])
 
     def input_schema(self, run_id: str, timeout: float = 60) -> dict[str, Any]:
@@ -196,6 +189,19 @@ class PrefectApi:
         )
         response.raise_for_status()
         return [entry["message"] for entry in response.json()]
+
+    def last_log_entries(self, run_id: str, lines: int) -> list[dict[str, Any]]:
+        """The run's last ``lines`` log entries, oldest first."""
+        response = self.http.post(
+            "/logs/filter",
+            json={
+                "logs": {"flow_run_id": {"any_": [run_id]}},
+                "sort": "TIMESTAMP_DESC",
+                "limit": lines,
+            },
+        )
+        response.raise_for_status()
+        return list(reversed(response.json()))
 
     def final_logs(self, run_id: str, timeout: float = 20) -> list[str]:
         """The logs of a run that has ended, once its engine's last line is stored.
@@ -253,7 +259,11 @@ class PrefectApi:
                 return events
             if time.monotonic() > deadline:
                 # The run's last lines say why it emitted nothing, if it did not.
-                said = "; ".join(self.logs(run_id)[-3:]) if run_id else ""
+                said = (
+                    "; ".join(e["message"] for e in self.last_log_entries(run_id, 3))
+                    if run_id
+                    else ""
+                )
                 raise AssertionError(
                     f"no event {name} stored within {timeout} s"
                     + (f"; the run's last log lines: {said}" if said else "")

@@ -108,12 +108,7 @@ def assert_slot_freed(api: PrefectApi, record: dict[str, Any], killed: str) -> N
 
 def recent_logs(api: PrefectApi, run_id: str) -> list[str]:
     """The run's newest log lines first (the worker's hook logs under the run too)."""
-    response = api.http.post(
-        "/logs/filter",
-        json={"logs": {"flow_run_id": {"any_": [run_id]}}, "sort": "TIMESTAMP_DESC", "limit": 50},
-    )
-    response.raise_for_status()
-    return [entry["message"] for entry in response.json()]
+    return [entry["message"] for entry in reversed(api.last_log_entries(run_id, 50))]
 
 
 def assert_stopped_record(record: dict[str, Any], killed: str, **fields: str) -> None:

@@ -280,9 +280,10 @@ def test_slow_replies_alone_cross_the_p95_threshold(fresh_lab: Lab, api: Prefect
         fresh_lab.fault(api=REGION_APP, method="GET", path="^/ai/status$", latency_s=0.08)
         wait_for(lambda: storm.sent >= 30, timeout=30, what="slow traffic")
         # What the watch judges: a p95 over the threshold, and only once its window holds
-        # min_requests (20) requests. Monitoring shows a reply only 1.8 wall seconds
-        # later, so when the storm has sent 30 it may show 12 to 25 (rehearsed on a loaded
-        # host). Stop 38's CI launched the watch on too few; it rightly judged nothing.
+        # min_requests (20) requests, slow or not. Monitoring shows a reply only 1.8 wall
+        # seconds later, so when the storm has sent 30 it may show 12 to 25 (rehearsed on
+        # a loaded host). Stop 38's CI launched the watch on too few; it rightly judged
+        # nothing.
         wait_for(
             lambda: slow_replies_shown(fresh_lab, "ai-service"),
             timeout=60,
