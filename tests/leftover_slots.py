@@ -6,7 +6,9 @@ but a test that fails between the kill and its re-run leaves it held, and the ne
 on that lab waits for the slot and fails with LockHeld: one failure read as two. The
 lab's reset cannot free it (the slot is Prefect's, not the lab's), so ``fresh_lab`` does,
 for runs Prefect has already ended. A run still going is left alone: its own test
-decides how it ends.
+decides how it ends. (The tests cancel through CANCELLING, so the worker marks a run
+CANCELLED only once its process has ended; a run forced straight to CANCELLED while its
+process lived would lose its slot here, and end at its next lease renewal.)
 """
 
 from __future__ import annotations
