@@ -270,18 +270,17 @@ def _run(topo: Topology, record: RunRecord, dry_run: bool, held: ExitStack) -> N
             else:
                 step.outcome = "unchanged"
         with record.step("rebuild-primary-replica") as step:
-            made = resumable(sql_create_replica, record, "replica")(
-                env,
-                old.project,
-                old.instance,
-                old.region,
-                promoted.instance,
-                rebuilt_label(record),
-                deletion_protection=protected,
-            )
+            made = _rebuild_replica(record, old, promoted, protected)
             step.detail = f"{made.name} replicates {made.master}" + (
                 "; deletion protection on, as the stale primary had" if protected else ""
             )
+    elif old_state is not None and old_state.is_replica and old_state.state != "RUNNABLE":
+        # Labelled at creation: a run killed right after asking for the replica leaves
+        # it this incident's while Cloud SQL still creates it. Its create operation is
+        # waited for (sql_create_replica joins it), before anything reads from it.
+        with record.step("rebuild-primary-replica") as step:
+            made = _rebuild_replica(record, old, promoted, bool(old_state.deletion_protection))
+            step.detail = f"{made.name} replicates {made.master}: its creation was waited for"
     early = [
         s.name for s, st in zip(topo.services, primary_states, strict=True) if scales_early(st)
     ]
@@ -361,6 +360,23 @@ def _run(topo: Topology, record: RunRecord, dry_run: bool, held: ExitStack) -> N
         "secondary_services": [r.model_dump() for r in standby],
     }
     record.finish("completed")
+
+
+def _rebuild_replica(
+    record: RunRecord, old: SqlInstanceRef, promoted: SqlInstanceRef, protected: bool
+) -> InstanceState:
+    """The primary-region instance as a replica of the promoted one, labelled as this
+    incident's: created, or its creation (a killed run's) waited for."""
+    made: InstanceState = resumable(sql_create_replica, record, "replica")(
+        record.environment,
+        old.project,
+        old.instance,
+        old.region,
+        promoted.instance,
+        rebuilt_label(record),
+        deletion_protection=protected,
+    )
+    return made
 
 
 def _replace_secondary(record: RunRecord, topo: Topology, exists: bool, export_uri: str) -> str:
