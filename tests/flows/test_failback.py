@@ -11,6 +11,7 @@ import pytest
 
 from lab.prefect_api import PrefectApi
 from lifeboat.topology import RegionRole
+from tests.flows.fence_checks import assert_slot_freed, hook_finished, kill, wait_crashed
 from tests.flows.lab_checks import (
     PRIMARY,
     RECORD,
@@ -31,6 +32,7 @@ from tests.flows.lab_checks import (
     sql_method,
 )
 from tests.labharness import Lab
+from tests.polling import wait_for
 
 OLD = TOPOLOGY.cloud_sql.primary
 NEW = TOPOLOGY.cloud_sql.replica
@@ -412,6 +414,58 @@ def test_a_resumed_failback_rebuilds_a_protected_primary_it_had_deleted(
     assert rerun[0][:2] == ("sql", "instances.insert"), rerun[:4]
     steps = [s["name"] for s in _record_of(fresh_lab, inc)["steps"]]
     assert "roll-primary-readers" not in steps and "repoint-primary-readers" not in steps
+
+
+def test_a_failback_killed_while_cloud_sql_creates_its_replica_is_finished_by_the_rerun(
+    fresh_lab: Lab, api: PrefectApi
+) -> None:
+    """SIGKILL right after the request that creates the rebuilt primary as a replica. The
+    instance carries the incident's label from that request, so it reads as "rebuilt
+    already" while Cloud SQL is still creating it: the re-run waits for that creation
+    (once, never a second create) before anything reads from it. Before, it skipped the
+    rebuild step and failed reading WAL from a server not yet up (the failback crash
+    sweep's point 4)."""
+    _failed_over(fresh_lab, api)
+    fresh_lab.outage(PRIMARY.name, False)
+    # 30 wall seconds of creation: the re-run reaches its read of WAL well before the
+    # killed run's creation ends (at the usual 4.8 s it read a finished instance).
+    fresh_lab.configure({"sql.insert": 3000.0})
+    since = fresh_lab.last_seq()
+    inc = incident("FBCREATE")
+    first = str(api.launch("failback/lab", {"reason": "one", "incident_id": inc})["id"])
+
+    def creating() -> bool:
+        inserts = [(a, p) for a, m, p in side_effects(fresh_lab, since) if m == "instances.insert"]
+        return (
+            bool(inserts)
+            and sql_instance(fresh_lab, OLD.project, OLD.instance).get("state") == "PENDING_CREATE"
+        )
+
+    wait_for(creating, timeout=120, what=f"{OLD.instance}'s creation under way")
+    kill(first)
+    wait_crashed(api, first)
+    wait_for(lambda: hook_finished(api, first), timeout=60, what="the crash hook's end")
+    fresh_lab.configure({"sql.insert": 480.0})  # the secondary's rebuild: Google's usual
+
+    final = api.wait(
+        api.launch("failback/lab", {"reason": "two", "incident_id": inc})["id"], timeout=600
+    )
+
+    record = _record_of(fresh_lab, inc)
+    assert final["state"]["type"] == "COMPLETED", (
+        final["state"]["message"],
+        [(s["name"], s["detail"]) for s in record["steps"]],
+    )
+    inserts = [p for _, m, p in side_effects(fresh_lab, since) if m == "instances.insert"]
+    # One create of the primary-region replica (the killed run's), one of the secondary's.
+    assert len(inserts) == 2 and f"projects/{OLD.project}/" in inserts[0], inserts
+    [rebuild] = [s for s in record["steps"] if s["name"] == "rebuild-primary-replica"]
+    assert rebuild["detail"].endswith("its creation was waited for"), rebuild
+    steps = [s["name"] for s in record["steps"]]
+    assert steps.index("rebuild-primary-replica") < steps.index("promote"), steps
+    assert instance_type(fresh_lab, OLD.project, OLD.instance) == "CLOUD_SQL_INSTANCE"
+    assert front_region(fresh_lab) == PRIMARY.name
+    assert_slot_freed(api, record, first)
 
 
 def test_the_fence_refuses_the_public_path_while_it_holds(fresh_lab: Lab, api: PrefectApi) -> None:
