@@ -154,7 +154,7 @@ def _running(pid: int) -> bool:
     """Whether the process runs; a zombie awaiting its reaper does not count."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # reaped before the open, or the read
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 

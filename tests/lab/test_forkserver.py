@@ -167,7 +167,7 @@ def test_killing_the_launcher_kills_the_run_as_a_kill_9_would(server: Server) ->
     def gone() -> bool:
         try:
             state = Path(f"/proc/{run_pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except FileNotFoundError:
+        except (FileNotFoundError, ProcessLookupError):  # reaped before the open, or the read
             return True
         return state == "Z"  # dead, and not yet reaped by the server
 
