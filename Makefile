@@ -27,12 +27,11 @@ demo: $(STAMP)
 # which must not be imported before the lab configures it), then everything else, on four
 # xdist workers with a lab each (tests/labharness.py gives each its own ports and starts
 # them one at a time), a test file per worker at a time so that a module's fixtures start
-# once. Five on two cores: four left a third of the CPU idle (1.32 to 1.39 cores busy on
-# average), five keep both busy for most of the run; six overloaded them (README, "the lab
-# suite").
+# once. Four on two cores: they keep the CPU about three quarters busy, and six overloaded
+# it (README, "the lab suite").
 test: $(STAMP)
 	$(BIN)/pytest -q tests/unit
-	$(BIN)/pytest -q --durations=15 -n 5 --dist loadfile --no-loadscope-reorder --ignore=tests/unit
+	$(BIN)/pytest -q --durations=15 -n 4 --dist loadfile --no-loadscope-reorder --ignore=tests/unit
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
