@@ -123,7 +123,12 @@ def failback_plan(
     secondary_export_uri: str,
     repoint: list[str] | None = None,
     version: str | None = None,
+    rebuilt: InstanceState | None = None,
 ) -> list[str]:
+    """The failback's steps as lines. ``old_primary``: the stale primary to export and
+    delete, if it is still there; ``rebuilt``: the primary-region instance an earlier run
+    of this incident created in its place (its label says so), which is kept, or whose
+    creation is waited for."""
     primary, secondary = topo.regions.primary, topo.regions.secondary
     old, promoted = topo.cloud_sql.primary, topo.cloud_sql.replica
     lines = []
@@ -136,9 +141,7 @@ def failback_plan(
             lines.append(f"lift deletion protection on {old.instance} (it is exported first)")
         lines.append(f"delete {old.project}:{old.instance}")
     lines += [
-        f"create {old.project}:{old.instance} in {primary.name} "
-        f"as a replica of {promoted.instance}"
-        + (" with deletion protection, as the stale primary had" if protect else ""),
+        _rebuild_line(old, primary.name, promoted.instance, protect, rebuilt),
         # Outside the outage: the services whose instances reach the new version however
         # they start scale up now; the others only once it exists.
         *[
@@ -244,6 +247,7 @@ def _run(topo: Topology, record: RunRecord, dry_run: bool, held: ExitStack) -> N
         secondary_export_uri,
         repoint=repoint,
         version=version,
+        rebuilt=old_state if rebuilt else None,
     )
     logger.info("plan:\n%s", "\n".join(record.plan))
     if dry_run:
@@ -360,6 +364,26 @@ def _run(topo: Topology, record: RunRecord, dry_run: bool, held: ExitStack) -> N
         "secondary_services": [r.model_dump() for r in standby],
     }
     record.finish("completed")
+
+
+def _rebuild_line(
+    old: SqlInstanceRef,
+    region: str,
+    master: str,
+    protect: bool,
+    rebuilt: InstanceState | None,
+) -> str:
+    name = f"{old.project}:{old.instance}"
+    if rebuilt is None:
+        return f"create {name} in {region} as a replica of {master}" + (
+            " with deletion protection, as the stale primary had" if protect else ""
+        )
+    if rebuilt.is_replica and rebuilt.state != "RUNNABLE":
+        return (
+            f"wait for the creation of {name} as a replica of {master}, asked for by an "
+            f"earlier run of this incident (it is {rebuilt.state})"
+        )
+    return f"keep {name}: an earlier run of this incident rebuilt it"
 
 
 def _rebuild_replica(

@@ -461,6 +461,9 @@ def test_a_failback_killed_while_cloud_sql_creates_its_replica_is_finished_by_th
     assert len(inserts) == 2 and f"projects/{OLD.project}/" in inserts[0], inserts
     [rebuild] = [s for s in record["steps"] if s["name"] == "rebuild-primary-replica"]
     assert rebuild["detail"].endswith("its creation was waited for"), rebuild
+    waits = f"wait for the creation of {OLD.project}:{OLD.instance} as a replica of {NEW.instance}"
+    assert any(line.startswith(waits) for line in record["plan"]), record["plan"]
+    assert not any(line.startswith("create ") for line in record["plan"]), record["plan"]
     steps = [s["name"] for s in record["steps"]]
     assert steps.index("rebuild-primary-replica") < steps.index("promote"), steps
     assert instance_type(fresh_lab, OLD.project, OLD.instance) == "CLOUD_SQL_INSTANCE"

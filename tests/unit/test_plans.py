@@ -234,6 +234,45 @@ def test_a_primary_service_scales_after_the_new_secret_version_unless_it_reaches
     assert late == ["scale us-central1/auth-service", "scale us-central1/ai-service"]
 
 
+@pytest.mark.parametrize(
+    ("state", "line"),
+    [
+        (
+            "PENDING_CREATE",
+            "wait for the creation of ml-datadriven-recos:varai-prod as a replica of "
+            "varai-db-secondary, asked for by an earlier run of this incident "
+            "(it is PENDING_CREATE)",
+        ),
+        (
+            "RUNNABLE",
+            "keep ml-datadriven-recos:varai-prod: an earlier run of this incident rebuilt it",
+        ),
+    ],
+)
+def test_a_resumed_failback_plans_no_second_create_of_the_instance_it_rebuilt(
+    state: str, line: str
+) -> None:
+    """The instance an earlier run created (its label names the incident) is waited for
+    or kept, never planned as a create: the run does not create it again."""
+    secondary, primary = _failback_states()
+    rebuilt = _old_primary(protected=False).model_copy(
+        update={"state": state, "instance_type": "READ_REPLICA_INSTANCE", "master": "x"}
+    )
+    assert rebuilt.is_replica
+    plan = failback_plan(
+        lab_topology(),
+        None,
+        promoted_protected=False,
+        export_uri="gs://unused",
+        secondary_states=secondary,
+        primary_states=primary,
+        secondary_export_uri="gs://varai-backups/x.sql.gz",
+        rebuilt=rebuilt,
+    )
+    assert plan[0] == line
+    assert not any(entry.startswith("create ") for entry in plan), plan
+
+
 def test_a_failback_that_finds_the_stale_primary_gone_creates_it_and_keeps_a_fence() -> None:
     topo = lab_topology()
     secondary, primary = _failback_states()
