@@ -284,7 +284,11 @@ def _run(topo: Topology, record: RunRecord, dry_run: bool, held: ExitStack) -> N
         # waited for (sql_create_replica joins it), before anything reads from it.
         with record.step("rebuild-primary-replica") as step:
             made = _rebuild_replica(record, old, promoted, bool(old_state.deletion_protection))
-            step.detail = f"{made.name} replicates {made.master}: its creation was waited for"
+            step.detail = f"{made.name} replicates {made.master}: " + (
+                "its creation was waited for"
+                if old_state.state == "PENDING_CREATE"
+                else f"it was {old_state.state}, and is RUNNABLE now"
+            )
     early = [
         s.name for s, st in zip(topo.services, primary_states, strict=True) if scales_early(st)
     ]
@@ -378,10 +382,15 @@ def _rebuild_line(
         return f"create {name} in {region} as a replica of {master}" + (
             " with deletion protection, as the stale primary had" if protect else ""
         )
-    if rebuilt.is_replica and rebuilt.state != "RUNNABLE":
+    if rebuilt.is_replica and rebuilt.state == "PENDING_CREATE":
         return (
             f"wait for the creation of {name} as a replica of {master}, asked for by an "
-            f"earlier run of this incident (it is {rebuilt.state})"
+            "earlier run of this incident"
+        )
+    if rebuilt.is_replica and rebuilt.state != "RUNNABLE":
+        return (
+            f"check {name}, which an earlier run of this incident rebuilt: it is "
+            f"{rebuilt.state}, and the run stops there unless it becomes RUNNABLE"
         )
     return f"keep {name}: an earlier run of this incident rebuilt it"
 

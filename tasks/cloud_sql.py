@@ -216,6 +216,11 @@ def _unreplayed_bytes(
     return max(0, int(row[0])) if row else 0
 
 
+# Instance states that end by themselves (sqladmin's SqlInstanceState): created, or back
+# from maintenance.
+SETTLING_STATES = frozenset({"PENDING_CREATE", "MAINTENANCE"})
+
+
 def insert_and_wait(
     environment: str,
     project: str,
@@ -384,5 +389,11 @@ def sql_create_replica(
             environment, project, instance, "CREATE_REPLICA", body, exists=current is not None
         )
         state = describe(environment, project, instance)
+        if state.state != "RUNNABLE":
+            # No creation left to wait for, and still not serving: one still settling is
+            # asked again (a retry); a failed or suspended one is for an operator, never
+            # a replica to read WAL from.
+            error = TransientError if state.state in SETTLING_STATES else PermanentError
+            raise error(f"sql-create-replica: {project}:{instance} is {state.state}, not RUNNABLE")
     get_run_logger().info("%s:%s is a replica of %s in %s", project, instance, master, region)
     return state

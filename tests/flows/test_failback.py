@@ -30,6 +30,7 @@ from tests.flows.lab_checks import (
     sql,
     sql_instance,
     sql_method,
+    sql_requests,
 )
 from tests.labharness import Lab
 from tests.polling import wait_for
@@ -427,9 +428,9 @@ def test_a_failback_killed_while_cloud_sql_creates_its_replica_is_finished_by_th
     sweep's point 4)."""
     _failed_over(fresh_lab, api)
     fresh_lab.outage(PRIMARY.name, False)
-    # 30 wall seconds of creation: the re-run reaches its read of WAL well before the
-    # killed run's creation ends (at the usual 4.8 s it read a finished instance).
-    fresh_lab.configure({"sql.insert": 3000.0})
+    # 45 wall seconds of creation: the re-run reads the instance well before the killed
+    # run's creation ends (at the usual 4.8 s it read a finished instance).
+    fresh_lab.configure({"sql.insert": 4500.0})
     since = fresh_lab.last_seq()
     inc = incident("FBCREATE")
     first = str(api.launch("failback/lab", {"reason": "one", "incident_id": inc})["id"])
@@ -443,6 +444,7 @@ def test_a_failback_killed_while_cloud_sql_creates_its_replica_is_finished_by_th
 
     wait_for(creating, timeout=120, what=f"{OLD.instance}'s creation under way")
     kill(first)
+    killed_at = fresh_lab.last_seq()
     wait_crashed(api, first)
     wait_for(lambda: hook_finished(api, first), timeout=60, what="the crash hook's end")
     fresh_lab.configure({"sql.insert": 480.0})  # the secondary's rebuild: Google's usual
@@ -452,13 +454,19 @@ def test_a_failback_killed_while_cloud_sql_creates_its_replica_is_finished_by_th
     )
 
     record = _record_of(fresh_lab, inc)
+    found = record["before"]["old_primary"]
+    assert found["state"] == "PENDING_CREATE", (
+        f"the creation ended before the re-run read {OLD.instance}: nothing was tested",
+        found,
+    )
     assert final["state"]["type"] == "COMPLETED", (
         final["state"]["message"],
         [(s["name"], s["detail"]) for s in record["steps"]],
     )
-    inserts = [p for _, m, p in side_effects(fresh_lab, since) if m == "instances.insert"]
-    # One create of the primary-region replica (the killed run's), one of the secondary's.
-    assert len(inserts) == 2 and f"projects/{OLD.project}/" in inserts[0], inserts
+    # Every insert, answered or refused: the killed run's (the primary-region replica),
+    # then the re-run's one (the secondary's replacement), never a second of the first.
+    assert sql_requests(fresh_lab, since).count("instances.insert") == 2
+    assert sql_requests(fresh_lab, killed_at).count("instances.insert") == 1
     [rebuild] = [s for s in record["steps"] if s["name"] == "rebuild-primary-replica"]
     assert rebuild["detail"].endswith("its creation was waited for"), rebuild
     waits = f"wait for the creation of {OLD.project}:{OLD.instance} as a replica of {NEW.instance}"

@@ -235,30 +235,41 @@ def test_a_primary_service_scales_after_the_new_secret_version_unless_it_reaches
 
 
 @pytest.mark.parametrize(
-    ("state", "line"),
+    ("state", "instance_type", "line"),
     [
         (
             "PENDING_CREATE",
+            "READ_REPLICA_INSTANCE",
             "wait for the creation of ml-datadriven-recos:varai-prod as a replica of "
-            "varai-db-secondary, asked for by an earlier run of this incident "
-            "(it is PENDING_CREATE)",
+            "varai-db-secondary, asked for by an earlier run of this incident",
         ),
         (
             "RUNNABLE",
+            "READ_REPLICA_INSTANCE",
             "keep ml-datadriven-recos:varai-prod: an earlier run of this incident rebuilt it",
+        ),
+        (  # promoted already: the run goes on from there
+            "RUNNABLE",
+            "CLOUD_SQL_INSTANCE",
+            "keep ml-datadriven-recos:varai-prod: an earlier run of this incident rebuilt it",
+        ),
+        (  # no creation to wait for: sql_create_replica refuses it
+            "FAILED",
+            "READ_REPLICA_INSTANCE",
+            "check ml-datadriven-recos:varai-prod, which an earlier run of this incident "
+            "rebuilt: it is FAILED, and the run stops there unless it becomes RUNNABLE",
         ),
     ],
 )
 def test_a_resumed_failback_plans_no_second_create_of_the_instance_it_rebuilt(
-    state: str, line: str
+    state: str, instance_type: str, line: str
 ) -> None:
-    """The instance an earlier run created (its label names the incident) is waited for
-    or kept, never planned as a create: the run does not create it again."""
+    """The instance an earlier run created (its label names the incident) is waited for,
+    kept or checked, never planned as a create: the run does not create it again."""
     secondary, primary = _failback_states()
     rebuilt = _old_primary(protected=False).model_copy(
-        update={"state": state, "instance_type": "READ_REPLICA_INSTANCE", "master": "x"}
+        update={"state": state, "instance_type": instance_type, "master": "x"}
     )
-    assert rebuilt.is_replica
     plan = failback_plan(
         lab_topology(),
         None,
