@@ -127,8 +127,8 @@ def failback_plan(
 ) -> list[str]:
     """The failback's steps as lines. ``old_primary``: the stale primary to export and
     delete, if it is still there; ``rebuilt``: the primary-region instance an earlier run
-    of this incident created in its place (its label says so), which is kept, or whose
-    creation is waited for."""
+    of this incident created in its place (its label says so): kept, its creation waited
+    for, or checked (one failed or suspended stops the run, ``sql_create_replica``)."""
     primary, secondary = topo.regions.primary, topo.regions.secondary
     old, promoted = topo.cloud_sql.primary, topo.cloud_sql.replica
     lines = []
@@ -281,7 +281,8 @@ def _run(topo: Topology, record: RunRecord, dry_run: bool, held: ExitStack) -> N
     elif old_state is not None and old_state.is_replica and old_state.state != "RUNNABLE":
         # Labelled at creation: a run killed right after asking for the replica leaves
         # it this incident's while Cloud SQL still creates it. Its create operation is
-        # waited for (sql_create_replica joins it), before anything reads from it.
+        # waited for (sql_create_replica joins it), before anything reads from it; one
+        # failed or suspended stops the run there, before any fence.
         with record.step("rebuild-primary-replica") as step:
             made = _rebuild_replica(record, old, promoted, bool(old_state.deletion_protection))
             step.detail = f"{made.name} replicates {made.master}: " + (
