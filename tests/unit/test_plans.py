@@ -113,6 +113,24 @@ def _old_primary(protected: bool) -> InstanceState:
     )
 
 
+def _plan_with_no_stale_primary(
+    secondary: list[ServiceState],
+    primary: list[ServiceState],
+    rebuilt: InstanceState | None = None,
+) -> list[str]:
+    """The failback's plan once the stale primary is gone: nothing to export or delete."""
+    return failback_plan(
+        lab_topology(),
+        None,
+        promoted_protected=False,
+        export_uri="gs://unused",
+        secondary_states=secondary,
+        primary_states=primary,
+        secondary_export_uri="gs://varai-backups/x.sql.gz",
+        rebuilt=rebuilt,
+    )
+
+
 def _failback_states() -> tuple[list[ServiceState], list[ServiceState]]:
     secondary = [
         service_state(name, service_scaling=(3, 50), volume_secret="latest") for name in SERVICES
@@ -216,15 +234,7 @@ def test_a_primary_service_scales_after_the_new_secret_version_unless_it_reaches
         True,
         True,
     ]
-    plan = failback_plan(
-        lab_topology(),
-        None,
-        promoted_protected=False,
-        export_uri="gs://unused",
-        secondary_states=secondary,
-        primary_states=[stuck, unknown, volume, env_pinned],
-        secondary_export_uri="gs://varai-backups/x.sql.gz",
-    )
+    plan = _plan_with_no_stale_primary(secondary, [stuck, unknown, volume, env_pinned])
     scales = [i for i, line in enumerate(plan) if line.startswith("scale us-central1")]
     fence = next(i for i, line in enumerate(plan) if line.startswith("fence "))
     secret = next(i for i, line in enumerate(plan) if line.startswith("add a version"))
@@ -270,16 +280,7 @@ def test_a_resumed_failback_plans_no_second_create_of_the_instance_it_rebuilt(
     rebuilt = _old_primary(protected=False).model_copy(
         update={"state": state, "instance_type": instance_type, "master": "x"}
     )
-    plan = failback_plan(
-        lab_topology(),
-        None,
-        promoted_protected=False,
-        export_uri="gs://unused",
-        secondary_states=secondary,
-        primary_states=primary,
-        secondary_export_uri="gs://varai-backups/x.sql.gz",
-        rebuilt=rebuilt,
-    )
+    plan = _plan_with_no_stale_primary(secondary, primary, rebuilt=rebuilt)
     assert plan[0] == line
     assert not any(entry.startswith("create ") for entry in plan), plan
 
