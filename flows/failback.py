@@ -278,7 +278,7 @@ def _run(topo: Topology, record: RunRecord, dry_run: bool, held: ExitStack) -> N
             step.detail = f"{made.name} replicates {made.master}" + (
                 "; deletion protection on, as the stale primary had" if protected else ""
             )
-    elif old_state is not None and old_state.is_replica and old_state.state != "RUNNABLE":
+    elif old_state is not None and _not_serving(old_state):
         # Labelled at creation: a run killed right after asking for the replica leaves
         # it this incident's while Cloud SQL still creates it. Its create operation is
         # waited for (sql_create_replica joins it), before anything reads from it; one
@@ -371,6 +371,12 @@ def _run(topo: Topology, record: RunRecord, dry_run: bool, held: ExitStack) -> N
     record.finish("completed")
 
 
+def _not_serving(rebuilt: InstanceState) -> bool:
+    """A replica this incident rebuilt that does not serve (yet): the rebuild step runs
+    again for it, and waits for its creation or refuses it."""
+    return rebuilt.is_replica and rebuilt.state != "RUNNABLE"
+
+
 def _rebuild_line(
     old: SqlInstanceRef,
     region: str,
@@ -388,7 +394,7 @@ def _rebuild_line(
             f"wait for the creation of {name} as a replica of {master}, asked for by an "
             "earlier run of this incident"
         )
-    if rebuilt.is_replica and rebuilt.state != "RUNNABLE":
+    if _not_serving(rebuilt):
         return (
             f"check {name}, which an earlier run of this incident rebuilt: it is "
             f"{rebuilt.state}, and the run stops there unless it becomes RUNNABLE"
